@@ -1,0 +1,59 @@
+"""Argument checks shared by every module: one clear line naming the argument.
+
+Errors are plain ``ValueError`` / ``TypeError`` (never ``assert``), so that library users
+can catch them and the CLI can turn them into one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+
+def check_choice(name: str, value: str, options: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``options``; otherwise raise naming ``name``."""
+    options = list(options)
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def check_images(name: str, x: object, channels: int | None = None) -> torch.Tensor:
+    """Check that ``x`` is a finite floating tensor ``[B, C, H, W]`` (optionally with C channels)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor [B, C, H, W], got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected a tensor of rank 4 [B, C, H, W], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name}: expected {channels} channel(s), got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: contains non-finite values (nan or inf)")
+    return x
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
+    """Check that a scalar is finite and > 0 (or >= 0)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """Check an integer argument with a lower bound."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        isinstance(value, float) and value.is_integer()
+    ):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {v}")
+    return v
