@@ -1,0 +1,78 @@
+"""Classifier-free guidance as a function that returns a new denoiser (DESIGN.md section 1).
+
+``D_w(x, sigma, label) = D_u + w(sigma) (D_c - D_u)`` with ``D_u = D(x, sigma, None)`` and
+``D_c = D(x, sigma, label)``. ``w = 0`` is the unconditional model, ``w = 1`` the conditional one,
+``w > 1`` guided. A *guidance schedule* is any function ``w(sigma [B]) -> float | [B]`` of the
+denoiser-frame noise level. Where ``w`` is exactly 0 or 1 only one evaluation is spent for that
+sample; :class:`Guided` counts evaluations per sample (NFE).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch
+
+from .denoisers import Denoiser, Label, as_labels, as_sigma
+
+GuidanceSchedule = Callable[[torch.Tensor], Union[float, torch.Tensor]]
+
+
+def constant(w: float) -> GuidanceSchedule:
+    """The schedule ``w(sigma) = w`` for every noise level."""
+    w = float(w)
+
+    def schedule(sigma: torch.Tensor) -> float:
+        return w
+
+    schedule.__name__ = f"constant({w:g})"
+    return schedule
+
+
+class Guided:
+    """The guided denoiser ``D_u + w(sigma) (D_c - D_u)``; ``nfe`` holds per-sample evaluation counts."""
+
+    def __init__(self, denoiser: Denoiser, w: GuidanceSchedule):
+        if not callable(w):
+            raise TypeError(f"guidance: expected a function of sigma, got {type(w).__name__}")
+        self.denoiser = denoiser
+        self.w = w
+        self.nfe: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.nfe = None
+
+    def _count(self, batch: int, counts: torch.Tensor) -> None:
+        if self.nfe is None or self.nfe.shape[0] != batch:
+            self.nfe = torch.zeros(batch, dtype=torch.long)
+        self.nfe += counts.to("cpu", torch.long)
+
+    def __call__(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
+        B = x.shape[0]
+        s = as_sigma(sigma, x)
+        lab = as_labels(label, B, x.device)
+        if lab is None:
+            self._count(B, torch.ones(B, dtype=torch.long))
+            return self.denoiser(x, s, None)
+        w = torch.as_tensor(self.w(s), dtype=x.dtype, device=x.device)
+        w = w.reshape(-1).expand(B) if w.numel() == 1 else w.reshape(B)
+        need_u, need_c = w != 1, w != 0
+        d_u = self._subset(x, s, None, need_u)
+        d_c = self._subset(x, s, lab, need_c)
+        self._count(B, need_u.long() + need_c.long())
+        wb = w.reshape(-1, 1, 1, 1)
+        return d_u + wb * (d_c - d_u)
+
+    def _subset(self, x, s, lab, mask):
+        if bool(mask.all()):
+            return self.denoiser(x, s, lab)
+        if not bool(mask.any()):
+            return torch.zeros_like(x)
+        idx = mask.nonzero().squeeze(1)
+        part = self.denoiser(x[idx], s[idx], None if lab is None else lab[idx])
+        return torch.zeros_like(x).index_put((idx,), part)
+
+
+def guided(denoiser: Denoiser, w: "GuidanceSchedule | float") -> Guided:
+    """Return the guided denoiser; ``w`` is a schedule or a constant."""
+    return Guided(denoiser, w if callable(w) else constant(w))

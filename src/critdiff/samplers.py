@@ -1,0 +1,302 @@
+"""Samplers: pure functions over a float64 sigma grid ending in 0 (DESIGN.md section 1).
+
+Every sampler has one signature::
+
+    sample_xxx(denoiser, x, sigmas, *, label=None, guidance=None, generator=None, callback=None, ...)
+
+- ``denoiser``  ``D(x, sigma, label) -> x0_hat`` in the denoiser frame ``x = x0 + sigma n``;
+- ``x``         ``[B, C, H, W]`` initial state at ``sigmas[0]`` (``x = sigmas[0] * noise``, see
+                :func:`initial_noise`);
+- ``sigmas``    float64 ``[N + 1]``, strictly decreasing, ending in 0 (``schedules.sigma_grid``);
+                it is used as given, never recomputed;
+- ``guidance``  a guidance schedule ``w(sigma)`` (or a constant): the sampler then runs the guided
+                denoiser ``D_u + w (D_c - D_u)`` of :mod:`critdiff.guidance`;
+- ``generator`` a ``torch.Generator`` or a list of one generator per sample (a sample then does not
+                depend on the batch it ran in); the global RNG when ``None``;
+- ``callback``  called with a :class:`Step` ``(i, sigma, sigma_next, x, x0_hat)`` at every step, before
+                the update (a list of callbacks is allowed).
+
+Samplers neither show progress nor switch gradients off, so Jacobians through a step or a whole
+trajectory work; the caller decides. The step to ``sigma = 0`` is the denoising step ``x = D(x)``
+for the stochastic samplers (no noise is added there).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .denoisers import Denoiser, Label
+from .errors import check_images
+from .guidance import GuidanceSchedule, guided
+from .schedules import Schedule, get as get_schedule
+from .spec import parse_spec, take_kwargs
+
+GeneratorLike = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a callback sees at step ``i``: the state ``x`` at ``sigma`` and the denoiser output there."""
+
+    i: int
+    sigma: float
+    sigma_next: float
+    x: torch.Tensor
+    x0_hat: torch.Tensor
+
+
+Callback = Callable[[Step], None]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def check_sigmas(sigmas) -> torch.Tensor:
+    """Validate a sigma grid: 1-D, >= 2 values, finite, strictly decreasing, last value 0."""
+    if not isinstance(sigmas, torch.Tensor):
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError(f"sigmas: expected a 1-D grid of at least 2 values, got shape {tuple(sigmas.shape)}")
+    s = sigmas.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError("sigmas: contains non-finite values")
+    if float(s[-1]) != 0.0:
+        raise ValueError(f"sigmas: the grid must end in 0, got last value {float(s[-1]):g}")
+    if bool((s[1:] >= s[:-1]).any()):
+        raise ValueError("sigmas: expected a strictly decreasing grid")
+    return s
+
+
+def seed_generators(seed: int, n: int, device: "torch.device | str" = "cpu") -> list[torch.Generator]:
+    """``n`` independent generators, one per sample, derived from ``seed`` (numpy SeedSequence)."""
+    states = np.random.SeedSequence(int(seed)).spawn(int(n))
+    return [torch.Generator(device=device).manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
+
+
+def randn_like(x: torch.Tensor, generator: GeneratorLike = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``: from one generator, one per sample, or the global RNG."""
+    if generator is None:
+        return torch.randn_like(x)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
+    gens = list(generator)
+    if len(gens) != x.shape[0]:
+        raise ValueError(f"generator: expected one generator per sample ({x.shape[0]}), got {len(gens)}")
+    return torch.stack(
+        [torch.randn(x.shape[1:], generator=g, dtype=x.dtype, device=g.device) for g in gens]
+    ).to(x.device)
+
+
+def initial_noise(shape, sigmas, generator: GeneratorLike = None, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """``x = sigmas[0] * n`` with ``n ~ N(0, I)`` of ``shape`` ``[B, C, H, W]``."""
+    z = randn_like(torch.empty(shape, dtype=dtype, device=device), generator)
+    return z * float(check_sigmas(sigmas)[0])
+
+
+def _setup(denoiser, x, sigmas, label, guidance):
+    check_images("x", x)
+    s = check_sigmas(sigmas)
+    if guidance is not None:
+        if label is None:
+            raise ValueError("guidance: needs a label (guidance mixes conditional and unconditional outputs)")
+        denoiser = guided(denoiser, guidance)
+    return denoiser, [float(v) for v in s]
+
+
+def _notify(callback, step: Step) -> None:
+    if callback is None:
+        return
+    for cb in callback if isinstance(callback, (list, tuple)) else (callback,):
+        cb(step)
+
+
+# --- deterministic: probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma -----------------
+def sample_euler(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+                 generator: GeneratorLike = None, callback=None) -> torch.Tensor:
+    """Euler steps of the probability-flow ODE ``dx/dsigma = (x - D) / sigma`` (Karras et al. 2022)."""
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    for i in range(len(s) - 1):
+        d0 = denoiser(x, s[i], label)
+        _notify(callback, Step(i, s[i], s[i + 1], x, d0))
+        x = x + (s[i + 1] - s[i]) * (x - d0) / s[i]
+    return x
+
+
+def sample_heun(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+                generator: GeneratorLike = None, callback=None) -> torch.Tensor:
+    """Heun's 2nd-order method for the probability-flow ODE (Karras et al. 2022, Algorithm 1, no churn).
+
+    The last step (to sigma = 0) is an Euler step, i.e. ``x = D(x)``.
+    """
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        d0 = denoiser(x, sigma, label)
+        _notify(callback, Step(i, sigma, sigma_next, x, d0))
+        slope = (x - d0) / sigma  # dx/dsigma at sigma
+        x_euler = x + (sigma_next - sigma) * slope
+        if sigma_next == 0:
+            x = x_euler
+        else:
+            d1 = denoiser(x_euler, sigma_next, label)
+            slope_next = (x_euler - d1) / sigma_next
+            x = x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
+    return x
+
+
+# --- stochastic ------------------------------------------------------------------------------
+def sample_euler_maruyama(denoiser: Denoiser, x, sigmas, *, label: Label = None,
+                          guidance: GuidanceSchedule = None, generator: GeneratorLike = None, callback=None,
+                          schedule: "Schedule | str | None" = None) -> torch.Tensor:
+    """Euler-Maruyama of the reverse SDE (Song et al. 2021, eq. 6).
+
+    Without ``schedule``: the reverse VE SDE of the denoiser frame, ``dx = -d(sigma^2) score + sqrt(d(sigma^2)) dW``,
+    ``x' = x + (sigma^2 - sigma'^2) (D - x)/sigma^2 + sqrt(sigma^2 - sigma'^2) xi``.
+    With ``schedule``: exactly the EM step of that schedule's reverse SDE in its own frame
+    ``z = a x``: ``z' = z - (f z - g^2 score_z) dt + g sqrt(dt) xi`` with ``dt = t - t' > 0``,
+    ``score_z = (D - x) / (a sigma^2)``, then ``x' = z' / a(t')`` (times from ``schedule.t_of_sigma``).
+    """
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    sch = None if schedule is None else get_schedule(schedule)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        d0 = denoiser(x, sigma, label)
+        _notify(callback, Step(i, sigma, sigma_next, x, d0))
+        if sigma_next == 0:
+            x = d0
+        elif sch is None:
+            dvar = sigma**2 - sigma_next**2
+            x = x + dvar * (d0 - x) / sigma**2 + math.sqrt(dvar) * randn_like(x, generator)
+        else:
+            t, t_next = float(sch.t_of_sigma(sigma)), float(sch.t_of_sigma(sigma_next))
+            a, a_next = float(sch.a(t)), float(sch.a(t_next))
+            f, g2, dt = float(sch.f(t)), float(sch.g2(t)), t - t_next
+            z = a * x
+            score_z = (d0 - x) / (a * sigma**2)
+            z = z - (f * z - g2 * score_z) * dt + math.sqrt(g2 * dt) * randn_like(x, generator)
+            x = z / a_next
+    return x
+
+
+def ancestral_sigma(sigma: float, sigma_next: float, eta: float = 1.0) -> float:
+    """Noise injected by an ancestral/DDIM step in the denoiser frame.
+
+    ``sigma_up = eta sqrt(sigma'^2 (sigma^2 - sigma'^2) / sigma^2)``: DDIM's ``sigma_t(eta)`` (Song et al.
+    2021, eq. 16) divided by ``sqrt(abar')``, with ``abar = 1/(1 + sigma^2)``.
+    """
+    return eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+
+
+def sample_ddpm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+                generator: GeneratorLike = None, callback=None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, eq. 6-7) in the denoiser frame.
+
+    The posterior ``q(x_{t-1} | x_t, x0_hat)`` with ``abar = 1/(1 + sigma^2)``, divided by ``sqrt(abar')``:
+    ``x' = (1 - sigma'^2/sigma^2) x0_hat + (sigma'^2/sigma^2) x + sigma_up xi``, ``sigma_up`` of
+    :func:`ancestral_sigma` with eta = 1 (the "fixed_small" variance ``beta_tilde``).
+    """
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        d0 = denoiser(x, sigma, label)
+        _notify(callback, Step(i, sigma, sigma_next, x, d0))
+        if sigma_next == 0:
+            x = d0
+            continue
+        r = sigma_next**2 / sigma**2
+        x = (1 - r) * d0 + r * x + ancestral_sigma(sigma, sigma_next) * randn_like(x, generator)
+    return x
+
+
+def sample_ddim(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+                generator: GeneratorLike = None, callback=None, eta: float = 0.0) -> torch.Tensor:
+    """DDIM (Song, Meng & Ermon 2021, eq. 12) with stochasticity ``eta`` in the denoiser frame.
+
+    ``x' = x0_hat + sqrt(sigma'^2 - sigma_up^2) eps_hat + sigma_up xi`` with ``eps_hat = (x - x0_hat)/sigma``;
+    ``eta = 0`` is deterministic DDIM, ``eta = 1`` equals DDPM ancestral sampling.
+    """
+    if not (eta >= 0 and math.isfinite(eta)):
+        raise ValueError(f"eta: expected a finite number >= 0, got {eta}")
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        d0 = denoiser(x, sigma, label)
+        _notify(callback, Step(i, sigma, sigma_next, x, d0))
+        if sigma_next == 0:
+            x = d0
+            continue
+        up = ancestral_sigma(sigma, sigma_next, eta)
+        if up > sigma_next:
+            raise ValueError(f"eta: {eta} injects more noise than the step allows (sigma_up > sigma_next)")
+        x = d0 + math.sqrt(sigma_next**2 - up**2) * (x - d0) / sigma
+        if up > 0:
+            x = x + up * randn_like(x, generator)
+    return x
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "heun": sample_heun,
+    "euler": sample_euler,
+    "euler-maruyama": sample_euler_maruyama,
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+}
+STOCHASTIC = ("euler-maruyama", "ddpm", "ddim")
+
+
+def get(spec: str) -> Callable[..., torch.Tensor]:
+    """A sampler by spec: ``heun``, ``euler``, ``euler-maruyama`` (alias ``em``), ``ddpm``, ``ddim:eta=0.5``.
+
+    Options are bound with ``functools.partial``; the result has the shared sampler signature.
+    """
+    import functools
+
+    s = parse_spec(spec, "sampler")
+    name = "euler-maruyama" if s.name == "em" else s.name
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler: unknown sampler {s.name!r}; expected one of {', '.join(SAMPLERS)}")
+    if s.args:
+        raise ValueError(f"sampler: options must be key=value, got {spec!r}")
+    allowed = {"ddim": {"eta": 0.0}, "euler-maruyama": {"schedule": None}}.get(name, {})
+    kwargs = take_kwargs(s, allowed, "sampler")
+    if name == "ddim":
+        kwargs["eta"] = float(kwargs["eta"])
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return functools.partial(SAMPLERS[name], **kwargs) if kwargs else SAMPLERS[name]
+
+
+class Recorder:
+    """A callback that keeps the trajectory: ``x`` and ``x0_hat`` at chosen step indices.
+
+    ``steps=None`` records every step; otherwise a set of step indices (negative indices count from
+    the end of a grid of ``n_steps`` steps, which must then be given). Tensors are detached copies.
+    """
+
+    def __init__(self, steps: Optional[Sequence[int]] = None, n_steps: Optional[int] = None):
+        if steps is not None:
+            steps = [int(k) for k in steps]
+            if any(k < 0 for k in steps):
+                if n_steps is None:
+                    raise ValueError("steps: negative step indices need n_steps")
+                steps = [k % n_steps for k in steps]
+        self.steps = None if steps is None else set(steps)
+        self.i: list[int] = []
+        self.sigma: list[float] = []
+        self.x: list[torch.Tensor] = []
+        self.x0_hat: list[torch.Tensor] = []
+
+    def __call__(self, step: Step) -> None:
+        if self.steps is None or step.i in self.steps:
+            self.i.append(step.i)
+            self.sigma.append(step.sigma)
+            self.x.append(step.x.detach().clone())
+            self.x0_hat.append(step.x0_hat.detach().clone())
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(sigmas [T], x [T, B, C, H, W], x0_hat [T, B, C, H, W])``."""
+        if not self.x:
+            raise ValueError("Recorder: nothing was recorded")
+        return torch.tensor(self.sigma, dtype=torch.float64), torch.stack(self.x), torch.stack(self.x0_hat)
