@@ -37,7 +37,7 @@ class Denoiser(Protocol):
 
 def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     """Noise level as a ``[B]`` tensor in ``x``'s dtype and device; raises unless finite and > 0."""
-    s = torch.as_tensor(sigma)
+    s = sigma if isinstance(sigma, torch.Tensor) else torch.as_tensor(sigma, dtype=torch.float64)
     if s.ndim == 0:
         s = s.reshape(1).expand(x.shape[0])
     elif s.ndim != 1 or s.shape[0] != x.shape[0]:

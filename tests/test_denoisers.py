@@ -1,0 +1,123 @@
+"""Denoiser contract: conversions, edge wrappers, discrete timesteps, guidance and NFE counting."""
+
+import math
+
+import pytest
+import torch
+
+from critdiff import denoisers as DN
+from critdiff.guidance import Guided, constant, guided
+from critdiff.scores.gaussian import GaussianScore
+
+
+def _data(n=64, seed=0, C=1, H=3, W=3):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, C, H, W, generator=g, dtype=torch.float64)
+    return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(base, (1, 1, 1, 1), mode="circular"), 3, 1) + 0.2
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_conversions_round_trip(dtype, tol):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 2, 4, 4, generator=g).to(dtype)
+    x0 = torch.randn(5, 2, 4, 4, generator=g).to(dtype)
+    sigma = torch.tensor([0.01, 0.3, 1.0, 5.0, 80.0], dtype=dtype)
+    for fwd, inv in [(DN.x0_to_eps, DN.eps_to_x0), (DN.x0_to_score, DN.score_to_x0), (DN.x0_to_v, DN.v_to_x0)]:
+        assert torch.allclose(inv(x, fwd(x, x0, sigma), sigma), x0, rtol=tol * 100, atol=tol * 100)
+
+
+def test_v_matches_vp_definition():
+    """v = a eps - s x0 in the VP frame z = a x0 + s eps, with a^2 + s^2 = 1."""
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(3, 1, 2, 2, generator=g, dtype=torch.float64), torch.randn(3, 1, 2, 2, generator=g, dtype=torch.float64)
+    a, s = 0.8, 0.6
+    x = (a * x0 + s * eps) / a
+    sigma = s / a
+    assert torch.allclose(DN.x0_to_v(x, x0, sigma), a * eps - s * x0, atol=1e-12)
+
+
+@pytest.mark.parametrize("prediction", DN.PREDICTIONS)
+def test_preconditioned_wrapper_reproduces_the_denoiser(prediction):
+    """A network that outputs the exact eps / v / x0 of a Gaussian model, given the VP input and
+    logsnr, wrapped by Preconditioned, must give back that model's denoiser."""
+    model = GaussianScore(_data())
+
+    def net(z, c_noise, label):
+        sigma = torch.exp(-0.5 * c_noise)
+        x = z * torch.sqrt(1 + sigma**2).reshape(-1, 1, 1, 1)
+        d = model(x, sigma)
+        return {"eps": DN.x0_to_eps, "v": DN.x0_to_v, "x0": lambda x, d, s: d}[prediction](x, d, sigma)
+
+    wrapped = DN.Preconditioned(net, prediction)
+    x = torch.randn(4, 1, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2
+    sigma = torch.tensor([0.05, 0.5, 2.0, 20.0], dtype=torch.float64)
+    assert torch.allclose(wrapped(x, sigma), model(x, sigma), rtol=1e-10, atol=1e-10)
+
+
+def test_discrete_time_noise_exact_on_grid_and_monotone():
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    ac = torch.cumprod(1 - betas, 0)
+    m = DN.DiscreteTimeNoise(ac)
+    sig = m.sigmas()
+    idx = torch.tensor([0, 1, 17, 500, 999])
+    assert torch.allclose(m(sig[idx]), idx.to(torch.float64), atol=1e-9)
+    mid = torch.sqrt(sig[10] * sig[11]).reshape(1)
+    assert 10 < float(m(mid)) < 11
+    assert float(DN.DiscreteTimeNoise(ac, quantize=True)(mid)) in (10.0, 11.0)
+    with pytest.raises(ValueError, match="alphas_cumprod"):
+        DN.DiscreteTimeNoise(torch.tensor([0.5, 0.9]))
+
+
+def test_as_sigma_and_labels_errors():
+    x = torch.zeros(3, 1, 2, 2)
+    assert DN.as_sigma(0.5, x).shape == (3,)
+    for bad in (0.0, -1.0, float("nan"), torch.ones(2)):
+        with pytest.raises(ValueError, match="sigma"):
+            DN.as_sigma(bad, x)
+    assert DN.as_labels(2, 3).tolist() == [2, 2, 2]
+    with pytest.raises(TypeError, match="label"):
+        DN.as_labels(torch.ones(3), 3)
+    with pytest.raises(ValueError, match="label"):
+        DN.as_labels(torch.ones(2, dtype=torch.long), 3)
+
+
+class _Probe:
+    """A denoiser that records which labels it saw: D = x * (1 + label) (label None -> x)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, x, sigma, label=None):
+        self.seen.append(None if label is None else DN.as_labels(label, x.shape[0]).tolist())
+        if label is None:
+            return x.clone()
+        return x * (1 + DN.as_labels(label, x.shape[0]).to(x.dtype).reshape(-1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("w, calls", [(0.0, 1), (1.0, 1), (2.5, 2)])
+def test_guidance_formula_and_nfe(w, calls):
+    base = _Probe()
+    counted = DN.CountingDenoiser(base)
+    D = guided(counted, w)
+    x = torch.ones(2, 1, 2, 2)
+    out = D(x, 1.0, 3)
+    d_u, d_c = x, 4 * x
+    assert torch.allclose(out, d_u + w * (d_c - d_u))
+    assert counted.calls == calls and D.nfe.tolist() == [calls, calls]
+
+
+def test_per_sample_guidance_spends_one_call_where_w_is_0_or_1():
+    counted = DN.CountingDenoiser(_Probe())
+    D = Guided(counted, lambda s: torch.tensor([0.0, 1.0, 3.0]))
+    x = torch.ones(3, 1, 1, 1)
+    out = D(x, 1.0, torch.tensor([1, 1, 1]))
+    assert out.flatten().tolist() == [1.0, 2.0, 1.0 + 3.0 * (2.0 - 1.0)]
+    assert D.nfe.tolist() == [1, 1, 2]
+    assert counted.evaluations == 4
+
+
+def test_unconditional_call_ignores_guidance():
+    counted = DN.CountingDenoiser(_Probe())
+    D = guided(counted, constant(7.0))
+    D(torch.ones(2, 1, 1, 1), 1.0, None)
+    assert counted.calls == 1 and counted.denoiser.seen == [None]
