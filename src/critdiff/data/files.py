@@ -161,7 +161,7 @@ def _read_image(path: str, gray: bool | None) -> np.ndarray | bool:
         with Image.open(path) as img:
             if gray is None:  # header only, no decoding
                 return len(img.getbands()) == 1 or img.mode == "LA"
-            return np.asarray(img.convert("L" if gray else "RGB"))
+            return np.array(img.convert("L" if gray else "RGB"))
     except (OSError, ValueError, SyntaxError) as err:
         raise fail(f"cannot read image {path}: {' '.join(str(err).split())}") from None
 
