@@ -14,7 +14,8 @@ so it may not contain ``,``; common options are ``n=N`` (stratified random subse
 - ``folder``: image files read with PIL. If the folder has subfolders with images, each
   subfolder is a class (labels in sorted name order); images at the top level give no labels
   (mixing both is an error). ``gray=true|false`` converts to 1 or 3 channels (default: gray
-  when every image has one band). 8-bit values map ``v -> 2 v / 255 - 1``. Without ``size``
+  when every image has one band; alpha is dropped). Images are read as 8 bits (PIL's own
+  conversion for other modes) and map ``v -> 2 v / 255 - 1``. Without ``size``
   all images must have the same size.
 - ``npy``: an array ``(N, H, W)`` or ``(N, C, H, W)``, min/max rescaled to ``[-1, 1]`` unless
   ``scale=none`` (values kept as they are). Labels from ``labels=PATH`` or the sibling

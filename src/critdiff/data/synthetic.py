@@ -8,7 +8,8 @@ frequencies ``k = 2 pi m / size`` for ``m`` in ``fftfreq`` order.
   data distribution is two points in image space. Classes are balanced and shuffled.
 - ``stripes``: ``amp * cos(2 pi u / L + phi)`` with ``phi ~ U[0, 2 pi)``, ``u`` the column
   index (``orientation=x``: the wave vector points along x, label 0) or the row index
-  (``orientation=y``, label 1); ``both`` mixes the two, balanced and shuffled.
+  (``orientation=y``, label 1); ``both`` mixes the two, balanced and shuffled. With
+  ``channels=C`` every channel holds the same pattern.
 - ``grf``: stationary Gaussian random fields with power spectrum ``P(|k|)``,
   ``spectrum=powerlaw``: ``P ∝ (k0^2 + |k|^2)^(-alpha/2)`` or ``spectrum=ring``:
   ``P ∝ exp(-(|k| - k0)^2 / (2 w^2))``, normalised so that the pixel standard deviation is
