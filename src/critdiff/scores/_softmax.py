@@ -1,0 +1,123 @@
+"""Streaming softmax-weighted average: the shared kernel of the empirical and patch models.
+
+DESIGN.md section 2. For query rows ``q_r`` (``[G, Nq, D]``, ``G`` independent groups: one per
+pixel position for the local patch model, ``G = 1`` otherwise) and a pool of keys ``p_j`` with
+values ``v_j`` (``[G, M, D]`` and ``[G, M, Cv]``) it returns
+
+    out_r = sum_j w_rj v_j,    w_rj = softmax_j( -|q_r - p_j|^2 / (2 sigma_r^2) + lw_j ),
+
+with an optional per-key log-weight ``lw_j`` (log multiplicity of deduplicated keys).
+
+Fast form (flash-attention style):
+
+- logits by one GEMM: ``-|q - p|^2 / (2 s^2) = (q.p - |p|^2/2) / s^2 - |q|^2 / (2 s^2)``; the last
+  term is constant per row and drops out of the softmax, so ``L = [q/s^2, 1/s^2, 1] @ [p, -|p|^2/2, lw]^T``
+  (a per-row sigma is a per-row scaling of the left factor);
+- the pool streams in chunks with an online softmax: running row max ``m``, accumulators rescaled by
+  ``exp(m_old - m_new)``, ``e = exp(L - m)`` in place, and numerator and denominator in ONE small GEMM
+  ``e @ [v, 1]``;
+- tiles are sized so that one logit tile holds about ``TILE_ELEMS`` entries (a few MB).
+
+Memory: one logit tile plus the accumulators ``[G, Nq, Cv + 1]``, whatever the pool size.
+When ``differentiable=True`` every update is out of place, so autograd through ``q`` is exact
+(used when the query requires grad; memory then grows with the pool, fine for small sizes).
+
+Precision: the expansion costs absolute logit error ~ ``eps * (|q|^2 + |p|^2) / (2 s^2)``
+(cancellation); callers choose the compute dtype with :func:`needs_float64`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Optional
+
+import torch
+
+TILE_ELEMS = 1 << 20  # logits per tile: 4 MB in float32, 8 MB in float64
+# relative logit error above which a float32 evaluation is promoted to float64
+PRECISION_TOL = 1e-5
+
+
+def needs_float64(q_norm2_max: float, p_norm2_max: float, sigma: float) -> bool:
+    """True if the float32 GEMM expansion's logit error ``eps32 (|q|^2 + |p|^2) / (2 sigma^2)`` exceeds PRECISION_TOL."""
+    eps32 = torch.finfo(torch.float32).eps
+    return eps32 * (q_norm2_max + p_norm2_max) / (2.0 * sigma * sigma) > PRECISION_TOL
+
+
+def augment_keys(p: torch.Tensor, logw: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``[..., M, D] -> [..., M, D + 1 (+1)]``: keys ``[p, -|p|^2 / 2 (, lw)]`` for the logit GEMM."""
+    cols = [p, -0.5 * (p * p).sum(-1, keepdim=True)]
+    if logw is not None:
+        cols.append(logw.unsqueeze(-1).to(p.dtype))
+    return torch.cat(cols, dim=-1)
+
+
+def augment_values(v: torch.Tensor) -> torch.Tensor:
+    """``[..., M, Cv] -> [..., M, Cv + 1]``: values ``[v, 1]`` (the last column sums the weights)."""
+    return torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+
+
+def augment_queries(q: torch.Tensor, inv_s2: torch.Tensor, with_logw: bool) -> torch.Tensor:
+    """``q [G, Nq, D]``, ``inv_s2 [Nq]`` -> ``[G, Nq, D + 1 (+1)]``: ``[q/s^2, 1/s^2 (, 1)]``."""
+    G, Nq, _ = q.shape
+    s = inv_s2.to(q.dtype).reshape(1, Nq, 1).expand(G, Nq, 1)
+    cols = [q * s, s]
+    if with_logw:
+        cols.append(torch.ones_like(s))
+    return torch.cat(cols, dim=-1)
+
+
+def softmax_average(
+    q_aug: torch.Tensor,
+    chunks: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    differentiable: bool = False,
+    tile_elems: int = TILE_ELEMS,
+) -> torch.Tensor:
+    """Softmax-weighted average of pool values for every query row.
+
+    ``q_aug [G, Nq, K]`` from :func:`augment_queries`; ``chunks`` yields ``(p_aug [G, m, K],
+    v_aug [G, m, Cv + 1])`` from :func:`augment_keys` / :func:`augment_values` (same dtype and device
+    as ``q_aug``). Returns ``[G, Nq, Cv]``.
+    """
+    G, Nq, _ = q_aug.shape
+    # query tiles: at most 1/4 of a tile's logits in rows, so pool sub-tiles stay >= a few columns wide
+    tq = max(1, min(Nq, tile_elems // (G * 256))) if G * Nq * 256 > tile_elems else Nq
+    q_tiles = [q_aug[:, i : i + tq] for i in range(0, Nq, tq)]
+    m_list: list[Optional[torch.Tensor]] = [None] * len(q_tiles)
+    acc_list: list[Optional[torch.Tensor]] = [None] * len(q_tiles)
+    for p_aug, v_aug in chunks:
+        M = p_aug.shape[1]
+        for t, qt in enumerate(q_tiles):
+            tp = max(1, tile_elems // (G * qt.shape[1]))
+            for j in range(0, M, tp):
+                pk, vk = p_aug[:, j : j + tp], v_aug[:, j : j + tp]
+                L = torch.bmm(qt, pk.transpose(1, 2))  # [G, tq, tp] logits up to a per-row constant
+                m_tile = L.detach().amax(dim=-1)
+                m_old = m_list[t]
+                m_new = m_tile if m_old is None else torch.maximum(m_old, m_tile)
+                if differentiable:
+                    e = torch.exp(L - m_new.unsqueeze(-1))
+                    contrib = torch.bmm(e, vk)
+                    if m_old is None:
+                        acc_list[t] = contrib
+                    else:
+                        acc_list[t] = acc_list[t] * torch.exp(m_old - m_new).unsqueeze(-1) + contrib
+                else:
+                    e = L.sub_(m_new.unsqueeze(-1)).exp_()
+                    if m_old is None:
+                        acc_list[t] = torch.bmm(e, vk)
+                    else:
+                        acc = acc_list[t]
+                        acc.mul_(torch.exp(m_old - m_new).unsqueeze(-1))
+                        acc.baddbmm_(e, vk)
+                m_list[t] = m_new
+    if acc_list[0] is None:
+        raise ValueError("pool: empty pool (no training patches to average)")
+    acc = torch.cat(acc_list, dim=1)  # [G, Nq, Cv + 1]
+    return acc[..., :-1] / acc[..., -1:]
+
+
+def chunked(p_aug: torch.Tensor, v_aug: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Split a materialised pool ``[G, M, .]`` into chunks of ``size`` keys."""
+    for j in range(0, p_aug.shape[1], size):
+        yield p_aug[:, j : j + size], v_aug[:, j : j + size]

@@ -1,0 +1,217 @@
+"""The patch score model: a local (LS) or translation-equivariant (ELS) analytic denoiser.
+
+DESIGN.md section 2. Training images ``y [N, C, H, W]``; a stencil ``S`` of ``|S|`` offsets. A
+patch is the vector of all ``C`` channels at every offset, ``x_{i+S}`` of length ``D = |S| C``
+(ordered offset-major, channel-minor). The denoiser at pixel ``i`` is
+
+    D_i(x) = sum_p w_i(p) p[0],    w_i(p) = softmax_p( -|x_{i+S} - p_S|^2 / (2 sigma^2) ),
+
+where ``p[0]`` is the training patch's centre pixel (all ``C`` channels; carried even if ``(0, 0)``
+is not in the stencil) and the pool holds
+
+- ``equivariant=True`` ("ELS"): the patches of every position of every training image;
+- ``equivariant=False`` ("LS"): the patches at position ``i`` only (one per training image).
+
+Boundaries: ``'periodic'`` wraps query and training images; ``'zero'`` pads both with zeros.
+``pool='valid'`` (ELS only) keeps only training patches lying wholly inside the training images,
+the query still padded as chosen (the convention of Kamb & Ganguli's ELS-machine code). With
+``labels`` the pool for ``label=k`` holds only class-``k`` patches; ``label=None`` uses all.
+
+Evaluation streams the pool in chunks through the online-softmax GEMM kernel of
+:mod:`critdiff.scores._softmax`. ``chunk_size`` is the number of pool patches (counted over all
+positions) unfolded at once: memory ~ ``chunk_size * (D + 2)`` numbers plus one ~4 MB logit tile.
+The unfolded pool is cached (per dtype and device) when it fits in ``cache_bytes``.
+
+Precision rule: the logits use the expansion ``q.p - |p|^2/2`` after shifting query and pool by the
+per-channel training mean (exact: distances are shift-invariant). A float32 call is computed in
+float64 for the samples whose estimated logit error ``eps32 (max|q|^2 + max|p|^2) / (2 sigma^2)``
+exceeds ``_softmax.PRECISION_TOL`` (1e-5): for data in [-1, 1] and ``square:7``, sigma below ~0.4.
+float64 calls stay float64 (logit error ~1e-16 (|q|^2+|p|^2)/sigma^2: ~1e-6 at sigma = 1e-4,
+where the weights are one-hot anyway for patches that are not near-ties).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+
+from ..errors import check_choice, check_images
+from ..stencil import Stencil, gather_patches, parse_stencil
+from . import _softmax as K
+from ._common import ClassIndex, check_chunk_size, check_dtype, check_labels, groups, prepare_call
+
+Boundary = Literal["periodic", "zero"]
+Pool = Literal["all", "valid"]
+DEFAULT_CHUNK = 1 << 16  # pool patches per chunk
+DEFAULT_CACHE_BYTES = 256 << 20
+
+
+class PatchScore:
+    """Patch denoiser ``D(x [B,C,H,W], sigma, label=None) -> [B,C,H,W]`` (DESIGN.md section 2).
+
+    Attributes: ``stencil`` (:class:`~critdiff.stencil.Stencil`), ``equivariant``, ``boundary``,
+    ``pool``, ``n_images``, ``n_pool`` (patches in the pool: per position for LS, in total for ELS),
+    ``patch_dim`` (``|S| C``), ``n_classes``, ``image_shape`` ``(C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        stencil="square:5",
+        equivariant: bool = True,
+        boundary: Boundary = "periodic",
+        labels: Optional[torch.Tensor] = None,
+        pool: Pool = "all",
+        chunk_size: Optional[int] = None,
+        dtype: Optional[torch.dtype] = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ):
+        images = check_images("images", images)
+        N, C, H, W = images.shape
+        if N == 0:
+            raise ValueError("images: expected at least one training image")
+        self.stencil: Stencil = parse_stencil(stencil)
+        self.equivariant = bool(equivariant)
+        self.boundary = check_choice("boundary", boundary, ("periodic", "zero"))
+        self.pool = check_choice("pool", pool, ("all", "valid"))
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.dtype = check_dtype(dtype) or images.dtype
+        self.cache_bytes = int(cache_bytes)
+        if self.boundary == "periodic":
+            self.stencil.check_fits(H, W)
+        offs = self.stencil.offsets
+        if self.pool == "valid":
+            if not self.equivariant:
+                raise ValueError("pool: 'valid' requires equivariant=True (a local pool at a border position would be empty)")
+            ys = range(-min(o[0] for o in offs), H - max(o[0] for o in offs))
+            xs = range(-min(o[1] for o in offs), W - max(o[1] for o in offs))
+            if len(ys) == 0 or len(xs) == 0:
+                raise ValueError(f"pool: 'valid' keeps no patch: stencil {self.stencil.spec!r} does not fit inside {H}x{W} images")
+            self._valid = (ys.start, ys.stop, xs.start, xs.stop)
+        else:
+            self._valid = (0, H, 0, W)
+        self.image_shape = (C, H, W)
+        self.n_images = N
+        self._classes = ClassIndex(check_labels(labels, N), N)
+        self._images = images.detach()[self._classes.order].to(self.dtype).contiguous()
+        self.labels = None if labels is None else self._classes.labels
+        y0, y1, x0, x1 = self._valid
+        self._positions = (y1 - y0) * (x1 - x0)  # pool patches per training image
+        self.patch_dim = self.stencil.size * C
+        self.n_pool = N if not self.equivariant else N * self._positions
+        # shift by the per-channel mean (exact; shrinks |q|^2, |p|^2 and so the GEMM cancellation)
+        self._shift = self._images.to(torch.float64).mean(dim=(0, 2, 3))  # [C]
+        dev2 = (self._images.to(torch.float64) - self._shift.reshape(1, C, 1, 1)).pow(2).sum(1).max()
+        if self.boundary == "zero":
+            dev2 = torch.maximum(dev2, self._shift.pow(2).sum())
+        self._p_norm2_max = float(dev2) * self.stencil.size  # bound on max |p - shift|^2
+        self._cache: dict = {}
+
+    # ---- configuration -------------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        return self._classes.n_classes
+
+    def config(self) -> dict:
+        """JSON-serialisable description of the model."""
+        C, H, W = self.image_shape
+        return {
+            "model": "patch",
+            "stencil": self.stencil.spec,
+            "stencil_size": self.stencil.size,
+            "equivariant": self.equivariant,
+            "boundary": self.boundary,
+            "pool": self.pool,
+            "n_images": self.n_images,
+            "n_pool": self.n_pool,
+            "image_shape": [C, H, W],
+            "n_classes": self.n_classes,
+            "chunk_size": self.chunk_size,
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+    def __repr__(self) -> str:
+        kind = "ELS" if self.equivariant else "LS"
+        return f"PatchScore({kind}, stencil={self.stencil.spec!r}, boundary={self.boundary!r}, pool={self.pool!r}, n_images={self.n_images})"
+
+    # ---- pool ----------------------------------------------------------------------------
+    def _patches(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training images ``[n, C, H, W]`` -> keys ``[G, m, D]`` and centre values ``[G, m, C]`` (shifted)."""
+        n, C, H, W = y.shape
+        y0, y1, x0, x1 = self._valid
+        shift = self._shift.to(y.device, y.dtype)
+        pt = gather_patches(y, self.stencil, self.boundary)[:, y0:y1, x0:x1]  # [n, h, w, S, C]
+        ctr = y.permute(0, 2, 3, 1)[:, y0:y1, x0:x1]  # [n, h, w, C]
+        pt = pt - shift
+        if self.equivariant:
+            return pt.reshape(1, -1, self.patch_dim), ctr.reshape(1, -1, C)
+        return pt.reshape(n, H * W, self.patch_dim).transpose(0, 1), ctr.reshape(n, H * W, C).transpose(0, 1)
+
+    def _images_per_chunk(self) -> int:
+        per_image = self._positions if self.equivariant else self.image_shape[1] * self.image_shape[2]
+        return max(1, (self.chunk_size or DEFAULT_CHUNK) // per_image)
+
+    def _chunks(self, lo: int, hi: int, dtype: torch.dtype, device: torch.device):
+        """Yield augmented ``(keys, values)`` chunks of the pool of training images ``lo:hi``."""
+        step = self._images_per_chunk()
+        cached = self._cached_pool(dtype, device)
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            if cached is not None:
+                r = self._positions if self.equivariant else 1
+                yield cached[0][:, a * r : b * r], cached[1][:, a * r : b * r]
+            else:
+                p, v = self._patches(self._images[a:b].to(device=device, dtype=dtype))
+                yield K.augment_keys(p), K.augment_values(v)
+
+    def _cached_pool(self, dtype, device):
+        key = (dtype, str(device))
+        if key in self._cache:
+            return self._cache[key]
+        itemsize = torch.finfo(dtype).bits // 8
+        nbytes = self.n_pool * (1 if self.equivariant else self.image_shape[1] * self.image_shape[2]) * (
+            self.patch_dim + self.image_shape[0] + 2) * itemsize
+        if nbytes > self.cache_bytes:
+            return None
+        p, v = self._patches(self._images.to(device=device, dtype=dtype))
+        self._cache[key] = (K.augment_keys(p), K.augment_values(v))
+        return self._cache[key]
+
+    # ---- evaluation ----------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor, sigma, label=None) -> torch.Tensor:
+        """Posterior-mean estimate ``x0_hat [B, C, H, W]`` (DESIGN.md section 2, patch model)."""
+        C, H, W = self.image_shape
+        x, s_list, lab_list = prepare_call(x, sigma, label, channels=C, size=(H, W), classes=self._classes)
+        B = x.shape[0]
+        differentiable = torch.is_grad_enabled() and x.requires_grad
+        shift = self._shift.to(x.device, torch.float64)
+        q_all = gather_patches(x, self.stencil, self.boundary)  # [B, H, W, S, C]
+        q_norm2 = (q_all.detach().to(torch.float64) - shift).pow(2).sum((-1, -2)).amax((1, 2)).cpu().tolist()
+        keys = []
+        for b in range(B):
+            promote = x.dtype == torch.float32 and K.needs_float64(q_norm2[b], self._p_norm2_max, s_list[b])
+            keys.append((lab_list[b], torch.float64 if promote else x.dtype))
+        outs = [None] * B
+        for (lab, cdt), idx in groups(keys).items():
+            q = q_all[idx].to(cdt) - shift.to(cdt)  # [Bg, H, W, S, C]
+            Bg = len(idx)
+            inv_s2 = torch.tensor([1.0 / s_list[b] ** 2 for b in idx], dtype=torch.float64, device=x.device)
+            if self.equivariant:
+                q = q.reshape(1, Bg * H * W, self.patch_dim)
+                inv_s2 = inv_s2.repeat_interleave(H * W)
+            else:
+                q = q.reshape(Bg, H * W, self.patch_dim).transpose(0, 1)  # [HW, Bg, D]
+            q_aug = K.augment_queries(q, inv_s2, with_logw=False)
+            lo, hi = self._classes.pool_range(lab, self.n_images)
+            out = K.softmax_average(q_aug, self._chunks(lo, hi, cdt, x.device), differentiable=differentiable)
+            if self.equivariant:
+                out = out.reshape(Bg, H, W, C)
+            else:
+                out = out.transpose(0, 1).reshape(Bg, H, W, C)
+            out = out.permute(0, 3, 1, 2).to(x.dtype)
+            for j, b in enumerate(idx):
+                outs[b] = out[j]
+        return torch.stack(outs, 0)
+
+    forward = __call__
