@@ -1,0 +1,17 @@
+"""``critdiff demo``: the main job; writes OUT/report.html and OUT/results.json."""
+
+from __future__ import annotations
+
+from ..experiments.demo import run_demo
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the main job on the bundled data and write the HTML report")
+    p.add_argument("--out", default="out/demo", help="output folder (default: %(default)s); reruns resume from it")
+    p.add_argument("--quick", action="store_true", help="smaller settings (for tests)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    run_demo(args.out, quick=args.quick)
+    return 0
