@@ -33,6 +33,8 @@ class PatchPool:
     stencil: Stencil
     shape: tuple[int, int, int]
     n_images: int
+    norm2: torch.Tensor  # [M] |p_S|^2
+    sums: torch.Tensor  # [M, C] sum over the stencil of p_delta
 
     @property
     def channels(self) -> int:
@@ -73,7 +75,8 @@ def patch_pool(images: torch.Tensor, stencil="square:5") -> PatchPool:
         )
     patches = gather_patches(y, st, "periodic").reshape(N * H * W, st.size, C)
     centres = y.permute(0, 2, 3, 1).reshape(N * H * W, C)
-    return PatchPool(patches.contiguous(), centres.contiguous(), st, (C, H, W), N)
+    return PatchPool(patches.contiguous(), centres.contiguous(), st, (C, H, W), N,
+                     (patches**2).sum(dim=(1, 2)), patches.sum(dim=1))
 
 
 def homogeneous_log_weights(pool: PatchPool, m: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -82,8 +85,8 @@ def homogeneous_log_weights(pool: PatchPool, m: torch.Tensor, sigma: float) -> t
     At a constant image every query patch is ``m 1_S``, so these weights are the same at every pixel
     (docs/theory.md eq. (1.2)). Returns ``[M]`` (unnormalised).
     """
-    m = torch.as_tensor(m, dtype=torch.float64).reshape(1, 1, -1)
-    d2 = ((pool.patches - m) ** 2).sum(dim=(1, 2))
+    m = torch.as_tensor(m, dtype=torch.float64).reshape(-1)
+    d2 = pool.norm2 - 2.0 * (pool.sums @ m) + pool.stencil.size * float(m @ m)  # |m 1_S - p_S|^2
     return -d2 / (2.0 * float(sigma) ** 2)
 
 
