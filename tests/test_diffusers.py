@@ -20,7 +20,8 @@ diffusers = pytest.importorskip("diffusers")
 from critdiff import samplers as SM  # noqa: E402
 from critdiff.guidance import guided  # noqa: E402
 from critdiff.nets import diffusers_adapter as DA  # noqa: E402
-from critdiff.nets.diffusers_adapter import DiffusersDenoiser, diffusers_sigma_grid, load_diffusers  # noqa: E402
+from critdiff.nets.diffusers_adapter import (  # noqa: E402
+    DiffusersDenoiser, diffusers_sigma_grid, load_diffusers, load_diffusers_spec)
 
 # float32: the two loops round differently (scheduler in the VP frame, critdiff in the VE frame)
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-9, atol=1e-10)}
@@ -403,6 +404,23 @@ def test_load_class_conditional_and_dtype(tmp_path, unet_cls):
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
     with torch.no_grad():
         assert D(x, 1.0, 4).dtype == torch.float64
+
+
+def test_load_from_spec_with_options(tmp_path, unet_cls):
+    d = tmp_path / "a,b"  # a comma inside the path is kept
+    diffusers.DDPMPipeline(unet=unet_cls, scheduler=diffusers.DDPMScheduler(num_train_timesteps=100)).save_pretrained(d)
+    D = load_diffusers_spec(str(d))
+    assert D.clip_sample is True and D.null_class == 10 and D.unet.dtype == torch.float32
+    D = load_diffusers_spec(f"{d},clip_sample=false,null_class=0,dtype=float64")
+    assert D.clip_sample is False and D.null_class == 0 and D.unet.dtype == torch.float64
+    with pytest.raises(ValueError, match="^model: dtype"):
+        load_diffusers_spec(f"{d},dtype=int8")
+    with pytest.raises(ValueError, match="^model: clip_sample"):
+        load_diffusers_spec(f"{d},clip_sample=2")
+    with pytest.raises(ValueError, match="^model: .*does not exist"):
+        load_diffusers_spec(f"{d},colour=red")  # not an option: part of the path
+    with pytest.raises(ValueError, match="^model: "):
+        load_diffusers_spec("")
 
 
 def test_load_errors(tmp_path, unet, monkeypatch):

@@ -47,6 +47,7 @@ from typing import Literal, Optional
 import torch
 
 from ..denoisers import DiscreteTimeNoise, Label, as_labels, vp_scalings
+from ..spec import parse_value
 
 INSTALL_HINT = ("model: diffusers:DIR needs the optional dependency diffusers; "
                 "install it with `pip install critdiff[diffusers]`")
@@ -463,3 +464,36 @@ def load_diffusers(path, device: "torch.device | str" = "cpu", dtype: torch.dtyp
     model = DiffusersDenoiser(unet, scheduler, **options)
     model.path = str(root)
     return model
+
+
+# options of the ``diffusers:DIR[,key=value,...]`` model spec (see :func:`load_diffusers_spec`)
+SPEC_OPTIONS = ("clip_sample", "clip_sample_range", "thresholding", "null_class", "quantize", "math_attention", "dtype")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_diffusers_spec(text: str, device: "torch.device | str" = "cpu") -> DiffusersDenoiser:
+    """Load the model named by the part after ``diffusers:`` of a model spec: ``DIR[,key=value,...]``.
+
+    Trailing ``key=value`` items whose key is one of :data:`SPEC_OPTIONS` are options (``dtype`` is
+    ``float32`` (default), ``float64``, ``float16`` or ``bfloat16``; the others go to
+    :class:`DiffusersDenoiser`); everything before them is the directory, so a path may itself contain
+    commas. Example: ``./ddpm-cifar,clip_sample=false,null_class=0``.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR[,key=value,...]")
+    items = text.strip().split(",")
+    options: dict = {}
+    while len(items) > 1:
+        key, eq, value = items[-1].partition("=")
+        if not eq or key.strip() not in SPEC_OPTIONS:
+            break
+        options.setdefault(key.strip(), parse_value(value.strip()))
+        items.pop()
+    path = ",".join(items)
+    dtype = options.pop("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ValueError(f"model: dtype expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    for key in ("clip_sample", "thresholding", "quantize", "math_attention"):
+        if key in options and not isinstance(options[key], bool):
+            raise ValueError(f"model: {key} expected true or false, got {options[key]!r}")
+    return load_diffusers(path, device=device, dtype=DTYPES[dtype], **options)
