@@ -175,6 +175,8 @@ def test_attributes_and_config():
 
 
 def test_float32_input_gives_float32_output():
+    m0 = PatchScore(data(2)[0].float(), "square:3")
+    assert m0.compute_dtypes(data(2)[1].float(), torch.tensor([1e-3, 1.0])) == [torch.float64, torch.float32]
     y, x, _ = data(2)
     m = PatchScore(y.float(), "square:3")
     assert m(x.float(), 0.01).dtype == torch.float32

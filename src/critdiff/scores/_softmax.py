@@ -34,7 +34,8 @@ import torch
 
 TILE_ELEMS = 1 << 20  # logits per tile: 4 MB in float32, 8 MB in float64
 # relative logit error above which a float32 evaluation is promoted to float64
-PRECISION_TOL = 1e-5
+PRECISION_TOL = 1e-4
+LOG_FLOOR = {torch.float32: -60.0, torch.float64: -600.0}
 
 
 def needs_float64(q_norm2_max: float, p_norm2_max: float, sigma: float) -> bool:
@@ -52,8 +53,12 @@ def augment_keys(p: torch.Tensor, logw: Optional[torch.Tensor] = None) -> torch.
 
 
 def augment_values(v: torch.Tensor) -> torch.Tensor:
-    """``[..., M, Cv] -> [..., M, Cv + 1]``: values ``[v, 1]`` (the last column sums the weights)."""
-    return torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+    """``[..., M, Cv] -> [..., Cv + 1, M]``: values ``[v, 1]`` transposed (the last row sums the weights).
+
+    Transposed so that the value GEMM is ``[Cv+1, tp] @ [tp, tq]``: a skinny ``[tq, tp] @ [tp, 2]``
+    product is several times slower in the BLAS libraries we measured.
+    """
+    return torch.cat([v, torch.ones_like(v[..., :1])], dim=-1).transpose(-1, -2).contiguous()
 
 
 def augment_queries(q: torch.Tensor, inv_s2: torch.Tensor, with_logw: bool) -> torch.Tensor:
@@ -76,48 +81,54 @@ def softmax_average(
     """Softmax-weighted average of pool values for every query row.
 
     ``q_aug [G, Nq, K]`` from :func:`augment_queries`; ``chunks`` yields ``(p_aug [G, m, K],
-    v_aug [G, m, Cv + 1])`` from :func:`augment_keys` / :func:`augment_values` (same dtype and device
-    as ``q_aug``). Returns ``[G, Nq, Cv]``.
+    vT_aug [G, Cv + 1, m])`` from :func:`augment_keys` / :func:`augment_values` (same dtype and
+    device as ``q_aug``). Returns ``[G, Nq, Cv]``.
+
+    ``exp`` arguments are clamped at ``LOG_FLOOR`` (-60 in float32, -600 in float64): a weight
+    below ``e^-60`` relative to the row's largest is replaced by ``e^-60`` (relative error of the
+    result < ``M e^-60``, ~1e-19 for ten million patches), which keeps ``exp`` and the value GEMM off
+    their slow underflow / subnormal paths (measured 4-6x slower) at small sigma.
     """
     G, Nq, _ = q_aug.shape
-    # query tiles: at most 1/4 of a tile's logits in rows, so pool sub-tiles stay >= a few columns wide
-    tq = max(1, min(Nq, tile_elems // (G * 256))) if G * Nq * 256 > tile_elems else Nq
+    floor = LOG_FLOOR[q_aug.dtype]
+    # square-ish tiles for one group (ELS, empirical); all rows of a group at once for many groups (LS)
+    tq = min(Nq, int(tile_elems**0.5)) if G == 1 else min(Nq, 64)
     q_tiles = [q_aug[:, i : i + tq] for i in range(0, Nq, tq)]
     m_list: list[Optional[torch.Tensor]] = [None] * len(q_tiles)
-    acc_list: list[Optional[torch.Tensor]] = [None] * len(q_tiles)
-    for p_aug, v_aug in chunks:
+    acc_list: list[Optional[torch.Tensor]] = [None] * len(q_tiles)  # [G, Cv + 1, tq]
+    for p_aug, vT_aug in chunks:
         M = p_aug.shape[1]
         for t, qt in enumerate(q_tiles):
             tp = max(1, tile_elems // (G * qt.shape[1]))
             for j in range(0, M, tp):
-                pk, vk = p_aug[:, j : j + tp], v_aug[:, j : j + tp]
+                pk, vk = p_aug[:, j : j + tp], vT_aug[:, :, j : j + tp]
                 L = torch.bmm(qt, pk.transpose(1, 2))  # [G, tq, tp] logits up to a per-row constant
                 m_tile = L.detach().amax(dim=-1)
                 m_old = m_list[t]
                 m_new = m_tile if m_old is None else torch.maximum(m_old, m_tile)
                 if differentiable:
-                    e = torch.exp(L - m_new.unsqueeze(-1))
-                    contrib = torch.bmm(e, vk)
+                    e = torch.exp(torch.clamp_min(L - m_new.unsqueeze(-1), floor))
+                    contrib = torch.bmm(vk, e.transpose(1, 2))
                     if m_old is None:
                         acc_list[t] = contrib
                     else:
-                        acc_list[t] = acc_list[t] * torch.exp(m_old - m_new).unsqueeze(-1) + contrib
+                        acc_list[t] = acc_list[t] * torch.exp(m_old - m_new).unsqueeze(1) + contrib
                 else:
-                    e = L.sub_(m_new.unsqueeze(-1)).exp_()
+                    e = L.sub_(m_new.unsqueeze(-1)).clamp_min_(floor).exp_()
                     if m_old is None:
-                        acc_list[t] = torch.bmm(e, vk)
+                        acc_list[t] = torch.bmm(vk, e.transpose(1, 2))
                     else:
                         acc = acc_list[t]
-                        acc.mul_(torch.exp(m_old - m_new).unsqueeze(-1))
-                        acc.baddbmm_(e, vk)
+                        acc.mul_(torch.exp(m_old - m_new).unsqueeze(1))
+                        acc.baddbmm_(vk, e.transpose(1, 2))
                 m_list[t] = m_new
     if acc_list[0] is None:
         raise ValueError("pool: empty pool (no training patches to average)")
-    acc = torch.cat(acc_list, dim=1)  # [G, Nq, Cv + 1]
-    return acc[..., :-1] / acc[..., -1:]
+    acc = torch.cat(acc_list, dim=2)  # [G, Cv + 1, Nq]
+    return (acc[:, :-1] / acc[:, -1:]).transpose(1, 2)
 
 
-def chunked(p_aug: torch.Tensor, v_aug: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Split a materialised pool ``[G, M, .]`` into chunks of ``size`` keys."""
+def chunked(p_aug: torch.Tensor, vT_aug: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Split a materialised pool (``[G, M, K]`` keys, ``[G, Cv + 1, M]`` values) into chunks of ``size`` keys."""
     for j in range(0, p_aug.shape[1], size):
-        yield p_aug[:, j : j + size], v_aug[:, j : j + size]
+        yield p_aug[:, j : j + size], vT_aug[:, :, j : j + size]

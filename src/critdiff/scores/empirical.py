@@ -11,7 +11,7 @@ Evaluated by the streaming online-softmax GEMM kernel of :mod:`critdiff.scores._
 ``G = 1`` group, the ``B`` images as query rows and the ``N`` training images as keys and values.
 ``chunk_size`` = training images per chunk (memory ~ ``chunk_size * (2 C H W + 2)`` numbers).
 Precision rule as for :class:`~critdiff.scores.patch.PatchScore`: a float32 call is computed in
-float64 for samples with ``eps32 (|x - mu|^2 + max|y - mu|^2) / (2 sigma^2) > 1e-5``.
+float64 for samples with ``eps32 (|x - mu|^2 + max|y - mu|^2) / (2 sigma^2) > 1e-4``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class EmpiricalScore:
             q_aug = K.augment_queries(q, inv_s2, with_logw=False)
             lo, hi = self._classes.pool_range(lab, self.n_images)
             p_aug, v_aug = self._pool(cdt, x.device)
-            out = K.softmax_average(q_aug, K.chunked(p_aug[:, lo:hi], v_aug[:, lo:hi], step),
+            out = K.softmax_average(q_aug, K.chunked(p_aug[:, lo:hi], v_aug[:, :, lo:hi], step),
                                     differentiable=differentiable)  # [1, Bg, CHW]
             out = out[0].reshape(len(idx), C, H, W).to(x.dtype)
             for j, b in enumerate(idx):
