@@ -65,6 +65,6 @@ def build_model(spec: str, images: Optional[torch.Tensor] = None, labels: Option
     path = spec.split(":", 1)[1] if ":" in spec else ""
     if not path:
         raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR")
-    from ..nets.diffusers_adapter import load_diffusers
+    from ..nets.diffusers_adapter import load_diffusers_spec
 
-    return load_diffusers(path)
+    return load_diffusers_spec(path)
