@@ -1,0 +1,198 @@
+"""Correlations of an ensemble of fields, and the Ornstein-Zernike length of a stiffness (DESIGN.md section 4).
+
+Shapes: fields ``x [N, C, H, W]`` on a periodic lattice; spectra ``[H, W]`` in DFT order, ``k`` in radians per
+pixel. Definitions (float64 throughout):
+
+- connected structure factor ``S_c(k) = E|xhat_c(k) - E xhat_c(k)|^2 / (H W)`` per channel, estimated with the
+  ensemble mean removed and the factor ``N / (N - 1)`` (unbiased); ``S = sum_c S_c`` (the convention of
+  :mod:`critdiff.theory.correlation`). For a stationary field ``S(k) = sum_r C(r) e^{-i k.r}``;
+- real-space correlation ``C(r) = ifft2(S)(r) = (1/HW) sum_x Cov[x(x), x(x + r)]`` (Wiener-Khinchin), radially
+  averaged over the minimum-image ``|r|``;
+- second-moment correlation length (lattice definition, e.g. Cooper, Freedman & Preston 1982)::
+
+      xi_2 = sqrt(S(0) / S(k_min) - 1) / (2 sin(k_min / 2)),   k_min = 2 pi / L,
+
+  ``S(k_min)`` the mean over the four smallest non-zero lattice wavevectors ``(+-k_min, 0), (0, +-k_min)``
+  (square lattice); on an ``H != W`` lattice each axis gives ``xi_a^2`` with its own ``k_min`` and
+  ``xi_2 = sqrt(mean_a xi_a^2)``. For ``S(k) = 1/(m^2 + 4 sin^2(kx/2) + 4 sin^2(ky/2))`` it is exactly ``1/m``;
+- Ornstein-Zernike fit of a stiffness map ``kappa(k) ~ r + c |k - k*|^2`` near its softest mode ``k*``
+  (weighted least squares over the lattice points within ``radius`` of ``k*``), ``xi = sqrt(c / |r|)``
+  (DESIGN.md section 3). A flat (white) spectrum has no preferred mode and is reported as such.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import check_images, check_positive
+from ._lattice import jsonable, k_grid, min_image, r_shells, shell_mean, shells
+
+
+@dataclass(frozen=True)
+class StructureFactor:
+    """``S [H, W]`` (channels summed), ``S_se``, ``S_channels [C, H, W]``; radial ``k``, ``S_radial``, ``S_radial_se``;
+    real space ``r``, ``C_radial`` (``C(r)`` summed over channels); ``xi_2`` (pixels); ``n`` fields."""
+
+    S: np.ndarray
+    S_se: np.ndarray
+    S_channels: np.ndarray
+    k: np.ndarray
+    S_radial: np.ndarray
+    S_radial_se: np.ndarray
+    r: np.ndarray
+    C_radial: np.ndarray
+    xi_2: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+def periodograms(x: torch.Tensor) -> np.ndarray:
+    """Per-sample connected periodograms ``[N, C, H, W]``: ``|xhat - mean xhat|^2 / (HW) * N/(N-1)``."""
+    check_images("x", x)
+    N, C, H, W = x.shape
+    if N < 2:
+        raise ValueError(f"x: a connected structure factor needs an ensemble of at least 2 fields, got {N}")
+    xh = torch.fft.fft2(x.detach().to("cpu", torch.float64))
+    xh = xh - xh.mean(0, keepdim=True)
+    return ((xh.abs() ** 2) / (H * W) * (N / (N - 1))).numpy()
+
+
+def correlation_function(S: np.ndarray) -> np.ndarray:
+    """``C(r) = ifft2(S)`` for ``S [..., H, W]`` (real part; ``r`` in DFT order)."""
+    return np.fft.ifft2(S).real
+
+
+def second_moment_length(S: np.ndarray) -> float:
+    """Second-moment correlation length of ``S [H, W]`` (module docstring), in pixels.
+
+    Returns 0 when ``S(0) <= S(k_min)`` (anti-correlated or white) and ``inf`` when ``S(k_min) <= 0 < S(0)``.
+    """
+    S = np.asarray(S, dtype=np.float64)
+    if S.ndim != 2:
+        raise ValueError(f"S: expected a spectrum [H, W], got shape {S.shape}")
+    H, W = S.shape
+    s0 = S[0, 0]
+    axes = []
+    if H > 1:
+        axes.append((H, 0.5 * (S[1 % H, 0] + S[-1 % H, 0])))
+    if W > 1:
+        axes.append((W, 0.5 * (S[0, 1 % W] + S[0, -1 % W])))
+    if not axes:
+        raise ValueError("S: needs at least 2 points along one axis")
+    if H == W and H > 1:
+        axes = [(H, np.mean([S[1, 0], S[-1, 0], S[0, 1], S[0, -1]]))]
+    vals = []
+    for L, s1 in axes:
+        if s1 <= 0:
+            return math.inf if s0 > 0 else 0.0
+        vals.append(max(s0 / s1 - 1.0, 0.0) / (2 * math.sin(math.pi / L)) ** 2)
+    return math.sqrt(float(np.mean(vals)))
+
+
+def structure_factor(x: torch.Tensor) -> StructureFactor:
+    """Connected structure factor, ``C(r)`` and ``xi_2`` of an ensemble ``x [N, C, H, W]`` (module docstring)."""
+    p = periodograms(x)  # [N, C, H, W]
+    N, C, H, W = p.shape
+    ptot = p.sum(1)  # [N, H, W]
+    S = ptot.mean(0)
+    kidx, k, _ = shells(H, W)
+    rad = shell_mean(ptot, kidx)  # [N, nk]
+    ridx, r, _ = r_shells(H, W)
+    return StructureFactor(
+        S=S, S_se=ptot.std(0, ddof=1) / math.sqrt(N), S_channels=p.mean(0), k=k, S_radial=rad.mean(0),
+        S_radial_se=rad.std(0, ddof=1) / math.sqrt(N), r=r, C_radial=shell_mean(correlation_function(S), ridx),
+        xi_2=second_moment_length(S), n=N,
+    )
+
+
+@dataclass(frozen=True)
+class OZFit:
+    """Ornstein-Zernike fit ``kappa(k) ~ r + c |k - k*|^2`` near the softest mode.
+
+    ``preferred_mode`` is False (and ``k_star``, ``xi`` are None) when the spectrum is flat within its errors;
+    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0``, None when ``c <= 0`` (no quadratic minimum). ``reason`` says why
+    a value is missing; ``n_points`` lattice points entered the fit.
+    """
+
+    preferred_mode: bool
+    k_star: Optional[tuple[float, float]]
+    r: Optional[float]
+    c: Optional[float]
+    r_se: Optional[float]
+    c_se: Optional[float]
+    xi: Optional[float]
+    n_points: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["k_star"] = None if self.k_star is None else list(self.k_star)
+        if self.xi is not None and math.isinf(self.xi):
+            d["xi"] = "inf"
+        return jsonable(d)
+
+
+def _none_fit(reason: str, k_star=None, n: int = 0) -> OZFit:
+    return OZFit(False, k_star, None, None, None, None, None, n, reason)
+
+
+def ornstein_zernike(kappa: np.ndarray, kappa_se: Optional[np.ndarray] = None, *, radius: float = 2.0,
+                     flat_tol: float = 1e-9, z_flat: Optional[float] = None) -> OZFit:
+    """Fit ``kappa(k) ~ r + c |k - k*|^2`` around ``k* = argmin kappa`` for ``kappa [H, W]`` (DFT order).
+
+    ``radius``: fit the lattice points with ``|k - k*| <= radius * dk`` (``dk = 2 pi / max(H, W)``; differences
+    wrapped to ``[-pi, pi)``), at least 2 distinct ``|k - k*|`` values; weights ``1 / kappa_se^2`` when given.
+    Flat spectrum: ``max - min <= flat_tol * max(1, |mean|)``, or (with ``kappa_se``) ``mean - min`` within
+    ``z_flat`` standard errors of ``kappa(k*)`` (default ``sqrt(2 ln HW) + 1``, above the expected minimum of
+    ``HW`` white estimates) -> ``preferred_mode=False``, ``reason='no preferred mode'``.
+    """
+    kappa = np.asarray(kappa, dtype=np.float64)
+    if kappa.ndim != 2:
+        raise ValueError(f"kappa: expected a stiffness map [H, W], got shape {kappa.shape}")
+    if not np.isfinite(kappa).all():
+        raise ValueError("kappa: contains non-finite values")
+    check_positive("radius", radius)
+    H, W = kappa.shape
+    spread = float(kappa.max() - kappa.min())
+    if spread <= flat_tol * max(1.0, abs(float(kappa.mean()))):
+        return _none_fit("no preferred mode")
+    a, b = np.unravel_index(int(np.argmin(kappa)), (H, W))
+    if kappa_se is not None:
+        se = np.asarray(kappa_se, dtype=np.float64)
+        if se.shape != kappa.shape:
+            raise ValueError(f"kappa_se: expected shape {kappa.shape}, got {se.shape}")
+        z = math.sqrt(2 * math.log(H * W)) + 1.0 if z_flat is None else float(z_flat)
+        if float(kappa.mean() - kappa[a, b]) <= z * float(se[a, b]):
+            return _none_fit("no preferred mode")
+    ky, kx = k_grid(H, W)
+    k_star = (float(ky[a, b]), float(kx[a, b]))
+    q2 = min_image(ky - k_star[0]) ** 2 + min_image(kx - k_star[1]) ** 2
+    dk = 2 * math.pi / max(H, W)
+    sel = q2 <= (radius * dk) ** 2 * (1 + 1e-9)
+    if len(np.unique(np.round(q2[sel], 12))) < 2:
+        return _none_fit("too few points near k* for a fit", k_star, int(sel.sum()))
+    X = np.stack([np.ones(int(sel.sum())), q2[sel]], 1)
+    y = kappa[sel]
+    se_sel = None if kappa_se is None else np.asarray(kappa_se, dtype=np.float64)[sel]
+    if se_sel is not None and not (se_sel > 0).all():
+        se_sel = None  # exact (zero-error) estimates: an unweighted fit
+    w = np.ones_like(y) if se_sel is None else 1.0 / se_sel**2
+    A = X.T @ (w[:, None] * X)
+    coef = np.linalg.solve(A, X.T @ (w * y))
+    resid = y - X @ coef
+    dof = max(len(y) - 2, 1)
+    scale = float(w @ resid**2) / dof if se_sel is None else max(float(w @ resid**2) / dof, 1.0)
+    cov = np.linalg.inv(A) * scale
+    r, c = float(coef[0]), float(coef[1])
+    r_se, c_se = float(math.sqrt(max(cov[0, 0], 0))), float(math.sqrt(max(cov[1, 1], 0)))
+    if c <= 0:
+        return OZFit(True, k_star, r, c, r_se, c_se, None, len(y), "c <= 0: no quadratic minimum")
+    xi = math.inf if r == 0 else math.sqrt(c / abs(r))
+    return OZFit(True, k_star, r, c, r_se, c_se, xi, len(y), "ok")
