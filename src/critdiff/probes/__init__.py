@@ -1,0 +1,33 @@
+"""Probes: measurements of the critical regime on ANY denoiser (DESIGN.md section 4).
+
+- :mod:`.spectral`: Fourier diagonal of the denoiser/score Jacobians and the stiffness ``kappa(k)`` from
+  random-probe JVPs (exact impulse route for circulant Jacobians; dense oracle);
+- :mod:`.correlations`: structure factor ``S(k)``, ``C(r)``, second-moment ``xi_2``, Ornstein-Zernike fit;
+- :mod:`.trajectory`: all of the above along a sampler run (a callback observer);
+- :mod:`.susceptibility`: ``chi(t)``, the response of the final sample to a kick, with common random numbers;
+- :mod:`.decision`: entropy of the class posterior along trajectories and the decision time;
+- :mod:`.critical_time`: ``t_c`` from each signal with bootstrap intervals, and their combination.
+"""
+
+from .bootstrap import mean_ci, percentile_ci, replicates
+from .correlations import (OZFit, StructureFactor, correlation_function, ornstein_zernike, periodograms,
+                           second_moment_length, structure_factor)
+from .critical_time import (CombinedCriticalTime, CriticalTime, combine, estimate, extremum, from_chi,
+                            from_samples, from_stiffness, from_xi, zero_crossing)
+from .decision import (Decision, EntropyRecorder, classifier_logits, decision_time, entropy, gaussian_logits,
+                       steepest_drop)
+from .spectral import SpectralProbe, jvp, probe_vectors, spectral_probe
+from .susceptibility import Susceptibility, kick_fields, response_spread, susceptibility
+from .trajectory import Trajectory, TrajectoryProbe, probe_trajectory, schedule_times
+
+__all__ = [
+    "SpectralProbe", "spectral_probe", "jvp", "probe_vectors",
+    "StructureFactor", "structure_factor", "periodograms", "correlation_function", "second_moment_length",
+    "OZFit", "ornstein_zernike",
+    "Trajectory", "TrajectoryProbe", "probe_trajectory", "schedule_times",
+    "Susceptibility", "susceptibility", "kick_fields", "response_spread",
+    "Decision", "EntropyRecorder", "entropy", "classifier_logits", "gaussian_logits", "decision_time", "steepest_drop",
+    "CriticalTime", "CombinedCriticalTime", "estimate", "from_samples", "from_stiffness", "from_xi", "from_chi",
+    "combine", "zero_crossing", "extremum",
+    "replicates", "percentile_ci", "mean_ci",
+]
