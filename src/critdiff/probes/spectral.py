@@ -15,8 +15,8 @@ Methods (none assumes the denoiser is analytic, circulant or cheap except where 
   ``E[z z^T] = I``), then ``E[conj(zhat_c(k)) (J z)hat_d(k)] = HW Jhat_{dc}(k)`` exactly, so
   ``conj(zhat_c) (Jz)hat_d / (HW)`` is an unbiased estimate per probe. Probes: ``'rademacher'``, ``'gaussian'``,
   or ``'phase'`` (``|zhat(k)|^2 = HW`` exactly with uniform random phases, Hermitian so ``z`` is real: still
-  white and unbiased, and the self-term has no variance, so a circulant ``J`` is recovered exactly from one
-  probe). Standard errors from the spread over the ``B M`` (state, probe) estimates.
+  white and unbiased, and the self-term has no variance, so a single-channel circulant ``J`` is recovered
+  exactly from one probe; with ``C > 1`` channel mixing leaves cross terms). Standard errors from the spread over the ``B M`` (state, probe) estimates.
 - ``'impulse'``: one JVP per channel with a delta at pixel ``site``; exact when ``J_D`` is circulant
   (periodic equivariant patch model at a homogeneous state, stationary Gaussian score), wrong otherwise.
 - ``'dense'``: the full Jacobian (``torch.func.jacfwd``), the test oracle; memory ``(C H W)^2`` per state.
