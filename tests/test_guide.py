@@ -13,7 +13,6 @@ from critdiff.data import load
 from critdiff.experiments import guide as G
 from critdiff.experiments.guide_metrics import diversity, frechet_distance
 from critdiff.experiments.guide_stats import paired_mean_diff, paired_stat_diff
-from critdiff.scores.gaussian import GaussianScore
 
 DATA = "textures:size=8,n=6"
 
@@ -33,10 +32,30 @@ class MeanClassifier:
         return x.flatten(1)[:, ::10].double()
 
 
+class MixtureDenoiser:
+    """Exact denoiser of a mixture of isotropic Gaussians N(mu_c, v I) (one per class), cheap for tests."""
+
+    def __init__(self, images, labels, v=0.1):
+        K = int(labels.max()) + 1
+        self.mu = torch.stack([images[labels == c].mean(0) for c in range(K)])  # [K, C, H, W]
+        self.v = v
+
+    def __call__(self, x, sigma, label=None):
+        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
+        r = self.v / (self.v + s2)
+        if label is not None:
+            mu = self.mu.to(x.dtype)[torch.as_tensor(label).long()]
+            return mu + r * (x - mu)
+        d2 = ((x[:, None] - self.mu.to(x.dtype)[None]) ** 2).flatten(2).sum(-1)  # [B, K]
+        w = torch.softmax(-d2 / (2 * (self.v + s2.reshape(-1, 1))), dim=1)
+        mu = self.mu.to(x.dtype)[None]  # [1, K, C, H, W]
+        return (w[:, :, None, None, None] * (mu + r[:, None] * (x[:, None] - mu))).sum(1)
+
+
 @pytest.fixture(scope="module")
 def parts():
     x, y = load(DATA)
-    return GaussianScore(x, labels=y, covariance="full"), MeanClassifier(x, y)
+    return MixtureDenoiser(x, y), MeanClassifier(x, y)
 
 
 def small(**kw):
@@ -82,10 +101,10 @@ def test_a_sample_does_not_depend_on_its_batch(parts):
 
 def test_resumed_run_gives_the_same_table(parts, tmp_path):
     model, clf = parts
-    cfg = small()
+    cfg = small(arms=("none", "constant", "tc", "random", "adaptive", "sweep"), sweep=1, batch=2)
     ref = G.run_guide(cfg, tmp_path / "a", classifier=clf, model=model, log=lambda m: None)
     out = tmp_path / "b"
-    assert G.run_guide(cfg, out, classifier=clf, model=model, stop_after=5, log=lambda m: None)["stopped"]
+    assert G.run_guide(cfg, out, classifier=clf, model=model, stop_after=8, log=lambda m: None)["stopped"]
     with open(out / "trials.jsonl", "a") as fh:  # an interrupted write
         fh.write('{"type": "trial", "arm": "tc", "sta')
     res = G.run_guide(cfg, out, classifier=clf, model=model, log=lambda m: None)
@@ -95,12 +114,12 @@ def test_resumed_run_gives_the_same_table(parts, tmp_path):
     n_trials = sum(1 for line in open(out / "trials.jsonl") if '"type":"trial"' in line)
     assert n_trials == len(trials(tmp_path / "a"))
     with pytest.raises(ValueError, match="different configuration"):
-        G.run_guide(small(height=2.0), out, classifier=clf, model=model, log=lambda m: None)
+        G.run_guide(small(height=2.0, arms=cfg.arms), out, classifier=clf, model=model, log=lambda m: None)
 
 
 def test_summary_contents(parts, tmp_path):
     model, clf = parts
-    s = G.run_guide(small(), tmp_path, classifier=clf, model=model, log=lambda m: None)
+    s = G.run_guide(small(arms=("none", "constant", "tc", "random", "adaptive", "sweep")), tmp_path, classifier=clf, model=model, log=lambda m: None)
     assert {"tc-random", "tc-constant", "adaptive-tc"} <= set(s["comparisons"])
     r = s["comparisons"]["tc-constant"]
     assert r["nfe_ratio"] == pytest.approx(s["arms"]["tc"]["nfe"] / s["arms"]["constant"]["nfe"])
@@ -117,7 +136,9 @@ def test_tc_from_theory_or_given(parts):
     assert tc["source"].startswith("theory") and math.isfinite(tc["logsnr"])
     assert G.resolve_tc(small(tc_logsnr=1.25), x)["logsnr"] == 1.25
     with pytest.raises(ValueError, match="tc-logsnr"):
-        G.resolve_tc(small(tc_logsnr=None), x)  # gaussian: no theory, no probe
+        G.resolve_tc(small(tc_logsnr=None), x)  # gaussian, no model given: no theory, no probe
+    probe = G.resolve_tc(small(tc_logsnr=None), x, parts[0])
+    assert probe["source"].startswith("probe") and probe["logsnr_ci"][0] <= probe["logsnr"] <= probe["logsnr_ci"][1]
 
 
 def test_bad_config_names_the_argument():

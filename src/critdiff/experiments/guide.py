@@ -126,7 +126,7 @@ def parse_arms(text: str) -> tuple:
 
 # --- the critical time -----------------------------------------------------------------------
 def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None) -> dict:
-    """The critical logsnr: given, else the patch-model theory (DESIGN.md section 3), else a probe.
+    """The critical logsnr: given, else the patch-model theory (DESIGN.md section 3), else the stiffness probe.
 
     Returns ``{'logsnr', 't', 'sigma_over_a', 'source', ...}``; raises a one-line ValueError when no
     estimate is available (then pass ``--tc-logsnr``).
@@ -156,29 +156,27 @@ def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None) -> 
     probe = _probe_tc(cfg, model, images)
     if probe is not None:
         return probe
-    raise ValueError("tc-logsnr: no critical-time estimate is available for this model "
-                     "(theory covers the patch model; the probe estimator is not installed); pass --tc-logsnr")
+    raise ValueError("tc-logsnr: no critical-time estimate is available for this model; pass --tc-logsnr")
 
 
-def _probe_tc(cfg, model, images) -> Optional[dict]:  # pragma: no cover - depends on the probes package
-    """The probes' critical-time estimate, when ``critdiff.probes`` provides one (else None)."""
+def _probe_tc(cfg, model, images, n: int = 8) -> Optional[dict]:
+    """The probes' estimate (DESIGN.md section 4): zero crossing / minimum of the slowest mode's stiffness
+    along ``n`` unconditional trajectories (:func:`critdiff.probes.from_stiffness`), with its bootstrap CI."""
+    if model is None or images is None:
+        return None
     try:
-        import importlib
-
-        mod = importlib.import_module("critdiff.probes")
-    except ImportError:
+        from ..probes import from_stiffness, probe_trajectory
+    except ImportError:  # pragma: no cover - probes not installed
         return None
-    fn = getattr(mod, "estimate_tc", None) or getattr(mod, "critical_time", None)
-    if fn is None or model is None or images is None:
-        return None
-    est = fn(model, images=images, schedule=cfg.schedule, seed=cfg.seed)
-    get = est.get if isinstance(est, dict) else lambda k, d=None: getattr(est, k, d)
-    lam = get("logsnr") if get("logsnr") is not None else get("logsnr_c")
-    if lam is None:
-        return None
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(cfg.seed + 3, n), dtype=images.dtype)
+    traj = probe_trajectory(model, x, sigmas, sampler=cfg.sampler, spectral={}, correlations=False,
+                            keep_states=False, seed=cfg.seed, generator=SM.seed_generators(cfg.seed + 4, n))
+    est = from_stiffness(traj)
+    lam = float(est.logsnr)
     sch = S.get(cfg.schedule)
-    return {"logsnr": float(lam), "t": float(sch.t_of_logsnr(float(lam))), "sigma_over_a": math.exp(-0.5 * float(lam)),
-            "source": "probe", "ci": get("ci") or get("logsnr_ci")}
+    return {"logsnr": lam, "t": float(sch.t_of_logsnr(lam)), "sigma_over_a": math.exp(-0.5 * lam),
+            "source": "probe (stiffness)", "logsnr_ci": [float(v) for v in est.logsnr_ci]}
 
 
 # --- arms ------------------------------------------------------------------------------------
