@@ -206,6 +206,11 @@ def main() -> None:
     # naive pool subset: about 2.5e9 (query, pool) pairs x stencil, i.e. a few seconds to ~20 s
     budget_pairs = 2.0e7 if args.quick else 1.0e8
     rows = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(torch=torch.__version__, threads=args.threads, quick=args.quick, machine=platform.machine(),
+                processor=platform.processor(), cpu_count=os.cpu_count(), gemm_gflops=rate,
+                load_average_at_start=os.getloadavg())
     hdr = f"{'size':>4} {'stencil':>8} {'N':>6} {'sigma':>6} {'dtype':>7} {'fast_s':>8} {'naive_s':>9} {'ratio':>7} " \
           f"{'maxdiff':>8} {'err_fast':>8} {'err_naive':>9} {'fast_MiB':>8} {'naive_MiB':>9} {'GFLOP/s':>8} {'gemm%':>6}"
     print(hdr)
@@ -232,13 +237,8 @@ def main() -> None:
         print(f"{size:>4} {'sq:' + str(k):>8} {N:>6} {sigma:>6g} {row['compute_dtype']:>7} {fast_s:>8.2f} "
               f"{naive_s:>8.1f}{star} {row['ratio']:>7.1f} {row['max_abs_diff']:>8.1e} {row['fast_err_vs_f64']:>8.1e} {row['naive_err_vs_f64']:>9.1e} {row['fast_peak_mib']:>8.0f} "
               f"{row['naive_peak_mib']:>9.0f} {gflops:>8.1f} {100 * row['gemm_fraction']:>5.0f}%", flush=True)
+        out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))  # after every row: partial runs count
     print("* naive time extrapolated linearly from its first naive_n_sub training images (see JSON)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(torch=torch.__version__, threads=args.threads, quick=args.quick, machine=platform.machine(),
-                processor=platform.processor(), cpu_count=os.cpu_count(), gemm_gflops=rate,
-                load_average=os.getloadavg())
-    out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
     print(f"wrote {out}")
 
 
