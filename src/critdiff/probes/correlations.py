@@ -117,7 +117,7 @@ class OZFit:
     """Ornstein-Zernike fit ``kappa(k) ~ r + c |k - k*|^2`` near the softest mode.
 
     ``preferred_mode`` is False (and ``k_star``, ``xi`` are None) when the spectrum is flat within its errors;
-    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0``, None when ``c <= 0`` (no quadratic minimum). ``reason`` says why
+    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0`` (to rounding), None when ``c <= 0`` (no quadratic minimum). ``reason`` says why
     a value is missing; ``n_points`` lattice points entered the fit.
     """
 
@@ -194,5 +194,6 @@ def ornstein_zernike(kappa: np.ndarray, kappa_se: Optional[np.ndarray] = None, *
     r_se, c_se = float(math.sqrt(max(cov[0, 0], 0))), float(math.sqrt(max(cov[1, 1], 0)))
     if c <= 0:
         return OZFit(True, k_star, r, c, r_se, c_se, None, len(y), "c <= 0: no quadratic minimum")
-    xi = math.inf if r == 0 else math.sqrt(c / abs(r))
+    r_zero = abs(r) <= 1e-12 * max(float(np.abs(y).max()), c * dk * dk)  # r = 0 up to rounding: xi diverges
+    xi = math.inf if r_zero else math.sqrt(c / abs(r))
     return OZFit(True, k_star, r, c, r_se, c_se, xi, len(y), "ok")
