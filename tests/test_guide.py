@@ -194,3 +194,10 @@ def test_cli_runs_without_a_classifier(tmp_path, capsys):
     assert args.run(args) == 0
     assert "rerun with --classifier" in capsys.readouterr().out
     assert {a for a, _ in trials(tmp_path)} == {"none", "tc"}
+
+
+@pytest.mark.slow
+def test_demo_section_quick(tmp_path):
+    x, y = load("textures:size=12,n=6")
+    sec = G.demo_section(tmp_path, MeanClassifier(x, y), quick=True, log=lambda m: None)
+    assert sec.key == "guidance" and "tc-random" in sec.results["comparisons"]

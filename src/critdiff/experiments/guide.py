@@ -592,3 +592,17 @@ def guide_section(summary: dict, folder: "str | Path", key: str = "guidance", ti
 
 def with_arms(cfg: GuideConfig, arms) -> GuideConfig:
     return replace(cfg, arms=tuple(arms))
+
+
+def demo_config(quick: bool = False) -> GuideConfig:
+    """The guidance section of ``critdiff demo``: the conditional patch model on textures (CPU-sized)."""
+    if quick:
+        return GuideConfig(data="textures:size=12,n=6", stencil="square:3", n=12, batch=12, steps=10, sweep=3,
+                           calib_n=6, n_boot=500, n_boot_set=50)
+    return GuideConfig(data="textures:size=16,n=10", stencil="square:5", n=90, batch=30, steps=16, sweep=6, calib_n=18)
+
+
+def demo_section(folder: "str | Path", classifier, quick: bool = False, log=print):
+    """Run (or resume) the demo's guidance experiment in ``folder`` and return its report Section."""
+    summary = run_guide(demo_config(quick), folder, classifier=classifier, log=log)
+    return guide_section(summary, folder)
