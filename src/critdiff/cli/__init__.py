@@ -12,7 +12,11 @@ import importlib
 import sys
 
 # subcommand modules, each with add_parser(subparsers) and run(args) -> int
-COMMANDS = ("sample", "demo")
+COMMANDS = ("sample", "theory", "guide", "demo")
+
+
+def _modules() -> dict:
+    return {name: importlib.import_module(f"{__name__}.{name.replace('-', '_')}") for name in COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"critdiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
+    for module in _modules().values():
+        module.add_parser(sub)
     return parser
 
 
@@ -32,7 +36,7 @@ def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(_modules()[args.command].run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         if args.debug:
             raise

@@ -57,6 +57,22 @@ def sampling_section(key: str, title: str, cfg: SampleConfig, blurb: str) -> tup
     return asdict(cfg), build
 
 
+def theory_demo_section(key: str, data: str, stencil: str, schedule: str, blurb: str) -> tuple[dict, Callable[[Path], Section]]:
+    """The theory section (docs/theory.md) on one data set: stiffness heatmap, t_c, k*, xi(t)."""
+    config = {"data": data, "stencil": stencil, "schedule": schedule, "weights": "exact"}
+
+    def build(folder: Path) -> Section:
+        from ..data import load as load_data
+        from .theory_section import theory_section
+
+        images, _ = load_data(data, seed=0)
+        folder.mkdir(parents=True, exist_ok=True)
+        d = theory_section(images.to(torch.float64), stencil, schedule, str(folder))
+        return Section(key, f"{d['title']}: {data}", f"<p>{blurb}</p>" + d["html"], d["results"])
+
+    return config, build
+
+
 def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
     """Run every section (cached) and write the report; returns the report path."""
     out = Path(out_dir)
@@ -81,7 +97,19 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
             "for digits). Local patch statistics produce stroke-like, digit-like compositions rather than copies.",
         ),
     ]
-    sections = [_cached(out, key, cfg, build, log) for (cfg, build), key in zip(specs, ("textures", "digits"))]
+    specs += [
+        theory_demo_section(
+            "theory-textures", "textures:size=24,n=60" if quick else "textures:size=24,n=120,scale=2", "square:5", "vp-linear",
+            "The same patch model as above, linearised around its homogeneous solution: where the stiffness "
+            "kappa(k, t) of each Fourier mode turns negative, fluctuations of that mode grow (DESIGN.md section 3).",
+        ),
+        theory_demo_section(
+            "theory-stripes", "stripes:size=16,wavelength=4,n=200", "square:5", "vp-linear",
+            "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel.",
+        ),
+    ]
+    keys = ("textures", "digits", "theory-textures", "theory-stripes")
+    sections = [_cached(out, key, cfg, build, log) for (cfg, build), key in zip(specs, keys)]
     meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__}
     report = write_report(out, "critdiff demo report", sections, meta)
     log(f"[demo] wrote {report} and {out / 'results.json'}")
