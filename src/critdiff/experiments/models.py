@@ -1,9 +1,8 @@
 """Build a denoiser from a model spec (the ``--model`` argument of every command).
 
 Kinds: ``empirical``, ``patch``, ``gaussian`` (analytic, built from training images), and
-``diffusers:DIR`` (a saved diffusers UNet + scheduler, needs the optional extra). Trained critdiff
-networks (``net:DIR``) arrive with the trained-nets issue and are rejected with a clear message
-until then.
+``diffusers:DIR`` (a saved diffusers UNet + scheduler, needs the optional extra), and ``net:DIR``
+(a network trained by ``critdiff train``, loaded with its EMA weights).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import torch
 from ..spec import parse_spec
 
 ANALYTIC = ("empirical", "patch", "gaussian")
-KINDS = ANALYTIC + ("diffusers",)
+KINDS = ANALYTIC + ("diffusers", "net")
 
 
 @dataclass(frozen=True)
@@ -34,11 +33,8 @@ class ModelOptions:
 def model_kind(spec: str) -> str:
     """The kind named by a model spec, validated."""
     s = parse_spec(spec, "model")
-    if s.name == "net":
-        raise ValueError("model: 'net:DIR' (trained critdiff networks) is not available in this version; "
-                         f"use one of {', '.join(KINDS)}")
     if s.name not in KINDS:
-        raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} (diffusers as diffusers:DIR)")
+        raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} (diffusers as diffusers:DIR, net as net:DIR)")
     return s.name
 
 
@@ -63,6 +59,12 @@ def build_model(spec: str, images: Optional[torch.Tensor] = None, labels: Option
         cov = options.covariance if images[0].numel() <= 4096 or options.covariance != "full" else "stationary"
         return GaussianScore(images, labels=labels, covariance=cov)
     path = spec.split(":", 1)[1] if ":" in spec else ""
+    if kind == "net":
+        if not path:
+            raise ValueError("model: 'net' needs a directory, as net:DIR (the --out folder of critdiff train)")
+        from ..nets.net_denoiser import load_net
+
+        return load_net(path)
     if not path:
         raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR")
     from ..nets.diffusers_adapter import load_diffusers_spec
