@@ -78,12 +78,12 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    n = 8 if quick else 16
-    steps = 12 if quick else 30
+    n = 8 if quick else 12
+    steps = 12 if quick else 20
     specs = [
         sampling_section(
             "textures", "Equivariant patch model on textures",
-            SampleConfig(model="patch", data="textures:size=24,n=60" if quick else "textures:size=24,n=120,scale=2",
+            SampleConfig(model="patch", data="textures:size=24,n=20" if quick else "textures:size=24,n=30,scale=2",
                          stencil="square:5", sampler="ddim", steps=steps, n=n, seed=0),
             "The equivariant (ELS) patch model with a 5x5 stencil and periodic boundaries, built on random "
             "crops of scikit-image's brick, grass and gravel textures (no training), sampled with deterministic "
@@ -91,7 +91,7 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
         ),
         sampling_section(
             "digits", "Equivariant patch model on digits",
-            SampleConfig(model="patch", data="digits:size=16,n=300" if quick else "digits:size=16,n=600",
+            SampleConfig(model="patch", data="digits:size=16,n=150" if quick else "digits:size=16,n=300",
                          stencil="square:5", boundary="zero", sampler="ddim", steps=steps, n=n, seed=0),
             "The same model on scikit-learn digits upsampled to 16x16, with zero padding (the ELS convention "
             "for digits). Local patch statistics produce stroke-like, digit-like compositions rather than copies.",
@@ -99,7 +99,7 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
     ]
     specs += [
         theory_demo_section(
-            "theory-textures", "textures:size=24,n=60" if quick else "textures:size=24,n=120,scale=2", "square:5", "vp-linear",
+            "theory-textures", "textures:size=24,n=20" if quick else "textures:size=24,n=30,scale=2", "square:5", "vp-linear",
             "The same patch model as above, linearised around its homogeneous solution: where the stiffness "
             "kappa(k, t) of each Fourier mode turns negative, fluctuations of that mode grow (DESIGN.md section 3).",
         ),
