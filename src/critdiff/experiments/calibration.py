@@ -1,0 +1,165 @@
+"""Patch-size calibration: the effective locality scale of a trained denoiser (trained-nets issue, part 5).
+
+At states ``x_t [B, C, H, W]`` visited by the network's own sampling trajectories, compare the network's
+denoiser ``D_net(x_t, sigma)`` with the patch model's ``D_S(x_t, sigma)`` (DESIGN.md section 2) for a list of
+stencils ``S`` (``square:3, 5, 7, 9``), per recorded time:
+
+- cosine similarity ``cos_b = <D_net, D_S>_b / (|D_net|_b |D_S|_b)`` (per sample, flattened over ``C, H, W``),
+  averaged over the ``B`` states;
+- relative L2 error ``rel_b = |D_net - D_S|_b / |D_net|_b``, averaged over the states.
+
+The calibrated stencil at each time is the one with the smallest mean relative L2 error (equivalently, for
+outputs of equal norm, the largest cosine); its size, as a curve over ``logsnr = -2 log sigma``, is the
+network's effective locality scale. Arrays are float64 numpy with time first, ``[T, S]``; times are sorted by
+decreasing ``sigma`` (the sampling direction).
+
+The trajectories are Heun runs of the denoiser over a logsnr-uniform sigma grid of ``schedule`` from seeded
+noise (``label`` as given; ``None`` = unconditional), or any states the caller already has (``states``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..denoisers import Denoiser, Label
+from ..errors import check_choice, check_images, check_int
+from ..samplers import initial_noise, sample_heun, seed_generators
+from ..schedules import get as get_schedule
+from ..schedules import sigma_grid
+from ..scores.patch import PatchScore
+from ..stencil import parse_stencil
+
+DEFAULT_STENCILS = ("square:3", "square:5", "square:7", "square:9")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Result of :func:`calibrate_patch_size` (module docstring).
+
+    ``stencils [S]``; ``sizes [S]`` (stencil extent: the side of a square); ``sigma [T]``, ``logsnr [T]``;
+    ``cosine [T, S]``, ``rel_l2 [T, S]`` (means over states), ``cosine_se``, ``rel_l2_se`` (standard errors);
+    ``best [T]`` (index into ``stencils``), ``best_stencil [T]``, ``best_size [T]``; ``n_states``, ``n_train``.
+    """
+
+    stencils: tuple
+    sizes: np.ndarray
+    sigma: np.ndarray
+    logsnr: np.ndarray
+    cosine: np.ndarray
+    cosine_se: np.ndarray
+    rel_l2: np.ndarray
+    rel_l2_se: np.ndarray
+    best: np.ndarray
+    n_states: int
+    n_train: int
+    boundary: str
+
+    @property
+    def best_stencil(self) -> list:
+        return [self.stencils[i] for i in self.best]
+
+    @property
+    def best_size(self) -> np.ndarray:
+        return self.sizes[self.best]
+
+    def stencil_at(self, logsnr: float) -> str:
+        """The calibrated stencil at the recorded time nearest ``logsnr``."""
+        return self.stencils[int(self.best[int(np.argmin(np.abs(self.logsnr - float(logsnr))))])]
+
+    def modal_stencil(self) -> str:
+        """The stencil calibrated at the most recorded times (ties: the smaller stencil)."""
+        counts = np.bincount(self.best, minlength=len(self.stencils))
+        return self.stencils[int(np.argmax(counts))]
+
+    def to_dict(self) -> dict:
+        f = lambda a: [[float(v) for v in row] for row in a]  # noqa: E731
+        return {
+            "stencils": list(self.stencils), "sizes": [int(s) for s in self.sizes],
+            "sigma": [float(s) for s in self.sigma], "logsnr": [float(s) for s in self.logsnr],
+            "cosine": f(self.cosine), "cosine_se": f(self.cosine_se),
+            "rel_l2": f(self.rel_l2), "rel_l2_se": f(self.rel_l2_se),
+            "best_stencil": self.best_stencil, "best_size": [int(s) for s in self.best_size],
+            "modal_stencil": self.modal_stencil(), "n_states": self.n_states, "n_train": self.n_train,
+            "boundary": self.boundary,
+        }
+
+
+def stencil_extent(stencil) -> int:
+    """Side of the bounding box of a stencil's offsets (``square:K`` -> ``K``)."""
+    offs = np.array(parse_stencil(stencil).offsets)
+    return int((offs.max(0) - offs.min(0)).max() + 1)
+
+
+def trajectory_states(denoiser: Denoiser, shape, *, n_times: int = 8, schedule="vp-cosine", steps: int = 24,
+                      label: Label = None, seed: int = 0, dtype=torch.float32) -> list[tuple[float, torch.Tensor]]:
+    """``n_times`` (sigma, ``x [B, C, H, W]``) pairs visited by a Heun run of ``denoiser`` (evenly spaced steps)."""
+    n_times = check_int("n_times", n_times)
+    steps = check_int("steps", steps)
+    if n_times > steps:
+        raise ValueError(f"n_times: expected at most steps={steps} recorded times, got {n_times}")
+    sigmas = sigma_grid(get_schedule(schedule), steps, "logsnr")
+    keep = set(np.unique(np.round(np.linspace(0, steps - 1, n_times)).astype(int)).tolist())
+    out: list = []
+
+    def cb(step):
+        if step.i in keep:
+            out.append((float(step.sigma), step.x.detach().clone()))
+
+    x = initial_noise(tuple(shape), sigmas, seed_generators(seed, shape[0]), dtype=dtype)
+    with torch.no_grad():
+        sample_heun(denoiser, x, sigmas, label=label, callback=cb)
+    return out
+
+
+def _stats(a: np.ndarray) -> tuple[float, float]:
+    return float(a.mean()), float(a.std(ddof=1) / np.sqrt(a.size)) if a.size > 1 else 0.0
+
+
+def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: Sequence = DEFAULT_STENCILS,
+                         states: Optional[Sequence[tuple[float, torch.Tensor]]] = None, n_traj: int = 8,
+                         n_times: int = 8, schedule="vp-cosine", steps: int = 24, label: Label = None,
+                         labels: Optional[torch.Tensor] = None, boundary: str = "zero", seed: int = 0,
+                         dtype=torch.float32) -> Calibration:
+    """Which stencil's patch model best matches ``denoiser`` at each time (module docstring).
+
+    ``images [N, C, H, W]``: the patch models' training images (a few hundred suffice); ``labels [N]`` with an
+    int/LongTensor ``label`` gives class-conditional pools. ``states``: (sigma, ``x``) pairs to compare at;
+    when None, ``n_traj`` trajectories of the denoiser are run (:func:`trajectory_states`).
+    ``boundary``: of the patch models (``'zero'`` matches a zero-padded convolutional network).
+    """
+    images = check_images("images", images)
+    check_choice("boundary", boundary, ("periodic", "zero"))
+    stencils = tuple(parse_stencil(s).spec for s in stencils)
+    if not stencils:
+        raise ValueError("stencils: expected at least one stencil")
+    if states is None:
+        n_traj = check_int("n_traj", n_traj)
+        states = trajectory_states(denoiser, (n_traj, *images.shape[1:]), n_times=n_times, schedule=schedule,
+                                   steps=steps, label=label, seed=seed, dtype=dtype)
+    states = sorted(((float(s), x.to(dtype)) for s, x in states), key=lambda p: -p[0])
+    if not states:
+        raise ValueError("states: expected at least one (sigma, x) pair")
+    models = [PatchScore(images.to(dtype), st, equivariant=True, boundary=boundary,
+                         labels=labels if label is not None else None) for st in stencils]
+    T, S = len(states), len(stencils)
+    cos, cos_se, rel, rel_se = (np.zeros((T, S)) for _ in range(4))
+    with torch.no_grad():
+        for i, (sig, x) in enumerate(states):
+            check_images("states", x)
+            dn = denoiser(x, sig, label).to(torch.float64).flatten(1)
+            nn_ = dn.norm(dim=1).clamp_min(1e-300)
+            for j, m in enumerate(models):
+                dp = m(x, sig, label).to(torch.float64).flatten(1)
+                c = ((dn * dp).sum(1) / (nn_ * dp.norm(dim=1).clamp_min(1e-300))).numpy()
+                r = ((dn - dp).norm(dim=1) / nn_).numpy()
+                cos[i, j], cos_se[i, j] = _stats(c)
+                rel[i, j], rel_se[i, j] = _stats(r)
+    sig = np.array([s for s, _ in states], dtype=np.float64)
+    return Calibration(stencils=stencils, sizes=np.array([stencil_extent(s) for s in stencils]), sigma=sig,
+                       logsnr=-2.0 * np.log(sig), cosine=cos, cosine_se=cos_se, rel_l2=rel, rel_l2_se=rel_se,
+                       best=np.argmin(rel, axis=1), n_states=int(states[0][1].shape[0]), n_train=int(images.shape[0]),
+                       boundary=boundary)

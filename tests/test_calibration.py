@@ -1,0 +1,68 @@
+"""Tests of critdiff.experiments.calibration (patch-size calibration of a denoiser)."""
+
+import numpy as np
+import pytest
+import torch
+
+from critdiff.experiments.calibration import calibrate_patch_size, stencil_extent, trajectory_states
+from critdiff.scores.patch import PatchScore
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+def _images(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64)
+    # smooth a little so the stencils differ at moderate noise
+    x = (x + x.roll(1, -1) + x.roll(1, -2)) / 3
+    return x.clamp(-1, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_patch_model_of_known_size_is_recovered(dtype):
+    imgs = _images()
+    oracle = PatchScore(imgs.to(dtype), "square:5", boundary="zero")
+    cal = calibrate_patch_size(oracle, imgs, stencils=("square:3", "square:5", "square:7"), n_traj=4, n_times=6,
+                               steps=12, dtype=dtype)
+    assert cal.best_stencil == ["square:5"] * len(cal.sigma)
+    assert (cal.best_size == 5).all()
+    np.testing.assert_allclose(cal.rel_l2[:, 1], 0.0, atol=TOL[dtype])
+    np.testing.assert_allclose(cal.cosine[:, 1], 1.0, atol=TOL[dtype])
+    # the other stencils differ somewhere (otherwise the oracle test could not fail)
+    assert cal.rel_l2[:, 0].max() > 1e-3 and cal.rel_l2[:, 2].max() > 1e-3
+    assert np.all(np.diff(cal.sigma) < 0)
+    d = cal.to_dict()
+    assert d["best_size"] == [5] * len(cal.sigma) and d["modal_stencil"] == "square:5"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_metrics_against_dense_computation(dtype):
+    imgs = _images()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 1, 8, 8, generator=g, dtype=dtype)
+    net = lambda x, s, label=None: 0.5 * x  # noqa: E731
+    st = ("square:3", "square:7")
+    cal = calibrate_patch_size(net, imgs, stencils=st, states=[(0.7, x)], dtype=dtype)
+    for j, s in enumerate(st):
+        dp = PatchScore(imgs.to(dtype), s, boundary="zero")(x, 0.7).double().numpy().reshape(5, -1)
+        dn = (0.5 * x).double().numpy().reshape(5, -1)
+        cos = np.mean([a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(dn, dp)])
+        rel = np.mean([np.linalg.norm(a - b) / np.linalg.norm(a) for a, b in zip(dn, dp)])
+        assert cal.cosine[0, j] == pytest.approx(cos, rel=1e-6)
+        assert cal.rel_l2[0, j] == pytest.approx(rel, rel=1e-6)
+    assert cal.best[0] == int(np.argmin(cal.rel_l2[0]))
+
+
+def test_trajectory_states_and_errors():
+    imgs = _images()
+    net = PatchScore(imgs.float(), "square:3")
+    st = trajectory_states(net, (3, 1, 8, 8), n_times=4, steps=8)
+    assert len(st) == 4 and st[0][1].shape == (3, 1, 8, 8)
+    assert all(a[0] > b[0] for a, b in zip(st, st[1:]))
+    assert stencil_extent("square:7") == 7 and stencil_extent("cross:2") == 5
+    with pytest.raises(ValueError, match="n_times"):
+        trajectory_states(net, (3, 1, 8, 8), n_times=9, steps=8)
+    with pytest.raises(ValueError, match="boundary"):
+        calibrate_patch_size(net, imgs, boundary="mirror")
+    with pytest.raises(ValueError, match="stencils"):
+        calibrate_patch_size(net, imgs, stencils=())
