@@ -540,6 +540,10 @@ def sweep_figure(summary: dict, path) -> Optional[Path]:
         hi = np.array([s[key]["hi"] for s in sw])
         ax.errorbar(c, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label="pulse at centre")
         ax.axvline(summary["tc"]["logsnr"], color="C3", ls="--", label=f"t_c ({summary['tc']['source'].split(' ')[0]})")
+        if "tc" in summary["arms"]:
+            r = summary["arms"]["tc"][key]
+            ax.errorbar([summary["tc"]["logsnr"]], [r["diff"]], yerr=[[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]],
+                        marker="*", ms=11, color="C3", capsize=3, ls="none", label="pulse at t_c")
         for arm, col in (("random", "C2"), ("constant", "C4"), ("none", "0.5"), ("adaptive", "C1")):
             if arm in summary["arms"]:
                 ax.axhline(summary["arms"][arm][key]["diff"], color=col, ls=":", label=arm)
