@@ -66,3 +66,16 @@ def test_trajectory_states_and_errors():
         calibrate_patch_size(net, imgs, boundary="mirror")
     with pytest.raises(ValueError, match="stencils"):
         calibrate_patch_size(net, imgs, stencils=())
+
+
+def test_margin_is_runner_up_minus_best():
+    imgs = _images()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 1, 8, 8, generator=g)
+    cal = calibrate_patch_size(lambda x, s, label=None: x.clone(), imgs, stencils=("square:3", "square:5", "square:7"),
+                               states=[(0.3, x), (2.0, x)])
+    for t in range(2):
+        r = sorted(cal.rel_l2[t])
+        assert cal.margin[t] == pytest.approx(r[1] - r[0])
+        assert cal.margin[t] >= 0
+    assert cal.to_dict()["margin"] == [float(v) for v in cal.margin]

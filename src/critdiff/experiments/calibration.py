@@ -42,7 +42,8 @@ class Calibration:
 
     ``stencils [S]``; ``sizes [S]`` (stencil extent: the side of a square); ``sigma [T]``, ``logsnr [T]``;
     ``cosine [T, S]``, ``rel_l2 [T, S]`` (means over states), ``cosine_se``, ``rel_l2_se`` (standard errors);
-    ``best [T]`` (index into ``stencils``), ``best_stencil [T]``, ``best_size [T]``; ``n_states``, ``n_train``.
+    ``best [T]`` (index into ``stencils``), ``best_stencil [T]``, ``best_size [T]``, ``margin [T]`` (runner-up minus
+    best relative L2); ``n_states``, ``n_train``.
     """
 
     stencils: tuple
@@ -66,6 +67,12 @@ class Calibration:
     def best_size(self) -> np.ndarray:
         return self.sizes[self.best]
 
+    @property
+    def margin(self) -> np.ndarray:
+        """``[T]`` runner-up's mean relative L2 minus the best one's (0 with a single stencil)."""
+        r = np.sort(self.rel_l2, axis=1)
+        return r[:, 1] - r[:, 0] if r.shape[1] > 1 else np.zeros(r.shape[0])
+
     def stencil_at(self, logsnr: float) -> str:
         """The calibrated stencil at the recorded time nearest ``logsnr``."""
         return self.stencils[int(self.best[int(np.argmin(np.abs(self.logsnr - float(logsnr))))])]
@@ -83,7 +90,7 @@ class Calibration:
             "cosine": f(self.cosine), "cosine_se": f(self.cosine_se),
             "rel_l2": f(self.rel_l2), "rel_l2_se": f(self.rel_l2_se),
             "best_stencil": self.best_stencil, "best_size": [int(s) for s in self.best_size],
-            "modal_stencil": self.modal_stencil(), "n_states": self.n_states, "n_train": self.n_train,
+            "margin": [float(v) for v in self.margin], "modal_stencil": self.modal_stencil(), "n_states": self.n_states, "n_train": self.n_train,
             "boundary": self.boundary,
         }
 

@@ -35,8 +35,9 @@ from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
 from .calibration import DEFAULT_STENCILS, calibrate_patch_size
 
-FULL = dict(batch=16, steps=24, probe_every=2, n_probes=4, kicks=8, n_cal_times=8, n_cal_train=256,
+FULL = dict(batch=16, steps=24, probe_every=2, n_probes=4, kicks=6, n_cal_times=8, n_cal_train=128,
             n_theory=300, n_boot=200, stencils=DEFAULT_STENCILS)
+ONSET = 0.05  # low-|k| softening onset: contrast above 2 standard errors and above this (sigma^2 kappa is 1 at high noise)
 QUICK = dict(batch=6, steps=10, probe_every=1, n_probes=2, kicks=4, n_cal_times=4, n_cal_train=64,
              n_theory=64, n_boot=50, stencils=("square:3", "square:5", "square:7"))
 
@@ -139,12 +140,12 @@ def _vline(ax, x, **kw):
         ax.axvline(x, **kw)
 
 
-def net_criticality_section(model_dir: "str | Path", data_spec: str, folder: "str | Path", quick: bool = False,
+def net_criticality_section(model_dir: "str | Path", data_spec: Optional[str], folder: "str | Path", quick: bool = False,
                             *, seed: int = 0) -> Section:
     """Probes, critical-time estimates and calibrated patch theory of the network in ``model_dir`` (module docstring).
 
     ``data_spec``: the training data (e.g. ``'digits:size=16'``, see the checkpoint's ``config.json``); PNG
-    figures are written into ``folder`` and referenced by file name.
+    figures are written into ``folder`` and referenced by file name. ``data_spec=None`` reads the checkpoint's.
     """
     from ..nets import load_net
     from ..nets import checkpoint as ckpt
@@ -155,7 +156,12 @@ def net_criticality_section(model_dir: "str | Path", data_spec: str, folder: "st
     P = QUICK if quick else FULL
     folder = Path(folder)
     net = load_net(model_dir)
-    schedule = ckpt.read_config(model_dir).get("train", {}).get("schedule", "vp-cosine")
+    stored = ckpt.read_config(model_dir).get("train", {})
+    schedule = stored.get("schedule", "vp-cosine")
+    if data_spec is None:
+        if "data" not in stored:
+            raise ValueError(f"data_spec: {str(model_dir)!r} records no training data; pass a data spec")
+        data_spec = stored["data"]
     images, _ = load_data(data_spec)
     if tuple(images.shape[1:]) != tuple(net.sample_shape):
         raise ValueError(f"data_spec: {data_spec!r} gives images {list(images.shape[1:])}, the network takes "
@@ -216,6 +222,7 @@ def net_criticality_section(model_dir: "str | Path", data_spec: str, folder: "st
              "contrast_max": float(d[j_d]), "contrast_se": float(d_se[j_d]), "contrast_logsnr": float(lam[j_d]),
              "low_at_contrast": float(low[j_d]), "high_at_contrast": float(high[j_d]),
              "crossing_logsnr": _f(cross), "weakens": bool(d[j_d] > 2 * d_se[j_d]),
+             "onset_logsnr": _f(next((lam[j] for j in range(len(d)) if d[j] > max(2 * d_se[j], ONSET)), None)),
              "softest_k": [float(np.hypot(*ks)) for ks in traj.k_star[o]]}
 
     # 5. xi and chi curves
@@ -240,12 +247,18 @@ def net_criticality_section(model_dir: "str | Path", data_spec: str, folder: "st
 
     # 7. patch theory for the calibrated stencil
     t0 = time.perf_counter()
-    rep = analyze(images[pool_idx[:P["n_theory"]]], stencil, schedule, n_t=61 if quick else 121)
-    cp = rep.critical
-    theory = {"stencil": stencil, "stencil_rule": "calibrated at the time nearest the measured t_c" if lam_ref is not None
-              else "calibrated at most recorded times", "found": bool(cp.found), "message": cp.message,
-              **_times(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": _f(cp.k_star_abs),
-              "n_train": int(min(P["n_theory"], images.shape[0])), "boundary": "periodic", "weights": cp.weights}
+    theory_imgs = images[pool_idx[:P["n_theory"]]]
+
+    def run_theory(st: str) -> dict:
+        cp = analyze(theory_imgs, st, schedule, n_t=61 if quick else 121).critical
+        return {"stencil": st, "found": bool(cp.found), "message": cp.message,
+                **_times(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": _f(cp.k_star_abs),
+                "n_train": int(theory_imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
+
+    theory = {**run_theory(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"
+              if lam_ref is not None else "calibrated at most recorded times"}
+    # the patch theory of every other stencil calibrated at some recorded time, for comparison
+    theory_others = [run_theory(st) for st in dict.fromkeys(cal.best_stencil) if st != stencil]
     timing["theory_s"] = time.perf_counter() - t0
 
     # 8. figures
@@ -297,11 +310,14 @@ def net_criticality_section(model_dir: "str | Path", data_spec: str, folder: "st
         "xi_2": [_f(v) for v in xi2], "xi_oz": [_f(v) for v in xi_oz],
         "chi_logsnr": susc.logsnr[oc].tolist(), "chi_mean": chi_m[oc].tolist(), "chi_ci": chi_ci[oc].tolist(),
         "stiffness_low_k": stiff,
-        "xi_2_peak": {"logsnr": float(lam[j_xi]), "value": float(xi2[j_xi]), "interior": bool(xi_peak_interior)},
+        "xi_2_peak": {"logsnr": float(lam[j_xi]), "value": float(xi2[j_xi]), "interior": bool(xi_peak_interior),
+                      "all_zero": bool(np.all(xi2 == 0))},
+        "xi_oz_peak": {"logsnr": ests["xi_oz"].logsnr, "interior": bool(feature["xi_oz"]),
+                       "value": _f(np.nanmax(np.where(np.isfinite(xi_oz), xi_oz, np.nan))) if np.isfinite(xi_oz).any() else None},
         "chi_peak": {"logsnr": float(susc.logsnr[oc][j_chi]), "value": float(chi_m[oc][j_chi]),
                      "interior": bool(0 < j_chi < len(oc) - 1)},
         "estimates": {k: {**_est(e, schedule), "feature": feature[k]} for k, e in ests.items()}, "t_c": combined,
-        "calibration": cal.to_dict(), "theory": theory, "timing": timing, "figures": figs,
+        "onset_threshold": ONSET, "calibration": cal.to_dict(), "theory": theory, "theory_others": theory_others, "timing": timing, "figures": figs,
     }
     res["timing"]["total_s"] = time.perf_counter() - t_start
     return Section("net_criticality", "Criticality of the trained network", _html_of(res), res)
@@ -315,7 +331,8 @@ def _html_of(r: dict) -> str:
         s1 = (f"The low-|k| stiffness weakens relative to short wavelengths: the contrast sigma^2 kappa(|k| = "
               f"{_fmt(st['k_high'])}) - sigma^2 kappa(|k| = {_fmt(st['k_low'])}) is largest, {_fmt(st['contrast_max'])} "
               f"(standard error {_fmt(st['contrast_se'])}), at logsnr {_fmt(st['contrast_logsnr'])}, where the low shell is at "
-              f"{_fmt(st['low_at_contrast'])} and the high shell at {_fmt(st['high_at_contrast'])}.")
+              f"{_fmt(st['low_at_contrast'])} and the high shell at {_fmt(st['high_at_contrast'])}. The softening sets in "
+              f"(contrast above 2 standard errors and above {_fmt(r['onset_threshold'])}) at logsnr {_fmt(st['onset_logsnr'])}.")
     else:
         s1 = (f"No low-|k| weakening: the contrast sigma^2 kappa(|k| = {_fmt(st['k_high'])}) - sigma^2 kappa(|k| = "
               f"{_fmt(st['k_low'])}) never exceeds twice its standard error (largest {_fmt(st['contrast_max'])} +- "
@@ -324,9 +341,15 @@ def _html_of(r: dict) -> str:
            f"to its minimum {_fmt(st['min'])} at logsnr {_fmt(st['min_logsnr'])}.")
     s1 += (f" It crosses zero (a mode turns unstable) at logsnr {_fmt(st['crossing_logsnr'])}." if st["crossing_logsnr"]
            is not None else " It never crosses zero: no mode of the network's denoiser turns unstable on average.")
-    s2 = (f"xi_2 of the states peaks inside the recorded range at logsnr {_fmt(xp['logsnr'])} ({_fmt(xp['value'])} pixels)."
+    xo = r["xi_oz_peak"]
+    s2 = (f"xi_2 of the states is 0 at every recorded time (the connected structure factor S(0) never exceeds "
+          f"S(k_min): the ensemble's correlations peak at nonzero |k|), so it has no peak." if xp["all_zero"] else
+          f"xi_2 of the states peaks inside the recorded range at logsnr {_fmt(xp['logsnr'])} ({_fmt(xp['value'])} pixels)."
           if xp["interior"] else f"xi_2 of the states has no interior peak: its largest value ({_fmt(xp['value'])} pixels) "
           f"is at the end of the recorded range (logsnr {_fmt(xp['logsnr'])}).")
+    s2 += (f" The Ornstein-Zernike xi of the measured stiffness peaks inside the range at logsnr {_fmt(xo['logsnr'])} "
+           f"({_fmt(xo['value'])} pixels)." if xo["interior"] else
+           f" The Ornstein-Zernike xi of the measured stiffness has no interior peak.")
     s2 += (f" chi peaks at logsnr {_fmt(cp['logsnr'])} ({_fmt(cp['value'])})." if cp["interior"] else
            f" chi has no interior peak (largest {_fmt(cp['value'])} at logsnr {_fmt(cp['logsnr'])}, an end of the range).")
     if tc["logsnr"] is not None:
@@ -345,6 +368,10 @@ def _html_of(r: dict) -> str:
             s3 += "."
     else:
         s3 += f" Patch theory ({e(th['stencil'])}, {th['n_train']} images, periodic): no critical point ({e(th['message'])})."
+    for o in r["theory_others"]:
+        s3 += (f" For comparison, {e(o['stencil'])} (calibrated at other times): "
+               + (f"t_c at logsnr {_fmt(o['logsnr'])} (t = {_fmt(o['t'])})." if o["found"] else
+                  f"no critical point ({e(o['message'])})."))
     rows = [{"signal": v["signal"], "method": v["method"], "logsnr": v["logsnr"], "CI low": v["logsnr_ci"][0],
              "CI high": v["logsnr_ci"][1], "t": v["t"], "sigma/a": v["sigma_over_a"],
              "valid/boot": f"{v['n_valid']}/{v['n_boot']}", "feature": "yes" if v["feature"] else "no (range end)"}
@@ -353,8 +380,13 @@ def _html_of(r: dict) -> str:
                  "CI high": tc["logsnr_ci"][1], "t": tc["t"], "sigma/a": tc["sigma_over_a"], "valid/boot": ""})
     rows.append({"signal": f"patch theory {th['stencil']}", "method": "linear stability", "logsnr": th["logsnr"],
                  "CI low": None, "CI high": None, "t": th["t"], "sigma/a": th["sigma_over_a"], "valid/boot": ""})
+    for o in r["theory_others"]:
+        rows.append({"signal": f"patch theory {o['stencil']} (also calibrated)", "method": "linear stability",
+                     "logsnr": o["logsnr"], "CI low": None, "CI high": None, "t": o["t"], "sigma/a": o["sigma_over_a"],
+                     "valid/boot": "", "feature": "crossing" if o["found"] else "no crossing"})
+    rows[-1 - len(r["theory_others"])]["feature"] = "crossing" if th["found"] else "no crossing"
     cal = r["calibration"]
-    crow = [{"logsnr": cal["logsnr"][i], "best stencil": cal["best_stencil"][i],
+    crow = [{"logsnr": cal["logsnr"][i], "best stencil": cal["best_stencil"][i], "margin": cal["margin"][i],
              **{f"rel L2 {s}": cal["rel_l2"][i][j] for j, s in enumerate(cal["stencils"])},
              **{f"cos {s}": cal["cosine"][i][j] for j, s in enumerate(cal["stencils"])}} for i in range(len(cal["logsnr"]))]
     return (f"<p>Unconditional Heun trajectories of the network ({r['batch']} samples, {r['grid_steps']} steps uniform in "
@@ -362,5 +394,6 @@ def _html_of(r: dict) -> str:
             f"<p>{s1}</p><p>{s2}</p><p>{s3}</p>{table(rows)}"
             f'<p><img src="net_stiffness.png"> <img src="net_xi_chi.png"></p>'
             f"<p>Patch-size calibration on the same states (patch models with zero boundary, {cal['n_train']} "
-            f"training images): the stencil with the smallest relative L2 distance to the network's denoiser.</p>"
+            f"training images): the stencil with the smallest relative L2 distance to the network's denoiser; margin: the "
+            f"runner-up's relative L2 minus the best one's.</p>"
             f'{table(crow)}<p><img src="net_calibration.png"></p>')
