@@ -270,8 +270,13 @@ def net_criticality_section(model_dir: "str | Path", data_spec: Optional[str], f
     if (s2k < 0).any() and (s2k > 0).any():
         ax.contour(K, L, s2k, levels=[0.0], colors="k", linewidths=1.0)
     ax.axhline(lam[j_d], color="g", ls="--", lw=0.8, label="largest low-|k| softening")
+    if combined["logsnr"] is not None:
+        ax.axhline(combined["logsnr"], color="k", ls="--", lw=0.8, label="measured t_c")
     if theory["logsnr"] is not None:
-        ax.axhline(theory["logsnr"], color="k", ls=":", lw=1.0, label="patch theory t_c")
+        ax.axhline(theory["logsnr"], color="k", ls=":", lw=1.0, label=f"patch theory t_c ({stencil})")
+    for th_o, c in zip(theory_others, ("C2", "C4", "C5")):
+        if th_o["logsnr"] is not None:
+            ax.axhline(th_o["logsnr"], color=c, ls=":", lw=1.0, label=f"patch theory t_c ({th_o['stencil']})")
     fig.colorbar(pc, ax=ax, label=r"$\sigma^2\kappa = 1 - \mathrm{Re}\,\hat J_D(k)$")
     ax.set_xlabel(r"$|k|$ (rad/pixel)"); ax.set_ylabel("logsnr"); ax.legend(fontsize=7)
     ax.set_title("trained network: stiffness (shell means)")
@@ -281,14 +286,16 @@ def net_criticality_section(model_dir: "str | Path", data_spec: Optional[str], f
     axs[0].plot(lam, xi2, "o-", label=r"$\xi_2$ (states)")
     axs[0].plot(lam, xi_oz, "s--", label=r"$\xi$ (OZ fit of $\kappa$)")
     axs[0].set_xlabel("logsnr"); axs[0].set_ylabel("pixels"); axs[0].set_title("correlation length")
-    ym = float(np.nanmax(np.r_[xi2, np.where(np.isfinite(xi_oz), xi_oz, np.nan)]))
-    axs[0].set_ylim(0, min(ym * 1.1 if math.isfinite(ym) else 10, 4 * float(np.nanmax(xi2)) + 1))
+    fin = np.r_[xi2, xi_oz][np.isfinite(np.r_[xi2, xi_oz])]
+    axs[0].set_ylim(0, 1.1 * float(fin.max()) if fin.size and fin.max() > 0 else 1.0)
     axs[1].plot(susc.logsnr[oc], chi_m[oc], "o-", color="C3")
     axs[1].fill_between(susc.logsnr[oc], chi_ci[oc, 0], chi_ci[oc, 1], color="C3", alpha=0.25)
     axs[1].set_xlabel("logsnr"); axs[1].set_ylabel(r"$\chi$"); axs[1].set_title("susceptibility")
     for a in axs:
         _vline(a, combined["logsnr"], color="k", ls="--", lw=0.8, label="measured t_c")
-        _vline(a, theory["logsnr"], color="k", ls=":", lw=1.0, label="patch theory t_c")
+        _vline(a, theory["logsnr"], color="k", ls=":", lw=1.0, label=f"patch theory t_c ({stencil})")
+        for th_o, c in zip(theory_others, ("C2", "C4", "C5")):
+            _vline(a, th_o["logsnr"], color=c, ls=":", lw=1.0, label=f"patch theory t_c ({th_o['stencil']})")
     axs[0].legend(fontsize=7)
     figs.append(_save(fig, folder, "net_xi_chi.png"))
 
