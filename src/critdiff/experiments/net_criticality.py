@@ -346,8 +346,13 @@ def _html_of(r: dict) -> str:
               f"{_fmt(st['contrast_se'])} at logsnr {_fmt(st['contrast_logsnr'])}).")
     s1 += (f" At |k| = {_fmt(st['k_low'])}, sigma^2 kappa goes from {_fmt(st['start'])} (logsnr {_fmt(st['start_logsnr'])}) "
            f"to its minimum {_fmt(st['min'])} at logsnr {_fmt(st['min_logsnr'])}.")
-    s1 += (f" It crosses zero (a mode turns unstable) at logsnr {_fmt(st['crossing_logsnr'])}." if st["crossing_logsnr"]
-           is not None else " It never crosses zero: no mode of the network's denoiser turns unstable on average.")
+    s1 += (f" This shell mean crosses zero at logsnr {_fmt(st['crossing_logsnr'])}." if st["crossing_logsnr"] is not None
+           else " This shell mean never crosses zero.")
+    es = r["estimates"]["stiffness"]
+    s1 += (f" The softest single Fourier mode (minimum over k of the ensemble-mean kappa) crosses zero, i.e. turns "
+           f"unstable, at logsnr {_fmt(es['logsnr'])} [{_fmt(es['logsnr_ci'][0])}, {_fmt(es['logsnr_ci'][1])}]."
+           if es["method"] == "zero-crossing" else
+           " No single Fourier mode's ensemble-mean stiffness crosses zero: no mode turns unstable on average.")
     xo = r["xi_oz_peak"]
     s2 = (f"xi_2 of the states is 0 at every recorded time (the connected structure factor S(0) never exceeds "
           f"S(k_min): the ensemble's correlations peak at nonzero |k|), so it has no peak." if xp["all_zero"] else
