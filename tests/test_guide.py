@@ -161,6 +161,12 @@ def test_frechet_distance_against_scipy_sqrtm(seed):
     oracle = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
     assert frechet_distance(a, b) == pytest.approx(oracle, rel=1e-8)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    # fewer samples than features (rank-deficient covariances), against the same dense oracle
+    c, e = rng.normal(size=(6, 12)), rng.normal(size=(9, 12)) + 0.2
+    s1, s2 = np.cov(c, rowvar=False), np.cov(e, rowvar=False)
+    r1 = np.real(scipy.linalg.sqrtm(s1))
+    oracle = ((c.mean(0) - e.mean(0)) ** 2).sum() + np.trace(s1 + s2) - 2 * np.trace(np.real(scipy.linalg.sqrtm(r1 @ s2 @ r1)))
+    assert frechet_distance(c, e) == pytest.approx(oracle, rel=1e-6)
 
 
 def test_diversity_against_a_loop():

@@ -43,7 +43,7 @@ from .. import schedules as S
 from ..errors import check_choice, check_int, check_positive
 from ..guidance import Guided
 from ..io import save_json
-from .guide_metrics import check_classifier, classify, diversity, frechet_distance, gaussian_stats
+from .guide_metrics import check_classifier, classify, diversity, frechet_distance
 from .guide_stats import mean_interval, paired_mean_diff, paired_stat_diff
 from .guide_store import TrialLog
 
@@ -427,7 +427,7 @@ def collect(trial_log: TrialLog, arm: str, n: int, classifier) -> dict[str, np.n
 
 def _fd_per_class(embed, label, refs, idx=None) -> float:
     idx = np.arange(label.size) if idx is None else idx
-    vals = [frechet_distance(embed[idx][label[idx] == c], stats2=refs[c]) for c in sorted(refs)
+    vals = [frechet_distance(embed[idx][label[idx] == c], refs[c]) for c in sorted(refs)
             if (label[idx] == c).sum() > 1]
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -444,13 +444,13 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc_rec: dict) 
     with torch.no_grad():
         ref = classify(setup.classifier, setup.images, setup.labels)
     ref_embed = ref["embed"].numpy()
-    refs = {c: gaussian_stats(ref_embed[setup.labels.numpy() == c]) for c in range(setup.n_classes)}
+    refs = {c: ref_embed[setup.labels.numpy() == c] for c in range(setup.n_classes)}
     data = {a.name: collect(trial_log, a.name, cfg.n, setup.classifier) for a in arms}
     label = next(iter(data.values()))["label"]
     rows, per_arm = [], {}
     for k, a in enumerate(arms):
         d = data[a.name]
-        fd_c = {int(c): frechet_distance(d["embed"][label == c], stats2=refs[c]) for c in range(setup.n_classes)
+        fd_c = {int(c): frechet_distance(d["embed"][label == c], refs[c]) for c in range(setup.n_classes)
                 if (label == c).sum() > 1}
         acc = mean_interval(d["correct"], cfg.n_boot, seed=k)
         lp = mean_interval(d["logp"], cfg.n_boot, seed=k)

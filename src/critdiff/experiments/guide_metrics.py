@@ -12,6 +12,8 @@ feature space of the Frechet distance). Metrics:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -38,11 +40,6 @@ def classify(classifier, x: torch.Tensor, intended: torch.Tensor, batch: int = 2
     return {"correct": lg.argmax(1) == lab, "logp": logp, "embed": torch.cat(feats)}
 
 
-def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh(0.5 * (a + a.T))
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
 def gaussian_stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[F]`` and covariance ``[F, F]`` (unbiased; zero for a single sample) of features ``[N, F]``."""
     f = np.asarray(f, dtype=np.float64)
@@ -51,16 +48,23 @@ def gaussian_stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, cov
 
 
-def frechet_distance(f1: np.ndarray, f2=None, *, stats2=None) -> float:
+def _centred(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = np.asarray(f, dtype=np.float64)
+    mu = f.mean(0)
+    return mu, (f - mu) / math.sqrt(max(f.shape[0] - 1, 1))
+
+
+def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to feature sets ``f1 [N1, F]`` and ``f2 [N2, F]``.
 
-    ``tr((S_1^1/2 S_2 S_1^1/2)^1/2)`` is computed from the symmetric PSD product (eigh), float64.
+    With centred, scaled rows ``B_i`` (``S_i = B_i^T B_i``), ``tr((S_1^1/2 S_2 S_1^1/2)^1/2)`` equals the
+    nuclear norm of ``B_1 B_2^T`` (``[N1, N2]``: the eigenvalues of ``S_1 S_2`` are the squared singular
+    values of ``B_1 B_2^T``), which is cheap when there are fewer samples than features. float64.
     """
-    mu1, s1 = gaussian_stats(f1)
-    mu2, s2 = stats2 if stats2 is not None else gaussian_stats(f2)
-    r1 = _sqrtm_psd(s1)
-    cross = np.trace(_sqrtm_psd(r1 @ s2 @ r1))
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * cross)
+    mu1, b1 = _centred(f1)
+    mu2, b2 = _centred(f2)
+    cross = np.linalg.svd(b1 @ b2.T, compute_uv=False).sum()
+    return float(((mu1 - mu2) ** 2).sum() + (b1 * b1).sum() + (b2 * b2).sum() - 2 * cross)
 
 
 def diversity(f: np.ndarray) -> float:
