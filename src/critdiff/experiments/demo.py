@@ -73,6 +73,60 @@ def theory_demo_section(key: str, data: str, stencil: str, schedule: str, blurb:
     return config, build
 
 
+def net_demo_section(quick: bool) -> tuple[dict, Callable[[Path], Section]]:
+    """Train (or reuse) the small conditional digits UNet, then measure its critical signatures."""
+    config = {"kind": "net-criticality", "quick": quick, "version": 1}
+
+    def build(folder: Path) -> Section:
+        from .net_criticality import net_criticality_section, train_demo_model
+
+        model_dir = train_demo_model(folder / "model", quick=quick, progress=True)
+        sec = net_criticality_section(model_dir, None, folder, quick=quick)
+        sec.key = "trained-net"
+        return sec
+
+    return config, build
+
+
+def load_shape_size(data_spec: str) -> int:
+    """The ``size=`` option of a data spec."""
+    from ..spec import parse_spec
+
+    size = parse_spec(data_spec, "data").kwargs.get("size")
+    if not isinstance(size, int):
+        raise ValueError(f"data: expected an integer size= option in {data_spec!r}")
+    return size
+
+
+def guidance_demo_section(quick: bool) -> tuple[dict, Callable[[Path], Section]]:
+    """Train (or reuse) the evaluation classifier on the textures, then run the guidance-pulse arms."""
+    from .guide import demo_config
+
+    gcfg = demo_config(quick)
+    # the classifier sees many more crops of the same textures, at the guided model's image size
+    size = load_shape_size(gcfg.data)
+    ccfg = {"data": f"textures:size={size},n={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
+    config = {"kind": "guidance", "guide": asdict(gcfg), "classifier": ccfg, "version": 1}
+
+    def build(folder: Path) -> Section:
+        from ..nets.classifier import ClassifierTrainConfig, load_classifier, read_metrics
+        from .guide import demo_section
+        from .train import run_train_classifier
+
+        clf_dir = folder / "classifier"
+        if not (clf_dir / "metrics.json").is_file():
+            run_train_classifier(ClassifierTrainConfig(data=ccfg["data"], steps=ccfg["steps"], batch=64), clf_dir, progress=True)
+        sec = demo_section(folder / "guide", load_classifier(clf_dir), quick=quick)
+        acc = read_metrics(clf_dir).get("heldout_accuracy")
+        sec.key = "guidance"
+        sec.results["classifier_heldout_accuracy"] = acc
+        sec.html = (f"<p>Evaluation classifier trained on <code>{_html.escape(ccfg['data'])}</code>: held-out accuracy "
+                    f"{acc if acc is None else round(float(acc), 4)}.</p>" + sec.html.replace('src="', 'src="guide/'))
+        return sec
+
+    return config, build
+
+
 def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
     """Run every section (cached) and write the report; returns the report path."""
     out = Path(out_dir)
@@ -108,7 +162,8 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
             "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel.",
         ),
     ]
-    keys = ("textures", "digits", "theory-textures", "theory-stripes")
+    specs += [net_demo_section(quick), guidance_demo_section(quick)]
+    keys = ("textures", "digits", "theory-textures", "theory-stripes", "trained-net", "guidance")
     sections = [_cached(out, key, cfg, build, log) for (cfg, build), key in zip(specs, keys)]
     meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__}
     report = write_report(out, "critdiff demo report", sections, meta)

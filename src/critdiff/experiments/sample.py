@@ -107,7 +107,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     trajectory_strip(sig_rec.tolist() + [0.0], torch.cat([xs[:, 0], final[:1]]), torch.cat([x0s[:, 0], final[:1]]),
                      out / "trajectory.png", title="one trajectory: state (top) and denoiser output (bottom)")
     if images is not None:
-        pick = torch.linspace(0, images.shape[0] - 1, min(16, images.shape[0])).long()
+        pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:16]
         image_grid(images[pick], out / "training.png", title=f"training data: {cfg.data}")
     record = {
         "config": asdict(cfg),
