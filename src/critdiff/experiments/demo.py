@@ -162,8 +162,10 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
             "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel.",
         ),
     ]
-    specs += [net_demo_section(quick), guidance_demo_section(quick)]
-    keys = ("textures", "digits", "theory-textures", "theory-stripes", "trained-net", "guidance")
+    from .structure_section import CONFIG as SF_CONFIG, structure_section
+
+    specs += [(SF_CONFIG, structure_section), net_demo_section(quick), guidance_demo_section(quick)]
+    keys = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "trained-net", "guidance")
     sections = [_cached(out, key, cfg, build, log) for (cfg, build), key in zip(specs, keys)]
     meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__}
     report = write_report(out, "critdiff demo report", sections, meta)
