@@ -174,6 +174,12 @@ def _probe_tc(cfg, model, images, n: int = 8) -> Optional[dict]:
                             keep_states=False, seed=cfg.seed, generator=SM.seed_generators(cfg.seed + 4, n))
     est = from_stiffness(traj)
     lam = float(est.logsnr)
+    lo, hi = grid_range(sigmas)
+    span = hi - lo
+    if min(abs(lam - lo), abs(lam - hi)) < 1e-9 * max(1.0, abs(span)):
+        # the slowest mode neither crossed zero nor had an interior minimum: no critical time to pulse at
+        raise ValueError(f"tc-logsnr: the stiffness probe found no critical time inside the grid (estimate at its end, "
+                         f"logsnr {lam:.3g}); give --tc-logsnr (e.g. from `critdiff probe`)")
     sch = S.get(cfg.schedule)
     return {"logsnr": lam, "t": float(sch.t_of_logsnr(lam)), "sigma_over_a": math.exp(-0.5 * lam),
             "source": "probe (stiffness)", "logsnr_ci": [float(v) for v in est.logsnr_ci]}
@@ -295,6 +301,10 @@ def calibrate_threshold(setup: Setup, tc: float) -> dict:
     run_arm(setup, GS.Constant(float(cfg.baseline)), [probe], index, labels)
     lam = np.array(probe.logsnrs)
     k = int(np.argmin(np.abs(lam - target)))
+    finite = [j for j, h in enumerate(probe.history) if bool(torch.isfinite(h).any())]
+    if not finite:
+        raise ValueError(f"threshold: the indicator {cfg.indicator!r} was never finite on the pilot samples")
+    k = min(finite, key=lambda j: abs(j - k))  # the first steps have no rate yet: nearest step with values
     values = probe.history[k].numpy()
     thr = float(np.nanmedian(values))
     return {"type": "calibration", "threshold": thr, "target_fire_logsnr": target, "step": k, "lead": lead,
