@@ -137,8 +137,10 @@ def test_tc_from_theory_or_given(parts):
     assert G.resolve_tc(small(tc_logsnr=1.25), x)["logsnr"] == 1.25
     with pytest.raises(ValueError, match="tc-logsnr"):
         G.resolve_tc(small(tc_logsnr=None), x)  # gaussian, no model given: no theory, no probe
-    probe = G.resolve_tc(small(tc_logsnr=None), x, parts[0])
-    assert probe["source"].startswith("probe") and probe["logsnr_ci"][0] <= probe["logsnr"] <= probe["logsnr_ci"][1]
+    # a Gaussian model has kappa = 1/(lambda + sigma^2) > 0 at every time: no critical time, so the probe
+    # route must refuse (its estimate sits at the grid's end) instead of pulsing at an arbitrary time
+    with pytest.raises(ValueError, match="tc-logsnr: the stiffness probe found no critical time"):
+        G.resolve_tc(small(tc_logsnr=None), x, parts[0])
 
 
 def test_bad_config_names_the_argument():
