@@ -137,8 +137,8 @@ def test_tc_from_theory_or_given(parts):
     assert G.resolve_tc(small(tc_logsnr=1.25), x)["logsnr"] == 1.25
     with pytest.raises(ValueError, match="tc-logsnr"):
         G.resolve_tc(small(tc_logsnr=None), x)  # gaussian, no model given: no theory, no probe
-    # a Gaussian model has kappa = 1/(lambda + sigma^2) > 0 at every time: no critical time, so the probe
-    # route must refuse (its estimate sits at the grid's end) instead of pulsing at an arbitrary time
+    # the toy mixture's slowest mode neither crosses zero nor has an interior minimum on this grid, so the
+    # probe route must refuse (its estimate sits at the grid's end) instead of pulsing at an arbitrary time
     with pytest.raises(ValueError, match="tc-logsnr: the stiffness probe found no critical time"):
         G.resolve_tc(small(tc_logsnr=None), x, parts[0])
 
