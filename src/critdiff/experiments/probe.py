@@ -117,7 +117,7 @@ def _probe_at(model, hom, shape, sigma: float, dtype=torch.float64):
 def homogeneous_probe(model, images: torch.Tensor, stencil: str, schedule, logsnr: np.ndarray, *,
                       refine: int = 40, tie_tol: float = 1e-6) -> dict:
     """Spectral probe (impulse route: exact for the circulant Jacobian there) at the theory's homogeneous
-    states ``m(sigma) 1`` on a ``logsnr`` grid (ascending). Returns ``sigma2_kappa_min [T]`` (``sigma^2 min_k
+    states ``m(sigma) 1`` on a ``logsnr`` grid (ascending), in the dtype of ``images`` (the model's). Returns ``sigma2_kappa_min [T]`` (``sigma^2 min_k
     kappa``), ``k_star [T, 2]``, ``kappa_radial [T, nk]`` on ``k_radial``, ``logsnr``, ``nfe``, and the first
     zero crossing of ``sigma2_kappa_min`` refined by bisection in logsnr (``crossing``: ``logsnr``, the softest
     mode ``k_star`` there, ``kappa`` map ``sigma^2 kappa [H, W]`` for tie checks), or ``crossing = None``."""
@@ -128,12 +128,12 @@ def homogeneous_probe(model, images: torch.Tensor, stencil: str, schedule, logsn
     sch = S.get(schedule)
     pool = patch_pool(images.to(torch.float64), stencil)
     hom = homogeneous_solution(pool, sch.sigma_max, sch.sigma_min)
-    shape = tuple(images.shape[1:])
+    shape, dtype = tuple(images.shape[1:]), images.dtype
     out = {"logsnr": np.asarray(logsnr, dtype=np.float64), "sigma2_kappa_min": [], "k_star": [], "kappa_radial": []}
     evals = 0
     for lam in out["logsnr"]:
         sigma = math.exp(-0.5 * lam)
-        pr, _ = _probe_at(model, hom, shape, sigma)
+        pr, _ = _probe_at(model, hom, shape, sigma, dtype)
         out["sigma2_kappa_min"].append(pr.kappa_min * sigma**2)
         out["k_star"].append(pr.k_star)
         out["kappa_radial"].append(pr.kappa_radial * sigma**2)
@@ -148,7 +148,7 @@ def homogeneous_probe(model, images: torch.Tensor, stencil: str, schedule, logsn
         for _ in range(refine):
             mid = 0.5 * (lo + hi)
             s = math.exp(-0.5 * mid)
-            pr, _ = _probe_at(model, hom, shape, s)
+            pr, _ = _probe_at(model, hom, shape, s, dtype)
             evals += pr.denoiser_evaluations
             if pr.kappa_min * s * s > 0:
                 lo = mid
@@ -156,7 +156,7 @@ def homogeneous_probe(model, images: torch.Tensor, stencil: str, schedule, logsn
                 hi = mid
         lam = 0.5 * (lo + hi)
         s = math.exp(-0.5 * lam)
-        pr, _ = _probe_at(model, hom, shape, s)
+        pr, _ = _probe_at(model, hom, shape, s, dtype)
         kap = pr.kappa_mode * s * s
         out["crossing"] = {"logsnr": lam, "k_star": list(pr.k_star), "k_star_abs": math.hypot(*pr.k_star),
                            "kappa": kap, "tie_tol": tie_tol}
@@ -236,7 +236,7 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
                   "found": cp.found, "message": cp.message}
         if cfg.homogeneous:
             lam_grid = np.linspace(float(rep.scan.logsnr.min()), float(rep.scan.logsnr.max()), cfg.homogeneous)
-            hom = homogeneous_probe(model, images.to(torch.float64), cfg.stencil, schedule, lam_grid)
+            hom = homogeneous_probe(model, images, cfg.stencil, schedule, lam_grid)
             cr = hom["crossing"]
             tt = None if cr is None else schedule.times(schedule.t_of_logsnr(torch.tensor(cr["logsnr"])).item())
             match = None if cr is None or cp.k_star is None else k_star_matches(cr["kappa"], cp.k_star)

@@ -1,0 +1,108 @@
+"""The ``critdiff probe`` command and experiment (critdiff.cli.probe, critdiff.experiments.probe).
+
+Oracles: the linear-stability theory (critdiff.theory.analyze, a separate code path: closed-form patch-pool
+covariances) for the measured critical point at the homogeneous state; json.loads for the output format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from critdiff.cli import main
+
+TINY = ["probe", "--model", "patch", "--data", "stripes:size=8,wavelength=4,n=12", "--stencil", "square:3",
+        "--n", "4", "--steps", "6", "--times", "3", "--probes", "1", "--n-boot", "20", "--homogeneous", "9",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe")
+    rc = main(TINY + ["--out", str(out)])
+    return rc, out
+
+
+def test_cli_writes_probe_json(tiny_run):
+    rc, out = tiny_run
+    assert rc == 0
+    rec = json.loads((out / "probe.json").read_text())
+    for key in ("signals", "combined", "nfe", "theory"):
+        assert key in rec
+    assert set(rec["signals"]) >= {"stiffness", "xi_2", "xi_oz", "chi", "homogeneous"}
+    for name, s in rec["signals"].items():
+        assert {"t_c", "logsnr_c", "sigma_over_a_c", "ci_logsnr"} <= set(s), name
+    assert {"t_c", "logsnr_c", "ci_logsnr"} <= set(rec["combined"])
+    assert rec["nfe"]["sampler_per_sample"] == 6.0  # ddim: one evaluation per step
+    assert rec["nfe"]["total_per_sample"] > rec["nfe"]["sampler_per_sample"]
+    for f in ("stiffness.png", "signals.png"):
+        assert (out / f).stat().st_size > 0
+
+
+def test_json_flag_prints_one_object(tmp_path, capsys):
+    rc = main(TINY + ["--no-chi", "--homogeneous", "0", "--json", "--out", str(tmp_path)])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"signals", "combined", "nfe", "theory"}
+    assert "chi" not in d["signals"]
+    assert d == {k: json.loads((tmp_path / "probe.json").read_text())[k] for k in d}
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--times", "1"], "times"),
+    (["--model", "nosuch"], "model"),
+    (["--steps", "2", "--times", "5"], "times"),
+    (["--threads", "0"], "threads"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, word):
+    rc = main(TINY + argv + ["--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith("critdiff: error:") and word in err
+
+
+def test_missing_data_is_a_usage_error(tmp_path, capsys):
+    rc = main(["probe", "--model", "patch", "--out", str(tmp_path)])
+    assert rc == 2 and "data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_homogeneous_probe_finds_theory_critical_point_on_stripes(dtype):
+    from critdiff import schedules as S
+    from critdiff.data import load
+    from critdiff.experiments.probe import homogeneous_probe, k_star_matches
+    from critdiff.scores.patch import PatchScore
+    from critdiff.theory.analysis import analyze
+
+    torch.set_num_threads(1)
+    images, _ = load("stripes:size=8,wavelength=4,n=12", seed=0)
+    images = images.to(dtype)
+    cp = analyze(images.double(), "square:5", "vp-linear", n_t=41).critical
+    assert cp.found and cp.k_star is not None
+    model = PatchScore(images, stencil="square:5", equivariant=True, boundary="periodic")
+    sch = S.get("vp-linear")
+    import numpy as np
+
+    grid = np.linspace(float(sch.logsnr_min), float(sch.logsnr_max), 9)
+    h = homogeneous_probe(model, images, "square:5", sch, grid, refine=30)
+    cr = h["crossing"]
+    assert cr is not None
+    assert abs(cr["logsnr"] - cp.logsnr_c) < (1e-6 if dtype == torch.float64 else 1e-2)
+    # the measured softest mode is the theory's k* (up to exact symmetry ties), with the same |k|
+    assert k_star_matches(cr["kappa"], cp.k_star)
+    assert math.isclose(cr["k_star_abs"], cp.k_star_abs, rel_tol=1e-9)
+    assert math.isclose(cp.k_star_abs, 2 * math.pi / 4, rel_tol=1e-9)
+
+
+def test_k_star_matches_rejects_a_stiff_mode():
+    import numpy as np
+
+    from critdiff.experiments.probe import k_star_matches
+
+    kap = np.ones((8, 8))
+    kap[0, 2] = kap[0, 6] = -1.0  # softest at kx = +-pi/2
+    assert k_star_matches(kap, (0.0, math.pi / 2)) and k_star_matches(kap, (0.0, -math.pi / 2))
+    assert not k_star_matches(kap, (math.pi / 2, 0.0))
