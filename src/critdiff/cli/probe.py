@@ -13,9 +13,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("probe", help="measure t_c (stiffness, xi, chi) with bootstrap intervals; compare with theory")
     add_model_args(p)
     add_sampling_args(p)
-    p.set_defaults(steps=20, sampler="ddim")
-    p.add_argument("--times", type=int, default=8, help="number of probed steps spread over the grid (default: %(default)s)")
-    p.add_argument("--probes", type=int, default=2, help="random phase probes per state (default: %(default)s)")
+    p.set_defaults(steps=16, n=8, sampler="ddim")
+    p.add_argument("--times", type=int, default=6, help="number of probed steps spread over the grid (default: %(default)s)")
+    p.add_argument("--probes", type=int, default=1, help="random phase probes per state (default: %(default)s)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default: %(default)s)")
     p.add_argument("--homogeneous", type=int, default=41,
                    help="logsnr points of the probe at the homogeneous states (patch model; 0 = off) (default: %(default)s)")

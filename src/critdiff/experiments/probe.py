@@ -47,10 +47,10 @@ class ProbeConfig:
     schedule: str = "vp-linear"
     sampler: str = "ddim"
     spacing: str = "logsnr"
-    steps: int = 20
-    n: int = 16
-    times: int = 8
-    probes: int = 2
+    steps: int = 16
+    n: int = 8
+    times: int = 6
+    probes: int = 1
     seed: int = 0
     label: Optional[int] = None
     dtype: str = "float32"
@@ -371,9 +371,8 @@ def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False
 
     Returns ``(config_dict, build)`` with ``build(folder) -> Section`` (the pattern of ``demo.sampling_section``).
     """
-    cfg = ProbeConfig(model="patch", data=data_spec, stencil=stencil, n=8 if quick else 16,
-                      steps=14 if quick else 20, times=6 if quick else 8, probes=2,
-                      n_boot=100 if quick else 200, homogeneous=21 if quick else 41)
+    cfg = ProbeConfig(model="patch", data=data_spec, stencil=stencil) if not quick else \
+        ProbeConfig(model="patch", data=data_spec, stencil=stencil, n=6, steps=12, times=5, n_boot=100, homogeneous=21)
 
     def build(folder: Path):
         import html as _html
