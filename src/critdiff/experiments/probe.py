@@ -216,8 +216,19 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
         t_chi = time.perf_counter() - t1
         est["chi"] = from_chi(susc, **kw)
     signals = {k: _times(v, schedule) for k, v in est.items()}
+    # a peak or minimum sitting on the first or last probed step is no feature of the curve: it is reported
+    # (at_grid_edge) but left out of the combination
+    ends = (float(traj.logsnr.min()), float(traj.logsnr.max()))
+    if susc is not None:
+        ends += (float(susc.logsnr.min()), float(susc.logsnr.max()))
+    use = []
+    for k, v in est.items():
+        edge = v.method != "zero-crossing" and any(abs(v.logsnr - e) < 1e-9 for e in ends)
+        signals[k]["at_grid_edge"] = bool(edge)
+        if not edge:
+            use.append(v)
     try:
-        comb = combine(list(est.values()))
+        comb = combine(use)
         combined = _times(comb, schedule)
         combined["components"] = [c.signal for c in comb.components]
     except ValueError as exc:
