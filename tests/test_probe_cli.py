@@ -106,3 +106,15 @@ def test_k_star_matches_rejects_a_stiff_mode():
     kap[0, 2] = kap[0, 6] = -1.0  # softest at kx = +-pi/2
     assert k_star_matches(kap, (0.0, math.pi / 2)) and k_star_matches(kap, (0.0, -math.pi / 2))
     assert not k_star_matches(kap, (math.pi / 2, 0.0))
+
+
+def test_comparison_rows_agreement_rule():
+    from critdiff.experiments.probe import comparison_rows
+
+    sig = lambda lam, lo, hi: {"t_c": 0.3, "logsnr_c": lam, "ci_logsnr": [lo, hi]}  # noqa: E731
+    rec = {"theory": {"t_c": 0.3, "logsnr_c": 0.0, "k_star": [0.0, 1.0]},
+           "signals": {"near": sig(0.2, 0.1, 0.3), "inside": sig(1.0, -0.5, 2.0), "off": sig(1.0, 0.5, 2.0),
+                       "none": {"t_c": None, "logsnr_c": None, "ci_logsnr": [None, None]}},
+           "combined": sig(-0.3, -0.4, -0.26)}
+    got = {r["signal"]: r["agrees"] for r in comparison_rows(rec)}
+    assert got == {"theory": "", "near": True, "inside": True, "off": False, "none": None, "combined": False}
