@@ -118,3 +118,11 @@ def test_comparison_rows_agreement_rule():
            "combined": sig(-0.3, -0.4, -0.26)}
     got = {r["signal"]: r["agrees"] for r in comparison_rows(rec)}
     assert got == {"theory": "", "near": True, "inside": True, "off": False, "none": None, "combined": False}
+
+
+def test_comparison_rows_edge_peak_is_no_estimate():
+    from critdiff.experiments.probe import comparison_rows
+
+    rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "ci_logsnr": [None, None]},
+           "signals": {"xi_2": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
+    assert comparison_rows(rec)[1]["agrees"] == "edge"

@@ -405,7 +405,8 @@ def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False
 
 
 def comparison_rows(rec: dict) -> list[dict]:
-    """Table rows: per signal ``logsnr_c`` with CI and its difference from the theory's."""
+    """Table rows: per signal ``logsnr_c`` with CI and its difference from the theory's; ``agrees``: theory
+    inside the interval or ``|d logsnr| <= 0.25`` (``'edge'`` for a peak on the first or last probed step)."""
     th = rec.get("theory") or {}
     lt = th.get("logsnr_c")
     rows = [{"signal": "theory", "t_c": th.get("t_c"), "logsnr_c": lt, "95% CI (logsnr)": "",
@@ -416,7 +417,9 @@ def comparison_rows(rec: dict) -> list[dict]:
         ci = s.get("ci_logsnr") or [None, None]
         d = None if lam is None or lt is None else lam - lt
         ok = None
-        if d is not None:
+        if s.get("at_grid_edge"):
+            ok = "edge"  # the 'peak' sits on the first or last probed step: no estimate
+        elif d is not None:
             inside = ci[0] is not None and ci[1] is not None and ci[0] <= lt <= ci[1]
             ok = bool(inside or abs(d) <= 0.25)
         rows.append({"signal": name, "t_c": s.get("t_c"), "logsnr_c": lam,
