@@ -380,7 +380,8 @@ def _figures(out: Path, cfg, traj, susc, est, comb, theory, hom, schedule) -> li
 def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False):
     """Demo section: theory and measurement side by side on the equivariant periodic patch model.
 
-    Returns ``(config_dict, build)`` with ``build(folder) -> Section`` (the pattern of ``demo.sampling_section``).
+    Returns ``(config_dict, build)`` with ``build(folder) -> Section`` (the pattern of ``demo.sampling_section``;
+    section key ``probe-<data name>``). ``folder`` is unused (the demo passes the cached folder to ``build``).
     """
     cfg = ProbeConfig(model="patch", data=data_spec, stencil=stencil) if not quick else \
         ProbeConfig(model="patch", data=data_spec, stencil=stencil, n=6, steps=12, times=5, n_boot=100, homogeneous=21)
@@ -399,7 +400,10 @@ def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False
                 f"Cost: {rec['nfe']['total_per_sample']:.0f} denoiser evaluations per sample.</p>"
                 + table(rows) + '<p><img src="stiffness.png"> <img src="signals.png"></p>'
                 + ('<p><img src="snapshots.png"></p>' if "snapshots.png" in rec["files"] else ""))
-        return Section("probe", f"Probes vs theory: {data_spec}", body, {"rows": rows, **rec})
+        from ..spec import parse_spec
+
+        key = f"probe-{parse_spec(data_spec, 'data').name}"
+        return Section(key, f"Probes vs theory: {data_spec}", body, {"rows": rows, **rec})
 
     return {"kind": "probe", **asdict(cfg), "version": 1}, build
 
