@@ -329,7 +329,8 @@ def _figures(out: Path, cfg, traj, susc, est, comb, theory, hom, schedule) -> li
     ax.set_xlabel("logsnr")
     ax.set_ylabel("|k| (rad/pixel)")
     ax.set_xlim(lam.min(), lam.max())
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
     ax.set_title("stiffness of each |k| shell")
     fig.tight_layout()
     fig.savefig(out / "stiffness.png", dpi=90)
