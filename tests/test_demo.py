@@ -16,7 +16,7 @@ def test_quick_demo_writes_report_and_resumes(tmp_path):
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert 'src="sections/' not in html  # every figure embedded: the report is self-contained
     res = json.loads((out / "results.json").read_text())
-    assert {"textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "trained-net",
+    assert {"textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes", "probe-textures", "trained-net",
             "guidance"} <= set(res["sections"])
     logs.clear()
     run_demo(out, quick=True, log=logs.append)
