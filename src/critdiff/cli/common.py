@@ -22,3 +22,19 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30, help="number of sampler steps (default: %(default)s)")
     p.add_argument("--n", type=int, default=16, help="number of samples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed; a seed reproduces a run exactly on the CPU")
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
+
+
+def apply_threads(args) -> None:
+    """Set torch's CPU thread count from ``--threads`` (if given)."""
+    if args.threads is None:
+        return
+    if args.threads < 1:
+        raise ValueError(f"threads: expected an integer >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)

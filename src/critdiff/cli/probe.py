@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..experiments.probe import ProbeConfig, run_probe
-from .common import add_model_args, add_sampling_args
+from .common import add_model_args, add_sampling_args, add_threads_arg, apply_threads
 
 
 def add_parser(sub) -> None:
@@ -22,19 +22,14 @@ def add_parser(sub) -> None:
     p.add_argument("--no-chi", action="store_true", help="skip the susceptibility (it reruns the sampler once per probed step)")
     p.add_argument("--label", type=int, default=None, help="class label for a class-conditional model")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"threads: expected a positive integer, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     cfg = ProbeConfig(model=args.model, data=args.data, stencil=args.stencil, equivariant=not args.local,
                       boundary=args.boundary, pool=args.pool, schedule=args.schedule, sampler=args.sampler,
                       spacing=args.spacing, steps=args.steps, n=args.n, times=args.times, probes=args.probes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..experiments.train import resolve_config, run_train
 from ..nets.training import TrainConfig
+from .common import add_threads_arg, apply_threads
 
 D = TrainConfig()
 
@@ -32,8 +33,7 @@ def add_parser(sub) -> None:
                    help=f"steps between checkpoints (default: {D.checkpoint_every})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
+    add_threads_arg(p)
     p.set_defaults(run=run)
 
 
@@ -48,12 +48,7 @@ def _channel_mult(text):
 
 
 def run(args) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"threads: expected an integer >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     given = {k: getattr(args, k) for k in ("data", "steps", "batch", "lr", "warmup", "ema", "cond_drop", "schedule",
                                            "prediction", "width", "num_res_blocks", "padding", "seed", "checkpoint_every")}
     given["channel_mult"] = _channel_mult(args.channel_mult)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..experiments.train import run_train_classifier
 from ..nets.classifier import ClassifierTrainConfig
+from .common import add_threads_arg, apply_threads
 
 D = ClassifierTrainConfig()
 
@@ -19,18 +20,12 @@ def add_parser(sub) -> None:
     p.add_argument("--holdout", type=float, default=D.holdout, help="held-out fraction (default: %(default)s)")
     p.add_argument("--seed", type=int, default=D.seed, help="random seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
+    add_threads_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"threads: expected an integer >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     cfg = ClassifierTrainConfig(data=args.data, steps=args.steps, batch=args.batch, lr=args.lr, width=args.width,
                                 holdout=args.holdout, seed=args.seed)
     rec = run_train_classifier(cfg, args.out, device=args.device)
