@@ -32,7 +32,12 @@ def test_cli_writes_probe_json(tiny_run):
     rec = json.loads((out / "probe.json").read_text())
     for key in ("signals", "combined", "nfe", "theory"):
         assert key in rec
-    assert set(rec["signals"]) >= {"stiffness", "xi_2", "xi_oz", "chi", "homogeneous"}
+    assert set(rec["signals"]) >= {"stiffness", "xi_2", "xi_oz", "chi", "homogeneous", "linear_growth",
+                                   "linear_stiffness"}
+    assert rec["combined"]["components"] and set(rec["combined"]["components"]) <= {"linear_growth", "linear_stiffness"}
+    assert {"t_c", "logsnr_c", "ci_logsnr"} <= set(rec["ensemble_combined"])
+    assert rec["nfe"]["linear_response_per_member"] > 0
+    assert (out / "linear_response.png").stat().st_size > 0
     for name, s in rec["signals"].items():
         assert {"t_c", "logsnr_c", "sigma_over_a_c", "ci_logsnr"} <= set(s), name
     assert {"t_c", "logsnr_c", "ci_logsnr"} <= set(rec["combined"])
@@ -46,7 +51,7 @@ def test_json_flag_prints_one_object(tmp_path, capsys):
     rc = main(TINY + ["--no-chi", "--homogeneous", "0", "--json", "--out", str(tmp_path)])
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
-    assert set(d) == {"signals", "combined", "nfe", "theory"}
+    assert set(d) == {"signals", "combined", "ensemble_combined", "nfe", "theory"}
     assert "chi" not in d["signals"]
     assert d == {k: json.loads((tmp_path / "probe.json").read_text())[k] for k in d}
 
@@ -56,6 +61,10 @@ def test_json_flag_prints_one_object(tmp_path, capsys):
     (["--model", "nosuch"], "model"),
     (["--steps", "2", "--times", "5"], "times"),
     (["--threads", "0"], "threads"),
+    (["--eps-scan", "0.1,x"], "eps-scan"),
+    (["--eps-scan", "-1"], "eps_scan"),
+    (["--linear-eps", "0"], "linear_eps"),
+    (["--linear", "2"], "linear"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, word):
     rc = main(TINY + argv + ["--out", str(tmp_path)])
@@ -126,3 +135,26 @@ def test_comparison_rows_edge_peak_is_no_estimate():
     rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "ci_logsnr": [None, None]},
            "signals": {"xi_2": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
     assert comparison_rows(rec)[1]["agrees"] == "edge"
+
+
+def test_comparison_rows_without_a_theory_crossing_use_the_softest_time():
+    from critdiff.experiments.probe import comparison_rows
+
+    rec = {"theory": {"logsnr_c": None, "softest": {"logsnr": -1.0}},
+           "signals": {"min": {"logsnr_c": -1.1, "ci_logsnr": [-1.5, -0.9], "method": "minimum"},
+                       "cross": {"logsnr_c": -1.0, "ci_logsnr": [-1.2, -0.8], "method": "zero-crossing"}},
+           "combined": {"logsnr_c": -2.0, "ci_logsnr": [-2.1, -1.9]}}
+    rows = comparison_rows(rec)
+    assert rows[0]["logsnr_c"] == -1.0 and "no crossing" in rows[0]["signal"]
+    got = {r["signal"]: r["agrees"] for r in rows[1:]}
+    assert got == {"min": True, "cross": False, "combined": False}
+
+
+def test_linear_response_run_agrees_with_theory_on_tiny_stripes(tiny_run):
+    _, out = tiny_run
+    rec = json.loads((out / "probe.json").read_text())
+    lt = rec["theory"]["logsnr_c"]
+    for name in ("linear_growth", "linear_stiffness"):
+        s = rec["signals"][name]
+        assert abs(s["logsnr_c"] - lt) < 0.25, (name, s["logsnr_c"], lt)
+        assert s["theory_k_star_is_softest"] is True

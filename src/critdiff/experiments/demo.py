@@ -183,7 +183,8 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
     from .probe import probe_section
 
     specs += [(SF_CONFIG, structure_section),
-              _one_thread(probe_section("stripes:size=16,wavelength=4,n=100", "square:5", None, quick=quick)),
+              _one_thread(probe_section("stripes:size=16,wavelength=4,n=100", "square:5", None, quick=quick,
+                                        eps_scan=(0.1, 0.3, 1.0))),
               _one_thread(probe_section("textures:size=24,n=20", "square:5", None, quick=quick)),
               net_demo_section(quick), guidance_demo_section(quick)]
     keys = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes",

@@ -6,7 +6,9 @@
 - :mod:`.trajectory`: all of the above along a sampler run (a callback observer);
 - :mod:`.susceptibility`: ``chi(t)``, the response of the final sample to a kick, with common random numbers;
 - :mod:`.decision`: entropy of the class posterior along trajectories and the decision time;
-- :mod:`.critical_time`: ``t_c`` from each signal with bootstrap intervals, and their combination.
+- :mod:`.critical_time`: ``t_c`` from each signal with bootstrap intervals, and their combination;
+- :mod:`.linear_response`: growth of small fluctuations about the sampler's symmetric branch (the measured
+  counterpart of the linear-stability theory) and the JVP stiffness there.
 """
 
 from .bootstrap import mean_ci, percentile_ci, replicates
@@ -14,6 +16,8 @@ from .correlations import (OZFit, StructureFactor, correlation_function, ornstei
                            second_moment_length, structure_factor)
 from .critical_time import (CombinedCriticalTime, CriticalTime, combine, estimate, extremum, from_chi,
                             from_samples, from_stiffness, from_xi, zero_crossing)
+from .linear_response import (GrowthRun, LinearResponse, branch_stiffness, from_branch_stiffness, from_growth,
+                              growth_run, linear_response)
 from .decision import (Decision, EntropyRecorder, classifier_logits, decision_time, entropy, gaussian_logits,
                        steepest_drop)
 from .spectral import SpectralProbe, jvp, probe_vectors, spectral_probe
@@ -29,5 +33,7 @@ __all__ = [
     "Decision", "EntropyRecorder", "entropy", "classifier_logits", "gaussian_logits", "decision_time", "steepest_drop",
     "CriticalTime", "CombinedCriticalTime", "estimate", "from_samples", "from_stiffness", "from_xi", "from_chi",
     "combine", "zero_crossing", "extremum",
+    "GrowthRun", "LinearResponse", "growth_run", "linear_response", "from_growth", "branch_stiffness",
+    "from_branch_stiffness",
     "replicates", "percentile_ci", "mean_ci",
 ]
