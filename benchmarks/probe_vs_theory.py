@@ -71,7 +71,7 @@ def main() -> None:
         results[key] = {"data": data, "stencil": stencil, "rows": rows, "theory": rec["theory"],
                          "signals": rec["signals"], "combined": rec["combined"],
                          "ensemble_combined": rec["ensemble_combined"], "k_star_trajectory": rec["k_star_trajectory"],
-                         "amplitude_scan": [{k: v[k] for k in ("eps", "logsnr_c", "ci_logsnr")}
+                         "amplitude_scan": [{k: v.get(k) for k in ("eps", "logsnr_c", "ci_logsnr", "method")}
                                             for v in rec["linear_response"]["amplitude_scan"]],
                          "nfe": rec["nfe"], "seconds": time.perf_counter() - t0}
         print(f"\n== {key} ({data}, {stencil}), {results[key]['seconds']:.0f} s; "
@@ -82,7 +82,7 @@ def main() -> None:
             print(f"{r['signal']:18s} {f(r['logsnr_c'])} {r['95% CI (logsnr)']:>18s} {f(r['d logsnr'])} "
                   f"{str(r['agrees']):>6s}  {r['k*']} ({r.get('theory k* softest', '')})")
         print("amplitude scan (eps: growth-onset logsnr): " + ", ".join(
-            f"{v['eps']:g}: {v['logsnr_c'] if v['logsnr_c'] is None else round(v['logsnr_c'], 3)}"
+            f"{v['eps']:g}: {v['logsnr_c'] if v['logsnr_c'] is None else round(v['logsnr_c'], 3)} ({v['method']})"
             for v in results[key]["amplitude_scan"]))
         h = rec["signals"].get("homogeneous", {})
         print(f"theory k* {rec['theory']['k_star']} |k*| {rec['theory']['k_star_abs']}; homogeneous probe k* "

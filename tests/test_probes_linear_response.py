@@ -129,3 +129,17 @@ def test_patch_model_growth_onset_is_the_theory_critical_time(data, stencil):
     assert abs(ct.logsnr - cp.logsnr_c) < 0.15, (ct.logsnr, cp.logsnr_c)
     j = int(np.argmin(np.abs(lr.logsnr - ct.logsnr)))
     assert k_star_matches(lr.g[j], cp.k_star, tol=1e-3)
+
+
+def test_mode_feature_takes_the_earliest_per_mode_crossing():
+    from critdiff.probes.linear_response import mode_feature
+
+    lam = np.array([-2.0, 0.0, 2.0, 4.0])
+    G = np.zeros((4, 1, 2))
+    G[:, 0, 0] = 1.0 - lam  # crosses at 1.0
+    G[:, 0, 1] = 0.5 - 0.2 * lam  # crosses at 2.5; softest at lam = 0, so min_k switches modes in [0, 2]
+    t, method, kmap = mode_feature(lam, G)
+    assert method == "zero-crossing" and abs(t - 1.0) < 1e-12
+    assert np.argmin(kmap) == 0 and abs(kmap[0, 0]) < 1e-12
+    t, method, _ = mode_feature(lam, G + 10.0)  # never crosses
+    assert method == "minimum"

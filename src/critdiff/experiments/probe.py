@@ -223,17 +223,14 @@ def _linear(model, cfg: "ProbeConfig", shape, schedule, dtype, log, kw) -> dict:
         f"{cfg.linear} + {2 * cfg.linear} Euler steps")
     lr = linear_response(model, shape, schedule, steps=cfg.linear, eps=cfg.linear_eps, n=cfg.linear_n,
                          label=cfg.label, seed=cfg.seed + 3, dtype=dtype)
-    growth = from_growth(lr, signal="linear_growth", **kw)
+    growth, gmap = from_growth(lr, signal="linear_growth", return_map=True, **kw)
     bs = branch_stiffness(model, lr, growth.logsnr if math.isfinite(growth.logsnr) else float(lr.logsnr.mean()),
                           label=cfg.label, n_probes=cfg.probes, seed=cfg.seed + 4, dtype=dtype)
-    stiff = from_branch_stiffness(bs, signal="linear_stiffness", **kw)
-    # the softest mode where each estimate sits (growth map: nearest coarse step; JVP map: nearest probed step)
-    ks = {}
-    for name, ct, lam, kmap in (("linear_growth", growth, lr.logsnr, lr.g),
-                                ("linear_stiffness", stiff, bs["logsnr"], bs["kappa_state"].mean(1))):
-        if math.isfinite(ct.logsnr):
-            j = int(np.argmin(np.abs(lam - ct.logsnr)))
-            ks[name] = {"k_star": _argmin_k(kmap[j]), "kappa_map": kmap[j]}
+    stiff, smap = from_branch_stiffness(bs, signal="linear_stiffness", return_map=True, **kw)
+    # the critical mode of each estimate: argmin of the per-mode log-gain interpolated at its t_c
+    ks = {name: {"k_star": _argmin_k(kmap), "kappa_map": kmap}
+          for name, ct, kmap in (("linear_growth", growth, gmap), ("linear_stiffness", stiff, smap))
+          if math.isfinite(ct.logsnr)}
     scan = []
     for e in cfg.eps_scan:
         log(f"[probe] amplitude scan: eps {e:g}")
@@ -267,7 +264,9 @@ def theory_softest(rep) -> dict:
     h = 1.0 - sc.c.reshape(len(sc.t), -1).max(1) / sc.sigma**2
     o = np.argsort(sc.logsnr)
     lam, interior = extremum(sc.logsnr[o], h[o], "min")
-    return {"logsnr": lam, "sigma2_kappa_min": float(h.min()), "interior": interior}
+    j = int(np.argmin(h))
+    kk = _argmin_k(1.0 - sc.c[j] / sc.sigma[j] ** 2)
+    return {"logsnr": lam, "sigma2_kappa_min": float(h.min()), "interior": interior, **kk}
 
 
 def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) -> dict:

@@ -43,7 +43,8 @@ from ..samplers import initial_noise, sample_euler, seed_generators
 from ..schedules import Schedule
 from ..schedules import get as get_schedule
 from ._lattice import jsonable
-from .critical_time import CriticalTime, estimate, locate
+from .bootstrap import replicates
+from .critical_time import CriticalTime, _make, extremum
 
 
 def logsnr_grid(schedule: "Schedule | str", n: int) -> np.ndarray:
@@ -193,31 +194,70 @@ def log_gain(g: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(1.0 - np.asarray(g, dtype=np.float64), 1e-300, None))
 
 
+def mode_feature(lam: np.ndarray, G: np.ndarray) -> tuple[float, str, np.ndarray]:
+    """The critical point from per-mode log-gains ``G [T, H, W]`` (:func:`log_gain`) over ``lam [T]`` ascending.
+
+    Each mode's first sign change (``> 0`` to ``<= 0``) is interpolated linearly in logsnr; ``t_c`` is the
+    earliest over modes (interpolating ``min_k`` instead would cut corners where the softest mode changes between
+    recorded times). Without any crossing: the minimum of ``min_k G`` (parabolic vertex). Returns
+    ``(logsnr, method, map)`` with ``map [H, W]`` each mode's ``G`` interpolated at that logsnr (its argmin is
+    the critical mode ``k*``)."""
+    T = len(lam)
+    flat = G.reshape(T, -1)
+    hit = (flat[:-1] > 0) & (flat[1:] <= 0)
+    if hit.any():
+        j = hit.argmax(0)
+        a, b = flat[j, np.arange(flat.shape[1])], flat[j + 1, np.arange(flat.shape[1])]
+        t = np.where(hit.any(0), lam[j] + (lam[j + 1] - lam[j]) * a / np.where(a - b == 0, 1.0, a - b), np.inf)
+        lam_c, method = float(t.min()), "zero-crossing"
+    else:
+        lam_c, method = extremum(lam, flat.min(1), "min")[0], "minimum"
+    i = int(np.clip(np.searchsorted(lam, lam_c), 1, T - 1))
+    w = (lam_c - lam[i - 1]) / (lam[i] - lam[i - 1])
+    return lam_c, method, ((1 - w) * G[i - 1] + w * G[i])
+
+
+def _mode_estimate(signal: str, lam: np.ndarray, gfn, n: int, *, n_boot: int, ci: float, seed: int):
+    """Bootstrap :func:`mode_feature` of ``log_gain(gfn(idx))`` over ``n`` members; interval widened by the
+    interpolation error (:func:`_interpolation_error`). Returns ``(CriticalTime, map at t_c)``."""
+    full = log_gain(gfn(np.arange(n)))
+    lam_c, method, kmap = mode_feature(lam, full)
+
+    def stat(idx):
+        t, m, _ = mode_feature(lam, log_gain(gfn(idx)))
+        return t if m == method else math.nan
+
+    ct = _make(signal, method, lam_c, replicates(stat, n, n_boot=n_boot, seed=seed), ci, n_boot)
+    return _widen(ct, _interpolation_error(lam, full, ct)), kmap
+
+
 def from_growth(lr: LinearResponse, *, signal: str = "growth", n_boot: int = 500, ci: float = 0.95,
-                seed: int = 0) -> CriticalTime:
-    """``t_c`` from the growth stiffness: first zero crossing of ``min_k g`` (or its minimum if it never crosses),
-    located on :func:`log_gain`, bootstrap over the ensemble members, widened by the discretisation error
-    ``|t(g) - t(g_fine)|`` and the interpolation error (:func:`_interpolation_error`) in quadrature."""
+                seed: int = 0, return_map: bool = False):
+    """``t_c`` from the growth stiffness (:func:`mode_feature` on :func:`log_gain` of the extrapolated ``g``),
+    bootstrap over the ensemble members, widened by the discretisation error ``|t(g) - t(g_fine)|`` and the
+    interpolation error in quadrature. ``return_map``: also the per-mode log-gain map at ``t_c``."""
     lam = lr.logsnr
-    fn = lambda idx: log_gain(lr.extrapolated(idx).reshape(len(lam), -1).min(1))  # noqa: E731
-    ct = estimate(signal, lam, fn, lr.n, "crossing-or-min", n_boot=n_boot, ci=ci, seed=seed)
-    how = "crossing" if ct.method == "zero-crossing" else "min"
-    fine_t, _ = locate(lam, log_gain(lr.g_fine.reshape(len(lam), -1).min(1)), how)
-    disc = abs(ct.logsnr - fine_t) if math.isfinite(fine_t) else 0.0
-    return _widen(ct, math.hypot(disc, _interpolation_error(lam, fn(np.arange(lr.n)), ct)))
+    ct, kmap = _mode_estimate(signal, lam, lr.extrapolated, lr.n, n_boot=n_boot, ci=ci, seed=seed)
+    fine_t, fine_m, _ = mode_feature(lam, log_gain(lr.g_fine))
+    disc = abs(ct.logsnr - fine_t) if fine_m == ct.method and math.isfinite(fine_t) else 0.0
+    ct = _widen(ct, disc)
+    return (ct, kmap) if return_map else ct
 
 
-def _interpolation_error(lam: np.ndarray, curve: np.ndarray, ct: CriticalTime) -> float:
+def _interpolation_error(lam: np.ndarray, G: np.ndarray, ct: CriticalTime) -> float:
     """Conservative error of locating the feature between recorded times: the largest shift of the estimate
     when only every other recorded time is used, capped at the local grid spacing (the feature is bracketed
     by two recorded times; a coarser subset may miss a narrow dip altogether). 0 with fewer than 5 points."""
-    how = "crossing" if ct.method == "zero-crossing" else "min"
     if len(lam) < 5 or not math.isfinite(ct.logsnr):
         return 0.0
     j = int(np.clip(np.searchsorted(lam, ct.logsnr), 1, len(lam) - 1))
     spacing = float(lam[j] - lam[j - 1])
-    half = [locate(lam[o::2], curve[o::2], how)[0] for o in (0, 1)]
-    return min(spacing, max((abs(ct.logsnr - h) for h in half if math.isfinite(h)), default=spacing))
+    half = []
+    for o in (0, 1):
+        t, m, _ = mode_feature(lam[o::2], G[o::2])
+        if m == ct.method and math.isfinite(t):
+            half.append(abs(ct.logsnr - t))
+    return min(spacing, max(half, default=spacing))
 
 
 def extrapolated_states(lr: LinearResponse, j: int) -> np.ndarray:
@@ -257,11 +297,10 @@ def branch_stiffness(denoiser: Denoiser, lr: LinearResponse, around: float, *, w
 
 
 def from_branch_stiffness(bs: dict, *, signal: str = "branch-stiffness", n_boot: int = 500, ci: float = 0.95,
-                          seed: int = 0) -> CriticalTime:
-    """``t_c`` from JVP stiffness on the branch: zero crossing (or minimum) of ``min_k mean_b sigma^2 kappa``,
-    bootstrap over members, widened by the interpolation error (:func:`_interpolation_error`)."""
+                          seed: int = 0, return_map: bool = False):
+    """``t_c`` from JVP stiffness on the branch (:func:`mode_feature` on :func:`log_gain` of the member-mean
+    ``sigma^2 kappa``), bootstrap over members, widened by the interpolation error."""
     lam, ks = bs["logsnr"], bs["kappa_state"]
-    T, B = ks.shape[:2]
-    fn = lambda idx: log_gain(ks[:, idx].mean(1).reshape(T, -1).min(1))  # noqa: E731
-    ct = estimate(signal, lam, fn, B, "crossing-or-min", n_boot=n_boot, ci=ci, seed=seed)
-    return _widen(ct, _interpolation_error(lam, fn(np.arange(B)), ct))
+    ct, kmap = _mode_estimate(signal, lam, lambda idx: ks[:, idx].mean(1), ks.shape[1], n_boot=n_boot, ci=ci,
+                              seed=seed)
+    return (ct, kmap) if return_map else ct
