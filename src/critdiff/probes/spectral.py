@@ -19,7 +19,12 @@ Methods (none assumes the denoiser is analytic, circulant or cheap except where 
   exactly from one probe; with ``C > 1`` channel mixing leaves cross terms). Standard errors from the spread over the ``B M`` (state, probe) estimates.
 - ``'impulse'``: one JVP per channel with a delta at pixel ``site``; exact when ``J_D`` is circulant
   (periodic equivariant patch model at a homogeneous state, stationary Gaussian score), wrong otherwise.
-- ``'dense'``: the full Jacobian (``torch.func.jacfwd``), the test oracle; memory ``(C H W)^2`` per state.
+- ``'dense'``: the full Jacobian, the test oracle: columns by JVPs (``backend`` ``'auto'``/``'forward'``;
+  ``torch.func.jvp`` vmapped over ``chunk`` basis directions at a time, all ``C H W`` at once by default,
+  as ``jacfwd``) or rows by VJPs (``backend='reverse'``, ``torch.func.vjp``, same chunking); memory
+  ``(C H W)^2`` per state plus the model's intermediates times ``chunk``; ``'fd'`` is treated as ``'auto'``
+  (the oracle is never a finite difference). Falls back to ``torch.autograd.functional.jacobian``
+  (unchunked) where ``torch.func`` cannot trace the model.
 
 JVP backends: ``'forward'`` (``torch.func.jvp``), ``'reverse'`` (double backward: ``J^T u`` with
 ``create_graph``, then its gradient in ``u``), ``'fd'`` (central finite differences, 2 calls, needs no
@@ -208,7 +213,8 @@ def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label =
 
     ``sigma``: float or ``[B]``; ``n_probes``: ``M`` probes per state (``'random'`` only); ``seed`` seeds a
     private generator (the sampler's noise is never consumed); ``chunk``: most (state, direction) pairs
-    per denoiser call. Gradients of ``x`` are not needed; ``x`` is detached.
+    per denoiser call (``'dense'``: basis directions per vmapped JVP / VJP call; ``1`` is a plain loop).
+    Gradients of ``x`` are not needed; ``x`` is detached.
     """
     check_images("x", x)
     check_choice("method", method, METHODS)
@@ -223,8 +229,8 @@ def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label =
     lab = as_labels(label, B, x.device)
     counting = CountingDenoiser(denoiser)
     if method == "dense":
-        est = _dense_blocks(counting, x, s, lab)  # [B, 1, C, C, H, W]
-        return _finish("dense", None, "jacfwd", 1, sig, est, counting, n_jvp=B * C * H * W)
+        est, used = _dense_blocks(counting, x, s, lab, backend, chunk)  # [B, 1, C, C, H, W]
+        return _finish("dense", None, used, 1, sig, est, counting, n_jvp=B * C * H * W)
     if method == "impulse":
         a, b = int(site[0]) % H, int(site[1]) % W
         v = torch.zeros(B * C, C, H, W, dtype=x.dtype, device=x.device)
@@ -248,20 +254,44 @@ def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label =
     return _finish("random", probe, used, n_probes, sig, est.numpy(), counting, n_jvp=B * n_probes)
 
 
-def _dense_blocks(counting, x, s, lab) -> np.ndarray:
+def _jacobian(f, x0: torch.Tensor, backend: str, chunk: Optional[int]) -> tuple[torch.Tensor, str]:
+    """Full Jacobian ``[*out, *in]`` of ``f`` at ``x0`` (float64, CPU) and the route used (module docstring)."""
+    n = x0.numel()
+    step = n if chunk is None else chunk
+    rows = backend == "reverse"
+    if rows:
+        pull = torch.func.vjp(f, x0)[1]
+        one = lambda u: pull(u)[0]  # noqa: E731
+    else:
+        one = lambda v: torch.func.jvp(f, (x0,), (v,))[1]  # noqa: E731
+    many = torch.func.vmap(one)
+    parts = []
+    for a in range(0, n, step):
+        m = min(step, n - a)
+        e = torch.zeros(m, n, dtype=x0.dtype, device=x0.device)
+        e[torch.arange(m), a + torch.arange(m)] = 1.0
+        e = e.reshape(m, *x0.shape)
+        out = one(e[0]).unsqueeze(0) if m == 1 else many(e)
+        parts.append(out.detach().to("cpu", torch.float64).reshape(m, n))
+    J = torch.cat(parts)  # [direction, out] for both routes: row i of J, or column j of J
+    J = J if rows else J.T
+    return J.reshape(*x0.shape, *x0.shape), ("jacrev" if rows else "jacfwd")
+
+
+def _dense_blocks(counting, x, s, lab, backend: str = "auto", chunk: Optional[int] = None) -> tuple[np.ndarray, str]:
     """Oracle: full Jacobian per state, then ``Jhat(k, k) = (F J F^-1)`` diagonal blocks ``[B, 1, C, C, H, W]``."""
     B, C, H, W = x.shape
-    res = []
+    res, used = [], "jacfwd"
     for b in range(B):
         lb = None if lab is None else lab[b:b + 1]
         f = lambda xx: counting(xx.unsqueeze(0), s[b:b + 1], lb)[0]  # noqa: E731
         try:
-            J = torch.func.jacfwd(f)(x[b])
+            J, used = _jacobian(f, x[b], backend, chunk)
         except (RuntimeError, NotImplementedError, TypeError):
-            J = torch.autograd.functional.jacobian(f, x[b])
+            J, used = torch.autograd.functional.jacobian(f, x[b]), "autograd"
         J = J.detach().to("cpu", torch.float64)  # [d, H, W, c, H, W]
         G = torch.fft.ifft2(torch.fft.fft2(J, dim=(1, 2)), dim=(4, 5))  # (1/HW) sum e^{-ikx} J e^{+ik'y} * HW / HW
         G = G.reshape(C, H * W, C, H * W)
         idx = torch.arange(H * W)
         res.append(G[:, idx, :, idx].permute(1, 2, 0).reshape(C, C, H, W))  # [d, c, H, W]
-    return torch.stack(res).unsqueeze(1).numpy()
+    return torch.stack(res).unsqueeze(1).numpy(), used
