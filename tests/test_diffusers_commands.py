@@ -57,5 +57,7 @@ def test_probe_runs_on_a_diffusers_unet_and_reports_nfe(saved, capsys):
     nfe = rec["nfe"]
     assert nfe["sampler_per_sample"] == 6  # ddim, one evaluation per step
     assert nfe["trajectory_probes_per_sample"] > 0 and nfe["susceptibility_per_sample"] > 0
-    assert nfe["total_per_sample"] == nfe["sampler_per_sample"] + nfe["trajectory_probes_per_sample"] + nfe["susceptibility_per_sample"]
-    assert set(rec["signals"]) >= {"stiffness", "chi"} and "combined" in rec
+    assert nfe["linear_response_per_member"] > 0
+    assert nfe["total_per_sample"] == (nfe["sampler_per_sample"] + nfe["trajectory_probes_per_sample"]
+                                       + nfe["susceptibility_per_sample"] + nfe["linear_response_per_member"])
+    assert set(rec["signals"]) >= {"stiffness", "chi", "linear_growth", "linear_stiffness"} and "combined" in rec

@@ -137,9 +137,9 @@ def test_tc_from_theory_or_given(parts):
     assert G.resolve_tc(small(tc_logsnr=1.25), x)["logsnr"] == 1.25
     with pytest.raises(ValueError, match="tc-logsnr"):
         G.resolve_tc(small(tc_logsnr=None), x)  # gaussian, no model given: no theory, no probe
-    # the toy mixture's slowest mode neither crosses zero nor has an interior minimum on this grid, so the
+    # the toy mixture's symmetric branch neither turns unstable nor has an interior softest point, so the
     # probe route must refuse (its estimate sits at the grid's end) instead of pulsing at an arbitrary time
-    with pytest.raises(ValueError, match="tc-logsnr: the stiffness probe found no critical time"):
+    with pytest.raises(ValueError, match="tc-logsnr: the linear-response probe found no critical time"):
         G.resolve_tc(small(tc_logsnr=None), x, parts[0])
 
 

@@ -209,6 +209,23 @@ def net_criticality_section(model_dir: "str | Path", data_spec: Optional[str], f
                     "message": "no signal has a zero crossing or an interior extremum with a bootstrap variance"}
     timing["estimators_s"] = time.perf_counter() - t0
 
+    # 3b. linear response of the symmetric branch (critdiff.probes.linear_response): the critical point itself,
+    # beside the growth onset of the sampler's own ensemble (fluctuations as large as the noise, eps = 1)
+    t0 = time.perf_counter()
+    from ..probes.linear_response import from_growth, linear_response, softest_mode
+
+    branch = {}
+    for name, eps in (("linear", 0.01), ("ensemble", 1.0)):
+        with torch.no_grad():
+            lr = linear_response(net, tuple(net.sample_shape), schedule, steps=P["steps"], eps=eps, n=max(4, B // 2),
+                                 seed=seed + 7, keep_states=False)
+        ct, kmap = from_growth(lr, signal=f"growth ({name})", n_boot=P["n_boot"], seed=seed, return_map=True)
+        km = softest_mode(kmap)
+        branch[name] = {**_est(ct, schedule), "eps": eps, **km, "logsnr_grid": lr.logsnr.tolist(),
+                        "wavelength": 2 * math.pi / km["k_star_abs"] if km["k_star_abs"] > 0 else None,
+                        "g_min": lr.g_min.tolist(), "nfe_per_member": lr.nfe}
+    timing["linear_response_s"] = time.perf_counter() - t0
+
     # 4. low-|k| stiffness against the highest shell: d(t) = sigma^2 kappa(|k|_max) - sigma^2 kappa(|k|_low)
     i_low = int(np.argmax(kabs > 1e-12)) if (kabs > 1e-12).any() else 0
     low, high = s2k[:, i_low], s2k[:, -1]
@@ -324,6 +341,7 @@ def net_criticality_section(model_dir: "str | Path", data_spec: Optional[str], f
         "chi_peak": {"logsnr": float(susc.logsnr[oc][j_chi]), "value": float(chi_m[oc][j_chi]),
                      "interior": bool(0 < j_chi < len(oc) - 1)},
         "estimates": {k: {**_est(e, schedule), "feature": feature[k]} for k, e in ests.items()}, "t_c": combined,
+        "branch_growth": branch,
         "onset_threshold": ONSET, "calibration": cal.to_dict(), "theory": theory, "theory_others": theory_others, "timing": timing, "figures": figs,
     }
     res["timing"]["total_s"] = time.perf_counter() - t_start
@@ -384,10 +402,24 @@ def _html_of(r: dict) -> str:
         s3 += (f" For comparison, {e(o['stencil'])} (calibrated at other times): "
                + (f"t_c at logsnr {_fmt(o['logsnr'])} (t = {_fmt(o['t'])})." if o["found"] else
                   f"no critical point ({e(o['message'])})."))
+    bl = r.get("branch_growth") or {}
+    if bl:
+        li, en = bl["linear"], bl["ensemble"]
+        kind = lambda v: "turns unstable" if v["method"] == "zero-crossing" else "is softest (no crossing)"  # noqa: E731
+        s3 += (f" <b>Linear response of the symmetric branch</b> (the sampler started from the mean of its noise, "
+               f"fluctuations of 1% of the noise; growth of the Euler steps, Richardson-extrapolated): the branch "
+               f"{kind(li)} at logsnr {_fmt(li['logsnr'])} [{_fmt(li['logsnr_ci'][0])}, {_fmt(li['logsnr_ci'][1])}] "
+               f"in the mode |k| = {_fmt(li['k_star_abs'])} (wavelength {_fmt(li['wavelength'])} "
+               f"pixels). With fluctuations as large as the noise (the sampler's own ensemble) growth starts at logsnr "
+               f"{_fmt(en['logsnr'])} [{_fmt(en['logsnr_ci'][0])}, {_fmt(en['logsnr_ci'][1])}].")
     rows = [{"signal": v["signal"], "method": v["method"], "logsnr": v["logsnr"], "CI low": v["logsnr_ci"][0],
              "CI high": v["logsnr_ci"][1], "t": v["t"], "sigma/a": v["sigma_over_a"],
              "valid/boot": f"{v['n_valid']}/{v['n_boot']}", "feature": "yes" if v["feature"] else "no (range end)"}
             for v in r["estimates"].values()]
+    for v in bl.values():
+        rows.append({"signal": v["signal"], "method": v["method"], "logsnr": v["logsnr"], "CI low": v["logsnr_ci"][0],
+                     "CI high": v["logsnr_ci"][1], "t": v["t"], "sigma/a": v["sigma_over_a"],
+                     "valid/boot": f"{v['n_valid']}/{v['n_boot']}", "feature": f"branch, eps {v['eps']:g}"})
     rows.append({"signal": "combined", "method": "inverse-variance", "logsnr": tc["logsnr"], "CI low": tc["logsnr_ci"][0],
                  "CI high": tc["logsnr_ci"][1], "t": tc["t"], "sigma/a": tc["sigma_over_a"], "valid/boot": ""})
     rows.append({"signal": f"patch theory {th['stencil']}", "method": "linear stability", "logsnr": th["logsnr"],

@@ -216,7 +216,8 @@ def _combine(estimates, schedule):
 def _linear(model, cfg: "ProbeConfig", shape, schedule, dtype, log, kw) -> dict:
     """The branch linear-response run (:mod:`critdiff.probes.linear_response`): growth stiffness on nested grids,
     JVP stiffness at the extrapolated branch states near its estimate, and the optional amplitude scan."""
-    from ..probes.linear_response import branch_stiffness, from_branch_stiffness, from_growth, linear_response
+    from ..probes.linear_response import (branch_stiffness, from_branch_stiffness, from_growth, linear_response,
+                                          softest_mode)
 
     t0 = time.perf_counter()
     log(f"[probe] linear response of the symmetric branch: {cfg.linear_n} members, eps {cfg.linear_eps:g}, "
@@ -228,7 +229,7 @@ def _linear(model, cfg: "ProbeConfig", shape, schedule, dtype, log, kw) -> dict:
                           label=cfg.label, n_probes=cfg.probes, seed=cfg.seed + 4, dtype=dtype)
     stiff, smap = from_branch_stiffness(bs, signal="linear_stiffness", return_map=True, **kw)
     # the critical mode of each estimate: argmin of the per-mode log-gain interpolated at its t_c
-    ks = {name: {"k_star": _argmin_k(kmap), "kappa_map": kmap}
+    ks = {name: {"k_star": softest_mode(kmap), "kappa_map": kmap}
           for name, ct, kmap in (("linear_growth", growth, gmap), ("linear_stiffness", stiff, smap))
           if math.isfinite(ct.logsnr)}
     scan = []
@@ -243,29 +244,18 @@ def _linear(model, cfg: "ProbeConfig", shape, schedule, dtype, log, kw) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def _argmin_k(kmap: np.ndarray) -> dict:
-    """Softest lattice mode of a ``[H, W]`` stiffness map: ``k_star (ky, kx)`` (canonical sign) and ``|k*|``."""
-    from ..probes._lattice import k_grid
-
-    ky, kx = k_grid(*kmap.shape)
-    j = np.unravel_index(int(np.argmin(kmap)), kmap.shape)
-    k = [float(ky[j]), float(kx[j])]
-    if k[0] < 0 or (k[0] == 0 and k[1] < 0):
-        k = [-k[0] + 0.0, -k[1] + 0.0]
-    return {"k_star": k, "k_star_abs": math.hypot(*k)}
-
-
 def theory_softest(rep) -> dict:
     """Where the theory's homogeneous state is softest: ``logsnr`` of the minimum of ``sigma^2 min_k kappa =
     1 - max_k c / sigma^2`` over its scan (parabolic vertex), and that minimum."""
     from ..probes import extremum
+    from ..probes.linear_response import softest_mode
 
     sc = rep.scan
     h = 1.0 - sc.c.reshape(len(sc.t), -1).max(1) / sc.sigma**2
     o = np.argsort(sc.logsnr)
     lam, interior = extremum(sc.logsnr[o], h[o], "min")
     j = int(np.argmin(h))
-    kk = _argmin_k(1.0 - sc.c[j] / sc.sigma[j] ** 2)
+    kk = softest_mode(1.0 - sc.c[j] / sc.sigma[j] ** 2)
     return {"logsnr": lam, "sigma2_kappa_min": float(h.min()), "interior": interior, **kk}
 
 

@@ -194,6 +194,19 @@ def log_gain(g: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(1.0 - np.asarray(g, dtype=np.float64), 1e-300, None))
 
 
+def softest_mode(kmap: np.ndarray) -> dict:
+    """Softest lattice mode of a ``[H, W]`` map (``fft2`` order): ``k_star (ky, kx)`` with the canonical sign of the
+    ``+-k`` pair, and ``k_star_abs``."""
+    from ._lattice import k_grid
+
+    ky, kx = k_grid(*kmap.shape)
+    j = np.unravel_index(int(np.argmin(kmap)), kmap.shape)
+    k = [float(ky[j]), float(kx[j])]
+    if k[0] < 0 or (k[0] == 0 and k[1] < 0):
+        k = [-k[0] + 0.0, -k[1] + 0.0]
+    return {"k_star": k, "k_star_abs": math.hypot(*k)}
+
+
 def mode_feature(lam: np.ndarray, G: np.ndarray) -> tuple[float, str, np.ndarray]:
     """The critical point from per-mode log-gains ``G [T, H, W]`` (:func:`log_gain`) over ``lam [T]`` ascending.
 
