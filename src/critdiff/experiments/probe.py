@@ -331,9 +331,10 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
         theory = {"t_c": cp.t_c, "logsnr_c": cp.logsnr_c, "sigma_over_a_c": cp.sigma_over_a_c,
                   "k_star": None if cp.k_star is None else list(cp.k_star), "k_star_abs": cp.k_star_abs,
                   "found": cp.found, "message": cp.message, "softest": theory_softest(rep)}
-        if lin is not None and cp.k_star is not None:
+        ref_k = cp.k_star if cp.k_star is not None else theory["softest"]["k_star"]  # no crossing: the softest mode
+        if lin is not None and ref_k is not None:
             for k, v in lin["k_star"].items():
-                signals[k]["theory_k_star_is_softest"] = k_star_matches(v["kappa_map"], cp.k_star, tol=1e-3)
+                signals[k]["theory_k_star_is_softest"] = k_star_matches(v["kappa_map"], ref_k, tol=1e-3)
         if cfg.homogeneous:
             lam_grid = np.linspace(float(rep.scan.logsnr.min()), float(rep.scan.logsnr.max()), cfg.homogeneous)
             hom = homogeneous_probe(model, images, cfg.stencil, schedule, lam_grid)
@@ -586,7 +587,9 @@ def comparison_rows(rec: dict) -> list[dict]:
     soft = (th.get("softest") or {}).get("logsnr") if lt is None else None
     ref = lt if lt is not None else soft
     rows = [{"signal": "theory" if lt is not None else "theory (softest, no crossing)", "t_c": th.get("t_c"),
-             "logsnr_c": ref, "95% CI (logsnr)": "", "k*": th.get("k_star"), "d logsnr": "", "agrees": ""}]
+             "logsnr_c": ref, "95% CI (logsnr)": "",
+             "k*": th.get("k_star") if lt is not None else (th.get("softest") or {}).get("k_star"),
+             "d logsnr": "", "agrees": ""}]
     items = list(rec["signals"].items()) + [("combined", rec["combined"])]
     if "ensemble_combined" in rec:
         items.append(("ensemble_combined", rec["ensemble_combined"]))
