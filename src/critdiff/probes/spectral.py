@@ -206,10 +206,36 @@ def _finish(method, probe, backend, n_probes, sigma, est, counting, n_jvp, per_s
     )
 
 
+def window_lags(window: "int | np.ndarray", H: int, W: int) -> np.ndarray:
+    """Boolean ``[H, W]`` mask of the displacements ``output - input`` (``fft2`` order) kept by ``window``: a radius
+    ``R`` (``|dy|, |dx| <= R`` with periodic wrap) or a boolean mask of that shape."""
+    if isinstance(window, (int, np.integer)) and not isinstance(window, bool):
+        R = check_int("window", int(window), 0)
+        dy = np.minimum(np.arange(H), H - np.arange(H))
+        dx = np.minimum(np.arange(W), W - np.arange(W))
+        return (dy[:, None] <= R) & (dx[None, :] <= R)
+    m = np.asarray(window)
+    if m.dtype != bool or m.shape != (H, W):
+        raise ValueError(f"window: expected a radius (int >= 0) or a boolean mask of shape ({H}, {W}), "
+                         f"got {type(window).__name__} {getattr(m, 'shape', '')}")
+    if not m[0, 0]:
+        raise ValueError("window: the mask must keep displacement (0, 0) (the Jacobian's diagonal)")
+    return m
+
+
 def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label = None, method: Method = "random",
                    n_probes: int = 8, probe: Probe = "phase", backend: Backend = "auto", seed: int = 0,
-                   site: tuple[int, int] = (0, 0), chunk: Optional[int] = None) -> SpectralProbe:
+                   site: tuple[int, int] = (0, 0), chunk: Optional[int] = None,
+                   window: "int | np.ndarray | None" = None) -> SpectralProbe:
     """Fourier diagonal of ``J_D`` and stiffness ``kappa(k)`` at states ``x [B, C, H, W]`` (module docstring).
+
+    ``window`` (``'random'`` only): the receptive field, as a radius ``R`` (``|output - input| <= R`` pixels on
+    each axis, periodic) or a boolean ``[H, W]`` mask over displacements ``output - input`` (``fft2`` order).
+    Each probe's estimate is the Fourier transform of the cross-correlation of ``z`` and ``J z`` over ALL
+    displacements; those outside the receptive field have expectation 0 and only add noise. Keeping the
+    window's lags (:func:`window_lags`) is unbiased whenever ``J_D`` vanishes outside it (a patch model with
+    stencil radius ``R``), and cuts the variance by about ``HW / |window|``; for a network the window is a
+    bias-variance choice (its Jacobian decays with distance but is not zero).
 
     ``sigma``: float or ``[B]``; ``n_probes``: ``M`` probes per state (``'random'`` only); ``seed`` seeds a
     private generator (the sampler's noise is never consumed); ``chunk``: most (state, direction) pairs
@@ -220,6 +246,8 @@ def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label =
     check_choice("method", method, METHODS)
     check_choice("backend", backend, BACKENDS)
     n_probes = check_int("n_probes", n_probes)
+    if window is not None and method != "random":
+        raise ValueError(f"window: only the 'random' method uses a window, got method {method!r}")
     if chunk is not None:
         chunk = check_int("chunk", chunk)
     x = x.detach()
@@ -251,6 +279,9 @@ def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label =
     zh = torch.fft.fft2(z).reshape(B, n_probes, C, H, W)
     jh = torch.fft.fft2(out.cpu()).reshape(B, n_probes, C, H, W)
     est = torch.einsum("bmchw,bmdhw->bmdchw", zh.conj(), jh) / (H * W)
+    if window is not None:
+        mask = torch.as_tensor(window_lags(window, H, W))
+        est = torch.fft.fft2(torch.fft.ifft2(est) * mask)
     return _finish("random", probe, used, n_probes, sig, est.numpy(), counting, n_jvp=B * n_probes)
 
 
