@@ -65,6 +65,7 @@ def test_json_flag_prints_one_object(tmp_path, capsys):
     (["--eps-scan", "-1"], "eps_scan"),
     (["--linear-eps", "0"], "linear_eps"),
     (["--linear", "2"], "linear"),
+    (["--window", "-1"], "window"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, word):
     rc = main(TINY + argv + ["--out", str(tmp_path)])
@@ -158,3 +159,11 @@ def test_linear_response_run_agrees_with_theory_on_tiny_stripes(tiny_run):
         s = rec["signals"][name]
         assert abs(s["logsnr_c"] - lt) < 0.25, (name, s["logsnr_c"], lt)
         assert s["theory_k_star_is_softest"] is True
+
+
+def test_window_flag_runs_and_keeps_agreement(tmp_path):
+    rc = main(TINY + ["--no-chi", "--homogeneous", "0", "--window", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    rec = json.loads((tmp_path / "probe.json").read_text())
+    assert rec["config"]["window"] == 1
+    assert abs(rec["signals"]["linear_stiffness"]["logsnr_c"] - rec["theory"]["logsnr_c"]) < 0.25

@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--eps-scan", default="",
                    help="comma-separated further amplitudes for the growth-onset scan t(eps), e.g. 0.1,0.3,1 "
                         "(1 = the sampler's own ensemble) (default: none)")
+    p.add_argument("--window", type=int, default=None,
+                   help="receptive-field radius R of the model (patch model: the stencil's radius): random probes keep "
+                        "only lags |output - input| <= R, unbiased when the Jacobian is that local and about "
+                        "HW/(2R+1)^2 times less variance (default: all lags)")
     p.add_argument("--no-chi", action="store_true", help="skip the susceptibility (it reruns the sampler once per probed step)")
     p.add_argument("--label", type=int, default=None, help="class label for a class-conditional model")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -44,7 +48,8 @@ def run(args) -> int:
                       spacing=args.spacing, steps=args.steps, n=args.n, times=args.times, probes=args.probes,
                       seed=args.seed, label=args.label, dtype=args.dtype, n_boot=args.n_boot,
                       homogeneous=args.homogeneous, chi=not args.no_chi, linear=args.linear, linear_n=args.linear_n,
-                      linear_eps=args.linear_eps, eps_scan=_floats("eps-scan", args.eps_scan))
+                      linear_eps=args.linear_eps, eps_scan=_floats("eps-scan", args.eps_scan),
+                      window=args.window)
     rec = run_probe(cfg, args.out, progress=not args.json)
     if args.json:
         from ..io import to_jsonable

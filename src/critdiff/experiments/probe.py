@@ -69,6 +69,7 @@ class ProbeConfig:
     linear: int = 24  # coarse logsnr steps of the branch linear-response run (fine run: twice; 0 = off)
     linear_n: int = 4  # ensemble members of the linear-response run
     linear_eps: float = 0.01  # their fluctuation amplitude relative to the noise
+    window: Optional[int] = None  # receptive-field radius for the random probes (spectral_probe window=); None = all lags
     eps_scan: tuple = ()  # further amplitudes: growth onset t(eps) from the branch (eps = 1: the sampler's ensemble)
 
     def __post_init__(self):
@@ -88,6 +89,8 @@ class ProbeConfig:
         if self.linear:
             check_int("linear", self.linear, 3)
         check_int("linear_n", self.linear_n, 2)
+        if self.window is not None:
+            check_int("window", self.window, 0)
         check_positive("linear_eps", self.linear_eps)
         for e in self.eps_scan:
             check_positive("eps_scan", e)
@@ -226,7 +229,7 @@ def _linear(model, cfg: "ProbeConfig", shape, schedule, dtype, log, kw) -> dict:
                          label=cfg.label, seed=cfg.seed + 3, dtype=dtype)
     growth, gmap = from_growth(lr, signal="linear_growth", return_map=True, **kw)
     bs = branch_stiffness(model, lr, growth.logsnr if math.isfinite(growth.logsnr) else float(lr.logsnr.mean()),
-                          label=cfg.label, n_probes=cfg.probes, seed=cfg.seed + 4, dtype=dtype)
+                          label=cfg.label, n_probes=cfg.probes, seed=cfg.seed + 4, dtype=dtype, window=cfg.window)
     stiff, smap = from_branch_stiffness(bs, signal="linear_stiffness", return_map=True, **kw)
     # the critical mode of each estimate: argmin of the per-mode log-gain interpolated at its t_c
     ks = {name: {"k_star": softest_mode(kmap), "kappa_map": kmap}
@@ -283,7 +286,7 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
     log(f"[probe] trajectory: {cfg.n} samples, {cfg.steps} steps, probes at {len(steps)} steps")
     traj = probe_trajectory(model, x, sigmas, sampler=cfg.sampler, steps=steps, label=cfg.label,
                             generator=SM.seed_generators(cfg.seed + 1, cfg.n),
-                            spectral={"n_probes": cfg.probes, "probe": "phase"}, seed=cfg.seed)
+                            spectral={"n_probes": cfg.probes, "probe": "phase", "window": cfg.window}, seed=cfg.seed)
     t_traj = time.perf_counter() - t0
     kw = {"n_boot": cfg.n_boot, "seed": cfg.seed}
     est = {"stiffness": from_stiffness(traj, scale="sigma2", **kw), "xi_2": from_xi(traj, which="xi_2", **kw),

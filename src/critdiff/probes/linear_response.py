@@ -283,11 +283,11 @@ def extrapolated_states(lr: LinearResponse, j: int) -> np.ndarray:
 
 def branch_stiffness(denoiser: Denoiser, lr: LinearResponse, around: float, *, width: int = 3,
                      label: Label = None, n_probes: int = 1, probe: str = "phase", seed: int = 0,
-                     dtype=torch.float32, device="cpu") -> dict:
+                     dtype=torch.float32, device="cpu", window=None) -> dict:
     """Spectral probe (random JVPs, :func:`~.spectral.spectral_probe`) at the member states
     (:func:`extrapolated_states`) of the ``2 width + 1`` coarse steps nearest logsnr ``around``. Returns
     ``logsnr [T]`` (ascending), ``kappa_state [T, B, H, W]`` (``sigma^2 kappa``, channel mean), ``k_star [T, 2]``
-    and ``nfe`` (evaluations per member)."""
+    and ``nfe`` (evaluations per member). ``window``: see :func:`~.spectral.spectral_probe`."""
     from .spectral import spectral_probe
 
     lam = lr.logsnr
@@ -299,7 +299,8 @@ def branch_stiffness(denoiser: Denoiser, lr: LinearResponse, around: float, *, w
         x = torch.from_numpy(extrapolated_states(lr, j)).to(device, dtype)
         s = float(lr.sigma[j])
         with torch.enable_grad():
-            pr = spectral_probe(denoiser, x, s, label=label, n_probes=n_probes, probe=probe, seed=seed + j)
+            pr = spectral_probe(denoiser, x, s, label=label, n_probes=n_probes, probe=probe, seed=seed + j,
+                                window=window)
         out["logsnr"].append(lam[j])
         out["kappa_state"].append(pr.kappa_state.mean(1) * s**2)
         out["k_star"].append(pr.k_star)
