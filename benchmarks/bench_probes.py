@@ -8,9 +8,11 @@ Per model, at one state ``x`` (``randn * sigma``, seed 1) and ``sigma = 0.7``, f
   is compared with the strongest dense baseline, not the slowest. ``dense_default`` (gaussian, convnet only) is the library's
   default dense call (``jacfwd`` over all directions at once); for the patch model that call needs tens of GiB
   (killed for memory in an earlier run) and is not run.
-- ``probe``: ``spectral_probe(method='random', probe=P)`` with ``M`` doubled from 8 (``M >= 8`` so that the
-  standard errors themselves are usable; probe seed ``PROBE_SEED = 1000``, see below) until an accuracy target
-  is met. Two targets, one row each:
+- ``probe``: ``spectral_probe(method='random', probe=P)`` with ``M`` doubled from 2 until an accuracy target is
+  met; the row's ``M`` is the first ``M >= 8`` that meets it (``M >= 8`` so that the standard errors themselves
+  are usable), and ``M_first`` (with its own time, memory and error, ``first_*``) the first ``M >= 2`` that
+  meets it (two probes give a standard error from two samples: read those columns with that in mind). Probe
+  seed ``PROBE_SEED = 1000``, see below. Two targets, one row each:
 
   * ``shell_se_5pct``: every radial shell with ``|k| > 0`` has standard error at most 5% of ``|kappa|`` in that
     shell (``k = 0`` is a single lattice point, not an average); ``err_vs_dense`` = max over those shells of
@@ -24,6 +26,14 @@ Per model, at one state ``x`` (``randn * sigma``, seed 1) and ``sigma = 0.7``, f
 
   The achieved errors are measured against the dense route (they check the standard errors; the rule itself
   never looks at the oracle).
+- ``windowed`` (convnet, patch): the same sweep and targets with ``spectral_probe(method='random', window=R)``:
+  each probe's estimate keeps only the lags ``|output - input| <= R`` per axis of the probe cross-correlation.
+  ``R`` is the model's exact receptive-field radius, computed from the model (patch: the stencil's radius, 2 for
+  square:5; convnet: the sum over its conv layers of ``dilation (kernel - 1) / 2``, 3 for three 3x3 layers), so
+  the windowed estimate is unbiased; ``support_check`` verifies at 12 x 12 from the dense Jacobian that it
+  vanishes outside ``R`` and not outside ``R - 1``. Expected variance cut about ``HW / (2R + 1)^2``. Not for
+  ``gaussian``: its full covariance makes the Jacobian non-local (every pixel couples to every pixel), so no
+  window short of the whole lattice is unbiased; its row says ``not applicable``.
 - ``impulse`` (patch model): ``spectral_probe(method='impulse')``, one JVP per channel, exact only for a
   circulant Jacobian: at the homogeneous state ``x = m 1`` (``m = 0.5``; the periodic ELS patch model is exactly
   circulant there) against the dense route at that same state (``max |Jhat_impulse - Jhat_dense|`` over all
@@ -44,7 +54,8 @@ Models: ``gaussian`` (GaussianScore, full covariance, 1024 x 1024, non-stationar
 Jacobian), ``convnet`` (a small random tanh conv net, ``D(x) = x / (1 + sigma^2) + 0.3 net(x)``), and ``patch``
 (PatchScore, ELS, square:5, periodic, 20 training images). Writes ``benchmarks/results/bench_probes.json``
 (``--quick``: 16 x 16, ``bench_probes_quick.json``).
-Usage: ``python benchmarks/bench_probes.py [--quick] [--probe phase|rademacher|gaussian] [--models gaussian,convnet,patch]``.
+Usage: ``python benchmarks/bench_probes.py [--quick] [--probe phase|rademacher|gaussian]
+[--models gaussian,convnet,patch] [--no-impulse]``.
 """
 
 from __future__ import annotations
@@ -69,7 +80,7 @@ HERE = Path(__file__).resolve().parent
 # vmapped tangents of the 8 MB logit tiles fall out of cache; reverse vmapped 16: 0.41 s).
 DENSE = {"gaussian": ("auto", None), "convnet": ("reverse", 32), "patch": ("reverse", 1)}
 HOMOGENEOUS_M = 0.5
-MIN_M, MAX_M = 8, 4096
+MIN_M, FIRST_M, MAX_M = 8, 2, 4096  # row M >= MIN_M; the sweep starts at FIRST_M
 # Probe seeds: NOT 0. The models' training data are drawn from torch.Generator().manual_seed(0) as well, and
 # with seed 0 the first probes ARE the Gaussian model's training noise: measured 17 standard errors of bias.
 PROBE_SEED = 1000
@@ -97,6 +108,7 @@ def build(model: str, size: int):
             s = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1)
             return x / (1 + s**2) + 0.3 * net(x)
 
+        den.net = net  # for window_radius
         return den
     if model == "patch":
         from critdiff.scores.patch import PatchScore
@@ -104,6 +116,38 @@ def build(model: str, size: int):
         y = torch.randn(20, 1, size, size, generator=g, dtype=torch.float64).cumsum(-1) * 0.3
         return PatchScore(y, stencil="square:5", equivariant=True, boundary="periodic", dtype=torch.float64)
     raise ValueError(f"model: unknown {model!r}")
+
+
+def window_radius(model: str, den) -> "int | None":
+    """Exact receptive-field radius (pixels, per axis) of the model's Jacobian; ``None`` where it is non-local."""
+    if model == "patch":
+        return int(max(den.stencil.radius))
+    if model == "convnet":  # x / (1 + s^2) has radius 0; each conv adds dilation (kernel - 1) / 2 per axis
+        r = [0, 0]
+        for layer in den.net.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                for a in (0, 1):
+                    r[a] += layer.dilation[a] * (layer.kernel_size[a] - 1) // 2
+        return int(max(r))
+    return None
+
+
+def support_check(model: str, R: int, size: int = 12, sigma: float = 0.7) -> dict:
+    """Max ``|J_D|`` over displacements outside ``R`` and outside ``R - 1`` (periodic, per axis), dense at 12 x 12."""
+    from critdiff.probes.spectral import _jacobian, window_lags
+
+    den = build(model, size)
+    x = state(size, sigma)[0]
+    J, _ = _jacobian(lambda xx: den(xx.unsqueeze(0), torch.tensor([sigma], dtype=torch.float64))[0], x, "reverse", None)
+    J = J.reshape(size, size, size, size).numpy()  # [out y, out x, in y, in x]
+    i = np.arange(size)
+    dy = (i[:, None, None, None] - i[None, None, :, None]) % size
+    dx = (i[None, :, None, None] - i[None, None, None, :]) % size
+    out = {}
+    for r in (R, R - 1):
+        keep = window_lags(r, size, size)[dy, dx] if r >= 0 else np.zeros(J.shape, bool)
+        out[f"max_abs_J_outside_R{'' if r == R else '-1'}"] = float(np.abs(J[~keep]).max())
+    return {"size": size, "R": R, **out}
 
 
 def state(size: int, sigma: float, kind: str = "random") -> torch.Tensor:
@@ -196,8 +240,10 @@ def _rules(kr, se, sigma) -> tuple[float, float]:
 
 
 def sweep(model: str, size: int, sigma: float, probe: str, target_rel: float, target_abs: float,
-          budget_s: float) -> dict:
-    """Double ``M`` from ``MIN_M`` until both targets are met; per target, the first ``M`` meeting it, timed.
+          budget_s: float, window: "int | None" = None) -> dict:
+    """Double ``M`` from ``FIRST_M`` until both targets are met at some ``M >= MIN_M``; per target, ``rule``: the
+    first ``M >= MIN_M`` meeting it, and ``first``: the first ``M >= FIRST_M`` meeting it (``None`` if never), timed.
+    ``window``: passed to ``spectral_probe`` (``None``: the plain random route).
 
     Each ``M`` is one measured run (seed ``PROBE_SEED``; its result is what the rules and errors read), plus two
     more timed runs (seeds ``PROBE_SEED + 1, + 2``) if it took under 5 s; freed memory is returned to the OS
@@ -210,20 +256,24 @@ def sweep(model: str, size: int, sigma: float, probe: str, target_rel: float, ta
     den = build(model, size)
     x = state(size, sigma)
     spectral_probe(den, x, sigma, n_probes=1, probe=probe, seed=PROBE_SEED)  # warm-up
-    found, M, t0 = {}, MIN_M, time.perf_counter()
+    names = ("shell_se_5pct", "softest_shell_0.05")
+    found, first, M, t0 = {}, {n: None for n in names}, FIRST_M, time.perf_counter()
     while True:
         t, mib, res, reps = _measure(lambda r: spectral_probe(den, x, sigma, n_probes=M, probe=probe,
-                                                              seed=PROBE_SEED + r))
+                                                              seed=PROBE_SEED + r, window=window))
         rel, two_se = _rules(res.kappa_radial, res.kappa_radial_se, sigma)
-        print(f"  {model} M={M}: max rel SE {rel:.4f}, softest-shell 2 sigma^2 SE {two_se:.4f}  {t:.2f}s {mib:.0f}MiB",
-              file=sys.stderr, flush=True)
+        print(f"  {model} window={window} M={M}: max rel SE {rel:.4f}, softest-shell 2 sigma^2 SE {two_se:.4f}  "
+              f"{t:.2f}s {mib:.0f}MiB", file=sys.stderr, flush=True)
         over = M >= MAX_M or time.perf_counter() - t0 + 2.2 * t * reps > budget_s
-        for name, val, tgt in (("shell_se_5pct", rel, target_rel), ("softest_shell_0.05", two_se, target_abs)):
-            if name not in found and (val <= tgt or over):
-                found[name] = {"M": M, "criterion": val, "met": bool(val <= tgt), "time_s": t, "peak_mib": mib,
-                               "reps": reps, **_summary(res)}
-        if len(found) == 2:
-            return found
+        for name, val, tgt in zip(names, (rel, two_se), (target_rel, target_abs)):
+            rec = {"M": M, "criterion": val, "met": bool(val <= tgt), "time_s": t, "peak_mib": mib, "reps": reps,
+                   **_summary(res)}
+            if first[name] is None and val <= tgt:
+                first[name] = rec
+            if name not in found and (over or (M >= MIN_M and val <= tgt)):
+                found[name] = rec
+        if len(found) == 2 or over:
+            return {n: {"rule": found[n], "first": first[n]} for n in names}
         M *= 2
 
 
@@ -240,6 +290,15 @@ def _jd(r: dict) -> np.ndarray:
     return np.array(r["jd_re"]) + 1j * np.array(r["jd_im"])
 
 
+def _err(name: str, kr: np.ndarray, kd, sigma: float):
+    """Achieved error vs dense for target ``name`` (module docstring); ``None`` without a dense result."""
+    if kd is None:
+        return None
+    if name == "shell_se_5pct":
+        return float(np.max(np.abs(kr - kd)[1:] / np.abs(kd[1:])))
+    return float(abs(sigma**2 * kr.min() - sigma**2 * kd.min()))
+
+
 def _ratio(a, b):
     return None if a is None or b is None or b <= 0 else a / b
 
@@ -254,40 +313,62 @@ def model_rows(m: str, size: int, sigma: float, a) -> tuple[list[dict], dict]:
     if m != "patch":
         dd = sub(m, "dense_default", size, sigma, "random", "-", a.probe)
         extra["dense_default"] = {k: dd.get(k) for k in ("time_s", "peak_mib", "backend", "failed")}
-    sw = subprocess.run([sys.executable, __file__, "--sweep", m, str(size), str(sigma), a.probe, str(a.target),
-                         str(a.target_abs), str(a.sweep_budget_s)], capture_output=True, text=True, check=True)
-    sys.stderr.write(sw.stderr)
-    found = json.loads(sw.stdout.strip().splitlines()[-1])
+    R = window_radius(m, build(m, 8)) if m != "gaussian" else None
+    routes = [("random", None)] + ([("windowed", R)] if R is not None else [])
+    if R is not None:
+        extra["support_check"] = support_check(m, R)
+        print(f"{m}: window R = {R}; support check {extra['support_check']}", flush=True)
     ok = "failed" not in dense
     kd = np.array(dense["kappa_radial"]) if ok else None
     rows = []
-    for name, f in found.items():
-        M, pr = f["M"], f
-        kr = np.array(f["kappa_radial"])
-        if not ok:
-            err = None
-        elif name == "shell_se_5pct":
-            err = float(np.max(np.abs(kr - kd)[1:] / np.abs(kd[1:])))
-        else:
-            err = float(abs(sigma**2 * kr.min() - sigma**2 * kd.min()))
-        row = {"model": m, "target": name, "size": size, "sigma": sigma, "probe": a.probe, "M": M,
-               "criterion": f["criterion"], "target_met": f["met"], "err_vs_dense": err,
-               "u_min_probe": float(sigma**2 * kr.min()), "u_min_dense": None if kd is None else float(sigma**2 * kd.min()),
-               "softest_shell_probe": int(np.argmin(kr)), "softest_shell_dense": None if kd is None else int(np.argmin(kd)),
-               "probe_s": pr["time_s"], "probe_mib": pr["peak_mib"], "probe_reps": pr["reps"],
-               "probe_jvp": pr["n_jvp"], "probe_evals": pr["evals"],
-               "dense_s": dense.get("time_s"), "dense_mib": dense.get("peak_mib"), "dense_reps": dense.get("reps"),
-               "dense_jvp": dense.get("n_jvp"), "dense_evals": dense.get("evals"), "dense_failed": dense.get("failed"),
-               "time_ratio": _ratio(dense.get("time_s"), pr["time_s"]),
-               "mem_ratio": _ratio(dense.get("peak_mib"), pr["peak_mib"]),
-               "jvp_ratio": _ratio(dense.get("n_jvp"), pr["n_jvp"]), **extra}
-        row["meets_50x"] = None if row["time_ratio"] is None else bool(row["time_ratio"] >= 50)
-        if "dense_default" in extra:  # the same probe run against the library-default dense call
-            row["time_ratio_default"] = _ratio(extra["dense_default"].get("time_s"), pr["time_s"])
-            row["mem_ratio_default"] = _ratio(extra["dense_default"].get("peak_mib"), pr["peak_mib"])
-        rows.append(row)
+    for route, win in routes:
+        sw = subprocess.run([sys.executable, __file__, "--sweep", m, str(size), str(sigma), a.probe, str(a.target),
+                             str(a.target_abs), str(a.sweep_budget_s), str(win)], capture_output=True, text=True,
+                            check=True)
+        sys.stderr.write(sw.stderr)
+        found = json.loads(sw.stdout.strip().splitlines()[-1])
+        for name, both in found.items():
+            pr, fi = both["rule"], both["first"]
+            kr = np.array(pr["kappa_radial"])
+            row = {"model": m, "route": route, "window": win, "target": name, "size": size, "sigma": sigma,
+                   "probe": a.probe, "M": pr["M"],
+                   "criterion": pr["criterion"], "target_met": pr["met"], "err_vs_dense": _err(name, kr, kd, sigma),
+                   "u_min_probe": float(sigma**2 * kr.min()),
+                   "u_min_dense": None if kd is None else float(sigma**2 * kd.min()),
+                   "softest_shell_probe": int(np.argmin(kr)),
+                   "softest_shell_dense": None if kd is None else int(np.argmin(kd)),
+                   "probe_s": pr["time_s"], "probe_mib": pr["peak_mib"], "probe_reps": pr["reps"],
+                   "probe_jvp": pr["n_jvp"], "probe_evals": pr["evals"],
+                   "dense_s": dense.get("time_s"), "dense_mib": dense.get("peak_mib"), "dense_reps": dense.get("reps"),
+                   "dense_jvp": dense.get("n_jvp"), "dense_evals": dense.get("evals"),
+                   "dense_failed": dense.get("failed"),
+                   "time_ratio": _ratio(dense.get("time_s"), pr["time_s"]),
+                   "mem_ratio": _ratio(dense.get("peak_mib"), pr["peak_mib"]),
+                   "jvp_ratio": _ratio(dense.get("n_jvp"), pr["n_jvp"]), **extra}
+            if win is not None:
+                row["window_lags"] = int((2 * win + 1) ** 2)
+                row["expected_variance_cut"] = size * size / (2 * win + 1) ** 2
+            row["meets_50x"] = None if row["time_ratio"] is None else bool(row["time_ratio"] >= 50)
+            row["M_first"] = None if fi is None else fi["M"]
+            if fi is not None:
+                kf = np.array(fi["kappa_radial"])
+                row.update({"first_criterion": fi["criterion"], "first_err_vs_dense": _err(name, kf, kd, sigma),
+                            "first_s": fi["time_s"], "first_mib": fi["peak_mib"], "first_reps": fi["reps"],
+                            "first_jvp": fi["n_jvp"],
+                            "first_time_ratio": _ratio(dense.get("time_s"), fi["time_s"]),
+                            "first_mem_ratio": _ratio(dense.get("peak_mib"), fi["peak_mib"])})
+                row["first_meets_50x"] = (None if row["first_time_ratio"] is None
+                                          else bool(row["first_time_ratio"] >= 50))
+            if "dense_default" in extra:  # the same probe run against the library-default dense call
+                row["time_ratio_default"] = _ratio(extra["dense_default"].get("time_s"), pr["time_s"])
+                row["mem_ratio_default"] = _ratio(extra["dense_default"].get("peak_mib"), pr["peak_mib"])
+            rows.append(row)
+    if m == "gaussian":
+        rows.append({"model": m, "route": "windowed", "applicable": False, "size": size, "sigma": sigma,
+                     "reason": "full covariance: the Jacobian is non-local (every pixel couples to every pixel), "
+                               "so no window short of the whole lattice is unbiased"})
     imp = {}
-    if m == "patch":
+    if m == "patch" and a.impulse:
         dh = sub(m, "dense", size, sigma, "homogeneous", f"{backend}:{chunk}", a.probe)
         ih = sub(m, "impulse", size, sigma, "homogeneous", "-", a.probe)
         ir = sub(m, "impulse", size, sigma, "random", "-", a.probe)
@@ -317,16 +398,20 @@ def main() -> None:
     ap.add_argument("--models", default="gaussian,convnet,patch", help="comma-separated subset")
     ap.add_argument("--worker", nargs=7)
     ap.add_argument("--sweep-budget-s", type=float, default=420.0, help="per model: stop doubling M past this")
-    ap.add_argument("--sweep", nargs=7)
+    ap.add_argument("--sweep", nargs=8)
+    ap.add_argument("--no-impulse", dest="impulse", action="store_false",
+                    help="skip the impulse rows (they need a second patch dense run, ~5 min)")
     a = ap.parse_args()
     if a.worker:
         m, route, size, sigma, kind, arg, probe = a.worker
         print(json.dumps(worker(m, route, int(size), float(sigma), kind, arg, probe)))
         return
     if a.sweep:
-        m, size, sigma, probe, tr, ta, bud = a.sweep
-        print(json.dumps(sweep(m, int(size), float(sigma), probe, float(tr), float(ta), float(bud))))
+        m, size, sigma, probe, tr, ta, bud, win = a.sweep
+        print(json.dumps(sweep(m, int(size), float(sigma), probe, float(tr), float(ta), float(bud),
+                               None if win == "None" else int(win))))
         return
+    torch.set_num_threads(1)
     size, sigma = (16, 0.7) if a.quick else (32, 0.7)
     t0 = time.perf_counter()
     rows, impulse = [], []
@@ -335,17 +420,25 @@ def main() -> None:
         rows += r
         if imp:
             impulse.append(imp)
-    hdr = (f"{'model':9s} {'target':19s} {'M':>5s} {'crit':>6s} {'met':>3s} {'err':>7s} {'probe_s':>8s} {'dense_s':>8s} "
-           f"{'time_x':>7s} {'probeMiB':>8s} {'denseMiB':>8s} {'mem_x':>6s} {'jvp_x':>6s} {'50x':>4s}")
+    hdr = (f"{'model':9s} {'route':8s} {'R':>2s} {'target':19s} {'M':>5s} {'crit':>6s} {'met':>3s} {'err':>7s} "
+           f"{'probe_s':>8s} {'dense_s':>8s} {'time_x':>7s} {'probeMiB':>8s} {'denseMiB':>8s} {'mem_x':>6s} "
+           f"{'jvp_x':>6s} {'50x':>4s} | {'M1st':>4s} {'err1st':>7s} {'s_1st':>7s} {'time_x':>7s} {'50x':>4s}")
     print(hdr)
     for r in rows:
+        if r.get("applicable") is False:
+            print(f"{r['model']:9s} {r['route']:8s} {'-':>2s} not applicable: {r['reason']}")
+            continue
         met = "yes" if r["target_met"] else "NO"
-        print(f"{r['model']:9s} {r['target']:19s} {r['M']:5d} {r['criterion']:6.3f} {met:>3s} {_f(r['err_vs_dense'], '7.4f')} "
+        first = (f"{r['M_first']:4d} {_f(r['first_err_vs_dense'], '7.4f')} {r['first_s']:7.3f} "
+                 f"{_f(r['first_time_ratio'], '7.1f')} {'yes' if r['first_meets_50x'] else 'no':>4s}"
+                 if r["M_first"] is not None else f"{'-':>4s} (not met)")
+        print(f"{r['model']:9s} {r['route']:8s} {_f(r['window'], 'd'):>2s} {r['target']:19s} {r['M']:5d} "
+              f"{r['criterion']:6.3f} {met:>3s} {_f(r['err_vs_dense'], '7.4f')} "
               f"{r['probe_s']:8.3f} {_f(r['dense_s'], '8.2f')} {_f(r['time_ratio'], '7.1f')} {r['probe_mib']:8.1f} "
               f"{_f(r['dense_mib'], '8.1f')} {_f(r['mem_ratio'], '6.1f')} {_f(r['jvp_ratio'], '6.0f')} "
-              f"{'yes' if r['meets_50x'] else 'no':>4s}")
+              f"{'yes' if r['meets_50x'] else 'no':>4s} | {first}")
     for r in rows:
-        if r.get("dense_default") and r["target"] == "shell_se_5pct":
+        if r.get("dense_default") and r["target"] == "shell_se_5pct" and r["route"] == "random":
             d = r["dense_default"]
             print(f"{r['model']}: library-default dense (jacfwd, all directions at once): {_f(d['time_s'], '.2f')}s "
                   f"{_f(d['peak_mib'], '.0f')} MiB: probe (M={r['M']}) {_f(r['time_ratio_default'], '.1f')}x faster, "
@@ -356,7 +449,7 @@ def main() -> None:
               f"time ratio {_f(i['time_ratio'], '.0f')}x; at the random state max|dJhat| "
               f"{_f(i['random_state_max_err_jd'], '.3f')} (not circulant)")
     out = {"rows": rows, "impulse": impulse, "torch": torch.__version__, "machine": platform.machine(), "threads": 1,
-           "target_rel_se": a.target, "target_abs_softest": a.target_abs, "min_M": MIN_M,
+           "target_rel_se": a.target, "target_abs_softest": a.target_abs, "min_M": MIN_M, "first_M": FIRST_M,
            "probe_seed": PROBE_SEED, "sweep_budget_s": a.sweep_budget_s, "quick": a.quick,
            "dense_config": {k: {"backend": v[0], "chunk": v[1]} for k, v in DENSE.items()},
            "total_s": time.perf_counter() - t0}
