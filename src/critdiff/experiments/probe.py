@@ -264,7 +264,7 @@ def theory_softest(rep) -> dict:
 
 def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) -> dict:
     """Run the probe experiment; return (and write to ``out_dir/probe.json``) its record."""
-    from ..probes import combine, from_chi, from_stiffness, from_xi, probe_trajectory, susceptibility
+    from ..probes import from_chi, from_stiffness, from_xi, probe_trajectory, susceptibility
 
     cfg.validate()
     out = Path(out_dir)
@@ -317,10 +317,10 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
         for k, v in lin["estimates"].items():
             kk = lin["k_star"].get(k, {})
             signals[k] = {**_times(v, schedule), "at_grid_edge": False, **(kk.get("k_star") or {})}
-        comb, combined = _combine(list(lin["estimates"].values()), schedule)
+        _, combined = _combine(list(lin["estimates"].values()), schedule)
         combined["source"] = "linear response of the symmetric branch (linear_growth, linear_stiffness)"
     else:
-        comb, combined = ens_comb, dict(ensemble_combined)
+        combined = dict(ensemble_combined)
         combined["source"] = "sampler ensemble (no linear-response run)"
 
     theory = None
