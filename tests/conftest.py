@@ -3,9 +3,20 @@
 import os
 
 import matplotlib
+import pytest
 import torch
 
 matplotlib.use("Agg")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small problems on one torch thread (two threads on a loaded 2-core machine were measured 50x slower);
+    the previous count is restored after the module. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

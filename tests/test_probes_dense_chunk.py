@@ -13,12 +13,7 @@ from critdiff.scores.gaussian import GaussianScore
 from critdiff.scores.patch import PatchScore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gaussian(C=2, H=4, W=4):

@@ -17,6 +17,8 @@ import torch
 from critdiff.probes.linear_response import (branch_stiffness, from_branch_stiffness, from_growth, growth_run,
                                              linear_response, log_gain, logsnr_grid)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 H = W = 8
 
 
@@ -117,7 +119,6 @@ def test_patch_model_growth_onset_is_the_theory_critical_time(data, stencil):
     from critdiff.scores.patch import PatchScore
     from critdiff.theory.analysis import analyze
 
-    torch.set_num_threads(1)
     images, _ = load(data, seed=0)
     images = images.double()
     cp = analyze(images, stencil, "vp-linear").critical

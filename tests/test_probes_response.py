@@ -16,12 +16,7 @@ from critdiff.schedules import sigma_grid
 from critdiff.scores.gaussian import GaussianScore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n=50, H=4, W=4, seed=0):

@@ -12,13 +12,7 @@ from critdiff.scores.gaussian import GaussianScore
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one torch thread (two threads on a loaded 2-core machine were measured 50x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TOL = {torch.float32: 2e-4, torch.float64: 1e-10}

@@ -13,6 +13,8 @@ import torch
 from critdiff.probes import spectral_probe
 from critdiff.probes.spectral import window_lags
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class LocalLinear:
     """``D(x)_i = sum_{|d| <= 1} a_i(d) x_{i+d}`` (periodic) with spatially varying weights: local, not circulant."""
@@ -59,7 +61,6 @@ def test_window_on_the_patch_model_matches_dense():
     from critdiff.data import load
     from critdiff.scores.patch import PatchScore
 
-    torch.set_num_threads(1)
     im, _ = load("textures:size=12,n=2", seed=0)
     im = im.double()
     model = PatchScore(im, stencil="square:5", equivariant=True, boundary="periodic")

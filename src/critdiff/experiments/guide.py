@@ -538,7 +538,7 @@ def sweep_figure(summary: dict, path) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..report.figures import _save
+    from ..report.figures import save_figure as _save
 
     sw = summary["sweep"]
     c = np.array([s["centre_logsnr"] for s in sw])

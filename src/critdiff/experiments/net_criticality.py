@@ -128,11 +128,10 @@ def _plt():
 
 
 def _save(fig, folder: Path, name: str) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
+    from ..report.figures import save_figure
+
     fig.tight_layout()
-    fig.savefig(folder / name, dpi=100)
-    _plt().close(fig)
-    return name
+    return save_figure(fig, folder / name, dpi=100).name
 
 
 def _vline(ax, x, **kw):

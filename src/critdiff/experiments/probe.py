@@ -394,9 +394,8 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
 
 
 def _figures(out: Path, cfg, traj, susc, est, comb, theory, hom, schedule) -> list[str]:
-    import matplotlib
+    from ..report.figures import save_figure  # selects the Agg backend before pyplot loads
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     files = []
@@ -436,9 +435,7 @@ def _figures(out: Path, cfg, traj, susc, est, comb, theory, hom, schedule) -> li
         ax.legend(fontsize=7, loc="upper left")
     ax.set_title("stiffness of each |k| shell")
     fig.tight_layout()
-    fig.savefig(out / "stiffness.png", dpi=90)
-    plt.close(fig)
-    files.append("stiffness.png")
+    files.append(save_figure(fig, out / "stiffness.png", dpi=90).name)
 
     fig, axes = plt.subplots(1, 3 if susc is not None else 2, figsize=(13 if susc is not None else 9, 3.4))
     ax = axes[0]
@@ -467,9 +464,7 @@ def _figures(out: Path, cfg, traj, susc, est, comb, theory, hom, schedule) -> li
         ax.set_ylabel("chi")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "signals.png", dpi=90)
-    plt.close(fig)
-    files.append("signals.png")
+    files.append(save_figure(fig, out / "signals.png", dpi=90).name)
 
     if comb is not None and traj.states is not None:
         from ..report.figures import image_grid
@@ -484,6 +479,8 @@ def _figures(out: Path, cfg, traj, susc, est, comb, theory, hom, schedule) -> li
 def _linear_figure(out: Path, lin: dict, theory, hom) -> list[str]:
     """Growth stiffness of the branch (extrapolated, fine, coarse), the JVP stiffness there, the theory's curve,
     and the amplitude scan ``t(eps)``."""
+    from ..report.figures import save_figure  # selects the Agg backend before pyplot loads
+
     import matplotlib.pyplot as plt
 
     lr, bs, scan = lin["lr"], lin["bs"], lin["scan"]
@@ -525,9 +522,7 @@ def _linear_figure(out: Path, lin: dict, theory, hom) -> list[str]:
         ax.set_title("growth onset vs fluctuation amplitude")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "linear_response.png", dpi=90)
-    plt.close(fig)
-    return ["linear_response.png"]
+    return [save_figure(fig, out / "linear_response.png", dpi=90).name]
 
 
 def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False, eps_scan: tuple = ()):

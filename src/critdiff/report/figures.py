@@ -27,11 +27,12 @@ def _to_display(img: torch.Tensor) -> np.ndarray:
     return a.mean(0)
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path, dpi: int = 110) -> Path:
+    """Write ``fig`` to the PNG ``path`` atomically (cropped to its content) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return path
@@ -52,7 +53,7 @@ def image_grid(images: torch.Tensor, path, nrow: int | None = None, title: str |
                 ax.set_title(str(labels[k]), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def trajectory_strip(sigmas: Sequence[float], xs: torch.Tensor, x0s: torch.Tensor, path, title: str | None = None) -> Path:
@@ -73,4 +74,4 @@ def trajectory_strip(sigmas: Sequence[float], xs: torch.Tensor, x0s: torch.Tenso
     axes[1, 0].set_ylabel("x0_hat", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
