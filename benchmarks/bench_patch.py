@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from memory import reset_peak, status_kib
 import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
@@ -85,21 +86,6 @@ def naive_els(x, y, k, sigma, q_chunk=64, p_chunk=4096):
 
 
 # ---- memory ----------------------------------------------------------------------------------
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _peak_kib(reset_ok: bool) -> int:
@@ -130,8 +116,8 @@ def worker(cfg: dict) -> dict:
     k, sigma = cfg["k"], cfg["sigma"]
     res: dict = {}
     if cfg["mode"] == "fast":
-        base = _rss_kib()
-        ok = _reset_peak()
+        base = status_kib("VmRSS")
+        ok = reset_peak()
         model = PatchScore(y, f"square:{k}")
         if cfg["reps"] > 1:
             model(x, sigma)  # warm-up (builds the cached pool if it fits); single-rep rows include it
@@ -142,8 +128,8 @@ def worker(cfg: dict) -> dict:
         res["compute_dtype"] = str(model.compute_dtypes(x, sigma)[0]).replace("torch.", "")
     else:
         ys = y[: cfg["n_sub"]]
-        base = _rss_kib()
-        ok = _reset_peak()
+        base = status_kib("VmRSS")
+        ok = reset_peak()
         times = _timed(lambda: naive_els(x, ys, k, sigma), cfg["reps"])
         res["peak_mib"] = (_peak_kib(ok) - base) / 1024
         res["times"] = times

@@ -71,6 +71,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from memory import reset_peak, status_kib
 
 HERE = Path(__file__).resolve().parent
 # fastest dense configuration per model (measured at 32x32 on the shared 2-core machine, one thread):
@@ -157,21 +158,6 @@ def state(size: int, sigma: float, kind: str = "random") -> torch.Tensor:
 
 
 # --- memory ---------------------------------------------------------------------------------------
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _trim() -> None:
@@ -187,8 +173,8 @@ def _trim() -> None:
 def _measure(fn, reps_if_fast: int = 3, fast_s: float = 5.0):
     """Run ``fn(i)`` once (twice more if under ``fast_s``): (median s, peak MiB above the RSS before, first result)."""
     _trim()
-    rss0 = _status_kib("VmRSS")
-    ok = _reset_peak()
+    rss0 = status_kib("VmRSS")
+    ok = reset_peak()
     base = rss0 if ok else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, res = [], None
     for r in range(reps_if_fast):
@@ -198,7 +184,7 @@ def _measure(fn, reps_if_fast: int = 3, fast_s: float = 5.0):
         res = out if res is None else res
         if times[0] >= fast_s:
             break
-    peak = _status_kib("VmHWM") if ok else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status_kib("VmHWM") if ok else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return float(np.median(times)), (peak - base) / 1024, res, len(times)
 
 
