@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from critdiff.denoisers import Preconditioned, logsnr_noise
+from critdiff.experiments.config import RunConfig
 from critdiff.experiments.models import build_model, model_kind
 from critdiff.nets import checkpoint as ckpt
 from critdiff.nets.net_denoiser import NetDenoiser, load_net
@@ -153,7 +154,7 @@ def test_load_net_round_trip_and_build_model(tmp_path):
     x = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(d(x, 0.7, 1), NetDenoiser(net)(x, 0.7, 1), rtol=0, atol=0)
     assert model_kind(f"net:{tmp_path}") == "net"
-    m = build_model(f"net:{tmp_path}")
+    m = build_model(RunConfig(model=f"net:{tmp_path}"))
     assert isinstance(m, NetDenoiser) and m.config()["kind"] == "net"
 
 
@@ -163,7 +164,7 @@ def test_load_net_errors(tmp_path):
     with pytest.raises(ValueError, match="missing config.json"):
         load_net(tmp_path)
     with pytest.raises(ValueError, match="needs a directory"):
-        build_model("net")
+        build_model(RunConfig(model="net"))
     write_net(tmp_path)
     data = (tmp_path / ckpt.EMA).read_bytes()
     (tmp_path / ckpt.EMA).write_bytes(data[: len(data) // 2])

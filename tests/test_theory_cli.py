@@ -18,7 +18,7 @@ def parse(argv):
 
 def test_cli_json_twopoint(tmp_path, capsys):
     a = parse(["theory", "--data", "twopoint:size=8,n=20", "--stencil", "square:3", "--json", "--out", str(tmp_path)])
-    assert a.func(a) == 0
+    assert a.run(a) == 0
     d = json.loads(capsys.readouterr().out)
     for key in ("t_c", "logsnr_c", "sigma_over_a_c", "k_star", "k_star_abs"):
         assert key in d
@@ -29,7 +29,7 @@ def test_cli_json_twopoint(tmp_path, capsys):
 
 def test_cli_bad_stencil_is_one_line(tmp_path, capsys):
     a = parse(["theory", "--data", "twopoint:size=4,n=10", "--stencil", "square:5", "--out", str(tmp_path)])
-    assert a.func(a) == 2
+    assert a.run(a) == 2
     err = capsys.readouterr().err.strip()
     assert "stencil" in err and "\n" not in err
 

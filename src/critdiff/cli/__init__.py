@@ -19,8 +19,15 @@ def _modules() -> dict:
     return {name: importlib.import_module(f"{__name__}.{name.replace('-', '_')}") for name in COMMANDS}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on ONE line (``critdiff: error: argument --steps: ...``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"critdiff: error: {message.splitlines()[0]} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="critdiff", description="Find, measure and use the critical regime of diffusion models.")
+    parser = Parser(prog="critdiff", description="Find, measure and use the critical regime of diffusion models.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     from .. import __version__
 
@@ -34,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed on one line
+        return int(exc.code or 0)
     try:
         return int(_modules()[args.command].run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:

@@ -5,22 +5,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+from typing import Optional
+
+from ..config import JsonConfig, arg
+from .common import add_out_arg
+from .generate import add_config_args, config_from_args
+
+
+@dataclass(frozen=True)
+class TheoryConfig(JsonConfig):
+    """The linear theory of the patch model on one data set (docs/theory.md)."""
+
+    data: str = arg(help="data spec, e.g. 'stripes:size=16,wavelength=4'")
+    stencil: str = arg("square:5", "stencil spec (square:K, cross:R, dilated:K,D)")
+    schedule: str = arg("vp-linear", "schedule spec (vp-linear, vp-cosine, ve, edm)")
+    uniform_weights: bool = arg(False, "high-noise approximation (plain patch covariance)")
+    seed: Optional[int] = arg(None, "data seed (default: the spec's seed=, else 0)")
+
+
+CONFIG = TheoryConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("theory", help="critical time, critical mode and correlation length of the patch model")
-    p.add_argument("--data", required=True, help="data spec, e.g. 'stripes:size=16,wavelength=4'")
-    p.add_argument("--stencil", default="square:5", help="stencil spec (square:K, cross:R, dilated:K,D)")
-    p.add_argument("--schedule", default="vp-linear", help="schedule spec (vp-linear, vp-cosine, ve, edm)")
-    p.add_argument("--uniform-weights", action="store_true", help="high-noise approximation (plain patch covariance)")
+    add_config_args(p, TheoryConfig)
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
-    p.add_argument("--out", default="critdiff-theory", help="folder for the figures")
-    p.add_argument("--seed", type=int, default=None, help="data seed")
-    p.set_defaults(func=run)
+    add_out_arg(p, required=False, default="critdiff-theory", help_text="folder for the figures (default: %(default)s)")
+    p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
+    cfg = config_from_args(TheoryConfig, args)
+    args.data, args.stencil, args.schedule, args.uniform_weights, args.seed = (
+        cfg.data, cfg.stencil, cfg.schedule, cfg.uniform_weights, cfg.seed)
     from ..data import load
     from ..theory.analysis import analyze
     from ..theory.figures import write_figures

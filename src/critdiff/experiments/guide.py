@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -40,78 +40,16 @@ import torch
 from .. import guidance_schedules as GS
 from .. import samplers as SM
 from .. import schedules as S
+from ..config import arg
 from ..errors import check_choice, check_int, check_positive
 from ..guidance import Guided
 from ..io import save_json
 from .guide_metrics import check_classifier, classify, diversity, frechet_distance
 from .guide_stats import mean_interval, paired_mean_diff, paired_stat_diff
+from .config import RunConfig
 from .guide_store import TrialLog
 
 ARMS = ("none", "cond", "constant", "interval", "tc", "random", "adaptive", "sweep")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class GuideConfig:
-    """Everything that determines a guidance experiment (round-trips through JSON).
-
-    ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``shape`` define every
-    pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
-    ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
-    """
-
-    model: str = "patch"
-    data: str = "textures:size=16,n=20"
-    stencil: str = "square:5"
-    equivariant: bool = True
-    boundary: str = "periodic"
-    pool: str = "all"
-    schedule: str = "vp-linear"
-    sampler: str = "ddpm"
-    spacing: str = "logsnr"
-    steps: int = 24
-    n: int = 48
-    batch: int = 24
-    seed: int = 0
-    height: float = 3.0
-    width: float = 3.0
-    baseline: float = 0.0
-    shape: str = "box"
-    arms: tuple = ARMS
-    sweep: int = 7
-    tc_logsnr: Optional[float] = None
-    interval: Optional[tuple] = None
-    indicator: str = "x0-rate"
-    threshold: Optional[float] = None
-    calib_n: int = 16
-    n_boot: int = 2000
-    n_boot_set: int = 200
-    dtype: str = "float32"
-
-    def validate(self) -> "GuideConfig":
-        for k in ("steps", "n", "batch", "sweep", "calib_n"):
-            check_int(k, getattr(self, k), 1)
-        check_int("seed", self.seed, 0)
-        check_int("n_boot", self.n_boot, 10)
-        check_int("n_boot_set", self.n_boot_set, 10)
-        check_positive("height", self.height, allow_zero=True)
-        check_positive("width", self.width)
-        if float(self.baseline) not in (0.0, 1.0):
-            raise ValueError(f"baseline: expected 0 (unconditional) or 1 (conditional), got {self.baseline}")
-        check_choice("shape", self.shape, GS.SHAPES)
-        check_choice("spacing", self.spacing, S.SPACINGS)
-        check_choice("dtype", self.dtype, DTYPES)
-        check_choice("indicator", self.indicator, GS.INDICATORS)
-        arms = tuple(self.arms)
-        if not arms:
-            raise ValueError("arms: expected at least one arm")
-        for a in arms:
-            check_choice("arms", a, ARMS)
-        if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
-            raise ValueError(f"interval: expected (lo, hi) in logsnr with lo < hi, got {self.interval}")
-        S.get(self.schedule)
-        SM.get(self.sampler)
-        return self
 
 
 def parse_arms(text: str) -> tuple:
@@ -122,6 +60,63 @@ def parse_arms(text: str) -> tuple:
     for a in arms:
         check_choice("arms", a, ARMS)
     return arms
+
+
+@dataclass(frozen=True)
+class GuideConfig(RunConfig):
+    """A guidance experiment: :class:`RunConfig` plus the arms and the pulse (module docstring).
+
+    ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``shape`` define every
+    pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
+    ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
+    """
+
+    sampler: str = arg("ddpm", "sampler spec")
+    steps: int = arg(20, "sampler steps")
+    n: int = arg(48, "samples per arm, intended classes balanced")
+    batch: int = arg(24, "samples per trial")
+    height: float = arg(3.0, "peak guidance weight w of pulses and constant guidance")
+    width: float = arg(3.0, "pulse width in logsnr (equivalent width)")
+    baseline: float = arg(0.0, "w outside pulses: 0 unconditional, 1 conditional", choices=(0.0, 1.0))
+    shape: Literal["box", "gauss"] = arg("box", "pulse shape in logsnr")
+    arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
+    sweep: int = arg(5, "pulse centres in the sweep")
+    tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the theory (patch model) or the probe estimator")
+    interval: Optional[tuple[float, float]] = arg(None, "logsnr interval of the interval arm "
+                                                        "(default: Kynkaanniemi et al. 2024)", nargs=2,
+                                                  metavar=("LO", "HI"))
+    indicator: Literal["x0-rate", "x0-contrast"] = arg("x0-rate", "online indicator of the adaptive arm")
+    threshold: Optional[float] = arg(None, "adaptive threshold (default: calibrated on pilot samples)")
+    calib_n: int = arg(16, "pilot samples that calibrate the adaptive threshold")
+    n_boot: int = arg(2000, "bootstrap replicates of the paired mean differences")
+    n_boot_set: int = arg(200, "bootstrap replicates of the set-level statistics (FD, diversity)")
+
+    def validate(self) -> "GuideConfig":
+        super().validate()
+        for k in ("batch", "sweep", "calib_n"):
+            check_int(k, getattr(self, k), 1)
+        check_int("n_boot", self.n_boot, 10)
+        check_int("n_boot_set", self.n_boot_set, 10)
+        check_positive("height", self.height, allow_zero=True)
+        check_positive("width", self.width)
+        if float(self.baseline) not in (0.0, 1.0):
+            raise ValueError(f"baseline: expected 0 (unconditional) or 1 (conditional), got {self.baseline}")
+        check_choice("shape", self.shape, GS.SHAPES)
+        check_choice("indicator", self.indicator, GS.INDICATORS)
+        arms = tuple(self.arms)
+        if not arms:
+            raise ValueError("arms: expected at least one arm")
+        for a in arms:
+            check_choice("arms", a, ARMS)
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"arms: each arm may be given once, got {','.join(arms)}")
+        if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
+            raise ValueError(f"interval: expected (lo, hi) in logsnr with lo < hi, got {self.interval}")
+        for name in ("tc_logsnr", "threshold"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name}: expected a finite number, got {v}")
+        return self
 
 
 # --- the critical time -----------------------------------------------------------------------
@@ -281,7 +276,7 @@ def run_arm(setup: Setup, schedule, callbacks, index: torch.Tensor, labels: torc
     n_all = int(index.max()) + 1
     gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(cfg.seed + 1, n_all)
     pick = index.tolist()
-    x = SM.initial_noise((len(pick), *setup.shape), setup.sigmas, [gens0[j] for j in pick], dtype=DTYPES[cfg.dtype])
+    x = SM.initial_noise((len(pick), *setup.shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype)
     g = Guided(setup.model, schedule)
     with torch.no_grad():
         out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
@@ -326,17 +321,19 @@ def load_classifier(path: str):
 
 def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
     """Load data, build the model and the sigma grid."""
-    from ..data import load as load_data
-    from .models import ModelOptions, build_model
+    from .models import load_model
 
     cfg.validate()
-    images, labels = load_data(cfg.data)
+    if model is None:
+        loaded = load_model(cfg, need_data=True, data_seed=0)
+        model, images, labels = loaded.model, loaded.images, loaded.labels
+    else:
+        from ..data import load as load_data
+
+        images, labels = load_data(cfg.data)
+        images = images.to(cfg.torch_dtype)
     if labels is None:
         raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
-    images = images.to(DTYPES[cfg.dtype])
-    if model is None:
-        opts = ModelOptions(stencil=cfg.stencil, equivariant=cfg.equivariant, boundary=cfg.boundary, pool=cfg.pool)
-        model = build_model(cfg.model, images, labels, opts)
     if classifier is not None:
         check_classifier(classifier)
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
@@ -353,7 +350,7 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", classifier=None, model=No
     """
     setup = prepare(cfg, classifier, model)
     out = Path(out_dir)
-    trial_log = TrialLog(out / "trials.jsonl", asdict(cfg))
+    trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc_rec = trial_log.find("tc")
     if tc_rec is None:
         tc_rec = trial_log.append({"type": "tc", **resolve_tc(cfg, setup.images, setup.model)})
@@ -518,7 +515,7 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc_rec: dict) 
                 "logp_peak_minus_tc": best["centre_logsnr"] - tc_rec["logsnr"],
                 "accuracy_peak_minus_tc": best_acc["centre_logsnr"] - tc_rec["logsnr"]}
     lo, hi = grid_range(setup.sigmas)
-    return {"config": asdict(cfg), "tc": tc_rec, "grid_logsnr_range": [lo, hi], "n_classes": setup.n_classes,
+    return {"config": cfg.to_dict(), "tc": tc_rec, "grid_logsnr_range": [lo, hi], "n_classes": setup.n_classes,
             "classifier_train_accuracy": float(ref["correct"].double().mean()),
             "calibration": trial_log.find("calibration"), "arms": per_arm, "table": rows, "sweep": sweep,
             "sweep_peak": peak, "comparisons": comparisons, "log": str(trial_log.path)}

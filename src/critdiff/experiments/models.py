@@ -1,72 +1,97 @@
-"""Build a denoiser from a model spec (the ``--model`` argument of every command).
+"""The one place where a model spec becomes a denoiser (the ``--model`` argument of every command).
 
-Kinds: ``empirical``, ``patch``, ``gaussian`` (analytic, built from training images), and
-``diffusers:DIR`` (a saved diffusers UNet + scheduler, needs the optional extra), and ``net:DIR``
-(a network trained by ``critdiff train``, loaded with its EMA weights).
+Kinds: ``empirical``, ``patch``, ``gaussian`` (analytic, built from the training images of ``--data``),
+``net:DIR`` (a network trained by ``critdiff train``, loaded with its EMA weights) and ``diffusers:DIR``
+(a saved diffusers model + scheduler; needs the optional extra). :func:`load_model` reads a
+:class:`~critdiff.experiments.config.RunConfig`, loads the data (when the model or the command needs
+it), builds the denoiser and checks that data and model agree on the image shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
-from ..spec import parse_spec
+from .config import ANALYTIC, KINDS, RunConfig, model_kind
 
-ANALYTIC = ("empirical", "patch", "gaussian")
-KINDS = ANALYTIC + ("diffusers", "net")
+__all__ = ["ANALYTIC", "KINDS", "LoadedModel", "build_model", "load_model", "model_kind"]
 
 
 @dataclass(frozen=True)
-class ModelOptions:
-    """Options of the analytic models (ignored by the others)."""
+class LoadedModel:
+    """A denoiser with the data it was built from: ``images [N, C, H, W]`` (or None), ``labels [N]`` (or
+    None), ``shape`` ``(C, H, W)`` of one sample."""
 
-    stencil: str = "square:5"
-    equivariant: bool = True
-    boundary: str = "periodic"
-    pool: str = "all"
-    covariance: str = "full"
-    chunk_size: Optional[int] = None
+    model: Any
+    images: Optional[torch.Tensor]
+    labels: Optional[torch.Tensor]
+    shape: tuple
 
-
-def model_kind(spec: str) -> str:
-    """The kind named by a model spec, validated."""
-    s = parse_spec(spec, "model")
-    if s.name not in KINDS:
-        raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} (diffusers as diffusers:DIR, net as net:DIR)")
-    return s.name
+    @property
+    def n_classes(self) -> Optional[int]:
+        return None if self.labels is None else int(self.labels.max()) + 1
 
 
-def build_model(spec: str, images: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
-                options: ModelOptions = ModelOptions()):
-    """Return the denoiser ``D(x, sigma, label)`` named by ``spec``."""
-    kind = model_kind(spec)
+def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
+                chunk_size: Optional[int] = None, covariance: str = "full"):
+    """Return the denoiser ``D(x, sigma, label)`` named by ``cfg.model`` (analytic ones from ``images``)."""
+    kind = model_kind(cfg.model)
     if kind in ANALYTIC and images is None:
         raise ValueError(f"model: {kind!r} is built from training images; give --data")
     if kind == "empirical":
         from ..scores.empirical import EmpiricalScore
 
-        return EmpiricalScore(images, labels=labels, chunk_size=options.chunk_size)
+        return EmpiricalScore(images, labels=labels, chunk_size=chunk_size)
     if kind == "patch":
         from ..scores.patch import PatchScore
 
-        return PatchScore(images, stencil=options.stencil, equivariant=options.equivariant, boundary=options.boundary,
-                          labels=labels, pool=options.pool, chunk_size=options.chunk_size)
+        return PatchScore(images, stencil=cfg.stencil, equivariant=cfg.equivariant, boundary=cfg.boundary,
+                          labels=labels, pool=cfg.pool, chunk_size=chunk_size)
     if kind == "gaussian":
         from ..scores.gaussian import GaussianScore
 
-        cov = options.covariance if images[0].numel() <= 4096 or options.covariance != "full" else "stationary"
+        cov = covariance if images[0].numel() <= 4096 or covariance != "full" else "stationary"
         return GaussianScore(images, labels=labels, covariance=cov)
-    path = spec.split(":", 1)[1] if ":" in spec else ""
+    path = cfg.model.split(":", 1)[1] if ":" in cfg.model else ""
+    if not path:
+        raise ValueError(f"model: {kind!r} needs a directory, as {kind}:DIR"
+                         + (" (the --out folder of critdiff train)" if kind == "net" else ""))
     if kind == "net":
-        if not path:
-            raise ValueError("model: 'net' needs a directory, as net:DIR (the --out folder of critdiff train)")
         from ..nets.net_denoiser import load_net
 
         return load_net(path)
-    if not path:
-        raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR")
     from ..nets.diffusers_adapter import load_diffusers_spec
 
     return load_diffusers_spec(path)
+
+
+def load_model(cfg: RunConfig, *, need_data: bool = False, data_seed: Optional[int] = None) -> LoadedModel:
+    """Load the data (for analytic models, or when ``need_data``) and build the model of ``cfg``.
+
+    ``data_seed`` seeds the data's random crops and subsets (default: ``cfg.seed``; a ``seed=`` in the data
+    spec wins over both). A trained model run
+    with ``--data`` must take images of the data's shape.
+    """
+    kind = model_kind(cfg.model)
+    images = labels = None
+    if kind in ANALYTIC or need_data or cfg.data:
+        if not cfg.data:
+            raise ValueError("data: this command needs a data set (--data SPEC)")
+        from ..data import load as load_data
+        from ..spec import parse_spec
+
+        # a seed= in the data spec is the data's own seed and wins; else the run's seed (or data_seed)
+        spec_seeded = "seed" in parse_spec(cfg.data, "data").kwargs
+        images, labels = load_data(cfg.data, seed=None if spec_seeded else (cfg.seed if data_seed is None else data_seed))
+        images = images.to(cfg.torch_dtype)
+    model = build_model(cfg, images, labels)
+    model_shape = getattr(model, "sample_shape", None)
+    if images is not None and model_shape is not None and tuple(model_shape) != tuple(images.shape[1:]):
+        raise ValueError(f"data: model {cfg.model!r} takes images of shape {tuple(model_shape)}, but {cfg.data!r} "
+                         f"gives {tuple(images.shape[1:])}; choose the data's size= to match")
+    shape = tuple(images.shape[1:]) if images is not None else model_shape
+    if shape is None:
+        raise ValueError(f"model: {cfg.model!r} does not record its image size; give --data with the size it was trained on")
+    return LoadedModel(model, images, labels, tuple(shape))

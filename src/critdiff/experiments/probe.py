@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -35,55 +35,42 @@ import torch
 
 from .. import samplers as SM
 from .. import schedules as S
-from ..data import load as load_data
-from ..errors import check_choice, check_int, check_positive
+from ..config import arg
+from ..errors import check_int, check_positive
 from ..io import save_json
-from .models import ANALYTIC, ModelOptions, build_model, model_kind
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
+from .config import RunConfig
+from .models import load_model
 
 @dataclass(frozen=True)
-class ProbeConfig:
-    """Everything that determines a probe run (round-trips through JSON)."""
+class ProbeConfig(RunConfig):
+    """A probe run: :class:`RunConfig` (with probe-sized defaults) plus the probes' own settings."""
 
-    model: str = "patch"
-    data: Optional[str] = "textures:size=24,n=34"
-    stencil: str = "square:5"
-    equivariant: bool = True
-    boundary: str = "periodic"
-    pool: str = "all"
-    schedule: str = "vp-linear"
-    sampler: str = "ddim"
-    spacing: str = "logsnr"
-    steps: int = 16
-    n: int = 8
-    times: int = 6
-    probes: int = 1
-    seed: int = 0
-    label: Optional[int] = None
-    dtype: str = "float32"
-    n_boot: int = 200
-    homogeneous: int = 41  # grid points of the homogeneous-state probe (patch model only; 0 = off)
-    chi: bool = True
-    linear: int = 24  # coarse logsnr steps of the branch linear-response run (fine run: twice; 0 = off)
-    linear_n: int = 4  # ensemble members of the linear-response run
-    linear_eps: float = 0.01  # their fluctuation amplitude relative to the noise
-    window: Optional[int] = None  # receptive-field radius for the random probes (spectral_probe window=); None = all lags
-    eps_scan: tuple = ()  # further amplitudes: growth onset t(eps) from the branch (eps = 1: the sampler's ensemble)
-
-    def __post_init__(self):
-        object.__setattr__(self, "eps_scan", tuple(float(e) for e in self.eps_scan))
+    sampler: str = arg("ddim", "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E]")
+    steps: int = arg(16, "number of sampler steps")
+    n: int = arg(8, "number of samples in the ensemble")
+    label: Optional[int] = arg(None, "class label for a class-conditional model")
+    times: int = arg(6, "number of probed steps spread over the grid")
+    probes: int = arg(1, "random phase probes per state")
+    n_boot: int = arg(200, "bootstrap replicates")
+    homogeneous: int = arg(41, "logsnr points of the probe at the homogeneous states (patch model; 0 = off)")
+    chi: bool = arg(True, "skip the susceptibility (it reruns the sampler once per probed step)")
+    linear: int = arg(24, "coarse logsnr steps of the symmetric branch's linear-response run (a 2x finer run is "
+                          "added for Richardson extrapolation; 0 = off)")
+    linear_n: int = arg(4, "ensemble members of the linear-response run")
+    linear_eps: float = arg(0.01, "their fluctuation amplitude relative to the noise")
+    window: Optional[int] = arg(None, "receptive-field radius R of the model (patch model: the stencil's radius): "
+                                      "random probes keep only lags |output - input| <= R, unbiased when the "
+                                      "Jacobian is that local and about HW/(2R+1)^2 times less variance "
+                                      "(default: all lags)")
+    eps_scan: tuple[float, ...] = arg((), "comma-separated further amplitudes for the growth-onset scan t(eps), "
+                                          "e.g. 0.1,0.3,1 (1 = the sampler's own ensemble)")
 
     def validate(self) -> "ProbeConfig":
-        kind = model_kind(self.model)
-        if kind in ANALYTIC and not self.data:
-            raise ValueError(f"data: model {kind!r} needs training data (--data SPEC)")
+        super().validate()
         check_int("steps", self.steps, 2)
         check_int("n", self.n, 2)
         check_int("times", self.times, 3)
         check_int("probes", self.probes, 1)
-        check_int("seed", self.seed, 0)
         check_int("n_boot", self.n_boot, 10)
         check_int("homogeneous", self.homogeneous, 0)
         if self.linear:
@@ -96,17 +83,7 @@ class ProbeConfig:
             check_positive("eps_scan", e)
         if self.times > self.steps:
             raise ValueError(f"times: expected at most --steps ({self.steps}) probe times, got {self.times}")
-        check_choice("dtype", self.dtype, DTYPES)
-        check_choice("spacing", self.spacing, S.SPACINGS)
-        check_choice("boundary", self.boundary, ("periodic", "zero"))
-        S.get(self.schedule)
-        SM.get(self.sampler)
         return self
-
-    @property
-    def analytic_patch(self) -> bool:
-        """The equivariant periodic patch model: the one the theory describes."""
-        return model_kind(self.model) == "patch" and self.equivariant and self.boundary == "periodic" and self.pool == "all"
 
 
 def probe_steps(n_steps: int, n_times: int) -> list[int]:
@@ -269,14 +246,9 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
     cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = DTYPES[cfg.dtype]
-    images = labels = None
-    if model_kind(cfg.model) in ANALYTIC:
-        images, labels = load_data(cfg.data, seed=cfg.seed)
-        images = images.to(dtype)
-    opts = ModelOptions(stencil=cfg.stencil, equivariant=cfg.equivariant, boundary=cfg.boundary, pool=cfg.pool)
-    model = build_model(cfg.model, images, labels, opts)
-    shape = tuple(images.shape[1:]) if images is not None else tuple(getattr(model, "sample_shape"))
+    dtype = cfg.torch_dtype
+    loaded = load_model(cfg)
+    model, images, labels, shape = loaded.model, loaded.images, loaded.labels, loaded.shape
     schedule = S.get(cfg.schedule)
     sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
     steps = probe_steps(cfg.steps, cfg.times)
@@ -384,7 +356,7 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
               "homogeneous": None if hom is None else {"logsnr": hom["logsnr"].tolist(),
                                                        "sigma2_kappa_min": hom["sigma2_kappa_min"].tolist(),
                                                        "k_star": hom["k_star"].tolist()},
-              "config": asdict(cfg), "shape": list(shape), "schedule": schedule.config(),
+              "config": cfg.to_dict(), "shape": list(shape), "schedule": schedule.config(),
               "n_train": None if images is None else int(images.shape[0]),
               "seconds": {"total": seconds, "trajectory": t_traj, "susceptibility": t_chi if susc is not None else None,
                           "linear_response": None if lin is None else lin["seconds"]},
@@ -570,7 +542,7 @@ def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False
         key = f"probe-{parse_spec(data_spec, 'data').name}"
         return Section(key, f"Probes vs theory: {data_spec}", body, {"rows": rows, **rec})
 
-    return {"kind": "probe", **asdict(cfg), "version": 2}, build
+    return {"kind": "probe", **cfg.to_dict(), "version": 2}, build
 
 
 def comparison_rows(rec: dict) -> list[dict]:

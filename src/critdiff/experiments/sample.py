@@ -1,11 +1,17 @@
-"""The ``sample`` experiment: draw samples from a model with any schedule and sampler, and write a PNG
-grid of samples, a grid of one trajectory over time, tensors (safetensors) and a JSON of the run."""
+"""The ``sample`` experiment: draw samples from a model with any schedule and sampler.
+
+``run_sample(cfg, out) -> SampleResult``. Artefacts written to ``out``: ``samples.safetensors`` (the
+samples and the sigma grid), ``samples.png`` (grid), ``trajectory.png`` (one trajectory: state and
+``x0_hat`` over time), ``training.png`` (a few training images, analytic models) and ``run.json`` (the
+result). Seeds: initial noise from ``seed_generators(seed, n)``, sampler noise from
+``seed_generators(seed + 1, n)`` (one generator per sample: a sample does not depend on its batch).
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -13,49 +19,42 @@ import torch
 
 from .. import samplers as SM
 from .. import schedules as S
-from ..data import load as load_data
+from ..config import arg
 from ..denoisers import CountingDenoiser
-from ..errors import check_choice, check_int
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
-from .models import ANALYTIC, ModelOptions, build_model, model_kind
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from .config import RunConfig
+from .models import load_model
+from .progress import progress_bar
+from .result import Result
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    """Everything that determines a sampling run (round-trips through JSON)."""
+class SampleConfig(RunConfig):
+    """A sampling run: :class:`RunConfig` plus the class ``label`` and the trajectory frames shown."""
 
-    model: str = "patch"
-    data: Optional[str] = "textures"
-    stencil: str = "square:5"
-    equivariant: bool = True
-    boundary: str = "periodic"
-    pool: str = "all"
-    schedule: str = "vp-linear"
-    sampler: str = "heun"
-    spacing: str = "logsnr"
-    steps: int = 30
-    n: int = 16
-    seed: int = 0
-    label: Optional[int] = None
-    dtype: str = "float32"
-    trajectory_frames: int = 8
+    label: Optional[int] = arg(None, "class label for a class-conditional model")
+    trajectory_frames: int = arg(8, "frames of the trajectory figure", cli=False)
 
-    def validate(self) -> "SampleConfig":
-        kind = model_kind(self.model)
-        if kind in ANALYTIC and not self.data:
-            raise ValueError(f"data: model {kind!r} needs training data (--data SPEC)")
-        check_int("steps", self.steps, 1)
-        check_int("n", self.n, 1)
-        check_int("seed", self.seed, 0)
-        check_choice("dtype", self.dtype, DTYPES)
-        check_choice("spacing", self.spacing, S.SPACINGS)
-        check_choice("boundary", self.boundary, ("periodic", "zero"))
-        S.get(self.schedule)
-        SM.get(self.sampler)
-        return self
+
+@dataclass(frozen=True)
+class SampleResult(Result):
+    """What a sampling run produced (the samples themselves are in ``samples.safetensors``)."""
+
+    kind = "sample"
+    config: SampleConfig
+    shape: tuple[int, ...]
+    n_train: Optional[int]
+    schedule: dict
+    sigma_max: float
+    sigma_min: float
+    logsnr_range: tuple[float, float]
+    nfe_per_sample: float
+    seconds: float
+    model: dict
+    sample_mean: float
+    sample_std: float
+    files: tuple[str, ...]
 
 
 def frame_steps(n_steps: int, frames: int) -> list[int]:
@@ -64,65 +63,55 @@ def frame_steps(n_steps: int, frames: int) -> list[int]:
     return sorted({round(i * (n_steps - 1) / max(frames - 1, 1)) for i in range(frames)})
 
 
-def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) -> dict:
-    """Run the sampling experiment; return (and write to ``out_dir/run.json``) its record."""
-    from tqdm.auto import tqdm
+def _check_label(label: Optional[int], labels: Optional[torch.Tensor]) -> None:
+    if label is not None and labels is not None and not (0 <= label <= int(labels.max())):
+        raise ValueError(f"label: expected a class in [0, {int(labels.max())}], got {label}")
 
+
+def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) -> SampleResult:
+    """Run the sampling experiment; write its artefacts and ``run.json`` to ``out_dir``; return the result."""
     cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = DTYPES[cfg.dtype]
-    images = labels = None
-    if model_kind(cfg.model) in ANALYTIC:
-        images, labels = load_data(cfg.data, seed=cfg.seed)
-        images = images.to(dtype)
-    opts = ModelOptions(stencil=cfg.stencil, equivariant=cfg.equivariant, boundary=cfg.boundary, pool=cfg.pool)
-    model = build_model(cfg.model, images, labels, opts)
-    shape = tuple(images.shape[1:]) if images is not None else tuple(getattr(model, "sample_shape"))
-    if cfg.label is not None and labels is not None and not (0 <= cfg.label <= int(labels.max())):
-        raise ValueError(f"label: expected a class in [0, {int(labels.max())}], got {cfg.label}")
-
+    loaded = load_model(cfg)
+    _check_label(cfg.label, loaded.labels)
     schedule = S.get(cfg.schedule)
     sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
     sampler = SM.get(cfg.sampler)
-    x = SM.initial_noise((cfg.n, *shape), sigmas, SM.seed_generators(cfg.seed, cfg.n), dtype=dtype)
-    counted = CountingDenoiser(model)
+    x = SM.initial_noise((cfg.n, *loaded.shape), sigmas, SM.seed_generators(cfg.seed, cfg.n),
+                         dtype=cfg.torch_dtype, device=cfg.device)
+    counted = CountingDenoiser(loaded.model)
     rec = SM.Recorder(steps=frame_steps(cfg.steps, cfg.trajectory_frames))
-    bar = tqdm(total=cfg.steps, desc=f"sample {cfg.model}", disable=not progress, leave=False)
     t0 = time.perf_counter()
-    try:
-        with torch.no_grad():
-            final = sampler(counted, x, sigmas, label=cfg.label, generator=SM.seed_generators(cfg.seed + 1, cfg.n),
-                            callback=[rec, lambda step: bar.update(1)])
-    finally:
-        bar.close()
+    with progress_bar(cfg.steps, f"sample {cfg.model}", enabled=progress) as bar, torch.no_grad():
+        final = sampler(counted, x, sigmas, label=cfg.label, generator=SM.seed_generators(cfg.seed + 1, cfg.n),
+                        callback=[rec, lambda step: bar.update(1)])
     seconds = time.perf_counter() - t0
+    files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images)
+    result = SampleResult(
+        config=cfg, shape=loaded.shape, n_train=None if loaded.images is None else int(loaded.images.shape[0]),
+        schedule=schedule.config(), sigma_max=float(sigmas[0]), sigma_min=float(sigmas[-2]),
+        logsnr_range=(-2 * math.log(float(sigmas[0])), -2 * math.log(float(sigmas[-2]))),
+        nfe_per_sample=counted.evaluations / cfg.n, seconds=seconds,
+        model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
+        sample_std=float(final.std()), files=files)
+    save_json(out / "run.json", result.to_dict())
+    return result
 
+
+def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images) -> tuple[str, ...]:
     from safetensors.torch import save as st_save
 
-    atomic_write_bytes(out / "samples.safetensors", st_save({"samples": final.contiguous().cpu(), "sigmas": sigmas}))
+    atomic_write_bytes(out / "samples.safetensors", st_save({"samples": final.detach().contiguous().cpu(),
+                                                             "sigmas": sigmas}))
     title = f"{cfg.model} on {cfg.data}" if cfg.data else cfg.model
     image_grid(final, out / "samples.png", title=f"samples: {title}")
     sig_rec, xs, x0s = rec.stacked()
     trajectory_strip(sig_rec.tolist() + [0.0], torch.cat([xs[:, 0], final[:1]]), torch.cat([x0s[:, 0], final[:1]]),
                      out / "trajectory.png", title="one trajectory: state (top) and denoiser output (bottom)")
+    files = ["samples.png", "trajectory.png", "samples.safetensors"]
     if images is not None:
         pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:16]
         image_grid(images[pick], out / "training.png", title=f"training data: {cfg.data}")
-    record = {
-        "config": asdict(cfg),
-        "shape": list(shape),
-        "n_train": None if images is None else int(images.shape[0]),
-        "schedule": schedule.config(),
-        "sigma_max": float(sigmas[0]),
-        "sigma_min": float(sigmas[-2]),
-        "logsnr_range": [-2 * math.log(float(sigmas[0])), -2 * math.log(float(sigmas[-2]))],
-        "nfe_per_sample": counted.evaluations / cfg.n,
-        "seconds": seconds,
-        "model": getattr(model, "config", lambda: {})(),
-        "sample_mean": float(final.mean()),
-        "sample_std": float(final.std()),
-        "files": ["samples.png", "trajectory.png", "samples.safetensors"] + (["training.png"] if images is not None else []),
-    }
-    save_json(out / "run.json", record)
-    return record
+        files.append("training.png")
+    return tuple(files)

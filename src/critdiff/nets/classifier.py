@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -24,13 +24,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import JsonConfig, arg
 from ..errors import check_int, check_positive
 from ..io import save_json
 from . import checkpoint as ckpt
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(JsonConfig):
     """Architecture of :class:`Classifier` (round-trips through JSON)."""
 
     channels: int = 1
@@ -53,15 +54,9 @@ class ClassifierConfig:
     def features(self) -> int:
         return 4 * self.width
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> "ClassifierConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"classifier config: unknown field(s) {', '.join(unknown)}")
-        return cls(**d).validate()
+        return super().from_dict(d).validate()
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -106,17 +101,17 @@ class Classifier(nn.Module):
 
 
 @dataclass(frozen=True)
-class ClassifierTrainConfig:
+class ClassifierTrainConfig(JsonConfig):
     """Training settings of :func:`train_classifier` (round-trips through JSON)."""
 
-    data: str = "digits:size=16"
-    steps: int = 600
-    batch: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    holdout: float = 0.2
-    width: int = 32
-    seed: int = 0
+    data: str = arg("digits:size=16", "labelled data spec")
+    steps: int = arg(600, "optimiser steps")
+    batch: int = arg(128, "batch size")
+    lr: float = arg(2e-3, "peak learning rate, one-cycle schedule")
+    weight_decay: float = arg(1e-4, "AdamW weight decay")
+    holdout: float = arg(0.2, "held-out fraction")
+    width: int = arg(32, "base channel width")
+    seed: int = arg(0, "random seed")
 
     def validate(self) -> "ClassifierTrainConfig":
         check_int("steps", self.steps, 1)
@@ -128,9 +123,6 @@ class ClassifierTrainConfig:
         check_int("width", self.width, 1)
         check_int("seed", self.seed, 0)
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def split_indices(n: int, holdout: float, seed: int) -> "tuple[torch.Tensor, torch.Tensor]":

@@ -32,14 +32,15 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
 
 from .. import schedules as S
+from ..config import JsonConfig, arg
 from ..errors import check_choice, check_int, check_positive
 from . import checkpoint as ckpt
 from .unet import NET_PREDICTIONS, PADDINGS, UNet, UNetConfig
@@ -49,28 +50,28 @@ RESUMABLE = ("steps", "checkpoint_every", "log_every", "grid_steps")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Everything that determines a training run (round-trips through JSON via ``to_dict``/``from_dict``)."""
 
-    data: str = "digits:size=16"
-    steps: int = 2000
-    batch: int = 64
-    lr: float = 2e-3
-    warmup: int = 100
-    ema: float = 0.999
-    cond_drop: float = 0.1
-    conditional: bool = True
-    schedule: str = "vp-cosine"
-    prediction: str = "v"
-    width: int = 32
-    channel_mult: tuple = (1, 2, 2)
-    num_res_blocks: int = 1
-    padding: str = "zeros"
-    grad_clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 50
-    grid_steps: int = 30
+    data: str = arg("digits:size=16", "data spec, e.g. digits:size=16, textures:size=32, idx:PATH")
+    steps: int = arg(2000, "total optimiser steps; with --resume, may be raised")
+    batch: int = arg(64, "batch size")
+    lr: float = arg(2e-3, "peak learning rate of AdamW")
+    warmup: int = arg(100, "linear learning-rate warm-up steps")
+    ema: float = arg(0.999, "EMA decay of the sampling weights")
+    cond_drop: float = arg(0.1, "probability of dropping the label (classifier-free guidance)")
+    conditional: bool = arg(True, "ignore the data's labels", flag="--unconditional")
+    schedule: str = arg("vp-cosine", "training noise schedule: vp-cosine | vp-linear | ...")
+    prediction: Literal["eps", "v"] = arg("v", "network target")
+    width: int = arg(32, "base channel width, a multiple of 8")
+    channel_mult: tuple[int, ...] = arg((1, 2, 2), "channel multiplier per resolution level, e.g. 1,2,2")
+    num_res_blocks: int = arg(1, "residual blocks per level", flag="--res-blocks")
+    padding: Literal["zeros", "circular"] = arg("zeros", "convolution padding")
+    grad_clip: float = arg(1.0, "gradient-norm clipping threshold")
+    seed: int = arg(0, "random seed; a seed reproduces a run exactly on the CPU")
+    checkpoint_every: int = arg(500, "steps between checkpoints")
+    log_every: int = arg(50, "steps between loss records")
+    grid_steps: int = arg(30, "sampler steps of the sample grid written at the end")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -86,7 +87,9 @@ class TrainConfig:
             raise ValueError(f"cond_drop: expected a probability in [0, 1), got {self.cond_drop}")
         S.get(self.schedule)
         check_choice("prediction", self.prediction, NET_PREDICTIONS)
-        check_int("width", self.width, 1)
+        check_int("width", self.width, 8)
+        if self.width % 8:
+            raise ValueError(f"width: expected a multiple of 8 (group normalisation uses 8 groups), got {self.width}")
         check_int("num_res_blocks", self.num_res_blocks, 1)
         check_choice("padding", self.padding, PADDINGS)
         check_positive("grad_clip", self.grad_clip)
@@ -96,18 +99,6 @@ class TrainConfig:
         check_int("grid_steps", self.grid_steps, 1)
         return self
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channel_mult"] = list(self.channel_mult)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"train config: unknown field(s) {', '.join(unknown)}")
-        return cls(**d)
 
     def net_config(self, images: torch.Tensor, labels: Optional[torch.Tensor]) -> UNetConfig:
         """The architecture for these training images (channels, size, number of classes)."""

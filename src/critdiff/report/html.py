@@ -1,6 +1,9 @@
-"""One self-contained HTML report: sections with text, tables and PNG figures embedded as data URIs.
+"""One self-contained HTML report: a summary of findings, a table of contents, then sections with text,
+tables and PNG figures embedded as data URIs.
 
-Every number a section shows is also in its ``results`` dict, written to ``results.json``.
+A :class:`Section` opens with the one question it answers and lists its ``findings`` (plain sentences with
+numbers); the report's summary box collects every section's findings. Numbers are shown with 4
+significant digits (:func:`critdiff.report.fmt.num`); full precision stays in ``results.json``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text, save_json
+from ..io import atomic_write_text
+from .fmt import num
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -21,34 +25,36 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; } th { background: #f0f0f0; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; margin: 0.4em 0; } .note { color: #555; font-size: 0.92em; }
+.question { font-style: italic; color: #333; }
+.summary { background: #f5f8fc; border: 1px solid #9ab; border-radius: 6px; padding: 0.6em 1.2em; }
+.summary li { margin: 0.3em 0; }
 code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
 @dataclass
 class Section:
-    """A report section: ``html`` may reference PNG files by name (``<img src="x.png">``) relative to
-    the output folder; they are embedded when the report is written."""
+    """A report section. ``html`` may reference PNG files by name (``<img src="x.png">``) relative to
+    ``folder`` (a path relative to the report's folder); they are embedded when the report is written.
+    ``question``: the one sentence saying what the section answers; ``findings``: sentences for the summary."""
 
     key: str
     title: str
     html: str
-    results: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)  # transitional: sections not yet built from a Result
+    question: str = ""
+    findings: list[str] = field(default_factory=list)
+    folder: str = "."
 
 
-def table(rows: list[dict[str, Any]], columns: list[str] | None = None, floatfmt: str = "{:.4g}") -> str:
-    """An HTML table from a list of dicts."""
+def table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """An HTML table from a list of dicts; numbers with 4 significant digits (lists of numbers too)."""
     if not rows:
         return "<p class='note'>(no rows)</p>"
     columns = columns or list(rows[0])
-
-    def fmt(v):
-        if isinstance(v, float):
-            return floatfmt.format(v)
-        return _html.escape("" if v is None else str(v))
-
     head = "".join(f"<th>{_html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_html.escape(num(r.get(c)))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -66,15 +72,33 @@ def _embed_images(fragment: str, folder: Path) -> str:
     return re.sub(r'src="([^"]+\.png)"', repl, fragment)
 
 
-def write_report(out_dir: "str | Path", title: str, sections: list[Section], meta: dict[str, Any] | None = None) -> Path:
-    """Write ``out_dir/report.html`` (self-contained) and ``out_dir/results.json``; return the HTML path."""
+def _summary(sections: list[Section]) -> str:
+    items = "".join(f"<li><b>{_html.escape(s.title)}</b>: {_html.escape(f)}</li>"
+                    for s in sections for f in s.findings)
+    if not items:
+        return ""
+    return f"<div class='summary'><h2 id='summary'>Summary of findings</h2><ul>{items}</ul></div>"
+
+
+def _section_html(s: Section, out: Path) -> str:
+    question = f"<p class='question'>{_html.escape(s.question)}</p>" if s.question else ""
+    return f"<h2 id='{s.key}'>{_html.escape(s.title)}</h2>\n{question}{_embed_images(s.html, out / s.folder)}"
+
+
+def render_html(out_dir: "str | Path", title: str, sections: list[Section], meta: dict[str, Any] | None = None) -> str:
+    """The report document (figures read from ``out_dir`` and embedded)."""
     out = Path(out_dir)
     toc = "".join(f"<li><a href='#{s.key}'>{_html.escape(s.title)}</a></li>" for s in sections)
-    body = "".join(f"<h2 id='{s.key}'>{_html.escape(s.title)}</h2>\n{_embed_images(s.html, out)}" for s in sections)
+    body = "".join(_section_html(s, out) for s in sections)
     meta_html = ""
     if meta:
-        meta_html = "<p class='note'>" + " &middot; ".join(f"{_html.escape(str(k))}: {_html.escape(str(v))}" for k, v in meta.items()) + "</p>"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
-           f"<style>{_STYLE}</style></head><body><h1>{_html.escape(title)}</h1>{meta_html}<ul>{toc}</ul>{body}</body></html>\n")
-    save_json(out / "results.json", {"meta": meta or {}, "sections": {s.key: s.results for s in sections}})
-    return atomic_write_text(out / "report.html", doc)
+        meta_html = "<p class='note'>" + " &middot; ".join(
+            f"{_html.escape(str(k))}: {_html.escape(num(v))}" for k, v in meta.items()) + "</p>"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{_html.escape(title)}</h1>{meta_html}{_summary(sections)}"
+            f"<h2>Contents</h2><ul>{toc}</ul>{body}</body></html>\n")
+
+
+def write_report(out_dir: "str | Path", title: str, sections: list[Section], meta: dict[str, Any] | None = None) -> Path:
+    """Write ``out_dir/report.html`` (self-contained); return its path."""
+    return atomic_write_text(Path(out_dir) / "report.html", render_html(out_dir, title, sections, meta))

@@ -1,0 +1,136 @@
+"""The one configuration vocabulary of the experiments: :class:`RunConfig`, composed by every command.
+
+``RunConfig`` names what every run needs: the model (``--model``, with the analytic models' options
+``stencil``, ``equivariant`` (``--local`` turns it off), ``boundary``, ``pool``), the data, the noise
+``schedule``, the ``sampler`` and its sigma grid (``spacing``, ``steps``), the ensemble size ``n``, the
+``seed``, ``dtype``, ``device`` and CPU ``threads``. Commands subclass it with their own fields (and may
+override a default by redeclaring the field); the command line is generated from these dataclasses
+(:mod:`critdiff.cli.generate`), so every default lives here, once.
+
+:meth:`RunConfig.validate` checks every shared field (and that options a model does not use were not
+changed from their defaults: ``--stencil`` given to a Gaussian model is a usage error, not silence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal, Optional
+
+import torch
+
+from .. import samplers as SM
+from .. import schedules as S
+from ..config import JsonConfig, arg
+from ..errors import check_choice, check_int
+from ..spec import parse_spec
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+ANALYTIC = ("empirical", "patch", "gaussian")
+KINDS = ANALYTIC + ("diffusers", "net")
+PATCH_OPTIONS = ("stencil", "equivariant", "boundary", "pool")
+
+
+def model_kind(spec: str) -> str:
+    """The kind named by a model spec (``patch``, ``net:DIR``, ...), validated."""
+    s = parse_spec(spec, "model")
+    if s.name not in KINDS:
+        raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} "
+                         "(diffusers as diffusers:DIR, net as net:DIR)")
+    if s.name in ANALYTIC and (s.args or s.kwargs):
+        raise ValueError(f"model: {s.name!r} takes no options in its spec (got {spec!r}); "
+                         "set them with --stencil, --local, --boundary, --pool")
+    return s.name
+
+
+@dataclass(frozen=True)
+class RunConfig(JsonConfig):
+    """What every run needs (module docstring). Subclasses add a command's own fields."""
+
+    model: str = arg("patch", "empirical | patch | gaussian | net:DIR | diffusers:DIR")
+    data: Optional[str] = arg(None, "data spec, e.g. digits:size=16 or textures:size=24 (see critdiff.data.DATASETS)")
+    stencil: str = arg("square:5", "patch stencil: square:K, cross:R, dilated:K,D")
+    equivariant: bool = arg(True, "position-specific patch pool (LS) instead of the equivariant one (ELS)", flag="--local")
+    boundary: Literal["periodic", "zero"] = arg("periodic", "patch boundary")
+    pool: Literal["all", "valid"] = arg("all", "patch pool: every position, or only patches wholly inside training images")
+    schedule: str = arg("vp-linear", "noise schedule: vp-linear | vp-cosine | ve | edm, with options")
+    sampler: str = arg("heun", "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E]")
+    spacing: Literal["t", "logsnr", "karras"] = arg("logsnr", "sigma grid spacing")
+    steps: int = arg(30, "number of sampler steps")
+    n: int = arg(16, "number of samples")
+    seed: int = arg(0, "random seed; a seed reproduces a run exactly on the CPU")
+    dtype: Literal["float32", "float64"] = arg("float32", "floating-point type of the model and the samples")
+    device: str = arg("cpu", "torch device: cpu, cuda or cuda:N")
+    threads: Optional[int] = arg(None, "CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
+
+    # -- derived -------------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return model_kind(self.model)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def analytic(self) -> bool:
+        return self.kind in ANALYTIC
+
+    @property
+    def analytic_patch(self) -> bool:
+        """The equivariant periodic patch model with the full pool: the one the linear theory describes."""
+        return self.kind == "patch" and self.equivariant and self.boundary == "periodic" and self.pool == "all"
+
+    def identity(self) -> dict:
+        """The fields that determine the numbers (``threads`` does not): what caches and logs are keyed on."""
+        d = self.to_dict()
+        d.pop("threads", None)
+        return d
+
+    # -- validation ----------------------------------------------------------------------------------
+    def validate(self):
+        """Check the shared fields; return ``self``. Subclasses extend it and call ``super().validate()``."""
+        kind = self.kind
+        if kind in ANALYTIC and not self.data:
+            raise ValueError(f"data: model {kind!r} needs training data (--data SPEC)")
+        check_int("steps", self.steps, 1)
+        check_int("n", self.n, 1)
+        check_int("seed", self.seed, 0)
+        if self.threads is not None:
+            check_int("threads", self.threads, 1)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("spacing", self.spacing, S.SPACINGS)
+        check_choice("boundary", self.boundary, ("periodic", "zero"))
+        check_choice("pool", self.pool, ("all", "valid"))
+        check_device(self.device)
+        if kind == "patch":
+            from ..stencil import parse_stencil
+
+            parse_stencil(self.stencil)
+        else:
+            self._check_unused_patch_options(kind)
+        S.get(self.schedule)
+        SM.get(self.sampler)
+        return self
+
+    def _check_unused_patch_options(self, kind: str) -> None:
+        defaults = {f.name: f.default for f in fields(RunConfig)}
+        for name in PATCH_OPTIONS:
+            if getattr(self, name) != defaults[name]:
+                flag = "--local" if name == "equivariant" else f"--{name}"
+                raise ValueError(f"{name}: only the patch model uses {flag}; model {kind!r} ignores it")
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine, else a one-line error naming ``device``."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} was asked for but no CUDA device is available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    elif dev.type != "cpu":
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+    return dev

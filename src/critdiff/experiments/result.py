@@ -1,0 +1,62 @@
+"""Typed, frozen experiment results that round-trip through JSON.
+
+Every experiment is ``run(cfg) -> Result``; :mod:`critdiff.report` renders a result it is given, so a
+report can be re-rendered from ``results.json`` without recomputing (``critdiff report OUT``).
+
+A :class:`Result` subclass is a frozen dataclass whose fields are JSON values: numbers, strings,
+tuples, ``None`` for a missing or non-finite number, nested configuration dataclasses, and plain
+``dict`` payloads for nested measurement records. On construction every field is normalised to the form
+it has after a JSON round trip (tensors and arrays to lists, non-finite floats to ``None``, lists in
+tuple fields to tuples), so ``Result.from_json(r.to_json()) == r`` holds exactly.
+
+``kind`` (a class attribute) names the result type in ``results.json``; :func:`result_from_record`
+rebuilds any registered result from its record ``{"kind": ..., "result": {...}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, ClassVar
+
+from ..config import JsonConfig, _from_json_value, field_types
+from ..io import to_jsonable
+
+RESULT_TYPES: dict[str, type] = {}
+
+
+def _normalised(tp: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value
+    return _from_json_value(tp, json.loads(json.dumps(to_jsonable(value))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Result(JsonConfig):
+    """Base of every experiment result (module docstring)."""
+
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            RESULT_TYPES[cls.kind] = cls
+
+    def __post_init__(self) -> None:
+        types = field_types(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _normalised(types[f.name], getattr(self, f.name)))
+
+    def record(self) -> dict[str, Any]:
+        """``{"kind": ..., "result": {...}}``: how a result is stored in ``results.json``."""
+        return {"kind": self.kind, "result": self.to_dict()}
+
+
+def result_from_record(record: dict[str, Any]) -> Result:
+    """Rebuild a result from :meth:`Result.record` (the result module must have been imported)."""
+    from . import registry  # noqa: F401 - imports every experiment so that its result type is registered
+
+    kind = record.get("kind") if isinstance(record, dict) else None
+    if kind not in RESULT_TYPES:
+        raise ValueError(f"results: unknown result kind {kind!r}; expected one of {', '.join(sorted(RESULT_TYPES))}")
+    return RESULT_TYPES[kind].from_dict(record["result"])

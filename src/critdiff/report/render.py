@@ -1,0 +1,21 @@
+"""Render any experiment result: one renderer per result ``kind`` (each in its own module of report/)."""
+
+from __future__ import annotations
+
+import importlib
+
+from .html import Section
+
+# result kind -> "module:function" in critdiff.report; each renderer is render(result, **options) -> Section
+RENDERERS = {
+    "sample": "sample:render_sample",
+}
+
+
+def render(result, **options) -> Section:
+    """The report section of ``result`` (a :class:`critdiff.experiments.result.Result`)."""
+    target = RENDERERS.get(result.kind)
+    if target is None:
+        raise ValueError(f"report: no renderer for result kind {result.kind!r}; known: {', '.join(sorted(RENDERERS))}")
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), fn)(result, **options)
