@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
 
 
 def add_out_arg(p: argparse.ArgumentParser, required: bool = True, default: "str | None" = None,
@@ -20,21 +19,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_config_args(p, RunConfig, only=("device", "threads"), prefix="")
 
 
-@contextmanager
 def threads_of(cfg):
-    """Run the block with torch's CPU thread count set from ``cfg.threads`` (restored afterwards)."""
-    import torch
+    """A context that runs the block on ``cfg.threads`` torch threads (restored afterwards; None: unchanged)."""
+    from ..threads import torch_threads
 
-    n = getattr(cfg, "threads", None)
-    if n is None:
-        yield
-        return
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"threads: expected an integer >= 1, got {n!r}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
+    return torch_threads(getattr(cfg, "threads", None))

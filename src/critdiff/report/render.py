@@ -9,6 +9,7 @@ from .html import Section
 # result kind -> "module:function" in critdiff.report; each renderer is render(result, **options) -> Section
 RENDERERS = {
     "sample": "sample:render_sample",
+    "legacy-section": "render:render_legacy",
 }
 
 
@@ -19,3 +20,8 @@ def render(result, **options) -> Section:
         raise ValueError(f"report: no renderer for result kind {result.kind!r}; known: {', '.join(sorted(RENDERERS))}")
     module, fn = target.split(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), fn)(result, **options)
+
+
+def render_legacy(result, key: str = "legacy") -> Section:
+    """A section whose experiment computed its own HTML (see :class:`critdiff.experiments.demo_sections.LegacySection`)."""
+    return Section(key, result.title, result.html)

@@ -1,0 +1,155 @@
+"""The sections of ``critdiff demo`` and their settings (CPU-sized; ``quick`` for the tests).
+
+Each entry is a :class:`~critdiff.experiments.demo.DemoSection`: a cache key (its configuration), a
+``run(folder) -> Result`` and the options of its renderer. Sections whose experiment has not been split
+into run -> Result -> render yet are wrapped in :class:`LegacySection` (their HTML is kept as computed).
+"""
+
+from __future__ import annotations
+
+import html as _html
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .result import Result
+from .sample import SampleConfig, run_sample
+
+PROBE_THREADS = 1  # the probes' many small autograd ops ran over 2x slower on two threads on the 2-core machine
+
+
+@dataclass(frozen=True)
+class LegacySection(Result):
+    """A section computed with its HTML (experiments not yet split into run -> Result -> render)."""
+
+    kind = "legacy-section"
+    title: str
+    html: str
+    results: dict
+
+
+def _legacy(build):
+    def run(folder: Path) -> LegacySection:
+        sec = build(folder)
+        return LegacySection(title=sec.title, html=sec.html, results=sec.results)
+
+    return run
+
+
+def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
+    from .demo import DemoSection
+
+    return DemoSection(key, {"sample": cfg.identity(), "version": 2}, lambda folder: run_sample(cfg, folder),
+                       {"title": title, "blurb": blurb})
+
+
+def _theory(key: str, data: str, stencil: str, schedule: str, blurb: str):
+    from ..report.html import Section
+    from .demo import DemoSection
+
+    def build(folder: Path) -> Section:
+        from ..data import load as load_data
+        from .theory_section import theory_section
+
+        images, _ = load_data(data, seed=0)
+        folder.mkdir(parents=True, exist_ok=True)
+        d = theory_section(images.to(torch.float64), stencil, schedule, str(folder))
+        return Section(key, f"{d['title']}: {data}", f"<p>{blurb}</p>" + d["html"], d["results"])
+
+    config = {"data": data, "stencil": stencil, "schedule": schedule, "weights": "exact"}
+    return DemoSection(key, config, _legacy(build), {})
+
+
+def _net(quick: bool):
+    from .demo import DemoSection
+
+    def build(folder: Path):
+        from .net_criticality import net_criticality_section, train_demo_model
+
+        model_dir = train_demo_model(folder / "model", quick=quick, progress=True)
+        return net_criticality_section(model_dir, None, folder, quick=quick)
+
+    return DemoSection("trained-net", {"kind": "net-criticality", "quick": quick, "version": 1}, _legacy(build), {})
+
+
+def _data_size(data_spec: str) -> int:
+    """The ``size=`` option of a data spec."""
+    from ..spec import parse_spec
+
+    size = parse_spec(data_spec, "data").kwargs.get("size")
+    if not isinstance(size, int):
+        raise ValueError(f"data: expected an integer size= option in {data_spec!r}")
+    return size
+
+
+def _guidance(quick: bool):
+    from ..report.html import Section
+    from .demo import DemoSection
+    from .guide import demo_config
+
+    gcfg = demo_config(quick)
+    # the classifier sees many more crops of the same textures, at the guided model's image size
+    ccfg = {"data": f"textures:size={_data_size(gcfg.data)},n={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
+
+    def build(folder: Path) -> Section:
+        from ..nets.classifier import ClassifierTrainConfig, load_classifier, read_metrics
+        from .guide import demo_section
+        from .train import run_train_classifier
+
+        clf_dir = folder / "classifier"
+        if not (clf_dir / "metrics.json").is_file():
+            run_train_classifier(ClassifierTrainConfig(data=ccfg["data"], steps=ccfg["steps"], batch=64), clf_dir, progress=True)
+        sec = demo_section(folder / "guide", load_classifier(clf_dir), quick=quick)
+        acc = read_metrics(clf_dir).get("heldout_accuracy")
+        sec.results["classifier_heldout_accuracy"] = acc
+        sec.html = (f"<p>Evaluation classifier trained on <code>{_html.escape(ccfg['data'])}</code>: held-out accuracy "
+                    f"{acc if acc is None else round(float(acc), 4)}.</p>" + sec.html.replace('src="', 'src="guide/'))
+        return sec
+
+    config = {"kind": "guidance", "guide": gcfg.identity(), "classifier": ccfg, "version": 2}
+    return DemoSection("guidance", config, _legacy(build), {})
+
+
+def _probe(data: str, quick: bool, eps_scan: tuple = ()):
+    from .demo import DemoSection
+    from .probe import probe_section
+
+    config, build = probe_section(data, "square:5", None, quick=quick, eps_scan=eps_scan)
+    key = "probe-" + data.split(":")[0]
+    return DemoSection(key, config, _legacy(build), {}, threads=PROBE_THREADS)
+
+
+def _structure():
+    from .demo import DemoSection
+    from .structure_section import CONFIG, structure_section
+
+    return DemoSection("structure-factor", CONFIG, _legacy(structure_section), {})
+
+
+def demo_sections(quick: bool) -> list:
+    """Every section of the demo, in report order."""
+    n, steps = (8, 12) if quick else (12, 20)
+    textures = "textures:size=24,n=20" if quick else "textures:size=24,n=30,scale=2"
+    return [
+        _sampling("textures", "Equivariant patch model on textures",
+                  SampleConfig(model="patch", data=textures, stencil="square:5", sampler="ddim", steps=steps, n=n, seed=0),
+                  "The equivariant (ELS) patch model with a 5x5 stencil and periodic boundaries, built on random "
+                  "crops of scikit-image's brick, grass and gravel textures (no training), sampled with deterministic "
+                  "DDIM on a VP-linear schedule uniform in logsnr. Samples are new textures assembled from local patches."),
+        _sampling("digits", "Equivariant patch model on digits",
+                  SampleConfig(model="patch", data="digits:size=16,n=150" if quick else "digits:size=16,n=300",
+                               stencil="square:5", boundary="zero", sampler="ddim", steps=steps, n=n, seed=0),
+                  "The same model on scikit-learn digits upsampled to 16x16, with zero padding (the ELS convention "
+                  "for digits). Local patch statistics produce stroke-like, digit-like compositions rather than copies."),
+        _theory("theory-textures", textures, "square:5", "vp-linear",
+                "The same patch model as above, linearised around its homogeneous solution: where the stiffness "
+                "kappa(k, t) of each Fourier mode turns negative, fluctuations of that mode grow (DESIGN.md section 3)."),
+        _theory("theory-stripes", "stripes:size=16,wavelength=4,n=200", "square:5", "vp-linear",
+                "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel."),
+        _structure(),
+        _probe("stripes:size=16,wavelength=4,n=100", quick, eps_scan=(0.1, 0.3, 1.0)),
+        _probe("textures:size=24,n=20", quick),
+        _net(quick),
+        _guidance(quick),
+    ]
