@@ -67,6 +67,6 @@ def build_model(spec: str, images: Optional[torch.Tensor] = None, labels: Option
         return load_net(path)
     if not path:
         raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR")
-    from ..nets.diffusers_adapter import load_diffusers_spec
+    from ..integrations.diffusers.adapter import load_diffusers_spec
 
     return load_diffusers_spec(path)
