@@ -21,6 +21,7 @@ from ..report.figures import image_grid, trajectory_strip
 from .models import ANALYTIC, ModelOptions, build_model, model_kind
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MODEL_SCHEDULE = "model"  # a diffusers model's own discrete sigmas (DDPMScheduler timesteps of its config)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class SampleConfig:
     label: Optional[int] = None
     dtype: str = "float32"
     trajectory_frames: int = 8
+    like_pipeline: Optional[str] = None  # diffusers models: 'auto' (the folder's scheduler) or a scheduler kind
 
     def validate(self) -> "SampleConfig":
         kind = model_kind(self.model)
@@ -53,8 +55,11 @@ class SampleConfig:
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("spacing", self.spacing, S.SPACINGS)
         check_choice("boundary", self.boundary, ("periodic", "zero"))
-        S.get(self.schedule)
+        if self.schedule != MODEL_SCHEDULE:
+            S.get(self.schedule)
         SM.get(self.sampler)
+        if self.like_pipeline is not None and model_kind(self.model) != "diffusers":
+            raise ValueError("like_pipeline: needs a diffusers:DIR model")
         return self
 
 
@@ -82,8 +87,9 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     if cfg.label is not None and labels is not None and not (0 <= cfg.label <= int(labels.max())):
         raise ValueError(f"label: expected a class in [0, {int(labels.max())}], got {cfg.label}")
 
-    schedule = S.get(cfg.schedule)
-    sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+    if cfg.like_pipeline is not None:
+        return _run_like_pipeline(cfg, model, out)
+    schedule, sigmas = _grid(cfg, model)
     sampler = SM.get(cfg.sampler)
     x = SM.initial_noise((cfg.n, *shape), sigmas, SM.seed_generators(cfg.seed, cfg.n), dtype=dtype)
     counted = CountingDenoiser(model)
@@ -113,7 +119,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         "config": asdict(cfg),
         "shape": list(shape),
         "n_train": None if images is None else int(images.shape[0]),
-        "schedule": schedule.config(),
+        "schedule": schedule,
         "sigma_max": float(sigmas[0]),
         "sigma_min": float(sigmas[-2]),
         "logsnr_range": [-2 * math.log(float(sigmas[0])), -2 * math.log(float(sigmas[-2]))],
@@ -124,5 +130,41 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         "sample_std": float(final.std()),
         "files": ["samples.png", "trajectory.png", "samples.safetensors"] + (["training.png"] if images is not None else []),
     }
+    save_json(out / "run.json", record)
+    return record
+
+
+def _grid(cfg: SampleConfig, model) -> tuple[dict, torch.Tensor]:
+    """``(schedule record, sigma grid)``; a diffusers model checks that the grid lies in its trained range."""
+    if model_kind(cfg.model) != "diffusers":
+        if cfg.schedule == MODEL_SCHEDULE:
+            raise ValueError("schedule: 'model' needs a diffusers:DIR model")
+        schedule = S.get(cfg.schedule)
+        return schedule.config(), S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+    from ..integrations.diffusers.adapter import diffusers_sigma_grid
+    from ..integrations.diffusers.schedulers import check_model_range
+
+    if cfg.schedule == MODEL_SCHEDULE:
+        return {"name": MODEL_SCHEDULE, **model.schedule_info()}, diffusers_sigma_grid(model, cfg.steps, "ddpm")
+    schedule = S.get(cfg.schedule)
+    sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+    check_model_range(model, sigmas)
+    return schedule.config(), sigmas
+
+
+def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> dict:
+    """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline)."""
+    from safetensors.torch import save as st_save
+
+    from ..integrations.diffusers.pipeline import sample_like_pipeline
+
+    kind = None if cfg.like_pipeline == "auto" else cfg.like_pipeline
+    t0 = time.perf_counter()
+    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label)
+    seconds = time.perf_counter() - t0
+    atomic_write_bytes(out / "samples.safetensors", st_save({"images": images.contiguous().cpu()}))
+    image_grid(images * 2 - 1, out / "samples.png", title=f"samples: {cfg.model} (like the pipeline)")
+    record = {"config": asdict(cfg), "shape": list(images.shape[1:]), "like_pipeline": kind or model.scheduler_class,
+              "seconds": seconds, "model": model.config(), "files": ["samples.png", "samples.safetensors"]}
     save_json(out / "run.json", record)
     return record

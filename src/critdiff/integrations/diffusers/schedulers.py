@@ -135,11 +135,13 @@ def scheduler_plan(model: DiffusersDenoiser, n_steps: int, kind: "str | None" = 
             nxt = [sig[int(p)] if p >= 0 else torch.tensor(final, dtype=torch.float64) for p in prev]
         return SchedulerPlan(kind, sig[idx], ts, torch.stack(nxt).to(torch.float64), 1.0, "vp", cfg)
     sigmas = sched.sigmas.detach().to("cpu", torch.float64)
+    sched.sigmas = sigmas  # the scheduler's own init_noise_sigma rule, evaluated in float64
+    init = float(sched.init_noise_sigma)
     if kind == "heun":  # [s0, s1, s1, ..., s_{N-1}, s_{N-1}, 0] and [t0, t1, t1, ...]: one entry per level
         sigmas = torch.cat([sigmas[:1], sigmas[1:-1:2], sigmas[-1:]])
         ts = torch.cat([ts[:1], ts[1::2]])
     frame = "vp" if kind == "dpmpp-2m" else "x"
-    return SchedulerPlan(kind, sigmas[:-1], ts, sigmas[1:], float(sched.init_noise_sigma), frame, cfg)
+    return SchedulerPlan(kind, sigmas[:-1], ts, sigmas[1:], init, frame, cfg)
 
 
 def check_model_range(model: DiffusersDenoiser, sigmas) -> None:
