@@ -23,6 +23,7 @@ from critdiff.integrations.diffusers import DiffusersDenoiser, run_plan, schedul
 from critdiff.integrations.diffusers.adapter import _quiet  # noqa: E402
 from critdiff.integrations.diffusers.loops import initial_state  # noqa: E402
 from critdiff.integrations.diffusers.pipeline import sample_like_pipeline  # noqa: E402
+from test_diffusers import _unet as _base_unet  # noqa: E402  (the shared tiny UNet2DModel)
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 # float32 cells measured above 1e-4: guidance w = 7.5 on the sigma-frame schedulers (state ~ sigma_max ~ 157,
@@ -50,23 +51,13 @@ class _F64(torch.Tensor):
 
 
 def _unet(dtype, classes=None, seed=0):
-    torch.manual_seed(seed)
-    unet = diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4, num_class_embeds=classes)
+    unet = _base_unet(seed=seed, num_class_embeds=classes, dtype=dtype)
     with torch.no_grad():  # O(1) outputs, so that float32 differences are measured where pixels live
         unet.conv_out.weight.mul_(0.05)
-    with _quiet(diffusers):
-        return unet.to(dtype).eval().requires_grad_(False)
+    return unet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 _UNETS: dict = {}
