@@ -43,7 +43,7 @@ def _eig_coords(model, x):
     return (x.reshape(x.shape[0], -1).to(torch.float64) - fit.mu) @ fit.U
 
 
-@pytest.mark.parametrize("sampler, order", [(SM.sample_euler, 1), (SM.sample_heun, 2)])
+@pytest.mark.parametrize("sampler, order", [(SM.sample_euler, 1), (SM.sample_heun, 2), (SM.sample_dpmpp_2m, 2)])
 def test_ode_samplers_converge_to_closed_form_with_their_order(sampler, order):
     model = _model()
     lam = model.fits[None].lam
@@ -193,3 +193,19 @@ def test_bad_state_and_sampler_spec():
         SM.get("rk45")
     with pytest.raises(ValueError, match="unknown option"):
         SM.get("heun:eta=1")
+
+
+def test_dpmpp_2m_step_is_its_closed_form():
+    """One 2M step against the formula written out in float64 (Lu et al. 2022, Algorithm 2)."""
+    model = _model()
+    x = _exact_start(model, 3, 5.0, seed=4)
+    sig = torch.tensor([5.0, 2.0, 0.7, 0.0], dtype=torch.float64)
+    rec = SM.Recorder()
+    out = SM.sample_dpmpp_2m(model, x.clone(), sig, callback=rec)
+    d0, d1 = model(x, 5.0), None
+    x1 = (2.0 / 5.0) * x + (1 - 2.0 / 5.0) * d0  # first order
+    d1 = model(x1, 2.0)
+    h0, h1 = math.log(5.0 / 2.0), math.log(2.0 / 0.7)
+    x2 = (0.7 / 2.0) * x1 - math.expm1(-h1) * (d1 + 0.5 * (h1 / h0) * (d1 - d0))
+    assert torch.allclose(rec.x[1], x1, rtol=0, atol=1e-13) and torch.allclose(rec.x[2], x2, rtol=0, atol=1e-13)
+    assert torch.allclose(out, model(x2, 0.7), rtol=0, atol=1e-13)

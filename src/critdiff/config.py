@@ -8,6 +8,8 @@ dataclass. Field metadata understood by the generator:
 - ``help``: the help text (the default is appended by the generator);
 - ``flag``: the flag name when it differs from ``--field-name`` (existing flags keep their names);
 - ``nargs``: ``2`` for a fixed pair given as two words (``--interval LO HI``);
+- ``const``: the value may be omitted after the flag, meaning ``const`` (``--like-pipeline`` alone = ``auto``);
+- ``parse``: a function turning the flag's text into the value (``--arms all``);
 - ``cli``: ``False`` for a field that has no flag (set from Python or by the command itself).
 
 A boolean field with default ``False`` becomes a switch ``--name``; with default ``True`` a switch

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # subcommand modules, each with add_parser(subparsers) and run(args) -> int
-COMMANDS = ("sample", "train", "train-classifier", "theory", "guide", "demo", "probe", "report")
+COMMANDS = ("sample", "train", "train-classifier", "theory", "guide", "demo", "probe", "report", "guide-config")
 
 
 def _modules() -> dict:

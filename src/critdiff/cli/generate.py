@@ -85,6 +85,8 @@ def _field_kwargs(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
             kw["metavar"] = "A,B,..."
     else:
         kw["type"] = _scalar_parser(tp, f.name)
+    if "const" in meta:  # an optional value: --flag alone means const
+        kw.update(nargs="?", const=meta["const"], metavar=meta.get("metavar"))
     if "choices" in meta:
         kw["choices"] = list(meta["choices"])
     if "choices" not in kw:

@@ -20,6 +20,9 @@ def run(args) -> int:
     cfg = config_from_args(SampleConfig, args)
     with threads_of(cfg):
         res = run_sample(cfg, args.out)
+    if res.like_pipeline is not None:
+        print(f"wrote {args.out}/samples.png, samples.safetensors, run.json (like {res.like_pipeline}, {res.seconds:.1f} s)")
+        return 0
     print(f"wrote {args.out}/samples.png, trajectory.png, run.json ({res.nfe_per_sample:.0f} NFE per sample, "
           f"{res.seconds:.1f} s)")
     return 0

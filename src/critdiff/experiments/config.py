@@ -28,6 +28,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ANALYTIC = ("empirical", "patch", "gaussian")
 KINDS = ANALYTIC + ("diffusers", "net")
 PATCH_OPTIONS = ("stencil", "equivariant", "boundary", "pool")
+MODEL_SCHEDULE = "model"  # --schedule model: a diffusers model's own discrete sigmas
 
 
 def model_kind(spec: str) -> str:
@@ -52,7 +53,8 @@ class RunConfig(JsonConfig):
     equivariant: bool = arg(True, "position-specific patch pool (LS) instead of the equivariant one (ELS)", flag="--local")
     boundary: Literal["periodic", "zero"] = arg("periodic", "patch boundary")
     pool: Literal["all", "valid"] = arg("all", "patch pool: every position, or only patches wholly inside training images")
-    schedule: str = arg("vp-linear", "noise schedule: vp-linear | vp-cosine | ve | edm, with options")
+    schedule: str = arg("vp-linear", "noise schedule: vp-linear | vp-cosine | ve | edm, with options; model: a "
+                                     "diffusers model's own schedule")
     sampler: str = arg("heun", "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E]")
     spacing: Literal["t", "logsnr", "karras"] = arg("logsnr", "sigma grid spacing")
     steps: int = arg(30, "number of sampler steps")
@@ -108,7 +110,11 @@ class RunConfig(JsonConfig):
             parse_stencil(self.stencil)
         else:
             self._check_unused_patch_options(kind)
-        S.get(self.schedule)
+        if self.schedule == MODEL_SCHEDULE:
+            if kind != "diffusers":
+                raise ValueError(f"schedule: {MODEL_SCHEDULE!r} needs a diffusers:DIR model")
+        else:
+            S.get(self.schedule)
         SM.get(self.sampler)
         return self
 

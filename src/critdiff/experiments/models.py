@@ -62,7 +62,7 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
         from ..nets.net_denoiser import load_net
 
         return load_net(path)
-    from ..nets.diffusers_adapter import load_diffusers_spec
+    from ..integrations.diffusers.adapter import load_diffusers_spec
 
     return load_diffusers_spec(path)
 

@@ -23,7 +23,7 @@ from ..config import arg
 from ..denoisers import CountingDenoiser
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
-from .config import RunConfig
+from .config import MODEL_SCHEDULE, RunConfig
 from .models import load_model
 from .progress import progress_bar
 from .result import Result
@@ -34,7 +34,16 @@ class SampleConfig(RunConfig):
     """A sampling run: :class:`RunConfig` plus the class ``label`` and the trajectory frames shown."""
 
     label: Optional[int] = arg(None, "class label for a class-conditional model")
+    like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce DDPMPipeline/DDIMPipeline (seed, steps, n) "
+                                             "image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
+                                             "dpmpp-2m (default: the folder's scheduler)", const="auto", metavar="KIND")
     trajectory_frames: int = arg(8, "frames of the trajectory figure", cli=False)
+
+    def validate(self) -> "SampleConfig":
+        super().validate()
+        if self.like_pipeline is not None and self.kind != "diffusers":
+            raise ValueError("like_pipeline: needs a diffusers:DIR model")
+        return self
 
 
 @dataclass(frozen=True)
@@ -46,15 +55,16 @@ class SampleResult(Result):
     shape: tuple[int, ...]
     n_train: Optional[int]
     schedule: dict
-    sigma_max: float
-    sigma_min: float
-    logsnr_range: tuple[float, float]
-    nfe_per_sample: float
+    sigma_max: Optional[float]
+    sigma_min: Optional[float]
+    logsnr_range: Optional[tuple[float, float]]
+    nfe_per_sample: Optional[float]
     seconds: float
     model: dict
     sample_mean: float
     sample_std: float
     files: tuple[str, ...]
+    like_pipeline: Optional[str] = None  # the diffusers scheduler reproduced (--like-pipeline), else None
 
 
 def frame_steps(n_steps: int, frames: int) -> list[int]:
@@ -75,8 +85,9 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(cfg)
     _check_label(cfg.label, loaded.labels)
-    schedule = S.get(cfg.schedule)
-    sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+    if cfg.like_pipeline is not None:
+        return _run_like_pipeline(cfg, loaded.model, out)
+    schedule, sigmas = _grid(cfg, loaded.model)
     sampler = SM.get(cfg.sampler)
     x = SM.initial_noise((cfg.n, *loaded.shape), sigmas, SM.seed_generators(cfg.seed, cfg.n),
                          dtype=cfg.torch_dtype, device=cfg.device)
@@ -90,7 +101,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images)
     result = SampleResult(
         config=cfg, shape=loaded.shape, n_train=None if loaded.images is None else int(loaded.images.shape[0]),
-        schedule=schedule.config(), sigma_max=float(sigmas[0]), sigma_min=float(sigmas[-2]),
+        schedule=schedule, sigma_max=float(sigmas[0]), sigma_min=float(sigmas[-2]),
         logsnr_range=(-2 * math.log(float(sigmas[0])), -2 * math.log(float(sigmas[-2]))),
         nfe_per_sample=counted.evaluations / cfg.n, seconds=seconds,
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
@@ -115,3 +126,40 @@ def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images) -
         image_grid(images[pick], out / "training.png", title=f"training data: {cfg.data}")
         files.append("training.png")
     return tuple(files)
+
+
+def _grid(cfg: SampleConfig, model) -> tuple[dict, torch.Tensor]:
+    """``(schedule record, sigma grid)``; a diffusers model checks that the grid lies in its trained range."""
+    if cfg.kind != "diffusers":
+        schedule = S.get(cfg.schedule)
+        return schedule.config(), S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+    from ..integrations.diffusers.adapter import diffusers_sigma_grid
+    from ..integrations.diffusers.schedulers import check_model_range
+
+    if cfg.schedule == MODEL_SCHEDULE:
+        return {"name": MODEL_SCHEDULE, **model.schedule_info()}, diffusers_sigma_grid(model, cfg.steps, "ddpm")
+    schedule = S.get(cfg.schedule)
+    sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+    check_model_range(model, sigmas)
+    return schedule.config(), sigmas
+
+
+def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
+    """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline)."""
+    from safetensors.torch import save as st_save
+
+    from ..integrations.diffusers.pipeline import sample_like_pipeline
+
+    kind = None if cfg.like_pipeline == "auto" else cfg.like_pipeline
+    t0 = time.perf_counter()
+    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label)
+    seconds = time.perf_counter() - t0
+    atomic_write_bytes(out / "samples.safetensors", st_save({"images": images.contiguous().cpu()}))
+    image_grid(images * 2 - 1, out / "samples.png", title=f"samples: {cfg.model} (like the pipeline)")
+    result = SampleResult(
+        config=cfg, shape=tuple(images.shape[1:]), n_train=None, schedule={"name": MODEL_SCHEDULE, **model.schedule_info()},
+        sigma_max=None, sigma_min=None, logsnr_range=None, nfe_per_sample=None, seconds=seconds, model=model.config(),
+        sample_mean=float(images.mean()), sample_std=float(images.std()), files=("samples.png", "samples.safetensors"),
+        like_pipeline=kind or model.scheduler_class)
+    save_json(out / "run.json", result.to_dict())
+    return result

@@ -1,0 +1,519 @@
+"""A HuggingFace ``diffusers`` UNet plus its scheduler as a critdiff denoiser (DESIGN.md section 1).
+
+Shapes: ``x`` is ``[B, C, H, W]`` in critdiff's variance-exploding frame, ``sigma`` a float, 0-d or
+``[B]`` tensor, ``label`` ``None``, an int or a LongTensor ``[B]``; the output ``x0_hat`` has ``x``'s
+shape and dtype.
+
+The frames. A discrete-time diffusers model is trained on the VP state ``z_k = sqrt(abar_k) x0 +
+sqrt(1 - abar_k) eps`` at integer timesteps ``k = 0 .. T-1``, with ``abar = scheduler.alphas_cumprod``.
+In the denoiser frame ``x = z / sqrt(abar)`` and ``sigma = sqrt((1 - abar) / abar)``, so
+
+- the network sees ``z = x / sqrt(1 + sigma^2)`` (``c_in`` of :func:`critdiff.denoisers.vp_scalings`)
+  and the timestep ``k(sigma)`` read off the scheduler's own ``alphas_cumprod``
+  (:class:`critdiff.denoisers.DiscreteTimeNoise`: a sigma on the model's grid gives its integer
+  timestep exactly; a sigma between two grid values gives a fractional timestep by linear
+  interpolation in ``log sigma``, which the sinusoidal time embedding of a UNet accepts; sigmas beyond
+  the grid are clamped to its ends);
+- ``epsilon``: ``x0 = x - sigma eps``; ``v_prediction``: ``x0 = x / (1 + sigma^2) - sigma v /
+  sqrt(1 + sigma^2)`` (``v = sqrt(abar) eps - sqrt(1 - abar) x0``); ``sample``: ``x0`` directly;
+- then, as the scheduler does to its "predicted x_0", dynamic thresholding (``thresholding``) or
+  clipping to ``[-clip_sample_range, clip_sample_range]`` (``clip_sample``; ``DDPMScheduler`` and
+  ``DDIMScheduler`` default to ``clip_sample=True``). Both follow the scheduler configuration unless
+  overridden. Clipping makes ``D`` flat where it is active (zero Jacobian there): pass
+  ``clip_sample=False`` to probe the raw network.
+
+Class labels. A UNet with ``num_class_embeds = K`` (an ``nn.Embedding`` class embedding) receives
+``class_labels``; by convention the *null class* (``label=None``, the unconditional model used by
+guidance) is the last index ``K - 1`` -- a model trained with label dropout to class ``K - 1``. Change
+it with ``null_class``. A UNet without a class embedding accepts only ``label=None``.
+
+With critdiff's ``sample_ddpm`` / ``sample_ddim`` on the grid of :func:`diffusers_sigma_grid`, the
+trajectories are diffusers' ``DDPMScheduler`` / ``DDIMScheduler`` loops, in the frame ``z = x /
+sqrt(1 + sigma^2)`` (``tests/test_diffusers.py`` checks this to float32 rounding).
+
+``diffusers`` is an optional dependency (``pip install critdiff[diffusers]``), imported only inside
+the functions that need it; nothing is ever downloaded (``local_files_only=True``, ``HF_HUB_OFFLINE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from ...denoisers import DiscreteTimeNoise, Label, as_labels, vp_scalings
+from ...spec import parse_value
+
+INSTALL_HINT = ("model: diffusers:DIR needs the optional dependency diffusers; "
+                "install it with `pip install critdiff[diffusers]`")
+# diffusers' prediction_type -> critdiff's prediction (critdiff.denoisers.PREDICTIONS)
+PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+LEARNED_VARIANCE = ("learned", "learned_range")
+GRID_KINDS = ("ddpm", "ddim")
+# a timestep within this distance of an integer is that integer (float64 round trip of the grid)
+_SNAP = 1e-6
+# a sigma within this relative distance of a grid value is that grid value (a few float32 ulps)
+_SNAP_REL = 4 * torch.finfo(torch.float32).eps
+
+
+def _import_diffusers():
+    """Import diffusers lazily and offline; a missing install is one clear line naming ``model``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import diffusers
+    except ImportError:
+        raise ValueError(INSTALL_HINT) from None
+    return diffusers
+
+
+@contextlib.contextmanager
+def _quiet(diffusers):
+    """Silence diffusers' config warnings (unused keys when one scheduler reads another's config)."""
+    log = diffusers.utils.logging
+    level = log.get_verbosity()
+    log.set_verbosity_error()
+    try:
+        yield
+    finally:
+        log.set_verbosity(level)
+
+
+def _cfg(obj) -> dict:
+    return dict(getattr(obj, "config", {}) or {})
+
+
+class DiffusersDenoiser:
+    """``D(x, sigma, label=None) -> x0_hat`` from a diffusers ``UNet2DModel`` and its scheduler.
+
+    Parameters
+    ----------
+    unet : a ``diffusers.UNet2DModel`` (called as ``unet(z, timesteps, class_labels=...).sample``).
+    scheduler : a diffusers scheduler instance (its ``alphas_cumprod`` and ``config`` are read; it is
+        never stepped or mutated).
+    clip_sample, clip_sample_range, thresholding : post-processing of ``x0_hat`` as the scheduler
+        does it; ``None`` follows the scheduler configuration.
+    null_class : the class index used for ``label=None`` on a class-conditional UNet (default
+        ``num_class_embeds - 1``).
+    quantize : round timesteps to the nearest integer instead of interpolating (forced for UNets with
+        a learned, table-lookup time embedding).
+    math_attention : run attention with PyTorch's plain "math" kernel, whose graph can be
+        differentiated twice (``torch.autograd.functional.jvp`` uses a double backward; the fused CPU
+        flash kernel has no such derivative). ``None`` (default): the math kernel whenever grad mode is
+        on, the fast kernels under ``torch.no_grad()``. ``torch.func.jvp`` (forward-mode AD) does not
+        run through diffusers' attention blocks with either kernel; use ``torch.autograd.functional``.
+
+    See the module docstring for the frames and conventions.
+    """
+
+    def __init__(self, unet, scheduler, *, clip_sample: Optional[bool] = None,
+                 clip_sample_range: Optional[float] = None, thresholding: Optional[bool] = None,
+                 null_class: Optional[int] = None, quantize: bool = False,
+                 math_attention: Optional[bool] = None):
+        ucfg, scfg = _cfg(unet), _cfg(scheduler)
+        if not callable(unet) or "in_channels" not in ucfg:
+            raise TypeError(f"unet: expected a diffusers UNet2DModel, got {type(unet).__name__}")
+        self.unet = unet
+        self.scheduler_class = type(scheduler).__name__
+        self.scheduler_config = scfg
+        self.unet_class = type(unet).__name__
+        self.path: Optional[str] = None
+        self.math_attention = math_attention
+
+        ptype = scfg.get("prediction_type", "epsilon")
+        if ptype not in PREDICTION_TYPES:
+            raise ValueError(f"model: unsupported prediction_type {ptype!r} in the {self.scheduler_class} config; "
+                             f"expected one of {', '.join(PREDICTION_TYPES)}")
+        self.prediction_type = ptype
+        self.prediction = PREDICTION_TYPES[ptype]
+
+        temb = ucfg.get("time_embedding_type", "positional")
+        if temb not in ("positional", "learned"):
+            raise ValueError(f"model: unsupported time_embedding_type {temb!r} (a continuous-sigma score model); "
+                             "expected a discrete-timestep UNet ('positional' or 'learned')")
+        self.quantize = bool(quantize) or temb == "learned"
+
+        ac = getattr(scheduler, "alphas_cumprod", None)
+        if ac is None:
+            raise ValueError(f"model: scheduler {self.scheduler_class} has no alphas_cumprod; expected a "
+                             "discrete-time (DDPM/DDIM-family) scheduler")
+        self.alphas_cumprod = torch.as_tensor(ac).detach().to("cpu", torch.float64)
+        try:
+            self.noise = DiscreteTimeNoise(self.alphas_cumprod, quantize=self.quantize)
+        except ValueError as e:
+            raise ValueError(f"model: the scheduler's alphas_cumprod is not usable ({e}); zero-terminal-SNR "
+                             "schedules (rescale_betas_zero_snr) have no finite sigma_max") from None
+        abar = self.alphas_cumprod
+        self._sigmas = torch.sqrt((1 - abar) / abar)  # float64 [T], ascending with the timestep
+
+        self.channels = int(ucfg["in_channels"])
+        out_ch = int(ucfg.get("out_channels", self.channels) or self.channels)
+        self.learned_variance = scfg.get("variance_type") in LEARNED_VARIANCE and out_ch == 2 * self.channels
+        if out_ch != self.channels and not self.learned_variance:
+            raise ValueError(f"model: the UNet has {out_ch} output channels for {self.channels} input channels; "
+                             "expected equal counts (or twice as many with a learned variance_type)")
+        size = ucfg.get("sample_size")
+        if size is None:
+            self.sample_shape = None
+        else:
+            h, w = (size, size) if isinstance(size, int) else tuple(size)
+            self.sample_shape = (self.channels, int(h), int(w))
+
+        self.clip_sample = bool(scfg.get("clip_sample", False)) if clip_sample is None else bool(clip_sample)
+        self.clip_sample_range = float(scfg.get("clip_sample_range", 1.0) if clip_sample_range is None
+                                       else clip_sample_range)
+        if not (self.clip_sample_range > 0 and math.isfinite(self.clip_sample_range)):
+            raise ValueError(f"clip_sample_range: expected a finite number > 0, got {self.clip_sample_range}")
+        self.thresholding = bool(scfg.get("thresholding", False)) if thresholding is None else bool(thresholding)
+        self.dynamic_thresholding_ratio = float(scfg.get("dynamic_thresholding_ratio", 0.995))
+        self.sample_max_value = float(scfg.get("sample_max_value", 1.0))
+
+        K = ucfg.get("num_class_embeds")
+        if ucfg.get("class_embed_type") is not None:
+            raise ValueError(f"model: unsupported class_embed_type {ucfg.get('class_embed_type')!r}; "
+                             "expected class labels through num_class_embeds (an embedding table)")
+        self.num_classes: Optional[int] = None if K is None else int(K)
+        if self.num_classes is None:
+            if null_class is not None:
+                raise ValueError("null_class: this UNet has no class embedding (num_class_embeds is not set); expected None")
+            self.null_class = None
+        else:
+            nc = self.num_classes - 1 if null_class is None else null_class
+            if isinstance(nc, bool) or not isinstance(nc, int) or not 0 <= nc < self.num_classes:
+                raise ValueError(f"null_class: expected an int in [0, {self.num_classes - 1}], got {null_class!r}")
+            self.null_class = int(nc)
+
+    # --- noise levels and timesteps ------------------------------------------------------------
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.numel())
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self._sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self._sigmas[-1])
+
+    def sigmas(self) -> torch.Tensor:
+        """The model's own sigma grid ``sqrt((1 - abar_k) / abar_k)``, ``k = 0 .. T-1`` (ascending), float64."""
+        return self._sigmas.clone()
+
+    def timesteps_to_sigmas(self, timesteps) -> torch.Tensor:
+        """Sigmas (float64) at integer or fractional timesteps in ``[0, T-1]``.
+
+        Integers give the grid values exactly; fractions interpolate ``log sigma`` linearly (the inverse
+        of the sigma -> timestep map used by the denoiser).
+        """
+        t = torch.as_tensor(timesteps, dtype=torch.float64).cpu()
+        T = self.num_train_timesteps
+        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > T - 1).any()):
+            raise ValueError(f"timesteps: expected values in [0, {T - 1}]")
+        k = t.floor().long().clamp(max=T - 2)
+        frac = t - k.to(torch.float64)
+        exact = self._sigmas[t.round().long()]
+        ls = self.noise.log_sigmas
+        interp = torch.exp(ls[k] + frac * (ls[k + 1] - ls[k]))
+        return torch.where(t == t.round(), exact, interp)
+
+    def sigma_to_timestep(self, sigma) -> torch.Tensor:
+        """The (fractional, or rounded if ``quantize``) float64 timestep of each sigma; grid sigmas give integers."""
+        s = torch.as_tensor(sigma, dtype=torch.float64).cpu()
+        t = self.noise(s.reshape(-1)).reshape(s.shape)
+        k = t.round().long().clamp(0, self.num_train_timesteps - 1)
+        # a sigma that equals the grid value of timestep k to float32 rounding is that timestep (a sigma
+        # stored in float32, e.g. 499.999996 -> 500)
+        on_grid = (s - self._sigmas[k]).abs() <= _SNAP_REL * self._sigmas[k]
+        return torch.where(on_grid | ((t - t.round()).abs() < _SNAP), t.round(), t)
+
+    def _sigma64(self, sigma, x: torch.Tensor) -> torch.Tensor:
+        # Like critdiff.denoisers.as_sigma, but kept in float64: the timestep is read from the grid before
+        # any rounding to x's dtype, so on-grid sigmas map to their exact integer timesteps.
+        s = sigma.detach() if isinstance(sigma, torch.Tensor) else torch.as_tensor(sigma, dtype=torch.float64)
+        s = s.to("cpu", torch.float64)
+        if s.ndim == 0:
+            s = s.reshape(1).expand(x.shape[0])
+        elif s.ndim != 1 or s.shape[0] != x.shape[0]:
+            raise ValueError(f"sigma: expected a scalar or a [B] tensor with B={x.shape[0]}, got shape {tuple(s.shape)}")
+        if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+            raise ValueError("sigma: expected finite values > 0")
+        return s
+
+    def _labels(self, label: Label, batch: int, device) -> Optional[torch.Tensor]:
+        lab = as_labels(label, batch, device)
+        if self.num_classes is None:
+            if lab is not None:
+                raise ValueError("label: this diffusers UNet has no class embedding (num_class_embeds is not set); "
+                                 "expected None")
+            return None
+        if lab is None:
+            return torch.full((batch,), self.null_class, dtype=torch.long, device=device)
+        if bool((lab < 0).any()) or bool((lab >= self.num_classes).any()):
+            raise ValueError(f"label: expected class indices in [0, {self.num_classes - 1}] "
+                             f"(null class {self.null_class})")
+        return lab
+
+    # --- the denoiser ---------------------------------------------------------------------------
+    def _attention_kernel(self):
+        use_math = torch.is_grad_enabled() if self.math_attention is None else bool(self.math_attention)
+        if not use_math:
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+
+    def postprocess(self, x0: torch.Tensor) -> torch.Tensor:
+        """Dynamic thresholding (Saharia et al. 2022, sec. 2.3) or clipping of ``x0_hat``, as the scheduler does."""
+        if self.thresholding:
+            B = x0.shape[0]
+            work = x0 if x0.dtype in (torch.float32, torch.float64) else x0.float()
+            s = torch.quantile(work.reshape(B, -1).abs(), self.dynamic_thresholding_ratio, dim=1)
+            s = s.clamp(min=1.0, max=self.sample_max_value).reshape(B, 1, 1, 1)
+            return (torch.maximum(torch.minimum(work, s), -s) / s).to(x0.dtype)
+        if self.clip_sample:
+            return x0.clamp(-self.clip_sample_range, self.clip_sample_range)
+        return x0
+
+    def predict(self, x: torch.Tensor, sigma, label: Label = None, timestep=None):
+        """The raw network prediction: ``(x0_hat, variance_channels)``, no clipping or thresholding.
+
+        ``timestep`` (float or ``[B]``) overrides the timestep read off ``sigma`` (a diffusers scheduler
+        may evaluate the model at a timestep that is not the one of its sigma, e.g. Karras sigmas with
+        rounded timesteps); ``variance_channels`` is the second half of a learned-variance output, else
+        ``None``.
+        """
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+            raise ValueError(f"x: expected a floating tensor [B, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"x: the UNet takes {self.channels} channel(s), got shape {tuple(x.shape)}")
+        B = x.shape[0]
+        s64 = self._sigma64(sigma, x)  # [B] float64, cpu
+        t = self.sigma_to_timestep(s64) if timestep is None else \
+            torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).expand(B)
+        labels = self._labels(label, B, x.device)
+        c_skip, c_out, c_in = (c.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1)
+                               for c in vp_scalings(s64, self.prediction))
+        z = c_in * x  # the VP state the network was trained on
+        udtype = getattr(self.unet, "dtype", x.dtype)
+        t_in = t.to(x.device, torch.long if self.quantize else torch.float32)
+        with self._attention_kernel():
+            out = self._forward(z.to(udtype), t_in, labels)
+        var = None
+        if self.learned_variance:
+            out, var = out[:, : self.channels], out[:, self.channels:]
+        return c_skip * x + c_out * out.to(x.dtype), var
+
+    def _forward(self, z: torch.Tensor, t: torch.Tensor, labels) -> torch.Tensor:
+        return self.unet(z, t, class_labels=labels).sample
+
+    def __call__(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
+        return self.postprocess(self.predict(x, sigma, label)[0])
+
+    # --- records --------------------------------------------------------------------------------
+    def schedule_info(self) -> dict:
+        """JSON-ready description of the noise schedule and the timestep mapping."""
+        return {
+            "scheduler": self.scheduler_class,
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_schedule": self.scheduler_config.get("beta_schedule"),
+            "beta_start": self.scheduler_config.get("beta_start"),
+            "beta_end": self.scheduler_config.get("beta_end"),
+            "prediction_type": self.prediction_type,
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "logsnr_min": -2 * math.log(self.sigma_max),
+            "logsnr_max": -2 * math.log(self.sigma_min),
+            "timesteps": "nearest integer" if self.quantize else "log-sigma interpolation (exact integers on the grid)",
+            "clip_sample": self.clip_sample,
+            "clip_sample_range": self.clip_sample_range,
+            "thresholding": self.thresholding,
+        }
+
+    def config(self) -> dict:
+        """JSON-ready description of the model (for run records)."""
+        return {
+            "kind": "diffusers",
+            "path": self.path,
+            "unet": self.unet_class,
+            "sample_shape": None if self.sample_shape is None else list(self.sample_shape),
+            "num_classes": self.num_classes,
+            "null_class": self.null_class,
+            **self.schedule_info(),
+        }
+
+    def __repr__(self) -> str:
+        return (f"DiffusersDenoiser({self.unet_class}, {self.scheduler_class}, prediction={self.prediction_type!r}, "
+                f"T={self.num_train_timesteps}, classes={self.num_classes})")
+
+
+# --- the sampling grids of diffusers' own schedulers -------------------------------------------
+def diffusers_sigma_grid(model: DiffusersDenoiser, n_steps: int, kind: Literal["ddpm", "ddim"] = "ddpm",
+                         strict: bool = True) -> torch.Tensor:
+    """The float64 sigma grid (descending, ending in 0) of diffusers' ``set_timesteps(n_steps)``.
+
+    A fresh ``DDPMScheduler`` (``kind='ddpm'``) or ``DDIMScheduler`` (``kind='ddim'``) is built from the
+    model's scheduler configuration; ``sigmas[i]`` is the sigma of its ``timesteps[i]`` and the value
+    after the last timestep is the level that scheduler steps to there: ``abar = 1`` (sigma 0) for DDPM
+    and for DDIM with ``set_alpha_to_one=True``. critdiff's ``sample_ddpm`` / ``sample_ddim`` on this grid
+    then run diffusers' loop step for step.
+
+    Cases that cannot end in 0 exactly: a DDIM config with ``set_alpha_to_one=False`` ends at
+    ``abar = alphas_cumprod[0]`` (sigma > 0), and a DDIM last step whose ``t - T // n_steps`` is still a
+    timestep; the grid then ends ``[..., sigma_final, 0]`` and critdiff takes one extra denoising step
+    (``x = D(x, sigma_final)``) that diffusers does not. DDIM always steps from ``t`` to
+    ``t - T // n_steps``; when that is not the next timestep (e.g. ``timestep_spacing='trailing'`` with
+    ``T % n_steps != 0``), diffusers' run is not one sigma grid and this raises unless ``strict=False``
+    (then the grid of the evaluated timesteps is returned).
+    """
+    if kind not in GRID_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(GRID_KINDS)}, got {kind!r}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= model.num_train_timesteps:
+        raise ValueError(f"n_steps: expected an int in [1, {model.num_train_timesteps}], got {n_steps!r}")
+    diffusers = _import_diffusers()
+    cls = diffusers.DDPMScheduler if kind == "ddpm" else diffusers.DDIMScheduler
+    with _quiet(diffusers):
+        sched = cls.from_config(model.scheduler_config)
+    sched.set_timesteps(n_steps)
+    ts = [int(t) for t in sched.timesteps.tolist()]
+    sig = model.sigmas()
+    T = model.num_train_timesteps
+    if kind == "ddpm":  # DDPMScheduler.previous_timestep: the next listed timestep, then abar = 1
+        final = 0.0
+    else:
+        stride = sched.config.num_train_timesteps // n_steps
+        prev = [t - stride for t in ts]
+        bad = [i for i in range(len(ts) - 1) if prev[i] != ts[i + 1]]
+        if bad and strict:
+            i = bad[0]
+            raise ValueError(
+                f"n_steps: DDIMScheduler ({sched.config.timestep_spacing!r} spacing) steps from timestep {ts[i]} to "
+                f"{prev[i]} but next evaluates {ts[i + 1]}; that run is not one sigma grid (strict=False gives the "
+                "grid of the evaluated timesteps)")
+        if prev[-1] >= 0:
+            final = float(sig[prev[-1]])
+        elif sched.config.set_alpha_to_one:
+            final = 0.0
+        else:
+            final = float(sig[0])
+    if any(not 0 <= t < T for t in ts):
+        raise ValueError(f"n_steps: the scheduler produced timesteps outside [0, {T - 1}]")
+    grid = [float(sig[t]) for t in ts] + [final]
+    if final > 0:
+        grid.append(0.0)
+    return torch.tensor(grid, dtype=torch.float64)
+
+
+# --- loading from disk ---------------------------------------------------------------------------
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"model: cannot read the {what} {str(path)!r} ({type(e).__name__})") from None
+
+
+def _layout(root: Path) -> tuple[Path, Path]:
+    """``(unet_dir, scheduler_config_file)`` of a pipeline dir or of a bare UNet dir."""
+    if (root / "model_index.json").is_file():
+        index = _read_json(root / "model_index.json", "pipeline index")
+        for part in ("unet", "scheduler"):
+            if part not in index:
+                raise ValueError(f"model: the pipeline {str(root)!r} has no {part!r} component in model_index.json")
+        unet_dir, sched_file = root / "unet", root / "scheduler" / "scheduler_config.json"
+    elif (root / "config.json").is_file():
+        unet_dir = root
+        candidates = [root / "scheduler_config.json", root / "scheduler" / "scheduler_config.json"]
+        sched_file = next((c for c in candidates if c.is_file()), candidates[0])
+        if not sched_file.is_file():
+            raise ValueError(f"model: {str(root)!r} holds a UNet but no scheduler config "
+                             "(scheduler_config.json here or in scheduler/); save one with scheduler.save_pretrained")
+    else:
+        raise ValueError(f"model: {str(root)!r} holds neither model_index.json (a pipeline) nor config.json "
+                         "(a bare UNet) written by save_pretrained")
+    if not (unet_dir / "config.json").is_file():
+        raise ValueError(f"model: missing UNet config {str(unet_dir / 'config.json')!r}")
+    if not sched_file.is_file():
+        raise ValueError(f"model: missing scheduler config {str(sched_file)!r}")
+    return unet_dir, sched_file
+
+
+def load_diffusers(path, device: "torch.device | str" = "cpu", dtype: torch.dtype = torch.float32,
+                   **options) -> DiffusersDenoiser:
+    """Load a ``save_pretrained`` directory as a :class:`DiffusersDenoiser` (the ``diffusers:DIR`` model spec).
+
+    ``path`` is a pipeline directory (``model_index.json``, ``unet/``, ``scheduler/``) or a bare UNet
+    directory with its scheduler config beside it (``scheduler_config.json``) or in ``scheduler/``.
+    Only local files are read. The UNet is put in eval mode, on ``device`` in ``dtype``, with its
+    parameters frozen (gradients with respect to ``x`` still flow, for Jacobian probes). ``options``
+    go to :class:`DiffusersDenoiser` (``clip_sample``, ``clip_sample_range``, ``thresholding``,
+    ``null_class``, ``quantize``, ``math_attention``).
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"model: diffusers directory {str(path)!r} does not exist or is not a directory")
+    unet_dir, sched_file = _layout(root)
+    diffusers = _import_diffusers()
+
+    ucfg = _read_json(unet_dir / "config.json", "UNet config")
+    uname = ucfg.get("_class_name", "UNet2DModel")
+    if uname != "UNet2DModel":
+        raise ValueError(f"model: unsupported UNet class {uname!r} in {str(unet_dir)!r}; expected UNet2DModel")
+    scfg = _read_json(sched_file, "scheduler config")
+    sname = scfg.get("_class_name")
+    scls = getattr(diffusers, sname, None) if isinstance(sname, str) else None
+    if scls is None or not hasattr(scls, "from_config"):
+        raise ValueError(f"model: unsupported scheduler {sname!r} in {str(sched_file)!r}; expected a diffusers "
+                         "discrete-time scheduler such as DDPMScheduler or DDIMScheduler")
+    ptype = scfg.get("prediction_type", "epsilon")
+    if ptype not in PREDICTION_TYPES:
+        raise ValueError(f"model: unsupported prediction_type {ptype!r} in {str(sched_file)!r}; "
+                         f"expected one of {', '.join(PREDICTION_TYPES)}")
+    try:
+        with _quiet(diffusers):
+            scheduler = scls.from_config(scfg)
+            unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True)
+            unet = unet.to(device=device, dtype=dtype)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"model: cannot load the diffusers model from {str(root)!r}: {first}") from None
+    unet = unet.eval().requires_grad_(False)
+    model = DiffusersDenoiser(unet, scheduler, **options)
+    model.path = str(root)
+    return model
+
+
+# options of the ``diffusers:DIR[,key=value,...]`` model spec (see :func:`load_diffusers_spec`)
+SPEC_OPTIONS = ("clip_sample", "clip_sample_range", "thresholding", "null_class", "quantize", "math_attention", "dtype")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_diffusers_spec(text: str, device: "torch.device | str" = "cpu") -> DiffusersDenoiser:
+    """Load the model named by the part after ``diffusers:`` of a model spec: ``DIR[,key=value,...]``.
+
+    Trailing ``key=value`` items whose key is one of :data:`SPEC_OPTIONS` are options (``dtype`` is
+    ``float32`` (default), ``float64``, ``float16`` or ``bfloat16``; the others go to
+    :class:`DiffusersDenoiser`); everything before them is the directory, so a path may itself contain
+    commas. Example: ``./ddpm-cifar,clip_sample=false,null_class=0``.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR[,key=value,...]")
+    items = text.strip().split(",")
+    options: dict = {}
+    while len(items) > 1:
+        key, eq, value = items[-1].partition("=")
+        if not eq or key.strip() not in SPEC_OPTIONS:
+            break
+        options.setdefault(key.strip(), parse_value(value.strip()))
+        items.pop()
+    path = ",".join(items)
+    dtype = options.pop("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ValueError(f"model: dtype expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    for key in ("clip_sample", "thresholding", "quantize", "math_attention"):
+        if key in options and not isinstance(options[key], bool):
+            raise ValueError(f"model: {key} expected true or false, got {options[key]!r}")
+    return load_diffusers(path, device=device, dtype=DTYPES[dtype], **options)

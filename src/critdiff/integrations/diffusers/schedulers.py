@@ -1,0 +1,156 @@
+"""The sampling plan of a diffusers scheduler, read into critdiff's denoiser frame.
+
+A diffusers scheduler, after ``set_timesteps(n)``, evaluates the model at a list of timesteps and
+moves the state between noise levels. :func:`scheduler_plan` builds a fresh scheduler of the model's
+configuration (or of another class given by name), lets it build its own grid (timestep spacing,
+``steps_offset``, Karras/exponential sigmas, interpolation type, final sigma), and records per
+step ``i``: the sigma the model is evaluated at, the integer or float timestep it is fed, and the
+sigma the step lands on (DESIGN.md section 1: ``sigma = sqrt((1 - abar) / abar)``). Nothing is ever
+stepped: critdiff's own samplers run the plan (:mod:`.loops`).
+
+Two state frames occur: DDPM, DDIM and DPM-Solver keep the VP state ``z = x / sqrt(1 + sigma^2)``;
+Euler, Heun and Euler ancestral keep ``x`` itself (their ``scale_model_input`` divides by
+``sqrt(1 + sigma^2)``). ``frame`` says which, so initial noise and outputs convert exactly.
+
+Settings a plan cannot reproduce are refused with one line naming the setting (see
+``docs/diffusers.md``, "Refused").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .adapter import DiffusersDenoiser, _import_diffusers, _quiet
+
+# diffusers scheduler class -> critdiff's name for its update rule
+SCHEDULER_KINDS = {
+    "DDPMScheduler": "ddpm",
+    "DDIMScheduler": "ddim",
+    "EulerDiscreteScheduler": "euler",
+    "HeunDiscreteScheduler": "heun",
+    "EulerAncestralDiscreteScheduler": "euler-ancestral",
+    "DPMSolverMultistepScheduler": "dpmpp-2m",
+}
+KIND_CLASSES = {v: k for k, v in SCHEDULER_KINDS.items()}
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "learned_range")
+
+
+@dataclass(frozen=True)
+class SchedulerPlan:
+    """What a diffusers scheduler does over ``n`` steps, in the denoiser frame.
+
+    ``sigmas [N]`` the level of the state each model evaluation sees; ``timesteps [N]`` the timestep
+    fed to the model there; ``sigmas_next [N]`` the level each step lands on (for DDIM this need not be
+    the next evaluated level, and the last may be > 0); ``init_noise_sigma`` the scheduler's scale of
+    the initial noise in its own frame; ``frame`` ``'vp'`` or ``'x'``; ``config`` the scheduler config.
+    All float64 on the CPU; Heun's repeated entries are collapsed (one entry per sigma).
+    """
+
+    kind: str
+    sigmas: torch.Tensor
+    timesteps: torch.Tensor
+    sigmas_next: torch.Tensor
+    init_noise_sigma: float
+    frame: Literal["vp", "x"]
+    config: dict
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """The sigma grid ``[N + 1]`` for critdiff's samplers (evaluated levels, then the last landing level)."""
+        return torch.cat([self.sigmas, self.sigmas_next[-1:]])
+
+    def timestep_of(self) -> dict:
+        """``{sigma: timestep}`` for every evaluated level (the sampler evaluates at grid sigmas only)."""
+        return {float(s): float(t) for s, t in zip(self.sigmas, self.timesteps)}
+
+
+def _refuse(cond: bool, what: str) -> None:
+    if cond:
+        raise ValueError(f"scheduler: {what} is not supported (see docs/diffusers.md, 'Refused')")
+
+
+def _check_config(kind: str, cfg: dict) -> None:
+    """One-line refusals of settings the plan cannot reproduce."""
+    _refuse(bool(cfg.get("rescale_betas_zero_snr")), "rescale_betas_zero_snr=True (sigma_max is infinite)")
+    _refuse(bool(cfg.get("thresholding")) and kind not in ("ddpm", "ddim"), f"thresholding with {KIND_CLASSES[kind]}")
+    if kind == "ddpm":
+        vt = cfg.get("variance_type") or "fixed_small"
+        _refuse(vt not in VARIANCE_TYPES, f"DDPMScheduler variance_type={vt!r} (expected one of {', '.join(VARIANCE_TYPES)})")
+    if kind in ("euler", "euler-ancestral", "heun"):
+        _refuse(cfg.get("timestep_type", "discrete") != "discrete", "timestep_type='continuous'")
+        _refuse(cfg.get("final_sigmas_type", "zero") != "zero", "final_sigmas_type='sigma_min'")
+    if kind == "dpmpp-2m":
+        _refuse(cfg.get("algorithm_type") != "dpmsolver++", f"algorithm_type={cfg.get('algorithm_type')!r} (expected 'dpmsolver++')")
+        _refuse(int(cfg.get("solver_order", 2)) != 2, f"solver_order={cfg.get('solver_order')} (expected 2)")
+        _refuse(cfg.get("solver_type") != "midpoint", f"solver_type={cfg.get('solver_type')!r} (expected 'midpoint')")
+        _refuse(cfg.get("final_sigmas_type", "zero") != "zero", "final_sigmas_type='sigma_min'")
+        _refuse(bool(cfg.get("use_lu_lambdas")) or bool(cfg.get("use_flow_sigmas")), "use_lu_lambdas / use_flow_sigmas")
+        _refuse(cfg.get("variance_type") is not None, "a learned variance_type with DPMSolverMultistepScheduler")
+
+
+def build_scheduler(model: DiffusersDenoiser, kind: "str | None" = None, **overrides):
+    """A fresh diffusers scheduler: the model's own class and config, or ``kind``'s class from that config."""
+    diffusers = _import_diffusers()
+    name = model.scheduler_class if kind is None else KIND_CLASSES.get(kind)
+    if name not in SCHEDULER_KINDS:
+        what = f"kind {kind!r}" if kind is not None else f"the model's scheduler {model.scheduler_class!r}"
+        raise ValueError(f"scheduler: {what} is not supported; expected one of {', '.join(KIND_CLASSES)}")
+    with _quiet(diffusers):
+        return getattr(diffusers, name).from_config({**model.scheduler_config, **overrides})
+
+
+def _check_steps(model: DiffusersDenoiser, n_steps) -> int:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= model.num_train_timesteps:
+        raise ValueError(f"n_steps: expected an int in [1, {model.num_train_timesteps}], got {n_steps!r}")
+    return n_steps
+
+
+def scheduler_plan(model: DiffusersDenoiser, n_steps: int, kind: "str | None" = None, **overrides) -> SchedulerPlan:
+    """The :class:`SchedulerPlan` of the model's scheduler (or of ``kind``) for ``n_steps`` steps.
+
+    ``kind`` is one of ``ddpm``, ``ddim``, ``euler``, ``heun``, ``euler-ancestral``, ``dpmpp-2m``
+    (``None``: the model's own scheduler class); ``overrides`` replace entries of the config (e.g.
+    ``timestep_spacing='trailing'``, ``use_karras_sigmas=True``).
+    """
+    sched = build_scheduler(model, kind, **overrides)
+    kind = SCHEDULER_KINDS[type(sched).__name__]
+    cfg = dict(sched.config)
+    _check_config(kind, cfg)
+    sched.set_timesteps(_check_steps(model, n_steps))
+    ts = sched.timesteps.detach().to("cpu", torch.float64)
+    T = model.num_train_timesteps
+    if bool((ts < 0).any()) or bool((ts > T - 1).any()):
+        raise ValueError(f"n_steps: the scheduler produced timesteps outside [0, {T - 1}]")
+    sig = model.sigmas()
+    if kind in ("ddpm", "ddim"):
+        idx = ts.long()
+        if kind == "ddpm":  # DDPMScheduler.previous_timestep: the next listed timestep, then abar = 1
+            nxt = [sig[int(t)] for t in idx[1:]] + [torch.tensor(0.0, dtype=torch.float64)]
+        else:  # DDIMScheduler.step: t - T // n, then final_alpha_cumprod
+            final = 0.0 if cfg.get("set_alpha_to_one", True) else float(sig[0])
+            prev = idx - T // n_steps
+            nxt = [sig[int(p)] if p >= 0 else torch.tensor(final, dtype=torch.float64) for p in prev]
+        return SchedulerPlan(kind, sig[idx], ts, torch.stack(nxt).to(torch.float64), 1.0, "vp", cfg)
+    sigmas = sched.sigmas.detach().to("cpu", torch.float64)
+    sched.sigmas = sigmas  # the scheduler's own init_noise_sigma rule, evaluated in float64
+    init = float(sched.init_noise_sigma)
+    if kind == "heun":  # [s0, s1, s1, ..., s_{N-1}, s_{N-1}, 0] and [t0, t1, t1, ...]: one entry per level
+        sigmas = torch.cat([sigmas[:1], sigmas[1:-1:2], sigmas[-1:]])
+        ts = torch.cat([ts[:1], ts[1::2]])
+    frame = "vp" if kind == "dpmpp-2m" else "x"
+    return SchedulerPlan(kind, sigmas[:-1], ts, sigmas[1:], init, frame, cfg)
+
+
+def check_model_range(model: DiffusersDenoiser, sigmas) -> None:
+    """A grid must stay inside the model's trained range ``[sigma_min, sigma_max]`` (zeros aside): no silent clamp."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64)
+    s = s[s > 0]
+    lo, hi = model.sigma_min, model.sigma_max
+    tol = 4 * torch.finfo(torch.float32).eps
+    bad = s[(s < lo * (1 - tol)) | (s > hi * (1 + tol))]
+    if bad.numel():
+        raise ValueError(f"schedule: sigma {float(bad[0]):.6g} lies outside the model's range [{lo:.6g}, {hi:.6g}] "
+                         "(timesteps would be clamped); use schedule 'model' or a grid inside that range")
