@@ -1,0 +1,33 @@
+"""Results round-trip through JSON exactly; the demo report re-renders from results.json alone."""
+
+import json
+
+from critdiff.experiments.demo import write_demo_report
+from critdiff.experiments.result import result_from_record
+from critdiff.experiments.sample import SampleConfig, SampleResult, run_sample
+
+
+def test_sample_result_round_trips_and_report_re_renders(tmp_path):
+    cfg = SampleConfig(model="gaussian", data="stripes:size=8,n=20,wavelength=4", steps=4, n=3, sampler="ddpm")
+    res = run_sample(cfg, tmp_path / "s", progress=False)
+    assert isinstance(res, SampleResult)
+    again = SampleResult.from_json(res.to_json())
+    assert again == res and again.config == cfg
+    assert result_from_record(json.loads(json.dumps(res.record()))) == res
+    run_json = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert SampleResult.from_dict(run_json) == res
+
+    doc = {"title": "t", "meta": {"x": 0.123456789}, "sections": {
+        "one": {**res.record(), "folder": "s", "render": {"title": "Samples", "blurb": "b"}}}}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    first = write_demo_report(tmp_path).read_text()
+    second = write_demo_report(tmp_path).read_text()
+    assert first == second and "data:image/png;base64," in first
+    assert "Summary of findings" in first and "0.1235" in first and "0.123456789" not in first
+
+
+def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
+    from critdiff.cli import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.json" in capsys.readouterr().err
