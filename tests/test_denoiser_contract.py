@@ -165,8 +165,9 @@ def _build(name, tmp_path_factory) -> Case:
     if name == "patch-els-valid":
         return _patch(boundary="zero", pool="valid", labelled=False)
     if name == "gaussian-full":
+        # |D - x| <= sigma^2 / lambda_min |x - mu|: measured 8.5e-6 at sigma = 1e-4 (lambda_min ~ 2e-3)
         return Case(GaussianScore(MANY[0], labels=MANY[1]), 2, limit_zero=identity, limit_inf=mean_image(MANY),
-                    zero_tol=1e-5)
+                    zero_tol=5e-5)
     if name == "gaussian-stationary":
         return Case(GaussianScore(MANY[0], covariance="stationary"), 0, limit_zero=identity,
                     limit_inf=mean_value(MANY), zero_tol=1e-5)
@@ -316,6 +317,9 @@ def test_gradients_flow(case, dtype):
     (g,) = torch.autograd.grad(case.D(x, SIGMA, label).sum(), x)
     assert g.shape == x.shape and g.dtype == dtype
     assert bool(torch.isfinite(g).all()) and float(g.abs().max()) > 0
+    # without a grad-requiring input no graph is kept (the samplers do not switch gradients off, so a graph
+    # through the parameters would grow with every step of a run)
+    assert not case.D(x.detach(), SIGMA, label).requires_grad
     if dtype == torch.float64 and not case.net:  # against a central difference along one direction
         v = _x(torch.float64, seed=11)
         h = 1e-5
