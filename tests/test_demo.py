@@ -1,10 +1,22 @@
 """The main job end to end (quick settings): report, results.json, resume from cached sections."""
 
 import json
+import re
 
 import pytest
 
 from critdiff.experiments.demo import run_demo
+
+SECTIONS = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes",
+            "probe-textures", "trained-net", "guidance")
+STATUS = re.compile(r"\[demo\] (\S+): (cached|running)")
+
+
+def _status(logs):
+    """``{section: 'cached' | 'running'}`` from the demo's log lines (each section logs exactly one)."""
+    found = [m.groups() for m in map(STATUS.match, logs) if m]
+    assert len(found) == len({k for k, _ in found}), found
+    return dict(found)
 
 
 @pytest.mark.slow
@@ -12,12 +24,18 @@ def test_quick_demo_writes_report_and_resumes(tmp_path):
     out = tmp_path / "demo"
     logs = []
     report = run_demo(out, quick=True, log=logs.append)
+    assert _status(logs) == {k: "running" for k in SECTIONS}
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert 'src="sections/' not in html  # every figure embedded: the report is self-contained
-    res = json.loads((out / "results.json").read_text())
-    assert {"textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes", "probe-textures", "trained-net",
-            "guidance"} <= set(res["sections"])
+    res_text = (out / "results.json").read_text()
+    res = json.loads(res_text)
+    assert set(SECTIONS) <= set(res["sections"])
+    for key in SECTIONS:
+        assert isinstance(res["sections"][key], dict) and len(res["sections"][key]) > 1, key
+    # the second run computes nothing: every section comes from its cache and the report is the same
     logs.clear()
     run_demo(out, quick=True, log=logs.append)
-    assert all("cached" in line for line in logs if ": " in line and "wrote" not in line)
+    assert _status(logs) == {k: "cached" for k in SECTIONS}
+    assert report.read_text() == html
+    assert (out / "results.json").read_text() == res_text

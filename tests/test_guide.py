@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 import torch
 
 from critdiff.data import load
@@ -123,8 +124,20 @@ def test_summary_contents(parts, tmp_path):
     assert {"tc-random", "tc-constant", "adaptive-tc"} <= set(s["comparisons"])
     r = s["comparisons"]["tc-constant"]
     assert r["nfe_ratio"] == pytest.approx(s["arms"]["tc"]["nfe"] / s["arms"]["constant"]["nfe"])
-    for arm in s["arms"].values():
-        assert 0 <= arm["accuracy"]["diff"] <= 1 and arm["logp"]["diff"] <= 0
+    # accuracy and mean log p(intended class) of every arm against the classifier recomputed here from the
+    # stored samples: logits -|x - mu_c|^2 / 8, log p = logit - logsumexp(logits), in numpy float64
+    t, mu = trials(tmp_path), parts[1].mu.numpy()
+    assert set(s["arms"]) == {a for a, _ in t}
+    for name, arm in s["arms"].items():
+        recs = [t[k] for k in sorted(k for k in t if k[0] == name)]
+        x = np.concatenate([np.asarray(r["x"], dtype=np.float64).reshape(len(r["label"]), -1) for r in recs])
+        lab = np.concatenate([r["label"] for r in recs])
+        assert x.shape[0] == 6  # every sample of small(n=6)
+        logits = -((x[:, None, :] - mu[None]) ** 2).sum(-1) / 8.0
+        logp = logits[np.arange(lab.size), lab] - scipy.special.logsumexp(logits, axis=1)
+        assert arm["logp"]["diff"] == pytest.approx(float(logp.mean()), rel=1e-9, abs=1e-12), name
+        assert arm["accuracy"]["diff"] == pytest.approx(float((logits.argmax(1) == lab).mean()), abs=1e-12), name
+        assert arm["logp"]["lo"] <= arm["logp"]["diff"] <= arm["logp"]["hi"], name
     sec = G.guide_section(s, tmp_path)
     assert "<table>" in sec.html and 'src="sweep.png"' in sec.html and (tmp_path / "sweep.png").exists()
     assert s["calibration"]["threshold"] > 0

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from critdiff.denoisers import as_sigma
 from critdiff.experiments.net_criticality import net_criticality_section, train_demo_model
+from critdiff.io import save_json
 
 NUM = re.compile(r"(?<![\w^./:=-])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
@@ -63,26 +65,77 @@ def test_section_end_to_end(section):
         assert key in r["estimates"] and "feature" in r["estimates"][key]
     assert r["theory"]["stencil"] in r["calibration"]["stencils"]
     assert len(r["calibration"]["best_size"]) == len(r["calibration"]["logsnr"])
-
-
-def test_low_k_contrast_recomputed_from_stored_spectra(section):
-    r = section[0].results
-    s2k = np.array(r["sigma2_kappa_radial"])
-    k = np.array(r["k"])
-    i = int(np.argmax(k > 1e-12))
-    d = s2k[:, -1] - s2k[:, i]
-    st = r["stiffness_low_k"]
-    assert st["contrast_max"] == pytest.approx(float(d.max()))
-    assert st["contrast_logsnr"] == pytest.approx(r["probe_logsnr"][int(d.argmax())])
-    assert st["min"] == pytest.approx(float(s2k[:, i].min()))
     # sigma^2 kappa = 1 - Re Jhat_D: at the highest noise the denoiser is nearly constant in x
-    assert st["start"] == pytest.approx(1.0, abs=0.1)
-    # the combination uses exactly the signals that have a feature
+    assert r["stiffness_low_k"]["start"] == pytest.approx(1.0, abs=0.1)
+    assert set(r["t_c"]["signals"]) == {k for k, v in r["estimates"].items() if v["feature"]}
+
+
+# --- a denoiser whose answer is known --------------------------------------------------------------------
+C_LOW, C_STAR, N_STAR = 0.02, 0.2, 2  # c(k) on the shells |n| != 2 and |n| = 2 (|k| = 2 pi |n| / 8)
+
+
+def c_of_shell(n):
+    return np.where(np.asarray(n) == N_STAR, C_STAR, C_LOW)
+
+
+class SoftModeDenoiser:
+    """``D(x) = ifft(G(k, sigma) fft(x))`` with ``G = min(c(k) / sigma^2, 2)`` and ``c`` constant on each radial
+    shell ``n = rint(|k| 8 / 2 pi)``: the linearised patch model's high-noise form, capped so trajectories stay
+    finite. Its stiffness is known in closed form, ``sigma^2 kappa(k) = 1 - G(k, sigma)``, and the slowest mode
+    (``n = 2``) turns unstable exactly at ``sigma^2 = C_STAR``, i.e. logsnr ``-log C_STAR``."""
+
+    sample_shape = (1, 8, 8)
+
+    def __init__(self):
+        n = np.rint(np.hypot(*np.meshgrid(np.fft.fftfreq(8) * 8, np.fft.fftfreq(8) * 8, indexing="ij")))
+        self.c = torch.from_numpy(c_of_shell(n))
+
+    def __call__(self, x, sigma, label=None):
+        s = as_sigma(sigma, x).to(torch.float64).reshape(-1, 1, 1, 1)
+        g = torch.clamp(self.c / s**2, max=2.0)
+        return torch.fft.ifft2(g * torch.fft.fft2(x.to(torch.float64))).real.to(x.dtype)
+
+
+def closed_form_s2k(sigma):
+    """``sigma^2 kappa = 1 - min(c / sigma^2, 2)`` for each shell n = 0 .. 6 of the 8x8 lattice, ``[T, 7]``."""
+    c = c_of_shell(np.arange(7))[None, :]
+    return 1 - np.minimum(c / np.asarray(sigma)[:, None] ** 2, 2.0)
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    root = tmp_path_factory.mktemp("known")
+    save_json(root / "model" / "config.json", {"kind": "unet", "net": {}, "train": {"schedule": "vp-cosine"}})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("critdiff.nets.net_denoiser.load_net", lambda path: SoftModeDenoiser())
+        return net_criticality_section(root / "model", "digits:size=8", root, quick=True).results
+
+
+def test_stiffness_spectra_against_the_closed_form(known):
+    r = known
+    sigma = np.exp(-0.5 * np.asarray(r["probe_logsnr"]))
+    assert np.allclose(r["k"], 2 * np.pi * np.arange(7) / 8)
+    # the phase probes are exact for a circulant Jacobian: every shell at every recorded time
+    np.testing.assert_allclose(np.asarray(r["sigma2_kappa_radial"]), closed_form_s2k(sigma), atol=1e-5)
+    st = r["stiffness_low_k"]
+    want = closed_form_s2k(sigma)[:, 1]
+    assert st["start"] == pytest.approx(want[0], abs=1e-5) and st["min"] == pytest.approx(want.min(), abs=1e-5)
+
+
+def test_critical_time_against_the_closed_form(known):
+    r = known
+    lam = np.asarray(r["probe_logsnr"])
+    kappa = closed_form_s2k(np.exp(-0.5 * lam)).min(1) * np.exp(lam)  # slowest mode's kappa, ascending logsnr
+    j = int(np.flatnonzero((kappa[:-1] > 0) & (kappa[1:] <= 0))[0])
+    crossing = lam[j] + (lam[j + 1] - lam[j]) * kappa[j] / (kappa[j] - kappa[j + 1])
+    st = r["estimates"]["stiffness"]
+    assert st["feature"] and st["logsnr"] == pytest.approx(crossing, abs=1e-4)
+    assert abs(st["logsnr"] + np.log(C_STAR)) <= lam[j + 1] - lam[j]  # within one recorded step of the exact t_c
+    # the combination uses exactly the signals that have a feature; stiffness is one, so t_c and its interval exist
     used = {k for k, v in r["estimates"].items() if v["feature"]}
-    assert set(r["t_c"]["signals"]) == used
-    if used:
-        lo, hi = r["t_c"]["logsnr_ci"]
-        assert lo <= r["t_c"]["logsnr"] <= hi
+    assert "stiffness" in used and set(r["t_c"]["signals"]) == used
+    lo, hi = r["t_c"]["logsnr_ci"]
+    assert lo <= r["t_c"]["logsnr"] <= hi
 
 
 def test_train_demo_model_reuses_and_checks(model, tmp_path):

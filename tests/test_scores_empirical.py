@@ -7,20 +7,9 @@ import pytest
 import torch
 
 from critdiff.scores import EmpiricalScore
+from oracles import naive_empirical
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
-
-
-def naive_empirical(x, y, sigmas, y_labels=None, labels=None):
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    out = np.zeros_like(x)
-    for b in range(x.shape[0]):
-        ns = [n for n in range(y.shape[0]) if labels is None or y_labels[n] == labels[b]]
-        logit = np.array([-((x[b] - y[n]) ** 2).sum() / (2 * sigmas[b] ** 2) for n in ns])
-        w = np.exp(logit - logit.max())
-        out[b] = sum(wi * y[n] for wi, n in zip(w, ns)) / w.sum()
-    return out
 
 
 def data(seed, N=7, C=1, H=5, W=4, B=3):

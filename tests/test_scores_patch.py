@@ -7,52 +7,11 @@ import pytest
 import torch
 
 from critdiff.scores import PatchScore
-from critdiff.stencil import parse_stencil
+from oracles import naive_patch
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 SIGMAS = [1e-4, 1e-2, 0.3, 1.0, 100.0]
 CUSTOM = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 1]], dtype=bool)  # no centre, asymmetric
-
-
-def naive_patch(x, y, stencil, *, equivariant, boundary, pool="all", sigmas, y_labels=None, labels=None):
-    """Direct float64 loop: every pixel, every pool patch, explicit differences and logsumexp."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    offsets = parse_stencil(stencil).offsets
-    B, C, H, W = x.shape
-    N = y.shape[0]
-
-    def pix(img, i, j):
-        if boundary == "periodic":
-            return img[:, i % H, j % W]
-        if 0 <= i < H and 0 <= j < W:
-            return img[:, i, j]
-        return np.zeros(C)
-
-    def patch(img, i, j):
-        return np.concatenate([pix(img, i + dy, j + dx) for dy, dx in offsets])
-
-    def inside(i, j):
-        return all(0 <= i + dy < H and 0 <= j + dx < W for dy, dx in offsets)
-
-    P = np.array([[[patch(y[n], i, j) for j in range(W)] for i in range(H)] for n in range(N)])  # [N,H,W,D]
-    V = y.transpose(0, 2, 3, 1)  # [N,H,W,C]
-    out = np.zeros_like(x)
-    for b in range(B):
-        ns = [n for n in range(N) if labels is None or labels[b] is None or y_labels[n] == labels[b]]
-        for i in range(H):
-            for j in range(W):
-                q = patch(x[b], i, j)
-                if equivariant:
-                    pos = [(a, c) for a in range(H) for c in range(W) if pool == "all" or inside(a, c)]
-                    keys = np.array([P[n, a, c] for n in ns for a, c in pos])
-                    vals = np.array([V[n, a, c] for n in ns for a, c in pos])
-                else:
-                    keys, vals = P[ns, i, j], V[ns, i, j]
-                logit = -((keys - q) ** 2).sum(1) / (2 * sigmas[b] ** 2)
-                w = np.exp(logit - logit.max())
-                out[b, :, i, j] = (w[:, None] * vals).sum(0) / w.sum()
-    return out
 
 
 def nearest_centre(x, y, stencil, boundary):

@@ -42,5 +42,5 @@ def test_theory_section(tmp_path):
     sec = theory_section(x, "square:5", "ve", str(tmp_path), weights="uniform")
     assert set(sec) == {"title", "html", "results", "figures"}
     json.dumps(sec["results"])
-    assert all(os.path.exists(p) and os.path.basename(p) in sec["html"] for p in sec["figures"])
+    assert sec["figures"] and all(os.path.exists(p) and os.path.basename(p) in sec["html"] for p in sec["figures"])
     assert abs(sec["results"]["k_star_abs"] - torch.pi / 2) < 1e-12

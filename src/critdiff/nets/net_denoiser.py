@@ -86,7 +86,8 @@ class NetDenoiser:
 def load_net(path: "str | Path", weights: str = "ema", device: "str | torch.device" = "cpu") -> NetDenoiser:
     """Load a trained UNet from a checkpoint folder (written by ``critdiff train``) as a denoiser.
 
-    ``weights='ema'`` (default) or ``'raw'``. One-line ``ValueError``s for a missing folder or file, a
+    ``weights='ema'`` (default) or ``'raw'``. The parameters are frozen (``requires_grad=False``), so a call
+    on an ``x`` that does not require grad keeps no graph; gradients with respect to ``x`` still flow. One-line ``ValueError``s for a missing folder or file, a
     truncated or corrupt file, and weights that do not match the architecture in ``config.json``.
     """
     if weights not in ("ema", "raw"):
@@ -104,5 +105,5 @@ def load_net(path: "str | Path", weights: str = "ema", device: "str | torch.devi
     with torch.random.fork_rng(devices=[]):  # the initial values are overwritten; keep the global RNG untouched
         net = UNet(net_cfg)
     ckpt.load_into(net, tensors, str(file))
-    net.to(device)
+    net.to(device).requires_grad_(False)  # frozen: gradients with respect to x still flow (Jacobian probes)
     return NetDenoiser(net, path=str(root), step=step, weights=weights, train_config=cfg.get("train"))

@@ -2,7 +2,8 @@
 
 Shapes: ``x`` is ``[B, C, H, W]`` in critdiff's variance-exploding frame, ``sigma`` a float, 0-d or
 ``[B]`` tensor, ``label`` ``None``, an int or a LongTensor ``[B]``; the output ``x0_hat`` has ``x``'s
-shape and dtype.
+shape and dtype. ``H x W`` must be the UNet's ``sample_size`` when its config sets one (the resolution
+it was trained at; any other size is a ``ValueError`` naming ``x``).
 
 The frames. A discrete-time diffusers model is trained on the VP state ``z_k = sqrt(abar_k) x0 +
 sqrt(1 - abar_k) eps`` at integer timesteps ``k = 0 .. T-1``, with ``abar = scheduler.alphas_cumprod``.
@@ -291,6 +292,9 @@ class DiffusersDenoiser:
             raise ValueError(f"x: expected a floating tensor [B, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
         if x.shape[1] != self.channels:
             raise ValueError(f"x: the UNet takes {self.channels} channel(s), got shape {tuple(x.shape)}")
+        if self.sample_shape is not None and tuple(x.shape[2:]) != self.sample_shape[1:]:
+            raise ValueError(f"x: the UNet's sample_size is {self.sample_shape[1]}x{self.sample_shape[2]}, "
+                             f"got shape {tuple(x.shape)}")
         B = x.shape[0]
         s64 = self._sigma64(sigma, x)  # [B] float64, cpu
         t = self.sigma_to_timestep(s64) if timestep is None else \

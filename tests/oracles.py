@@ -1,0 +1,75 @@
+"""Independent float64 oracles shared by the tests: direct loops, no code from critdiff.scores.
+
+- :func:`naive_patch`      the patch model (DESIGN.md section 2) pixel by pixel, pool patch by pool patch;
+- :func:`naive_empirical`  the empirical model image by image.
+
+Both evaluate ``sum_p softmax(-|q - p|^2 / (2 sigma^2)) v_p`` with explicit differences and a max-shifted
+exponential, in numpy float64; a sigma far below the gap between the nearest and the second-nearest key
+(e.g. 1e-9) gives the nearest key's value exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from critdiff.stencil import parse_stencil
+
+
+def _weighted(q, keys, vals, sigma):
+    logit = -((keys - q) ** 2).sum(1) / (2 * sigma**2)
+    w = np.exp(logit - logit.max())
+    return (w[:, None] * vals).sum(0) / w.sum()
+
+
+def naive_patch(x, y, stencil, *, equivariant, boundary, pool="all", sigmas, y_labels=None, labels=None):
+    """Direct float64 loop: every pixel, every pool patch, explicit differences and a max-shifted softmax.
+
+    ``x [B, C, H, W]`` queries, ``y [N, C, H, W]`` training images; ``labels[b]`` (with ``y_labels [N]``)
+    restricts sample ``b``'s pool to that class, ``None`` uses every image. Returns ``[B, C, H, W]`` numpy.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    offsets = parse_stencil(stencil).offsets
+    B, C, H, W = x.shape
+    N = y.shape[0]
+
+    def pix(img, i, j):
+        if boundary == "periodic":
+            return img[:, i % H, j % W]
+        if 0 <= i < H and 0 <= j < W:
+            return img[:, i, j]
+        return np.zeros(C)
+
+    def patch(img, i, j):
+        return np.concatenate([pix(img, i + dy, j + dx) for dy, dx in offsets])
+
+    def inside(i, j):
+        return all(0 <= i + dy < H and 0 <= j + dx < W for dy, dx in offsets)
+
+    P = np.array([[[patch(y[n], i, j) for j in range(W)] for i in range(H)] for n in range(N)])  # [N,H,W,D]
+    V = y.transpose(0, 2, 3, 1)  # [N,H,W,C]
+    pos = [(a, c) for a in range(H) for c in range(W) if pool == "all" or inside(a, c)]
+    out = np.zeros_like(x)
+    for b in range(B):
+        ns = [n for n in range(N) if labels is None or labels[b] is None or y_labels[n] == labels[b]]
+        if equivariant:  # every position of every image in the pool
+            keys = np.array([P[n, a, c] for n in ns for a, c in pos])
+            vals = np.array([V[n, a, c] for n in ns for a, c in pos])
+        for i in range(H):
+            for j in range(W):
+                if not equivariant:  # the patches at position (i, j) only
+                    keys, vals = P[ns, i, j], V[ns, i, j]
+                out[b, :, i, j] = _weighted(patch(x[b], i, j), keys, vals, sigmas[b])
+    return out
+
+
+def naive_empirical(x, y, sigmas, y_labels=None, labels=None):
+    """Direct float64 loop over the training images ``y [N, ...]`` for each query ``x[b]``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    out = np.zeros_like(x)
+    for b in range(x.shape[0]):
+        ns = [n for n in range(y.shape[0]) if labels is None or labels[b] is None or y_labels[n] == labels[b]]
+        flat = y[ns].reshape(len(ns), -1)
+        out[b] = _weighted(x[b].reshape(-1), flat, flat, sigmas[b]).reshape(x.shape[1:])
+    return out
