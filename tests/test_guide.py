@@ -127,6 +127,13 @@ def test_summary_contents(parts, tmp_path):
     assert r["nfe_ratio"] == pytest.approx(s.arms["tc"]["nfe"] / s.arms["constant"]["nfe"])
     for arm in s.arms.values():
         assert 0 <= arm["accuracy"]["diff"] <= 1 and arm["logp"]["diff"] <= 0
+    # the tc arm's accuracy and mean log p, recomputed directly from its stored samples in the trial log
+    recs = [r for (arm, _), r in sorted(trials(tmp_path).items()) if arm == "tc"]
+    xs = torch.tensor([v for r in recs for v in r["x"]], dtype=torch.float32)
+    lab = torch.tensor([v for r in recs for v in r["label"]])
+    lg = clf.logits(xs)
+    assert s.arms["tc"]["logp"]["diff"] == pytest.approx(float(torch.log_softmax(lg, 1)[torch.arange(6), lab].mean()), rel=1e-12)
+    assert s.arms["tc"]["accuracy"]["diff"] == pytest.approx(float((lg.argmax(1) == lab).double().mean()))
     sec = render(s, folder=tmp_path)
     assert "<table>" in sec.html and 'src="sweep.png"' in sec.html and (tmp_path / "sweep.png").exists()
     assert s.calibration["threshold"] > 0
