@@ -10,10 +10,12 @@ import scipy.linalg
 import scipy.special
 import torch
 
+from critdiff import schedules as S
 from critdiff.data import load
 from critdiff.experiments import guide as G
 from critdiff.experiments.guide_metrics import diversity, frechet_distance
 from critdiff.experiments.guide_stats import paired_mean_diff, paired_stat_diff
+from critdiff.report.render import render
 
 DATA = "textures:size=8,n=6"
 
@@ -105,13 +107,13 @@ def test_resumed_run_gives_the_same_table(parts, tmp_path):
     cfg = small(arms=("none", "constant", "tc", "random", "adaptive", "sweep"), sweep=1, batch=2)
     ref = G.run_guide(cfg, tmp_path / "a", classifier=clf, model=model, log=lambda m: None)
     out = tmp_path / "b"
-    assert G.run_guide(cfg, out, classifier=clf, model=model, stop_after=8, log=lambda m: None)["stopped"]
+    assert G.run_guide(cfg, out, classifier=clf, model=model, stop_after=8, log=lambda m: None).status == "stopped"
     with open(out / "trials.jsonl", "a") as fh:  # an interrupted write
         fh.write('{"type": "trial", "arm": "tc", "sta')
     res = G.run_guide(cfg, out, classifier=clf, model=model, log=lambda m: None)
-    assert res["table"] == ref["table"]
-    assert res["comparisons"] == ref["comparisons"]
-    assert res["sweep"] == ref["sweep"]
+    assert res.table == ref.table
+    assert res.comparisons == ref.comparisons
+    assert res.sweep == ref.sweep
     n_trials = sum(1 for line in open(out / "trials.jsonl") if '"type":"trial"' in line)
     assert n_trials == len(trials(tmp_path / "a"))
     with pytest.raises(ValueError, match="different configuration"):
@@ -121,14 +123,14 @@ def test_resumed_run_gives_the_same_table(parts, tmp_path):
 def test_summary_contents(parts, tmp_path):
     model, clf = parts
     s = G.run_guide(small(arms=("none", "constant", "tc", "random", "adaptive", "sweep")), tmp_path, classifier=clf, model=model, log=lambda m: None)
-    assert {"tc-random", "tc-constant", "adaptive-tc"} <= set(s["comparisons"])
-    r = s["comparisons"]["tc-constant"]
-    assert r["nfe_ratio"] == pytest.approx(s["arms"]["tc"]["nfe"] / s["arms"]["constant"]["nfe"])
+    assert {"tc-random", "tc-constant", "adaptive-tc"} <= set(s.comparisons)
+    r = s.comparisons["tc-constant"]
+    assert r["nfe_ratio"] == pytest.approx(s.arms["tc"]["nfe"] / s.arms["constant"]["nfe"])
     # accuracy and mean log p(intended class) of every arm against the classifier recomputed here from the
     # stored samples: logits -|x - mu_c|^2 / 8, log p = logit - logsumexp(logits), in numpy float64
     t, mu = trials(tmp_path), parts[1].mu.numpy()
-    assert set(s["arms"]) == {a for a, _ in t}
-    for name, arm in s["arms"].items():
+    assert set(s.arms) == {a for a, _ in t}
+    for name, arm in s.arms.items():
         recs = [t[k] for k in sorted(k for k in t if k[0] == name)]
         x = np.concatenate([np.asarray(r["x"], dtype=np.float64).reshape(len(r["label"]), -1) for r in recs])
         lab = np.concatenate([r["label"] for r in recs])
@@ -138,16 +140,41 @@ def test_summary_contents(parts, tmp_path):
         assert arm["logp"]["diff"] == pytest.approx(float(logp.mean()), rel=1e-9, abs=1e-12), name
         assert arm["accuracy"]["diff"] == pytest.approx(float((logits.argmax(1) == lab).mean()), abs=1e-12), name
         assert arm["logp"]["lo"] <= arm["logp"]["diff"] <= arm["logp"]["hi"], name
-    sec = G.guide_section(s, tmp_path)
+    sec = render(s, folder=tmp_path)
     assert "<table>" in sec.html and 'src="sweep.png"' in sec.html and (tmp_path / "sweep.png").exists()
-    assert s["calibration"]["threshold"] > 0
+    assert s.calibration["threshold"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["table"] == json.loads(json.dumps(s.table))
+
+
+def test_result_round_trips_and_renders_identically_from_json(parts, tmp_path):
+    model, clf = parts
+    r = G.run_guide(small(arms=("none", "tc", "random", "sweep")), tmp_path, progress=False, classifier=clf,
+                    model=model, log=lambda m: None)
+    again = G.GuideResult.from_json(r.to_json())
+    assert again == r and isinstance(again.tc, G.CriticalTime) and again.status == "complete"
+    from critdiff.experiments.result import result_from_record
+
+    stored = result_from_record(json.loads((tmp_path / "result.json").read_text()))
+    assert stored == r
+    first = render(r, folder=tmp_path / "one")
+    second = render(stored, folder=tmp_path / "two")
+    assert first.html == second.html and first.findings == second.findings
+    assert (tmp_path / "one" / "sweep.png").exists() and (tmp_path / "two" / "sweep.png").exists()
+    assert "0.44933284408410007" not in first.html
+    # the findings quote the paired interval of the tc-random comparison with 4 significant digits
+    acc = r.comparisons["tc-random"]["accuracy"]
+    assert f"[{acc['lo']:.4g}, {acc['hi']:.4g}]" in " ".join(first.findings)
 
 
 def test_tc_from_theory_or_given(parts):
     x, _ = load(DATA)
     tc = G.resolve_tc(small(model="patch", stencil="square:3", tc_logsnr=None), x)
-    assert tc["source"].startswith("theory") and math.isfinite(tc["logsnr"])
-    assert G.resolve_tc(small(tc_logsnr=1.25), x)["logsnr"] == 1.25
+    assert tc.source.startswith("theory") and math.isfinite(tc.logsnr)
+    given = G.resolve_tc(small(tc_logsnr=1.25), x)
+    assert given.logsnr == 1.25 and given.sigma_over_a == pytest.approx(math.exp(-0.625), rel=1e-15)
+    # t is the schedule's time of that logsnr: its logsnr(t) returns 1.25 (independent direction of the map)
+    assert float(S.get(small().schedule).logsnr(torch.tensor(given.t, dtype=torch.float64))) == pytest.approx(1.25, abs=1e-9)
+    assert G.CriticalTime.from_record(json.loads(json.dumps(tc.record()))) == tc
     with pytest.raises(ValueError, match="tc-logsnr"):
         G.resolve_tc(small(tc_logsnr=None), x)  # gaussian, no model given: no theory, no probe
     # the toy mixture's symmetric branch neither turns unstable nor has an interior softest point, so the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..experiments.guide import GuideConfig, load_classifier, run_guide
+from ..experiments.guide import GuideConfig, run_guide
 from .common import add_out_arg, threads_of
 from .generate import add_config_args, config_from_args
 
@@ -20,19 +20,20 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..nets.classifier import load_classifier
+    from ..report.html import write_report
+    from ..report.render import render
+
     cfg = config_from_args(GuideConfig, args).validate()
     classifier = load_classifier(args.classifier) if args.classifier else None
     with threads_of(cfg):
-        summary = run_guide(cfg, args.out, classifier=classifier)
-    if summary.get("summary", True) is None:
+        result = run_guide(cfg, args.out, classifier=classifier)
+    if result.status == "no-classifier":
         print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --classifier DIR for the metrics")
         return 0
-    from ..experiments.guide import guide_section
-    from ..report.html import write_report
-
-    write_report(args.out, "critdiff guide", [guide_section(summary, args.out)], {"model": cfg.model, "data": cfg.data})
-    for row in summary["table"]:
+    write_report(args.out, "critdiff guide", [render(result, folder=args.out)], {"model": cfg.model, "data": cfg.data})
+    for row in result.table:
         print(f"{row['arm']:>14s}  acc {row['accuracy']:.3f}  logp {row['logp']:+.3f}  NFE {row['NFE']:.1f}  "
               f"{row.get('d_logp vs random [95% CI]', '')}")
-    print(f"wrote {args.out}/report.html, summary.json, trials.jsonl")
+    print(f"wrote {args.out}/report.html, summary.json, result.json, trials.jsonl")
     return 0

@@ -10,6 +10,7 @@ from .html import Section
 RENDERERS = {
     "sample": "sample:render_sample",
     "legacy-section": "render:render_legacy",
+    "guide": "guide:render_guide",
 }
 
 

@@ -1,0 +1,171 @@
+"""The arms of the guidance experiment and how one arm samples one batch (DESIGN.md section 5).
+
+Common random numbers: sample ``j`` has intended class ``j mod K``, initial noise from
+``seed_generators(seed, .)[j]`` and sampler noise from ``seed_generators(seed + 1, .)[j]``, fresh for every
+arm, so arms differ only by their guidance schedule. The random arm's centres use ``seed + 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .. import guidance_schedules as GS
+from .. import samplers as SM
+from .. import schedules as S
+from ..guidance import Guided
+from .guide_config import GuideConfig
+from .guide_metrics import check_classifier
+from .models import load_model
+
+@dataclass
+class Arm:
+    """One arm: ``make(index [B]) -> (schedule, callbacks)``; ``centre`` for fixed pulses (logsnr)."""
+
+    name: str
+    describe: str
+    make: Callable[[torch.Tensor], tuple]
+    centre: Optional[float] = None
+    meta: dict = field(default_factory=dict)
+
+
+def grid_range(sigmas: torch.Tensor) -> tuple[float, float]:
+    lam = GS.grid_logsnr(sigmas)
+    return float(lam.min()), float(lam.max())
+
+
+def sweep_centres(cfg: GuideConfig, sigmas) -> list[float]:
+    lo, hi = grid_range(sigmas)
+    a, b = lo + 0.5 * cfg.width, hi - 0.5 * cfg.width
+    if b <= a:
+        raise ValueError(f"width: a pulse of width {cfg.width} does not fit in the grid's logsnr range [{lo:.3g}, {hi:.3g}]")
+    return np.linspace(a, b, cfg.sweep).tolist() if cfg.sweep > 1 else [0.5 * (a + b)]
+
+
+def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
+    """``(target firing logsnr, lead)``: the median sample fires one grid step before the fixed pulse
+    at ``tc`` would start, and its pulse is then centred on ``tc``."""
+    lam = GS.grid_logsnr(sigmas).numpy()
+    start = tc - 0.5 * cfg.width
+    inside = np.flatnonzero(lam >= start - GS.EDGE_TOL)
+    j = int(inside[0]) if inside.size else len(lam) - 1
+    target = float(lam[j - 1]) if j > 0 else float(lam[0])
+    return target, tc - target
+
+
+def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) -> list[Arm]:
+    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre)."""
+    h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
+    lo, hi = grid_range(sigmas)
+    pulse = lambda c: GS.Pulse(c, W, h, b, cfg.shape)  # noqa: E731
+    arms: list[Arm] = []
+    for name in cfg.arms:
+        if name == "none":
+            arms.append(Arm("none", f"w = {b:g}", lambda idx: (GS.Constant(b), [])))
+        elif name == "cond":
+            arms.append(Arm("cond", "w = 1", lambda idx: (GS.Constant(1.0), [])))
+        elif name == "constant":
+            arms.append(Arm("constant", f"w = {h:g}", lambda idx: (GS.Constant(h), [])))
+        elif name == "interval":
+            iv = GS.Interval(*cfg.interval, h, b) if cfg.interval is not None else GS.edm_interval(h, b)
+            arms.append(Arm("interval", f"w = {h:g} on logsnr [{iv.lo:.2f}, {iv.hi:.2f}]",
+                            lambda idx, iv=iv: (iv, []), meta=iv.to_dict()))
+        elif name == "tc":
+            arms.append(Arm("tc", f"{cfg.shape} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
+        elif name == "random":
+            centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=cfg.seed + 2)
+            arms.append(Arm("random", "same pulse, random centre per sample",
+                            lambda idx, c=centres: (pulse(c[idx]), []), meta={"centres": centres.tolist()}))
+        elif name == "adaptive":
+            target, lead = adaptive_lead(cfg, sigmas, tc)
+
+            def make(idx, lead=lead):
+                ad = GS.AdaptivePulse(pulse(0.0), threshold, cfg.indicator, lead=lead)
+                return ad, [ad]
+
+            arms.append(Arm("adaptive", f"same pulse fired by {cfg.indicator} >= {threshold:.4g}", make,
+                            meta={"threshold": threshold, "lead": lead, "target_fire_logsnr": target}))
+        elif name == "sweep":
+            for c in sweep_centres(cfg, sigmas):
+                arms.append(Arm(f"sweep@{c:+.2f}", f"pulse at logsnr {c:.2f}", lambda idx, c=c: (pulse(c), []), centre=c))
+    return arms
+
+
+# --- running ---------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    cfg: GuideConfig
+    model: Any
+    classifier: Any
+    images: torch.Tensor
+    labels: torch.Tensor
+    n_classes: int
+    sigmas: torch.Tensor
+    shape: tuple
+
+
+def intended_labels(n: int, n_classes: int, offset: int = 0) -> torch.Tensor:
+    return (torch.arange(offset, offset + n) % n_classes).long()
+
+
+def run_arm(setup: Setup, schedule, callbacks, index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``index`` under ``schedule``; returns ``(x [B,C,H,W], nfe [B])``. Noise is common to arms."""
+    cfg = setup.cfg
+    n_all = int(index.max()) + 1
+    gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(cfg.seed + 1, n_all)
+    pick = index.tolist()
+    x = SM.initial_noise((len(pick), *setup.shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype)
+    g = Guided(setup.model, schedule)
+    with torch.no_grad():
+        out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
+                                  callback=list(callbacks) or None)
+    return out, g.nfe.clone()
+
+
+def calibrate_threshold(setup: Setup, tc: float) -> dict:
+    """Threshold of the adaptive pulse: the median, over ``calib_n`` pilot samples (indices after the
+    experiment's, run with ``w = baseline``), of the indicator at the target firing step."""
+    cfg = setup.cfg
+    target, lead = adaptive_lead(cfg, setup.sigmas, tc)
+    index = torch.arange(cfg.n, cfg.n + cfg.calib_n)
+    labels = intended_labels(cfg.calib_n, setup.n_classes, cfg.n)
+    probe = GS.AdaptivePulse(GS.Pulse(0.0, cfg.width, cfg.height, cfg.baseline, cfg.shape), math.inf, cfg.indicator)
+    run_arm(setup, GS.Constant(float(cfg.baseline)), [probe], index, labels)
+    lam = np.array(probe.logsnrs)
+    k = int(np.argmin(np.abs(lam - target)))
+    finite = [j for j, h in enumerate(probe.history) if bool(torch.isfinite(h).any())]
+    if not finite:
+        raise ValueError(f"threshold: the indicator {cfg.indicator!r} was never finite on the pilot samples")
+    k = min(finite, key=lambda j: abs(j - k))  # the first steps have no rate yet: nearest step with values
+    values = probe.history[k].numpy()
+    thr = float(np.nanmedian(values))
+    return {"type": "calibration", "threshold": thr, "target_fire_logsnr": target, "step": k, "lead": lead,
+            "indicator": cfg.indicator, "n": cfg.calib_n,
+            "median_indicator": [float(np.nanmedian(h.numpy())) if not bool(torch.isnan(h).all()) else None
+                                 for h in probe.history], "logsnr": lam.tolist()}
+
+
+def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
+    """Load data, build the model and the sigma grid."""
+    cfg.validate()
+    if model is None:
+        loaded = load_model(cfg, need_data=True, data_seed=0)
+        model, images, labels = loaded.model, loaded.images, loaded.labels
+    else:
+        from ..data import load as load_data
+
+        images, labels = load_data(cfg.data)
+        images = images.to(cfg.torch_dtype)
+    if labels is None:
+        raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
+    if classifier is not None:
+        check_classifier(classifier)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    shape = tuple(images.shape[1:])
+    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, shape)
+
+

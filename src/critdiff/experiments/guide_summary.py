@@ -1,0 +1,146 @@
+"""The summary of the guidance experiment, computed from the trial log only (DESIGN.md section 5).
+
+Per arm: accuracy and mean log-probability of the intended class with bootstrap intervals (seed = the
+arm's position), Frechet distance and diversity per class, NFE; paired bootstrap 95% intervals for every
+difference from the ``random`` arm (seeds ``1000 + 10 k``, then ``+1..+4`` per metric) and for the key
+comparisons (seeds ``5000 + j``); the sweep curve and its peaks. The stored samples are classified here,
+so a resumed run gives exactly the table of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .guide_arms import Arm, Setup, grid_range
+from .guide_metrics import classify, diversity, frechet_distance
+from .guide_stats import mean_interval, paired_mean_diff, paired_stat_diff
+from .guide_store import TrialLog
+from .guide_tc import CriticalTime
+
+COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"))
+
+
+def collect(trial_log: TrialLog, arm: str, n: int, classifier) -> dict[str, np.ndarray]:
+    """Per-sample arrays of one arm, ordered by sample index (every sample must be present); the stored
+    samples are classified here, so the metrics depend only on the log and the classifier."""
+    recs = sorted((r for r in trial_log.of_type("trial") if r["arm"] == arm), key=lambda r: r["start"])
+    if not recs:
+        raise ValueError(f"trials: arm {arm!r} has no trials in {trial_log.path}")
+    cat = lambda k: np.concatenate([np.asarray(r[k]) for r in recs])  # noqa: E731
+    d = {k: cat(k) for k in ("index", "label", "nfe")}
+    x = torch.cat([torch.tensor(r["x"], dtype=torch.float32) for r in recs])
+    m = classify(classifier, x, torch.as_tensor(d["label"], dtype=torch.long))
+    d["correct"], d["logp"], d["embed"] = m["correct"].numpy(), m["logp"].numpy(), m["embed"].numpy()
+    if recs and "fired_logsnr" in recs[0]:
+        d["fired"] = np.concatenate([np.asarray([np.nan if v is None else v for v in r["fired_logsnr"]]) for r in recs])
+    if d["index"].size != n or not np.array_equal(d["index"], np.arange(n)):
+        raise ValueError(f"trials: arm {arm!r} is incomplete ({d['index'].size} of {n} samples)")
+    d["correct"] = d["correct"].astype(np.float64)
+    return d
+
+
+def _fd_per_class(embed, label, refs, idx=None) -> float:
+    idx = np.arange(label.size) if idx is None else idx
+    vals = [frechet_distance(embed[idx][label[idx] == c], refs[c]) for c in sorted(refs)
+            if (label[idx] == c).sum() > 1]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _div_per_class(embed, label, idx=None) -> float:
+    idx = np.arange(label.size) if idx is None else idx
+    vals = [diversity(embed[idx][label[idx] == c]) for c in np.unique(label)]
+    return float(np.nanmean(vals))
+
+
+def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, n_boot: int, seed: int) -> dict:
+    """One arm's metrics: accuracy and log p with bootstrap intervals, FD per class, diversity, NFE, firing."""
+    fd_c = {int(c): frechet_distance(d["embed"][label == c], refs[c]) for c in sorted(refs) if (label == c).sum() > 1}
+    rec = {
+        "describe": arm.describe, "centre_logsnr": arm.centre, "meta": arm.meta,
+        "accuracy": mean_interval(d["correct"], n_boot, seed=seed), "logp": mean_interval(d["logp"], n_boot, seed=seed),
+        "nfe": float(d["nfe"].mean()), "fd_per_class": fd_c, "fd": float(np.mean(list(fd_c.values()))) if fd_c else None,
+        "diversity": _div_per_class(d["embed"], label),
+    }
+    if "fired" in d:
+        fired = d["fired"]
+        rec["fired_fraction"] = float(np.isfinite(fired).mean())
+        rec["fired_logsnr_quartiles"] = (np.nanquantile(fired, [0.25, 0.5, 0.75]).tolist()
+                                         if np.isfinite(fired).any() else None)
+    return rec
+
+
+def compare(da: dict, db: dict, label: np.ndarray, refs: dict, n_boot: int, n_boot_set: int, seed: int) -> dict:
+    """Paired differences ``a - b`` of two arms' per-sample records (seeds ``seed .. seed + 4``)."""
+    res = {
+        "accuracy": paired_mean_diff(da["correct"], db["correct"], n_boot, seed),
+        "logp": paired_mean_diff(da["logp"], db["logp"], n_boot, seed + 1),
+        "nfe": paired_mean_diff(da["nfe"], db["nfe"], n_boot, seed + 2),
+        "fd": paired_stat_diff(lambda i: _fd_per_class(da["embed"], label, refs, i)
+                               - _fd_per_class(db["embed"], label, refs, i), label, n_boot_set, seed + 3),
+        "diversity": paired_stat_diff(lambda i: _div_per_class(da["embed"], label, i)
+                                      - _div_per_class(db["embed"], label, i), label, n_boot_set, seed + 4),
+    }
+    res["nfe_ratio"] = float(da["nfe"].mean() / db["nfe"].mean())
+    return res
+
+
+def _table(arms: list[Arm], per_arm: dict) -> list[dict]:
+    """The arms table of ``summary.json`` and the CLI (intervals as text with 3 significant digits)."""
+    rows = []
+    for a in arms:
+        r = per_arm[a.name]
+        row = {"arm": a.name, "schedule": a.describe, "accuracy": r["accuracy"]["diff"], "logp": r["logp"]["diff"],
+               "FD": r["fd"], "diversity": r["diversity"], "NFE": r["nfe"]}
+        vr = r.get("vs_random")
+        if vr:
+            for key, name in (("accuracy", "acc"), ("logp", "logp"), ("fd", "FD"), ("diversity", "div")):
+                row[f"d_{name} vs random [95% CI]"] = _ci(vr[key])
+        rows.append(row)
+    return rows
+
+
+def _sweep(arms: list[Arm], per_arm: dict, tc: CriticalTime) -> tuple[list[dict], Any]:
+    """The sweep curve (one point per sweep centre) and the centres where log p and accuracy peak."""
+    sweep = [{"centre_logsnr": a.centre, "accuracy": per_arm[a.name]["accuracy"], "logp": per_arm[a.name]["logp"],
+              "nfe": per_arm[a.name]["nfe"]} for a in arms if a.name.startswith("sweep@")]
+    if not sweep:
+        return sweep, None
+    best = max(sweep, key=lambda s: s["logp"]["diff"])
+    best_acc = max(sweep, key=lambda s: s["accuracy"]["diff"])
+    return sweep, {"logp_peak_logsnr": best["centre_logsnr"], "accuracy_peak_logsnr": best_acc["centre_logsnr"],
+                   "logp_peak_minus_tc": best["centre_logsnr"] - tc.logsnr,
+                   "accuracy_peak_minus_tc": best_acc["centre_logsnr"] - tc.logsnr}
+
+
+def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTime) -> dict[str, Any]:
+    """The fields of :class:`~critdiff.experiments.guide.GuideResult`: the arms, the table, the sweep and the
+    key comparisons, from the trial log only."""
+    cfg = setup.cfg
+    with torch.no_grad():
+        ref = classify(setup.classifier, setup.images, setup.labels)
+    ref_embed = ref["embed"].numpy()
+    refs = {c: ref_embed[setup.labels.numpy() == c] for c in range(setup.n_classes)}
+    data = {a.name: collect(trial_log, a.name, cfg.n, setup.classifier) for a in arms}
+    label = next(iter(data.values()))["label"]
+    per_arm = {a.name: _arm_record(a, data[a.name], label, refs, cfg.n_boot, k) for k, a in enumerate(arms)}
+    paired = lambda a, b, seed: compare(data[a], data[b], label, refs, cfg.n_boot, cfg.n_boot_set, seed)  # noqa: E731
+    if "random" in data:
+        for k, a in enumerate(arms):
+            if a.name != "random":
+                per_arm[a.name]["vs_random"] = paired(a.name, "random", 1000 + 10 * k)
+    comparisons: dict[str, Any] = {}
+    for a, b in COMPARISONS:
+        if a in data and b in data:
+            comparisons[f"{a}-{b}"] = per_arm[a].get("vs_random") if b == "random" else paired(a, b, 5000 + len(comparisons))
+    sweep, peak = _sweep(arms, per_arm, tc)
+    return {"tc": tc, "grid_logsnr_range": grid_range(setup.sigmas), "n_classes": setup.n_classes,
+            "classifier_train_accuracy": float(ref["correct"].double().mean()),
+            "calibration": trial_log.find("calibration"), "arms": per_arm, "table": _table(arms, per_arm),
+            "sweep": sweep, "sweep_peak": peak, "comparisons": comparisons, "log": str(trial_log.path)}
+
+
+def _ci(r: dict) -> str:
+    return f"{r['diff']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"

@@ -1,0 +1,100 @@
+"""The critical time at which the guidance experiment pulses: one :class:`CriticalTime` object.
+
+It is resolved once per run (given, from the patch-model theory of DESIGN.md section 3, or from the
+probes' growth onset of DESIGN.md section 4), stored as the ``tc`` record of the trial log, and read back
+from there on resume, so every arm of a run uses the same value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from .. import schedules as S
+from ..config import JsonConfig
+from .guide_config import GuideConfig
+
+
+@dataclass(frozen=True)
+class CriticalTime(JsonConfig):
+    """A critical time in three coordinates: diffusion time ``t``, ``logsnr`` and ``sigma_over_a``
+    (``= exp(-logsnr / 2)``), with the ``source`` of the estimate, its interval ``logsnr_ci`` (probe
+    estimates) and the critical mode ``k_star`` (theory estimates, rad/pixel) when known."""
+
+    t: float
+    logsnr: float
+    sigma_over_a: float
+    source: str
+    logsnr_ci: Optional[tuple[float, float]] = None
+    k_star: Optional[tuple[float, float]] = None
+
+    @classmethod
+    def at_logsnr(cls, schedule, logsnr: float, source: str, **extra: Any) -> "CriticalTime":
+        """The critical time at ``logsnr`` on the noise ``schedule`` (a spec or a schedule object)."""
+        sch = S.get(schedule) if isinstance(schedule, str) else schedule
+        lam = float(logsnr)
+        return cls(t=float(sch.t_of_logsnr(lam)), logsnr=lam, sigma_over_a=math.exp(-0.5 * lam), source=source,
+                   **extra)
+
+    def record(self) -> dict:
+        """The ``tc`` record of the trial log and of ``summary.json`` (unknown extras left out)."""
+        d = {"type": "tc", **self.to_dict()}
+        return {k: v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "CriticalTime":
+        return cls.from_dict({k: v for k, v in rec.items() if k != "type"})
+
+
+def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None) -> CriticalTime:
+    """The critical time: given, else the patch-model theory (DESIGN.md section 3), else the growth probe.
+
+    Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
+    """
+    sch = S.get(cfg.schedule)
+    if cfg.tc_logsnr is not None:
+        return CriticalTime.at_logsnr(sch, cfg.tc_logsnr, "given")
+    if cfg.kind == "patch" and images is not None:
+        from ..theory.critical import critical_point
+        from ..theory.pool import patch_pool
+
+        cp = critical_point(patch_pool(images.to(torch.float64), cfg.stencil), sch, growth=False)
+        if not cp.found:
+            raise ValueError(f"tc-logsnr: the theory finds no critical point ({cp.message}); pass --tc-logsnr")
+        note = "" if (cfg.equivariant and cfg.boundary == "periodic") else \
+            " (theory of the equivariant periodic model, used as an approximation)"
+        return CriticalTime.at_logsnr(sch, cp.logsnr_c, "theory" + note, k_star=cp.k_star)
+    probe = probe_tc(cfg, model, images)
+    if probe is not None:
+        return probe
+    raise ValueError("tc-logsnr: no critical-time estimate is available for this model; pass --tc-logsnr")
+
+
+def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
+    """The probes' estimate of the critical point (DESIGN.md section 4): the growth onset of small fluctuations
+    about the unconditional model's symmetric branch (:func:`critdiff.probes.linear_response`, forward
+    evaluations only), with its interval. On the trained digits net this sits where the class is decided
+    (logsnr about -1), whereas the stiffness along the sampler's own trajectories only turns at logsnr about 7.
+
+    The branch run has the sizes ``critdiff probe`` uses by default (``ProbeConfig.linear`` coarse steps,
+    ``ProbeConfig.linear_n`` members); its seed is ``cfg.seed + 3``.
+    """
+    if model is None or images is None:
+        return None
+    from ..probes import from_growth, linear_response
+    from .probe import ProbeConfig
+
+    lr = linear_response(model, tuple(images.shape[1:]), cfg.schedule, steps=ProbeConfig.linear,
+                         n=ProbeConfig.linear_n, seed=cfg.seed + 3, dtype=images.dtype, keep_states=False)
+    est = from_growth(lr, n_boot=200, seed=cfg.seed)
+    lam = float(est.logsnr)
+    lo, hi = float(lr.logsnr.min()), float(lr.logsnr.max())
+    if est.method != "zero-crossing" and min(abs(lam - lo), abs(lam - hi)) < 1e-9 * max(1.0, hi - lo):
+        # the branch neither turned unstable nor had an interior softest point: no critical time to pulse at
+        raise ValueError(f"tc-logsnr: the linear-response probe found no critical time inside the grid (estimate at "
+                         f"its end, logsnr {lam:.3g}); give --tc-logsnr (e.g. from `critdiff probe`)")
+    return CriticalTime.at_logsnr(cfg.schedule, lam, f"probe (branch growth, {est.method})",
+                                  logsnr_ci=tuple(float(v) for v in est.logsnr_ci))

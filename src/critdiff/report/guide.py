@@ -1,0 +1,109 @@
+"""Render a :class:`~critdiff.experiments.guide.GuideResult`: the key comparisons, the arms table and the
+sweep curve (``sweep.png``, redrawn from the result's numbers)."""
+
+from __future__ import annotations
+
+import html as _html
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .figures import plt, save_figure
+from .fmt import interval, num
+from .html import Section, table
+
+QUESTION = ("Does a guidance pulse at the critical time align samples with their class better than the same "
+            "pulse at random times, constant guidance or an adaptive pulse?")
+# comparison key -> how the findings name it
+COMPARED = {"tc-random": "pulse at t_c minus pulse at random centres",
+            "tc-constant": "pulse at t_c minus constant guidance",
+            "adaptive-tc": "adaptive pulse minus pulse at t_c"}
+
+
+def _ci(r: dict) -> str:
+    """``diff [lo, hi]`` with 4 significant digits."""
+    return f"{num(r['diff'])} {interval(r['lo'], r['hi'])}"
+
+
+def sweep_figure(result, path) -> Optional[Path]:
+    """Class alignment against the pulse centre (logsnr), with t_c and the reference arms marked."""
+    if not result.sweep:
+        return None
+    tc, arms, cfg = result.tc, result.arms, result.config
+    c = np.array([s["centre_logsnr"] for s in result.sweep])
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for ax, key, name in ((axes[0], "accuracy", "accuracy of intended class"),
+                          (axes[1], "logp", "mean log p(intended class)")):
+        m, lo, hi = (np.array([s[key][k] for s in result.sweep]) for k in ("diff", "lo", "hi"))
+        ax.errorbar(c, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label="pulse at centre")
+        ax.axvline(tc.logsnr, color="C3", ls="--", label=f"t_c ({tc.source.split(' ')[0]})")
+        if "tc" in arms:
+            r = arms["tc"][key]
+            ax.errorbar([tc.logsnr], [r["diff"]], yerr=[[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]],
+                        marker="*", ms=11, color="C3", capsize=3, ls="none", label="pulse at t_c")
+        for arm, col in (("random", "C2"), ("constant", "C4"), ("none", "0.5"), ("adaptive", "C1")):
+            if arm in arms:
+                ax.axhline(arms[arm][key]["diff"], color=col, ls=":", label=arm)
+        ax.set_xlabel("pulse centre (logsnr)")
+        ax.set_ylabel(name)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"guidance pulse sweep: {cfg.model} on {cfg.data} (height {cfg.height:g}, width {cfg.width:g}, "
+                 f"baseline {cfg.baseline:g})", fontsize=9)
+    return save_figure(fig, path)
+
+
+def findings(result) -> list[str]:
+    """Plain sentences with numbers and 95% intervals: what the comparisons and the sweep showed."""
+    tc, out = result.tc, []
+    out.append(f"critical time t_c = {num(tc.t)} (logsnr {num(tc.logsnr)}, sigma/a {num(tc.sigma_over_a)}; "
+               f"from {tc.source}).")
+    for key, name in COMPARED.items():
+        r = (result.comparisons or {}).get(key)
+        if r is not None:
+            out.append(f"{name}: accuracy {_ci(r['accuracy'])}, log p {_ci(r['logp'])}, NFE ratio "
+                       f"{num(r['nfe_ratio'])} (paired bootstrap 95%).")
+    if result.sweep_peak:
+        p = result.sweep_peak
+        out.append(f"the sweep's log p peaks at logsnr {num(p['logp_peak_logsnr'])} ({num(p['logp_peak_minus_tc'])} "
+                   f"from t_c) and its accuracy at {num(p['accuracy_peak_logsnr'])}.")
+    return out
+
+
+def _rows(result) -> list[dict]:
+    rows = []
+    for name, r in result.arms.items():
+        vr = r.get("vs_random") or {}
+        row = {"arm": name, "schedule": r["describe"], "accuracy [95% CI]": _ci(r["accuracy"]),
+               "log p [95% CI]": _ci(r["logp"]), "FD": r["fd"], "diversity": r["diversity"], "NFE": r["nfe"]}
+        if vr:
+            row.update({f"d_{k} vs random [95% CI]": _ci(vr[k]) for k in ("accuracy", "logp", "fd", "diversity")})
+        rows.append(row)
+    return rows
+
+
+def _settings(result) -> str:
+    cfg, tc = result.config, result.tc
+    return (f"<p>{_html.escape(cfg.model)} on <code>{_html.escape(str(cfg.data))}</code>, {cfg.n} samples per arm "
+            f"(intended classes balanced), {cfg.sampler} with {cfg.steps} steps uniform in {cfg.spacing} on "
+            f"{cfg.schedule}. Every arm starts from the same noise and receives the same sampler noise. Pulses: "
+            f"{cfg.shape}, height {num(cfg.height)}, width {num(cfg.width)} logsnr, baseline w = {num(cfg.baseline)}. "
+            f"Critical logsnr {num(tc.logsnr)} (t = {num(tc.t)}, sigma/a = {num(tc.sigma_over_a)}; source: "
+            f"{_html.escape(tc.source)}). Classifier accuracy on the training images: "
+            f"{num(result.classifier_train_accuracy)}.</p>")
+
+
+def render_guide(result, folder: "str | Path | None" = None, key: str = "guidance",
+                 title: str = "Guidance pulses at the critical time") -> Section:
+    """The report section of a guidance run; ``sweep.png`` is drawn into ``folder`` (default: the run's
+    folder, where its ``trials.jsonl`` is)."""
+    if result.status != "complete":
+        raise ValueError(f"result: the guidance run is {result.status!r}, not complete; rerun it "
+                         "(with --classifier) before rendering")
+    folder = Path(result.log).parent if folder is None else Path(folder)
+    facts = findings(result)
+    html = (_settings(result) + "<ul>" + "".join(f"<li>{_html.escape(f)}</li>" for f in facts[1:]) + "</ul>"
+            + table(_rows(result)))
+    if sweep_figure(result, folder / "sweep.png") is not None:
+        html += '<p><img src="sweep.png"></p>'
+    return Section(key, title, html, question=QUESTION, findings=facts)
