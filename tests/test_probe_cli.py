@@ -83,7 +83,7 @@ def test_missing_data_is_a_usage_error(tmp_path, capsys):
 def test_homogeneous_probe_finds_theory_critical_point_on_stripes(dtype):
     from critdiff import schedules as S
     from critdiff.data import load
-    from critdiff.experiments.probe import homogeneous_probe, k_star_matches
+    from critdiff.probes.homogeneous import homogeneous_probe, k_star_matches
     from critdiff.scores.patch import PatchScore
     from critdiff.theory.analysis import analyze
 
@@ -110,7 +110,7 @@ def test_homogeneous_probe_finds_theory_critical_point_on_stripes(dtype):
 def test_k_star_matches_rejects_a_stiff_mode():
     import numpy as np
 
-    from critdiff.experiments.probe import k_star_matches
+    from critdiff.probes.homogeneous import k_star_matches
 
     kap = np.ones((8, 8))
     kap[0, 2] = kap[0, 6] = -1.0  # softest at kx = +-pi/2
@@ -119,7 +119,7 @@ def test_k_star_matches_rejects_a_stiff_mode():
 
 
 def test_comparison_rows_agreement_rule():
-    from critdiff.experiments.probe import comparison_rows
+    from critdiff.probes.theory_compare import comparison_rows
 
     sig = lambda lam, lo, hi: {"t_c": 0.3, "logsnr_c": lam, "ci_logsnr": [lo, hi]}  # noqa: E731
     rec = {"theory": {"t_c": 0.3, "logsnr_c": 0.0, "k_star": [0.0, 1.0]},
@@ -131,7 +131,7 @@ def test_comparison_rows_agreement_rule():
 
 
 def test_comparison_rows_edge_peak_is_no_estimate():
-    from critdiff.experiments.probe import comparison_rows
+    from critdiff.probes.theory_compare import comparison_rows
 
     rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "ci_logsnr": [None, None]},
            "signals": {"xi_2": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
@@ -139,7 +139,7 @@ def test_comparison_rows_edge_peak_is_no_estimate():
 
 
 def test_comparison_rows_without_a_theory_crossing_use_the_softest_time():
-    from critdiff.experiments.probe import comparison_rows
+    from critdiff.probes.theory_compare import comparison_rows
 
     rec = {"theory": {"logsnr_c": None, "softest": {"logsnr": -1.0}},
            "signals": {"min": {"logsnr_c": -1.1, "ci_logsnr": [-1.5, -0.9], "method": "minimum"},

@@ -1,3 +1,3 @@
 """Imports every experiment module, so that each result type is registered (see :mod:`.result`)."""
 
-from . import sample  # noqa: F401
+from . import probe, sample  # noqa: F401
