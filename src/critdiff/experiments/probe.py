@@ -22,8 +22,7 @@ Times are reported as the schedule's ``t``, ``logsnr`` and ``sigma/a``; costs as
 sample (JVPs included). ``run_probe(cfg, out) -> ProbeResult``: the result (every number the report shows and
 the curves its figures plot) is written atomically to ``OUT/probe.json``, the states nearest the ensemble's
 ``t_c`` to ``OUT/snapshots.png``; :func:`critdiff.report.probe.render_probe` draws the figures and the prose.
-The measurement code lives in :mod:`critdiff.probes` (``homogeneous``, ``branch``, ``estimates``,
-``theory_compare``).
+Measurements live in :mod:`critdiff.probes` (``ensemble``, ``branch``, ``homogeneous``, ``theory_compare``).
 """
 
 from __future__ import annotations
@@ -43,7 +42,8 @@ from ..config import arg
 from ..errors import check_int, check_positive
 from ..io import save_json
 from ..probes.branch import branch_response
-from ..probes.estimates import at_grid_edge, combine_record, estimate_record
+from ..probes.ensemble import ensemble_probe, ensemble_signals
+from ..probes.estimates import combine_record, estimate_record
 from ..probes.homogeneous import homogeneous_probe, k_star_matches
 from ..probes.theory_compare import homogeneous_signal, theory_record
 from .config import RunConfig
@@ -132,47 +132,6 @@ def _phase_units(cfg: ProbeConfig, n_steps: int) -> int:
         (1 if cfg.analytic_patch else 0)
 
 
-def _ensemble(model, cfg: ProbeConfig, x, sigmas, steps, bar) -> dict:
-    """The sampler's own ensemble: trajectory probes, the susceptibility, their estimates and timings."""
-    from ..probes import from_chi, from_stiffness, from_xi, probe_trajectory, susceptibility
-
-    t0 = time.perf_counter()
-    bar.set_postfix_str("trajectory")
-    traj = probe_trajectory(model, x, sigmas, sampler=cfg.sampler, steps=steps, label=cfg.label,
-                            generator=SM.seed_generators(cfg.seed + 1, cfg.n),
-                            spectral={"n_probes": cfg.probes, "probe": "phase", "window": cfg.window}, seed=cfg.seed,
-                            callback=lambda step: bar.update(1))
-    out = {"traj": traj, "t_traj": time.perf_counter() - t0, "susc": None, "t_chi": None}
-    kw = {"n_boot": cfg.n_boot, "seed": cfg.seed}
-    out["est"] = {"stiffness": from_stiffness(traj, scale="sigma2", **kw), "xi_2": from_xi(traj, which="xi_2", **kw),
-                  "xi_oz": from_xi(traj, which="oz", **kw)}
-    if cfg.chi:
-        bar.set_postfix_str("susceptibility (bump kicks)")
-        t1 = time.perf_counter()
-        out["susc"] = susceptibility(model, x, sigmas, steps, sampler=cfg.sampler, label=cfg.label, kick="bump",
-                                     seed=cfg.seed + 2, n_boot=cfg.n_boot)
-        out["t_chi"] = time.perf_counter() - t1
-        out["est"]["chi"] = from_chi(out["susc"], **kw)
-        bar.update(len(steps))
-    return out
-
-
-def _ensemble_signals(ens: dict, schedule) -> tuple:
-    """Signal records of the ensemble estimates and their combination (extrema on a grid end left out)."""
-    traj, susc = ens["traj"], ens["susc"]
-    ends = (float(traj.logsnr.min()), float(traj.logsnr.max()))
-    if susc is not None:
-        ends += (float(susc.logsnr.min()), float(susc.logsnr.max()))
-    signals, use = {}, []
-    for k, v in ens["est"].items():
-        edge = at_grid_edge(v, ends)
-        signals[k] = {**estimate_record(v, schedule), "at_grid_edge": bool(edge)}
-        if not edge:
-            use.append(v)
-    ens_comb, ensemble_combined = combine_record(use, schedule)
-    return signals, ens_comb, ensemble_combined
-
-
 def _theory(model, cfg: ProbeConfig, images, schedule, signals: dict, lin, bar) -> tuple:
     """The theory's record and report, and the homogeneous-state probe (patch model only)."""
     bar.set_postfix_str("theory and the homogeneous-state probe")
@@ -254,8 +213,12 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
     sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
     steps = probe_steps(cfg.steps, cfg.times)
     x = SM.initial_noise((cfg.n, *loaded.shape), sigmas, SM.seed_generators(cfg.seed, cfg.n), dtype=cfg.torch_dtype)
-    ens = _ensemble(loaded.model, cfg, x, sigmas, steps, bar)
-    signals, ens_comb, ensemble_combined = _ensemble_signals(ens, schedule)
+    ens = ensemble_probe(loaded.model, x, sigmas, steps, sampler=cfg.sampler, label=cfg.label, n_probes=cfg.probes,
+                         window=cfg.window, chi=cfg.chi, n_boot=cfg.n_boot, seed=cfg.seed,
+                         on_step=lambda step: bar.update(1), on_phase=bar.set_postfix_str)
+    if cfg.chi:
+        bar.update(len(steps))
+    signals, ens_comb, ensemble_combined = ensemble_signals(ens, schedule)
     lin = None
     if cfg.linear:
         lin = branch_response(loaded.model, loaded.shape, schedule, steps=cfg.linear, eps=cfg.linear_eps,
@@ -326,11 +289,12 @@ def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False
     cfg = demo_config(quick, data_spec, stencil, eps_scan)
 
     def build(folder: Path):
+        from ..probes.theory_compare import comparison_rows
         from ..report.probe import render_probe
 
         result = run_probe(cfg, folder, progress=True)
         sec = render_probe(result, out_dir=folder)
-        sec.results = result.to_dict()
+        sec.results = {"rows": comparison_rows(result.to_dict()), **result.to_dict()}
         return sec
 
     return {"kind": "probe", **cfg.to_dict(), "version": 2}, build
