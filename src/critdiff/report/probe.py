@@ -175,7 +175,9 @@ def _findings(result) -> list[str]:
             verdict = f"; they {'agree' if agree else 'do not agree'} (difference {num(c['logsnr_c'] - ref)})"
         out.append(f"The linear-stability theory predicts logsnr {_theory_text(th)} with critical mode "
                    f"|k*| {num(th.get('k_star_abs'))} rad/pixel{verdict}.")
-    out.append(f"The sampler's own ensemble turns critical later, at logsnr {num(e['logsnr_c'])} "
+    when = "" if e["logsnr_c"] is None or c["logsnr_c"] is None else \
+        (" later" if e["logsnr_c"] > c["logsnr_c"] else " earlier")  # logsnr grows as sampling proceeds
+    out.append(f"The sampler's own ensemble turns critical{when}, at logsnr {num(e['logsnr_c'])} "
                f"(95% interval {interval(*e['ci_logsnr'])}); cost {num(result.nfe['total_per_sample'])} denoiser "
                f"evaluations per sample.")
     return out
