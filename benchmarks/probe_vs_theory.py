@@ -50,7 +50,8 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated subset of " + ",".join(DATA))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from critdiff.experiments.probe import ProbeConfig, comparison_rows, run_probe
+    from critdiff.experiments.probe import ProbeConfig, run_probe
+    from critdiff.probes.theory_compare import comparison_rows
 
     names = list(DATA) if a.only is None else a.only.split(",")
     results = {}

@@ -83,7 +83,7 @@ def test_missing_data_is_a_usage_error(tmp_path, capsys):
 def test_homogeneous_probe_finds_theory_critical_point_on_stripes(dtype):
     from critdiff import schedules as S
     from critdiff.data import load
-    from critdiff.experiments.probe import homogeneous_probe, k_star_matches
+    from critdiff.probes.homogeneous import homogeneous_probe, k_star_matches
     from critdiff.scores.patch import PatchScore
     from critdiff.theory.analysis import analyze
 
@@ -110,7 +110,7 @@ def test_homogeneous_probe_finds_theory_critical_point_on_stripes(dtype):
 def test_k_star_matches_rejects_a_stiff_mode():
     import numpy as np
 
-    from critdiff.experiments.probe import k_star_matches
+    from critdiff.probes.homogeneous import k_star_matches
 
     kap = np.ones((8, 8))
     kap[0, 2] = kap[0, 6] = -1.0  # softest at kx = +-pi/2
@@ -119,7 +119,7 @@ def test_k_star_matches_rejects_a_stiff_mode():
 
 
 def test_comparison_rows_agreement_rule():
-    from critdiff.experiments.probe import comparison_rows
+    from critdiff.probes.theory_compare import comparison_rows
 
     sig = lambda lam, lo, hi: {"t_c": 0.3, "logsnr_c": lam, "ci_logsnr": [lo, hi]}  # noqa: E731
     rec = {"theory": {"t_c": 0.3, "logsnr_c": 0.0, "k_star": [0.0, 1.0]},
@@ -131,7 +131,7 @@ def test_comparison_rows_agreement_rule():
 
 
 def test_comparison_rows_edge_peak_is_no_estimate():
-    from critdiff.experiments.probe import comparison_rows
+    from critdiff.probes.theory_compare import comparison_rows
 
     rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "ci_logsnr": [None, None]},
            "signals": {"xi_2": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
@@ -139,7 +139,7 @@ def test_comparison_rows_edge_peak_is_no_estimate():
 
 
 def test_comparison_rows_without_a_theory_crossing_use_the_softest_time():
-    from critdiff.experiments.probe import comparison_rows
+    from critdiff.probes.theory_compare import comparison_rows
 
     rec = {"theory": {"logsnr_c": None, "softest": {"logsnr": -1.0}},
            "signals": {"min": {"logsnr_c": -1.1, "ci_logsnr": [-1.5, -0.9], "method": "minimum"},
@@ -167,3 +167,50 @@ def test_window_flag_runs_and_keeps_agreement(tmp_path):
     rec = json.loads((tmp_path / "probe.json").read_text())
     assert rec["config"]["window"] == 1
     assert abs(rec["signals"]["linear_stiffness"]["logsnr_c"] - rec["theory"]["logsnr_c"]) < 0.25
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    from critdiff.experiments.probe import ProbeConfig, run_probe
+
+    torch.set_num_threads(1)
+    cfg = ProbeConfig(model="patch", data="stripes:size=8,wavelength=4,n=12", stencil="square:3", n=4, steps=6,
+                      times=3, n_boot=20, homogeneous=9, linear=6, eps_scan=(0.3,), chi=False)
+    out = tmp_path_factory.mktemp("probe_result")
+    return run_probe(cfg, out, progress=False), out
+
+
+def test_result_round_trips_through_json(tiny_result):
+    from critdiff.experiments.probe import ProbeResult
+    from critdiff.experiments.result import result_from_record
+
+    r, out = tiny_result
+    assert ProbeResult.from_json(r.to_json()) == r
+    assert result_from_record(json.loads(json.dumps(r.record()))) == r
+    # probe.json is the result itself (the keys the CLI and the tests read, plus the figures' curves)
+    assert ProbeResult.from_dict(json.loads((out / "probe.json").read_text())) == r
+    assert r.curves["linear"]["coarse_steps"] == 6 and len(r.linear_response["amplitude_scan"]) == 1
+
+
+def test_report_rerenders_identically_from_json(tiny_result, tmp_path):
+    from critdiff.experiments.probe import ProbeResult
+    from critdiff.report.html import render_html
+    from critdiff.report.render import render
+
+    r, out = tiny_result
+    pages = []
+    for i in range(2):
+        folder = tmp_path / f"r{i}"
+        folder.mkdir()
+        if "snapshots.png" in r.files:
+            (folder / "snapshots.png").write_bytes((out / "snapshots.png").read_bytes())
+        again = ProbeResult.from_json((out / "probe.json").read_text())
+        sec = render(again, folder=folder)
+        assert sec.key == "probe-stripes" and sec.question and len(sec.findings) == 3
+        for f in ("stiffness.png", "signals.png", "linear_response.png"):
+            assert (folder / f).stat().st_size > 0
+        pages.append(render_html(folder, "probe", [sec]))
+    assert pages[0] == pages[1]
+    # numbers shown with 4 significant digits: the combined estimate as num() writes it, no raw float repr
+    c = r.combined["logsnr_c"]
+    assert f"{c:.4g}" in pages[0] and repr(c) not in pages[0]

@@ -115,7 +115,7 @@ def test_nested_grids():
 def test_patch_model_growth_onset_is_the_theory_critical_time(data, stencil):
     """The measured instability of the sampler's symmetric branch agrees with the linear theory."""
     from critdiff.data import load
-    from critdiff.experiments.probe import k_star_matches
+    from critdiff.probes.homogeneous import k_star_matches
     from critdiff.scores.patch import PatchScore
     from critdiff.theory.analysis import analyze
 

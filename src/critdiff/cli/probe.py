@@ -21,19 +21,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..report.probe import render_probe
+
     cfg = config_from_args(ProbeConfig, args)
     with threads_of(cfg):
-        rec = run_probe(cfg, args.out, progress=not args.json)
+        res = run_probe(cfg, args.out, progress=not args.json)
+    render_probe(res, folder=args.out)  # draws the figures into OUT
     if args.json:
-        from ..io import to_jsonable
-
-        keys = ("signals", "combined", "ensemble_combined", "nfe", "theory")
-        json.dump(to_jsonable({k: rec[k] for k in keys}), sys.stdout)
+        rec = res.to_dict()
+        json.dump({k: rec[k] for k in ("signals", "combined", "ensemble_combined", "nfe", "theory")}, sys.stdout)
         sys.stdout.write("\n")
     else:
-        c = rec["combined"]
-        e = rec["ensemble_combined"]
+        c, e = res.combined, res.ensemble_combined
         print(f"wrote {args.out}/probe.json and figures; combined logsnr_c = {c['logsnr_c']} "
               f"(t_c = {c['t_c']}; {c.get('source')}); sampler ensemble logsnr_c = {e['logsnr_c']}; "
-              f"{rec['nfe']['total_per_sample']:.0f} NFE per sample, {rec['seconds']['total']:.1f} s")
+              f"{res.nfe['total_per_sample']:.0f} NFE per sample, {res.seconds['total']:.1f} s")
     return 0

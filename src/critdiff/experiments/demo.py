@@ -69,7 +69,7 @@ def write_demo_report(out_dir: "str | Path") -> Path:
         raise ValueError(f"out: {str(path)!r} is not a critdiff results file ({exc})") from None
     sections = []
     for key, entry in entries.items():
-        sec = render(result_from_record(entry), key=key, **entry.get("render", {}))
+        sec = render(result_from_record(entry), folder=out / entry["folder"], key=key, **entry.get("render", {}))
         sec.folder = entry["folder"]
         sections.append(sec)
     return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta")))

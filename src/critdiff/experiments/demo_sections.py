@@ -7,7 +7,6 @@ into run -> Result -> render yet are wrapped in :class:`LegacySection` (their HT
 
 from __future__ import annotations
 
-import html as _html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,40 +83,34 @@ def _data_size(data_spec: str) -> int:
 
 
 def _guidance(quick: bool):
-    from ..report.html import Section
     from .demo import DemoSection
-    from .guide import demo_config
+    from .guide import demo_config, run_guide
 
     gcfg = demo_config(quick)
     # the classifier sees many more crops of the same textures, at the guided model's image size
     ccfg = {"data": f"textures:size={_data_size(gcfg.data)},n={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
 
-    def build(folder: Path) -> Section:
-        from ..nets.classifier import ClassifierTrainConfig, load_classifier, read_metrics
-        from .guide import demo_section
+    def run(folder: Path):
+        from ..nets.classifier import ClassifierTrainConfig, load_classifier
         from .train import run_train_classifier
 
         clf_dir = folder / "classifier"
         if not (clf_dir / "metrics.json").is_file():
             run_train_classifier(ClassifierTrainConfig(data=ccfg["data"], steps=ccfg["steps"], batch=64), clf_dir, progress=True)
-        sec = demo_section(folder / "guide", load_classifier(clf_dir), quick=quick)
-        acc = read_metrics(clf_dir).get("heldout_accuracy")
-        sec.results["classifier_heldout_accuracy"] = acc
-        sec.html = (f"<p>Evaluation classifier trained on <code>{_html.escape(ccfg['data'])}</code>: held-out accuracy "
-                    f"{acc if acc is None else round(float(acc), 4)}.</p>" + sec.html.replace('src="', 'src="guide/'))
-        return sec
+        return run_guide(gcfg, folder, classifier=load_classifier(clf_dir))
 
-    config = {"kind": "guidance", "guide": gcfg.identity(), "classifier": ccfg, "version": 2}
-    return DemoSection("guidance", config, _legacy(build), {})
+    config = {"kind": "guidance", "guide": gcfg.identity(), "classifier": ccfg, "version": 3}
+    return DemoSection("guidance", config, run, {})
 
 
 def _probe(data: str, quick: bool, eps_scan: tuple = ()):
     from .demo import DemoSection
-    from .probe import probe_section
+    from .probe import demo_config, run_probe
 
-    config, build = probe_section(data, "square:5", None, quick=quick, eps_scan=eps_scan)
+    cfg = demo_config(quick, data, "square:5", eps_scan)
     key = "probe-" + data.split(":")[0]
-    return DemoSection(key, config, _legacy(build), {}, threads=PROBE_THREADS)
+    return DemoSection(key, {"probe": cfg.identity(), "version": 3}, lambda folder: run_probe(cfg, folder),
+                       {"title": f"Probes vs theory: {data}"}, threads=PROBE_THREADS)
 
 
 def _structure():

@@ -6,11 +6,13 @@ import importlib
 
 from .html import Section
 
-# result kind -> "module:function" in critdiff.report; each renderer is render(result, **options) -> Section
+# result kind -> "module:function" in critdiff.report; each renderer is render(result, folder=..., key=..., **options)
+# -> Section, where ``folder`` is the run's folder (its artefacts; figures are drawn into it)
 RENDERERS = {
     "sample": "sample:render_sample",
     "legacy-section": "render:render_legacy",
     "guide": "guide:render_guide",
+    "probe": "probe:render_probe",
 }
 
 
@@ -23,6 +25,6 @@ def render(result, **options) -> Section:
     return getattr(importlib.import_module(f"{__package__}.{module}"), fn)(result, **options)
 
 
-def render_legacy(result, key: str = "legacy") -> Section:
+def render_legacy(result, folder=None, key: str = "legacy") -> Section:
     """A section whose experiment computed its own HTML (see :class:`critdiff.experiments.demo_sections.LegacySection`)."""
     return Section(key, result.title, result.html)

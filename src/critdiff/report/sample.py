@@ -6,7 +6,7 @@ from .fmt import num
 from .html import Section, table
 
 
-def render_sample(result, key: str = "sample", title: str = "", blurb: str = "") -> Section:
+def render_sample(result, folder=None, key: str = "sample", title: str = "", blurb: str = "") -> Section:
     """A section showing a sampling run (its PNG artefacts are in the run's folder)."""
     cfg = result.config
     model = cfg.model if cfg.kind != "patch" else \

@@ -1,0 +1,49 @@
+"""Critical-time estimates as JSON records (``t_c``, ``logsnr_c``, ``sigma_over_a_c`` and the intervals) and
+the rule that an extremum on the first or last probed step is no estimate (DESIGN.md section 4).
+
+These records are what ``critdiff probe`` writes to ``probe.json`` (``signals``, ``combined``) and what the
+report and :func:`critdiff.probes.theory_compare.comparison_rows` read.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+from .critical_time import CombinedCriticalTime, CriticalTime, combine
+
+__all__ = ["estimate_record", "combine_record", "at_grid_edge"]
+
+
+def estimate_record(ct, schedule) -> dict:
+    """One critical-time estimate (:class:`CriticalTime` or :class:`CombinedCriticalTime`, or None) as JSON:
+    ``t_c``, ``logsnr_c``, ``sigma_over_a_c`` of ``schedule`` with the logsnr and t intervals."""
+    if ct is None or not math.isfinite(ct.logsnr):
+        return {"t_c": None, "logsnr_c": None, "sigma_over_a_c": None, "ci_logsnr": [None, None], "found": False}
+    tt = ct.times(schedule)
+    ci = [float(v) if math.isfinite(v) else None for v in ct.logsnr_ci]
+    d = {"t_c": tt["estimate"]["t"], "logsnr_c": tt["estimate"]["logsnr"], "sigma_over_a_c": tt["estimate"]["sigma_over_a"],
+         "ci_logsnr": ci, "ci_t": tt["ci"]["t"], "logsnr_se": ct.logsnr_se if math.isfinite(ct.logsnr_se) else None,
+         "found": True}
+    for k in ("signal", "method", "n_boot", "n_valid"):
+        if hasattr(ct, k):
+            d[k] = getattr(ct, k)
+    return d
+
+
+def combine_record(estimates: Sequence[CriticalTime], schedule) -> tuple[Optional[CombinedCriticalTime], dict]:
+    """``(CombinedCriticalTime or None, JSON record)`` of the estimates (see :func:`critdiff.probes.combine`);
+    when none can be combined the record says why (``message``)."""
+    try:
+        comb = combine(estimates)
+    except ValueError as exc:
+        return None, {**estimate_record(None, schedule), "message": str(exc)}
+    d = estimate_record(comb, schedule)
+    d["components"] = [c.signal for c in comb.components]
+    return comb, d
+
+
+def at_grid_edge(ct: CriticalTime, ends: Sequence[float], tol: float = 1e-9) -> bool:
+    """Whether the extremum ``ct`` sits on an end of its probed logsnr grid (``ends``): then it is no feature
+    of the curve and no estimate. Zero crossings are never at the edge."""
+    return ct.method != "zero-crossing" and any(abs(ct.logsnr - e) < tol for e in ends)
