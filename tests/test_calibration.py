@@ -1,10 +1,10 @@
-"""Tests of critdiff.experiments.calibration (patch-size calibration of a denoiser)."""
+"""Tests of critdiff.probes.calibration (patch-size calibration of a denoiser)."""
 
 import numpy as np
 import pytest
 import torch
 
-from critdiff.experiments.calibration import calibrate_patch_size, stencil_extent, trajectory_states
+from critdiff.probes.calibration import calibrate_patch_size, stencil_extent, trajectory_states
 from critdiff.scores.patch import PatchScore
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}

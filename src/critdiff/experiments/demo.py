@@ -78,11 +78,14 @@ def net_demo_section(quick: bool) -> tuple[dict, Callable[[Path], Section]]:
     config = {"kind": "net-criticality", "quick": quick, "version": 1}
 
     def build(folder: Path) -> Section:
-        from .net_criticality import net_criticality_section, train_demo_model
+        from ..report.net_criticality import render_net_criticality
+        from .demo_model import train_demo_model
+        from .net_criticality import demo_config, run_net_criticality
 
         model_dir = train_demo_model(folder / "model", quick=quick, progress=True)
-        sec = net_criticality_section(model_dir, None, folder, quick=quick)
-        sec.key = "trained-net"
+        result = run_net_criticality(demo_config(quick, model_dir), folder)
+        sec = render_net_criticality(result, folder, key="trained-net")
+        sec.results = result.to_dict()
         return sec
 
     return config, build

@@ -1,3 +1,4 @@
 """Imports every experiment module, so that each result type is registered (see :mod:`.result`)."""
 
 from . import sample  # noqa: F401
+from . import net_criticality  # noqa: F401

@@ -9,6 +9,7 @@ from .html import Section
 # result kind -> "module:function" in critdiff.report; each renderer is render(result, **options) -> Section
 RENDERERS = {
     "sample": "sample:render_sample",
+    "net-criticality": "net_criticality:render_net_criticality",
 }
 
 
