@@ -62,13 +62,13 @@ def theory_demo_section(key: str, data: str, stencil: str, schedule: str, blurb:
     config = {"data": data, "stencil": stencil, "schedule": schedule, "weights": "exact"}
 
     def build(folder: Path) -> Section:
-        from ..data import load as load_data
-        from .theory_section import theory_section
+        from ..report.theory import render_theory
+        from .theory_section import demo_config, run_theory
 
-        images, _ = load_data(data, seed=0)
-        folder.mkdir(parents=True, exist_ok=True)
-        d = theory_section(images.to(torch.float64), stencil, schedule, str(folder))
-        return Section(key, f"{d['title']}: {data}", f"<p>{blurb}</p>" + d["html"], d["results"])
+        result = run_theory(demo_config(data, stencil, schedule), folder)
+        sec = render_theory(result, folder, key=key, blurb=blurb)
+        sec.results = result.to_dict()
+        return sec
 
     return config, build
 

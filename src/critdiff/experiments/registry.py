@@ -2,3 +2,4 @@
 
 from . import sample  # noqa: F401
 from . import net_criticality  # noqa: F401
+from . import theory_section  # noqa: F401

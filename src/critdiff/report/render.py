@@ -10,6 +10,7 @@ from .html import Section
 RENDERERS = {
     "sample": "sample:render_sample",
     "net-criticality": "net_criticality:render_net_criticality",
+    "theory": "theory:render_theory",
 }
 
 
