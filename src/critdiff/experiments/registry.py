@@ -3,3 +3,4 @@
 from . import sample  # noqa: F401
 from . import net_criticality  # noqa: F401
 from . import theory_section  # noqa: F401
+from . import structure_section  # noqa: F401

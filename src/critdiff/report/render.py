@@ -11,6 +11,7 @@ RENDERERS = {
     "sample": "sample:render_sample",
     "net-criticality": "net_criticality:render_net_criticality",
     "theory": "theory:render_theory",
+    "structure-factor": "structure:render_structure",
 }
 
 
