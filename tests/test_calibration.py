@@ -1,11 +1,11 @@
-"""Tests of critdiff.experiments.calibration (patch-size calibration of a denoiser)."""
+"""Tests of critdiff.probes.calibration (patch-size calibration of a denoiser)."""
 
 import numpy as np
 import pytest
 import torch
 
 from critdiff.denoisers import as_sigma
-from critdiff.experiments.calibration import calibrate_patch_size, stencil_extent, trajectory_states
+from critdiff.probes.calibration import calibrate_patch_size, stencil_extent, trajectory_states
 from critdiff.scores.patch import PatchScore
 from oracles import naive_patch
 

@@ -1,5 +1,7 @@
-"""Tests of critdiff.experiments.net_criticality (probes of a trained network beside the patch theory)."""
+"""Tests of critdiff.experiments.net_criticality (probes of a trained network beside the patch theory) and of its
+renderer critdiff.report.net_criticality."""
 
+import json
 import math
 import os
 import re
@@ -9,8 +11,13 @@ import pytest
 import torch
 
 from critdiff.denoisers import as_sigma
-from critdiff.experiments.net_criticality import net_criticality_section, train_demo_model
 from critdiff.io import save_json
+from critdiff.experiments.demo_model import train_demo_model
+from critdiff.experiments.net_criticality import (NetCriticalityConfig, NetCriticalityResult, demo_config,
+                                                  run_net_criticality)
+from critdiff.experiments.result import result_from_record
+from critdiff.report.net_criticality import FIGURES, render_net_criticality
+from critdiff.report.render import render
 
 NUM = re.compile(r"(?<![\w^./:=-])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
@@ -24,7 +31,10 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def section(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sec")
-    return net_criticality_section(model, "digits:size=8", folder, quick=True), folder
+    result = run_net_criticality(demo_config(True, model).replace(data="digits:size=8"), folder, progress=False)
+    sec = render_net_criticality(result, folder)
+    sec.results = result.to_dict()
+    return sec, folder, result
 
 
 def _tokens(obj, out):
@@ -47,11 +57,11 @@ def _tokens(obj, out):
 
 
 def test_section_end_to_end(section):
-    sec, folder = section
+    sec, folder, _ = section
     r = sec.results
     # every figure the html references was written into the folder
     srcs = re.findall(r'src="([^"]+)"', sec.html)
-    assert srcs and set(srcs) == set(r["figures"])
+    assert srcs and set(srcs) == set(FIGURES)
     for s in srcs:
         assert os.path.getsize(folder / s) > 1000
     # every number shown is in the results dict
@@ -108,7 +118,8 @@ def known(tmp_path_factory):
     save_json(root / "model" / "config.json", {"kind": "unet", "net": {}, "train": {"schedule": "vp-cosine"}})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("critdiff.nets.net_denoiser.load_net", lambda path: SoftModeDenoiser())
-        return net_criticality_section(root / "model", "digits:size=8", root, quick=True).results
+        cfg = demo_config(True, str(root / "model")).replace(data="digits:size=8")
+        return run_net_criticality(cfg, root, progress=False).to_dict()
 
 
 def test_stiffness_spectra_against_the_closed_form(known):
@@ -145,5 +156,22 @@ def test_train_demo_model_reuses_and_checks(model, tmp_path):
     assert os.path.getmtime(cfg) == before
     with pytest.raises(ValueError, match="resume"):
         train_demo_model(model, quick=False)  # a different run in the same folder is refused
-    with pytest.raises(ValueError, match="data_spec"):
-        net_criticality_section(model, "digits:size=16", tmp_path, quick=True)
+    with pytest.raises(ValueError, match="data"):
+        run_net_criticality(NetCriticalityConfig(model_dir=model, data="digits:size=16"), tmp_path, progress=False)
+
+
+def test_result_round_trips_and_rerenders_identically(section, tmp_path):
+    sec, folder, result = section
+    again = NetCriticalityResult.from_json(result.to_json())
+    assert again == result
+    # the record written by run rebuilds the same result
+    assert result_from_record(json.loads((folder / "net_criticality.json").read_text())) == result
+    a, b = render(again, folder=tmp_path / "a"), render(NetCriticalityResult.from_json(result.to_json()),
+                                                         folder=tmp_path / "b")
+    assert a.html == b.html == sec.html and a.findings == b.findings == sec.findings
+    assert a.question and len(a.findings) == 2
+    for name in FIGURES:
+        assert (tmp_path / "a" / name).stat().st_size > 1000
+    # no raw float in the prose: every decimal shown has at most 4 significant digits
+    text = re.sub(r"<[^>]+>", " ", a.html)
+    assert not [t for t in NUM.findall(text) if len(re.sub(r"[^0-9]", "", t.split("e")[0]).lstrip("0")) > 4]

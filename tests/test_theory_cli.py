@@ -34,13 +34,20 @@ def test_cli_bad_stencil_is_one_line(tmp_path, capsys):
     assert "stencil" in err and "\n" not in err
 
 
-def test_theory_section(tmp_path):
-    from critdiff.experiments.theory_section import theory_section
+def test_theory_result_round_trips_and_renders(tmp_path):
+    from critdiff.experiments.result import result_from_record
+    from critdiff.experiments.theory_section import TheoryConfig, TheoryResult, run_theory
+    from critdiff.report.render import render
 
-    u = torch.arange(8, dtype=torch.float64)
-    x = torch.cos(2 * torch.pi * u / 4 + torch.arange(8.0)[:, None, None, None]).expand(8, 1, 8, 8).clone()
-    sec = theory_section(x, "square:5", "ve", str(tmp_path), weights="uniform")
-    assert set(sec) == {"title", "html", "results", "figures"}
-    json.dumps(sec["results"])
-    assert sec["figures"] and all(os.path.exists(p) and os.path.basename(p) in sec["html"] for p in sec["figures"])
-    assert abs(sec["results"]["k_star_abs"] - torch.pi / 2) < 1e-12
+    cfg = TheoryConfig(data="stripes:size=8,wavelength=4,n=8", stencil="square:5", schedule="ve", uniform_weights=True)
+    res = run_theory(cfg, tmp_path)
+    assert abs(res.analysis["k_star_abs"] - torch.pi / 2) < 1e-12  # stripes of wavelength 4: |k*| = 2 pi / 4
+    again = TheoryResult.from_json(res.to_json())
+    assert again == res
+    assert result_from_record(json.loads((tmp_path / "theory.json").read_text())) == res
+    a, b = render(res, folder=tmp_path / "a"), render(again, folder=tmp_path / "b")
+    assert a.html == b.html and a.findings == b.findings and a.question
+    for name in ("theory_stiffness.png", "theory_xi.png"):
+        assert name in a.html and os.path.getsize(tmp_path / "a" / name) > 1000
+    assert "1.571" in a.findings[0]  # |k*| shown with 4 significant digits
+    assert "1.5707963" not in a.html

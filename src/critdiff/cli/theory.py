@@ -5,24 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
-from typing import Optional
 
-from ..config import JsonConfig, arg
+from ..experiments.theory_section import TheoryConfig, run_theory
 from .common import add_out_arg
 from .generate import add_config_args, config_from_args
-
-
-@dataclass(frozen=True)
-class TheoryConfig(JsonConfig):
-    """The linear theory of the patch model on one data set (docs/theory.md)."""
-
-    data: str = arg(help="data spec, e.g. 'stripes:size=16,wavelength=4'")
-    stencil: str = arg("square:5", "stencil spec (square:K, cross:R, dilated:K,D)")
-    schedule: str = arg("vp-linear", "schedule spec (vp-linear, vp-cosine, ve, edm)")
-    uniform_weights: bool = arg(False, "high-noise approximation (plain patch covariance)")
-    seed: Optional[int] = arg(None, "data seed (default: the spec's seed=, else 0)")
-
 
 CONFIG = TheoryConfig
 
@@ -37,39 +23,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    cfg = config_from_args(TheoryConfig, args)
-    args.data, args.stencil, args.schedule, args.uniform_weights, args.seed = (
-        cfg.data, cfg.stencil, cfg.schedule, cfg.uniform_weights, cfg.seed)
-    from ..data import load
-    from ..theory.analysis import analyze
-    from ..theory.figures import write_figures
+    from ..report.theory import write_figures
 
+    cfg = config_from_args(TheoryConfig, args)
     try:
-        images, _ = load(args.data, seed=args.seed)
-        report = analyze(images, args.stencil, args.schedule, weights="uniform" if args.uniform_weights else "exact")
+        result = run_theory(cfg)
     except (ValueError, TypeError) as e:
         print(f"critdiff theory: {e}", file=sys.stderr)
         return 2
-    figures = write_figures(report, args.out)
-    d = report.to_dict()
-    d["data"] = args.data
-    d["figures"] = figures
+    figures = write_figures(result, args.out)
     if args.json:
-        json.dump(d, sys.stdout)
+        json.dump({**result.analysis, "data": cfg.data, "figures": figures}, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    cp = report.critical
-    print(f"data {args.data}  stencil {report.stencil}  schedule {report.schedule}  weights {cp.weights}")
-    if cp.found:
-        print(f"critical point: t_c = {cp.t_c:.6g}  logsnr_c = {cp.logsnr_c:.6g}  sigma/a = {cp.sigma_over_a_c:.6g}")
-        if cp.preferred_mode:
-            print(f"critical mode: k* = ({cp.k_star[0]:.6g}, {cp.k_star[1]:.6g}) rad/pixel  |k*| = {cp.k_star_abs:.6g}")
-    if cp.message:
-        print(cp.message)
-    for name, v in cp.instability.items():
+    _print(result, figures)
+    return 0
+
+
+def _print(result, figures: list) -> None:
+    a, cp = result.analysis, result.analysis["critical"]
+    print(f"data {result.config.data}  stencil {a['stencil']}  schedule {a['schedule']}  weights {a['weights']}")
+    if a["found"]:
+        print(f"critical point: t_c = {a['t_c']:.6g}  logsnr_c = {a['logsnr_c']:.6g}  sigma/a = {a['sigma_over_a_c']:.6g}")
+        if a["preferred_mode"]:
+            print(f"critical mode: k* = ({a['k_star'][0]:.6g}, {a['k_star'][1]:.6g}) rad/pixel  |k*| = {a['k_star_abs']:.6g}")
+    if a["message"]:
+        print(a["message"])
+    for name, v in cp["instability"].items():
         where = f"t = {v['t']:.6g}, logsnr = {v['logsnr']:.6g}" if v["found"] else v["message"]
         print(f"{name} sampler instability ({v['name']}): {where}")
-    sp = report.speciation
+    sp = a["global_speciation"]
     print(f"global model speciation: logsnr = {sp['logsnr_c']:.6g}  sigma/a = {sp['sigma_over_a_c']:.6g}")
     print("figures: " + ", ".join(figures))
-    return 0

@@ -1,39 +1,18 @@
 """The sections of ``critdiff demo`` and their settings (CPU-sized; ``quick`` for the tests).
 
 Each entry is a :class:`~critdiff.experiments.demo.DemoSection`: a cache key (its configuration), a
-``run(folder) -> Result`` and the options of its renderer. Sections whose experiment has not been split
-into run -> Result -> render yet are wrapped in :class:`LegacySection` (their HTML is kept as computed).
+``run(folder) -> Result`` and the options of its renderer (:func:`critdiff.report.render.render`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .result import Result
 from .sample import SampleConfig, run_sample
 
 PROBE_THREADS = 1  # the probes' many small autograd ops ran over 2x slower on two threads on the 2-core machine
-
-
-@dataclass(frozen=True)
-class LegacySection(Result):
-    """A section computed with its HTML (experiments not yet split into run -> Result -> render)."""
-
-    kind = "legacy-section"
-    title: str
-    html: str
-    results: dict
-
-
-def _legacy(build):
-    def run(folder: Path) -> LegacySection:
-        sec = build(folder)
-        return LegacySection(title=sec.title, html=sec.html, results=sec.results)
-
-    return run
 
 
 def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
@@ -43,33 +22,26 @@ def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
                        {"title": title, "blurb": blurb})
 
 
-def _theory(key: str, data: str, stencil: str, schedule: str, blurb: str):
-    from ..report.html import Section
+def _theory(key: str, data: str, blurb: str):
     from .demo import DemoSection
+    from .theory_section import demo_config, run_theory
 
-    def build(folder: Path) -> Section:
-        from ..data import load as load_data
-        from .theory_section import theory_section
-
-        images, _ = load_data(data, seed=0)
-        folder.mkdir(parents=True, exist_ok=True)
-        d = theory_section(images.to(torch.float64), stencil, schedule, str(folder))
-        return Section(key, f"{d['title']}: {data}", f"<p>{blurb}</p>" + d["html"], d["results"])
-
-    config = {"data": data, "stencil": stencil, "schedule": schedule, "weights": "exact"}
-    return DemoSection(key, config, _legacy(build), {})
+    cfg = demo_config(data)
+    return DemoSection(key, {"theory": cfg.to_dict(), "version": 2}, lambda folder: run_theory(cfg, folder),
+                       {"title": f"Theory: linear stability of the patch model: {data}", "blurb": blurb})
 
 
 def _net(quick: bool):
     from .demo import DemoSection
 
-    def build(folder: Path):
-        from .net_criticality import net_criticality_section, train_demo_model
+    def run(folder: Path):
+        from .demo_model import train_demo_model
+        from .net_criticality import demo_config, run_net_criticality
 
         model_dir = train_demo_model(folder / "model", quick=quick, progress=True)
-        return net_criticality_section(model_dir, None, folder, quick=quick)
+        return run_net_criticality(demo_config(quick, str(model_dir)), folder)
 
-    return DemoSection("trained-net", {"kind": "net-criticality", "quick": quick, "version": 1}, _legacy(build), {})
+    return DemoSection("trained-net", {"kind": "net-criticality", "quick": quick, "version": 2}, run, {})
 
 
 def _data_size(data_spec: str) -> int:
@@ -115,9 +87,10 @@ def _probe(data: str, quick: bool, eps_scan: tuple = ()):
 
 def _structure():
     from .demo import DemoSection
-    from .structure_section import CONFIG, structure_section
+    from .structure_section import StructureConfig, run_structure
 
-    return DemoSection("structure-factor", CONFIG, _legacy(structure_section), {})
+    cfg = StructureConfig()
+    return DemoSection("structure-factor", {"structure": cfg.to_dict(), "version": 2}, lambda folder: run_structure(cfg, folder), {})
 
 
 def demo_sections(quick: bool) -> list:
@@ -135,10 +108,10 @@ def demo_sections(quick: bool) -> list:
                                stencil="square:5", boundary="zero", sampler="ddim", steps=steps, n=n, seed=0),
                   "The same model on scikit-learn digits upsampled to 16x16, with zero padding (the ELS convention "
                   "for digits). Local patch statistics produce stroke-like, digit-like compositions rather than copies."),
-        _theory("theory-textures", textures, "square:5", "vp-linear",
+        _theory("theory-textures", textures,
                 "The same patch model as above, linearised around its homogeneous solution: where the stiffness "
                 "kappa(k, t) of each Fourier mode turns negative, fluctuations of that mode grow (DESIGN.md section 3)."),
-        _theory("theory-stripes", "stripes:size=16,wavelength=4,n=200", "square:5", "vp-linear",
+        _theory("theory-stripes", "stripes:size=16,wavelength=4,n=200",
                 "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel."),
         _structure(),
         _probe("stripes:size=16,wavelength=4,n=100", quick, eps_scan=(0.1, 0.3, 1.0)),

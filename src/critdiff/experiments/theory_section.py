@@ -1,32 +1,63 @@
-"""The theory section of the demo report (docs/theory.md): numbers, figures and an HTML fragment."""
+"""The ``theory`` experiment: the linear-stability theory of the patch model on one data set (docs/theory.md).
+
+``run_theory(cfg) -> TheoryResult`` loads the data and runs :func:`critdiff.theory.analysis.analyze` (critical
+point, stiffness scan, ``xi(t)``, global-model speciation, two-point bifurcation). The result holds the
+analysis record the CLI prints (``analysis``) and the stiffness map the figures draw (``kabs``,
+``kappa_radial``); :mod:`critdiff.report.theory` renders it.
+"""
 
 from __future__ import annotations
 
-import html
-import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
-import torch
+from ..config import JsonConfig, arg
+from ..io import save_json
+from .result import Result
 
 
-def theory_section(images: torch.Tensor, stencil, schedule, out_dir: str, *, weights: str = "exact") -> dict:
-    """Run :func:`critdiff.theory.analysis.analyze` and return ``{'title', 'html', 'results', 'figures'}``."""
+@dataclass(frozen=True)
+class TheoryConfig(JsonConfig):
+    """The linear theory of the patch model on one data set (docs/theory.md)."""
+
+    data: str = arg(help="data spec, e.g. 'stripes:size=16,wavelength=4'")
+    stencil: str = arg("square:5", "stencil spec (square:K, cross:R, dilated:K,D)")
+    schedule: str = arg("vp-linear", "schedule spec (vp-linear, vp-cosine, ve, edm)")
+    uniform_weights: bool = arg(False, "high-noise approximation (plain patch covariance)")
+    seed: Optional[int] = arg(None, "data seed (default: the spec's seed=, else 0)")
+
+    @property
+    def weights(self) -> str:
+        return "uniform" if self.uniform_weights else "exact"
+
+
+def demo_config(data: str, stencil: str = "square:5", schedule: str = "vp-linear") -> TheoryConfig:
+    """The demo's theory settings on one data set (exact weights, data seed 0)."""
+    return TheoryConfig(data=data, stencil=stencil, schedule=schedule, seed=0)
+
+
+@dataclass(frozen=True)
+class TheoryResult(Result):
+    """``analysis``: :meth:`critdiff.theory.analysis.TheoryReport.to_dict` (critical point, ``xi`` curve,
+    speciation, bifurcation); ``kabs [K]`` radial shells and ``kappa_radial [T][K]`` the shell means of
+    ``sigma^2 kappa`` on the scan's times (``analysis['xi']['logsnr']``)."""
+
+    kind = "theory"
+    config: TheoryConfig
+    analysis: dict
+    kabs: tuple[float, ...]
+    kappa_radial: tuple
+
+
+def run_theory(cfg: TheoryConfig, out_dir: "str | Path | None" = None, progress: bool = True) -> TheoryResult:
+    """Run the theory on ``cfg.data``; write ``theory.json`` (the result's record) to ``out_dir`` when given."""
+    from ..data import load
     from ..theory.analysis import analyze
-    from ..theory.figures import write_figures
 
-    report = analyze(images, stencil, schedule, weights=weights)
-    figures = write_figures(report, out_dir)
-    res = report.to_dict()
-    cp = report.critical
-    rows = [("critical time t_c", cp.t_c), ("logsnr_c", cp.logsnr_c), ("sigma/a at t_c", cp.sigma_over_a_c),
-            ("k* (rad/pixel)", None if cp.k_star is None else [round(v, 6) for v in cp.k_star]),
-            ("|k*|", cp.k_star_abs), ("global-model speciation logsnr", res["global_speciation"]["logsnr_c"])]
-    for name, v in cp.instability.items():
-        rows.append((f"{name.upper()} sampler instability t (schedule frame)", v.get("t") if v["found"] else v["message"]))
-    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    note = f"<p>{html.escape(cp.message)}</p>" if cp.message else ""
-    imgs = "".join(f'<img src="{html.escape(os.path.basename(p))}" alt="{html.escape(os.path.basename(p))}">'
-                   for p in figures)
-    frag = (f"<p>Linear stability of the patch model ({html.escape(report.stencil)}, {html.escape(report.schedule)}, "
-            f"{html.escape(cp.weights)} weights) around the homogeneous solution.</p>{note}"
-            f"<table>{body}</table>{imgs}")
-    return {"title": "Theory: linear stability of the patch model", "html": frag, "results": res, "figures": figures}
+    images, _ = load(cfg.data, seed=cfg.seed)
+    report = analyze(images, cfg.stencil, cfg.schedule, weights=cfg.weights)
+    result = TheoryResult(config=cfg, analysis=report.to_dict(), kabs=report.kabs, kappa_radial=report.kappa_radial)
+    if out_dir is not None:
+        save_json(Path(out_dir) / "theory.json", result.record())
+    return result

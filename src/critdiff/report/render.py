@@ -10,9 +10,11 @@ from .html import Section
 # -> Section, where ``folder`` is the run's folder (its artefacts; figures are drawn into it)
 RENDERERS = {
     "sample": "sample:render_sample",
-    "legacy-section": "render:render_legacy",
     "guide": "guide:render_guide",
     "probe": "probe:render_probe",
+    "net-criticality": "net_criticality:render_net_criticality",
+    "theory": "theory:render_theory",
+    "structure-factor": "structure:render_structure",
 }
 
 
@@ -24,7 +26,3 @@ def render(result, **options) -> Section:
     module, fn = target.split(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), fn)(result, **options)
 
-
-def render_legacy(result, folder=None, key: str = "legacy") -> Section:
-    """A section whose experiment computed its own HTML (see :class:`critdiff.experiments.demo_sections.LegacySection`)."""
-    return Section(key, result.title, result.html)

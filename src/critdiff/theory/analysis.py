@@ -1,7 +1,7 @@
 """One call that runs the theory on a data set: critical point, xi(t), global model (docs/theory.md).
 
 ``analyze(images, stencil, schedule, weights)`` returns a :class:`TheoryReport` whose ``to_dict()`` is
-the JSON the CLI prints; ``figures.write_figures`` draws it.
+the JSON the CLI prints; :func:`critdiff.report.theory.write_figures` draws it.
 """
 
 from __future__ import annotations

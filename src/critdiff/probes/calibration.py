@@ -1,4 +1,4 @@
-"""Patch-size calibration: the effective locality scale of a trained denoiser (trained-nets issue, part 5).
+"""Patch-size calibration: the effective locality scale of any denoiser against patch models (a probe).
 
 At states ``x_t [B, C, H, W]`` visited by the network's own sampling trajectories, compare the network's
 denoiser ``D_net(x_t, sigma)`` with the patch model's ``D_S(x_t, sigma)`` (DESIGN.md section 2) for a list of

@@ -1,0 +1,35 @@
+"""The small conditional digits UNet of the demo (trained once, then reused)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool = False) -> str:
+    """Train the demo's conditional digits UNet into ``folder`` (1 thread), or reuse a finished checkpoint.
+
+    Full: ``digits:size=16``, width 32, 300 steps, batch 64, cond-drop 0.1 (~2-3 min on one core). Quick:
+    ``digits:size=8``, width 16, 20 steps, batch 16. An interrupted run is resumed (resume semantics of
+    :func:`critdiff.experiments.train.run_train`); a folder holding a different run is refused. Returns ``folder``.
+    """
+    import torch
+
+    from ..nets import checkpoint as ckpt
+    from .train import resolve_config, run_train
+
+    out = Path(folder)
+    given = (dict(data="digits:size=8", width=16, steps=20, batch=16, cond_drop=0.1, warmup=5, checkpoint_every=20,
+                  grid_steps=8)
+             if quick else dict(data="digits:size=16", width=32, steps=300, batch=64, cond_drop=0.1,
+                                checkpoint_every=100, grid_steps=20))
+    has = (out / ckpt.CONFIG).is_file()
+    cfg = resolve_config(out, given, resume=has)
+    if has and int(ckpt.read_config(out).get("step", 0)) >= cfg.steps:
+        return str(out)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_train(cfg, out, resume=has, progress=progress)
+    finally:
+        torch.set_num_threads(old)
+    return str(out)

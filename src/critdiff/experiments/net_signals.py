@@ -1,0 +1,173 @@
+"""The measurement phases of :mod:`.net_criticality`, each a call into ``probes/`` or ``theory/``, and the JSON
+records of their results.
+
+Times are recorded as ``{'t', 'logsnr', 'sigma_over_a'}`` of the network's training schedule
+(:func:`times_of`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``seed + 7``),
+so the numbers are those of the previous ``net_criticality_section``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..schedules import get as get_schedule
+
+
+def _f(v) -> Optional[float]:
+    """JSON-able float (None for NaN/inf/None)."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def times_of(schedule: str, logsnr) -> dict:
+    """``{'t', 'logsnr', 'sigma_over_a'}`` of one logsnr (None when undefined)."""
+    if logsnr is None or not math.isfinite(logsnr):
+        return {"t": None, "logsnr": None, "sigma_over_a": None}
+    sch = get_schedule(schedule)
+    return {"t": _f(sch.t_of_logsnr(torch.tensor(float(logsnr), dtype=torch.float64))), "logsnr": float(logsnr),
+            "sigma_over_a": math.exp(-0.5 * float(logsnr))}
+
+
+def estimate_record(e, schedule: str) -> dict:
+    """JSON record of a :class:`~critdiff.probes.critical_time.CriticalTime` with its times in ``schedule``."""
+    d = {"signal": e.signal, "method": e.method, **times_of(schedule, e.logsnr),
+         "logsnr_ci": [_f(v) for v in e.logsnr_ci], "logsnr_se": _f(e.logsnr_se), "n_valid": e.n_valid,
+         "n_boot": e.n_boot}
+    d["t_ci"] = [times_of(schedule, v)["t"] for v in e.logsnr_ci]
+    return d
+
+
+def has_feature(e, logsnr_range) -> bool:
+    """A zero crossing, or an extremum strictly inside the recorded range (an end of the range is no feature)."""
+    if not math.isfinite(e.logsnr):
+        return False
+    if e.method == "zero-crossing":
+        return True
+    lo, hi = float(np.min(logsnr_range)), float(np.max(logsnr_range))
+    tol = 1e-9 * max(1.0, hi - lo)
+    return lo + tol < e.logsnr < hi - tol
+
+
+def trajectories(net, x, sigmas, cfg):
+    """Heun trajectories with the spectral probe, correlations and the states (every ``probe_every`` steps)."""
+    from ..probes import probe_trajectory
+
+    with torch.no_grad():
+        return probe_trajectory(net, x, sigmas, sampler="heun", steps=list(range(0, cfg.steps, cfg.probe_every)),
+                                spectral={"n_probes": cfg.n_probes}, keep_states=True, seed=cfg.seed)
+
+
+def kicks(net, x, sigmas, cfg):
+    """Susceptibility ``chi(t)`` at ``cfg.kicks`` kick steps spread over the grid."""
+    from ..probes import susceptibility
+
+    steps = sorted(set(np.round(np.linspace(0, cfg.steps - 2, cfg.kicks)).astype(int).tolist()))
+    with torch.no_grad():
+        return susceptibility(net, x, sigmas, steps, sampler="heun", seed=cfg.seed, n_boot=cfg.n_boot)
+
+
+def estimates(traj, susc, schedule: str, cfg):
+    """``t_c`` from each signal, which have a feature, and their inverse-variance combination (a record)."""
+    from ..probes import combine, from_chi, from_stiffness, from_xi
+
+    kw = dict(n_boot=cfg.n_boot, seed=cfg.seed)
+    ests = {"stiffness": from_stiffness(traj, **kw), "xi_2": from_xi(traj, which="xi_2", **kw),
+            "xi_oz": from_xi(traj, which="oz", **kw), "chi": from_chi(susc, **kw)}
+    ranges = {"stiffness": traj.logsnr, "xi_2": traj.logsnr, "xi_oz": traj.logsnr, "chi": susc.logsnr}
+    feature = {k: has_feature(e, ranges[k]) for k, e in ests.items()}
+    try:
+        comb = combine([e for k, e in ests.items() if feature[k]])
+        combined = {**times_of(schedule, comb.logsnr), "logsnr_ci": [_f(v) for v in comb.logsnr_ci],
+                    "t_ci": [times_of(schedule, v)["t"] for v in comb.logsnr_ci],
+                    "signals": [c.signal for c in comb.components]}
+    except ValueError:
+        combined = {**times_of(schedule, None), "logsnr_ci": [None, None], "t_ci": [None, None], "signals": [],
+                    "message": "no signal has a zero crossing or an interior extremum with a bootstrap variance"}
+    return ests, feature, combined
+
+
+def branch_growth(net, schedule: str, cfg) -> dict:
+    """Linear response of the symmetric branch (eps = 0.01) beside the growth onset of the sampler's own
+    ensemble (fluctuations as large as the noise, eps = 1): one record each."""
+    from ..probes.linear_response import from_growth, linear_response, softest_mode
+
+    branch = {}
+    for name, eps in (("linear", 0.01), ("ensemble", 1.0)):
+        with torch.no_grad():
+            lr = linear_response(net, tuple(net.sample_shape), schedule, steps=cfg.steps, eps=eps,
+                                 n=max(4, cfg.batch // 2), seed=cfg.seed + 7, keep_states=False)
+        ct, kmap = from_growth(lr, signal=f"growth ({name})", n_boot=cfg.n_boot, seed=cfg.seed, return_map=True)
+        km = softest_mode(kmap)
+        branch[name] = {**estimate_record(ct, schedule), "eps": eps, **km, "logsnr_grid": lr.logsnr.tolist(),
+                        "wavelength": 2 * math.pi / km["k_star_abs"] if km["k_star_abs"] > 0 else None,
+                        "g_min": lr.g_min.tolist(), "nfe_per_member": lr.nfe}
+    return branch
+
+
+def _pool_order(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The seeded permutation of the training images whose first ones build the patch models."""
+    return torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
+
+
+def calibrate(net, images, traj, cfg):
+    """Patch-size calibration (:func:`critdiff.probes.calibration.calibrate_patch_size`) on the probe states."""
+    from ..probes.calibration import calibrate_patch_size
+
+    o = np.argsort(-traj.sigma)
+    idx = np.unique(np.round(np.linspace(0, len(o) - 1, cfg.n_cal_times)).astype(int))
+    states = [(float(traj.sigma[o][i]), torch.from_numpy(traj.states[o][i]).to(torch.float32)) for i in idx]
+    pool = images[_pool_order(images, cfg.seed)[:cfg.n_cal_train]]
+    return calibrate_patch_size(net, pool, stencils=cfg.stencils, states=states)
+
+
+def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[dict, list]:
+    """Patch theory (periodic, exact weights) of the stencil calibrated nearest the measured ``t_c`` (else the
+    modal one), and of every other stencil calibrated at some recorded time, for comparison."""
+    from ..theory.analysis import analyze
+
+    lam_ref = combined["logsnr"]
+    stencil = cal.stencil_at(lam_ref) if lam_ref is not None else cal.modal_stencil()
+    imgs = images[_pool_order(images, cfg.seed)[:cfg.n_theory]]
+
+    def run(st: str) -> dict:
+        cp = analyze(imgs, st, schedule, n_t=cfg.n_t_theory).critical
+        return {"stencil": st, "found": bool(cp.found), "message": cp.message,
+                **times_of(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": _f(cp.k_star_abs),
+                "n_train": int(imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
+
+    theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"
+              if lam_ref is not None else "calibrated at most recorded times"}
+    return theory, [run(st) for st in dict.fromkeys(cal.best_stencil) if st != stencil]
+
+
+def curves(traj, susc) -> dict:
+    """The plotted curves, in the sampling direction, and the low-|k| softening of the stiffness."""
+    from ..probes.softening import low_k_softening
+
+    o = np.argsort(-traj.sigma)  # sampling direction: logsnr ascending
+    s2k = traj.kappa_radial[o] * (traj.sigma[o] ** 2)[:, None]  # [T, nk] sigma^2 kappa = 1 - Re Jhat_D
+    s2k_se = traj.kappa_radial_se[o] * (traj.sigma[o] ** 2)[:, None]
+    oc = np.argsort(-susc.sigma)
+    stiff = low_k_softening(traj.logsnr[o], traj.k, s2k, s2k_se)
+    stiff["softest_k"] = [float(np.hypot(*ks)) for ks in traj.k_star[o]]
+    return {"probe_logsnr": traj.logsnr[o], "k": traj.k, "sigma2_kappa_radial": s2k, "xi_2": traj.xi_2[o],
+            "xi_oz": traj.xi_oz[o], "chi_logsnr": susc.logsnr[oc], "chi_mean": susc.chi_mean[oc],
+            "chi_ci": susc.chi_ci[oc], "stiffness_low_k": stiff}
+
+
+def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
+    """Peaks of ``xi_2``, the OZ ``xi`` (its estimate's time and feature) and ``chi`` over the recorded range."""
+    from ..probes.softening import curve_peak
+
+    xi2, xi_oz = np.asarray(c["xi_2"], dtype=np.float64), np.asarray(c["xi_oz"], dtype=np.float64)
+    fin = np.isfinite(xi_oz)
+    return {"xi_2_peak": {**curve_peak(c["probe_logsnr"], xi2), "all_zero": bool(np.all(xi2 == 0))},
+            "xi_oz_peak": {"logsnr": xi_oz_logsnr, "interior": bool(xi_oz_feature),
+                           "value": _f(np.nanmax(xi_oz[fin])) if fin.any() else None},
+            "chi_peak": curve_peak(c["chi_logsnr"], np.asarray(c["chi_mean"]))}
