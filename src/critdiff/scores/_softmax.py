@@ -77,12 +77,14 @@ def softmax_average(
     *,
     differentiable: bool = False,
     tile_elems: int = TILE_ELEMS,
-) -> torch.Tensor:
+    return_lse: bool = False,
+):
     """Softmax-weighted average of pool values for every query row.
 
     ``q_aug [G, Nq, K]`` from :func:`augment_queries`; ``chunks`` yields ``(p_aug [G, m, K],
     vT_aug [G, Cv + 1, m])`` from :func:`augment_keys` / :func:`augment_values` (same dtype and
-    device as ``q_aug``). Returns ``[G, Nq, Cv]``.
+    device as ``q_aug``). Returns ``[G, Nq, Cv]``; with ``return_lse=True`` also the log-sum-exp of
+    the (GEMM-frame) logits ``[G, Nq]``, float64.
 
     ``exp`` arguments are clamped at ``LOG_FLOOR`` (-60 in float32, -600 in float64): a weight
     below ``e^-60`` relative to the row's largest is replaced by ``e^-60`` (relative error of the
@@ -125,7 +127,11 @@ def softmax_average(
     if acc_list[0] is None:
         raise ValueError("pool: empty pool (no training patches to average)")
     acc = torch.cat(acc_list, dim=2)  # [G, Cv + 1, Nq]
-    return (acc[:, :-1] / acc[:, -1:]).transpose(1, 2)
+    out = (acc[:, :-1] / acc[:, -1:]).transpose(1, 2)
+    if not return_lse:
+        return out
+    m = torch.cat(m_list, dim=1).detach().to(torch.float64)
+    return out, m + torch.log(acc[:, -1].detach().to(torch.float64))
 
 
 def chunked(p_aug: torch.Tensor, vT_aug: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
