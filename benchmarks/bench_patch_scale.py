@@ -105,20 +105,24 @@ def main() -> None:
     load_before = os.getloadavg()
     x, _ = load("mnist")
     data = {"1k": (load("mnist:n=1000")[0], 1000), "5k": (x, 5000)}
-    rows = []
-    for name in args.pools.split(","):
+    rows: list = []
+    for name in args.pools.split(","):  # the JSON is rewritten after every pool, so partial runs are kept
         if name == "60k":
             rows += bench_pool("60k", shifted_60k(x), args.sub60k, args.repeats, args.max_gib)
         else:
             imgs, n = data[name]
             rows += bench_pool(name, imgs, n, args.repeats, args.max_gib)
+        write(args.out, rows, load_before)
+
+
+def write(out: str, rows: list, load_before) -> None:
     result = {"config": {"stencil": STENCIL, "batch": BATCH, "dtype": "float32", "tol": TOL, "threads": 1,
                          "sigmas": SIGMAS, "equivariant": True, "boundary": "periodic",
                          "exact_extrapolation": "exact path timed on the first sub60k images and scaled by N / sub60k (cost linear in the pool)",
                          "bound_and_err": "relative to the value range 2 of the data"},
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "rows": rows}
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print("wrote", args.out)
+    Path(out).write_text(json.dumps(result, indent=1))
+    print("wrote", out, flush=True)
 
 
 if __name__ == "__main__":
