@@ -157,3 +157,28 @@ def test_pool_geometry_bounds_hold():
 def test_bad_tol(digits, tol, match):
     with pytest.raises(ValueError, match=match):
         PatchScore(digits[0], "square:3", tol=tol)
+
+
+# ---- device plumbing ------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", ["patch", "empirical"])
+def test_device_argument(digits, cls):
+    from critdiff.scores import EmpiricalScore
+
+    x, _ = digits
+    make = (lambda **kw: PatchScore(x, "square:3", **kw)) if cls == "patch" else (lambda **kw: EmpiricalScore(x, **kw))
+    q = noisy(x, [0.3, 0.3], 9)
+    assert torch.equal(make(device="cpu")(q, 0.3), make()(q, 0.3))
+    with pytest.raises(ValueError, match="device"):
+        make(device="nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            make(device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pruned_path_on_cuda_matches_cpu(digits):
+    x, _ = digits
+    q = noisy(x, [0.05, 1.0], 10)
+    cpu = PatchScore(x, "square:3", tol=1e-4, n_clusters=16)(q, [0.05, 1.0])
+    gpu = PatchScore(x, "square:3", tol=1e-4, n_clusters=16, device="cuda")(q.cuda(), [0.05, 1.0])
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=4e-4)

@@ -41,7 +41,7 @@ from ..errors import check_choice, check_images, check_int
 from ..stencil import Stencil, gather_patches, parse_stencil
 from . import _softmax as K
 from ._pruned import PrunedPool
-from ._common import ClassIndex, check_chunk_size, check_dtype, check_labels, groups, prepare_call
+from ._common import ClassIndex, check_chunk_size, check_device, check_dtype, check_labels, groups, prepare_call
 
 Boundary = Literal["periodic", "zero"]
 Pool = Literal["all", "valid"]
@@ -66,6 +66,8 @@ class PatchScore:
     (``R`` the range of the pool's centre values; docs/theory.md section 12). ``tol=None`` means
     ``DEFAULT_TOL`` for ELS pools of at least ``EXACT_BELOW`` patches and 0 below.
     ``n_clusters`` (default ``sqrt`` of the unique patches, at most 4096) sets the clustering.
+    ``device``: where the training images (and so the cached pool) live; calls compute on the
+    device of ``x`` either way.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class PatchScore:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         tol: Optional[float] = None,
         n_clusters: Optional[int] = None,
+        device=None,
     ):
         images = check_images("images", images)
         N, C, H, W = images.shape
@@ -110,6 +113,8 @@ class PatchScore:
         self.n_images = N
         self._classes = ClassIndex(check_labels(labels, N), N)
         self._images = images.detach()[self._classes.order].to(self.dtype).contiguous()
+        if (dev := check_device(device)) is not None:
+            self._images = self._images.to(dev)
         self.labels = None if labels is None else self._classes.labels
         y0, y1, x0, x1 = self._valid
         self._positions = (y1 - y0) * (x1 - x0)  # pool patches per training image
@@ -211,7 +216,7 @@ class PatchScore:
         key = (lab, str(device))
         if key not in self._pruned:
             lo, hi = self._classes.pool_range(lab, self.n_images)
-            p, v = self._patches(self._images[lo:hi])
+            p, v = self._patches(self._images[lo:hi].cpu())  # built on the CPU, then moved
             self._pruned[key] = PrunedPool(p[0], v[0], self.n_clusters).to(device)
         return self._pruned[key]
 
