@@ -182,3 +182,17 @@ def test_pruned_path_on_cuda_matches_cpu(digits):
     cpu = PatchScore(x, "square:3", tol=1e-4, n_clusters=16)(q, [0.05, 1.0])
     gpu = PatchScore(x, "square:3", tol=1e-4, n_clusters=16, device="cuda")(q.cuda(), [0.05, 1.0])
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=4e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(equivariant=False), dict(boundary="zero", pool="valid")])
+def test_sdpa_kernel_reproduces_the_streaming_kernel(digits, kw):
+    """The augmented-key logits as an attention product: F.scaled_dot_product_attention, float64, CPU."""
+    x, y = digits
+    q = noisy(x, [0.05, 0.3, 1.0, 5.0], 11)
+    s = [0.05, 0.3, 1.0, 5.0]
+    ref = PatchScore(x, "square:3", tol=0, labels=y, **kw)
+    att = PatchScore(x, "square:3", tol=0, labels=y, kernel="sdpa", **kw)
+    torch.testing.assert_close(att(q, s), ref(q, s), rtol=0, atol=1e-12)
+    torch.testing.assert_close(att(q, s, torch.tensor([1, 2, 3, 4])), ref(q, s, torch.tensor([1, 2, 3, 4])), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="kernel"):
+        PatchScore(x, "square:3", kernel="flash")

@@ -134,6 +134,24 @@ def softmax_average(
     return out, m + torch.log(acc[:, -1].detach().to(torch.float64))
 
 
+def sdpa_average(q_aug: torch.Tensor, chunks: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The same average through ``F.scaled_dot_product_attention(q_aug, k_aug, v, scale=1.0)``.
+
+    The augmented logits ``q_aug . p_aug`` are an attention product, so on CUDA the fused attention
+    kernels evaluate the model exactly; the pool is materialised (all chunks concatenated) and the
+    attention kernel does its own tiling. Same arguments and result ``[G, Nq, Cv]`` as
+    :func:`softmax_average`, without the ``LOG_FLOOR`` clamp (it only matters below ``e^-60``).
+    """
+    import torch.nn.functional as F
+
+    parts = list(chunks)
+    if not parts:
+        raise ValueError("pool: empty pool (no training patches to average)")
+    p_aug = torch.cat([p for p, _ in parts], dim=1)
+    v = torch.cat([vt[:, :-1] for _, vt in parts], dim=2).transpose(1, 2)  # [G, M, Cv]
+    return F.scaled_dot_product_attention(q_aug, p_aug, v, scale=1.0)
+
+
 def chunked(p_aug: torch.Tensor, vT_aug: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Split a materialised pool (``[G, M, K]`` keys, ``[G, Cv + 1, M]`` values) into chunks of ``size`` keys."""
     for j in range(0, p_aug.shape[1], size):

@@ -45,6 +45,7 @@ from ._common import ClassIndex, check_chunk_size, check_device, check_dtype, ch
 
 Boundary = Literal["periodic", "zero"]
 Pool = Literal["all", "valid"]
+Kernel = Literal["stream", "sdpa"]
 DEFAULT_CHUNK = 1 << 16  # pool patches per chunk
 DEFAULT_CACHE_BYTES = 256 << 20
 DEFAULT_TOL = 1e-5  # certified |D - D_exact| / value range of the pruned path (docs/theory.md section 12)
@@ -66,6 +67,8 @@ class PatchScore:
     (``R`` the range of the pool's centre values; docs/theory.md section 12). ``tol=None`` means
     ``DEFAULT_TOL`` for ELS pools of at least ``EXACT_BELOW`` patches and 0 below.
     ``n_clusters`` (default ``sqrt`` of the unique patches, at most 4096) sets the clustering.
+    ``kernel='sdpa'`` evaluates the exact path through ``F.scaled_dot_product_attention`` (the
+    augmented-key logits are an attention product; fused kernels on CUDA) with the pool materialised.
     ``device``: where the training images (and so the cached pool) live; calls compute on the
     device of ``x`` either way.
     """
@@ -84,6 +87,7 @@ class PatchScore:
         tol: Optional[float] = None,
         n_clusters: Optional[int] = None,
         device=None,
+        kernel: Kernel = "stream",
     ):
         images = check_images("images", images)
         N, C, H, W = images.shape
@@ -93,6 +97,7 @@ class PatchScore:
         self.equivariant = bool(equivariant)
         self.boundary = check_choice("boundary", boundary, ("periodic", "zero"))
         self.pool = check_choice("pool", pool, ("all", "valid"))
+        self.kernel = check_choice("kernel", kernel, ("stream", "sdpa"))
         self.chunk_size = check_chunk_size(chunk_size)
         self.dtype = check_dtype(dtype) or images.dtype
         self.cache_bytes = int(cache_bytes)
@@ -161,6 +166,7 @@ class PatchScore:
             "n_classes": self.n_classes,
             "chunk_size": self.chunk_size,
             "tol": self.tol,
+            "kernel": self.kernel,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
 
@@ -263,7 +269,11 @@ class PatchScore:
             else:
                 q_aug = K.augment_queries(q, inv_s2, with_logw=False)
                 lo, hi = self._classes.pool_range(lab, self.n_images)
-                out = K.softmax_average(q_aug, self._chunks(lo, hi, cdt, x.device), differentiable=differentiable)
+                chunks = self._chunks(lo, hi, cdt, x.device)
+                if self.kernel == "sdpa":
+                    out = K.sdpa_average(q_aug, chunks)
+                else:
+                    out = K.softmax_average(q_aug, chunks, differentiable=differentiable)
             if self.equivariant:
                 out = out.reshape(Bg, H, W, C)
             else:
