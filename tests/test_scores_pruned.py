@@ -10,15 +10,7 @@ import torch
 from critdiff.data import load
 from critdiff.scores import PatchScore
 from critdiff.scores._kmeans import assign, dedup_rows
-from critdiff.scores import _pruned
 from critdiff.scores._pruned import PrunedPool
-
-
-@pytest.fixture(autouse=True)
-def always_gather(monkeypatch):
-    """Evaluate only the kept clusters even when a tile keeps most of the pool (small test pools),
-    so that the skip path and its bound are exercised."""
-    monkeypatch.setattr(_pruned, "GATHER_BELOW", 1.01)
 
 
 @pytest.fixture(scope="module")

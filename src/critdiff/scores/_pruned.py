@@ -15,10 +15,10 @@ Per query row ``q`` at noise ``sigma`` (eqs. 12.2-12.5):
     g_c = log m_rep - |q - p_rep|^2 / (2 sigma^2)                <=  log Z_c   (lower bound)
 
 the clusters of smallest ``u`` are skipped as long as ``logsumexp(u_skipped) <= log tol +
-logsumexp(g_kept)``; the kept ones are evaluated exactly by the GEMM kernel. The certified error
+logsumexp(g_kept)``; the kept ones are evaluated exactly by the GEMM kernel (cluster-major: each cluster for the rows
+that keep it, partial results merged in log-sum-exp form). The certified error
 of the output is ``|D - D_hat| <= R exp(logsumexp(u_skipped) - log Z_kept) <= tol R`` per channel,
-``R`` = the range of the pool's values. Rows are sorted by their nearest representative and
-evaluated in tiles; a tile evaluates the union of its rows' kept clusters (more exact, never less).
+``R`` = the range of the pool's values.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from ._kmeans import dedup_rows, kmeans
 
 MAX_CLUSTERS = 4096
 ROW_BLOCK = 1024  # query rows planned at once (memory ~ ROW_BLOCK * n_clusters * 8 B per array)
-ROW_TILE = 32  # query rows that share one exact evaluation
-GATHER_BELOW = 0.5  # a tile keeping more than this fraction of the pool streams the whole pool (no gather)
 _REL = 1e-12  # relative safety margin on float64 distances
 
 
@@ -53,6 +51,7 @@ class PrunedPool:
         self.cluster = lab
         size = torch.bincount(lab)
         self.n_clusters = len(size)
+        self.starts = [0] + torch.cumsum(size, 0).tolist()  # cluster c holds rows starts[c]:starts[c+1]
         self.centroid = torch.zeros(self.n_clusters, keys.shape[1], dtype=torch.float64).index_add_(0, lab, self.keys)
         self.centroid /= size[:, None].to(torch.float64)
         dist = (self.keys - self.centroid[lab]).norm(dim=1)
@@ -111,41 +110,48 @@ class PrunedPool:
 
     # ---- evaluation ---------------------------------------------------------------------
     def evaluate(self, q: torch.Tensor, inv_s2: torch.Tensor, tol: float, *, differentiable: bool = False):
-        """``q [Nq, D]`` (compute dtype), ``inv_s2 [Nq]`` float64 -> ``(out [Nq, C], bound [Nq, C] float64)``."""
+        """``q [Nq, D]`` (compute dtype), ``inv_s2 [Nq]`` float64 -> ``(out [Nq, C], bound [Nq, C] float64)``.
+
+        Cluster-major: each kept cluster is evaluated by the kernel for exactly the rows that keep it,
+        and the partial results are merged per row in log-sum-exp form (eq. 12.6).
+        """
         keys, vals = self.augmented(q.dtype)
         q64 = q.detach().to(torch.float64)
-        bounds = torch.empty(q.shape[0], dtype=torch.float64, device=q.device)
-        rows_all, out_all = [], []
-        for a in range(0, q.shape[0], ROW_BLOCK):
-            with torch.no_grad():
-                skip, u, near = self.plan(q64[a : a + ROW_BLOCK], inv_s2[a : a + ROW_BLOCK], math.log(tol))
-            order = torch.argsort(near, stable=True)
-            for t in range(0, len(order), ROW_TILE):
-                rows = order[t : t + ROW_TILE]
-                keep = ~skip[rows].all(0)  # [Kc] evaluated for every row of the tile
-                out, lse, keep = self._exact(q[a + rows], inv_s2[a + rows], keep, keys, vals, differentiable)
-                with torch.no_grad():
-                    lse = lse - 0.5 * inv_s2[a + rows] * (q64[a + rows] ** 2).sum(1)  # true-frame log Z_kept
-                    lse = lse - (1e-3 if q.dtype == torch.float32 else 1e-9) * (1.0 + lse.abs())
-                    u_skip = torch.logsumexp(u[rows].masked_fill(keep[None, :], -math.inf), dim=1)
-                    bounds[a + rows] = torch.exp(u_skip - lse)
-                rows_all.append(a + rows)
-                out_all.append(out)
-        rows_all = torch.cat(rows_all)
-        out = torch.empty((q.shape[0], vals.shape[1] - 1), dtype=q.dtype, device=q.device)
-        out = out.index_put((rows_all,), torch.cat(out_all))
-        return out, bounds[:, None] * self.value_range.to(q.device)[None, :]
-
-    def _exact(self, q, inv_s2, keep, keys, vals, differentiable):
-        """The kernel over the kept clusters of one tile of rows: ``(out [n, C], lse [n] GEMM frame, keep)``
-        (``keep`` becomes all-true when the whole pool is streamed instead of gathered)."""
-        q_aug = K.augment_queries(q.unsqueeze(0), inv_s2, with_logw=True)
-        kept = keep[self.cluster]
-        if float(kept.sum()) > GATHER_BELOW * len(kept):
-            keep = torch.ones_like(keep)
-            chunks = K.chunked(keys, vals, 1 << 16)
+        with torch.no_grad():
+            plans = [self.plan(q64[a : a + ROW_BLOCK], inv_s2[a : a + ROW_BLOCK], math.log(tol)) for a in range(0, len(q), ROW_BLOCK)]
+            keep = ~torch.cat([p[0] for p in plans])  # [Nq, Kc]
+            u = torch.cat([p[1] for p in plans])
+        q_aug = K.augment_queries(q.unsqueeze(0), inv_s2, with_logw=True)[0]  # [Nq, D + 2]
+        if bool(keep.all()):
+            out, lse = K.softmax_average(q_aug[None], K.chunked(keys, vals, 1 << 16), differentiable=differentiable, return_lse=True)
+            out, lse = out[0], lse[0]
         else:
-            idx = torch.nonzero(kept).squeeze(1)
-            chunks = K.chunked(keys[:, idx], vals[:, :, idx], 1 << 16)
-        out, lse = K.softmax_average(q_aug, chunks, differentiable=differentiable, return_lse=True)
-        return out[0], lse[0], keep
+            out, lse = self._cluster_major(q_aug, keep, keys, vals, differentiable)
+        with torch.no_grad():
+            log_z = lse.detach() - 0.5 * inv_s2 * (q64 * q64).sum(1)  # true-frame log Z_kept
+            log_z = log_z - (1e-3 if q.dtype == torch.float32 else 1e-9) * (1.0 + log_z.abs())
+            u_skip = torch.logsumexp(u.masked_fill(keep, -math.inf), dim=1)
+            bound = torch.exp(u_skip - log_z)[:, None] * self.value_range.to(q.device)[None, :]
+        return out, bound
+
+    def _cluster_major(self, q_aug, keep, keys, vals, differentiable):
+        """Per kept cluster, the kernel on its rows; merged per row: ``(out [Nq, C], lse [Nq] GEMM frame)``."""
+        Nq, C = q_aug.shape[0], vals.shape[1] - 1
+        out = torch.zeros((Nq, C), dtype=q_aug.dtype, device=q_aug.device)
+        lse = torch.full((Nq,), -math.inf, dtype=torch.float64, device=q_aug.device)
+        pairs = keep.T.nonzero()  # [P, 2] (cluster, row), sorted by cluster
+        per_cluster = torch.bincount(pairs[:, 0], minlength=self.n_clusters).tolist()
+        rows_of = torch.split(pairs[:, 1], per_cluster)
+        for c, rows in enumerate(rows_of):
+            if len(rows) == 0:
+                continue
+            lo, hi = self.starts[c], self.starts[c + 1]
+            chunks = K.chunked(keys[:, lo:hi], vals[:, :, lo:hi], 1 << 16)
+            o_c, l_c = K.softmax_average(q_aug[rows][None], chunks, differentiable=differentiable, return_lse=True)
+            l_old = lse[rows]
+            l_new = torch.logaddexp(l_old, l_c[0])
+            w_old = torch.exp(l_old - l_new).to(out.dtype)[:, None]
+            w_c = torch.exp(l_c[0] - l_new).to(out.dtype)[:, None]
+            out = out.index_copy(0, rows, out[rows] * w_old + o_c[0] * w_c)
+            lse = lse.index_copy(0, rows, l_new)
+        return out, lse

@@ -131,7 +131,7 @@ def softmax_average(
     if not return_lse:
         return out
     m = torch.cat(m_list, dim=1).detach().to(torch.float64)
-    return out, m + torch.log(acc[:, -1].detach().to(torch.float64))
+    return out, m + torch.log(acc[:, -1].to(torch.float64))  # differentiable when acc is
 
 
 def sdpa_average(q_aug: torch.Tensor, chunks: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
