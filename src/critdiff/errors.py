@@ -47,6 +47,19 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
     return v
 
 
+def check_finite(name: str, value: object) -> float:
+    """Check that a scalar is a finite real number (not nan, not inf) and return it as a float."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return v
+
+
 def check_int(name: str, value: object, minimum: int = 1) -> int:
     """Check an integer argument with a lower bound."""
     if isinstance(value, bool) or not isinstance(value, (int,)) and not (

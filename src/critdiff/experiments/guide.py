@@ -40,7 +40,7 @@ import torch
 from .. import guidance_schedules as GS
 from .. import samplers as SM
 from .. import schedules as S
-from ..errors import check_choice, check_int, check_positive
+from ..errors import check_choice, check_finite, check_int, check_positive
 from ..guidance import Guided
 from ..io import save_json
 from .guide_metrics import check_classifier, classify, diversity, frechet_distance
@@ -107,6 +107,11 @@ class GuideConfig:
             raise ValueError("arms: expected at least one arm")
         for a in arms:
             check_choice("arms", a, ARMS)
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"arms: each arm may be given once, got {','.join(arms)}")
+        for k, v in (("tc-logsnr", self.tc_logsnr), ("threshold", self.threshold)):
+            if v is not None:
+                check_finite(k, v)
         if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
             raise ValueError(f"interval: expected (lo, hi) in logsnr with lo < hi, got {self.interval}")
         S.get(self.schedule)
