@@ -26,6 +26,8 @@ def check_images(name: str, x: object, channels: int | None = None) -> torch.Ten
         raise TypeError(f"{name}: expected a torch.Tensor [B, C, H, W], got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"{name}: expected a tensor of rank 4 [B, C, H, W], got shape {tuple(x.shape)}")
+    if min(x.shape) < 1:
+        raise ValueError(f"{name}: expected a non-empty batch [B, C, H, W] with every size >= 1, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if channels is not None and x.shape[1] != channels:

@@ -18,6 +18,7 @@ import torch
 from .. import samplers as SM
 from .. import schedules as S
 from ..data import load as load_data
+from ..devices import resolve as resolve_device
 from ..io import save_json
 from ..nets import checkpoint as ckpt
 from ..nets.classifier import ClassifierTrainConfig, train_classifier
@@ -84,6 +85,7 @@ def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, pro
               grid: bool = True) -> dict:
     """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png`` and ``train.json``."""
     cfg.validate()
+    device = resolve_device(device)
     out = Path(out_dir)
     images, labels = load_data(cfg.data)
     res = train_unet(cfg, images, labels, out, resume=resume, progress=progress, device=device, on_step=on_step,
@@ -121,6 +123,7 @@ def run_train_classifier(cfg: ClassifierTrainConfig, out_dir: "str | Path", prog
                          device: "str | torch.device" = "cpu") -> dict:
     """Train the evaluation classifier on ``cfg.data``; write ``config.json``, ``weights.safetensors``, ``metrics.json``."""
     cfg.validate()
+    device = resolve_device(device)
     images, labels = load_data(cfg.data)
     res = train_classifier(cfg, images, labels, out_dir, progress=progress, device=device)
     return {k: v for k, v in res.items() if k not in ("model", "heldout_indices")}

@@ -86,7 +86,8 @@ class TrainConfig:
             raise ValueError(f"cond_drop: expected a probability in [0, 1), got {self.cond_drop}")
         S.get(self.schedule)
         check_choice("prediction", self.prediction, NET_PREDICTIONS)
-        check_int("width", self.width, 1)
+        if check_int("width", self.width, 1) % 8:
+            raise ValueError(f"width: expected a multiple of 8 (group norm with 8 groups), got {self.width}")
         check_int("num_res_blocks", self.num_res_blocks, 1)
         check_choice("padding", self.padding, PADDINGS)
         check_positive("grad_clip", self.grad_clip)
@@ -113,8 +114,6 @@ class TrainConfig:
         """The architecture for these training images (channels, size, number of classes)."""
         n_classes = int(labels.max()) + 1 if (self.conditional and labels is not None) else 0
         _, C, H, W = images.shape
-        if self.width % 8 and self.width >= 8:
-            raise ValueError(f"width: expected a multiple of 8 (group norm with 8 groups), got {self.width}")
         return UNetConfig(channels=C, height=H, width_px=W, width=self.width, channel_mult=self.channel_mult,
                           num_res_blocks=self.num_res_blocks, n_classes=n_classes, groups=min(8, self.width),
                           padding=self.padding, prediction=self.prediction)
