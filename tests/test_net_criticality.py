@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from critdiff.experiments.net_criticality import net_criticality_section, train_demo_model
+from critdiff.nets import checkpoint as ckpt
 
 NUM = re.compile(r"(?<![\w^./:=-])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
@@ -86,7 +87,7 @@ def test_low_k_contrast_recomputed_from_stored_spectra(section):
 
 
 def test_train_demo_model_reuses_and_checks(model, tmp_path):
-    cfg = os.path.join(model, "config.json")
+    cfg = os.path.join(ckpt.checkpoint_dir(model), "config.json")
     before = os.path.getmtime(cfg)
     assert train_demo_model(model, quick=True) == str(model)
     assert os.path.getmtime(cfg) == before

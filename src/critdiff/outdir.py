@@ -50,6 +50,17 @@ def _holder(lock_path: Path) -> str:
     return pid if pid.isdigit() else "unknown"
 
 
+def _remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files of atomic writes (``.NAME.XXXX.tmp``, see :func:`critdiff.io.atomic_path`)
+    left by a killed run; called with the lock held, so no other run is writing them."""
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith((".tmp", ".tmp.png")) and p.is_file():
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
 @contextmanager
 def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path]:
     """Validate ``path`` (:func:`check_out`), create it, and hold ``OUT/.critdiff.lock`` for the ``with`` block.
@@ -73,6 +84,7 @@ def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path
                              f"{_holder(lock_path)}); wait for it to finish or choose another --out") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        _remove_stale_temps(p)
         try:
             yield p
         finally:

@@ -222,15 +222,18 @@ def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Te
     gen = torch.Generator().manual_seed(int(cfg.seed) + 7919)
     step, losses, window = 0, [], []
     if resume:
-        state = ckpt.read_training_state(out)
-        tensors, w_step = ckpt.read_weights(out / ckpt.WEIGHTS)
-        ema_tensors, e_step = ckpt.read_weights(out / ckpt.EMA)
+        folder = ckpt.checkpoint_dir(out)
+        if folder is None:
+            raise ValueError(f"resume: no checkpoint in {str(out)!r}; train without --resume first")
+        state = ckpt.read_training_state(folder)
+        tensors, w_step = ckpt.read_weights(folder / ckpt.WEIGHTS)
+        ema_tensors, e_step = ckpt.read_weights(folder / ckpt.EMA)
         step = int(state["step"])
         if not (w_step == e_step == step):
-            raise ValueError(f"model: checkpoint files in {str(out)!r} are from different steps "
+            raise ValueError(f"model: checkpoint files in {str(folder)!r} are from different steps "
                              f"(weights {w_step}, ema {e_step}, state {step})")
-        ckpt.load_into(net, tensors, str(out / ckpt.WEIGHTS))
-        ckpt.load_into(ema_net, ema_tensors, str(out / ckpt.EMA))
+        ckpt.load_into(net, tensors, str(folder / ckpt.WEIGHTS))
+        ckpt.load_into(ema_net, ema_tensors, str(folder / ckpt.EMA))
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -33,7 +33,7 @@ def save_figure(fig, path, dpi: int = 110) -> Path:
 
     path = Path(path)
     try:
-        with atomic_path(path, suffix=".png") as tmp:
+        with atomic_path(path, suffix=".tmp.png") as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
