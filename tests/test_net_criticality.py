@@ -18,6 +18,7 @@ from critdiff.experiments.net_criticality import (NetCriticalityConfig, NetCriti
 from critdiff.experiments.result import result_from_record
 from critdiff.report.net_criticality import FIGURES, render_net_criticality
 from critdiff.report.render import render
+from critdiff.nets import checkpoint as ckpt
 
 NUM = re.compile(r"(?<![\w^./:=-])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
@@ -150,7 +151,7 @@ def test_critical_time_against_the_closed_form(known):
 
 
 def test_train_demo_model_reuses_and_checks(model, tmp_path):
-    cfg = os.path.join(model, "config.json")
+    cfg = os.path.join(ckpt.checkpoint_dir(model), "config.json")
     before = os.path.getmtime(cfg)
     assert train_demo_model(model, quick=True) == str(model)
     assert os.path.getmtime(cfg) == before

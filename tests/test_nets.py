@@ -166,14 +166,15 @@ def test_load_net_errors(tmp_path):
     with pytest.raises(ValueError, match="needs a directory"):
         build_model(RunConfig(model="net"))
     write_net(tmp_path)
-    data = (tmp_path / ckpt.EMA).read_bytes()
-    (tmp_path / ckpt.EMA).write_bytes(data[: len(data) // 2])
+    d = ckpt.checkpoint_dir(tmp_path)
+    data = (d / ckpt.EMA).read_bytes()
+    (d / ckpt.EMA).write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"ema.safetensors' is truncated or corrupt"):
         load_net(tmp_path)
-    (tmp_path / ckpt.EMA).write_bytes(b"\x00" * 3)
+    (d / ckpt.EMA).write_bytes(b"\x00" * 3)
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_net(tmp_path)
-    (tmp_path / ckpt.EMA).unlink()
+    (d / ckpt.EMA).unlink()
     with pytest.raises(ValueError, match="missing"):
         load_net(tmp_path)
     load_net(tmp_path, weights="raw")  # the raw weights are still there
@@ -181,20 +182,21 @@ def test_load_net_errors(tmp_path):
 
 def test_load_net_mismatch_and_bad_config(tmp_path):
     write_net(tmp_path)
-    cfg = json.loads((tmp_path / ckpt.CONFIG).read_text())
-    (tmp_path / ckpt.CONFIG).write_text(json.dumps({**cfg, "net": {**cfg["net"], "width": 16}}))
+    d = ckpt.checkpoint_dir(tmp_path)
+    cfg = json.loads((d / ckpt.CONFIG).read_text())
+    (d / ckpt.CONFIG).write_text(json.dumps({**cfg, "net": {**cfg["net"], "width": 16}}))
     with pytest.raises(ValueError, match=r"weights do not match the config .*wrong shape"):
         load_net(tmp_path)
-    (tmp_path / ckpt.CONFIG).write_text(json.dumps({**cfg, "net": {**cfg["net"], "channel_mult": [1, 2, 2]}}))
+    (d / ckpt.CONFIG).write_text(json.dumps({**cfg, "net": {**cfg["net"], "channel_mult": [1, 2, 2]}}))
     with pytest.raises(ValueError, match=r"weights do not match the config .*missing"):
         load_net(tmp_path)
-    (tmp_path / ckpt.CONFIG).write_text(json.dumps({**cfg, "net": {**cfg["net"], "padding": "mirror"}}))
+    (d / ckpt.CONFIG).write_text(json.dumps({**cfg, "net": {**cfg["net"], "padding": "mirror"}}))
     with pytest.raises(ValueError, match="config .* is invalid"):
         load_net(tmp_path)
-    (tmp_path / ckpt.CONFIG).write_text('{"kind": "unet", "net": ')
+    (d / ckpt.CONFIG).write_text('{"kind": "unet", "net": ')
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_net(tmp_path)
-    (tmp_path / ckpt.CONFIG).write_text(json.dumps({**cfg, "kind": "classifier"}))
+    (d / ckpt.CONFIG).write_text(json.dumps({**cfg, "kind": "classifier"}))
     with pytest.raises(ValueError, match="not a diffusion network"):
         load_net(tmp_path)
 

@@ -54,7 +54,7 @@ def cli(argv):
 
 
 def weights(root, name=ckpt.WEIGHTS):
-    return load_file(str(root / name))
+    return load_file(str(ckpt.checkpoint_dir(root) / name))
 
 
 def assert_same_files(a, b):
@@ -162,15 +162,16 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_matches(tmp_path):
 
 def test_resume_errors(tmp_path):
     x, y = data()
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match="no checkpoint"):
         train_unet(tiny_cfg(steps=2), x, y, tmp_path, progress=False, resume=True)
     train_unet(tiny_cfg(steps=2), x, y, tmp_path, progress=False)
-    # files from different steps (a crash between two writes) are refused
+    # files from different steps (only by tampering: a step folder is written as one unit) are refused
     net = build_unet(tiny_cfg().net_config(x, y), 0)
-    ckpt.save_weights(tmp_path / ckpt.EMA, net, 1)
+    folder = ckpt.checkpoint_dir(tmp_path)
+    ckpt.save_weights(folder / ckpt.EMA, net, 1)
     with pytest.raises(ValueError, match="different steps"):
         train_unet(tiny_cfg(steps=4), x, y, tmp_path, progress=False, resume=True)
-    (tmp_path / ckpt.STATE).write_bytes(b"junk")
+    (folder / ckpt.STATE).write_bytes(b"junk")
     with pytest.raises(ValueError, match="truncated or corrupt"):
         train_unet(tiny_cfg(steps=4), x, y, tmp_path, progress=False, resume=True)
 
@@ -233,7 +234,7 @@ def test_cli_train_on_idx_then_sample_with_net_model(tmp_path, capsys):
     assert cli(["sample", "--model", f"net:{out}", "--out", str(samp), "--steps", "2", "--n", "2", "--label", "1"]) == 0
     run = json.loads((samp / "run.json").read_text())
     assert run["shape"] == [1, 8, 8] and run["model"]["kind"] == "net" and run["nfe_per_sample"] == 3
-    (out / ckpt.EMA).write_bytes(b"")
+    (ckpt.checkpoint_dir(out) / ckpt.EMA).write_bytes(b"")
     assert cli(["sample", "--model", f"net:{out}", "--out", str(samp), "--steps", "2"]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
 

@@ -26,6 +26,8 @@ def check_images(name: str, x: object, channels: int | None = None) -> torch.Ten
         raise TypeError(f"{name}: expected a torch.Tensor [B, C, H, W], got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"{name}: expected a tensor of rank 4 [B, C, H, W], got shape {tuple(x.shape)}")
+    if min(x.shape) < 1:
+        raise ValueError(f"{name}: expected a non-empty batch [B, C, H, W] with every size >= 1, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if channels is not None and x.shape[1] != channels:
@@ -44,6 +46,19 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_finite(name: str, value: object) -> float:
+    """Check that a scalar is a finite real number (not nan, not inf) and return it as a float."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return v
 
 

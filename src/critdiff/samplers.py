@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .denoisers import Denoiser, Label
-from .errors import check_images
+from .errors import check_images, check_int
 from .guidance import GuidanceSchedule, guided
 from .schedules import Schedule, get as get_schedule
 from .spec import parse_spec, take_kwargs
@@ -72,6 +72,7 @@ def check_sigmas(sigmas) -> torch.Tensor:
 
 def seed_generators(seed: int, n: int, device: "torch.device | str" = "cpu") -> list[torch.Generator]:
     """``n`` independent generators, one per sample, derived from ``seed`` (numpy SeedSequence)."""
+    check_int("n", n, 1)
     states = np.random.SeedSequence(int(seed)).spawn(int(n))
     return [torch.Generator(device=device).manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
 
@@ -92,6 +93,8 @@ def randn_like(x: torch.Tensor, generator: GeneratorLike = None) -> torch.Tensor
 
 def initial_noise(shape, sigmas, generator: GeneratorLike = None, dtype=torch.float32, device="cpu") -> torch.Tensor:
     """``x = sigmas[0] * n`` with ``n ~ N(0, I)`` of ``shape`` ``[B, C, H, W]``."""
+    if len(shape) != 4 or any(int(d) < 1 for d in shape):
+        raise ValueError(f"shape: expected [B, C, H, W] with every size >= 1, got {tuple(shape)}")
     z = randn_like(torch.empty(shape, dtype=dtype, device=device), generator)
     return z * float(check_sigmas(sigmas)[0])
 

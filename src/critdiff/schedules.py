@@ -64,6 +64,19 @@ class Schedule(ABC):
     @abstractmethod
     def g2(self, t) -> torch.Tensor: ...
 
+    # --- option checks (called by each subclass's __post_init__) ----------------------------------
+    def _check_options(self, positive: tuple = (), lower: float = 0.0) -> None:
+        """Every option finite; those in ``positive`` > 0; ``lower <= t_min < t_max``. The message names the option."""
+        for k, v in asdict(self).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"schedule: {self.name} option {k} must be a finite number, got {v!r}")
+        for k in positive:
+            if not getattr(self, k) > 0:
+                raise ValueError(f"schedule: {self.name} option {k} must be > 0, got {getattr(self, k)!r}")
+        if not lower <= self.t_min < self.t_max:
+            raise ValueError(f"schedule: {self.name} options t_min, t_max must satisfy {lower:g} <= t_min < t_max, "
+                             f"got {self.t_min!r}, {self.t_max!r}")
+
     # --- derived ----------------------------------------------------------------------------
     def check_t(self, t, name: str = "t") -> torch.Tensor:
         """Return ``t`` as float64, raising if any value lies outside ``[t_min, t_max]``."""
@@ -134,6 +147,9 @@ class VPLinear(Schedule):
     beta_min: float = 0.1
     beta_max: float = 20.0
 
+    def __post_init__(self) -> None:
+        self._check_options(positive=("t_min", "beta_min", "beta_max"))
+
     def beta(self, t) -> torch.Tensor:
         return self.beta_min + _f64(t) * (self.beta_max - self.beta_min)
 
@@ -180,6 +196,7 @@ class VPCosine(Schedule):
     s: float = 0.008
 
     def __post_init__(self) -> None:
+        self._check_options(positive=("t_min", "s"))
         if not (0 < self.t_max < 1):
             raise ValueError(f"t_max: the cosine schedule needs 0 < t_max < 1 (abar(1) = 0), got {self.t_max}")
 
@@ -227,6 +244,7 @@ class VE(Schedule):
     sigma_hi: float = 50.0
 
     def __post_init__(self) -> None:
+        self._check_options(positive=("sigma_lo", "sigma_hi"))
         if not (0 < self.sigma_lo < self.sigma_hi):
             raise ValueError(f"sigma_lo, sigma_hi: expected 0 < sigma_lo < sigma_hi, got {self.sigma_lo}, {self.sigma_hi}")
 
@@ -261,6 +279,7 @@ class EDM(Schedule):
     t_max: float = 80.0
 
     def __post_init__(self) -> None:
+        self._check_options(positive=("t_min",))
         if not (0 < self.t_min < self.t_max):
             raise ValueError(f"t_min, t_max: expected 0 < t_min < t_max, got {self.t_min}, {self.t_max}")
 

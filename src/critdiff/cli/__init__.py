@@ -8,8 +8,11 @@ has kept what it finished (results are written atomically).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 
 # subcommand modules, each with add_parser(subparsers) and run(args) -> int
 COMMANDS = ("sample", "train", "train-classifier", "theory", "guide", "demo", "probe", "report", "guide-config")
@@ -39,6 +42,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    """SIGTERM (and SIGINT) stop the run as Ctrl-C does: ``KeyboardInterrupt`` where the program is."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stoppable():
+    """Make SIGINT and SIGTERM raise ``KeyboardInterrupt`` for the ``with`` block (docs/reliability.md, R2).
+
+    A shell starts background jobs with SIGINT ignored; the default handler is installed again so that
+    ``kill -INT`` stops a background run too. The previous handlers are restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, h) for sig, h in ((signal.SIGINT, signal.default_int_handler),
+                                                      (signal.SIGTERM, _interrupt))}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _run(args) -> int:
+    """Run the chosen command; a command with an ``--out`` folder holds it locked (:mod:`critdiff.outdir`)."""
+    from ..outdir import locked_output
+
+    out = getattr(args, "out", None)
+    with locked_output(out) if out is not None else contextlib.nullcontext():
+        return int(_modules()[args.command].run(args) or 0)
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
     try:
@@ -46,7 +82,8 @@ def main(argv: "list[str] | None" = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed on one line
         return int(exc.code or 0)
     try:
-        return int(_modules()[args.command].run(args) or 0)
+        with _stoppable():
+            return _run(args)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         if args.debug:
             raise

@@ -40,8 +40,16 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 # --------------------------------------------------------------------------- labels
+MAX_CLASS_ID = 9999  # largest class id a labels file may hold (per-class storage is sized by the largest id)
+
+
 def check_labels(labels: object, n: int, source: str) -> torch.Tensor:
-    """Labels as int64 ``[n]``: rank 1, integer dtype, non-negative, one per image."""
+    """Labels as int64 ``[n]``: rank 1, integer dtype, one per image, class ids in ``0..MAX_CLASS_ID``.
+
+    Models allocate per class id (a pool range, a covariance, an embedding row), so the ids are bounded
+    here, before anything is allocated: a stray id such as 10^9 is an error naming the file, not a
+    billion empty classes. Gaps between ids are allowed (a model reports a class without images).
+    """
     arr = np.asarray(labels)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise fail(f"labels in {source} must be a rank-1 integer array, got shape {arr.shape} dtype {arr.dtype}")
@@ -49,6 +57,9 @@ def check_labels(labels: object, n: int, source: str) -> torch.Tensor:
         raise fail(f"labels in {source} has {len(arr)} entries but there are {n} images")
     if n and arr.min() < 0:
         raise fail(f"labels in {source} must be >= 0, got {arr.min()}")
+    if n and arr.max() > MAX_CLASS_ID:
+        raise fail(f"labels in {source} must be class ids 0..{MAX_CLASS_ID}, got {arr.max()} "
+                   f"(renumber the classes 0..K-1)")
     return torch.as_tensor(arr.astype(np.int64))
 
 

@@ -22,7 +22,7 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
                   grid_steps=8)
              if quick else dict(data="digits:size=16", width=32, steps=300, batch=64, cond_drop=0.1,
                                 checkpoint_every=100, grid_steps=20))
-    has = (out / ckpt.CONFIG).is_file()
+    has = ckpt.has_checkpoint(out)
     cfg = resolve_config(out, given, resume=has)
     if has and int(ckpt.read_config(out).get("step", 0)) >= cfg.steps:
         return str(out)

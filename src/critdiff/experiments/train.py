@@ -1,9 +1,9 @@
 """The ``train`` and ``train-classifier`` experiments: load the data, train, write checkpoints, a sample
 grid (``samples.png``; one row per class for a conditional model) and a JSON record of the run.
 
-Output folder of ``train`` (see :mod:`critdiff.nets.checkpoint`): ``config.json``,
-``weights.safetensors``, ``ema.safetensors``, ``state.pt``, ``samples.png``, ``train.json``. The folder is
-then usable as ``--model net:DIR``.
+Output folder of ``train`` (see :mod:`critdiff.nets.checkpoint`): the step folders ``ckpt-<step>/``
+(``config.json``, ``weights.safetensors``, ``ema.safetensors``, ``state.pt``), the ``latest`` pointer,
+``samples.png``, ``train.json``. The folder is then usable as ``--model net:DIR``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from .. import samplers as SM
 from .. import schedules as S
 from ..data import load as load_data
+from ..devices import resolve as resolve_device
 from ..io import save_json
 from ..nets import checkpoint as ckpt
 from ..nets.classifier import ClassifierTrainConfig, train_classifier
@@ -35,7 +36,7 @@ def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainCon
     """
     given = {k: v for k, v in given.items() if v is not None}
     out = Path(out_dir)
-    has_ckpt = (out / ckpt.CONFIG).is_file()
+    has_ckpt = ckpt.has_checkpoint(out)
     if not resume:
         if has_ckpt:
             step = ckpt.read_config(out).get("step")
@@ -43,7 +44,7 @@ def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainCon
                              "it or choose another --out")
         return TrainConfig.from_dict({**TrainConfig().to_dict(), **given}).validate()
     if not has_ckpt:
-        raise ValueError(f"resume: no checkpoint in {str(out)!r} (missing {ckpt.CONFIG}); train without --resume first")
+        raise ValueError(f"resume: no checkpoint in {str(out)!r}; train without --resume first")
     stored = ckpt.read_config(out)
     if stored.get("kind") != "unet" or "train" not in stored:
         raise ValueError(f"resume: {str(out)!r} does not hold a critdiff diffusion training run")
@@ -84,12 +85,13 @@ def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, pro
               grid: bool = True) -> dict:
     """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png`` and ``train.json``."""
     cfg.validate()
+    device = resolve_device(device)
     out = Path(out_dir)
     images, labels = load_data(cfg.data)
     res = train_unet(cfg, images, labels, out, resume=resume, progress=progress, device=device, on_step=on_step,
                      extra_config={"data_shape": list(images.shape[1:]), "n_train": int(images.shape[0])})
     denoiser = NetDenoiser(res["ema"], path=str(out), step=res["step"], train_config=cfg.to_dict())
-    files = [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.EMA, ckpt.STATE, "train.json"]
+    files = [ckpt.LATEST, ckpt.checkpoint_dir(out).name, "train.json"]
     grid_seconds = None
     if grid:
         t0 = time.perf_counter()
@@ -121,6 +123,7 @@ def run_train_classifier(cfg: ClassifierTrainConfig, out_dir: "str | Path", prog
                          device: "str | torch.device" = "cpu") -> dict:
     """Train the evaluation classifier on ``cfg.data``; write ``config.json``, ``weights.safetensors``, ``metrics.json``."""
     cfg.validate()
+    device = resolve_device(device)
     images, labels = load_data(cfg.data)
     res = train_classifier(cfg, images, labels, out_dir, progress=progress, device=device)
     return {k: v for k, v in res.items() if k not in ("model", "heldout_indices")}

@@ -1,21 +1,35 @@
-"""Checkpoints of trained critdiff networks: one folder, every file written atomically.
+"""Checkpoints of trained critdiff networks. Each training checkpoint is one atomic unit: a step folder.
 
-Layout of a checkpoint folder ``DIR``::
+Files of one checkpoint::
 
     config.json            {"kind": "unet" | "classifier", "net": <architecture>, "train": <training config>, "step": k}
     weights.safetensors    raw weights (metadata: step)
     ema.safetensors        EMA weights (metadata: step), the ones used for sampling
     state.pt               optimiser state, RNG states, step (torch.save of tensors and numbers only)
 
-Each file is written to a temporary file in ``DIR`` and renamed (:mod:`critdiff.io`), so an interrupted
-write never leaves a truncated file; each carries the step, and :func:`read_training_state` refuses files
-from different steps. Every read failure is a one-line ``ValueError`` starting ``model:``.
+Layout of a training folder ``DIR`` (docs/reliability.md, R1)::
+
+    ckpt-000027/           the four files above, for step 27
+    ckpt-000026/           the one before (the last :data:`KEEP` are kept)
+    latest                 the name of the newest complete step folder (one line)
+
+:func:`save_checkpoint` writes the four files into a fresh hidden folder, fsyncs them, renames the folder
+to ``ckpt-<step>`` (atomic) and then replaces ``latest`` (atomic), so a kill at any moment leaves either
+the previous checkpoint or the new one, never a mix. :func:`checkpoint_dir` resolves ``DIR`` to the
+folder to read: ``latest`` if it names a complete step folder, else the newest complete one; hidden
+leftovers of a killed write are ignored and removed by the next save. A folder of the old flat layout
+(the four files directly in ``DIR``) and a classifier folder (config and weights only) resolve to
+``DIR`` itself. Every read failure is a one-line ``ValueError`` starting ``model:``.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +42,9 @@ CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 EMA = "ema.safetensors"
 STATE = "state.pt"
+LATEST = "latest"
+KEEP = 2  # step folders kept
+_STEP_DIR = re.compile(r"^ckpt-(\d{6,})$")
 
 
 def save_weights(path: "str | Path", module_or_state, step: int) -> Path:
@@ -39,16 +56,57 @@ def save_weights(path: "str | Path", module_or_state, step: int) -> Path:
     return atomic_write_bytes(path, save(tensors, metadata={"step": str(int(step)), "format": "critdiff"}))
 
 
-def _check_dir(root: "str | Path") -> Path:
+def check_dir(root: "str | Path") -> Path:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"model: checkpoint folder {str(root)!r} does not exist")
     return root
 
 
+def step_dir_name(step: int) -> str:
+    return f"ckpt-{int(step):06d}"
+
+
+def _complete(folder: Path) -> bool:
+    """A step folder holds its config and weights (it was renamed into place only after every file was written)."""
+    return all((folder / f).is_file() for f in (CONFIG, WEIGHTS))
+
+
+def step_dirs(root: "str | Path") -> "list[Path]":
+    """The complete step folders of ``root``, oldest first."""
+    root = Path(root)
+    found = []
+    for p in root.iterdir() if root.is_dir() else ():
+        m = _STEP_DIR.match(p.name)
+        if m and p.is_dir() and _complete(p):
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def checkpoint_dir(root: "str | Path") -> "Path | None":
+    """The folder holding the checkpoint files of ``root``: ``latest``, else the newest complete step folder,
+    else ``root`` itself when it holds a flat (old-layout or classifier) ``config.json``; ``None`` if none."""
+    root = Path(root)
+    try:
+        name = (root / LATEST).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    if _STEP_DIR.match(name) and _complete(root / name):
+        return root / name
+    dirs = step_dirs(root)
+    if dirs:
+        return dirs[-1]
+    return root if (root / CONFIG).is_file() else None
+
+
+def has_checkpoint(root: "str | Path") -> bool:
+    return checkpoint_dir(root) is not None
+
+
 def read_config(root: "str | Path") -> dict:
-    """The ``config.json`` of a checkpoint folder."""
-    path = _check_dir(root) / CONFIG
+    """The ``config.json`` of a checkpoint folder (resolved with :func:`checkpoint_dir`)."""
+    folder = checkpoint_dir(check_dir(root))
+    path = (folder or Path(root)) / CONFIG
     if not path.is_file():
         raise ValueError(f"model: no checkpoint in {str(root)!r} (missing {CONFIG})")
     try:
@@ -104,8 +162,9 @@ def save_training_state(root: "str | Path", state: dict) -> Path:
 
 
 def read_training_state(root: "str | Path") -> dict:
-    """The ``state.pt`` of a checkpoint folder (tensors and numbers only: ``weights_only=True``)."""
-    path = Path(root) / STATE
+    """The ``state.pt`` of a checkpoint folder, resolved with :func:`checkpoint_dir` (tensors and numbers only:
+    ``weights_only=True``)."""
+    path = (checkpoint_dir(root) or Path(root)) / STATE
     if not path.is_file():
         raise ValueError(f"model: cannot resume: {str(path)!r} is missing")
     try:
@@ -117,15 +176,57 @@ def read_training_state(root: "str | Path") -> dict:
     return state
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _clean(root: Path, keep: "list[Path]") -> None:
+    """Remove hidden leftovers of killed writes and the step folders beyond the newest :data:`KEEP`."""
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith(".ckpt-"):
+            shutil.rmtree(p, ignore_errors=True)
+    for p in step_dirs(root):
+        if p not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def save_checkpoint(root: "str | Path", config: dict, model: nn.Module, ema: Optional[nn.Module], step: int,
                     state: Optional[dict] = None) -> Path:
-    """Write ``config.json``, ``weights.safetensors``, ``ema.safetensors`` and ``state.pt`` (all atomic)."""
+    """Write one checkpoint as a unit: ``root/ckpt-<step>/`` (config, weights, ema, state), then ``root/latest``.
+
+    The files go to a fresh hidden folder, are fsync-ed, and the folder is renamed into place; an existing
+    folder of the same step is swapped out. Returns the step folder.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    if state is not None:
-        save_training_state(root, {**state, "step": int(step)})
-    save_weights(root / WEIGHTS, model, step)
-    if ema is not None:
-        save_weights(root / EMA, ema, step)
-    save_json(root / CONFIG, {**config, "step": int(step)})
-    return root
+    final = root / step_dir_name(step)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
+    try:
+        if state is not None:
+            save_training_state(tmp, {**state, "step": int(step)})
+        save_weights(tmp / WEIGHTS, model, step)
+        if ema is not None:
+            save_weights(tmp / EMA, ema, step)
+        save_json(tmp / CONFIG, {**config, "step": int(step)})
+        os.chmod(tmp, 0o777 & ~_umask())
+        _fsync_dir(tmp)
+        if final.exists():  # the same step saved again (e.g. on Ctrl-C right after a checkpoint)
+            os.rename(final, Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.old.")) / "old")
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    atomic_write_bytes(root / LATEST, (final.name + "\n").encode())
+    _clean(root, step_dirs(root)[-KEEP:] + [final])
+    return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -87,9 +87,8 @@ class TrainConfig(JsonConfig):
             raise ValueError(f"cond_drop: expected a probability in [0, 1), got {self.cond_drop}")
         S.get(self.schedule)
         check_choice("prediction", self.prediction, NET_PREDICTIONS)
-        check_int("width", self.width, 8)
-        if self.width % 8:
-            raise ValueError(f"width: expected a multiple of 8 (group normalisation uses 8 groups), got {self.width}")
+        if check_int("width", self.width, 1) % 8:
+            raise ValueError(f"width: expected a multiple of 8 (group norm with 8 groups), got {self.width}")
         check_int("num_res_blocks", self.num_res_blocks, 1)
         check_choice("padding", self.padding, PADDINGS)
         check_positive("grad_clip", self.grad_clip)
@@ -104,8 +103,6 @@ class TrainConfig(JsonConfig):
         """The architecture for these training images (channels, size, number of classes)."""
         n_classes = int(labels.max()) + 1 if (self.conditional and labels is not None) else 0
         _, C, H, W = images.shape
-        if self.width % 8 and self.width >= 8:
-            raise ValueError(f"width: expected a multiple of 8 (group norm with 8 groups), got {self.width}")
         return UNetConfig(channels=C, height=H, width_px=W, width=self.width, channel_mult=self.channel_mult,
                           num_res_blocks=self.num_res_blocks, n_classes=n_classes, groups=min(8, self.width),
                           padding=self.padding, prediction=self.prediction)
@@ -214,15 +211,18 @@ def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Te
     gen = torch.Generator().manual_seed(int(cfg.seed) + 7919)
     step, losses, window = 0, [], []
     if resume:
-        state = ckpt.read_training_state(out)
-        tensors, w_step = ckpt.read_weights(out / ckpt.WEIGHTS)
-        ema_tensors, e_step = ckpt.read_weights(out / ckpt.EMA)
+        folder = ckpt.checkpoint_dir(out)
+        if folder is None:
+            raise ValueError(f"resume: no checkpoint in {str(out)!r}; train without --resume first")
+        state = ckpt.read_training_state(folder)
+        tensors, w_step = ckpt.read_weights(folder / ckpt.WEIGHTS)
+        ema_tensors, e_step = ckpt.read_weights(folder / ckpt.EMA)
         step = int(state["step"])
         if not (w_step == e_step == step):
-            raise ValueError(f"model: checkpoint files in {str(out)!r} are from different steps "
+            raise ValueError(f"model: checkpoint files in {str(folder)!r} are from different steps "
                              f"(weights {w_step}, ema {e_step}, state {step})")
-        ckpt.load_into(net, tensors, str(out / ckpt.WEIGHTS))
-        ckpt.load_into(ema_net, ema_tensors, str(out / ckpt.EMA))
+        ckpt.load_into(net, tensors, str(folder / ckpt.WEIGHTS))
+        ckpt.load_into(ema_net, ema_tensors, str(folder / ckpt.EMA))
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -29,12 +29,14 @@ def _to_display(img: torch.Tensor) -> np.ndarray:
 
 def save_figure(fig, path, dpi: int = 110) -> Path:
     """Write ``fig`` to the PNG ``path`` atomically (cropped to its content) and close it."""
+    from ..io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path, suffix=".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -1,0 +1,94 @@
+"""Output folders: validate ``--out`` and hold an exclusive lock on it while a run writes there.
+
+One run per folder (docs/reliability.md, R4): :func:`locked_output` takes ``fcntl.flock`` on
+``OUT/.critdiff.lock`` without blocking and writes its PID there; a second run on the same folder gets a
+one-line ``ValueError`` naming the folder and that PID at once. The kernel drops the lock when the
+process ends, however it ends (SIGKILL included), so a stale lock file never blocks a later run.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+LOCK_NAME = ".critdiff.lock"
+
+
+def check_out(path: "str | os.PathLike", name: str = "out") -> Path:
+    """Check that ``path`` can be (or already is) a writable folder; a one-line ``ValueError`` naming ``name``.
+
+    Refused: an empty path, an existing regular file, a path under a regular file, a folder that cannot
+    be created or written. Nothing is created here.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a folder path, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise ValueError(f"{name}: expected a folder path, got an empty string")
+    p = Path(text)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{name}: {str(p)!r} is a file, expected a folder")
+    ancestor = p.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{name}: {str(p)!r} lies under the file {str(ancestor)!r}, expected a folder path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}: {str(ancestor)!r} is not writable")
+    return p
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        pid = lock_path.read_text().strip()
+    except OSError:
+        pid = ""
+    return pid if pid.isdigit() else "unknown"
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files of atomic writes (``.NAME.XXXX.tmp``, see :func:`critdiff.io.atomic_path`)
+    left by a killed run; called with the lock held, so no other run is writing them."""
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith((".tmp", ".tmp.png")) and p.is_file():
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+@contextmanager
+def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path]:
+    """Validate ``path`` (:func:`check_out`), create it, and hold ``OUT/.critdiff.lock`` for the ``with`` block.
+
+    Raises ``ValueError`` naming ``name`` when the folder cannot be created or another process holds it.
+    """
+    p = check_out(path, name)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        lock_path = p / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot create or write the folder {str(p)!r} ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ValueError(f"{name}: cannot lock the folder {str(p)!r} ({exc.strerror})") from None
+            raise ValueError(f"{name}: the folder {str(p)!r} is in use by another critdiff run (PID "
+                             f"{_holder(lock_path)}); wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _remove_stale_temps(p)
+        try:
+            yield p
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
