@@ -129,6 +129,12 @@ def table():
     rows.append((["theory", "--out", "{tmp}/t"], "--data"))
     rows.append((["sample", "--model", "patch", "--out", "{tmp}/s"], "data"))
     rows.append((["nocommand"], "nocommand"))
+    rows += [(["report", "{tmp}/nothing-here"], "results.json"), (["report", "{tmp}/afile"], "afile"),
+             (["report"], "out"), (["report", "{tmp}/x", "--bogus"], "--bogus")]
+    rows += [(["guide-config", "--tc-logsnr", "0"], "--model"), (["guide-config", "--model", "diffusers:{tmp}/x"], "--tc-logsnr"),
+             (["guide-config", "--model", "patch", "--tc-logsnr", "0"], "model"),
+             (["guide-config", "--model", "diffusers:{tmp}/x", "--tc-logsnr", "zero"], "--tc-logsnr"),
+             (["guide-config", "--model", "diffusers:{tmp}/x", "--tc-logsnr", "0", "--steps", "two"], "--steps")]
     return rows
 
 

@@ -44,7 +44,12 @@ def _list_parser(item: Any) -> Callable[[str], tuple]:
     scalar = _scalar_parser(item, "list")
 
     def parse(text: str) -> tuple:
-        return tuple(scalar(p.strip()) for p in text.split(",") if p.strip())
+        if not text.strip():
+            return ()
+        parts = [p.strip() for p in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"expected comma-separated values without empty items, got {text!r}")
+        return tuple(scalar(p) for p in parts)
 
     parse.__name__ = "list"
     return parse

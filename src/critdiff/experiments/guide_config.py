@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 
 from .. import guidance_schedules as GS
 from ..config import arg
-from ..errors import check_choice, check_int, check_positive
+from ..errors import check_choice, check_finite, check_int, check_positive
 from .config import RunConfig
 
 ARMS = ("none", "cond", "constant", "interval", "tc", "random", "adaptive", "sweep")
@@ -74,10 +73,9 @@ class GuideConfig(RunConfig):
             raise ValueError(f"arms: each arm may be given once, got {','.join(arms)}")
         if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
             raise ValueError(f"interval: expected (lo, hi) in logsnr with lo < hi, got {self.interval}")
-        for name in ("tc_logsnr", "threshold"):
-            v = getattr(self, name)
-            if v is not None and not math.isfinite(v):
-                raise ValueError(f"{name}: expected a finite number, got {v}")
+        for flag, v in (("tc-logsnr", self.tc_logsnr), ("threshold", self.threshold)):
+            if v is not None:
+                check_finite(flag, v)
         return self
 
 
