@@ -29,7 +29,7 @@ THEORY = ["theory", "--data", "stripes:size=8,n=20,wavelength=4"]
 
 # (flags, fragment) for the options shared by sample, guide and probe (model, data, stencil, schedule)
 MODEL_BAD = [
-    (["--model", "foo"], "model"), (["--model", "patch:foo=1"], "model"), (["--model", "gaussian:3"], "model"), (["--model", "net:{tmp}/nothing"], "nothing"), (["--model", "net"], "model"),
+    (["--model", "foo"], "model"), (["--model", "net:{tmp}/nothing"], "nothing"), (["--model", "net"], "model"),
     (["--model", "diffusers:{tmp}/nothing"], "nothing"), (["--data", "foo"], "data"), (["--data", "digits:size=-1"], "size"),
     (["--data", "digits:size=abc"], "size"), (["--data", "digits:n=0"], "n"), (["--data", "digits:bogus=1"], "bogus"),
     (["--data", ""], "data"), (["--data", "npy:{tmp}/missing.npy"], "missing.npy"),

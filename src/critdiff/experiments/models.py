@@ -35,9 +35,6 @@ def model_kind(spec: str) -> str:
     s = parse_spec(spec, "model")
     if s.name not in KINDS:
         raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} (diffusers as diffusers:DIR, net as net:DIR)")
-    if s.name in ANALYTIC and (s.args or s.kwargs):
-        raise ValueError(f"model: {s.name!r} takes no options in its spec, got {spec!r}; its options are flags "
-                         "(--stencil, --local, --boundary, --pool)")
     return s.name
 
 

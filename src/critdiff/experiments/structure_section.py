@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from .. import samplers as SM
-from ..report.figures import save_figure
 from ..report.html import Section, table
 from ..schedules import get as get_schedule, sigma_grid
 
@@ -72,7 +71,8 @@ def structure_section(folder: Path, config: dict = CONFIG) -> Section:
     ax.set_ylabel("max |z| over |k| shells")
     ax.set_title("predicted S(k,t) vs nonlinear ensemble")
     ax.legend(fontsize=7)
-    save_figure(fig, folder / "structure_factor_z.png")
+    fig.savefig(folder / "structure_factor_z.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
     results["rows"] = rows
     html = (f"<p>Stripes (wavelength 3, 8x8), equivariant patch model {config['stencil']}, VE schedule, {config['steps']} "
             f"steps uniform in logsnr, {B} samples. The linear theory's structure factor, propagated through each "

@@ -16,18 +16,6 @@ def _plt():
     return plt
 
 
-def _save(plt, fig, path: str) -> None:
-    """Lay out ``fig``, write it atomically to the PNG ``path`` (:func:`critdiff.io.atomic_path`) and close it."""
-    from ..io import atomic_path
-
-    try:
-        fig.tight_layout()
-        with atomic_path(path, suffix=".tmp.png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-
-
 def write_figures(report, out_dir: str, prefix: str = "theory") -> list[str]:
     """Write the PNGs of a :class:`~critdiff.theory.analysis.TheoryReport` into ``out_dir``; return their paths."""
     plt = _plt()
@@ -49,7 +37,7 @@ def write_figures(report, out_dir: str, prefix: str = "theory") -> list[str]:
     ax.set_ylabel("logsnr")
     ax.set_title("stiffness (black: zero contour)")
     p = os.path.join(out_dir, f"{prefix}_stiffness.png")
-    _save(plt, fig, p)
+    fig.tight_layout(); fig.savefig(p, dpi=110); plt.close(fig)
     paths.append(p)
     # 2. xi(t)
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -61,7 +49,7 @@ def write_figures(report, out_dir: str, prefix: str = "theory") -> list[str]:
     ax.set_ylabel(r"$\xi$ (pixels)")
     ax.set_title("correlation length" + ("" if cp.preferred_mode else " (white: xi = 0)"))
     p = os.path.join(out_dir, f"{prefix}_xi.png")
-    _save(plt, fig, p)
+    fig.tight_layout(); fig.savefig(p, dpi=110); plt.close(fig)
     paths.append(p)
     # 3. bifurcation diagram (two-point data)
     if report.bifurcation is not None:
@@ -78,6 +66,6 @@ def write_figures(report, out_dir: str, prefix: str = "theory") -> list[str]:
         ax.set_ylabel("fixed point x (along the data direction)")
         ax.legend()
         p = os.path.join(out_dir, f"{prefix}_bifurcation.png")
-        _save(plt, fig, p)
+        fig.tight_layout(); fig.savefig(p, dpi=110); plt.close(fig)
         paths.append(p)
     return paths
