@@ -13,7 +13,7 @@ import torch
 from critdiff import samplers as SM
 from critdiff import schedules as S
 from critdiff.data import load
-from critdiff.experiments.models import ModelOptions, build_model
+from critdiff.scores import GaussianScore, PatchScore
 
 # documented in docs/reliability.md R6: max |x(n=1) - x(n=8)[0]| of a 20-step Heun run on digits:size=8,n=200
 BOUND = {("patch", torch.float32): 1e-3, ("gaussian", torch.float32): 1e-5,
@@ -24,7 +24,7 @@ BOUND = {("patch", torch.float32): 1e-3, ("gaussian", torch.float32): 1e-5,
 @pytest.mark.parametrize("model", ["patch", "gaussian"])
 def test_batch_composition_changes_a_sample_by_at_most_the_documented_bound(model, dtype, one_thread):
     x, _ = load("digits:size=8,n=200")
-    D = build_model(model, x.to(dtype), None, ModelOptions(stencil="square:5"))
+    D = PatchScore(x.to(dtype), "square:5") if model == "patch" else GaussianScore(x.to(dtype))
     sig = S.sigma_grid("vp-linear", 20, "logsnr")
     z = SM.initial_noise((8, 1, 8, 8), sig, SM.seed_generators(0, 8), dtype=dtype)
     with torch.no_grad():
