@@ -143,19 +143,21 @@ def test_same_seed_same_weights_and_resume_is_bit_identical(tmp_path):
         not torch.equal(a, b) for a, b in zip(weights(full).values(), weights(other).values()))
 
 
-def test_ctrl_c_writes_a_checkpoint_and_resume_matches(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_writes_a_checkpoint_and_resume_matches(tmp_path, sig):
     x, y = data()
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_unet(tiny_cfg(steps=5), x, y, full, progress=False)
+    term = signal.getsignal(signal.SIGTERM)
 
-    def interrupt(step, loss):  # a real SIGINT: the handler defers it to the end of the step
+    def interrupt(step, loss):  # a real signal: the handler defers it to the end of the step
         if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
     with pytest.raises(KeyboardInterrupt):
         train_unet(tiny_cfg(steps=5, checkpoint_every=100), x, y, cut, progress=False, on_step=interrupt)
     assert ckpt.read_training_state(cut)["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is term
     train_unet(tiny_cfg(steps=5), x, y, cut, progress=False, resume=True)
     assert_same_files(full, cut)
 

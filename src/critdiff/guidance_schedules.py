@@ -44,6 +44,7 @@ from typing import Callable, Literal, Optional, Sequence, Union
 
 import torch
 
+from .errors import check_finite
 from .schedules import Schedule, get as get_schedule
 
 Shape = Literal["box", "gauss"]
@@ -56,18 +57,8 @@ Centre = Union[float, torch.Tensor]
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _finite(name: str, v) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number, got {v!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{name}: expected a finite number, got {v!r}")
-    return f
-
-
 def _baseline(v) -> float:
-    b = _finite("baseline", v)
+    b = check_finite("baseline", v)
     if b not in (0.0, 1.0):
         raise ValueError(f"baseline: expected 0 (unconditional) or 1 (conditional), got {v!r}")
     return b
@@ -117,7 +108,7 @@ def centre_logsnr(value, unit: Unit = "logsnr", *, schedule: "Schedule | str | N
         if not 0 <= i < lam.numel():
             raise ValueError(f"centre: step index must lie in [0, {lam.numel() - 1}], got {i}")
         return float(lam[i])
-    v = _finite("centre", value)
+    v = check_finite("centre", value)
     if unit == "logsnr":
         return v
     if unit == "sigma":
@@ -135,7 +126,7 @@ def random_centres(n: int, lo: float, hi: float, seed: int = 0) -> torch.Tensor:
 
     Sample ``j`` always gets the ``j``-th draw, so a centre does not depend on the batch it ran in.
     """
-    lo, hi = _finite("lo", lo), _finite("hi", hi)
+    lo, hi = check_finite("lo", lo), check_finite("hi", hi)
     if not lo <= hi:
         raise ValueError(f"lo, hi: expected lo <= hi, got {lo}, {hi}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -196,7 +187,7 @@ class Constant(Schedule_):
     kind: str = field(default="constant", init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "height", _finite("height", self.height))
+        object.__setattr__(self, "height", check_finite("height", self.height))
 
     def weight(self, lam):
         return torch.full_like(lam, self.height)
@@ -228,12 +219,12 @@ class Interval(Schedule_):
     kind: str = field(default="interval", init=False)
 
     def __post_init__(self):
-        lo, hi = _finite("lo", self.lo), _finite("hi", self.hi)
+        lo, hi = check_finite("lo", self.lo), check_finite("hi", self.hi)
         if not lo < hi:
             raise ValueError(f"lo, hi: expected lo < hi (logsnr), got {lo}, {hi}")
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
-        object.__setattr__(self, "height", _finite("height", self.height))
+        object.__setattr__(self, "height", check_finite("height", self.height))
         object.__setattr__(self, "baseline", _baseline(self.baseline))
 
     def weight(self, lam):
@@ -279,16 +270,16 @@ class Pulse(Schedule_):
                 raise ValueError("centre: contains non-finite values")
             object.__setattr__(self, "centre", c)
         else:
-            object.__setattr__(self, "centre", _finite("centre", self.centre))
-        w = _finite("width", self.width)
+            object.__setattr__(self, "centre", check_finite("centre", self.centre))
+        w = check_finite("width", self.width)
         if w <= 0:
             raise ValueError(f"width: expected a logsnr width > 0, got {self.width!r}")
         object.__setattr__(self, "width", w)
-        object.__setattr__(self, "height", _finite("height", self.height))
+        object.__setattr__(self, "height", check_finite("height", self.height))
         object.__setattr__(self, "baseline", _baseline(self.baseline))
         if self.shape not in SHAPES:
             raise ValueError(f"shape: expected one of {', '.join(map(repr, SHAPES))}, got {self.shape!r}")
-        if self.truncate is not None and not _finite("truncate", self.truncate) > 0:
+        if self.truncate is not None and not check_finite("truncate", self.truncate) > 0:
             raise ValueError(f"truncate: expected a number > 0 or None, got {self.truncate!r}")
 
     @classmethod
@@ -444,7 +435,7 @@ class AdaptivePulse(Schedule_):
             raise TypeError(f"indicator: expected a name or a function, got {type(indicator).__name__}")
         if lead is None:
             lead = 0.5 * template.width if template.shape == "box" else (template.truncate or 3.0) * template.std
-        self.lead = _finite("lead", lead)
+        self.lead = check_finite("lead", lead)
         self.min_logsnr = float(min_logsnr)
         self.reset()
 

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (read without changing it for longer than a call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: "str | Path", suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh temporary path next to ``path``; when the block succeeds it is fsync-ed and renamed to ``path``.
@@ -24,10 +31,8 @@ def atomic_path(path: "str | Path", suffix: str = ".tmp") -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; results are ordinary files
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

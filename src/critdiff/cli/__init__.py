@@ -1,8 +1,9 @@
 """The ``critdiff`` command line. It only parses arguments and calls experiments.
 
 Usage errors (bad specs, files, values) print one line ``critdiff: error: ...`` and exit with status 2,
-never a traceback; ``--debug`` re-raises them. Ctrl-C exits with status 130 after the running job
-has kept what it finished (results are written atomically).
+never a traceback; ``--debug`` re-raises them. Ctrl-C, SIGINT (also in a background job) and SIGTERM
+exit with status 130 after the running job has kept what it finished (results are written atomically).
+A command's ``--out`` folder is locked for the run; a second run on it exits 2 (docs/reliability.md).
 """
 
 from __future__ import annotations

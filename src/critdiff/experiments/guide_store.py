@@ -70,24 +70,27 @@ class TrialLog:
         with open(self.path, "rb") as fh:
             data = fh.read()
         lines = data.splitlines(keepends=True)
+        repair = None  # applied only once the whole file is known to belong to this run
         for no, line in enumerate(lines, 1):
             last = no == len(lines)
             try:
                 rec = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 if last and not line.endswith(b"\n"):  # torn by an interrupted write: the only loss allowed
-                    self._truncate(len(data) - len(line))
+                    repair = lambda: self._truncate(len(data) - len(line))  # noqa: E731
                     break
                 raise ValueError(f"trials: {self.path} line {no} is not valid JSON; repair or delete that line "
                                  "(the other lines are kept)") from None
             self.records.append(check_record(rec, f"trials: {self.path} line {no}"))
-            if last and not line.endswith(b"\n"):
-                self._write(b"\n")
+            if last and not line.endswith(b"\n"):  # a whole record whose newline was lost: keep it
+                repair = lambda: self._write(b"\n")  # noqa: E731
         if self.records:
             head = self.records[0]
             if head.get("type") != "config" or head.get("hash") != self.hash:
                 raise ValueError(f"out: {self.path} holds a run with a different configuration "
                                  f"(hash {head.get('hash')} != {self.hash}); use another --out folder or delete it")
+        if repair is not None:
+            repair()
 
     def _write(self, data: bytes) -> None:
         """One ``os.write`` on an ``O_APPEND`` descriptor, then fsync."""
@@ -104,6 +107,7 @@ class TrialLog:
         self._write((json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8"))
         self.records.append(rec)
         return rec
+
     def of_type(self, kind: str) -> Iterator[dict]:
         return (r for r in self.records if r.get("type") == kind)
 

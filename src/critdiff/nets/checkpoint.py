@@ -36,7 +36,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..io import atomic_write_bytes, save_json
+from ..io import atomic_write_bytes, current_umask, save_json
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -212,7 +212,7 @@ def save_checkpoint(root: "str | Path", config: dict, model: nn.Module, ema: Opt
         if ema is not None:
             save_weights(tmp / EMA, ema, step)
         save_json(tmp / CONFIG, {**config, "step": int(step)})
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700
         _fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. on Ctrl-C right after a checkpoint)
             os.rename(final, Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.old.")) / "old")
@@ -224,9 +224,3 @@ def save_checkpoint(root: "str | Path", config: dict, model: nn.Module, ema: Opt
     atomic_write_bytes(root / LATEST, (final.name + "\n").encode())
     _clean(root, step_dirs(root)[-KEEP:] + [final])
     return final
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -164,7 +164,7 @@ def _rng_state(generator: torch.Generator) -> dict:
 
 @contextmanager
 def _deferred_interrupt():
-    """Turn the first Ctrl-C into a flag checked between steps (a second one interrupts at once)."""
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM into a flag checked between steps (a second one interrupts at once)."""
     flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -175,11 +175,12 @@ def _deferred_interrupt():
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    old = signal.signal(signal.SIGINT, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def build_unet(config: UNetConfig, seed: int) -> UNet:
