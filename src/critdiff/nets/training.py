@@ -191,6 +191,40 @@ def build_unet(config: UNetConfig, seed: int) -> UNet:
 
 
 # --- the loop ----------------------------------------------------------------------------------
+def _restore(out: Path, net: UNet, ema_net: UNet, opt, gen: torch.Generator) -> tuple[int, list, list]:
+    """Load the newest complete checkpoint of ``out`` into the networks, optimiser and generators (the torch RNG
+    too); return ``(step, losses, window)``."""
+    folder = ckpt.checkpoint_dir(out)
+    if folder is None:
+        raise ValueError(f"resume: no checkpoint in {str(out)!r}; train without --resume first")
+    state = ckpt.read_training_state(folder)
+    tensors, w_step = ckpt.read_weights(folder / ckpt.WEIGHTS)
+    ema_tensors, e_step = ckpt.read_weights(folder / ckpt.EMA)
+    step = int(state["step"])
+    if not (w_step == e_step == step):
+        raise ValueError(f"model: checkpoint files in {str(folder)!r} are from different steps "
+                         f"(weights {w_step}, ema {e_step}, state {step})")
+    ckpt.load_into(net, tensors, str(folder / ckpt.WEIGHTS))
+    ckpt.load_into(ema_net, ema_tensors, str(folder / ckpt.EMA))
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["rng"]["generator"])
+    torch.set_rng_state(state["rng"]["torch"])
+    losses = [[int(row[0]), float(row[1])] for row in state.get("losses", [])]
+    window = [float(v) for v in state.get("window", [])]
+    return step, losses, window
+
+
+def _optimise(cfg: TrainConfig, net: UNet, ema_net: UNet, opt, x0, y, schedule, gen, null_class, step: int) -> float:
+    """One optimiser step on the batch ``x0 [B, C, H, W]`` (labels ``y``) and the EMA update; returns the loss."""
+    loss = diffusion_loss(net, x0, y, schedule, cfg.prediction, gen, cfg.cond_drop, null_class)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    opt.step()
+    ema_update(ema_net, net, ema_decay(step, cfg.ema))
+    return float(loss.detach())
+
+
 def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Tensor], out_dir: "str | Path",
                resume: bool = False, progress: bool = True, device: "str | torch.device" = "cpu",
                on_step: Optional[Callable[[int, float], None]] = None, extra_config: Optional[dict] = None) -> dict:
@@ -212,24 +246,7 @@ def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Te
     gen = torch.Generator().manual_seed(int(cfg.seed) + 7919)
     step, losses, window = 0, [], []
     if resume:
-        folder = ckpt.checkpoint_dir(out)
-        if folder is None:
-            raise ValueError(f"resume: no checkpoint in {str(out)!r}; train without --resume first")
-        state = ckpt.read_training_state(folder)
-        tensors, w_step = ckpt.read_weights(folder / ckpt.WEIGHTS)
-        ema_tensors, e_step = ckpt.read_weights(folder / ckpt.EMA)
-        step = int(state["step"])
-        if not (w_step == e_step == step):
-            raise ValueError(f"model: checkpoint files in {str(folder)!r} are from different steps "
-                             f"(weights {w_step}, ema {e_step}, state {step})")
-        ckpt.load_into(net, tensors, str(folder / ckpt.WEIGHTS))
-        ckpt.load_into(ema_net, ema_tensors, str(folder / ckpt.EMA))
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        losses = [[int(row[0]), float(row[1])] for row in state.get("losses", [])]
-        window = [float(v) for v in state.get("window", [])]
-
+        step, losses, window = _restore(out, net, ema_net, opt, gen)
     x_all = images.to(device)
     y_all = labels.to(device) if (labels is not None and net_cfg.n_classes > 0) else None
     config_record = {"kind": "unet", "net": net_cfg.to_dict(), "train": cfg.to_dict(), **(extra_config or {})}
@@ -251,16 +268,10 @@ def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Te
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, cfg.lr, cfg.warmup)
                 consistent = False
-                loss = diffusion_loss(net, x_all[idx], None if y_all is None else y_all[idx], schedule,
-                                      cfg.prediction, gen, cfg.cond_drop, net_cfg.null_class)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                opt.step()
-                ema_update(ema_net, net, ema_decay(step, cfg.ema))
+                value = _optimise(cfg, net, ema_net, opt, x_all[idx], None if y_all is None else y_all[idx],
+                                  schedule, gen, net_cfg.null_class, step)
                 step += 1
                 consistent = True
-                value = float(loss.detach())
                 if not math.isfinite(value):
                     raise ValueError(f"train: the loss became {value} at step {step}; lower --lr")
                 window.append(value)
