@@ -72,3 +72,9 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     if v < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {v}")
     return v
+
+
+def check_ints(obj: object, **minimums: int) -> None:
+    """:func:`check_int` on each named attribute of ``obj`` with its lower bound (``check_ints(cfg, steps=1)``)."""
+    for name, minimum in minimums.items():
+        check_int(name, getattr(obj, name), minimum)

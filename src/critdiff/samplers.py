@@ -160,20 +160,15 @@ def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, *, label: Label = None, guida
     (diffusers' ``solver_type='midpoint'``). The first step is first order (no history), the step to
     ``sigma = 0`` is ``x = D(x)`` (``lower_order_final``). Second order in the step size.
     """
-    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
-    d_prev, h_prev = None, None
-    for i in range(len(s) - 1):
-        sigma, sigma_next = s[i], s[i + 1]
-        d0 = denoiser(x, sigma, label)
-        _notify(callback, Step(i, sigma, sigma_next, x, d0))
-        if sigma_next == 0:
-            x = d0
-            continue
+    history = {}  # the previous step's D and h
+
+    def update(x, d0, sigma, sigma_next):
         h = math.log(sigma / sigma_next)
-        d = d0 if d_prev is None else d0 + (d0 - d_prev) * (h / (2 * h_prev))
-        x = (sigma_next / sigma) * x + (1 - sigma_next / sigma) * d
-        d_prev, h_prev = d0, h
-    return x
+        d = d0 if not history else d0 + (d0 - history["d"]) * (h / (2 * history["h"]))
+        history.update(d=d0, h=h)
+        return (sigma_next / sigma) * x + (1 - sigma_next / sigma) * d
+
+    return _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update)
 
 
 # --- stochastic ------------------------------------------------------------------------------
@@ -188,26 +183,21 @@ def sample_euler_maruyama(denoiser: Denoiser, x, sigmas, *, label: Label = None,
     ``z = a x``: ``z' = z - (f z - g^2 score_z) dt + g sqrt(dt) xi`` with ``dt = t - t' > 0``,
     ``score_z = (D - x) / (a sigma^2)``, then ``x' = z' / a(t')`` (times from ``schedule.t_of_sigma``).
     """
-    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
     sch = None if schedule is None else get_schedule(schedule)
-    for i in range(len(s) - 1):
-        sigma, sigma_next = s[i], s[i + 1]
-        d0 = denoiser(x, sigma, label)
-        _notify(callback, Step(i, sigma, sigma_next, x, d0))
-        if sigma_next == 0:
-            x = d0
-        elif sch is None:
+
+    def update(x, d0, sigma, sigma_next):
+        if sch is None:
             dvar = sigma**2 - sigma_next**2
-            x = x + dvar * (d0 - x) / sigma**2 + math.sqrt(dvar) * randn_like(x, generator)
-        else:
-            t, t_next = float(sch.t_of_sigma(sigma)), float(sch.t_of_sigma(sigma_next))
-            a, a_next = float(sch.a(t)), float(sch.a(t_next))
-            f, g2, dt = float(sch.f(t)), float(sch.g2(t)), t - t_next
-            z = a * x
-            score_z = (d0 - x) / (a * sigma**2)
-            z = z - (f * z - g2 * score_z) * dt + math.sqrt(g2 * dt) * randn_like(x, generator)
-            x = z / a_next
-    return x
+            return x + dvar * (d0 - x) / sigma**2 + math.sqrt(dvar) * randn_like(x, generator)
+        t, t_next = float(sch.t_of_sigma(sigma)), float(sch.t_of_sigma(sigma_next))
+        a, a_next = float(sch.a(t)), float(sch.a(t_next))
+        f, g2, dt = float(sch.f(t)), float(sch.g2(t)), t - t_next
+        z = a * x
+        score_z = (d0 - x) / (a * sigma**2)
+        z = z - (f * z - g2 * score_z) * dt + math.sqrt(g2 * dt) * randn_like(x, generator)
+        return z / a_next
+
+    return _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update)
 
 
 def ancestral_sigma(sigma: float, sigma_next: float, eta: float = 1.0) -> float:
@@ -219,6 +209,18 @@ def ancestral_sigma(sigma: float, sigma_next: float, eta: float = 1.0) -> float:
     return eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
 
 
+def _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update) -> torch.Tensor:
+    """The loop shared by DDPM and DDIM: evaluate ``x0_hat``, report the step, then ``x' = update(x, x0_hat,
+    sigma, sigma')``; the last step (``sigma' = 0``) returns ``x0_hat``."""
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        d0 = denoiser(x, sigma, label)
+        _notify(callback, Step(i, sigma, sigma_next, x, d0))
+        x = d0 if sigma_next == 0 else update(x, d0, sigma, sigma_next)
+    return x
+
+
 def sample_ddpm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
                 generator: GeneratorLike = None, callback=None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, eq. 6-7) in the denoiser frame.
@@ -227,17 +229,11 @@ def sample_ddpm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance:
     ``x' = (1 - sigma'^2/sigma^2) x0_hat + (sigma'^2/sigma^2) x + sigma_up xi``, ``sigma_up`` of
     :func:`ancestral_sigma` with eta = 1 (the "fixed_small" variance ``beta_tilde``).
     """
-    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
-    for i in range(len(s) - 1):
-        sigma, sigma_next = s[i], s[i + 1]
-        d0 = denoiser(x, sigma, label)
-        _notify(callback, Step(i, sigma, sigma_next, x, d0))
-        if sigma_next == 0:
-            x = d0
-            continue
+    def update(x, d0, sigma, sigma_next):
         r = sigma_next**2 / sigma**2
-        x = (1 - r) * d0 + r * x + ancestral_sigma(sigma, sigma_next) * randn_like(x, generator)
-    return x
+        return (1 - r) * d0 + r * x + ancestral_sigma(sigma, sigma_next) * randn_like(x, generator)
+
+    return _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update)
 
 
 def sample_ddim(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
@@ -249,21 +245,15 @@ def sample_ddim(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance:
     """
     if not (eta >= 0 and math.isfinite(eta)):
         raise ValueError(f"eta: expected a finite number >= 0, got {eta}")
-    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
-    for i in range(len(s) - 1):
-        sigma, sigma_next = s[i], s[i + 1]
-        d0 = denoiser(x, sigma, label)
-        _notify(callback, Step(i, sigma, sigma_next, x, d0))
-        if sigma_next == 0:
-            x = d0
-            continue
+
+    def update(x, d0, sigma, sigma_next):
         up = ancestral_sigma(sigma, sigma_next, eta)
         if up > sigma_next:
             raise ValueError(f"eta: {eta} injects more noise than the step allows (sigma_up > sigma_next)")
         x = d0 + math.sqrt(sigma_next**2 - up**2) * (x - d0) / sigma
-        if up > 0:
-            x = x + up * randn_like(x, generator)
-    return x
+        return x + up * randn_like(x, generator) if up > 0 else x
+
+    return _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update)
 
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {

@@ -39,7 +39,7 @@ import torch
 from .. import samplers as SM
 from .. import schedules as S
 from ..config import arg
-from ..errors import check_int, check_positive
+from ..errors import check_int, check_ints, check_positive
 from ..io import save_json
 from ..probes.branch import branch_response
 from ..probes.ensemble import ensemble_probe, ensemble_signals
@@ -77,15 +77,9 @@ class ProbeConfig(RunConfig):
 
     def validate(self) -> "ProbeConfig":
         super().validate()
-        check_int("steps", self.steps, 2)
-        check_int("n", self.n, 2)
-        check_int("times", self.times, 3)
-        check_int("probes", self.probes, 1)
-        check_int("n_boot", self.n_boot, 10)
-        check_int("homogeneous", self.homogeneous, 0)
+        check_ints(self, steps=2, n=2, times=3, probes=1, n_boot=10, homogeneous=0, linear_n=2)
         if self.linear:
             check_int("linear", self.linear, 3)
-        check_int("linear_n", self.linear_n, 2)
         if self.window is not None:
             check_int("window", self.window, 0)
         check_positive("linear_eps", self.linear_eps)

@@ -118,6 +118,18 @@ def read_config(root: "str | Path") -> dict:
     return cfg
 
 
+def read_typed_config(root: "str | Path", kind: str, config_cls, what: str) -> "tuple[dict, object]":
+    """The stored record of a ``kind`` checkpoint in ``root`` and its network configuration ``config_cls`` (built
+    with ``from_dict``); one-line ``ValueError`` naming the folder otherwise. ``what`` names the kind for people."""
+    record = read_config(root)
+    if record.get("kind") != kind:
+        raise ValueError(f"model: {str(root)!r} holds a {record.get('kind')!r} checkpoint, not {what}")
+    try:
+        return record, config_cls.from_dict(record["net"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"model: the config in {str(Path(root) / CONFIG)!r} is invalid ({str(e).splitlines()[0]})") from None
+
+
 def read_weights(path: "str | Path") -> "tuple[dict[str, torch.Tensor], int]":
     """``(tensors, step)`` from a safetensors file; one-line errors for a missing or corrupt file."""
     from safetensors import safe_open

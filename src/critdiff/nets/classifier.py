@@ -203,13 +203,7 @@ def train_classifier(cfg: ClassifierTrainConfig, images: torch.Tensor, labels: O
 def load_classifier(path: "str | Path", device="cpu") -> Classifier:
     """Load a classifier written by :func:`train_classifier` (one-line ``ValueError`` on any problem)."""
     root = Path(path)
-    cfg = ckpt.read_config(root)
-    if cfg.get("kind") != "classifier":
-        raise ValueError(f"model: {str(root)!r} holds a {cfg.get('kind')!r} checkpoint, not a classifier")
-    try:
-        net_cfg = ClassifierConfig.from_dict(cfg["net"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model: the config in {str(root / ckpt.CONFIG)!r} is invalid ({str(e).splitlines()[0]})") from None
+    cfg, net_cfg = ckpt.read_typed_config(root, "classifier", ClassifierConfig, "a classifier")
     tensors, _ = ckpt.read_weights(root / ckpt.WEIGHTS)
     with torch.random.fork_rng(devices=[]):
         model = Classifier(net_cfg)

@@ -94,13 +94,7 @@ def load_net(path: "str | Path", weights: str = "ema", device: "str | torch.devi
         raise ValueError(f"weights: expected 'ema' or 'raw', got {weights!r}")
     root = Path(path)
     folder = ckpt.checkpoint_dir(ckpt.check_dir(root)) or root  # one step folder for config and weights
-    cfg = ckpt.read_config(folder)
-    if cfg.get("kind") != "unet":
-        raise ValueError(f"model: {str(root)!r} holds a {cfg.get('kind')!r} checkpoint, not a diffusion network")
-    try:
-        net_cfg = UNetConfig.from_dict(cfg["net"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model: the config in {str(root / ckpt.CONFIG)!r} is invalid ({str(e).splitlines()[0]})") from None
+    cfg, net_cfg = ckpt.read_typed_config(folder, "unet", UNetConfig, "a diffusion network")
     file = folder / (ckpt.EMA if weights == "ema" else ckpt.WEIGHTS)
     tensors, step = ckpt.read_weights(file)
     with torch.random.fork_rng(devices=[]):  # the initial values are overwritten; keep the global RNG untouched

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import check_choice, check_int
+from ..errors import check_choice, check_ints
 
 PADDINGS = ("zeros", "circular")
 NET_PREDICTIONS = ("eps", "v")
@@ -60,14 +60,7 @@ class UNetConfig:
         self.validate()
 
     def validate(self) -> "UNetConfig":
-        check_int("channels", self.channels, 1)
-        check_int("height", self.height, 2)
-        check_int("width_px", self.width_px, 2)
-        check_int("width", self.width, 1)
-        check_int("num_res_blocks", self.num_res_blocks, 1)
-        check_int("n_classes", self.n_classes, 0)
-        check_int("groups", self.groups, 1)
-        check_int("emb_freqs", self.emb_freqs, 1)
+        check_ints(self, channels=1, height=2, width_px=2, width=1, num_res_blocks=1, n_classes=0, groups=1, emb_freqs=1)
         check_choice("padding", self.padding, PADDINGS)
         check_choice("prediction", self.prediction, NET_PREDICTIONS)
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
