@@ -84,7 +84,7 @@ def bench_pool(name: str, images: torch.Tensor, n_exact: int, repeats: int, max_
         build = time.perf_counter() - t
     rows = []
     for s in SIGMAS:
-        t_ex, d_ex = least(lambda: exact(queries[s], s), 1 if len(images) > 2000 else repeats)
+        t_ex, d_ex = least(lambda: exact(queries[s], s), repeats if n_exact <= 1000 else 1)
         row = {"pool": name, "n_images": len(images), "sigma": s, "exact_s": t_ex * scale,
                "exact_extrapolated": scale > 1, "build_s": build}
         if pruned is not None:
