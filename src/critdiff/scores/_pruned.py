@@ -48,15 +48,18 @@ class PrunedPool:
         k = n_clusters or int(min(MAX_CLUSTERS, max(math.sqrt(self.n_unique), self.n_unique / POINTS_PER_CLUSTER)))
         _, lab = torch.unique(kmeans_tree(keys.to(torch.float32), k), return_inverse=True)
         order = torch.argsort(lab, stable=True)
-        lab, self.keys, self.values, self.logm = lab[order], keys[order], values[order], logm[order]
+        lab, self.values = lab[order], values[order]
+        self._aug64 = K.augment_keys(keys[order], logm[order])  # [U, D + 2] float64: the keys are a view of it
+        del keys
         self.cluster = lab
         size = torch.bincount(lab)
         self.n_clusters = len(size)
         self.sizes = size.to(torch.float64)  # unique keys per cluster
         self.starts = [0] + torch.cumsum(size, 0).tolist()  # cluster c holds rows starts[c]:starts[c+1]
-        self.centroid = torch.zeros(self.n_clusters, keys.shape[1], dtype=torch.float64).index_add_(0, lab, self.keys)
+        self.centroid = torch.zeros(self.n_clusters, self.keys.shape[1], dtype=torch.float64).index_add_(0, lab, self.keys)
         self.centroid /= size[:, None].to(torch.float64)
-        dist = (self.keys - self.centroid[lab]).norm(dim=1)
+        step = 1 << 18
+        dist = torch.cat([(self.keys[a : a + step] - self.centroid[lab[a : a + step]]).norm(dim=1) for a in range(0, len(lab), step)])
         self.radius = torch.zeros(self.n_clusters, dtype=torch.float64).scatter_reduce_(0, lab, dist, "amax")
         self.radius = self.radius * (1 + _REL) + _REL
         self.log_mass = torch.zeros(self.n_clusters, dtype=torch.float64).index_add_(0, lab, counts[order].to(torch.float64)).log()
@@ -67,9 +70,19 @@ class PrunedPool:
         self.value_range = self.values.amax(0) - self.values.amin(0)  # [C]
         self._aug: dict = {}
 
+    @property
+    def keys(self) -> torch.Tensor:
+        """Unique keys ``[U, D]`` float64, sorted by cluster."""
+        return self._aug64[:, :-2]
+
+    @property
+    def logm(self) -> torch.Tensor:
+        """Log multiplicities ``[U]`` of the unique keys."""
+        return self._aug64[:, -1]
+
     def to(self, device) -> "PrunedPool":
         """Move the (float64) geometry to ``device``; augmented keys are made per dtype on demand."""
-        for name in ("keys", "values", "logm", "cluster", "sizes", "centroid", "radius", "log_mass", "rep_key", "rep_logm", "value_range"):
+        for name in ("_aug64", "values", "cluster", "sizes", "centroid", "radius", "log_mass", "rep_key", "rep_logm", "value_range"):
             setattr(self, name, getattr(self, name).to(device))
         self._aug = {}
         return self
@@ -77,7 +90,7 @@ class PrunedPool:
     def augmented(self, dtype: torch.dtype):
         """Kernel keys ``[1, U, D + 2]`` (with log multiplicity) and values ``[1, C + 1, U]`` in ``dtype``."""
         if dtype not in self._aug:
-            p = K.augment_keys(self.keys.to(dtype), self.logm)
+            p = self._aug64 if dtype == torch.float64 else K.augment_keys(self.keys.to(dtype), self.logm)
             self._aug[dtype] = (p.unsqueeze(0), K.augment_values(self.values.to(dtype)).unsqueeze(0))
         return self._aug[dtype]
 
