@@ -119,6 +119,21 @@ def sample_run(x: torch.Tensor, n_samples: int = 16, steps: int = 20) -> dict:
             "tol": model.tol, "max_bound": max(bounds) / 2.0}
 
 
+def peak_only(x: torch.Tensor, out: str) -> None:
+    """Peak memory of the pruned path alone on MNIST-5k (build + one call per sigma), merged into ``out``."""
+    reset_peak()
+    base = status_kib("VmHWM") / 2**20
+    g = torch.Generator().manual_seed(1)
+    model = PatchScore(x, STENCIL, tol=TOL)
+    for s in SIGMAS:
+        model(x[:BATCH] + s * torch.randn((BATCH, 1, 28, 28), generator=g), s)
+    res = json.loads(Path(out).read_text()) if Path(out).exists() else {}
+    res["peak_pruned_only_5k"] = {"peak_gib": status_kib("VmHWM") / 2**20, "before_gib": base,
+                                  "what": "fresh process: data loaded, pruned 5k model built, one call per sigma"}
+    Path(out).write_text(json.dumps(res, indent=1))
+    print(res["peak_pruned_only_5k"], flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=2)
@@ -127,11 +142,14 @@ def main() -> None:
     ap.add_argument("--sub5k", type=int, default=5000, help="time the 5k exact path on this many images (scaled)")
     ap.add_argument("--max-gib", type=float, default=4.0)
     ap.add_argument("--sample-run", action="store_true", help="also time a 16-sample 20-step run on MNIST-5k")
+    ap.add_argument("--peak-only", action="store_true", help="only the pruned 5k path's peak memory (merged into --out)")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_patch_scale.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     x, _ = load("mnist")
+    if args.peak_only:
+        return peak_only(x, args.out)
     data = {"1k": (load("mnist:n=1000")[0], 1000), "5k": (x, 5000)}
     rows: list = []
     for name in args.pools.split(","):  # the JSON is rewritten after every pool, so partial runs are kept
