@@ -126,22 +126,33 @@ class PrunedPool:
         keys, vals = self.augmented(q.dtype)
         q64 = q.detach().to(torch.float64)
         with torch.no_grad():
-            plans = [self.plan(q64[a : a + ROW_BLOCK], inv_s2[a : a + ROW_BLOCK], math.log(tol)) for a in range(0, len(q), ROW_BLOCK)]
-            keep = ~torch.cat([p[0] for p in plans])  # [Nq, Kc]
-            u = torch.cat([p[1] for p in plans])
+            keep, u = self._plan_all(q64, inv_s2, math.log(tol))
         q_aug = K.augment_queries(q.unsqueeze(0), inv_s2, with_logw=True)[0]  # [Nq, D + 2]
-        if float((keep.double() @ self.sizes).mean()) > STREAM_ABOVE * self.n_unique:  # evaluating more only lowers the error
-            keep = torch.ones_like(keep)
+        if keep is None:  # stream the whole pool: evaluating more only lowers the error
             out, lse = K.softmax_average(q_aug[None], K.chunked(keys, vals, 1 << 16), differentiable=differentiable, return_lse=True)
-            out, lse = out[0], lse[0]
-        else:
-            out, lse = self._cluster_major(q_aug, keep, keys, vals, differentiable)
+            return out[0], torch.zeros((len(q), vals.shape[1] - 1), dtype=torch.float64, device=q.device)
+        out, lse = self._cluster_major(q_aug, keep, keys, vals, differentiable)
         with torch.no_grad():
             log_z = lse.detach() - 0.5 * inv_s2 * (q64 * q64).sum(1)  # true-frame log Z_kept
             log_z = log_z - (1e-3 if q.dtype == torch.float32 else 1e-9) * (1.0 + log_z.abs())
             u_skip = torch.logsumexp(u.masked_fill(keep, -math.inf), dim=1)
             bound = torch.exp(u_skip - log_z)[:, None] * self.value_range.to(q.device)[None, :]
         return out, bound
+
+    def _plan_all(self, q64, inv_s2, log_tol):
+        """Keep mask ``[Nq, Kc]`` and bounds ``u``, planned in blocks of rows; ``(None, None)`` when the rows
+        planned so far keep more than ``STREAM_ABOVE`` of the pool on average (stream it all instead)."""
+        keeps, us = [], []
+        for a in range(0, len(q64), ROW_BLOCK):
+            skip, u = self.plan(q64[a : a + ROW_BLOCK], inv_s2[a : a + ROW_BLOCK], log_tol)
+            keeps.append(~skip)
+            us.append(u)
+            if a == 0 and float((keeps[0].double() @ self.sizes).mean()) > STREAM_ABOVE * self.n_unique:
+                return None, None
+        keep = torch.cat(keeps)
+        if float((keep.double() @ self.sizes).mean()) > STREAM_ABOVE * self.n_unique:
+            return None, None
+        return keep, torch.cat(us)
 
     def _cluster_major(self, q_aug, keep, keys, vals, differentiable):
         """Per kept cluster, the kernel on its rows; merged per row: ``(out [Nq, C], lse [Nq] GEMM frame)``."""
