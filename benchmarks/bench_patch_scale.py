@@ -84,7 +84,7 @@ def bench_pool(name: str, images: torch.Tensor, n_exact: int, repeats: int, max_
         build = time.perf_counter() - t
     rows = []
     for s in SIGMAS:
-        t_ex, d_ex = least(lambda: exact(queries[s], s), 1 if len(images) > 2000 else repeats)
+        t_ex, d_ex = least(lambda: exact(queries[s], s), repeats if n_exact <= 1000 else 1)
         row = {"pool": name, "n_images": len(images), "sigma": s, "exact_s": t_ex * scale,
                "exact_extrapolated": scale > 1, "build_s": build}
         if pruned is not None:
@@ -103,6 +103,37 @@ def bench_pool(name: str, images: torch.Tensor, n_exact: int, repeats: int, max_
     return rows
 
 
+def sample_run(x: torch.Tensor, n_samples: int = 16, steps: int = 20) -> dict:
+    """A ``steps``-step Euler run of ``n_samples`` samples of the default (pruned) model on ``x``, timed."""
+    from critdiff.samplers import initial_noise, sample_euler, seed_generators
+    from critdiff.schedules import sigma_grid
+
+    t0 = time.perf_counter()
+    model = PatchScore(x, STENCIL)  # tol=None: DEFAULT_TOL on a pool this size
+    sigmas = sigma_grid("edm", steps, spacing="karras")
+    x_t = initial_noise((n_samples, 1, 28, 28), sigmas, seed_generators(0, n_samples))
+    bounds: list = []
+    sample_euler(model, x_t, sigmas, callback=lambda step: bounds.append(model.last_bound))
+    total = time.perf_counter() - t0
+    return {"n_samples": n_samples, "steps": steps, "grid": "edm, karras rho=7", "seconds_total": total,
+            "tol": model.tol, "max_bound": max(bounds) / 2.0}
+
+
+def peak_only(x: torch.Tensor, out: str) -> None:
+    """Peak memory of the pruned path alone on MNIST-5k (build + one call per sigma), merged into ``out``."""
+    reset_peak()
+    base = status_kib("VmHWM") / 2**20
+    g = torch.Generator().manual_seed(1)
+    model = PatchScore(x, STENCIL, tol=TOL)
+    for s in SIGMAS:
+        model(x[:BATCH] + s * torch.randn((BATCH, 1, 28, 28), generator=g), s)
+    res = json.loads(Path(out).read_text()) if Path(out).exists() else {}
+    res["peak_pruned_only_5k"] = {"peak_gib": status_kib("VmHWM") / 2**20, "before_gib": base,
+                                  "what": "fresh process: data loaded, pruned 5k model built, one call per sigma"}
+    Path(out).write_text(json.dumps(res, indent=1))
+    print(res["peak_pruned_only_5k"], flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=2)
@@ -110,11 +141,15 @@ def main() -> None:
     ap.add_argument("--sub60k", type=int, default=500)
     ap.add_argument("--sub5k", type=int, default=5000, help="time the 5k exact path on this many images (scaled)")
     ap.add_argument("--max-gib", type=float, default=4.0)
+    ap.add_argument("--sample-run", action="store_true", help="also time a 16-sample 20-step run on MNIST-5k")
+    ap.add_argument("--peak-only", action="store_true", help="only the pruned 5k path's peak memory (merged into --out)")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_patch_scale.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     x, _ = load("mnist")
+    if args.peak_only:
+        return peak_only(x, args.out)
     data = {"1k": (load("mnist:n=1000")[0], 1000), "5k": (x, 5000)}
     rows: list = []
     for name in args.pools.split(","):  # the JSON is rewritten after every pool, so partial runs are kept
@@ -123,6 +158,10 @@ def main() -> None:
         else:
             imgs, n = data[name]
             rows += bench_pool(name, imgs, n if name == "1k" else args.sub5k, args.repeats, args.max_gib, True)
+        write(args.out, rows, load_before)
+    if args.sample_run:
+        rows.append({"sample_run": sample_run(x)})
+        print(rows[-1], flush=True)
         write(args.out, rows, load_before)
 
 

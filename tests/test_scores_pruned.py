@@ -52,7 +52,7 @@ def test_pruning_skips_clusters_at_small_sigma(digits):
     assert 0.0 < fast.last_bound <= 2e-3
     pool = fast._pruned[(None, "cpu")]
     qq = 0.02 * torch.randn(5, pool.keys.shape[1], dtype=torch.float64) + pool.keys[:5]
-    skip, _, _ = pool.plan(qq, torch.full((5,), 1 / 0.02**2, dtype=torch.float64), math.log(1e-3))
+    skip, _ = pool.plan(qq, torch.full((5,), 1 / 0.02**2, dtype=torch.float64), math.log(1e-3))
     assert float(skip.double().mean()) > 0.5
 
 
@@ -188,3 +188,28 @@ def test_sdpa_kernel_reproduces_the_streaming_kernel(digits, kw):
     torch.testing.assert_close(att(q, s, torch.tensor([1, 2, 3, 4])), ref(q, s, torch.tensor([1, 2, 3, 4])), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="kernel"):
         PatchScore(x, "square:3", kernel="flash")
+
+
+def test_autograd_through_the_pruned_path(digits):
+    """Gradients flow through the cluster-major merge and match the exact path's to the bound's scale."""
+    x, _ = digits
+    exact = PatchScore(x, "square:3", tol=0)
+    fast = PatchScore(x, "square:3", tol=1e-9, n_clusters=64)
+    q = noisy(x, [0.04], 12)
+    grads = []
+    for model in (exact, fast):
+        qq = q.clone().requires_grad_(True)
+        (model(qq, 0.04) * torch.linspace(-1, 1, 144, dtype=torch.float64).reshape(1, 1, 12, 12)).sum().backward()
+        grads.append(qq.grad)
+    assert 0.0 < fast.last_bound  # some clusters were skipped, so the cluster-major path ran
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-5)
+
+
+def test_kmeans_tree_labels_cover_all_points():
+    from critdiff.scores._kmeans import kmeans_tree
+
+    g = torch.Generator().manual_seed(4)
+    p = torch.randn(2000, 3, generator=g)
+    lab = kmeans_tree(p, 50)
+    assert lab.shape == (2000,) and int(lab.min()) >= 0
+    assert 30 <= len(torch.unique(lab)) <= 70  # about k clusters

@@ -62,3 +62,26 @@ def kmeans(points: torch.Tensor, k: int, *, iters: int = 8, sample: int = 64, se
         filled = cnt > 0
         cent[filled] = sums[filled] / cnt[filled, None]
     return assign(points, cent)
+
+
+def kmeans_tree(points: torch.Tensor, k: int, *, seed: int = 0) -> torch.Tensor:
+    """Cluster labels ``[M]`` from two-level k-means: ``sqrt(k)`` coarse clusters, each split into
+    a number of fine clusters proportional to its size (about ``k`` in all). Costs ``M (k1 + k2) D``
+    per assignment instead of ``M k D``, so many small clusters stay cheap to build.
+    """
+    M = points.shape[0]
+    k1 = max(1, min(M, round(k**0.5)))
+    coarse = kmeans(points, k1, seed=seed)
+    out = torch.empty(M, dtype=torch.long, device=points.device)
+    order = torch.argsort(coarse, stable=True)
+    sizes = torch.bincount(coarse, minlength=k1).tolist()
+    start, next_label = 0, 0
+    for c, n in enumerate(sizes):
+        idx = order[start : start + n]
+        start += n
+        if n == 0:
+            continue
+        k2 = max(1, round(k * n / M))
+        out[idx] = kmeans(points[idx], k2, seed=seed + 1 + c) + next_label
+        next_label += k2
+    return out

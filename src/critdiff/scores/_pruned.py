@@ -5,7 +5,7 @@ once (:class:`PrunedPool`):
 
 1. exact de-duplication: identical rows of ``[p, v]`` merge into one key with multiplicity
    ``m_j``, carried as the log-weight ``log m_j`` of the kernel (eq. 12.1);
-2. k-means clusters ``c`` of the unique keys, sorted so that each is a contiguous range, with
+2. two-level k-means clusters ``c`` of the unique keys, sorted so that each is a contiguous range, with
    centroid ``mu_c``, radius ``r_c = max_j |p_j - mu_c|``, mass ``W_c = sum_j m_j`` and a
    representative ``rep_c`` (the member nearest ``mu_c``).
 
@@ -14,8 +14,7 @@ Per query row ``q`` at noise ``sigma`` (eqs. 12.2-12.5):
     u_c = log W_c - max(0, |q - mu_c| - r_c)^2 / (2 sigma^2)   >=  log Z_c   (upper bound)
     g_c = log m_rep - |q - p_rep|^2 / (2 sigma^2)                <=  log Z_c   (lower bound)
 
-the clusters of smallest ``u`` are skipped as long as ``logsumexp(u_skipped) <= log tol +
-logsumexp(g_kept)``; the kept ones are evaluated exactly by the GEMM kernel (cluster-major: each cluster for the rows
+the clusters with ``u_c < log tol + max_c' g_c' - log K`` are skipped (``K`` clusters); the kept ones are evaluated exactly by the GEMM kernel (cluster-major: each cluster for the rows
 that keep it, partial results merged in log-sum-exp form). The certified error
 of the output is ``|D - D_hat| <= R exp(logsumexp(u_skipped) - log Z_kept) <= tol R`` per channel,
 ``R`` = the range of the pool's values.
@@ -28,9 +27,11 @@ import math
 import torch
 
 from . import _softmax as K
-from ._kmeans import dedup_rows, kmeans
+from ._kmeans import dedup_rows, kmeans_tree
 
-MAX_CLUSTERS = 4096
+MAX_CLUSTERS = 8192
+POINTS_PER_CLUSTER = 250  # default n_clusters = n_unique / POINTS_PER_CLUSTER (at least sqrt(n_unique))
+STREAM_ABOVE = 0.7  # when rows keep more than this fraction of the pool on average, stream the whole pool
 ROW_BLOCK = 1024  # query rows planned at once (memory ~ ROW_BLOCK * n_clusters * 8 B per array)
 _REL = 1e-12  # relative safety margin on float64 distances
 
@@ -44,17 +45,21 @@ class PrunedPool:
         values = values[first].to(torch.float64)
         logm = counts.to(torch.float64).log()
         self.n_pool, self.n_unique = int(counts.sum()), len(first)
-        k = n_clusters or int(min(MAX_CLUSTERS, max(1, round(math.sqrt(self.n_unique)))))
-        _, lab = torch.unique(kmeans(keys.to(torch.float32), k), return_inverse=True)
+        k = n_clusters or int(min(MAX_CLUSTERS, max(math.sqrt(self.n_unique), self.n_unique / POINTS_PER_CLUSTER)))
+        _, lab = torch.unique(kmeans_tree(keys.to(torch.float32), k), return_inverse=True)
         order = torch.argsort(lab, stable=True)
-        lab, self.keys, self.values, self.logm = lab[order], keys[order], values[order], logm[order]
+        lab, self.values = lab[order], values[order]
+        self._aug64 = K.augment_keys(keys[order], logm[order])  # [U, D + 2] float64: the keys are a view of it
+        del keys
         self.cluster = lab
         size = torch.bincount(lab)
         self.n_clusters = len(size)
+        self.sizes = size.to(torch.float64)  # unique keys per cluster
         self.starts = [0] + torch.cumsum(size, 0).tolist()  # cluster c holds rows starts[c]:starts[c+1]
-        self.centroid = torch.zeros(self.n_clusters, keys.shape[1], dtype=torch.float64).index_add_(0, lab, self.keys)
+        self.centroid = torch.zeros(self.n_clusters, self.keys.shape[1], dtype=torch.float64).index_add_(0, lab, self.keys)
         self.centroid /= size[:, None].to(torch.float64)
-        dist = (self.keys - self.centroid[lab]).norm(dim=1)
+        step = 1 << 18
+        dist = torch.cat([(self.keys[a : a + step] - self.centroid[lab[a : a + step]]).norm(dim=1) for a in range(0, len(lab), step)])
         self.radius = torch.zeros(self.n_clusters, dtype=torch.float64).scatter_reduce_(0, lab, dist, "amax")
         self.radius = self.radius * (1 + _REL) + _REL
         self.log_mass = torch.zeros(self.n_clusters, dtype=torch.float64).index_add_(0, lab, counts[order].to(torch.float64)).log()
@@ -65,9 +70,19 @@ class PrunedPool:
         self.value_range = self.values.amax(0) - self.values.amin(0)  # [C]
         self._aug: dict = {}
 
+    @property
+    def keys(self) -> torch.Tensor:
+        """Unique keys ``[U, D]`` float64, sorted by cluster."""
+        return self._aug64[:, :-2]
+
+    @property
+    def logm(self) -> torch.Tensor:
+        """Log multiplicities ``[U]`` of the unique keys."""
+        return self._aug64[:, -1]
+
     def to(self, device) -> "PrunedPool":
         """Move the (float64) geometry to ``device``; augmented keys are made per dtype on demand."""
-        for name in ("keys", "values", "logm", "cluster", "centroid", "radius", "log_mass", "rep_key", "rep_logm", "value_range"):
+        for name in ("_aug64", "values", "cluster", "sizes", "centroid", "radius", "log_mass", "rep_key", "rep_logm", "value_range"):
             setattr(self, name, getattr(self, name).to(device))
         self._aug = {}
         return self
@@ -75,7 +90,7 @@ class PrunedPool:
     def augmented(self, dtype: torch.dtype):
         """Kernel keys ``[1, U, D + 2]`` (with log multiplicity) and values ``[1, C + 1, U]`` in ``dtype``."""
         if dtype not in self._aug:
-            p = K.augment_keys(self.keys.to(dtype), self.logm)
+            p = self._aug64 if dtype == torch.float64 else K.augment_keys(self.keys.to(dtype), self.logm)
             self._aug[dtype] = (p.unsqueeze(0), K.augment_values(self.values.to(dtype)).unsqueeze(0))
         return self._aug[dtype]
 
@@ -96,17 +111,10 @@ class PrunedPool:
         _, hi = d2(self.rep_key)
         return self.log_mass - gap * gap * half, self.rep_logm - hi * half
 
-    def plan(self, q: torch.Tensor, inv_s2: torch.Tensor, log_tol: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Skip mask ``[Nq, Kc]`` (eq. 12.4), the upper bounds ``u`` and the nearest representative ``[Nq]``."""
+    def plan(self, q: torch.Tensor, inv_s2: torch.Tensor, log_tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skip mask ``[Nq, Kc]`` (eq. 12.4: ``u_c < log tol + max g - log Kc``) and the upper bounds ``u``."""
         u, g = self.bounds(q, inv_s2)
-        us, perm = torch.sort(u, dim=1)
-        gs = torch.gather(g, 1, perm)
-        prefix_u = torch.logcumsumexp(us, 1)  # log sum of the k smallest u
-        suffix_g = torch.logcumsumexp(gs.flip(1), 1).flip(1)  # log sum of g from rank k on
-        n_skip = (prefix_u[:, :-1] <= log_tol + suffix_g[:, 1:]).sum(1)  # monotone condition
-        ranks = torch.arange(u.shape[1], device=u.device)
-        skip = torch.zeros_like(u, dtype=torch.bool).scatter_(1, perm, ranks[None, :] < n_skip[:, None])
-        return skip, u, torch.argmax(g, dim=1)
+        return u < log_tol + g.amax(1, keepdim=True) - math.log(u.shape[1]), u
 
     # ---- evaluation ---------------------------------------------------------------------
     def evaluate(self, q: torch.Tensor, inv_s2: torch.Tensor, tol: float, *, differentiable: bool = False):
@@ -118,21 +126,33 @@ class PrunedPool:
         keys, vals = self.augmented(q.dtype)
         q64 = q.detach().to(torch.float64)
         with torch.no_grad():
-            plans = [self.plan(q64[a : a + ROW_BLOCK], inv_s2[a : a + ROW_BLOCK], math.log(tol)) for a in range(0, len(q), ROW_BLOCK)]
-            keep = ~torch.cat([p[0] for p in plans])  # [Nq, Kc]
-            u = torch.cat([p[1] for p in plans])
+            keep, u = self._plan_all(q64, inv_s2, math.log(tol))
         q_aug = K.augment_queries(q.unsqueeze(0), inv_s2, with_logw=True)[0]  # [Nq, D + 2]
-        if bool(keep.all()):
+        if keep is None:  # stream the whole pool: evaluating more only lowers the error
             out, lse = K.softmax_average(q_aug[None], K.chunked(keys, vals, 1 << 16), differentiable=differentiable, return_lse=True)
-            out, lse = out[0], lse[0]
-        else:
-            out, lse = self._cluster_major(q_aug, keep, keys, vals, differentiable)
+            return out[0], torch.zeros((len(q), vals.shape[1] - 1), dtype=torch.float64, device=q.device)
+        out, lse = self._cluster_major(q_aug, keep, keys, vals, differentiable)
         with torch.no_grad():
             log_z = lse.detach() - 0.5 * inv_s2 * (q64 * q64).sum(1)  # true-frame log Z_kept
             log_z = log_z - (1e-3 if q.dtype == torch.float32 else 1e-9) * (1.0 + log_z.abs())
             u_skip = torch.logsumexp(u.masked_fill(keep, -math.inf), dim=1)
             bound = torch.exp(u_skip - log_z)[:, None] * self.value_range.to(q.device)[None, :]
         return out, bound
+
+    def _plan_all(self, q64, inv_s2, log_tol):
+        """Keep mask ``[Nq, Kc]`` and bounds ``u``, planned in blocks of rows; ``(None, None)`` when the rows
+        planned so far keep more than ``STREAM_ABOVE`` of the pool on average (stream it all instead)."""
+        keeps, us = [], []
+        for a in range(0, len(q64), ROW_BLOCK):
+            skip, u = self.plan(q64[a : a + ROW_BLOCK], inv_s2[a : a + ROW_BLOCK], log_tol)
+            keeps.append(~skip)
+            us.append(u)
+            if a == 0 and float((keeps[0].double() @ self.sizes).mean()) > STREAM_ABOVE * self.n_unique:
+                return None, None
+        keep = torch.cat(keeps)
+        if float((keep.double() @ self.sizes).mean()) > STREAM_ABOVE * self.n_unique:
+            return None, None
+        return keep, torch.cat(us)
 
     def _cluster_major(self, q_aug, keep, keys, vals, differentiable):
         """Per kept cluster, the kernel on its rows; merged per row: ``(out [Nq, C], lse [Nq] GEMM frame)``."""

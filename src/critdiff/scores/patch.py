@@ -222,8 +222,9 @@ class PatchScore:
         key = (lab, str(device))
         if key not in self._pruned:
             lo, hi = self._classes.pool_range(lab, self.n_images)
-            p, v = self._patches(self._images[lo:hi].cpu())  # built on the CPU, then moved
-            self._pruned[key] = PrunedPool(p[0], v[0], self.n_clusters).to(device)
+            # built on the CPU, then moved; no local keeps the unfolded pool alive during the build
+            rows = [t[0] for t in self._patches(self._images[lo:hi].cpu())]
+            self._pruned[key] = PrunedPool(rows.pop(0), rows.pop(0), self.n_clusters).to(device)
         return self._pruned[key]
 
     # ---- evaluation ----------------------------------------------------------------------
