@@ -20,7 +20,6 @@ Executor specs (``--executor``): ``serial``; ``ray`` (a local Ray runtime with `
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -61,7 +60,10 @@ class Outcome:
 
 
 class Executor:
-    """Runs units (module docstring). Subclasses implement :meth:`run`."""
+    """Runs units (module docstring). Subclasses implement :meth:`run`. ``local``: units run in this process
+    (a caller may then hand ``setup`` the state it already holds instead of building it again)."""
+
+    local = False
 
     def run(self, setup: Callable[[], Any], work: Callable[[Any, Any], dict], units: Sequence[tuple[str, Any]],
             on_done: Callable[[str, Outcome], None]) -> None:
@@ -73,6 +75,8 @@ class Executor:
 
 class SerialExecutor(Executor):
     """Every unit in this process, in order (today's behaviour); ``setup`` runs once, and only if there is work."""
+
+    local = True
 
     def run(self, setup, work, units, on_done) -> None:
         state = None
@@ -96,8 +100,3 @@ def make_executor(cfg: "ExecutorConfig | None" = None, *, device: str = "cpu") -
     address = cfg.executor[4:] if cfg.executor.startswith("ray:") else None
     gpus = 1.0 if str(device).startswith("cuda") else 0.0
     return RayExecutor(cfg.workers, address=address, retries=cfg.retries, gpus_per_worker=gpus)
-
-
-def local_cpus() -> int:
-    """CPUs of this machine (what a local Ray runtime may use)."""
-    return os.cpu_count() or 1
