@@ -17,8 +17,10 @@ def add_parser(sub) -> None:
 
 def read_spec(path: "str | Path") -> dict:
     """The TOML spec at ``path``; a one-line error naming ``spec`` when it is missing or not valid TOML."""
-    import tomllib
-
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise ValueError("spec: reading a TOML spec needs Python 3.11 or later (tomllib)") from None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"spec: no file {path}")
