@@ -135,6 +135,9 @@ def table():
              (["guide-config", "--model", "patch", "--tc-logsnr", "0"], "model"),
              (["guide-config", "--model", "diffusers:{tmp}/x", "--tc-logsnr", "zero"], "--tc-logsnr"),
              (["guide-config", "--model", "diffusers:{tmp}/x", "--tc-logsnr", "0", "--steps", "two"], "--steps")]
+    rows += [(["sweep", "{tmp}/no-spec.toml", "--out", "{tmp}/sw"], "spec"), (["sweep", "--out", "{tmp}/sw"], "spec"),
+             (["sweep", "{tmp}/no-spec.toml", "--out", "{tmp}/sw", "--workers", "two"], "--workers"),
+             (["sweep", "{tmp}/no-spec.toml", "--out", "{tmp}/sw", "--executor", "dask"], "spec")]
     return rows
 
 

@@ -16,7 +16,7 @@ import sys
 import threading
 
 # subcommand modules, each with add_parser(subparsers) and run(args) -> int
-COMMANDS = ("sample", "train", "train-classifier", "theory", "guide", "demo", "probe", "report", "guide-config")
+COMMANDS = ("sample", "train", "train-classifier", "theory", "guide", "demo", "probe", "report", "guide-config", "sweep")
 
 
 def _modules() -> dict:

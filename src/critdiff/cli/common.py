@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 
 def add_out_arg(p: argparse.ArgumentParser, required: bool = True, default: "str | None" = None,
@@ -24,3 +25,24 @@ def threads_of(cfg):
     from ..threads import torch_threads
 
     return torch_threads(getattr(cfg, "threads", None))
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--workers``, ``--retries``: ExecutorConfig's flags, parsed into ``args.executor`` etc."""
+    from ..experiments.executors import ExecutorConfig
+    from .generate import add_config_args
+
+    add_config_args(p, ExecutorConfig, prefix="")
+
+
+@contextlib.contextmanager
+def executor_of(args, device: str = "cpu"):
+    """The executor the flags name (a one-line error when Ray is asked for but missing), closed afterwards."""
+    from ..experiments.executors import ExecutorConfig, make_executor
+
+    executor = make_executor(ExecutorConfig(executor=args.executor, workers=args.workers, retries=args.retries),
+                             device=device)
+    try:
+        yield executor
+    finally:
+        executor.close()

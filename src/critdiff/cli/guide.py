@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..experiments.guide import GuideConfig, run_guide
-from .common import add_out_arg, threads_of
+from .common import add_executor_args, add_out_arg, executor_of, threads_of
 from .generate import add_config_args, config_from_args
 
 CONFIG = GuideConfig
@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier", default=None,
                    help="folder of the evaluation classifier (critdiff train-classifier); without it only the samples "
                         "are produced and the metrics wait for it")
+    add_executor_args(p)
     add_out_arg(p, help_text="output folder; trials stream to OUT/trials.jsonl and a rerun resumes")
     p.set_defaults(run=run)
 
@@ -26,8 +27,8 @@ def run(args) -> int:
 
     cfg = config_from_args(GuideConfig, args).validate()
     classifier = load_classifier(args.classifier) if args.classifier else None
-    with threads_of(cfg):
-        result = run_guide(cfg, args.out, classifier=classifier)
+    with threads_of(cfg), executor_of(args, cfg.device) as executor:
+        result = run_guide(cfg, args.out, classifier=classifier, executor=executor)
     if result.status == "no-classifier":
         print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --classifier DIR for the metrics")
         return 0

@@ -32,12 +32,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 
 from .. import guidance_schedules as GS
 from ..io import save_json
+from .executors import Executor, SerialExecutor
 from .guide_arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
 from .guide_config import ARMS, GuideConfig, demo_config, parse_arms
 from .guide_metrics import classify
@@ -117,47 +118,85 @@ def _trial(setup: Setup, arm: Arm, b0: int, index: torch.Tensor, labels: torch.T
     return rec, x
 
 
+@dataclass(frozen=True)
+class TrialWorker:
+    """``setup()`` of a remote worker (:mod:`.executors`): prepare the model and build the arms, once per worker."""
+
+    cfg: GuideConfig
+    model: Any
+    tc_logsnr: float
+    threshold: Optional[float]
+
+    def __call__(self) -> tuple[Setup, dict]:
+        if self.cfg.threads is not None:
+            torch.set_num_threads(self.cfg.threads)
+        setup = prepare(self.cfg, None, self.model)
+        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold)}
+
+
+def _batch(cfg: GuideConfig, n_classes: int, b0: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sample indices and intended labels of the batch starting at ``b0``."""
+    index = torch.arange(b0, min(cfg.n, b0 + cfg.batch))
+    return index, intended_labels(len(index), n_classes, b0)
+
+
+def trial_unit(state: tuple[Setup, dict], unit: tuple[str, int]) -> dict:
+    """``work`` of the executor: the trial record of arm ``unit[0]`` on the batch starting at ``unit[1]``."""
+    setup, arms = state
+    name, b0 = unit
+    return _trial(setup, arms[name], b0, *_batch(setup.cfg, setup.n_classes, b0))[0]
+
+
 def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_after: Optional[int],
-                progress: bool) -> bool:
-    """Run every missing trial (batches in order, arms in order); True when stopped by ``stop_after``."""
-    cfg, new = setup.cfg, 0
-    starts = range(0, cfg.n, cfg.batch)
-    with progress_bar(len(starts) * len(arms), "guide trials", enabled=progress) as bar:
-        for b0 in starts:
-            index = torch.arange(b0, min(cfg.n, b0 + cfg.batch))
-            labels = intended_labels(len(index), setup.n_classes, b0)
-            for arm in arms:
-                bar.update(1)
-                if trial_log.find("trial", arm=arm.name, start=b0) is not None:
-                    continue
-                if stop_after is not None and new >= stop_after:
-                    log(f"[guide] stopped after {new} new trials")
-                    return True
-                rec, x = _trial(setup, arm, b0, index, labels)
-                trial_log.append(rec)
-                new += 1
-                msg = ""
-                if setup.classifier is not None:
-                    m = classify(setup.classifier, x, labels)
-                    msg = f"acc {float(m['correct'].float().mean()):.3f} logp {float(m['logp'].mean()):+.3f} "
-                log(f"[guide] {arm.name:>14s} samples {b0}-{int(index[-1])}: {msg}"
-                    f"nfe {sum(rec['nfe']) / len(rec['nfe']):.1f} ({rec['seconds']:.1f} s)")
-    return False
+                progress: bool, executor: Executor, worker: TrialWorker) -> bool:
+    """Run every missing trial (batches in order, arms in order) through ``executor``; the driver appends the
+    records in that order. True when the run is incomplete (``stop_after`` reached or a trial failed)."""
+    cfg = setup.cfg
+    units = [(f"{arm.name}@{b0}", (arm.name, b0)) for b0 in range(0, cfg.n, cfg.batch) for arm in arms]
+    missing = [u for u in units if trial_log.find("trial", arm=u[1][0], start=u[1][1]) is None]
+    stopped = stop_after is not None and len(missing) > stop_after
+    failed = []
+    with progress_bar(len(units), "guide trials", enabled=progress) as bar:
+        bar.update(len(units) - len(missing))
+
+        def done(key: str, outcome) -> None:
+            bar.update(1)
+            if not outcome.ok:
+                failed.append(key)
+                log(f"[guide] trial {key} failed after {outcome.attempts} attempts: {outcome.error}")
+                return
+            rec = trial_log.append(outcome.record)
+            msg = ""
+            if setup.classifier is not None:
+                m = classify(setup.classifier, torch.tensor(rec["x"], dtype=cfg.torch_dtype), torch.tensor(rec["label"]))
+                msg = f"acc {float(m['correct'].float().mean()):.3f} logp {float(m['logp'].mean()):+.3f} "
+            log(f"[guide] {rec['arm']:>14s} samples {rec['start']}-{rec['index'][-1]}: {msg}"
+                f"nfe {sum(rec['nfe']) / len(rec['nfe']):.1f} ({rec['seconds']:.1f} s)")
+
+        local = (lambda: (setup, {a.name: a for a in arms})) if executor.local else worker
+        executor.run(local, trial_unit, missing[:stop_after] if stopped else missing, done)
+    if stopped:
+        log(f"[guide] stopped after {stop_after} new trials")
+    return stopped or bool(failed)
 
 
 def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *, classifier=None, model=None,
-              log=print, stop_after: Optional[int] = None) -> GuideResult:
+              log=print, stop_after: Optional[int] = None, executor: Optional[Executor] = None) -> GuideResult:
     """Run (or resume) the experiment in ``out_dir``; write ``summary.json`` and ``result.json`` when complete.
 
     ``classifier``: any object with ``logits(x)`` and ``embed(x)``; ``model``: a denoiser overriding
     ``cfg.model`` (tests). ``stop_after``: stop after that many new trials (simulates an interruption).
+    ``executor``: runs the trials (:mod:`.executors`; default serial, in this process); the records, samples and
+    summary do not depend on it.
     """
     setup = prepare(cfg, classifier, model)
     out = Path(out_dir)
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc = _critical_time(cfg, setup, trial_log)
-    arms = build_arms(cfg, setup.sigmas, tc.logsnr, _threshold(setup, trial_log, tc, log))
-    if _run_trials(setup, trial_log, arms, log, stop_after, progress):
+    threshold = _threshold(setup, trial_log, tc, log)
+    arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold)
+    worker = TrialWorker(cfg, model, tc.logsnr, threshold)
+    if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
         return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path))
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")

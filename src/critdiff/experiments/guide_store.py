@@ -32,12 +32,14 @@ REQUIRED = {
 FINITE = {"tc": ("logsnr",), "calibration": ("threshold",)}
 
 
-def check_record(rec: Any, where: str) -> dict:
-    """Check one record against :data:`REQUIRED` / :data:`FINITE`; a one-line ``ValueError`` naming ``where``."""
-    if not isinstance(rec, dict) or rec.get("type") not in REQUIRED:
+def check_record(rec: Any, where: str, required: "dict | None" = None) -> dict:
+    """Check one record against ``required`` (default :data:`REQUIRED`) / :data:`FINITE`; a one-line
+    ``ValueError`` naming ``where``."""
+    required = REQUIRED if required is None else required
+    if not isinstance(rec, dict) or rec.get("type") not in required:
         kind = rec.get("type") if isinstance(rec, dict) else type(rec).__name__
-        raise ValueError(f"{where}: expected a record of type {', '.join(REQUIRED)}, got {kind!r}")
-    missing = [k for k in REQUIRED[rec["type"]] if k not in rec]
+        raise ValueError(f"{where}: expected a record of type {', '.join(required)}, got {kind!r}")
+    missing = [k for k in required[rec["type"]] if k not in rec]
     if missing:
         raise ValueError(f"{where}: {rec['type']} record lacks {', '.join(map(repr, missing))}")
     for k in FINITE.get(rec["type"], ()):
@@ -48,9 +50,11 @@ def check_record(rec: Any, where: str) -> dict:
 
 
 class TrialLog:
-    """Append-only JSONL log bound to one configuration."""
+    """Append-only JSONL log bound to one configuration. ``required``: the record types it accepts and their
+    keys (default :data:`REQUIRED`, the guidance experiment's; the ``config`` type is always accepted)."""
 
-    def __init__(self, path: "str | Path", config: dict):
+    def __init__(self, path: "str | Path", config: dict, required: "dict | None" = None):
+        self.required = REQUIRED if required is None else {"config": REQUIRED["config"], **required}
         self.path = Path(path)
         self.config = to_jsonable(config)
         self.hash = config_hash(self.config)
@@ -81,7 +85,7 @@ class TrialLog:
                     break
                 raise ValueError(f"trials: {self.path} line {no} is not valid JSON; repair or delete that line "
                                  "(the other lines are kept)") from None
-            self.records.append(check_record(rec, f"trials: {self.path} line {no}"))
+            self.records.append(check_record(rec, f"trials: {self.path} line {no}", self.required))
             if last and not line.endswith(b"\n"):  # a whole record whose newline was lost: keep it
                 repair = lambda: self._write(b"\n")  # noqa: E731
         if self.records:
@@ -103,7 +107,7 @@ class TrialLog:
             os.close(fd)
 
     def append(self, record: dict) -> dict:
-        rec = check_record(to_jsonable(record), f"trials: new record for {self.path}")
+        rec = check_record(to_jsonable(record), f"trials: new record for {self.path}", self.required)
         self._write((json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8"))
         self.records.append(rec)
         return rec

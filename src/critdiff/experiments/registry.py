@@ -1,3 +1,3 @@
 """Imports every experiment module, so that each result type is registered (see :mod:`.result`)."""
 
-from . import demo_sections, guide, net_criticality, probe, sample, structure_section, theory_section  # noqa: F401
+from . import demo_sections, guide, net_criticality, probe, sample, structure_section, sweep, theory_section  # noqa: F401

@@ -15,6 +15,7 @@ RENDERERS = {
     "net-criticality": "net_criticality:render_net_criticality",
     "theory": "theory:render_theory",
     "structure-factor": "structure:render_structure",
+    "sweep": "sweep:render_sweep",
 }
 
 
