@@ -62,9 +62,9 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
         from ..nets.net_denoiser import load_net
 
         return load_net(path)
-    from ..integrations.diffusers.adapter import load_diffusers_spec
+    from ..integrations.diffusers.loading import load_diffusers_spec
 
-    return load_diffusers_spec(path)
+    return load_diffusers_spec(path, cond=cfg.cond, prompt=cfg.prompt)
 
 
 def load_model(cfg: RunConfig, *, need_data: bool = False, data_seed: Optional[int] = None) -> LoadedModel:

@@ -16,7 +16,8 @@ from typing import Literal, Optional
 import torch
 
 from ...denoisers import Label
-from .adapter import DiffusersDenoiser, load_diffusers
+from .adapter import DiffusersDenoiser
+from .loading import load_diffusers
 from .loops import initial_state, run_plan
 from .schedulers import SCHEDULER_KINDS, scheduler_plan
 
