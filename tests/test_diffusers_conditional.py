@@ -136,7 +136,7 @@ def test_text_unet_label_selects_cond_or_null_and_guidance_mixes_them():
     with pytest.raises(ValueError, match="^label: expected prompt indices in \\[0, 1\\]"):
         D(x, s, 2)
     with pytest.raises(ValueError, match="^cond: a UNet2DConditionModel needs its text conditioning"):
-        DiffusersDenoiser(unet, diffusers.DDPMScheduler())
+        DiffusersDenoiser(unet, diffusers.DDPMScheduler())(x, s, 0)  # loads (guide-config), evaluates only with it
     with pytest.raises(ValueError, match="^cond: the encoder states are 7 wide"):
         DiffusersDenoiser(unet, diffusers.DDPMScheduler(), conditioning=TextConditioning(*(t[..., :7] for t in (cond, null))))
 
@@ -273,5 +273,8 @@ def test_sample_on_a_latent_pipeline_decodes_the_figures(saved, capsys):
     assert rec["shape"] == [4, 8, 8] and rec["model"]["latent"] is True and (out / "samples.png").is_file()
     rc = main(["sample", "--model", f"diffusers:{saved / 'latent'}", "--steps", "2", "--n", "1", "--out", str(out)])
     assert rc == 2 and "cond: a UNet2DConditionModel needs its text conditioning" in capsys.readouterr().err
+    # guide-config reads only the schedule: no conditioning needed
+    _run(["guide-config", "--model", f"diffusers:{saved / 'latent'}", "--tc-logsnr", "0", "--steps", "4", "--json"],
+         capsys)
     rc = main(["sample", "--model", "patch", "--data", "digits:size=8", "--cond", "x", "--out", str(out)])
     assert rc == 2 and "cond: --cond conditions a diffusers:DIR UNet2DConditionModel" in capsys.readouterr().err

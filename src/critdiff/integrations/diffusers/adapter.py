@@ -63,6 +63,8 @@ GRID_KINDS = ("ddpm", "ddim")
 # the diffusers network classes the adapter calls (how: DiffusersDenoiser._forward)
 BACKBONES = ("UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel")
 TEXT_BACKBONE, DIT_BACKBONE = "UNet2DConditionModel", "DiTTransformer2DModel"
+NEEDS_TEXT = ("cond: a UNet2DConditionModel needs its text conditioning: give --cond PATH.safetensors "
+              "(encoder_hidden_states, null_encoder_hidden_states) or --prompt TEXT")
 # a timestep within this distance of an integer is that integer (float64 round trip of the grid)
 _SNAP = 1e-6
 # a sigma within this relative distance of a grid value is that grid value (a few float32 ulps)
@@ -110,8 +112,8 @@ class DiffusersDenoiser:
         ``num_class_embeds - 1``).
     quantize : round timesteps to the nearest integer instead of interpolating (forced for UNets with
         a learned, table-lookup time embedding).
-    conditioning : a :class:`.conditioning.TextConditioning`, required by (and only for) a
-        ``UNet2DConditionModel``: ``label=None`` gives its null states, a label its conditional ones.
+    conditioning : a :class:`.conditioning.TextConditioning`, only for a ``UNet2DConditionModel`` (needed
+        to evaluate it): ``label=None`` gives its null states, a label its conditional ones.
     vae : an ``AutoencoderKL`` for a latent-space model (``decode``); ``None`` for a pixel-space one.
     math_attention : run attention with PyTorch's plain "math" kernel, whose graph can be
         differentiated twice (``torch.autograd.functional.jvp`` uses a double backward; the fused CPU
@@ -262,7 +264,7 @@ class DiffusersDenoiser:
 
     def _labels(self, label: Label, batch: int, device) -> Optional[torch.Tensor]:
         lab = as_labels(label, batch, device)
-        if self.conditioning is not None:  # text: label selects the encoder states (_forward)
+        if self.unet_class == TEXT_BACKBONE:  # text: label selects the encoder states (_forward)
             return None
         if self.num_classes is None:
             if lab is not None:
@@ -331,6 +333,8 @@ class DiffusersDenoiser:
 
     def _forward(self, z: torch.Tensor, t: torch.Tensor, labels, label: Label = None) -> torch.Tensor:
         if self.unet_class == TEXT_BACKBONE:
+            if self.conditioning is None:
+                raise ValueError(NEEDS_TEXT)
             lab = as_labels(label, z.shape[0], z.device)
             states = self.conditioning.states(lab, z.shape[0], z.device, z.dtype)
             return self.unet(z, t, encoder_hidden_states=states).sample
@@ -411,15 +415,14 @@ def _class_table_size(unet_class: str, ucfg: dict) -> Optional[int]:
 
 
 def _check_conditioning(unet_class: str, ucfg: dict, conditioning):
-    """The text conditioning of a ``UNet2DConditionModel`` (required there, refused elsewhere)."""
+    """The text conditioning of a ``UNet2DConditionModel`` (needed there to evaluate it, refused elsewhere)."""
     if unet_class != TEXT_BACKBONE:
         if conditioning is not None:
             raise ValueError(f"cond: a {unet_class} takes no text conditioning; --cond/--prompt are for a "
                              "UNet2DConditionModel")
         return None
-    if conditioning is None:
-        raise ValueError("cond: a UNet2DConditionModel needs its text conditioning: give --cond PATH.safetensors "
-                         "(encoder_hidden_states, null_encoder_hidden_states) or --prompt TEXT")
+    if conditioning is None:  # loads (guide-config reads only the schedule); evaluating it is an error
+        return None
     width = ucfg.get("cross_attention_dim")
     if isinstance(width, int) and conditioning.width != width:
         raise ValueError(f"cond: the encoder states are {conditioning.width} wide, the UNet's cross_attention_dim "
