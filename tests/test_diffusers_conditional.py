@@ -50,12 +50,12 @@ def dit(seed=0, classes=10):
         patch_size=2, num_embeds_ada_norm=classes).eval()
 
 
-def vae(seed=0):
+def vae(seed=0, channels=3, latent=4):
     torch.manual_seed(seed)
     return diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        in_channels=channels, out_channels=channels, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), layers_per_block=1,
-        latent_channels=4, norm_num_groups=4, sample_size=16).eval()
+        latent_channels=latent, norm_num_groups=4, sample_size=16).eval()
 
 
 def text_states(seed=5, prompts=1):
@@ -97,6 +97,8 @@ def saved(tmp_path_factory):
             vae=vae(), text_encoder=None, tokenizer=None, unet=text_unet(channels=4, seed=1), scheduler=ddim,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe.save_pretrained(root / "latent")
+        gray = diffusers.DiTPipeline(transformer=dit(), vae=vae(channels=1, latent=1), scheduler=ddim)  # 16x16 gray images
+        gray.save_pretrained(root / "latent-dit")
     return root
 
 
@@ -273,6 +275,12 @@ def test_sample_on_a_latent_pipeline_decodes_the_figures(saved, capsys):
     assert rec["shape"] == [4, 8, 8] and rec["model"]["latent"] is True and (out / "samples.png").is_file()
     rc = main(["sample", "--model", f"diffusers:{saved / 'latent'}", "--steps", "2", "--n", "1", "--out", str(out)])
     assert rc == 2 and "cond: a UNet2DConditionModel needs its text conditioning" in capsys.readouterr().err
+    # guidance on the latents of a latent DiT; the arms' samples are decoded to the data's 1x16x16 images
+    _run(["guide", "--model", f"diffusers:{saved / 'latent-dit'}", "--data", "digits:size=16,n=40", "--arms",
+          "none,constant", "--n", "2", "--batch", "2", "--steps", "2", "--tc-logsnr", "0.0", "--out", str(out / "g")],
+         capsys)
+    trial = json.loads((out / "g" / "trials.jsonl").read_text().splitlines()[-1])
+    assert torch.tensor(trial["x"]).shape == (2, 1, 16, 16)
     # guide-config reads only the schedule: no conditioning needed
     _run(["guide-config", "--model", f"diffusers:{saved / 'latent'}", "--tc-logsnr", "0", "--steps", "4", "--json"],
          capsys)

@@ -24,7 +24,7 @@ from ..denoisers import CountingDenoiser
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
 from .config import MODEL_SCHEDULE, RunConfig
-from .models import load_model
+from .models import decode_samples, load_model
 from .progress import progress_bar
 from .result import Result
 
@@ -98,7 +98,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         final = sampler(counted, x, sigmas, label=cfg.label, generator=SM.seed_generators(cfg.seed + 1, cfg.n),
                         callback=[rec, lambda step: bar.update(1)])
     seconds = time.perf_counter() - t0
-    files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=_decoder(loaded.model))
+    files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=lambda x: decode_samples(loaded.model, x))
     result = SampleResult(
         config=cfg, shape=loaded.shape, n_train=None if loaded.images is None else int(loaded.images.shape[0]),
         schedule=schedule, sigma_max=float(sigmas[0]), sigma_min=float(sigmas[-2]),
@@ -108,11 +108,6 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         sample_std=float(final.std()), files=files)
     save_json(out / "run.json", result.to_dict())
     return result
-
-
-def _decoder(model):
-    """A latent-space model's ``decode`` (clean latents -> images in [-1, 1]) for the figures, else the identity."""
-    return model.decode if getattr(model, "vae", None) is not None else (lambda x: x)
 
 
 def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, decode=lambda x: x) -> tuple[str, ...]:

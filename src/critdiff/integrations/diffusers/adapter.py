@@ -343,6 +343,16 @@ class DiffusersDenoiser:
             return out[:, : self.channels] if self.drop_variance else out
         return self.unet(z, t, class_labels=labels).sample
 
+    @property
+    def image_shape(self) -> Optional[tuple]:
+        """``(C, H, W)`` of a decoded sample: the VAE's output (``2^(levels - 1)`` times the latents), else
+        ``sample_shape``."""
+        if self.vae is None or self.sample_shape is None:
+            return self.sample_shape
+        vcfg = _cfg(self.vae)
+        f = 2 ** (len(vcfg.get("block_out_channels", (0,))) - 1)
+        return (int(vcfg.get("out_channels", 3)), self.sample_shape[1] * f, self.sample_shape[2] * f)
+
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, H', W']`` in ``[-1, 1]`` from clean latents ``x0 [B, C, H, W]`` (the VAE's
         ``decode(x0 / scaling_factor + shift_factor)``, as the pipelines do); identity without a VAE."""
