@@ -27,12 +27,7 @@ WIDTH = 12  # cross_attention_dim of the text UNets
 T = 1000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks run faster on one thread
 
 
 def text_unet(channels=1, seed=0):
