@@ -445,7 +445,7 @@ def test_load_errors(tmp_path, unet, monkeypatch):
         load_diffusers(bare)
     cfg_file.write_text(json.dumps(good))
     ucfg = json.loads((bare / "config.json").read_text())
-    (bare / "config.json").write_text(json.dumps({**ucfg, "_class_name": "UNet2DConditionModel"}))
+    (bare / "config.json").write_text(json.dumps({**ucfg, "_class_name": "UNet3DConditionModel"}))
     with pytest.raises(ValueError, match="^model: unsupported UNet class"):
         load_diffusers(bare)
     (bare / "config.json").write_text(json.dumps(ucfg))

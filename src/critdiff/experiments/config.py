@@ -62,6 +62,11 @@ class RunConfig(JsonConfig):
     seed: int = arg(0, "random seed; a seed reproduces a run exactly on the CPU")
     dtype: Literal["float32", "float64"] = arg("float32", "floating-point type of the model and the samples")
     device: str = arg("cpu", "torch device: cpu, cuda or cuda:N")
+    cond: Optional[str] = arg(None, "diffusers UNet2DConditionModel: a .safetensors file with encoder_hidden_states "
+                                    "(the prompt; label selects it) and null_encoder_hidden_states (label None)")
+    prompt: Optional[str] = arg(None, "diffusers UNet2DConditionModel in a full pipeline folder: encode this prompt "
+                                      "(and the null prompt \"\") with its own tokenizer and text encoder "
+                                      "(needs transformers)")
     threads: Optional[int] = arg(None, "CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
 
     # -- derived -------------------------------------------------------------------------------------
@@ -110,6 +115,13 @@ class RunConfig(JsonConfig):
             parse_stencil(self.stencil)
         else:
             self._check_unused_patch_options(kind)
+        if kind != "diffusers":
+            for name in ("cond", "prompt"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: --{name} conditions a diffusers:DIR UNet2DConditionModel; "
+                                     f"model {kind!r} ignores it")
+        elif self.cond is not None and self.prompt is not None:
+            raise ValueError("cond: give either --cond or --prompt, not both")
         if self.schedule == MODEL_SCHEDULE:
             if kind != "diffusers":
                 raise ValueError(f"schedule: {MODEL_SCHEDULE!r} needs a diffusers:DIR model")

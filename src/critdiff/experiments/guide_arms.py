@@ -20,7 +20,7 @@ from .. import schedules as S
 from ..guidance import Guided
 from .guide_config import GuideConfig
 from .guide_metrics import check_classifier
-from .models import load_model
+from .models import decode_samples, load_model
 
 @dataclass
 class Arm:
@@ -113,7 +113,8 @@ def intended_labels(n: int, n_classes: int, offset: int = 0) -> torch.Tensor:
 
 
 def run_arm(setup: Setup, schedule, callbacks, index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``index`` under ``schedule``; returns ``(x [B,C,H,W], nfe [B])``. Noise is common to arms."""
+    """Sample ``index`` under ``schedule``; returns ``(x [B,C,H,W], nfe [B])`` (a latent model's samples decoded
+    to images). Noise is common to arms."""
     cfg = setup.cfg
     n_all = int(index.max()) + 1
     gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(cfg.seed + 1, n_all)
@@ -123,7 +124,7 @@ def run_arm(setup: Setup, schedule, callbacks, index: torch.Tensor, labels: torc
     with torch.no_grad():
         out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
                                   callback=list(callbacks) or None)
-    return out, g.nfe.clone()
+    return decode_samples(setup.model, out), g.nfe.clone()
 
 
 def calibrate_threshold(setup: Setup, tc: float) -> dict:
@@ -165,7 +166,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
     if classifier is not None:
         check_classifier(classifier)
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    shape = tuple(images.shape[1:])
+    shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
     return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, shape)
 
 

@@ -87,7 +87,8 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     from ..probes import from_growth, linear_response
     from .probe import ProbeConfig
 
-    lr = linear_response(model, tuple(images.shape[1:]), cfg.schedule, steps=ProbeConfig.linear,
+    shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    lr = linear_response(model, shape, cfg.schedule, steps=ProbeConfig.linear,
                          n=ProbeConfig.linear_n, seed=cfg.seed + 3, dtype=images.dtype, keep_states=False)
     est = from_growth(lr, n_boot=200, seed=cfg.seed)
     lam = float(est.logsnr)

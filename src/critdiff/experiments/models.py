@@ -16,7 +16,7 @@ import torch
 
 from .config import ANALYTIC, KINDS, RunConfig, model_kind
 
-__all__ = ["ANALYTIC", "KINDS", "LoadedModel", "build_model", "load_model", "model_kind"]
+__all__ = ["ANALYTIC", "KINDS", "LoadedModel", "build_model", "decode_samples", "load_model", "model_kind"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,14 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
         from ..nets.net_denoiser import load_net
 
         return load_net(path)
-    from ..integrations.diffusers.adapter import load_diffusers_spec
+    from ..integrations.diffusers.loading import load_diffusers_spec
 
-    return load_diffusers_spec(path)
+    return load_diffusers_spec(path, cond=cfg.cond, prompt=cfg.prompt)
+
+
+def decode_samples(model, x: torch.Tensor) -> torch.Tensor:
+    """Images from samples: a latent-space model's VAE decodes its latents (``model.decode``); else ``x``."""
+    return model.decode(x) if getattr(model, "vae", None) is not None else x
 
 
 def load_model(cfg: RunConfig, *, need_data: bool = False, data_seed: Optional[int] = None) -> LoadedModel:
@@ -88,10 +93,11 @@ def load_model(cfg: RunConfig, *, need_data: bool = False, data_seed: Optional[i
         images = images.to(cfg.torch_dtype)
     model = build_model(cfg, images, labels)
     model_shape = getattr(model, "sample_shape", None)
-    if images is not None and model_shape is not None and tuple(model_shape) != tuple(images.shape[1:]):
-        raise ValueError(f"data: model {cfg.model!r} takes images of shape {tuple(model_shape)}, but {cfg.data!r} "
+    image_shape = getattr(model, "image_shape", model_shape)  # a latent model's decoded images
+    if images is not None and image_shape is not None and tuple(image_shape) != tuple(images.shape[1:]):
+        raise ValueError(f"data: model {cfg.model!r} makes images of shape {tuple(image_shape)}, but {cfg.data!r} "
                          f"gives {tuple(images.shape[1:])}; choose the data's size= to match")
-    shape = tuple(images.shape[1:]) if images is not None else model_shape
+    shape = tuple(model_shape) if model_shape is not None else (tuple(images.shape[1:]) if images is not None else None)
     if shape is None:
         raise ValueError(f"model: {cfg.model!r} does not record its image size; give --data with the size it was trained on")
     return LoadedModel(model, images, labels, tuple(shape))

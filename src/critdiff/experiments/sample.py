@@ -24,7 +24,7 @@ from ..denoisers import CountingDenoiser
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
 from .config import MODEL_SCHEDULE, RunConfig
-from .models import load_model
+from .models import decode_samples, load_model
 from .progress import progress_bar
 from .result import Result
 
@@ -98,7 +98,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         final = sampler(counted, x, sigmas, label=cfg.label, generator=SM.seed_generators(cfg.seed + 1, cfg.n),
                         callback=[rec, lambda step: bar.update(1)])
     seconds = time.perf_counter() - t0
-    files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images)
+    files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=lambda x: decode_samples(loaded.model, x))
     result = SampleResult(
         config=cfg, shape=loaded.shape, n_train=None if loaded.images is None else int(loaded.images.shape[0]),
         schedule=schedule, sigma_max=float(sigmas[0]), sigma_min=float(sigmas[-2]),
@@ -110,16 +110,21 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     return result
 
 
-def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images) -> tuple[str, ...]:
+def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, decode=lambda x: x) -> tuple[str, ...]:
+    """The samples (latents for a latent model: the figures show them decoded) and the figures."""
     from safetensors.torch import save as st_save
 
     atomic_write_bytes(out / "samples.safetensors", st_save({"samples": final.detach().contiguous().cpu(),
                                                              "sigmas": sigmas}))
     title = f"{cfg.model} on {cfg.data}" if cfg.data else cfg.model
-    image_grid(final, out / "samples.png", title=f"samples: {title}")
+    shown = decode(final)
+    image_grid(shown, out / "samples.png", title=f"samples: {title}")
     sig_rec, xs, x0s = rec.stacked()
-    trajectory_strip(sig_rec.tolist() + [0.0], torch.cat([xs[:, 0], final[:1]]), torch.cat([x0s[:, 0], final[:1]]),
-                     out / "trajectory.png", title="one trajectory: state (top) and denoiser output (bottom)")
+    decoded = shown is not final
+    trajectory_strip(sig_rec.tolist() + [0.0], torch.cat([xs[:, 0], final[:1]]),
+                     torch.cat([decode(x0s[:, 0]), shown[:1]]), out / "trajectory.png",
+                     title="one trajectory: state (top" + (", latents" if decoded else "") + ") and denoiser output "
+                           "(bottom" + (", decoded" if decoded else "") + ")")
     files = ["samples.png", "trajectory.png", "samples.safetensors"]
     if images is not None:
         pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:16]

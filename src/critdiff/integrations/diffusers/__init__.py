@@ -1,6 +1,8 @@
 """critdiff at the edge of HuggingFace ``diffusers`` (DESIGN.md section 7; ``docs/diffusers.md``).
 
-- :mod:`.adapter`: a diffusers UNet + scheduler as a critdiff denoiser, loading from disk;
+- :mod:`.adapter`: a diffusers UNet / DiT + scheduler as a critdiff denoiser;
+- :mod:`.conditioning`: text conditioning as tensors (``--cond``) or a locally encoded ``--prompt``;
+- :mod:`.loading`: a ``save_pretrained`` folder (network, scheduler, VAE, weights variant) from disk;
 - :mod:`.schedulers`: the sampling plan (timesteps, sigmas) of a diffusers scheduler;
 - :mod:`.loops`: that plan run by critdiff's samplers, step for step as diffusers runs it;
 - :mod:`.pipeline`: ``sample_like_pipeline`` (image for image as ``DDPMPipeline``/``DDIMPipeline``);
@@ -10,7 +12,8 @@
 ``diffusers`` itself is imported only by the functions that need it.
 """
 
-from .adapter import (DiffusersDenoiser, diffusers_sigma_grid, load_diffusers,  # noqa: F401
-                      load_diffusers_spec)
+from .adapter import DiffusersDenoiser, diffusers_sigma_grid  # noqa: F401
+from .conditioning import TextConditioning, encode_prompt, load_cond, save_cond  # noqa: F401
+from .loading import load_diffusers, load_diffusers_spec  # noqa: F401
 from .loops import run_plan  # noqa: F401
 from .schedulers import SchedulerPlan, scheduler_plan  # noqa: F401

@@ -1,4 +1,11 @@
-"""A HuggingFace ``diffusers`` UNet plus its scheduler as a critdiff denoiser (DESIGN.md section 1).
+"""A HuggingFace ``diffusers`` network plus its scheduler as a critdiff denoiser (DESIGN.md section 1).
+
+Networks (:data:`BACKBONES`): ``UNet2DModel`` (unconditional or class-conditional),
+``UNet2DConditionModel`` (text-conditional: ``encoder_hidden_states`` from a
+:class:`.conditioning.TextConditioning`, selected by ``label``) and ``DiTTransformer2DModel``
+(class-conditional, null class ``num_embeds_ada_norm``; its learned-sigma half of the output is dropped
+as ``DiTPipeline`` does). With a VAE (a pipeline folder with ``vae/``) the denoiser works on the latents
+and :meth:`DiffusersDenoiser.decode` turns clean latents into images.
 
 Shapes: ``x`` is ``[B, C, H, W]`` in critdiff's variance-exploding frame, ``sigma`` a float, 0-d or
 ``[B]`` tensor, ``label`` ``None``, an int or a LongTensor ``[B]``; the output ``x0_hat`` has ``x``'s
@@ -39,16 +46,13 @@ the functions that need it; nothing is ever downloaded (``local_files_only=True`
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-from pathlib import Path
 from typing import Literal, Optional
 
 import torch
 
 from ...denoisers import DiscreteTimeNoise, Label, as_labels, vp_scalings
-from ...spec import parse_value
 
 INSTALL_HINT = ("model: diffusers:DIR needs the optional dependency diffusers; "
                 "install it with `pip install critdiff[diffusers]`")
@@ -56,6 +60,11 @@ INSTALL_HINT = ("model: diffusers:DIR needs the optional dependency diffusers; "
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 LEARNED_VARIANCE = ("learned", "learned_range")
 GRID_KINDS = ("ddpm", "ddim")
+# the diffusers network classes the adapter calls (how: DiffusersDenoiser._forward)
+BACKBONES = ("UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel")
+TEXT_BACKBONE, DIT_BACKBONE = "UNet2DConditionModel", "DiTTransformer2DModel"
+NEEDS_TEXT = ("cond: a UNet2DConditionModel needs its text conditioning: give --cond PATH.safetensors "
+              "(encoder_hidden_states, null_encoder_hidden_states) or --prompt TEXT")
 # a timestep within this distance of an integer is that integer (float64 round trip of the grid)
 _SNAP = 1e-6
 # a sigma within this relative distance of a grid value is that grid value (a few float32 ulps)
@@ -89,11 +98,12 @@ def _cfg(obj) -> dict:
 
 
 class DiffusersDenoiser:
-    """``D(x, sigma, label=None) -> x0_hat`` from a diffusers ``UNet2DModel`` and its scheduler.
+    """``D(x, sigma, label=None) -> x0_hat`` from a diffusers network and its scheduler.
 
     Parameters
     ----------
-    unet : a ``diffusers.UNet2DModel`` (called as ``unet(z, timesteps, class_labels=...).sample``).
+    unet : a ``diffusers`` network of :data:`BACKBONES` (``UNet2DModel`` is called as ``unet(z, timesteps,
+        class_labels=...).sample``; module docstring for the others).
     scheduler : a diffusers scheduler instance (its ``alphas_cumprod`` and ``config`` are read; it is
         never stepped or mutated).
     clip_sample, clip_sample_range, thresholding : post-processing of ``x0_hat`` as the scheduler
@@ -102,6 +112,9 @@ class DiffusersDenoiser:
         ``num_class_embeds - 1``).
     quantize : round timesteps to the nearest integer instead of interpolating (forced for UNets with
         a learned, table-lookup time embedding).
+    conditioning : a :class:`.conditioning.TextConditioning`, only for a ``UNet2DConditionModel`` (needed
+        to evaluate it): ``label=None`` gives its null states, a label its conditional ones.
+    vae : an ``AutoencoderKL`` for a latent-space model (``decode``); ``None`` for a pixel-space one.
     math_attention : run attention with PyTorch's plain "math" kernel, whose graph can be
         differentiated twice (``torch.autograd.functional.jvp`` uses a double backward; the fused CPU
         flash kernel has no such derivative). ``None`` (default): the math kernel whenever grad mode is
@@ -114,16 +127,18 @@ class DiffusersDenoiser:
     def __init__(self, unet, scheduler, *, clip_sample: Optional[bool] = None,
                  clip_sample_range: Optional[float] = None, thresholding: Optional[bool] = None,
                  null_class: Optional[int] = None, quantize: bool = False,
-                 math_attention: Optional[bool] = None):
+                 math_attention: Optional[bool] = None, conditioning=None, vae=None):
         ucfg, scfg = _cfg(unet), _cfg(scheduler)
         if not callable(unet) or "in_channels" not in ucfg:
-            raise TypeError(f"unet: expected a diffusers UNet2DModel, got {type(unet).__name__}")
+            raise TypeError(f"unet: expected a diffusers {' / '.join(BACKBONES)}, got {type(unet).__name__}")
         self.unet = unet
         self.scheduler_class = type(scheduler).__name__
         self.scheduler_config = scfg
         self.unet_class = type(unet).__name__
         self.path: Optional[str] = None
         self.math_attention = math_attention
+        self.vae = vae
+        self.conditioning = _check_conditioning(self.unet_class, ucfg, conditioning)
 
         ptype = scfg.get("prediction_type", "epsilon")
         if ptype not in PREDICTION_TYPES:
@@ -154,7 +169,9 @@ class DiffusersDenoiser:
         self.channels = int(ucfg["in_channels"])
         out_ch = int(ucfg.get("out_channels", self.channels) or self.channels)
         self.learned_variance = scfg.get("variance_type") in LEARNED_VARIANCE and out_ch == 2 * self.channels
-        if out_ch != self.channels and not self.learned_variance:
+        # DiT's learned sigma without a learned-variance scheduler: DiTPipeline keeps the first half
+        self.drop_variance = self.unet_class == DIT_BACKBONE and out_ch == 2 * self.channels and not self.learned_variance
+        if out_ch != self.channels and not (self.learned_variance or self.drop_variance):
             raise ValueError(f"model: the UNet has {out_ch} output channels for {self.channels} input channels; "
                              "expected equal counts (or twice as many with a learned variance_type)")
         size = ucfg.get("sample_size")
@@ -173,7 +190,7 @@ class DiffusersDenoiser:
         self.dynamic_thresholding_ratio = float(scfg.get("dynamic_thresholding_ratio", 0.995))
         self.sample_max_value = float(scfg.get("sample_max_value", 1.0))
 
-        K = ucfg.get("num_class_embeds")
+        K = _class_table_size(self.unet_class, ucfg)
         if ucfg.get("class_embed_type") is not None:
             raise ValueError(f"model: unsupported class_embed_type {ucfg.get('class_embed_type')!r}; "
                              "expected class labels through num_class_embeds (an embedding table)")
@@ -247,6 +264,8 @@ class DiffusersDenoiser:
 
     def _labels(self, label: Label, batch: int, device) -> Optional[torch.Tensor]:
         lab = as_labels(label, batch, device)
+        if self.unet_class == TEXT_BACKBONE:  # text: label selects the encoder states (_forward)
+            return None
         if self.num_classes is None:
             if lab is not None:
                 raise ValueError("label: this diffusers UNet has no class embedding (num_class_embeds is not set); "
@@ -306,14 +325,44 @@ class DiffusersDenoiser:
         udtype = getattr(self.unet, "dtype", x.dtype)
         t_in = t.to(x.device, torch.long if self.quantize else torch.float32)
         with self._attention_kernel():
-            out = self._forward(z.to(udtype), t_in, labels)
+            out = self._forward(z.to(udtype), t_in, labels, label)
         var = None
         if self.learned_variance:
             out, var = out[:, : self.channels], out[:, self.channels:]
         return c_skip * x + c_out * out.to(x.dtype), var
 
-    def _forward(self, z: torch.Tensor, t: torch.Tensor, labels) -> torch.Tensor:
+    def _forward(self, z: torch.Tensor, t: torch.Tensor, labels, label: Label = None) -> torch.Tensor:
+        if self.unet_class == TEXT_BACKBONE:
+            if self.conditioning is None:
+                raise ValueError(NEEDS_TEXT)
+            lab = as_labels(label, z.shape[0], z.device)
+            states = self.conditioning.states(lab, z.shape[0], z.device, z.dtype)
+            return self.unet(z, t, encoder_hidden_states=states).sample
+        if self.unet_class == DIT_BACKBONE:
+            out = self.unet(z, timestep=t, class_labels=labels).sample
+            return out[:, : self.channels] if self.drop_variance else out
         return self.unet(z, t, class_labels=labels).sample
+
+    @property
+    def image_shape(self) -> Optional[tuple]:
+        """``(C, H, W)`` of a decoded sample: the VAE's output (``2^(levels - 1)`` times the latents), else
+        ``sample_shape``."""
+        if self.vae is None or self.sample_shape is None:
+            return self.sample_shape
+        vcfg = _cfg(self.vae)
+        f = 2 ** (len(vcfg.get("block_out_channels", (0,))) - 1)
+        return (int(vcfg.get("out_channels", 3)), self.sample_shape[1] * f, self.sample_shape[2] * f)
+
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H', W']`` in ``[-1, 1]`` from clean latents ``x0 [B, C, H, W]`` (the VAE's
+        ``decode(x0 / scaling_factor + shift_factor)``, as the pipelines do); identity without a VAE."""
+        if self.vae is None:
+            return x0
+        vcfg = _cfg(self.vae)
+        scale, shift = float(vcfg.get("scaling_factor", 1.0)), vcfg.get("shift_factor")
+        z = x0 / scale + (float(shift) if shift is not None else 0.0)
+        with torch.no_grad():
+            return self.vae.decode(z.to(self.vae.dtype)).sample.to(x0.dtype)
 
     def __call__(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
         return self.postprocess(self.predict(x, sigma, label)[0])
@@ -347,12 +396,48 @@ class DiffusersDenoiser:
             "sample_shape": None if self.sample_shape is None else list(self.sample_shape),
             "num_classes": self.num_classes,
             "null_class": self.null_class,
+            "conditioning": None if self.conditioning is None else self.conditioning.record(),
+            "latent": self.vae is not None,
             **self.schedule_info(),
         }
 
     def __repr__(self) -> str:
         return (f"DiffusersDenoiser({self.unet_class}, {self.scheduler_class}, prediction={self.prediction_type!r}, "
                 f"T={self.num_train_timesteps}, classes={self.num_classes})")
+
+
+def _class_table_size(unet_class: str, ucfg: dict) -> Optional[int]:
+    """Rows of the class-embedding table: ``num_class_embeds`` (UNet2DModel; null class = last row) or
+    ``num_embeds_ada_norm + 1`` (DiT: its label embedding has one extra row, the null class)."""
+    if unet_class == DIT_BACKBONE:
+        K = ucfg.get("num_embeds_ada_norm")
+        if ucfg.get("norm_type", "ada_norm_zero") != "ada_norm_zero" or K is None:
+            raise ValueError("model: expected a class-conditional DiTTransformer2DModel (norm_type 'ada_norm_zero' "
+                             "with num_embeds_ada_norm)")
+        return int(K) + 1
+    if unet_class == TEXT_BACKBONE:
+        if ucfg.get("num_class_embeds") is not None or ucfg.get("addition_embed_type") is not None:
+            raise ValueError("model: a UNet2DConditionModel with class or added embeddings (num_class_embeds, "
+                             "addition_embed_type, e.g. SDXL) is not supported; expected text conditioning only")
+        return None
+    K = ucfg.get("num_class_embeds")
+    return None if K is None else int(K)
+
+
+def _check_conditioning(unet_class: str, ucfg: dict, conditioning):
+    """The text conditioning of a ``UNet2DConditionModel`` (needed there to evaluate it, refused elsewhere)."""
+    if unet_class != TEXT_BACKBONE:
+        if conditioning is not None:
+            raise ValueError(f"cond: a {unet_class} takes no text conditioning; --cond/--prompt are for a "
+                             "UNet2DConditionModel")
+        return None
+    if conditioning is None:  # loads (guide-config reads only the schedule); evaluating it is an error
+        return None
+    width = ucfg.get("cross_attention_dim")
+    if isinstance(width, int) and conditioning.width != width:
+        raise ValueError(f"cond: the encoder states are {conditioning.width} wide, the UNet's cross_attention_dim "
+                         f"is {width}")
+    return conditioning
 
 
 # --- the sampling grids of diffusers' own schedulers -------------------------------------------
@@ -410,114 +495,3 @@ def diffusers_sigma_grid(model: DiffusersDenoiser, n_steps: int, kind: Literal["
     if final > 0:
         grid.append(0.0)
     return torch.tensor(grid, dtype=torch.float64)
-
-
-# --- loading from disk ---------------------------------------------------------------------------
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"model: cannot read the {what} {str(path)!r} ({type(e).__name__})") from None
-
-
-def _layout(root: Path) -> tuple[Path, Path]:
-    """``(unet_dir, scheduler_config_file)`` of a pipeline dir or of a bare UNet dir."""
-    if (root / "model_index.json").is_file():
-        index = _read_json(root / "model_index.json", "pipeline index")
-        for part in ("unet", "scheduler"):
-            if part not in index:
-                raise ValueError(f"model: the pipeline {str(root)!r} has no {part!r} component in model_index.json")
-        unet_dir, sched_file = root / "unet", root / "scheduler" / "scheduler_config.json"
-    elif (root / "config.json").is_file():
-        unet_dir = root
-        candidates = [root / "scheduler_config.json", root / "scheduler" / "scheduler_config.json"]
-        sched_file = next((c for c in candidates if c.is_file()), candidates[0])
-        if not sched_file.is_file():
-            raise ValueError(f"model: {str(root)!r} holds a UNet but no scheduler config "
-                             "(scheduler_config.json here or in scheduler/); save one with scheduler.save_pretrained")
-    else:
-        raise ValueError(f"model: {str(root)!r} holds neither model_index.json (a pipeline) nor config.json "
-                         "(a bare UNet) written by save_pretrained")
-    if not (unet_dir / "config.json").is_file():
-        raise ValueError(f"model: missing UNet config {str(unet_dir / 'config.json')!r}")
-    if not sched_file.is_file():
-        raise ValueError(f"model: missing scheduler config {str(sched_file)!r}")
-    return unet_dir, sched_file
-
-
-def load_diffusers(path, device: "torch.device | str" = "cpu", dtype: torch.dtype = torch.float32,
-                   **options) -> DiffusersDenoiser:
-    """Load a ``save_pretrained`` directory as a :class:`DiffusersDenoiser` (the ``diffusers:DIR`` model spec).
-
-    ``path`` is a pipeline directory (``model_index.json``, ``unet/``, ``scheduler/``) or a bare UNet
-    directory with its scheduler config beside it (``scheduler_config.json``) or in ``scheduler/``.
-    Only local files are read. The UNet is put in eval mode, on ``device`` in ``dtype``, with its
-    parameters frozen (gradients with respect to ``x`` still flow, for Jacobian probes). ``options``
-    go to :class:`DiffusersDenoiser` (``clip_sample``, ``clip_sample_range``, ``thresholding``,
-    ``null_class``, ``quantize``, ``math_attention``).
-    """
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise ValueError(f"model: diffusers directory {str(path)!r} does not exist or is not a directory")
-    unet_dir, sched_file = _layout(root)
-    diffusers = _import_diffusers()
-
-    ucfg = _read_json(unet_dir / "config.json", "UNet config")
-    uname = ucfg.get("_class_name", "UNet2DModel")
-    if uname != "UNet2DModel":
-        raise ValueError(f"model: unsupported UNet class {uname!r} in {str(unet_dir)!r}; expected UNet2DModel")
-    scfg = _read_json(sched_file, "scheduler config")
-    sname = scfg.get("_class_name")
-    scls = getattr(diffusers, sname, None) if isinstance(sname, str) else None
-    if scls is None or not hasattr(scls, "from_config"):
-        raise ValueError(f"model: unsupported scheduler {sname!r} in {str(sched_file)!r}; expected a diffusers "
-                         "discrete-time scheduler such as DDPMScheduler or DDIMScheduler")
-    ptype = scfg.get("prediction_type", "epsilon")
-    if ptype not in PREDICTION_TYPES:
-        raise ValueError(f"model: unsupported prediction_type {ptype!r} in {str(sched_file)!r}; "
-                         f"expected one of {', '.join(PREDICTION_TYPES)}")
-    try:
-        with _quiet(diffusers):
-            scheduler = scls.from_config(scfg)
-            unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True)
-            unet = unet.to(device=device, dtype=dtype)
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, NotImplementedError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"model: cannot load the diffusers model from {str(root)!r}: {first}") from None
-    unet = unet.eval().requires_grad_(False)
-    model = DiffusersDenoiser(unet, scheduler, **options)
-    model.path = str(root)
-    return model
-
-
-# options of the ``diffusers:DIR[,key=value,...]`` model spec (see :func:`load_diffusers_spec`)
-SPEC_OPTIONS = ("clip_sample", "clip_sample_range", "thresholding", "null_class", "quantize", "math_attention", "dtype")
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def load_diffusers_spec(text: str, device: "torch.device | str" = "cpu") -> DiffusersDenoiser:
-    """Load the model named by the part after ``diffusers:`` of a model spec: ``DIR[,key=value,...]``.
-
-    Trailing ``key=value`` items whose key is one of :data:`SPEC_OPTIONS` are options (``dtype`` is
-    ``float32`` (default), ``float64``, ``float16`` or ``bfloat16``; the others go to
-    :class:`DiffusersDenoiser`); everything before them is the directory, so a path may itself contain
-    commas. Example: ``./ddpm-cifar,clip_sample=false,null_class=0``.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR[,key=value,...]")
-    items = text.strip().split(",")
-    options: dict = {}
-    while len(items) > 1:
-        key, eq, value = items[-1].partition("=")
-        if not eq or key.strip() not in SPEC_OPTIONS:
-            break
-        options.setdefault(key.strip(), parse_value(value.strip()))
-        items.pop()
-    path = ",".join(items)
-    dtype = options.pop("dtype", "float32")
-    if dtype not in DTYPES:
-        raise ValueError(f"model: dtype expected one of {', '.join(DTYPES)}, got {dtype!r}")
-    for key in ("clip_sample", "thresholding", "quantize", "math_attention"):
-        if key in options and not isinstance(options[key], bool):
-            raise ValueError(f"model: {key} expected true or false, got {options[key]!r}")
-    return load_diffusers(path, device=device, dtype=DTYPES[dtype], **options)

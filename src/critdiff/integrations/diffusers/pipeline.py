@@ -16,7 +16,8 @@ from typing import Literal, Optional
 import torch
 
 from ...denoisers import Label
-from .adapter import DiffusersDenoiser, load_diffusers
+from .adapter import DiffusersDenoiser
+from .loading import load_diffusers
 from .loops import initial_state, run_plan
 from .schedulers import SCHEDULER_KINDS, scheduler_plan
 
@@ -40,7 +41,8 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
     ``sampler`` picks the scheduler (``ddpm`` = ``DDPMPipeline``, ``ddim`` = ``DDIMPipeline``, or any
     kind of :data:`.schedulers.SCHEDULER_KINDS` run as the diffusers loop ``scale_model_input`` /
     ``step``); ``None`` uses the folder's own scheduler. ``output='image'`` gives the pipeline's
-    ``(z / 2 + 0.5).clamp(0, 1)``, ``'state'`` the final state unclamped. ``label``/``guidance`` apply
+    ``(z / 2 + 0.5).clamp(0, 1)`` (``z`` decoded by the VAE first for a latent model), ``'state'`` the final
+    state unclamped. ``label``/``guidance`` apply
     classifier-free guidance to the raw model outputs (clipping after mixing).
     """
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
@@ -61,4 +63,6 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
     with torch.no_grad():
         z = run_plan(model, plan, initial_state(plan, noise), label=label, guidance=guidance,
                      generator=generator, eta=eta)
-    return (z / 2 + 0.5).clamp(0, 1) if output == "image" else z
+    if output == "state":
+        return z
+    return (model.decode(z) / 2 + 0.5).clamp(0, 1)  # a latent model's VAE decodes first, as its pipeline does
