@@ -8,6 +8,10 @@ their guidance schedule):
 - ``cond``      ``w = 1`` (the conditional model);
 - ``constant``  ``w = height`` everywhere (constant guidance at equal height);
 - ``interval``  ``w = height`` on a logsnr interval (default: Kynkaanniemi et al. 2024's), else baseline;
+- ``interval-ours`` Kynkaanniemi's interval translated in logsnr to centre on ``lambda_c``
+                (:func:`critdiff.guidance_ramp.interval_at`);
+- ``linear``    Wang et al. 2024's linearly increasing weight, linear in ``1 - t`` over the grid, mean ``height``
+                (:func:`critdiff.guidance_ramp.wang_linear`);
 - ``tc``        a pulse of ``height`` and ``width`` centred at the critical logsnr ``lambda_c`` (:mod:`.guide_tc`);
 - ``random``    the same pulse at a per-sample random centre, uniform in logsnr on the grid's range
                 shrunk by half a width (the control);
@@ -60,7 +64,8 @@ class GuideResult(Result):
     ``arms``: per arm, accuracy and log p (``{diff, lo, hi, n, ...}``), FD (per class and mean),
     diversity, NFE, and ``vs_random`` (paired differences from the random arm); ``table``: the arms table of
     ``summary.json``; ``sweep``: one point per sweep centre; ``comparisons``: ``tc-random``,
-    ``tc-constant``, ``adaptive-tc``, ``tc-none``, ``adaptive-random`` where both arms ran; ``estimators``:
+    ``tc-constant``, ``adaptive-tc``, ``tc-none``, ``adaptive-random`` where both arms ran; ``equal_nfe``: the pulse against the interval, interval-ours, linear and constant arms
+    with their NFE ratio (:func:`.guide_summary.equal_nfe_rows`); ``estimators``:
     ``{chosen, estimates: {name: CriticalTime record or {error}}}`` (:mod:`.guide_estimators`).
     """
 
@@ -79,6 +84,7 @@ class GuideResult(Result):
     sweep_peak: Optional[dict] = None
     comparisons: Optional[dict] = None
     estimators: Optional[dict] = None
+    equal_nfe: tuple[dict, ...] = ()
 
     def summary(self) -> dict:
         """The ``summary.json`` record (its keys as before the Result existed)."""

@@ -14,7 +14,7 @@ from .config import RunConfig
 TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment")
 DEFAULT_TC_FROM = "auto"  # theory for the patch model, linear-response otherwise (until a benchmark chooses)
 TC_FROM_CHOICES = (DEFAULT_TC_FROM,) + TC_SOURCES
-ARMS = ("none", "cond", "constant", "interval", "tc", "random", "adaptive", "sweep")
+ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep")
 
 
 def parse_arms(text: str) -> tuple:
