@@ -170,7 +170,7 @@ def files(tmp_path_factory):
     good = tmp / "good_guide"
     assert main(GUIDE + ["--out", str(good)]) == 0
     recs = [json.loads(line) for line in (good / "trials.jsonl").read_text().splitlines()]
-    assert [r["type"] for r in recs] == ["config", "tc", "trial", "trial"]
+    assert [r["type"] for r in recs] == ["config", "tc", "estimators", "trial", "trial"]
     bad_json = [json.dumps(r) + "\n" for r in recs]
     bad_json[3] = bad_json[3][:40] + "}\n"
     _write_trials(tmp / "bad_json", bad_json)

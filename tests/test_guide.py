@@ -249,3 +249,23 @@ def test_demo_section_quick(tmp_path):
     x, y = load("textures:size=12,n=6")
     sec = G.demo_section(tmp_path, MeanClassifier(x, y), quick=True, log=lambda m: None)
     assert sec.key == "guidance" and "tc-random" in sec.results["comparisons"]
+
+
+def test_baseline_arms_equal_nfe_rows_and_estimators_record(parts, tmp_path):
+    """The interval-ours, linear and interval arms run; their NFE is the schedule's own count on the grid
+    (independent: grid_nfe), the cost rows quote the measured ratio, and the result names every estimator."""
+    model, clf = parts
+    cfg = small(arms=("tc", "interval", "interval-ours", "linear"), n=3, batch=3)
+    r = G.run_guide(cfg, tmp_path, progress=False, classifier=clf, model=model, log=lambda m: None)
+    sig = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    from critdiff.guidance_ramp import interval_at, wang_linear
+    from critdiff.experiments.guide_arms import grid_range
+
+    assert r.arms["interval-ours"]["nfe"] == float(interval_at(0.5, cfg.height, cfg.baseline).grid_nfe(sig)[0])
+    ramp = wang_linear(cfg.height, cfg.baseline, grid_range(sig), clock="t", schedule=cfg.schedule)
+    assert r.arms["linear"]["nfe"] == float(ramp.grid_nfe(sig)[0])
+    rows = {row["comparison"]: row for row in r.equal_nfe}
+    assert set(rows) == {"tc - interval", "tc - interval-ours", "tc - linear"}
+    assert rows["tc - linear"]["nfe_ratio"] == pytest.approx(r.arms["tc"]["nfe"] / r.arms["linear"]["nfe"])
+    assert r.estimators["chosen"] == "given" and "speciation" in r.estimators["estimates"]
+    assert any("estimators" in f for f in render(r, folder=tmp_path / "rep").findings)

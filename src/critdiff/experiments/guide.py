@@ -8,6 +8,10 @@ their guidance schedule):
 - ``cond``      ``w = 1`` (the conditional model);
 - ``constant``  ``w = height`` everywhere (constant guidance at equal height);
 - ``interval``  ``w = height`` on a logsnr interval (default: Kynkaanniemi et al. 2024's), else baseline;
+- ``interval-ours`` Kynkaanniemi's interval translated in logsnr to centre on ``lambda_c``
+                (:func:`critdiff.guidance_ramp.interval_at`);
+- ``linear``    Wang et al. 2024's linearly increasing weight, linear in ``1 - t`` over the grid, mean ``height``
+                (:func:`critdiff.guidance_ramp.wang_linear`);
 - ``tc``        a pulse of ``height`` and ``width`` centred at the critical logsnr ``lambda_c`` (:mod:`.guide_tc`);
 - ``random``    the same pulse at a per-sample random centre, uniform in logsnr on the grid's range
                 shrunk by half a width (the control);
@@ -44,6 +48,7 @@ from .guide_config import ARMS, GuideConfig, demo_config, parse_arms
 from .guide_metrics import classify
 from .guide_store import TrialLog
 from .guide_summary import summarise
+from .guide_estimators import resolve_estimates
 from .guide_tc import CriticalTime, resolve_tc
 from .progress import progress_bar
 from .result import Result
@@ -60,7 +65,9 @@ class GuideResult(Result):
     ``arms``: per arm, accuracy and log p (``{diff, lo, hi, n, ...}``), FD (per class and mean),
     diversity, NFE, and ``vs_random`` (paired differences from the random arm); ``table``: the arms table of
     ``summary.json``; ``sweep``: one point per sweep centre; ``comparisons``: ``tc-random``,
-    ``tc-constant``, ``adaptive-tc``, ``tc-none``, ``adaptive-random`` where both arms ran.
+    ``tc-constant``, ``adaptive-tc``, ``tc-none``, ``adaptive-random`` where both arms ran; ``equal_nfe``: the pulse against the interval, interval-ours, linear and constant arms
+    with their NFE ratio (:func:`.guide_summary.equal_nfe_rows`); ``estimators``:
+    ``{chosen, estimates: {name: CriticalTime record or {error}}}`` (:mod:`.guide_estimators`).
     """
 
     kind = "guide"
@@ -77,6 +84,8 @@ class GuideResult(Result):
     sweep: tuple[dict, ...] = ()
     sweep_peak: Optional[dict] = None
     comparisons: Optional[dict] = None
+    estimators: Optional[dict] = None
+    equal_nfe: tuple[dict, ...] = ()
 
     def summary(self) -> dict:
         """The ``summary.json`` record (its keys as before the Result existed)."""
@@ -86,12 +95,16 @@ class GuideResult(Result):
         return d
 
 
-def _critical_time(cfg: GuideConfig, setup: Setup, trial_log: TrialLog) -> CriticalTime:
-    """The run's critical time: from the log (resume), else resolved once and logged."""
+def _critical_time(cfg: GuideConfig, setup: Setup, trial_log: TrialLog) -> tuple[CriticalTime, Optional[dict]]:
+    """The run's critical time and the ``estimators`` record (every estimator computed, :mod:`.guide_estimators`):
+    from the log (resume), else resolved once and logged."""
     rec = trial_log.find("tc")
     if rec is None:
-        rec = trial_log.append(resolve_tc(cfg, setup.images, setup.model).record())
-    return CriticalTime.from_record(rec)
+        tc, est = resolve_estimates(cfg, setup.images, setup.model, setup.classifier)
+        rec = trial_log.append(tc.record())
+        trial_log.append(est)
+    est = trial_log.find("estimators")
+    return CriticalTime.from_record(rec), None if est is None else {k: v for k, v in est.items() if k != "type"}
 
 
 def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Optional[float]:
@@ -192,16 +205,18 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     setup = prepare(cfg, classifier, model)
     out = Path(out_dir)
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
-    tc = _critical_time(cfg, setup, trial_log)
+    tc, estimators = _critical_time(cfg, setup, trial_log)
     threshold = _threshold(setup, trial_log, tc, log)
     arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold)
     worker = TrialWorker(cfg, model, tc.logsnr, threshold)
     if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
-        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path))
+        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
-        return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path))
-    result = GuideResult(config=cfg, status="complete", **summarise(setup, trial_log, arms, tc))
+        return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path),
+                           estimators=estimators)
+    result = GuideResult(config=cfg, status="complete", estimators=estimators,
+                         **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
     save_json(out / "result.json", result.record())
     return result

@@ -18,6 +18,7 @@ from .. import guidance_schedules as GS
 from .. import samplers as SM
 from .. import schedules as S
 from ..guidance import Guided
+from ..guidance_ramp import interval_at, wang_linear
 from .guide_config import GuideConfig
 from .guide_metrics import check_classifier
 from .models import decode_samples, load_model
@@ -74,6 +75,14 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
             iv = GS.Interval(*cfg.interval, h, b) if cfg.interval is not None else GS.edm_interval(h, b)
             arms.append(Arm("interval", f"w = {h:g} on logsnr [{iv.lo:.2f}, {iv.hi:.2f}]",
                             lambda idx, iv=iv: (iv, []), meta=iv.to_dict()))
+        elif name == "interval-ours":
+            iv = interval_at(tc, h, b)
+            arms.append(Arm(name, f"w = {h:g} on logsnr [{iv.lo:.2f}, {iv.hi:.2f}] (Kynkaanniemi width at t_c)",
+                            lambda idx, iv=iv: (iv, []), meta=iv.to_dict()))
+        elif name == "linear":
+            ramp = wang_linear(h, b, (lo, hi), clock="t", schedule=cfg.schedule)
+            arms.append(Arm(name, f"w linear in 1 - t from {b:g} to {ramp.peak:g} (mean {h:g})",
+                            lambda idx, r=ramp: (r, []), meta=ramp.to_dict()))
         elif name == "tc":
             arms.append(Arm("tc", f"{cfg.shape} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
         elif name == "random":

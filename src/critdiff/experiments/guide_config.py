@@ -10,7 +10,11 @@ from ..config import arg
 from ..errors import check_choice, check_finite, check_int, check_positive
 from .config import RunConfig
 
-ARMS = ("none", "cond", "constant", "interval", "tc", "random", "adaptive", "sweep")
+# critical-time estimators (:mod:`.guide_estimators`); DEFAULT_TC_FROM is the one place the default lives
+TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment")
+DEFAULT_TC_FROM = "auto"  # theory for the patch model, linear-response otherwise (until a benchmark chooses)
+TC_FROM_CHOICES = (DEFAULT_TC_FROM,) + TC_SOURCES
+ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep")
 
 
 def parse_arms(text: str) -> tuple:
@@ -29,6 +33,7 @@ class GuideConfig(RunConfig):
 
     ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``shape`` define every
     pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
+    ``tc_from`` names the critical-time estimator (:mod:`.guide_estimators`);
     ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
     """
 
@@ -43,6 +48,8 @@ class GuideConfig(RunConfig):
     arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
     sweep: int = arg(5, "pulse centres in the sweep")
     tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the theory (patch model) or the probe estimator")
+    tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator that places the pulse: auto (theory for the patch "
+                       "model, linear-response otherwise) or one of " + ", ".join(TC_SOURCES))
     interval: Optional[tuple[float, float]] = arg(None, "logsnr interval of the interval arm "
                                                         "(default: Kynkaanniemi et al. 2024)", nargs=2,
                                                   metavar=("LO", "HI"))
@@ -63,6 +70,7 @@ class GuideConfig(RunConfig):
         if float(self.baseline) not in (0.0, 1.0):
             raise ValueError(f"baseline: expected 0 (unconditional) or 1 (conditional), got {self.baseline}")
         check_choice("shape", self.shape, GS.SHAPES)
+        check_choice("tc-from", self.tc_from, TC_FROM_CHOICES)
         check_choice("indicator", self.indicator, GS.INDICATORS)
         arms = tuple(self.arms)
         if not arms:

@@ -1,7 +1,7 @@
 """A JSONL log of the guidance experiment that streams one trial per line, so a run resumes.
 
 The first line is a ``config`` record (the configuration and its hash); then derived records
-(``tc``, ``calibration``) and ``trial`` records (one arm on one batch of samples, with every
+(``tc``, ``estimators``, ``calibration``) and ``trial`` records (one arm on one batch of samples, with every
 per-sample number). Every record is checked against :data:`REQUIRED` (and its numbers for finiteness)
 *before* it is written, and each line goes to the file in one ``os.write`` on an ``O_APPEND`` descriptor,
 then fsync-ed, so two writers could not interleave (the folder lock keeps a second writer out anyway).
@@ -27,6 +27,7 @@ REQUIRED = {
     "config": ("hash", "config"),
     "tc": ("logsnr", "t", "sigma_over_a", "source"),
     "calibration": ("threshold",),
+    "estimators": ("chosen", "estimates"),
     "trial": ("arm", "start", "index", "label", "nfe", "x"),
 }
 FINITE = {"tc": ("logsnr",), "calibration": ("threshold",)}

@@ -20,7 +20,24 @@ from .guide_stats import mean_interval, paired_mean_diff, paired_stat_diff
 from .guide_store import TrialLog
 from .guide_tc import CriticalTime
 
-COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"))
+COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"),
+               ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"))
+COST_PAIRS = (("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("tc", "constant"))
+EQUAL_NFE_TOL = 0.05  # two arms count as "equal NFE" when their mean NFE differ by at most 5%
+
+
+def equal_nfe_rows(comparisons: dict) -> list[dict]:
+    """The cost comparisons (pulse at t_c against the interval, interval-ours, linear and constant arms): mean
+    NFE of both arms, their ratio, whether they are equal within :data:`EQUAL_NFE_TOL`, and the paired
+    differences in accuracy and log p (docs/guidance.md section 4)."""
+    rows = []
+    for a, b in COST_PAIRS:
+        r = comparisons.get(f"{a}-{b}")
+        if r is not None:
+            rows.append({"comparison": f"{a} - {b}", "nfe_ratio": r["nfe_ratio"],
+                         "equal_nfe": abs(r["nfe_ratio"] - 1.0) <= EQUAL_NFE_TOL,
+                         "d_acc [95% CI]": _ci(r["accuracy"]), "d_logp [95% CI]": _ci(r["logp"])})
+    return rows
 
 
 def collect(trial_log: TrialLog, arm: str, n: int, classifier) -> dict[str, np.ndarray]:
@@ -139,7 +156,8 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTi
     return {"tc": tc, "grid_logsnr_range": grid_range(setup.sigmas), "n_classes": setup.n_classes,
             "classifier_train_accuracy": float(ref["correct"].double().mean()),
             "calibration": trial_log.find("calibration"), "arms": per_arm, "table": _table(arms, per_arm),
-            "sweep": sweep, "sweep_peak": peak, "comparisons": comparisons, "log": str(trial_log.path)}
+            "sweep": sweep, "sweep_peak": peak, "comparisons": comparisons, "equal_nfe": equal_nfe_rows(comparisons),
+            "log": str(trial_log.path)}
 
 
 def _ci(r: dict) -> str:

@@ -49,28 +49,18 @@ class CriticalTime(JsonConfig):
         return cls.from_dict({k: v for k, v in rec.items() if k != "type"})
 
 
-def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None) -> CriticalTime:
-    """The critical time: given, else the patch-model theory (DESIGN.md section 3), else the growth probe.
+def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> CriticalTime:
+    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from``
+    (:func:`critdiff.experiments.guide_estimators.resolve_estimates`; default: the patch-model theory of
+    DESIGN.md section 3 for the patch model, the growth probe otherwise).
 
     Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
     """
-    sch = S.get(cfg.schedule)
-    if cfg.tc_logsnr is not None:
-        return CriticalTime.at_logsnr(sch, cfg.tc_logsnr, "given")
-    if cfg.kind == "patch" and images is not None:
-        from ..theory.critical import critical_point
-        from ..theory.pool import patch_pool
+    from .guide_estimators import chosen_source, estimate
 
-        cp = critical_point(patch_pool(images.to(torch.float64), cfg.stencil), sch, growth=False)
-        if not cp.found:
-            raise ValueError(f"tc-logsnr: the theory finds no critical point ({cp.message}); pass --tc-logsnr")
-        note = "" if (cfg.equivariant and cfg.boundary == "periodic") else \
-            " (theory of the equivariant periodic model, used as an approximation)"
-        return CriticalTime.at_logsnr(sch, cp.logsnr_c, "theory" + note, k_star=cp.k_star)
-    probe = probe_tc(cfg, model, images)
-    if probe is not None:
-        return probe
-    raise ValueError("tc-logsnr: no critical-time estimate is available for this model; pass --tc-logsnr")
+    if cfg.tc_logsnr is not None:
+        return CriticalTime.at_logsnr(S.get(cfg.schedule), cfg.tc_logsnr, "given")
+    return estimate(chosen_source(cfg), cfg, images, model, classifier)
 
 
 def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:

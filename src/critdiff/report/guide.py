@@ -58,6 +58,12 @@ def findings(result) -> list[str]:
     tc, out = result.tc, []
     out.append(f"critical time t_c = {num(tc.t)} (logsnr {num(tc.logsnr)}, sigma/a {num(tc.sigma_over_a)}; "
                f"from {tc.source}).")
+    est = (result.estimators or {}).get("estimates", {})
+    if est:
+        parts = [f"{k} {num(v['logsnr'])}" + (f" {interval(*v['logsnr_ci'])}" if v.get("logsnr_ci") else "")
+                 if "logsnr" in v else f"{k}: none" for k, v in est.items()]
+        out.append(f"critical-time estimators (logsnr [95% CI]; the pulse uses {result.estimators['chosen']}): "
+                   + "; ".join(parts) + ".")
     for key, name in COMPARED.items():
         r = (result.comparisons or {}).get(key)
         if r is not None:
@@ -104,6 +110,9 @@ def render_guide(result, folder: "str | Path | None" = None, key: str = "guidanc
     facts = findings(result)
     html = (_settings(result) + "<ul>" + "".join(f"<li>{_html.escape(f)}</li>" for f in facts[1:]) + "</ul>"
             + table(_rows(result)))
+    if result.equal_nfe:
+        html += "<p>Cost: the pulse against the other schedules (equal NFE when within 5%).</p>" + table(
+            list(result.equal_nfe))
     if sweep_figure(result, folder / "sweep.png") is not None:
         html += '<p><img src="sweep.png"></p>'
     return Section(key, title, html, question=QUESTION, findings=facts)
