@@ -95,7 +95,7 @@ def test_oz_fit_recovers_r_and_c(k_star, r):
     se = np.full_like(kappa, 0.01)
     assert ornstein_zernike(kappa, se).c == pytest.approx(1.7, rel=1e-12)
     zero = ornstein_zernike(1.7 * q2)
-    assert zero.xi == math.inf and zero.to_dict()["xi"] == "inf"
+    assert zero.xi == math.inf and zero.reason == "r = 0: xi diverges" and zero.to_dict()["xi"] is None
 
 
 def test_flat_spectrum_has_no_preferred_mode():

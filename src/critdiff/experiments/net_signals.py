@@ -9,20 +9,12 @@ so the numbers are those of the previous ``net_criticality_section``.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
 
+from ..io import to_jsonable
 from ..schedules import get as get_schedule
-
-
-def _f(v) -> Optional[float]:
-    """JSON-able float (None for NaN/inf/None)."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def times_of(schedule: str, logsnr) -> dict:
@@ -30,14 +22,14 @@ def times_of(schedule: str, logsnr) -> dict:
     if logsnr is None or not math.isfinite(logsnr):
         return {"t": None, "logsnr": None, "sigma_over_a": None}
     sch = get_schedule(schedule)
-    return {"t": _f(sch.t_of_logsnr(torch.tensor(float(logsnr), dtype=torch.float64))), "logsnr": float(logsnr),
+    return {"t": to_jsonable(sch.t_of_logsnr(torch.tensor(float(logsnr), dtype=torch.float64))), "logsnr": float(logsnr),
             "sigma_over_a": math.exp(-0.5 * float(logsnr))}
 
 
 def estimate_record(e, schedule: str) -> dict:
     """JSON record of a :class:`~critdiff.probes.critical_time.CriticalTime` with its times in ``schedule``."""
     d = {"signal": e.signal, "method": e.method, **times_of(schedule, e.logsnr),
-         "logsnr_ci": [_f(v) for v in e.logsnr_ci], "logsnr_se": _f(e.logsnr_se), "n_valid": e.n_valid,
+         "logsnr_ci": [to_jsonable(v) for v in e.logsnr_ci], "logsnr_se": to_jsonable(e.logsnr_se), "n_valid": e.n_valid,
          "n_boot": e.n_boot}
     d["t_ci"] = [times_of(schedule, v)["t"] for v in e.logsnr_ci]
     return d
@@ -83,7 +75,7 @@ def estimates(traj, susc, schedule: str, cfg):
     feature = {k: has_feature(e, ranges[k]) for k, e in ests.items()}
     try:
         comb = combine([e for k, e in ests.items() if feature[k]])
-        combined = {**times_of(schedule, comb.logsnr), "logsnr_ci": [_f(v) for v in comb.logsnr_ci],
+        combined = {**times_of(schedule, comb.logsnr), "logsnr_ci": [to_jsonable(v) for v in comb.logsnr_ci],
                     "t_ci": [times_of(schedule, v)["t"] for v in comb.logsnr_ci],
                     "signals": [c.signal for c in comb.components]}
     except ValueError:
@@ -138,7 +130,7 @@ def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[
     def run(st: str) -> dict:
         cp = analyze(imgs, st, schedule, n_t=cfg.n_t_theory).critical
         return {"stencil": st, "found": bool(cp.found), "message": cp.message,
-                **times_of(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": _f(cp.k_star_abs),
+                **times_of(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": to_jsonable(cp.k_star_abs),
                 "n_train": int(imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
 
     theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"
@@ -169,5 +161,5 @@ def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
     fin = np.isfinite(xi_oz)
     return {"xi_2_peak": {**curve_peak(c["probe_logsnr"], xi2), "all_zero": bool(np.all(xi2 == 0))},
             "xi_oz_peak": {"logsnr": xi_oz_logsnr, "interior": bool(xi_oz_feature),
-                           "value": _f(np.nanmax(xi_oz[fin])) if fin.any() else None},
+                           "value": to_jsonable(np.nanmax(xi_oz[fin])) if fin.any() else None},
             "chi_peak": curve_peak(c["chi_logsnr"], np.asarray(c["chi_mean"]))}

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import check_images, check_positive
-from ._lattice import jsonable, k_grid, min_image, r_shells, shell_mean, shells
+from ..io import to_jsonable
+from ._lattice import k_grid, min_image, r_shells, shell_mean, shells
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class StructureFactor:
     n: int
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def periodograms(x: torch.Tensor) -> np.ndarray:
@@ -117,8 +118,9 @@ class OZFit:
     """Ornstein-Zernike fit ``kappa(k) ~ r + c |k - k*|^2`` near the softest mode.
 
     ``preferred_mode`` is False (and ``k_star``, ``xi`` are None) when the spectrum is flat within its errors;
-    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0`` (to rounding), None when ``c <= 0`` (no quadratic minimum). ``reason`` says why
-    a value is missing; ``n_points`` lattice points entered the fit.
+    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0`` (to rounding; ``reason`` then says ``'r = 0: xi diverges'``, since
+    JSON writes ``inf`` as null), None when ``c <= 0`` (no quadratic minimum). ``reason`` says why a value is
+    missing or infinite; ``n_points`` lattice points entered the fit.
     """
 
     preferred_mode: bool
@@ -132,11 +134,7 @@ class OZFit:
     reason: str
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["k_star"] = None if self.k_star is None else list(self.k_star)
-        if self.xi is not None and math.isinf(self.xi):
-            d["xi"] = "inf"
-        return jsonable(d)
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def _none_fit(reason: str, k_star=None, n: int = 0) -> OZFit:
@@ -195,5 +193,6 @@ def ornstein_zernike(kappa: np.ndarray, kappa_se: Optional[np.ndarray] = None, *
     if c <= 0:
         return OZFit(True, k_star, r, c, r_se, c_se, None, len(y), "c <= 0: no quadratic minimum")
     r_zero = abs(r) <= 1e-12 * max(float(np.abs(y).max()), c * dk * dk)  # r = 0 up to rounding: xi diverges
-    xi = math.inf if r_zero else math.sqrt(c / abs(r))
-    return OZFit(True, k_star, r, c, r_se, c_se, xi, len(y), "ok")
+    if r_zero:
+        return OZFit(True, k_star, r, c, r_se, c_se, math.inf, len(y), "r = 0: xi diverges")
+    return OZFit(True, k_star, r, c, r_se, c_se, math.sqrt(c / abs(r)), len(y), "ok")

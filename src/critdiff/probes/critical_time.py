@@ -27,7 +27,7 @@ import torch
 
 from ..errors import check_choice
 from ..schedules import Schedule
-from ._lattice import jsonable
+from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
 from .correlations import ornstein_zernike, second_moment_length
 from .trajectory import Trajectory, schedule_times
@@ -100,7 +100,7 @@ class CriticalTime:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         if schedule is not None:
             d["schedule_times"] = self.times(schedule)
-        return jsonable(d)
+        return to_jsonable(d)
 
 
 def _make(signal, method, lam, reps, ci, n_boot) -> CriticalTime:
@@ -213,7 +213,7 @@ class CombinedCriticalTime:
         d["components"] = [c.to_dict(schedule) for c in self.components]
         if schedule is not None:
             d["schedule_times"] = self.times(schedule)
-        return jsonable(d)
+        return to_jsonable(d)
 
 
 def combine(estimates: Sequence[CriticalTime], z: float = 1.959963984540054) -> CombinedCriticalTime:

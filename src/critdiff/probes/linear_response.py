@@ -42,7 +42,7 @@ from ..errors import check_int, check_positive
 from ..samplers import initial_noise, sample_euler, seed_generators
 from ..schedules import Schedule
 from ..schedules import get as get_schedule
-from ._lattice import jsonable
+from ..io import to_jsonable
 from .bootstrap import replicates
 from .critical_time import CriticalTime, _make, extremum
 
@@ -147,7 +147,7 @@ class LinearResponse:
         return 2.0 * self.fine.stiffness(idx)[0:2 * T:2] - self.coarse.stiffness(idx)
 
     def to_dict(self) -> dict:
-        return jsonable({"eps": self.eps, "logsnr": self.logsnr, "sigma": self.sigma, "g_min": self.g_min,
+        return to_jsonable({"eps": self.eps, "logsnr": self.logsnr, "sigma": self.sigma, "g_min": self.g_min,
                          "g_min_fine": self.g_fine.reshape(len(self.logsnr), -1).min(1),
                          "g_min_coarse": self.g_coarse.reshape(len(self.logsnr), -1).min(1),
                          "k_star": self.k_star, "n": self.n, "nfe": self.nfe})

@@ -32,7 +32,7 @@ from ..denoisers import CountingDenoiser, Denoiser, Label
 from ..errors import check_choice, check_images, check_positive
 from ..samplers import Step, seed_generators
 from ..schedules import Schedule
-from ._lattice import jsonable
+from ..io import to_jsonable
 from .bootstrap import mean_ci
 from .correlations import second_moment_length
 from .trajectory import SamplerLike, resolve_sampler, schedule_times
@@ -62,7 +62,7 @@ class Susceptibility:
         return schedule_times(schedule, self.sigma)
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def _min_image_r2(H: int, W: int, site) -> torch.Tensor:

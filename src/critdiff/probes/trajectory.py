@@ -25,7 +25,7 @@ from ..samplers import SAMPLERS, Step
 from ..samplers import get as get_sampler
 from ..schedules import Schedule
 from ..schedules import get as get_schedule
-from ._lattice import jsonable
+from ..io import to_jsonable
 from .correlations import ornstein_zernike, structure_factor
 from .spectral import spectral_probe
 
@@ -81,7 +81,7 @@ class Trajectory:
 
     def to_dict(self, include_states: bool = False) -> dict:
         skip = () if include_states else ("states", "x_final", "kappa_state")
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip})
 
 
 class TrajectoryProbe:
