@@ -73,7 +73,7 @@ def test_response_spread_of_a_gaussian_bump():
         dx = torch.as_tensor(np.exp(-(ry**2 + rx**2) / (2 * w**2)))[None, None]
         # |dx|^2 ~ exp(-r^2 / w^2): <r^2> = w^2 in two dimensions
         assert response_spread(dx, "bump", site=(20, 20))[0] == pytest.approx(w, rel=1e-6)
-    # white kick: the spread is xi_2 of |dx_hat|^2; a delta response has xi_2 = 0
+    # white kick: the spread is xi_zero of |dx_hat|^2; a delta response has xi_zero = 0
     delta = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
     delta[0, 0, 3, 3] = 1
     assert response_spread(delta, "white")[0] == pytest.approx(0.0, abs=1e-12)

@@ -69,9 +69,9 @@ def estimates(traj, susc, schedule: str, cfg):
     from ..probes import combine, from_chi, from_stiffness, from_xi
 
     kw = dict(n_boot=cfg.n_boot, seed=cfg.seed)
-    ests = {"stiffness": from_stiffness(traj, **kw), "xi_2": from_xi(traj, which="xi_2", **kw),
+    ests = {"stiffness": from_stiffness(traj, **kw), "xi_zero": from_xi(traj, which="xi_zero", **kw),
             "xi_oz": from_xi(traj, which="oz", **kw), "chi": from_chi(susc, **kw)}
-    ranges = {"stiffness": traj.logsnr, "xi_2": traj.logsnr, "xi_oz": traj.logsnr, "chi": susc.logsnr}
+    ranges = {"stiffness": traj.logsnr, "xi_zero": traj.logsnr, "xi_oz": traj.logsnr, "chi": susc.logsnr}
     feature = {k: has_feature(e, ranges[k]) for k, e in ests.items()}
     try:
         comb = combine([e for k, e in ests.items() if feature[k]])
@@ -148,18 +148,18 @@ def curves(traj, susc) -> dict:
     oc = np.argsort(-susc.sigma)
     stiff = low_k_softening(traj.logsnr[o], traj.k, s2k, s2k_se)
     stiff["softest_k"] = [float(np.hypot(*ks)) for ks in traj.k_star[o]]
-    return {"probe_logsnr": traj.logsnr[o], "k": traj.k, "sigma2_kappa_radial": s2k, "xi_2": traj.xi_2[o],
+    return {"probe_logsnr": traj.logsnr[o], "k": traj.k, "sigma2_kappa_radial": s2k, "xi_zero": traj.xi_zero[o],
             "xi_oz": traj.xi_oz[o], "chi_logsnr": susc.logsnr[oc], "chi_mean": susc.chi_mean[oc],
             "chi_ci": susc.chi_ci[oc], "stiffness_low_k": stiff}
 
 
 def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
-    """Peaks of ``xi_2``, the OZ ``xi`` (its estimate's time and feature) and ``chi`` over the recorded range."""
+    """Peaks of ``xi_zero``, the OZ ``xi`` (its estimate's time and feature) and ``chi`` over the recorded range."""
     from ..probes.softening import curve_peak
 
-    xi2, xi_oz = np.asarray(c["xi_2"], dtype=np.float64), np.asarray(c["xi_oz"], dtype=np.float64)
+    xi2, xi_oz = np.asarray(c["xi_zero"], dtype=np.float64), np.asarray(c["xi_oz"], dtype=np.float64)
     fin = np.isfinite(xi_oz)
-    return {"xi_2_peak": {**curve_peak(c["probe_logsnr"], xi2), "all_zero": bool(np.all(xi2 == 0))},
+    return {"xi_zero_peak": {**curve_peak(c["probe_logsnr"], xi2), "all_zero": bool(np.all(xi2 == 0))},
             "xi_oz_peak": {"logsnr": xi_oz_logsnr, "interior": bool(xi_oz_feature),
                            "value": to_jsonable(np.nanmax(xi_oz[fin])) if fin.any() else None},
             "chi_peak": curve_peak(c["chi_logsnr"], np.asarray(c["chi_mean"]))}

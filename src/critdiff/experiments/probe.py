@@ -3,7 +3,7 @@ patch model, set it beside the theory (DESIGN.md sections 3-4).
 
 An ensemble of ``n`` samples ``[n, C, H, W]`` runs through the sampler; at ``times`` step indices spread
 over the grid the :class:`~critdiff.probes.TrajectoryProbe` records the spectral probe (``probes`` random
-phase probes per state), ``S(k)``, ``xi_2`` and the Ornstein-Zernike ``xi``; :func:`~critdiff.probes.susceptibility`
+phase probes per state), ``S(k)``, ``xi_zero`` (second-moment length about k = 0) and the Ornstein-Zernike ``xi``; :func:`~critdiff.probes.susceptibility`
 measures ``chi`` at the same steps (bump kicks). ``t_c`` is estimated from every signal with a bootstrap
 interval and combined (:mod:`critdiff.probes.critical_time`) into ``ensemble_combined``: the effective
 critical time of the sampler's own ensemble, whose fluctuations are as large as the noise.
@@ -261,7 +261,8 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
         config=cfg, signals=m["signals"], combined=m["combined"], ensemble_combined=m["ensemble_combined"],
         nfe=_nfe(ens, lin, hom), theory=m["theory"], k_star_trajectory=k_meas, steps=m["steps"],
         linear_response=_linear_record(lin),
-        recorded={"t": traj.times(schedule)["t"].tolist(), "logsnr": traj.logsnr.tolist(), "xi_2": traj.xi_2.tolist(),
+        recorded={"t": traj.times(schedule)["t"].tolist(), "logsnr": traj.logsnr.tolist(), "xi_zero": traj.xi_zero.tolist(),
+                  "xi_peak": traj.xi_peak.tolist(),
                   "xi_oz": traj.xi_oz.tolist(), "sigma2_kappa_min": (traj.kappa_min * traj.sigma**2).tolist(),
                   "chi": None if susc is None else susc.chi_mean.tolist()},
         homogeneous=None if hom is None else {k: hom[k].tolist() for k in ("logsnr", "sigma2_kappa_min", "k_star")},

@@ -2,7 +2,7 @@
 
 - :mod:`.spectral`: Fourier diagonal of the denoiser/score Jacobians and the stiffness ``kappa(k)`` from
   random-probe JVPs (exact impulse route for circulant Jacobians; dense oracle);
-- :mod:`.correlations`: structure factor ``S(k)``, ``C(r)``, second-moment ``xi_2``, Ornstein-Zernike fit;
+- :mod:`.correlations`: structure factor ``S(k)``, ``C(r)``, second-moment lengths ``xi_zero`` (about ``k = 0``) and ``xi_peak`` (about the peak), Ornstein-Zernike fit;
 - :mod:`.trajectory`: all of the above along a sampler run (a callback observer);
 - :mod:`.susceptibility`: ``chi(t)``, the response of the final sample to a kick, with common random numbers;
 - :mod:`.decision`: entropy of the class posterior along trajectories and the decision time;
@@ -13,7 +13,7 @@
 
 from .bootstrap import mean_ci, percentile_ci, replicates
 from .correlations import (OZFit, StructureFactor, correlation_function, ornstein_zernike, periodograms,
-                           second_moment_length, structure_factor)
+                           structure_factor, xi_peak, xi_zero)
 from .critical_time import (CombinedCriticalTime, CriticalTime, combine, estimate, extremum, from_chi,
                             from_samples, from_stiffness, from_xi, zero_crossing)
 from .linear_response import (GrowthRun, LinearResponse, branch_stiffness, from_branch_stiffness, from_growth,
@@ -26,7 +26,7 @@ from .trajectory import Trajectory, TrajectoryProbe, probe_trajectory, schedule_
 
 __all__ = [
     "SpectralProbe", "spectral_probe", "jvp", "probe_vectors",
-    "StructureFactor", "structure_factor", "periodograms", "correlation_function", "second_moment_length",
+    "StructureFactor", "structure_factor", "periodograms", "correlation_function", "xi_zero", "xi_peak",
     "OZFit", "ornstein_zernike",
     "Trajectory", "TrajectoryProbe", "probe_trajectory", "schedule_times",
     "Susceptibility", "susceptibility", "kick_fields", "response_spread",

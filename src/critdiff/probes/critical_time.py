@@ -5,7 +5,7 @@ ensemble; the estimator locates a feature of the curve, interpolating between re
 
 - stiffness of the slowest mode, ``kappa_min(t) = min_k mean_b kappa_b(k, t)``: its first zero crossing
   (linear interpolation; ``method='zero-crossing'``), or its minimum if it never crosses (``'minimum'``);
-- correlation length (``xi_2`` of the states, or the Ornstein-Zernike ``xi``) and susceptibility ``chi``: the
+- correlation length (``xi_zero`` or ``xi_peak`` of the states, or the Ornstein-Zernike ``xi``) and susceptibility ``chi``: the
   peak (``'peak'``; vertex of the parabola through the largest recorded value and its two neighbours).
 
 Intervals: resample the ``B`` samples with replacement, recompute the curve and its feature (:mod:`.bootstrap`),
@@ -29,7 +29,7 @@ from ..errors import check_choice
 from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
-from .correlations import ornstein_zernike, second_moment_length
+from .correlations import ornstein_zernike, periodograms, xi_peak, xi_zero
 from .trajectory import Trajectory, schedule_times
 
 Locate = Literal["crossing", "crossing-or-min", "min", "max"]
@@ -153,23 +153,20 @@ def from_stiffness(traj: Trajectory, *, scale: Literal["none", "sigma2"] = "none
     return estimate("stiffness", traj.logsnr[o], fn, B, "crossing-or-min", **kw)
 
 
-def _sf_xi2(x: np.ndarray) -> float:
-    xh = np.fft.fft2(x)
-    xh = xh - xh.mean(0, keepdims=True)
-    H, W = x.shape[-2:]
-    return second_moment_length((np.abs(xh) ** 2).sum(1).mean(0) / (H * W))
+XI_OF_STATES = {"xi_zero": xi_zero, "xi_peak": xi_peak}
 
 
-def from_xi(traj: Trajectory, *, which: Literal["xi_2", "oz"] = "xi_2", **kw) -> CriticalTime:
-    """Peak of the correlation length: ``xi_2`` of the recorded states, or the Ornstein-Zernike ``xi`` of the stiffness."""
-    check_choice("which", which, ("xi_2", "oz"))
+def from_xi(traj: Trajectory, *, which: Literal["xi_zero", "xi_peak", "oz"] = "xi_zero", **kw) -> CriticalTime:
+    """Peak of a correlation length: ``xi_zero`` or ``xi_peak`` (:mod:`.correlations`) of the structure factor of
+    the recorded states, or the Ornstein-Zernike ``xi`` of the stiffness (signal ``'xi_oz'``)."""
+    check_choice("which", which, ("xi_zero", "xi_peak", "oz"))
     o = _ascending(traj.sigma)
-    if which == "xi_2":
+    if which in XI_OF_STATES:
         if traj.states is None:
-            raise ValueError("traj: recorded without states (keep_states=True is needed to resample xi_2)")
-        st = traj.states[o]
-        fn = lambda idx: np.array([_sf_xi2(st[t, idx]) for t in range(len(o))])  # noqa: E731
-        return estimate("xi_2", traj.logsnr[o], fn, st.shape[1], "max", **kw)
+            raise ValueError(f"traj: recorded without states (keep_states=True is needed to resample {which})")
+        st, xi = torch.from_numpy(traj.states[o]), XI_OF_STATES[which]
+        fn = lambda idx: np.array([xi(periodograms(st[t, idx]).sum(1).mean(0)) for t in range(len(o))])  # noqa: E731
+        return estimate(which, traj.logsnr[o], fn, st.shape[1], "max", **kw)
     if traj.kappa_state is None:
         raise ValueError("traj: recorded without the spectral probe")
     ks = traj.kappa_state[o]

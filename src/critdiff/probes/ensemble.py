@@ -1,5 +1,5 @@
 """Every probe along the sampler's own ensemble (DESIGN.md section 4): the trajectory probes (spectral probe,
-``S(k)``, ``xi_2``, Ornstein-Zernike ``xi``), the susceptibility ``chi``, an estimate of ``t_c`` from each
+``S(k)``, ``xi_zero`` (about k = 0), Ornstein-Zernike ``xi``), the susceptibility ``chi``, an estimate of ``t_c`` from each
 signal and their combination into the ensemble's effective critical time.
 """
 
@@ -32,7 +32,7 @@ def ensemble_probe(model, x, sigmas, steps: Sequence[int], *, sampler: str, labe
                             callback=on_step)
     out = {"traj": traj, "t_traj": time.perf_counter() - t0, "susc": None, "t_chi": None}
     kw = {"n_boot": n_boot, "seed": seed}
-    out["est"] = {"stiffness": from_stiffness(traj, scale="sigma2", **kw), "xi_2": from_xi(traj, which="xi_2", **kw),
+    out["est"] = {"stiffness": from_stiffness(traj, scale="sigma2", **kw), "xi_zero": from_xi(traj, which="xi_zero", **kw),
                   "xi_oz": from_xi(traj, which="oz", **kw)}
     if chi:
         on_phase("susceptibility (bump kicks)")

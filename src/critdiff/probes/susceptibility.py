@@ -13,7 +13,7 @@ of the ensemble mean. The spatial spread of the response ``dx = x_final(kicked) 
 
 - ``kick='bump'`` (a Gaussian bump of width ``width`` at ``site``, every channel): the RMS radius
   ``sqrt(sum_r |r - site|^2 |dx(r)|^2 / sum_r |dx(r)|^2)`` with minimum-image distances;
-- ``kick='white'``: the second-moment length ``xi_2`` of ``|dx_hat(k)|^2`` (:mod:`.correlations`).
+- ``kick='white'``: the second-moment length ``xi_zero`` (about ``k = 0``) of ``|dx_hat(k)|^2`` (:mod:`.correlations`).
 
 The continuation runs ``sampler(denoiser, x_i + delta, sigmas[i:])``: samplers are step-local, so the unkicked
 continuation reproduces the baseline exactly (tested).
@@ -34,7 +34,7 @@ from ..samplers import Step, seed_generators
 from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import mean_ci
-from .correlations import second_moment_length
+from .correlations import xi_zero
 from .trajectory import SamplerLike, resolve_sampler, schedule_times
 
 Kick = Literal["white", "bump"]
@@ -96,7 +96,7 @@ def response_spread(dx: torch.Tensor, kick: Kick, site=None) -> np.ndarray:
         tot = p.sum((1, 2))
         return torch.where(tot > 0, ((p * r2).sum((1, 2)) / tot).sqrt(), torch.full_like(tot, math.nan)).numpy()
     S = (torch.fft.fft2(dx.to(torch.float64)).abs() ** 2).sum(1) / (H * W)
-    return np.array([second_moment_length(S[b].numpy()) for b in range(B)])
+    return np.array([xi_zero(S[b].numpy()) for b in range(B)])
 
 
 def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequence[int], *,

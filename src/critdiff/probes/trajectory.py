@@ -3,7 +3,7 @@
 :class:`TrajectoryProbe` is a callback (``Step(i, sigma, sigma_next, x, x0_hat)``, see
 :mod:`critdiff.samplers`); at chosen step indices it records the ensemble state ``x [B, C, H, W]``, the
 spectral probe of :mod:`.spectral` (stiffness ``kappa(k)``), the structure factor ``S(k)``, ``C(r)`` and
-``xi_2`` of :mod:`.correlations`, and the Ornstein-Zernike ``xi`` of the stiffness. The samplers are not
+``xi_zero``, ``xi_peak`` of :mod:`.correlations`, and the Ornstein-Zernike ``xi`` of the stiffness. The samplers are not
 forked: :func:`probe_trajectory` runs any sampler with this callback.
 
 Time is the denoiser-frame ``sigma`` of each recorded step; ``logsnr = -2 log sigma``;
@@ -43,7 +43,7 @@ class Trajectory:
     """Probe signals at ``T`` recorded steps (time first). ``kappa*`` are channel means; NaN where undefined.
 
     ``states [T, B, C, H, W]`` (None unless kept), ``S [T, H, W]``, ``S_radial [T, nk]`` on ``k [nk]``,
-    ``C_radial [T, nr]`` on ``r [nr]``, ``xi_2 [T]``; ``kappa [T, H, W]``, ``kappa_se``, ``kappa_state [T, B, H, W]``,
+    ``C_radial [T, nr]`` on ``r [nr]``, ``xi_zero [T]``, ``xi_peak [T]``; ``kappa [T, H, W]``, ``kappa_se``, ``kappa_state [T, B, H, W]``,
     ``kappa_radial [T, nk]`` (+ ``_se``), ``kappa_min [T]``, ``k_star [T, 2]``; Ornstein-Zernike ``xi_oz [T]``
     (inf at ``r = 0``, NaN when no preferred mode or ``c <= 0``), ``oz_r``, ``oz_c``, ``oz_preferred [T]``;
     ``nfe_sampler`` / ``nfe_probe``: per-sample denoiser evaluations of the sampler and of the probes.
@@ -58,7 +58,8 @@ class Trajectory:
     S_radial: Optional[np.ndarray]
     S_radial_se: Optional[np.ndarray]
     C_radial: Optional[np.ndarray]
-    xi_2: Optional[np.ndarray]
+    xi_zero: Optional[np.ndarray]
+    xi_peak: Optional[np.ndarray]
     kappa: Optional[np.ndarray]
     kappa_se: Optional[np.ndarray]
     kappa_state: Optional[np.ndarray]
@@ -89,7 +90,7 @@ class TrajectoryProbe:
 
     ``spectral``: keyword arguments of :func:`~.spectral.spectral_probe` (e.g. ``n_probes``, ``method``,
     ``probe``), or None to skip the spectral probe; the probe seed is ``seed + i`` at step ``i``.
-    ``correlations``: record ``S``, ``C(r)``, ``xi_2`` (needs ``B >= 2``). ``keep_states``: keep ``x``.
+    ``correlations``: record ``S``, ``C(r)``, ``xi_zero``, ``xi_peak`` (needs ``B >= 2``). ``keep_states``: keep ``x``.
     """
 
     def __init__(self, denoiser: Denoiser, steps: Optional[Sequence[int]] = None, *, label: Label = None,
@@ -140,7 +141,7 @@ class TrajectoryProbe:
             r=R[0]["sf"].r if sf else np.zeros(0),
             S=get("sf", lambda s: s.S), S_radial=get("sf", lambda s: s.S_radial),
             S_radial_se=get("sf", lambda s: s.S_radial_se), C_radial=get("sf", lambda s: s.C_radial),
-            xi_2=get("sf", lambda s: s.xi_2),
+            xi_zero=get("sf", lambda s: s.xi_zero), xi_peak=get("sf", lambda s: s.xi_peak),
             kappa=get("probe", lambda p: p.kappa_mode), kappa_se=get("probe", lambda p: p.kappa_mode_se),
             kappa_state=get("probe", lambda p: p.kappa_state.mean(1)),
             kappa_radial=get("probe", lambda p: p.kappa_radial), kappa_radial_se=get("probe", lambda p: p.kappa_radial_se),
