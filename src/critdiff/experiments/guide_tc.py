@@ -7,7 +7,6 @@ from there on resume, so every arm of a run uses the same value.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,14 +14,15 @@ import torch
 
 from .. import schedules as S
 from ..config import JsonConfig
+from ..times import Time
 from .guide_config import GuideConfig
 
 
 @dataclass(frozen=True)
 class CriticalTime(JsonConfig):
-    """A critical time in three coordinates: diffusion time ``t``, ``logsnr`` and ``sigma_over_a``
-    (``= exp(-logsnr / 2)``), with the ``source`` of the estimate, its interval ``logsnr_ci`` (probe
-    estimates) and the critical mode ``k_star`` (theory estimates, rad/pixel) when known."""
+    """The fields of a :class:`~critdiff.times.Time` (``t``, ``logsnr``, ``sigma_over_a``; :attr:`time`
+    gives it back) with the ``source`` of the estimate, its interval ``logsnr_ci`` (probe estimates) and the
+    critical mode ``k_star`` (theory estimates, rad/pixel) when known: the trial log's ``tc`` record."""
 
     t: float
     logsnr: float
@@ -34,10 +34,12 @@ class CriticalTime(JsonConfig):
     @classmethod
     def at_logsnr(cls, schedule, logsnr: float, source: str, **extra: Any) -> "CriticalTime":
         """The critical time at ``logsnr`` on the noise ``schedule`` (a spec or a schedule object)."""
-        sch = S.get(schedule) if isinstance(schedule, str) else schedule
-        lam = float(logsnr)
-        return cls(t=float(sch.t_of_logsnr(lam)), logsnr=lam, sigma_over_a=math.exp(-0.5 * lam), source=source,
-                   **extra)
+        return cls(**Time.from_logsnr(schedule, logsnr).to_dict(), source=source, **extra)
+
+    @property
+    def time(self) -> Time:
+        """The time itself (formats as the report does: :meth:`~critdiff.times.Time.format`)."""
+        return Time(self.t, self.logsnr, self.sigma_over_a)
 
     def record(self) -> dict:
         """The ``tc`` record of the trial log and of ``summary.json`` (unknown extras left out)."""

@@ -2,7 +2,7 @@
 records of their results.
 
 Times are recorded as ``{'t', 'logsnr', 'sigma_over_a'}`` of the network's training schedule
-(:func:`times_of`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``seed + 7``),
+(:func:`critdiff.times.time_dict`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``seed + 7``),
 so the numbers are those of the previous ``net_criticality_section``.
 """
 
@@ -14,24 +14,15 @@ import numpy as np
 import torch
 
 from ..io import to_jsonable
-from ..schedules import get as get_schedule
-
-
-def times_of(schedule: str, logsnr) -> dict:
-    """``{'t', 'logsnr', 'sigma_over_a'}`` of one logsnr (None when undefined)."""
-    if logsnr is None or not math.isfinite(logsnr):
-        return {"t": None, "logsnr": None, "sigma_over_a": None}
-    sch = get_schedule(schedule)
-    return {"t": to_jsonable(sch.t_of_logsnr(torch.tensor(float(logsnr), dtype=torch.float64))), "logsnr": float(logsnr),
-            "sigma_over_a": math.exp(-0.5 * float(logsnr))}
+from ..times import time_dict
 
 
 def estimate_record(e, schedule: str) -> dict:
     """JSON record of a :class:`~critdiff.probes.critical_time.CriticalTime` with its times in ``schedule``."""
-    d = {"signal": e.signal, "method": e.method, **times_of(schedule, e.logsnr),
+    d = {"signal": e.signal, "method": e.method, **time_dict(schedule, e.logsnr),
          "logsnr_ci": [to_jsonable(v) for v in e.logsnr_ci], "logsnr_se": to_jsonable(e.logsnr_se), "n_valid": e.n_valid,
          "n_boot": e.n_boot}
-    d["t_ci"] = [times_of(schedule, v)["t"] for v in e.logsnr_ci]
+    d["t_ci"] = [time_dict(schedule, v)["t"] for v in e.logsnr_ci]
     return d
 
 
@@ -75,11 +66,11 @@ def estimates(traj, susc, schedule: str, cfg):
     feature = {k: has_feature(e, ranges[k]) for k, e in ests.items()}
     try:
         comb = combine([e for k, e in ests.items() if feature[k]])
-        combined = {**times_of(schedule, comb.logsnr), "logsnr_ci": [to_jsonable(v) for v in comb.logsnr_ci],
-                    "t_ci": [times_of(schedule, v)["t"] for v in comb.logsnr_ci],
+        combined = {**time_dict(schedule, comb.logsnr), "logsnr_ci": [to_jsonable(v) for v in comb.logsnr_ci],
+                    "t_ci": [time_dict(schedule, v)["t"] for v in comb.logsnr_ci],
                     "signals": [c.signal for c in comb.components]}
     except ValueError:
-        combined = {**times_of(schedule, None), "logsnr_ci": [None, None], "t_ci": [None, None], "signals": [],
+        combined = {**time_dict(schedule, None), "logsnr_ci": [None, None], "t_ci": [None, None], "signals": [],
                     "message": "no signal has a zero crossing or an interior extremum with a bootstrap variance"}
     return ests, feature, combined
 
@@ -130,7 +121,7 @@ def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[
     def run(st: str) -> dict:
         cp = analyze(imgs, st, schedule, n_t=cfg.n_t_theory).critical
         return {"stencil": st, "found": bool(cp.found), "message": cp.message,
-                **times_of(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": to_jsonable(cp.k_star_abs),
+                **time_dict(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": to_jsonable(cp.k_star_abs),
                 "n_train": int(imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
 
     theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"

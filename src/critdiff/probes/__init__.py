@@ -22,7 +22,8 @@ from .decision import (Decision, EntropyRecorder, classifier_logits, decision_ti
                        steepest_drop)
 from .spectral import SpectralProbe, jvp, probe_vectors, spectral_probe
 from .susceptibility import Susceptibility, kick_fields, response_spread, susceptibility
-from .trajectory import Trajectory, TrajectoryProbe, probe_trajectory, schedule_times
+from ..times import schedule_times
+from .trajectory import Trajectory, TrajectoryProbe, probe_trajectory
 
 __all__ = [
     "SpectralProbe", "spectral_probe", "jvp", "probe_vectors",

@@ -30,7 +30,8 @@ from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
 from .correlations import ornstein_zernike, periodograms, xi_peak, xi_zero
-from .trajectory import Trajectory, schedule_times
+from ..times import interval_times
+from .trajectory import Trajectory
 
 Locate = Literal["crossing", "crossing-or-min", "min", "max"]
 
@@ -92,9 +93,7 @@ class CriticalTime:
 
     def times(self, schedule: "Schedule | str") -> dict:
         """Estimate and interval bounds as ``t``, ``logsnr``, ``sigma_over_a`` of ``schedule``."""
-        lam = np.array([self.logsnr, *self.logsnr_ci])
-        tt = schedule_times(schedule, np.exp(-0.5 * lam))
-        return {"estimate": {k: float(v[0]) for k, v in tt.items()}, "ci": {k: v[1:].tolist() for k, v in tt.items()}}
+        return interval_times(schedule, self.logsnr, self.logsnr_ci)
 
     def to_dict(self, schedule: "Schedule | str | None" = None) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -201,9 +200,8 @@ class CombinedCriticalTime:
     components: tuple
 
     def times(self, schedule: "Schedule | str") -> dict:
-        lam = np.array([self.logsnr, *self.logsnr_ci])
-        tt = schedule_times(schedule, np.exp(-0.5 * lam))
-        return {"estimate": {k: float(v[0]) for k, v in tt.items()}, "ci": {k: v[1:].tolist() for k, v in tt.items()}}
+        """Estimate and interval bounds as ``t``, ``logsnr``, ``sigma_over_a`` of ``schedule``."""
+        return interval_times(schedule, self.logsnr, self.logsnr_ci)
 
     def to_dict(self, schedule: "Schedule | str | None" = None) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "components"}

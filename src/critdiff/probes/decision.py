@@ -30,7 +30,7 @@ from ..samplers import Step
 from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
-from .trajectory import schedule_times
+from ..times import schedule_times
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..denoisers import CountingDenoiser, Denoiser, Label, as_labels, as_sigma
-from ..errors import check_choice, check_images, check_int, check_positive
+from ..errors import check_choice, check_images, check_int
 from ..io import to_jsonable
 from ._lattice import k_grid, shell_mean, shells
 

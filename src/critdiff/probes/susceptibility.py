@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import mean_ci
 from .correlations import xi_zero
-from .trajectory import SamplerLike, resolve_sampler, schedule_times
+from ..times import schedule_times
+from .trajectory import SamplerLike, resolve_sampler
 
 Kick = Literal["white", "bump"]
 

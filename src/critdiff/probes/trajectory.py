@@ -24,18 +24,10 @@ from ..denoisers import CountingDenoiser, Denoiser, Label
 from ..samplers import SAMPLERS, Step
 from ..samplers import get as get_sampler
 from ..schedules import Schedule
-from ..schedules import get as get_schedule
 from ..io import to_jsonable
+from ..times import schedule_times
 from .correlations import ornstein_zernike, structure_factor
 from .spectral import spectral_probe
-
-
-def schedule_times(schedule: "Schedule | str", sigma) -> dict[str, np.ndarray]:
-    """``{'t', 'logsnr', 'sigma_over_a'}`` of denoiser-frame ``sigma`` under ``schedule`` (float64 arrays)."""
-    sch = get_schedule(schedule)
-    s = torch.as_tensor(np.asarray(sigma, dtype=np.float64))
-    lam = -2.0 * torch.log(s)
-    return {"t": sch.t_of_logsnr(lam).numpy(), "logsnr": lam.numpy(), "sigma_over_a": s.numpy()}
 
 
 @dataclass(frozen=True)
