@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from critdiff.probes import (combine, decision_time, entropy, estimate, extremum, from_samples, from_stiffness,
-                             gaussian_logits, mean_ci, probe_trajectory, response_spread, steepest_drop,
+from critdiff.probes import (EDGE_RTOL, at_grid_edge, combine, decision_time, entropy, estimate, extremum,
+                             from_samples, from_stiffness, gaussian_logits, mean_ci, probe_trajectory, response_spread, steepest_drop,
                              structure_factor, susceptibility, zero_crossing, EntropyRecorder)
 from critdiff.probes.susceptibility import kick_fields
 from critdiff.samplers import sample_heun
@@ -95,6 +95,27 @@ def test_zero_crossing_and_extremum_are_exact_on_simple_curves():
     vertex, interior = extremum(lam, -2.0 * (lam + 1.3) ** 2 + 5, "max")
     assert interior and vertex == pytest.approx(-1.3, abs=1e-12)
     assert extremum(lam, lam, "max") == (3.0, False)
+
+
+@pytest.mark.parametrize("shift", [-9.0, -1.3, 2.9, 9.0])
+@pytest.mark.parametrize("kind", ["min", "max"])
+def test_edge_rule_agrees_with_the_extremum_index(shift, kind):
+    """at_grid_edge on peaks/minima against the independent index test of extremum (first or last point)."""
+    lam = np.array([-6.0, -4.5, -2.0, -1.0, 0.5, 3.0])
+    sign = 1.0 if kind == "min" else -1.0
+    curve = sign * (lam - shift) ** 2
+    est = from_samples("s", lam, np.repeat(curve[:, None], 4, 1), kind, n_boot=20)
+    assert at_grid_edge(est, lam) == (not extremum(lam, curve, kind)[1])
+    assert EDGE_RTOL * (lam.max() - lam.min()) < 1e-6  # the one tolerance is rounding-sized
+
+
+def test_edge_rule_spares_crossings_and_missing_estimates():
+    lam = np.linspace(-3.0, 3.0, 7)
+    cross = from_samples("s", lam, np.repeat((3.0 - lam)[:, None], 3, 1), "crossing-or-min", n_boot=20)
+    assert cross.method == "zero-crossing" and cross.logsnr == pytest.approx(3.0)
+    assert not at_grid_edge(cross, lam)  # a zero crossing on the last point is still a crossing
+    none = from_samples("s", lam, np.ones((7, 3)), "crossing", n_boot=20)
+    assert math.isnan(none.logsnr) and not at_grid_edge(none, lam)
 
 
 def test_critical_time_estimators_on_synthetic_curves():

@@ -86,15 +86,14 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     """
     if model is None or images is None:
         return None
-    from ..probes import from_growth, linear_response
+    from ..probes import at_grid_edge, from_growth, linear_response
     from .probe import ProbeConfig
 
     lr = linear_response(model, tuple(images.shape[1:]), cfg.schedule, steps=ProbeConfig.linear,
                          n=ProbeConfig.linear_n, seed=cfg.seed + 3, dtype=images.dtype, keep_states=False)
     est = from_growth(lr, n_boot=200, seed=cfg.seed)
     lam = float(est.logsnr)
-    lo, hi = float(lr.logsnr.min()), float(lr.logsnr.max())
-    if est.method != "zero-crossing" and min(abs(lam - lo), abs(lam - hi)) < 1e-9 * max(1.0, hi - lo):
+    if at_grid_edge(est, lr.logsnr):
         # the branch neither turned unstable nor had an interior softest point: no critical time to pulse at
         raise ValueError(f"tc-logsnr: the linear-response probe found no critical time inside the grid (estimate at "
                          f"its end, logsnr {lam:.3g}); give --tc-logsnr (e.g. from `critdiff probe`)")

@@ -27,14 +27,11 @@ def estimate_record(e, schedule: str) -> dict:
 
 
 def has_feature(e, logsnr_range) -> bool:
-    """A zero crossing, or an extremum strictly inside the recorded range (an end of the range is no feature)."""
-    if not math.isfinite(e.logsnr):
-        return False
-    if e.method == "zero-crossing":
-        return True
-    lo, hi = float(np.min(logsnr_range)), float(np.max(logsnr_range))
-    tol = 1e-9 * max(1.0, hi - lo)
-    return lo + tol < e.logsnr < hi - tol
+    """A zero crossing, or an extremum inside the recorded range (the edge rule,
+    :func:`~critdiff.probes.critical_time.at_grid_edge`)."""
+    from ..probes.critical_time import at_grid_edge
+
+    return math.isfinite(e.logsnr) and not at_grid_edge(e, logsnr_range)
 
 
 def trajectories(net, x, sigmas, cfg):

@@ -14,8 +14,8 @@
 from .bootstrap import mean_ci, percentile_ci, replicates
 from .correlations import (OZFit, StructureFactor, correlation_function, ornstein_zernike, periodograms,
                            structure_factor, xi_peak, xi_zero)
-from .critical_time import (CombinedCriticalTime, CriticalTime, combine, estimate, extremum, from_chi,
-                            from_samples, from_stiffness, from_xi, zero_crossing)
+from .critical_time import (EDGE_RTOL, CombinedCriticalTime, CriticalTime, at_grid_edge, combine, estimate,
+                            extremum, from_chi, from_samples, from_stiffness, from_xi, zero_crossing)
 from .linear_response import (GrowthRun, LinearResponse, branch_stiffness, from_branch_stiffness, from_growth,
                               growth_run, linear_response)
 from .decision import (Decision, EntropyRecorder, classifier_logits, decision_time, entropy, gaussian_logits,
@@ -33,7 +33,7 @@ __all__ = [
     "Susceptibility", "susceptibility", "kick_fields", "response_spread",
     "Decision", "EntropyRecorder", "entropy", "classifier_logits", "gaussian_logits", "decision_time", "steepest_drop",
     "CriticalTime", "CombinedCriticalTime", "estimate", "from_samples", "from_stiffness", "from_xi", "from_chi",
-    "combine", "zero_crossing", "extremum",
+    "combine", "zero_crossing", "extremum", "at_grid_edge", "EDGE_RTOL",
     "GrowthRun", "LinearResponse", "growth_run", "linear_response", "from_growth", "branch_stiffness",
     "from_branch_stiffness",
     "replicates", "percentile_ci", "mean_ci",

@@ -35,6 +35,10 @@ from .trajectory import Trajectory
 
 Locate = Literal["crossing", "crossing-or-min", "min", "max"]
 
+EDGE_RTOL = 1e-9
+"""The edge rule's one tolerance: an estimate within ``EDGE_RTOL * max(1, span)`` (``span`` = the recorded
+logsnr range) of the first or last recorded time sits on the edge of the grid (:func:`at_grid_edge`)."""
+
 
 def zero_crossing(logsnr: np.ndarray, curve: np.ndarray) -> Optional[float]:
     """First logsnr (ascending) where ``curve`` goes from > 0 to <= 0, linearly interpolated; None if never."""
@@ -100,6 +104,24 @@ class CriticalTime:
         if schedule is not None:
             d["schedule_times"] = self.times(schedule)
         return to_jsonable(d)
+
+
+def at_grid_edge(estimate, logsnr_grid) -> bool:
+    """The edge rule: an extremum at an end of the recorded grid is not an estimate.
+
+    ``estimate`` has ``logsnr`` and ``method`` (a :class:`CriticalTime`, or the estimate of a linear-response
+    probe); ``logsnr_grid``: the recorded times of its signal. True when the estimate is a minimum or peak (not a
+    zero crossing) lying within :data:`EDGE_RTOL` of the first or last recorded logsnr: the curve was still
+    falling (rising) there, so the true feature lies outside the grid. A non-finite estimate is not "at the
+    edge" (it is no estimate at all; test ``math.isfinite`` for that).
+    """
+    lam = float(estimate.logsnr)
+    if estimate.method == "zero-crossing" or not math.isfinite(lam):
+        return False
+    grid = np.asarray(logsnr_grid, dtype=np.float64)
+    lo, hi = float(grid.min()), float(grid.max())
+    tol = EDGE_RTOL * max(1.0, hi - lo)
+    return min(abs(lam - lo), abs(lam - hi)) <= tol
 
 
 def _make(signal, method, lam, reps, ci, n_boot) -> CriticalTime:

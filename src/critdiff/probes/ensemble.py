@@ -9,8 +9,8 @@ import time
 from typing import Callable, Optional, Sequence
 
 from .. import samplers as SM
-from .critical_time import from_chi, from_stiffness, from_xi
-from .estimates import at_grid_edge, combine_record, estimate_record
+from .critical_time import at_grid_edge, from_chi, from_stiffness, from_xi
+from .estimates import combine_record, estimate_record
 from .susceptibility import susceptibility
 from .trajectory import probe_trajectory
 
@@ -46,14 +46,12 @@ def ensemble_probe(model, x, sigmas, steps: Sequence[int], *, sampler: str, labe
 
 def ensemble_signals(ens: dict, schedule) -> tuple:
     """``(signal records, CombinedCriticalTime or None, combined record)`` of :func:`ensemble_probe`'s
-    estimates; an extremum on an end of the probed grid is recorded (``at_grid_edge``) but not combined."""
+    estimates; an extremum on an end of its own signal's probed grid (the kick times for ``chi``) is recorded
+    (``at_grid_edge``) but not combined."""
     traj, susc = ens["traj"], ens["susc"]
-    ends = (float(traj.logsnr.min()), float(traj.logsnr.max()))
-    if susc is not None:
-        ends += (float(susc.logsnr.min()), float(susc.logsnr.max()))
     signals, use = {}, []
     for k, v in ens["est"].items():
-        edge = at_grid_edge(v, ends)
+        edge = at_grid_edge(v, susc.logsnr if k == "chi" else traj.logsnr)
         signals[k] = {**estimate_record(v, schedule), "at_grid_edge": bool(edge)}
         if not edge:
             use.append(v)
