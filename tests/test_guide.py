@@ -14,7 +14,7 @@ from critdiff import schedules as S
 from critdiff.data import load
 from critdiff.experiments import guide as G
 from critdiff.experiments.guide_metrics import diversity, frechet_distance
-from critdiff.experiments.guide_stats import paired_mean_diff, paired_stat_diff
+from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
 
 DATA = "textures:size=8,n=6"

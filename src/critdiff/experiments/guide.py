@@ -18,7 +18,7 @@ their guidance schedule):
 
 Metrics per arm (:mod:`.guide_metrics`, :mod:`.guide_summary`): accuracy and mean log-probability of the
 intended class, Frechet distance in the classifier's feature space per class, diversity, NFE per sample;
-paired bootstrap 95% intervals (:mod:`.guide_stats`) for every difference from the ``random`` arm.
+paired bootstrap 95% intervals (:mod:`critdiff.probes.bootstrap`) for every difference from the ``random`` arm.
 
 Trials (one arm on one batch: its samples, NFE and firing times) stream to ``OUT/trials.jsonl``
 (:mod:`.guide_store`); the classifier is applied when summarising, so the summary is computed from that

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff
 from .guide_arms import Arm, Setup, grid_range
 from .guide_metrics import classify, diversity, frechet_distance
-from .guide_stats import mean_interval, paired_mean_diff, paired_stat_diff
 from .guide_store import TrialLog
 from .guide_tc import CriticalTime
 

@@ -11,7 +11,8 @@
   counterpart of the linear-stability theory) and the JVP stiffness there.
 """
 
-from .bootstrap import mean_ci, percentile_ci, replicates
+from .bootstrap import (mean_ci, mean_interval, paired_mean_diff, paired_stat_diff, percentile_ci, replicates,
+                        stratified_indices)
 from .correlations import (OZFit, StructureFactor, correlation_function, ornstein_zernike, periodograms,
                            structure_factor, xi_peak, xi_zero)
 from .critical_time import (EDGE_RTOL, CombinedCriticalTime, CriticalTime, at_grid_edge, combine, estimate,
@@ -36,5 +37,6 @@ __all__ = [
     "combine", "zero_crossing", "extremum", "at_grid_edge", "EDGE_RTOL",
     "GrowthRun", "LinearResponse", "growth_run", "linear_response", "from_growth", "branch_stiffness",
     "from_branch_stiffness",
-    "replicates", "percentile_ci", "mean_ci",
+    "replicates", "percentile_ci", "mean_ci", "mean_interval", "paired_mean_diff", "paired_stat_diff",
+    "stratified_indices",
 ]
