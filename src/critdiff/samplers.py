@@ -27,9 +27,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
+from . import seeding
 from .denoisers import Denoiser, Label
 from .errors import check_images, check_int
 from .guidance import GuidanceSchedule, guided
@@ -71,10 +71,10 @@ def check_sigmas(sigmas) -> torch.Tensor:
 
 
 def seed_generators(seed: int, n: int, device: "torch.device | str" = "cpu") -> list[torch.Generator]:
-    """``n`` independent generators, one per sample, derived from ``seed`` (numpy SeedSequence)."""
+    """``n`` independent generators, one per sample: sample ``j`` gets ``critdiff.seeding.derive(seed, j)``
+    (the same as numpy ``SeedSequence(seed).spawn(n)[j]``)."""
     check_int("n", n, 1)
-    states = np.random.SeedSequence(int(seed)).spawn(int(n))
-    return [torch.Generator(device=device).manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
+    return [seeding.generator(seed, j, device=device) for j in range(int(n))]
 
 
 def randn_like(x: torch.Tensor, generator: GeneratorLike = None) -> torch.Tensor:

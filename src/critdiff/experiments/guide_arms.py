@@ -1,8 +1,9 @@
 """The arms of the guidance experiment and how one arm samples one batch (DESIGN.md section 5).
 
 Common random numbers: sample ``j`` has intended class ``j mod K``, initial noise from
-``seed_generators(seed, .)[j]`` and sampler noise from ``seed_generators(seed + 1, .)[j]``, fresh for every
-arm, so arms differ only by their guidance schedule. The random arm's centres use ``seed + 2``.
+``seed_generators(seed, .)[j]`` and sampler noise from ``seed_generators(derive(seed, 'sampler-noise'), .)[j]``
+(:mod:`critdiff.seeding`), fresh for every arm, so arms differ only by their guidance schedule. The random arm's
+centres use ``derive(seed, 'random-centres')``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .. import guidance_schedules as GS
 from .. import samplers as SM
 from .. import schedules as S
 from ..guidance import Guided
+from ..seeding import derive
 from .guide_config import GuideConfig
 from .guide_metrics import check_classifier
 from .models import load_model
@@ -77,7 +79,7 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
         elif name == "tc":
             arms.append(Arm("tc", f"{cfg.shape} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
         elif name == "random":
-            centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=cfg.seed + 2)
+            centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=derive(cfg.seed, "random-centres"))
             arms.append(Arm("random", "same pulse, random centre per sample",
                             lambda idx, c=centres: (pulse(c[idx]), []), meta={"centres": centres.tolist()}))
         elif name == "adaptive":
@@ -116,7 +118,7 @@ def run_arm(setup: Setup, schedule, callbacks, index: torch.Tensor, labels: torc
     """Sample ``index`` under ``schedule``; returns ``(x [B,C,H,W], nfe [B])``. Noise is common to arms."""
     cfg = setup.cfg
     n_all = int(index.max()) + 1
-    gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(cfg.seed + 1, n_all)
+    gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(derive(cfg.seed, "sampler-noise"), n_all)
     pick = index.tolist()
     x = SM.initial_noise((len(pick), *setup.shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype)
     g = Guided(setup.model, schedule)

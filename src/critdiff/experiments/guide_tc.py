@@ -14,6 +14,7 @@ import torch
 
 from .. import schedules as S
 from ..config import JsonConfig
+from ..seeding import derive
 from ..times import Time
 from .guide_config import GuideConfig
 
@@ -82,7 +83,7 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     (logsnr about -1), whereas the stiffness along the sampler's own trajectories only turns at logsnr about 7.
 
     The branch run has the sizes ``critdiff probe`` uses by default (``ProbeConfig.linear`` coarse steps,
-    ``ProbeConfig.linear_n`` members); its seed is ``cfg.seed + 3``.
+    ``ProbeConfig.linear_n`` members); its seed is ``derive(cfg.seed, 'linear-response')``.
     """
     if model is None or images is None:
         return None
@@ -90,7 +91,7 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     from .probe import ProbeConfig
 
     lr = linear_response(model, tuple(images.shape[1:]), cfg.schedule, steps=ProbeConfig.linear,
-                         n=ProbeConfig.linear_n, seed=cfg.seed + 3, dtype=images.dtype, keep_states=False)
+                         n=ProbeConfig.linear_n, seed=derive(cfg.seed, "linear-response"), dtype=images.dtype, keep_states=False)
     est = from_growth(lr, n_boot=200, seed=cfg.seed)
     lam = float(est.logsnr)
     if at_grid_edge(est, lr.logsnr):

@@ -2,7 +2,7 @@
 records of their results.
 
 Times are recorded as ``{'t', 'logsnr', 'sigma_over_a'}`` of the network's training schedule
-(:func:`critdiff.times.time_dict`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``seed + 7``),
+(:func:`critdiff.times.time_dict`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``derive(seed, 'linear-response')``),
 so the numbers are those of the previous ``net_criticality_section``.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..io import to_jsonable
+from ..seeding import derive
 from ..times import time_dict
 
 
@@ -81,7 +82,7 @@ def branch_growth(net, schedule: str, cfg) -> dict:
     for name, eps in (("linear", 0.01), ("ensemble", 1.0)):
         with torch.no_grad():
             lr = linear_response(net, tuple(net.sample_shape), schedule, steps=cfg.steps, eps=eps,
-                                 n=max(4, cfg.batch // 2), seed=cfg.seed + 7, keep_states=False)
+                                 n=max(4, cfg.batch // 2), seed=derive(cfg.seed, "linear-response"), keep_states=False)
         ct, kmap = from_growth(lr, signal=f"growth ({name})", n_boot=cfg.n_boot, seed=cfg.seed, return_map=True)
         km = softest_mode(kmap)
         branch[name] = {**estimate_record(ct, schedule), "eps": eps, **km, "logsnr_grid": lr.logsnr.tolist(),

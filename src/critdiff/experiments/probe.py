@@ -46,6 +46,7 @@ from ..probes.ensemble import ensemble_probe, ensemble_signals
 from ..probes.estimates import combine_record, estimate_record
 from ..probes.homogeneous import homogeneous_probe, k_star_matches
 from ..probes.theory_compare import homogeneous_signal, theory_record
+from ..seeding import derive
 from .config import RunConfig
 from .models import load_model
 from .progress import progress_bar
@@ -223,7 +224,8 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
     if cfg.linear:
         lin = branch_response(loaded.model, loaded.shape, schedule, steps=cfg.linear, eps=cfg.linear_eps,
                               n=cfg.linear_n, eps_scan=cfg.eps_scan, label=cfg.label, n_probes=cfg.probes,
-                              window=cfg.window, growth_seed=cfg.seed + 3, probe_seed=cfg.seed + 4,
+                              window=cfg.window, growth_seed=derive(cfg.seed, "linear-response"),
+                              probe_seed=derive(cfg.seed, "branch-stiffness"),
                               dtype=cfg.torch_dtype, estimator={"n_boot": cfg.n_boot, "seed": cfg.seed},
                               on_phase=lambda s: (bar.set_postfix_str(s), bar.update(1)))
         for k, v in lin["estimates"].items():

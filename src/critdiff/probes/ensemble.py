@@ -9,6 +9,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from .. import samplers as SM
+from ..seeding import derive
 from .critical_time import at_grid_edge, from_chi, from_stiffness, from_xi
 from .estimates import combine_record, estimate_record
 from .susceptibility import susceptibility
@@ -21,13 +22,14 @@ def ensemble_probe(model, x, sigmas, steps: Sequence[int], *, sampler: str, labe
                    window: Optional[int] = None, chi: bool = True, n_boot: int = 200, seed: int = 0,
                    on_step: Callable = lambda step: None, on_phase: Callable[[str], None] = lambda s: None) -> dict:
     """Probe the ensemble ``x [B, C, H, W]`` at ``steps`` of ``sigmas``; ``chi`` adds the susceptibility (bump
-    kicks). Seeds: sampler noise ``seed + 1`` (one generator per sample), kicks ``seed + 2``, probes and
+    kicks). Seeds (:func:`critdiff.seeding.derive`): sampler noise ``derive(seed, 'sampler-noise')`` (one generator per
+    sample), kicks ``derive(seed, 'kicks')``, probes and
     bootstraps ``seed``. Returns ``traj``, ``susc`` (or None), ``est`` (one :class:`CriticalTime` per signal),
     ``t_traj`` and ``t_chi`` seconds. ``on_step`` is called after every sampler step, ``on_phase`` per phase."""
     t0 = time.perf_counter()
     on_phase("trajectory")
     traj = probe_trajectory(model, x, sigmas, sampler=sampler, steps=steps, label=label,
-                            generator=SM.seed_generators(seed + 1, x.shape[0]),
+                            generator=SM.seed_generators(derive(seed, "sampler-noise"), x.shape[0]),
                             spectral={"n_probes": n_probes, "probe": "phase", "window": window}, seed=seed,
                             callback=on_step)
     out = {"traj": traj, "t_traj": time.perf_counter() - t0, "susc": None, "t_chi": None}
@@ -38,7 +40,7 @@ def ensemble_probe(model, x, sigmas, steps: Sequence[int], *, sampler: str, labe
         on_phase("susceptibility (bump kicks)")
         t1 = time.perf_counter()
         out["susc"] = susceptibility(model, x, sigmas, steps, sampler=sampler, label=label, kick="bump",
-                                     seed=seed + 2, n_boot=n_boot)
+                                     seed=derive(seed, "kicks"), n_boot=n_boot)
         out["t_chi"] = time.perf_counter() - t1
         out["est"]["chi"] = from_chi(out["susc"], **kw)
     return out

@@ -32,6 +32,7 @@ from ..denoisers import CountingDenoiser, Denoiser, Label
 from ..errors import check_choice, check_images, check_positive
 from ..samplers import Step, seed_generators
 from ..schedules import Schedule
+from ..seeding import derive
 from ..io import to_jsonable
 from .bootstrap import mean_ci
 from .correlations import xi_zero
@@ -106,7 +107,8 @@ def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequ
     """``chi`` at each of ``kick_steps`` for the ensemble ``x [B, C, H, W]`` (module docstring).
 
     ``eps``: kick size relative to the RMS of the state at the kick; ``seed`` seeds the per-sample sampler
-    generators (:func:`~critdiff.samplers.seed_generators`), the white kicks and the bootstrap.
+    generators (:func:`~critdiff.samplers.seed_generators`), the white kicks (``derive(seed, 'kick')``,
+    :mod:`critdiff.seeding`) and the bootstrap.
     """
     check_images("x", x)
     check_positive("eps", eps)
@@ -127,7 +129,7 @@ def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequ
 
     with torch.no_grad():
         base = fn(counting, x, sigmas, label=label, generator=gens, callback=snapshot)
-    z = kick_fields(tuple(x.shape), kick, width=width, site=site, seed=seed + 1)
+    z = kick_fields(tuple(x.shape), kick, width=width, site=site, seed=derive(seed, "kick"))
     chi, spread = [], []
     for i in steps:
         xi, states = snaps[i]

@@ -24,6 +24,7 @@ from ..denoisers import CountingDenoiser, Denoiser, Label
 from ..samplers import SAMPLERS, Step
 from ..samplers import get as get_sampler
 from ..schedules import Schedule
+from ..seeding import derive
 from ..io import to_jsonable
 from ..times import schedule_times
 from .correlations import ornstein_zernike, structure_factor
@@ -81,7 +82,7 @@ class TrajectoryProbe:
     """Sampler callback recording probe signals at ``steps`` (step indices; None = every step).
 
     ``spectral``: keyword arguments of :func:`~.spectral.spectral_probe` (e.g. ``n_probes``, ``method``,
-    ``probe``), or None to skip the spectral probe; the probe seed is ``seed + i`` at step ``i``.
+    ``probe``), or None to skip the spectral probe; the probe seed at step ``i`` is ``derive(seed, 'spectral-probe', i)``.
     ``correlations``: record ``S``, ``C(r)``, ``xi_zero``, ``xi_peak`` (needs ``B >= 2``). ``keep_states``: keep ``x``.
     """
 
@@ -110,7 +111,7 @@ class TrajectoryProbe:
         if self.correlations:
             rec["sf"] = structure_factor(x)
         if self.spectral is not None:
-            kw = {"seed": self.seed + step.i, **self.spectral}
+            kw = {"seed": derive(self.seed, "spectral-probe", step.i), **self.spectral}
             with torch.enable_grad():
                 pr = spectral_probe(self.denoiser, x, step.sigma, label=self.label, **kw)
             rec["probe"] = pr
