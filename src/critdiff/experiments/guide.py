@@ -108,12 +108,12 @@ def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Opti
 def _trial(setup: Setup, arm: Arm, b0: int, index: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """One arm on one batch: the trial record of the log, and the samples."""
     t0 = time.perf_counter()
-    schedule, callbacks = arm.make(index)
-    x, nfe = run_arm(setup, schedule, callbacks, index, labels)
+    guidance, callbacks = arm.make(index)
+    x, nfe = run_arm(setup, guidance, callbacks, index, labels)
     rec = {"type": "trial", "arm": arm.name, "start": b0, "index": index.tolist(), "label": labels.tolist(),
            "nfe": nfe.tolist(), "x": x.to(torch.float32).tolist(), "seconds": time.perf_counter() - t0}
-    if isinstance(schedule, GS.AdaptivePulse):
-        rec["fired_logsnr"] = schedule.fired.tolist() if schedule.fired is not None else None
+    if isinstance(guidance, GS.AdaptivePulse):
+        rec["fired_logsnr"] = guidance.fired.tolist() if guidance.fired is not None else None
     return rec, x
 
 

@@ -27,7 +27,7 @@ def parse_arms(text: str) -> tuple:
 class GuideConfig(RunConfig):
     """A guidance experiment: :class:`RunConfig` plus the arms and the pulse (module docstring).
 
-    ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``shape`` define every
+    ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``profile`` (box | gauss) define every
     pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
     ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
     """
@@ -39,7 +39,7 @@ class GuideConfig(RunConfig):
     height: float = arg(3.0, "peak guidance weight w of pulses and constant guidance")
     width: float = arg(3.0, "pulse width in logsnr (equivalent width)")
     baseline: float = arg(0.0, "w outside pulses: 0 unconditional, 1 conditional", choices=(0.0, 1.0))
-    shape: Literal["box", "gauss"] = arg("box", "pulse shape in logsnr")
+    profile: Literal["box", "gauss"] = arg("box", "pulse profile in logsnr (the Python API's profile=)", flag="--shape")
     arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
     sweep: int = arg(5, "pulse centres in the sweep")
     tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the theory (patch model) or the probe estimator")
@@ -62,7 +62,7 @@ class GuideConfig(RunConfig):
         check_positive("width", self.width)
         if float(self.baseline) not in (0.0, 1.0):
             raise ValueError(f"baseline: expected 0 (unconditional) or 1 (conditional), got {self.baseline}")
-        check_choice("shape", self.shape, GS.SHAPES)
+        check_choice("profile", self.profile, GS.PROFILES)
         check_choice("indicator", self.indicator, GS.INDICATORS)
         arms = tuple(self.arms)
         if not arms:

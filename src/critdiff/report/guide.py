@@ -86,7 +86,7 @@ def _settings(result) -> str:
     return (f"<p>{_html.escape(cfg.model)} on <code>{_html.escape(str(cfg.data))}</code>, {cfg.n} samples per arm "
             f"(intended classes balanced), {cfg.sampler} with {cfg.steps} steps uniform in {cfg.spacing} on "
             f"{cfg.schedule}. Every arm starts from the same noise and receives the same sampler noise. Pulses: "
-            f"{cfg.shape}, height {num(cfg.height)}, width {num(cfg.width)} logsnr, baseline w = {num(cfg.baseline)}. "
+            f"{cfg.profile}, height {num(cfg.height)}, width {num(cfg.width)} logsnr, baseline w = {num(cfg.baseline)}. "
             f"Critical time {tc.time.format()} (source: {_html.escape(tc.source)}). Classifier accuracy on the training images: "
             f"{num(result.classifier_train_accuracy)}.</p>")
 
