@@ -33,7 +33,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DATA = {
-    "textures": ("textures:size=24,n=34", "square:5"),
+    "textures": ("textures:size=24,per_class=34", "square:5"),
     "digits": ("digits:size=16,n=100", "square:5"),
     "stripes": ("stripes:size=16,wavelength=4,n=100", "square:5"),
     "grf-ring": ("grf:spectrum=ring,size=16,n=100", "square:11"),

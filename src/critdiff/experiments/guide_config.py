@@ -83,6 +83,6 @@ class GuideConfig(RunConfig):
 def demo_config(quick: bool = False) -> GuideConfig:
     """The guidance section of ``critdiff demo``: the conditional patch model on textures (CPU-sized)."""
     if quick:
-        return GuideConfig(data="textures:size=12,n=6", stencil="square:3", n=12, batch=12, steps=10, sweep=3,
+        return GuideConfig(data="textures:size=12,per_class=6", stencil="square:3", n=12, batch=12, steps=10, sweep=3,
                            calib_n=6, n_boot=500, n_boot_set=50)
-    return GuideConfig(data="textures:size=16,n=10", stencil="square:5", n=90, batch=30, steps=16, sweep=6, calib_n=18)
+    return GuideConfig(data="textures:size=16,per_class=10", stencil="square:5", n=90, batch=30, steps=16, sweep=6, calib_n=18)
