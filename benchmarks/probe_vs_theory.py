@@ -11,7 +11,7 @@ it uses square:11, the smallest odd square stencil whose theory k* lies on the r
   Richardson-extrapolated over two nested Euler grids) and JVP stiffness at the branch states, with bootstrap
   intervals widened by the discretisation error; the measured counterpart of what the theory defines;
 - ``homogeneous``: JVPs at the theory's own homogeneous states ``m(sigma) 1`` (exact check of the probe);
-- ``stiffness``, ``xi_2``, ``xi_oz``, ``chi``, ``ensemble_combined``: measured along the sampler's own
+- ``stiffness``, ``xi_zero``, ``xi_oz``, ``chi``, ``ensemble_combined``: measured along the sampler's own
   trajectories (fluctuations as large as the noise: not the linear regime, so these are expected to differ);
 - the amplitude scan: growth onset of fluctuations of relative size eps (eps = 1: the sampler's ensemble).
 
@@ -33,7 +33,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DATA = {
-    "textures": ("textures:size=24,n=34", "square:5"),
+    "textures": ("textures:size=24,per_class=34", "square:5"),
     "digits": ("digits:size=16,n=100", "square:5"),
     "stripes": ("stripes:size=16,wavelength=4,n=100", "square:5"),
     "grf-ring": ("grf:spectrum=ring,size=16,n=100", "square:11"),

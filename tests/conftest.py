@@ -6,6 +6,8 @@ import matplotlib
 import pytest
 import torch
 
+from critdiff.threads import torch_threads
+
 matplotlib.use("Agg")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -16,7 +18,5 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def one_thread():
     """Small problems on one torch thread (two threads on a loaded 2-core machine were measured 50x slower);
     the previous count is restored after the module. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield

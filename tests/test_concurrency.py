@@ -17,7 +17,7 @@ SAMPLE = ["sample", "--model", "patch", "--data", "digits:size=8,n=40", "--stenc
           "--n", "4"]
 TRAIN = ["train", "--data", "digits:size=8,n=32", "--steps", "12", "--batch", "8", "--width", "8",
          "--channel-mult", "1,2", "--checkpoint-every", "4", "--threads", "1"]
-GUIDE = ["guide", "--model", "gaussian", "--data", "textures:size=8,n=6", "--n", "6", "--batch", "2", "--steps", "12",
+GUIDE = ["guide", "--model", "gaussian", "--data", "textures:size=8,per_class=6", "--n", "6", "--batch", "2", "--steps", "12",
          "--arms", "none,tc,constant", "--tc-logsnr", "0.5"]
 
 

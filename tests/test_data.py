@@ -21,8 +21,8 @@ from critdiff.data.transforms import subset_indices
 BUILTIN_SPECS = [
     "digits:n=60",
     "digits:size=16,n=30",
-    "textures:n=5",
-    "textures:n=4,scale=4,size=16",
+    "textures:per_class=5",
+    "textures:per_class=4,scale=4,size=16",
     "twopoint:n=10,size=4,channels=2",
     "stripes:n=10,orientation=both",
     "grf:n=6,size=16",
@@ -133,7 +133,7 @@ def _texture_oracle(name: str, scale: int) -> np.ndarray:
 
 def test_texture_crops_are_windows_of_the_normalised_texture():
     size, scale = 8, 8
-    x, y = load(f"textures:n=3,size={size},scale={scale}")
+    x, y = load(f"textures:per_class=3,size={size},scale={scale}")
     assert y.tolist() == [0, 1, 2] * 3
     for name_i, name in enumerate(["brick", "grass", "gravel"]):
         tex = torch.as_tensor(_texture_oracle(name, scale))
@@ -142,6 +142,19 @@ def test_texture_crops_are_windows_of_the_normalised_texture():
         for crop in x[y == name_i, 0].double():
             err = ((windows - crop) ** 2).amax(dim=(2, 3))
             assert float(err.min()) < 1e-10
+
+
+def test_textures_n_is_the_total_and_per_class_the_count_per_texture():
+    x, y = load("textures:size=8,per_class=4,scale=8")
+    x_n, y_n = load("textures:size=8,n=12,scale=8")
+    assert x.shape[0] == 12 and torch.equal(x, x_n) and torch.equal(y, y_n)  # n = 3 per_class: the same images
+    x7, y7 = load("textures:size=8,n=7,scale=8")
+    assert x7.shape[0] == 7 and y7.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert load("textures:size=8,scale=8")[0].shape[0] == 900  # default per_class=300
+    digits, _ = load("digits:n=12")
+    assert digits.shape[0] == 12  # n is a total for every data set
+    with pytest.raises(ValueError, match="per_class"):
+        load("textures:n=6,per_class=2")
 
 
 def test_texture_size_too_large_for_scale_is_an_error():

@@ -18,7 +18,7 @@ import pytest
 from critdiff.cli import main
 
 SAMPLE = ["sample", "--model", "gaussian", "--data", "digits:size=8,n=40", "--steps", "2", "--n", "2"]
-GUIDE = ["guide", "--model", "gaussian", "--data", "textures:size=8,n=6", "--n", "2", "--batch", "2", "--steps", "2",
+GUIDE = ["guide", "--model", "gaussian", "--data", "textures:size=8,per_class=6", "--n", "2", "--batch", "2", "--steps", "2",
          "--arms", "none,tc", "--tc-logsnr", "0.5"]
 PROBE = ["probe", "--model", "gaussian", "--data", "stripes:size=8,n=20,wavelength=4", "--steps", "3", "--n", "2",
          "--times", "3", "--homogeneous", "0", "--linear", "0", "--no-chi"]

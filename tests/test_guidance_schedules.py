@@ -22,10 +22,10 @@ def quad(schedule, lo, hi, baseline, n=400001):
     return float(torch.trapezoid(w, lam))
 
 
-@pytest.mark.parametrize("shape,truncate", [("box", None), ("gauss", 3.0), ("gauss", None), ("gauss", 1.5)])
+@pytest.mark.parametrize("profile,truncate", [("box", None), ("gauss", 3.0), ("gauss", None), ("gauss", 1.5)])
 @pytest.mark.parametrize("baseline", [0.0, 1.0])
-def test_pulse_integrates_to_its_budget(shape, truncate, baseline):
-    p = GS.Pulse(0.7, 2.5, 4.0, baseline, shape, truncate)
+def test_pulse_integrates_to_its_budget(profile, truncate, baseline):
+    p = GS.Pulse(0.7, 2.5, 4.0, baseline, profile, truncate)
     assert quad(p, -20, 20, baseline) == pytest.approx(p.budget(), rel=1e-4)
     # over a window that cuts the pulse
     lo, hi = -0.3, 5.0
@@ -134,8 +134,8 @@ def test_bad_arguments_name_the_argument():
         GS.Pulse(0.0, 1.0, 2.0, baseline=0.5)
     with pytest.raises(ValueError, match="width"):
         GS.Pulse(0.0, 0.0, 2.0)
-    with pytest.raises(ValueError, match="shape"):
-        GS.Pulse(0.0, 1.0, 2.0, shape="tri")
+    with pytest.raises(ValueError, match="profile"):
+        GS.Pulse(0.0, 1.0, 2.0, profile="tri")
     with pytest.raises(ValueError, match="lo, hi"):
         GS.Interval(2.0, 1.0, 3.0)
     with pytest.raises(ValueError, match="indicator"):
@@ -177,7 +177,7 @@ def test_adaptive_fires_at_first_crossing_and_acts_after_it():
     sigmas = [2.0, 1.0, 0.5, 0.25]
     assert ad(torch.tensor([2.0, 2.0])).tolist() == [0.0, 0.0]  # before any step: baseline
     for i, (s, (a, b)) in enumerate(zip(sigmas, levels)):
-        ad(SM.Step(i, s, s / 2, x, torch.tensor([a, b]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2)))
+        ad.observe(SM.Step(i, s, s / 2, x, torch.tensor([a, b]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2)))
     lam = [-2 * math.log(s) for s in sigmas]
     assert ad.fired.tolist() == pytest.approx([lam[1], lam[2]])
     # sample 0's box is centred at lam[1] + 0.75 with half-width 0.5
@@ -185,7 +185,7 @@ def test_adaptive_fires_at_first_crossing_and_acts_after_it():
     assert w.tolist() == [4.0, 0.0]
     never = GS.AdaptivePulse(p, math.inf, "x0-contrast")
     for i, s in enumerate(sigmas):
-        never(SM.Step(i, s, s / 2, x, torch.randn(2, 1, 2, 2)))
+        never.observe(SM.Step(i, s, s / 2, x, torch.randn(2, 1, 2, 2)))
     assert bool(torch.isnan(never.fired).all()) and len(never.history) == 4
 
 
@@ -202,7 +202,7 @@ def test_adaptive_equals_the_fixed_pulse_at_its_firing_centres(sampler):
     lab = torch.arange(B) % 3
     x = SM.initial_noise((B, 1, 4, 4), sig, SM.seed_generators(0, B), dtype=torch.float64)
     g1 = Guided(den, ad)
-    out1 = SM.get(sampler)(g1, x, sig, label=lab, callback=[ad])
+    out1 = SM.get(sampler)(g1, x, sig, label=lab, callback=[ad.observe])
     fired = ad.fired.clone()
     assert bool(torch.isfinite(fired).all()), fired
     assert len(set(fired.tolist())) > 1  # samples fire at their own moments

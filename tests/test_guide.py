@@ -14,10 +14,10 @@ from critdiff import schedules as S
 from critdiff.data import load
 from critdiff.experiments import guide as G
 from critdiff.experiments.guide_metrics import diversity, frechet_distance
-from critdiff.experiments.guide_stats import paired_mean_diff, paired_stat_diff
+from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
 
-DATA = "textures:size=8,n=6"
+DATA = "textures:size=8,per_class=6"
 
 
 class MeanClassifier:
@@ -246,7 +246,7 @@ def test_cli_runs_without_a_classifier(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_section_quick(tmp_path):
-    x, y = load("textures:size=12,n=6")
+    x, y = load("textures:size=12,per_class=6")
     sec = G.demo_section(tmp_path, MeanClassifier(x, y), quick=True, log=lambda m: None)
     assert sec.key == "guidance" and "tc-random" in sec.results["comparisons"]
 

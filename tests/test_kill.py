@@ -24,9 +24,9 @@ pytestmark = pytest.mark.slow
 
 TRAIN = ["train", "--data", "digits:size=8,n=32", "--steps", "24", "--batch", "8", "--width", "8",
          "--channel-mult", "1,2", "--checkpoint-every", "1", "--threads", "1"]
-GUIDE = ["guide", "--model", "gaussian", "--data", "textures:size=8,n=12", "--n", "8", "--batch", "2", "--steps", "12",
+GUIDE = ["guide", "--model", "gaussian", "--data", "textures:size=8,per_class=12", "--n", "8", "--batch", "2", "--steps", "12",
          "--arms", "none,tc,random,constant", "--tc-logsnr", "0.5"]
-CLF = ["train-classifier", "--data", "textures:size=8,n=12", "--steps", "3", "--batch", "8", "--width", "8",
+CLF = ["train-classifier", "--data", "textures:size=8,per_class=12", "--steps", "3", "--batch", "8", "--width", "8",
        "--threads", "1"]
 
 

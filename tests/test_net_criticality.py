@@ -72,7 +72,7 @@ def test_section_end_to_end(section):
     known = _tokens(r, set())
     missing = [n for n in shown if n not in known]
     assert not missing, missing[:10]
-    for key in ("stiffness", "xi_2", "xi_oz", "chi"):
+    for key in ("stiffness", "xi_zero", "xi_oz", "chi"):
         assert key in r["estimates"] and "feature" in r["estimates"][key]
     assert r["theory"]["stencil"] in r["calibration"]["stencils"]
     assert len(r["calibration"]["best_size"]) == len(r["calibration"]["logsnr"])

@@ -32,7 +32,7 @@ def test_cli_writes_probe_json(tiny_run):
     rec = json.loads((out / "probe.json").read_text())
     for key in ("signals", "combined", "nfe", "theory"):
         assert key in rec
-    assert set(rec["signals"]) >= {"stiffness", "xi_2", "xi_oz", "chi", "homogeneous", "linear_growth",
+    assert set(rec["signals"]) >= {"stiffness", "xi_zero", "xi_oz", "chi", "homogeneous", "linear_growth",
                                    "linear_stiffness"}
     assert rec["combined"]["components"] and set(rec["combined"]["components"]) <= {"linear_growth", "linear_stiffness"}
     assert {"t_c", "logsnr_c", "ci_logsnr"} <= set(rec["ensemble_combined"])
@@ -134,7 +134,7 @@ def test_comparison_rows_edge_peak_is_no_estimate():
     from critdiff.probes.theory_compare import comparison_rows
 
     rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "ci_logsnr": [None, None]},
-           "signals": {"xi_2": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
+           "signals": {"xi_zero": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
     assert comparison_rows(rec)[1]["agrees"] == "edge"
 
 

@@ -111,7 +111,7 @@ def test_nested_grids():
 
 
 @pytest.mark.parametrize("data, stencil", [("stripes:size=8,wavelength=4,n=12", "square:5"),
-                                           ("textures:size=12,n=4", "square:3")])
+                                           ("textures:size=12,per_class=4", "square:3")])
 def test_patch_model_growth_onset_is_the_theory_critical_time(data, stencil):
     """The measured instability of the sampler's symmetric branch agrees with the linear theory."""
     from critdiff.data import load

@@ -7,10 +7,11 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from critdiff.probes import (combine, decision_time, entropy, estimate, extremum, from_samples, from_stiffness,
-                             gaussian_logits, mean_ci, probe_trajectory, response_spread, steepest_drop,
+from critdiff.probes import (EDGE_RTOL, at_grid_edge, combine, decision_time, entropy, estimate, extremum,
+                             from_samples, from_stiffness, gaussian_logits, mean_ci, probe_trajectory, response_spread, steepest_drop,
                              structure_factor, susceptibility, zero_crossing, EntropyRecorder)
 from critdiff.probes.susceptibility import kick_fields
+from critdiff.seeding import derive
 from critdiff.samplers import sample_heun
 from critdiff.schedules import sigma_grid
 from critdiff.scores.gaussian import GaussianScore
@@ -56,7 +57,7 @@ def test_chi_equals_closed_form_linear_response(sampler, dtype):
     kicks = [0, 5, 9, 11]
     eps = 1e-3 if dtype == torch.float64 else 3e-2
     res = susceptibility(model, x, sigmas, kicks, sampler=sampler, eps=eps, seed=3, n_boot=200)
-    z = kick_fields(tuple(x.shape), "white", seed=4).reshape(6, -1).numpy()
+    z = kick_fields(tuple(x.shape), "white", seed=derive(3, "kick")).reshape(6, -1).numpy()
     for t, i in enumerate(kicks):
         P = _propagator(y, sigmas, i, sampler)
         expected = np.linalg.norm(z @ P.T, axis=1) / np.linalg.norm(z, axis=1)
@@ -73,7 +74,7 @@ def test_response_spread_of_a_gaussian_bump():
         dx = torch.as_tensor(np.exp(-(ry**2 + rx**2) / (2 * w**2)))[None, None]
         # |dx|^2 ~ exp(-r^2 / w^2): <r^2> = w^2 in two dimensions
         assert response_spread(dx, "bump", site=(20, 20))[0] == pytest.approx(w, rel=1e-6)
-    # white kick: the spread is xi_2 of |dx_hat|^2; a delta response has xi_2 = 0
+    # white kick: the spread is xi_zero of |dx_hat|^2; a delta response has xi_zero = 0
     delta = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
     delta[0, 0, 3, 3] = 1
     assert response_spread(delta, "white")[0] == pytest.approx(0.0, abs=1e-12)
@@ -95,6 +96,27 @@ def test_zero_crossing_and_extremum_are_exact_on_simple_curves():
     vertex, interior = extremum(lam, -2.0 * (lam + 1.3) ** 2 + 5, "max")
     assert interior and vertex == pytest.approx(-1.3, abs=1e-12)
     assert extremum(lam, lam, "max") == (3.0, False)
+
+
+@pytest.mark.parametrize("shift", [-9.0, -1.3, 2.9, 9.0])
+@pytest.mark.parametrize("kind", ["min", "max"])
+def test_edge_rule_agrees_with_the_extremum_index(shift, kind):
+    """at_grid_edge on peaks/minima against the independent index test of extremum (first or last point)."""
+    lam = np.array([-6.0, -4.5, -2.0, -1.0, 0.5, 3.0])
+    sign = 1.0 if kind == "min" else -1.0
+    curve = sign * (lam - shift) ** 2
+    est = from_samples("s", lam, np.repeat(curve[:, None], 4, 1), kind, n_boot=20)
+    assert at_grid_edge(est, lam) == (not extremum(lam, curve, kind)[1])
+    assert EDGE_RTOL * (lam.max() - lam.min()) < 1e-6  # the one tolerance is rounding-sized
+
+
+def test_edge_rule_spares_crossings_and_missing_estimates():
+    lam = np.linspace(-3.0, 3.0, 7)
+    cross = from_samples("s", lam, np.repeat((3.0 - lam)[:, None], 3, 1), "crossing-or-min", n_boot=20)
+    assert cross.method == "zero-crossing" and cross.logsnr == pytest.approx(3.0)
+    assert not at_grid_edge(cross, lam)  # a zero crossing on the last point is still a crossing
+    none = from_samples("s", lam, np.ones((7, 3)), "crossing", n_boot=20)
+    assert math.isnan(none.logsnr) and not at_grid_edge(none, lam)
 
 
 def test_critical_time_estimators_on_synthetic_curves():

@@ -61,7 +61,7 @@ def test_window_on_the_patch_model_matches_dense():
     from critdiff.data import load
     from critdiff.scores.patch import PatchScore
 
-    im, _ = load("textures:size=12,n=2", seed=0)
+    im, _ = load("textures:size=12,per_class=2", seed=0)
     im = im.double()
     model = PatchScore(im, stencil="square:5", equivariant=True, boundary="periodic")
     x = im[:1] + 0.7 * torch.randn(1, 1, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

@@ -97,8 +97,9 @@ def test_config_round_trip():
 
 
 def test_times_reported_three_ways():
-    sch = S.get("vp-linear")
-    d = sch.times(0.5)
+    from critdiff.times import Time
+
+    d = Time.from_t("vp-linear", 0.5).to_dict()
     assert set(d) == {"t", "logsnr", "sigma_over_a"}
     assert d["sigma_over_a"] == pytest.approx(math.exp(-d["logsnr"] / 2))
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
+from critdiff.probes.correlations import structure_factor, xi_peak
 from critdiff.schedules import get, sigma_grid
 from critdiff.theory.correlation import (compare_structure_factors, correlation_length, kappa_hessian,
-                                         predicted_structure_factor, second_moment_length, structure_factor,
-                                         xi_curve)
+                                         predicted_structure_factor, xi_curve)
 from critdiff.theory.critical import critical_point
 from critdiff.theory.pool import patch_pool
 from critdiff.theory.spectrum import k_grid, patch_kernel
@@ -145,8 +145,8 @@ def test_second_moment_length_of_lattice_oz():
     ky, kx = k_grid(H, W)
     r, c = 0.05, 1.0
     S = 1.0 / (r + c * (4 * torch.sin(ky / 2) ** 2 + 4 * torch.sin(kx / 2) ** 2))
-    assert math.isclose(second_moment_length(S), math.sqrt(c / r), rel_tol=1e-12)
-    assert second_moment_length(torch.ones(H, W)) == 0.0
+    assert math.isclose(xi_peak(S), math.sqrt(c / r), rel_tol=1e-12)
+    assert xi_peak(torch.ones(H, W)) == 0.0
 
 
 def test_predicted_S_closed_form_ode_uniform():
@@ -198,7 +198,7 @@ def test_predicted_S_matches_nonlinear_ensemble_before_tc(sampler, disc):
     hom = homogeneous_solution(pool, float(sig[0]), float(sig[-2]), drift=sampler)
     Sp = predicted_structure_factor(pool, sg, sampler=sampler, hom=hom, discretisation=disc)
     emp = [structure_factor(xs[i]) for i in range(len(sg))]
-    res = compare_structure_factors(Sp, torch.stack([e[0] for e in emp]), torch.stack([e[1] for e in emp]), sg)
+    res = compare_structure_factors(Sp, np.stack([e.S for e in emp]), np.stack([e.S_se for e in emp]), sg)
     before = [z for s, z in zip(res["sigma"], res["z_max_per_time"]) if s > 1.2 * cp.sigma_over_a_c]
     assert len(before) > 10 and max(before) < 4.0
     assert res["departs_at_sigma"] is not None and res["departs_at_sigma"] < 1.5 * cp.sigma_over_a_c

@@ -2,7 +2,7 @@
 
 ``D_w(x, sigma, label) = D_u + w(sigma) (D_c - D_u)`` with ``D_u = D(x, sigma, None)`` and
 ``D_c = D(x, sigma, label)``. ``w = 0`` is the unconditional model, ``w = 1`` the conditional one,
-``w > 1`` guided. A *guidance schedule* is any function ``w(sigma [B]) -> float | [B]`` of the
+``w > 1`` guided. A guidance weight (:data:`WeightFn`) is any function ``w(sigma [B]) -> float | [B]`` of the
 denoiser-frame noise level. Where ``w`` is exactly 0 or 1 only one evaluation is spent for that
 sample; :class:`Guided` counts evaluations per sample (NFE).
 """
@@ -15,24 +15,26 @@ import torch
 
 from .denoisers import Denoiser, Label, as_labels, as_sigma
 
-GuidanceSchedule = Callable[[torch.Tensor], Union[float, torch.Tensor]]
+WeightFn = Callable[[torch.Tensor], Union[float, torch.Tensor]]
+"""A guidance weight ``w(sigma [B]) -> float | [B]`` of the denoiser-frame noise level (any callable; the
+schedule objects of :mod:`critdiff.guidance_schedules` are such functions)."""
 
 
-def constant(w: float) -> GuidanceSchedule:
-    """The schedule ``w(sigma) = w`` for every noise level."""
+def constant(w: float) -> WeightFn:
+    """The weight ``w(sigma) = w`` for every noise level."""
     w = float(w)
 
-    def schedule(sigma: torch.Tensor) -> float:
+    def weight(sigma: torch.Tensor) -> float:
         return w
 
-    schedule.__name__ = f"constant({w:g})"
-    return schedule
+    weight.__name__ = f"constant({w:g})"
+    return weight
 
 
 class Guided:
     """The guided denoiser ``D_u + w(sigma) (D_c - D_u)``; ``nfe`` holds per-sample evaluation counts."""
 
-    def __init__(self, denoiser: Denoiser, w: GuidanceSchedule):
+    def __init__(self, denoiser: Denoiser, w: WeightFn):
         if not callable(w):
             raise TypeError(f"guidance: expected a function of sigma, got {type(w).__name__}")
         self.denoiser = denoiser
@@ -73,6 +75,6 @@ class Guided:
         return torch.zeros_like(x).index_put((idx,), part)
 
 
-def guided(denoiser: Denoiser, w: "GuidanceSchedule | float") -> Guided:
-    """Return the guided denoiser; ``w`` is a schedule or a constant."""
+def guided(denoiser: Denoiser, w: "WeightFn | float") -> Guided:
+    """Return the guided denoiser; ``w`` is a weight function of sigma or a constant."""
     return Guided(denoiser, w if callable(w) else constant(w))

@@ -3,7 +3,7 @@
 A guidance schedule is a callable ``w(sigma [B]) -> [B]`` of the denoiser-frame noise level (per
 sample), used by :class:`critdiff.guidance.Guided` as ``D_w = D_u + w (D_c - D_u)``, plus
 ``to_dict()`` (JSON metadata). Every schedule here works on the logsnr clock
-``lambda = -2 log sigma`` (computed in float64), so pulses are placed the same way on any schedule.
+``lambda = -2 log sigma`` (computed in float64), so pulses are placed the same way on any noise schedule.
 
 Baseline convention. ``w = 0`` is the unconditional model, ``w = 1`` the conditional model,
 ``w > 1`` guided. A pulse or interval is ``w = baseline + (height - baseline) * profile(lambda)``
@@ -19,7 +19,7 @@ logsnr axis in closed form; ``excess(lo, hi)`` the same integral over ``[lo, hi]
 (``evals='euler'``: one evaluation at each ``sigmas[i]``, i < N; ``'heun'``: plus one at
 ``sigmas[i+1]`` for every step not ending at 0).
 
-Shapes. ``width`` is the *equivalent width* in logsnr (area / peak): a box covers
+Profiles (``profile='box' | 'gauss'``). ``width`` is the *equivalent width* in logsnr (area / peak): a box covers
 ``|lambda - centre| <= width / 2``; the Gaussian ``exp(-pi (lambda - centre)^2 / width^2)`` (standard
 deviation ``width / sqrt(2 pi)``) has the same area, so a box and a Gaussian of equal ``height`` and
 ``width`` carry the same budget. The Gaussian is cut to exactly ``baseline`` beyond ``truncate``
@@ -29,8 +29,9 @@ A centre may be a float (one pulse for the whole batch) or a tensor ``[B]`` (one
 e.g. :func:`random_centres`); :func:`centre_logsnr` converts a centre given as ``t``, ``logsnr``,
 ``sigma`` or a step index of the grid in use, exactly.
 
-Adaptive pulses (:class:`AdaptivePulse`) are BOTH a schedule and a sampler callback: pass the same
-object as the guidance schedule and in ``callback=[...]``. The callback fires after the denoiser call
+An adaptive pulse (:class:`AdaptivePulse`) has two parts with two names: the pulse object is the guidance
+weight (``guidance=pulse``, ``pulse(sigma) -> w``) and its method ``pulse.observe`` is the sampler callback
+that watches the indicator (``callback=[pulse.observe]``). The callback fires after the denoiser call
 of step ``i`` (it sees ``x0_hat`` at ``sigmas[i]``), so the indicator at step ``i`` decides ``w`` for
 every later evaluation (the next step, and the second Heun evaluation of step ``i`` at
 ``sigmas[i+1]``). No extra network call is made.
@@ -47,8 +48,8 @@ import torch
 from .errors import check_finite
 from .schedules import Schedule, get as get_schedule
 
-Shape = Literal["box", "gauss"]
-SHAPES = ("box", "gauss")
+Profile = Literal["box", "gauss"]
+PROFILES = ("box", "gauss")
 Unit = Literal["logsnr", "t", "sigma", "step"]
 UNITS = ("logsnr", "t", "sigma", "step")
 EDGE_TOL = 1e-6  # logsnr tolerance of box edges (float32 sigmas give logsnr to ~1e-7)
@@ -146,7 +147,7 @@ def _evaluation_sigmas(sigmas, evals: str) -> torch.Tensor:
 
 
 # --- schedules -------------------------------------------------------------------------------
-class Schedule_:  # noqa: N801 - private base; the public name is GuidanceSchedule below
+class GuidanceSchedule:
     """Base class: subclasses define ``weight(lambda [B]) -> [B]`` (float64) and ``to_dict``."""
 
     kind: str = ""
@@ -176,11 +177,9 @@ class Schedule_:  # noqa: N801 - private base; the public name is GuidanceSchedu
         return total
 
 
-GuidanceSchedule = Schedule_
-
 
 @dataclass(frozen=True)
-class Constant(Schedule_):
+class Constant(GuidanceSchedule):
     """``w(sigma) = height`` everywhere (``height = 0``: unconditional, ``1``: conditional)."""
 
     height: float
@@ -206,7 +205,7 @@ def none(baseline: float = 1.0) -> Constant:
 
 
 @dataclass(frozen=True)
-class Interval(Schedule_):
+class Interval(GuidanceSchedule):
     """``w = height`` for ``lo <= lambda <= hi`` (logsnr), ``baseline`` elsewhere.
 
     Guidance in a limited interval (Kynkaanniemi et al. 2024); :func:`edm_interval` gives theirs.
@@ -247,8 +246,8 @@ def edm_interval(height: float, baseline: float = 1.0) -> Interval:
 
 
 @dataclass(frozen=True)
-class Pulse(Schedule_):
-    """``w = baseline + (height - baseline) profile(lambda - centre)``, box or Gaussian in logsnr.
+class Pulse(GuidanceSchedule):
+    """``w = baseline + (height - baseline) envelope(lambda - centre)``, a box or Gaussian ``profile`` in logsnr.
 
     ``centre``: logsnr, a float or a float64 tensor ``[B]`` (one per sample, e.g. random centres);
     ``width``: equivalent width in logsnr (see the module docstring); ``truncate``: the Gaussian is
@@ -259,7 +258,7 @@ class Pulse(Schedule_):
     width: float
     height: float
     baseline: float = 1.0
-    shape: Shape = "box"
+    profile: Profile = "box"
     truncate: Optional[float] = 3.0
     kind: str = field(default="pulse", init=False)
 
@@ -277,8 +276,8 @@ class Pulse(Schedule_):
         object.__setattr__(self, "width", w)
         object.__setattr__(self, "height", check_finite("height", self.height))
         object.__setattr__(self, "baseline", _baseline(self.baseline))
-        if self.shape not in SHAPES:
-            raise ValueError(f"shape: expected one of {', '.join(map(repr, SHAPES))}, got {self.shape!r}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile: expected one of {', '.join(map(repr, PROFILES))}, got {self.profile!r}")
         if self.truncate is not None and not check_finite("truncate", self.truncate) > 0:
             raise ValueError(f"truncate: expected a number > 0 or None, got {self.truncate!r}")
 
@@ -293,12 +292,12 @@ class Pulse(Schedule_):
 
     @property
     def std(self) -> float:
-        """Standard deviation of the Gaussian shape, ``width / sqrt(2 pi)``."""
+        """Standard deviation of the Gaussian profile, ``width / sqrt(2 pi)``."""
         return self.width / math.sqrt(2 * math.pi)
 
-    def profile(self, d: torch.Tensor) -> torch.Tensor:
-        """``profile(lambda - centre)`` in ``[0, 1]``."""
-        if self.shape == "box":
+    def envelope(self, d: torch.Tensor) -> torch.Tensor:
+        """The profile at ``d = lambda - centre``, in ``[0, 1]`` (1 at the centre)."""
+        if self.profile == "box":
             return (d.abs() <= 0.5 * self.width + EDGE_TOL).to(torch.float64)
         p = torch.exp(-math.pi * (d / self.width) ** 2)
         if self.truncate is not None:
@@ -313,12 +312,12 @@ class Pulse(Schedule_):
             elif lam.numel() != c.numel():
                 raise ValueError(f"sigma: this pulse has {c.numel()} per-sample centres, got a batch of {lam.numel()}")
             c = c.to(lam.device)
-        return self.baseline + (self.height - self.baseline) * self.profile(lam - c)
+        return self.baseline + (self.height - self.baseline) * self.envelope(lam - c)
 
     def budget(self) -> float:
         """Closed-form ``integral (w - baseline) dlambda`` over the whole axis (per sample)."""
         amp = self.height - self.baseline
-        if self.shape == "box" or self.truncate is None:
+        if self.profile == "box" or self.truncate is None:
             return amp * self.width
         return amp * self.width * math.erf(self.truncate / math.sqrt(2))
 
@@ -326,7 +325,7 @@ class Pulse(Schedule_):
         """Closed-form ``integral_lo^hi (w - baseline) dlambda`` per sample (float64 ``[B]`` or ``[1]``)."""
         c = self.centre if isinstance(self.centre, torch.Tensor) else torch.tensor([self.centre], dtype=torch.float64)
         amp = self.height - self.baseline
-        if self.shape == "box":
+        if self.profile == "box":
             a, b = c - 0.5 * self.width, c + 0.5 * self.width
             return amp * (torch.minimum(b, torch.tensor(hi)) - torch.maximum(a, torch.tensor(lo))).clamp_min(0)
         cut = math.inf if self.truncate is None else self.truncate * self.std
@@ -339,12 +338,12 @@ class Pulse(Schedule_):
         """The same pulse for the samples ``index`` (per-sample centres are sliced)."""
         if not isinstance(self.centre, torch.Tensor):
             return self
-        return Pulse(self.centre[index], self.width, self.height, self.baseline, self.shape, self.truncate)
+        return Pulse(self.centre[index], self.width, self.height, self.baseline, self.profile, self.truncate)
 
     def to_dict(self) -> dict:
         c = self.centre.tolist() if isinstance(self.centre, torch.Tensor) else self.centre
         return {"kind": self.kind, "centre_logsnr": c, "width": self.width, "height": self.height,
-                "baseline": self.baseline, "shape": self.shape, "truncate": self.truncate}
+                "baseline": self.baseline, "profile": self.profile, "truncate": self.truncate}
 
 
 def random_pulse(template: Pulse, n: int, lo: float, hi: float, seed: int = 0) -> Pulse:
@@ -353,7 +352,7 @@ def random_pulse(template: Pulse, n: int, lo: float, hi: float, seed: int = 0) -
     Pass ``lo, hi`` = the grid's logsnr range shrunk by half the width, so every pulse lies inside it.
     """
     return Pulse(random_centres(n, lo, hi, seed), template.width, template.height, template.baseline,
-                 template.shape, template.truncate)
+                 template.profile, template.truncate)
 
 
 # --- adaptive --------------------------------------------------------------------------------
@@ -397,10 +396,11 @@ def x0_contrast(state: _IndicatorState, step) -> torch.Tensor:
 INDICATORS: dict[str, Indicator] = {"x0-rate": x0_rate, "x0-contrast": x0_contrast}
 
 
-class AdaptivePulse(Schedule_):
+class AdaptivePulse(GuidanceSchedule):
     """A pulse that fires, per sample, when an online indicator first reaches ``threshold``.
 
-    Use the same object as the guidance schedule and as a sampler callback. At each step's callback
+    The object is the guidance weight (``guidance=pulse``); its bound method :meth:`observe` is the sampler
+    callback (``callback=[pulse.observe]``). At each step's callback
     the indicator (``'x0-rate'`` or ``'x0-contrast'``, or any function ``(state, Step) -> [B]``) is
     computed from the :class:`~critdiff.samplers.Step` record, without network calls. A sample whose
     indicator reaches ``threshold`` at the step with logsnr ``lambda_f`` (and that has not fired yet)
@@ -434,7 +434,7 @@ class AdaptivePulse(Schedule_):
         else:
             raise TypeError(f"indicator: expected a name or a function, got {type(indicator).__name__}")
         if lead is None:
-            lead = 0.5 * template.width if template.shape == "box" else (template.truncate or 3.0) * template.std
+            lead = 0.5 * template.width if template.profile == "box" else (template.truncate or 3.0) * template.std
         self.lead = check_finite("lead", lead)
         self.min_logsnr = float(min_logsnr)
         self.reset()
@@ -449,15 +449,12 @@ class AdaptivePulse(Schedule_):
     def batch(self) -> Optional[int]:
         return None if self.fired is None else self.fired.numel()
 
-    # callback -------------------------------------------------------------------------------
-    def __call__(self, arg):
-        if hasattr(arg, "x0_hat") and hasattr(arg, "sigma_next"):
-            self.observe(arg)
-            return None
-        return super().__call__(arg)
-
+    # the observer (sampler callback): pulse.observe ------------------------------------------
     def observe(self, step) -> None:
-        """Update the indicator and the firing state from a sampler :class:`Step`."""
+        """The sampler callback: update the indicator and the firing state from a :class:`Step` record.
+
+        Pass ``callback=[pulse.observe]``; the pulse itself (``pulse(sigma)``) is the guidance weight.
+        """
         B = step.x0_hat.shape[0]
         if self.fired is None or self.fired.numel() != B:
             self.fired = torch.full((B,), float("nan"), dtype=torch.float64)
@@ -469,7 +466,7 @@ class AdaptivePulse(Schedule_):
             new = torch.isnan(self.fired) & (value >= self.threshold)
             self.fired[new] = lam
 
-    # schedule -------------------------------------------------------------------------------
+    # the guidance weight: pulse(sigma) ------------------------------------------------------
     def weight(self, lam):
         t = self.template
         if self.fired is None:
@@ -481,7 +478,7 @@ class AdaptivePulse(Schedule_):
             raise ValueError(f"sigma: the adaptive pulse tracks {B} samples, got a batch of {lam.numel()}")
         fired = ~torch.isnan(self.fired)
         d = lam - torch.where(fired, self.fired + self.lead, torch.zeros_like(self.fired))
-        w = t.baseline + (t.height - t.baseline) * t.profile(d)
+        w = t.baseline + (t.height - t.baseline) * t.envelope(d)
         return torch.where(fired, w, torch.full_like(w, t.baseline))
 
     def to_dict(self) -> dict:
@@ -490,7 +487,7 @@ class AdaptivePulse(Schedule_):
                 "fired_logsnr": None if self.fired is None else self.fired.tolist()}
 
 
-def from_dict(d: dict) -> Schedule_:
+def from_dict(d: dict) -> GuidanceSchedule:
     """Rebuild a (non-adaptive) schedule from :meth:`to_dict`."""
     kind = d.get("kind")
     if kind == "constant":
@@ -500,8 +497,8 @@ def from_dict(d: dict) -> Schedule_:
     if kind == "pulse":
         c = d["centre_logsnr"]
         c = torch.tensor(c, dtype=torch.float64) if isinstance(c, Sequence) else c
-        return Pulse(c, d["width"], d["height"], d["baseline"], d["shape"], d["truncate"])
-    raise ValueError(f"schedule: cannot rebuild kind {kind!r}")
+        return Pulse(c, d["width"], d["height"], d["baseline"], d["profile"], d["truncate"])
+    raise ValueError(f"d: cannot rebuild a guidance schedule of kind {kind!r}")
 
 
 __all__ = ["GuidanceSchedule", "Constant", "Interval", "Pulse", "AdaptivePulse", "none", "edm_interval",

@@ -55,9 +55,14 @@ def atomic_write_text(path: "str | Path", text: str) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert tensors, numpy values, dataclasses and non-finite floats into plain JSON values.
+    """The one JSON converter of critdiff: any result value -> plain JSON values.
 
-    Non-finite floats become ``null`` (JSON has no inf/nan); tensors and arrays become lists.
+    - dataclasses -> their ``to_dict()`` if they have one, else their fields; dicts -> dicts with ``str`` keys;
+    - tuples, lists, numpy arrays and tensors -> lists (detached, on the CPU);
+    - complex values and arrays -> ``{"re": ..., "im": ...}``;
+    - numpy scalars -> Python ``int``/``float``/``bool``; ``Path`` -> ``str``;
+    - non-finite floats (``nan``, ``+-inf``) -> ``null`` everywhere (JSON has no inf/nan), so a reader tests
+      ``is None``; a record that must tell an infinite value from a missing one says so in another field.
     """
     import dataclasses
 
@@ -71,16 +76,23 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, torch.Tensor):
-        return to_jsonable(obj.detach().cpu().tolist())
+        obj = obj.detach().cpu()
+        if not obj.is_complex():
+            return to_jsonable(obj.tolist())
+        obj = obj.numpy()
     if isinstance(obj, np.ndarray):
+        if np.iscomplexobj(obj):
+            return {"re": to_jsonable(obj.real), "im": to_jsonable(obj.imag)}
         return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.complexfloating, complex)):
+        return {"re": to_jsonable(obj.real), "im": to_jsonable(obj.imag)}
     if isinstance(obj, (np.floating, float)):
         v = float(obj)
         return v if math.isfinite(v) else None
-    if isinstance(obj, (np.integer,)):
+    if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
     if isinstance(obj, Path):
         return str(obj)
     return obj

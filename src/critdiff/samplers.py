@@ -27,12 +27,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
+from . import seeding
 from .denoisers import Denoiser, Label
 from .errors import check_images, check_int
-from .guidance import GuidanceSchedule, guided
+from .guidance import WeightFn, guided
 from .schedules import Schedule, get as get_schedule
 from .spec import parse_spec, take_kwargs
 
@@ -71,10 +71,10 @@ def check_sigmas(sigmas) -> torch.Tensor:
 
 
 def seed_generators(seed: int, n: int, device: "torch.device | str" = "cpu") -> list[torch.Generator]:
-    """``n`` independent generators, one per sample, derived from ``seed`` (numpy SeedSequence)."""
+    """``n`` independent generators, one per sample: sample ``j`` gets ``critdiff.seeding.derive(seed, j)``
+    (the same as numpy ``SeedSequence(seed).spawn(n)[j]``)."""
     check_int("n", n, 1)
-    states = np.random.SeedSequence(int(seed)).spawn(int(n))
-    return [torch.Generator(device=device).manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
+    return [seeding.generator(seed, j, device=device) for j in range(int(n))]
 
 
 def randn_like(x: torch.Tensor, generator: GeneratorLike = None) -> torch.Tensor:
@@ -117,7 +117,7 @@ def _notify(callback, step: Step) -> None:
 
 
 # --- deterministic: probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma -----------------
-def sample_euler(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+def sample_euler(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
                  generator: GeneratorLike = None, callback=None) -> torch.Tensor:
     """Euler steps of the probability-flow ODE ``dx/dsigma = (x - D) / sigma`` (Karras et al. 2022)."""
     denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
@@ -128,7 +128,7 @@ def sample_euler(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance
     return x
 
 
-def sample_heun(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+def sample_heun(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
                 generator: GeneratorLike = None, callback=None) -> torch.Tensor:
     """Heun's 2nd-order method for the probability-flow ODE (Karras et al. 2022, Algorithm 1, no churn).
 
@@ -150,7 +150,7 @@ def sample_heun(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance:
     return x
 
 
-def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
                     generator: GeneratorLike = None, callback=None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2) in the denoiser frame.
 
@@ -173,7 +173,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, *, label: Label = None, guida
 
 # --- stochastic ------------------------------------------------------------------------------
 def sample_euler_maruyama(denoiser: Denoiser, x, sigmas, *, label: Label = None,
-                          guidance: GuidanceSchedule = None, generator: GeneratorLike = None, callback=None,
+                          guidance: Optional[WeightFn] = None, generator: GeneratorLike = None, callback=None,
                           schedule: "Schedule | str | None" = None) -> torch.Tensor:
     """Euler-Maruyama of the reverse SDE (Song et al. 2021, eq. 6).
 
@@ -221,7 +221,7 @@ def _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update) -> tor
     return x
 
 
-def sample_ddpm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+def sample_ddpm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
                 generator: GeneratorLike = None, callback=None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, eq. 6-7) in the denoiser frame.
 
@@ -236,7 +236,7 @@ def sample_ddpm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance:
     return _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update)
 
 
-def sample_ddim(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: GuidanceSchedule = None,
+def sample_ddim(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
                 generator: GeneratorLike = None, callback=None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song, Meng & Ermon 2021, eq. 12) with stochasticity ``eta`` in the denoiser frame.
 

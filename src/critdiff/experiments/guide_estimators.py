@@ -19,9 +19,10 @@ section 1; DESIGN.md section 5, "Which critical time places the pulse").
 (closed forms, no sampling); the chosen one is computed as well; the others only when named.
 
 Sizes and seeds (fixed here so an estimate is reproducible): ensemble ``ENSEMBLE_N`` samples at
-``ProbeConfig.times`` probed steps, seed ``cfg.seed + 4``; decision entropy ``DECISION_N`` trajectories, seed
-``cfg.seed + 5``; commitment ``COMMIT_N`` states x ``COMMIT_K`` clones at ``COMMIT_TIMES`` grid steps, seed
-``cfg.seed + 6``; the linear response keeps ``cfg.seed + 3``.
+``ProbeConfig.times`` probed steps, seed ``derive(cfg.seed, "ensemble")``; decision entropy ``DECISION_N``
+trajectories, seed ``derive(cfg.seed, "decision")``; commitment ``COMMIT_N`` states x ``COMMIT_K`` clones at
+``COMMIT_TIMES`` grid steps, seed ``derive(cfg.seed, "commitment")``; the linear response
+``derive(cfg.seed, "linear-response")`` (as in :mod:`.guide_tc`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 
 from .. import samplers as SM
 from .. import schedules as S
+from ..seeding import derive
 from .guide_config import DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
 from .guide_tc import CriticalTime, probe_tc, resolve_tc
 
@@ -98,9 +100,9 @@ def _ensemble(cfg, images, model, classifier) -> CriticalTime:
     from ..probes.ensemble import ensemble_probe, ensemble_signals
     from .probe import ProbeConfig, probe_steps
 
-    sigmas, x = _noise(cfg, images, ENSEMBLE_N, cfg.seed + 4)
+    sigmas, x = _noise(cfg, images, ENSEMBLE_N, derive(cfg.seed, "ensemble"))
     ens = ensemble_probe(model, x, sigmas, probe_steps(cfg.steps, ProbeConfig.times), sampler=cfg.sampler,
-                         n_boot=200, seed=cfg.seed + 4)
+                         n_boot=200, seed=derive(cfg.seed, "ensemble"))
     _, comb, rec = ensemble_signals(ens, cfg.schedule)
     if comb is None:
         raise ValueError(f"tc-from: the ensemble signals give no estimate ({rec.get('message', 'none found')})")
@@ -116,10 +118,10 @@ def _decision(cfg, images, model, classifier) -> CriticalTime:
     from ..probes.decision import EntropyRecorder, classifier_logits
 
     _need_classifier(classifier, "decision-entropy")
-    sigmas, x = _noise(cfg, images, DECISION_N, cfg.seed + 5)
+    sigmas, x = _noise(cfg, images, DECISION_N, derive(cfg.seed, "decision"))
     rec = EntropyRecorder(classifier_logits(classifier.logits))
     with torch.no_grad():
-        SM.get(cfg.sampler)(model, x, sigmas, generator=SM.seed_generators(cfg.seed + 6, DECISION_N), callback=rec)
+        SM.get(cfg.sampler)(model, x, sigmas, generator=SM.seed_generators(derive(cfg.seed, "decision", "sampler"), DECISION_N), callback=rec)
     d = rec.result(n_boot=200, seed=cfg.seed)
     return _at(cfg, d.decision_logsnr, "decision entropy (steepest drop)", d.logsnr_ci)
 
@@ -131,7 +133,7 @@ def _commitment(cfg, images, model, classifier) -> CriticalTime:
     _need_classifier(classifier, "commitment")
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     c = commitment(model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES),
-                   classifier.logits, k=COMMIT_K, sampler=cfg.sampler, seed=cfg.seed + 6, n_boot=200,
+                   classifier.logits, k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200,
                    dtype=images.dtype)
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")

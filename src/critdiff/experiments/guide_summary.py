@@ -1,9 +1,9 @@
 """The summary of the guidance experiment, computed from the trial log only (DESIGN.md section 5).
 
-Per arm: accuracy and mean log-probability of the intended class with bootstrap intervals (seed = the
-arm's position), Frechet distance and diversity per class, NFE; paired bootstrap 95% intervals for every
-difference from the ``random`` arm (seeds ``1000 + 10 k``, then ``+1..+4`` per metric) and for the key
-comparisons (seeds ``5000 + j``); the sweep curve and its peaks. The stored samples are classified here,
+Per arm: accuracy and mean log-probability of the intended class with bootstrap intervals, Frechet distance
+and diversity per class, NFE; paired bootstrap 95% intervals for every difference from the ``random`` arm and
+for the key comparisons; the sweep curve and its peaks. Bootstrap seeds (:func:`critdiff.seeding.derive`):
+``derive(seed, 'accuracy' | 'logp', arm)`` per arm, ``derive(seed, 'compare', a, b, metric)`` per pair and metric. The stored samples are classified here,
 so a resumed run gives exactly the table of an uninterrupted one.
 """
 
@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff
+from ..seeding import derive
 from .guide_arms import Arm, Setup, grid_range
 from .guide_metrics import classify, diversity, frechet_distance
-from .guide_stats import mean_interval, paired_mean_diff, paired_stat_diff
 from .guide_store import TrialLog
 from .guide_tc import CriticalTime
 
@@ -77,7 +78,8 @@ def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, n_boot: int, s
     fd_c = {int(c): frechet_distance(d["embed"][label == c], refs[c]) for c in sorted(refs) if (label == c).sum() > 1}
     rec = {
         "describe": arm.describe, "centre_logsnr": arm.centre, "meta": arm.meta,
-        "accuracy": mean_interval(d["correct"], n_boot, seed=seed), "logp": mean_interval(d["logp"], n_boot, seed=seed),
+        "accuracy": mean_interval(d["correct"], n_boot, seed=derive(seed, "accuracy", arm.name)),
+        "logp": mean_interval(d["logp"], n_boot, seed=derive(seed, "logp", arm.name)),
         "nfe": float(d["nfe"].mean()), "fd_per_class": fd_c, "fd": float(np.mean(list(fd_c.values()))) if fd_c else None,
         "diversity": _div_per_class(d["embed"], label),
     }
@@ -90,15 +92,16 @@ def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, n_boot: int, s
 
 
 def compare(da: dict, db: dict, label: np.ndarray, refs: dict, n_boot: int, n_boot_set: int, seed: int) -> dict:
-    """Paired differences ``a - b`` of two arms' per-sample records (seeds ``seed .. seed + 4``)."""
+    """Paired differences ``a - b`` of two arms' per-sample records (seeds ``derive(seed, metric)``)."""
     res = {
-        "accuracy": paired_mean_diff(da["correct"], db["correct"], n_boot, seed),
-        "logp": paired_mean_diff(da["logp"], db["logp"], n_boot, seed + 1),
-        "nfe": paired_mean_diff(da["nfe"], db["nfe"], n_boot, seed + 2),
+        "accuracy": paired_mean_diff(da["correct"], db["correct"], n_boot, derive(seed, "accuracy")),
+        "logp": paired_mean_diff(da["logp"], db["logp"], n_boot, derive(seed, "logp")),
+        "nfe": paired_mean_diff(da["nfe"], db["nfe"], n_boot, derive(seed, "nfe")),
         "fd": paired_stat_diff(lambda i: _fd_per_class(da["embed"], label, refs, i)
-                               - _fd_per_class(db["embed"], label, refs, i), label, n_boot_set, seed + 3),
+                               - _fd_per_class(db["embed"], label, refs, i), label, n_boot_set, derive(seed, "fd")),
         "diversity": paired_stat_diff(lambda i: _div_per_class(da["embed"], label, i)
-                                      - _div_per_class(db["embed"], label, i), label, n_boot_set, seed + 4),
+                                      - _div_per_class(db["embed"], label, i), label, n_boot_set,
+                                      derive(seed, "diversity")),
     }
     res["nfe_ratio"] = float(da["nfe"].mean() / db["nfe"].mean())
     return res
@@ -142,16 +145,17 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTi
     refs = {c: ref_embed[setup.labels.numpy() == c] for c in range(setup.n_classes)}
     data = {a.name: collect(trial_log, a.name, cfg.n, setup.classifier) for a in arms}
     label = next(iter(data.values()))["label"]
-    per_arm = {a.name: _arm_record(a, data[a.name], label, refs, cfg.n_boot, k) for k, a in enumerate(arms)}
-    paired = lambda a, b, seed: compare(data[a], data[b], label, refs, cfg.n_boot, cfg.n_boot_set, seed)  # noqa: E731
+    per_arm = {a.name: _arm_record(a, data[a.name], label, refs, cfg.n_boot, cfg.seed) for a in arms}
+    paired = lambda a, b: compare(data[a], data[b], label, refs, cfg.n_boot, cfg.n_boot_set,  # noqa: E731
+                                  derive(cfg.seed, "compare", a, b))  # one stream per pair of arms and metric
     if "random" in data:
-        for k, a in enumerate(arms):
+        for a in arms:
             if a.name != "random":
-                per_arm[a.name]["vs_random"] = paired(a.name, "random", 1000 + 10 * k)
+                per_arm[a.name]["vs_random"] = paired(a.name, "random")
     comparisons: dict[str, Any] = {}
     for a, b in COMPARISONS:
         if a in data and b in data:
-            comparisons[f"{a}-{b}"] = per_arm[a].get("vs_random") if b == "random" else paired(a, b, 5000 + len(comparisons))
+            comparisons[f"{a}-{b}"] = per_arm[a].get("vs_random") if b == "random" else paired(a, b)
     sweep, peak = _sweep(arms, per_arm, tc)
     return {"tc": tc, "grid_logsnr_range": grid_range(setup.sigmas), "n_classes": setup.n_classes,
             "classifier_train_accuracy": float(ref["correct"].double().mean()),

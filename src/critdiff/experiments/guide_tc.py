@@ -7,7 +7,6 @@ from there on resume, so every arm of a run uses the same value.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,14 +14,16 @@ import torch
 
 from .. import schedules as S
 from ..config import JsonConfig
+from ..seeding import derive
+from ..times import Time
 from .guide_config import GuideConfig
 
 
 @dataclass(frozen=True)
 class CriticalTime(JsonConfig):
-    """A critical time in three coordinates: diffusion time ``t``, ``logsnr`` and ``sigma_over_a``
-    (``= exp(-logsnr / 2)``), with the ``source`` of the estimate, its interval ``logsnr_ci`` (probe
-    estimates) and the critical mode ``k_star`` (theory estimates, rad/pixel) when known."""
+    """The fields of a :class:`~critdiff.times.Time` (``t``, ``logsnr``, ``sigma_over_a``; :attr:`time`
+    gives it back) with the ``source`` of the estimate, its interval ``logsnr_ci`` (probe estimates) and the
+    critical mode ``k_star`` (theory estimates, rad/pixel) when known: the trial log's ``tc`` record."""
 
     t: float
     logsnr: float
@@ -34,10 +35,12 @@ class CriticalTime(JsonConfig):
     @classmethod
     def at_logsnr(cls, schedule, logsnr: float, source: str, **extra: Any) -> "CriticalTime":
         """The critical time at ``logsnr`` on the noise ``schedule`` (a spec or a schedule object)."""
-        sch = S.get(schedule) if isinstance(schedule, str) else schedule
-        lam = float(logsnr)
-        return cls(t=float(sch.t_of_logsnr(lam)), logsnr=lam, sigma_over_a=math.exp(-0.5 * lam), source=source,
-                   **extra)
+        return cls(**Time.from_logsnr(schedule, logsnr).to_dict(), source=source, **extra)
+
+    @property
+    def time(self) -> Time:
+        """The time itself (formats as the report does: :meth:`~critdiff.times.Time.format`)."""
+        return Time(self.t, self.logsnr, self.sigma_over_a)
 
     def record(self) -> dict:
         """The ``tc`` record of the trial log and of ``summary.json`` (unknown extras left out)."""
@@ -70,20 +73,19 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     (logsnr about -1), whereas the stiffness along the sampler's own trajectories only turns at logsnr about 7.
 
     The branch run has the sizes ``critdiff probe`` uses by default (``ProbeConfig.linear`` coarse steps,
-    ``ProbeConfig.linear_n`` members); its seed is ``cfg.seed + 3``.
+    ``ProbeConfig.linear_n`` members); its seed is ``derive(cfg.seed, 'linear-response')``.
     """
     if model is None or images is None:
         return None
-    from ..probes import from_growth, linear_response
+    from ..probes import at_grid_edge, from_growth, linear_response
     from .probe import ProbeConfig
 
     shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
-    lr = linear_response(model, shape, cfg.schedule, steps=ProbeConfig.linear,
-                         n=ProbeConfig.linear_n, seed=cfg.seed + 3, dtype=images.dtype, keep_states=False)
+    lr = linear_response(model, shape, cfg.schedule, steps=ProbeConfig.linear, n=ProbeConfig.linear_n,
+                         seed=derive(cfg.seed, "linear-response"), dtype=images.dtype, keep_states=False)
     est = from_growth(lr, n_boot=200, seed=cfg.seed)
     lam = float(est.logsnr)
-    lo, hi = float(lr.logsnr.min()), float(lr.logsnr.max())
-    if est.method != "zero-crossing" and min(abs(lam - lo), abs(lam - hi)) < 1e-9 * max(1.0, hi - lo):
+    if at_grid_edge(est, lr.logsnr):
         # the branch neither turned unstable nor had an interior softest point: no critical time to pulse at
         raise ValueError(f"tc-logsnr: the linear-response probe found no critical time inside the grid (estimate at "
                          f"its end, logsnr {lam:.3g}); give --tc-logsnr (e.g. from `critdiff probe`)")

@@ -7,7 +7,7 @@ them
 
 - the stiffness ``sigma^2 kappa(|k|) = 1 - Re Jhat_D(k)`` (spectral probe, random phase probes; shell means) and
   its low-|k| softening (:func:`critdiff.probes.softening.low_k_softening`),
-- the second-moment correlation length ``xi_2`` of the states and the Ornstein-Zernike ``xi`` of the stiffness,
+- the second-moment correlation length ``xi_zero`` (about k = 0) of the states and the Ornstein-Zernike ``xi`` of the stiffness,
 - the susceptibility ``chi(t)`` (white kicks, common random numbers),
 - the linear response of the symmetric branch (:mod:`critdiff.probes.linear_response`),
 
@@ -80,7 +80,7 @@ def demo_config(quick: bool, model_dir: str) -> NetCriticalityConfig:
 @dataclass(frozen=True)
 class NetCriticalityResult(Result):
     """Every number of the trained-net section. Curves are in the sampling direction (logsnr ascending):
-    ``probe_logsnr [T]``, ``k [K]``, ``sigma2_kappa_radial [T][K]``, ``xi_2``, ``xi_oz [T]``; ``chi_logsnr``,
+    ``probe_logsnr [T]``, ``k [K]``, ``sigma2_kappa_radial [T][K]``, ``xi_zero``, ``xi_oz [T]``; ``chi_logsnr``,
     ``chi_mean [J]``, ``chi_ci [J][2]``. Payloads: see :mod:`.net_signals`."""
 
     kind = "net-criticality"
@@ -91,13 +91,13 @@ class NetCriticalityResult(Result):
     probe_logsnr: tuple[float, ...]
     k: tuple[float, ...]
     sigma2_kappa_radial: tuple
-    xi_2: tuple
+    xi_zero: tuple
     xi_oz: tuple
     chi_logsnr: tuple[float, ...]
     chi_mean: tuple[float, ...]
     chi_ci: tuple
     stiffness_low_k: dict
-    xi_2_peak: dict
+    xi_zero_peak: dict
     xi_oz_peak: dict
     chi_peak: dict
     estimates: dict

@@ -2,56 +2,37 @@
 records of their results.
 
 Times are recorded as ``{'t', 'logsnr', 'sigma_over_a'}`` of the network's training schedule
-(:func:`times_of`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``seed + 7``),
+(:func:`critdiff.times.time_dict`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``derive(seed, 'linear-response')``),
 so the numbers are those of the previous ``net_criticality_section``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
 
-from ..schedules import get as get_schedule
-
-
-def _f(v) -> Optional[float]:
-    """JSON-able float (None for NaN/inf/None)."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def times_of(schedule: str, logsnr) -> dict:
-    """``{'t', 'logsnr', 'sigma_over_a'}`` of one logsnr (None when undefined)."""
-    if logsnr is None or not math.isfinite(logsnr):
-        return {"t": None, "logsnr": None, "sigma_over_a": None}
-    sch = get_schedule(schedule)
-    return {"t": _f(sch.t_of_logsnr(torch.tensor(float(logsnr), dtype=torch.float64))), "logsnr": float(logsnr),
-            "sigma_over_a": math.exp(-0.5 * float(logsnr))}
+from ..io import to_jsonable
+from ..seeding import derive
+from ..times import time_dict
 
 
 def estimate_record(e, schedule: str) -> dict:
     """JSON record of a :class:`~critdiff.probes.critical_time.CriticalTime` with its times in ``schedule``."""
-    d = {"signal": e.signal, "method": e.method, **times_of(schedule, e.logsnr),
-         "logsnr_ci": [_f(v) for v in e.logsnr_ci], "logsnr_se": _f(e.logsnr_se), "n_valid": e.n_valid,
+    d = {"signal": e.signal, "method": e.method, **time_dict(schedule, e.logsnr),
+         "logsnr_ci": [to_jsonable(v) for v in e.logsnr_ci], "logsnr_se": to_jsonable(e.logsnr_se), "n_valid": e.n_valid,
          "n_boot": e.n_boot}
-    d["t_ci"] = [times_of(schedule, v)["t"] for v in e.logsnr_ci]
+    d["t_ci"] = [time_dict(schedule, v)["t"] for v in e.logsnr_ci]
     return d
 
 
 def has_feature(e, logsnr_range) -> bool:
-    """A zero crossing, or an extremum strictly inside the recorded range (an end of the range is no feature)."""
-    if not math.isfinite(e.logsnr):
-        return False
-    if e.method == "zero-crossing":
-        return True
-    lo, hi = float(np.min(logsnr_range)), float(np.max(logsnr_range))
-    tol = 1e-9 * max(1.0, hi - lo)
-    return lo + tol < e.logsnr < hi - tol
+    """A zero crossing, or an extremum inside the recorded range (the edge rule,
+    :func:`~critdiff.probes.critical_time.at_grid_edge`)."""
+    from ..probes.critical_time import at_grid_edge
+
+    return math.isfinite(e.logsnr) and not at_grid_edge(e, logsnr_range)
 
 
 def trajectories(net, x, sigmas, cfg):
@@ -77,17 +58,17 @@ def estimates(traj, susc, schedule: str, cfg):
     from ..probes import combine, from_chi, from_stiffness, from_xi
 
     kw = dict(n_boot=cfg.n_boot, seed=cfg.seed)
-    ests = {"stiffness": from_stiffness(traj, **kw), "xi_2": from_xi(traj, which="xi_2", **kw),
+    ests = {"stiffness": from_stiffness(traj, **kw), "xi_zero": from_xi(traj, which="xi_zero", **kw),
             "xi_oz": from_xi(traj, which="oz", **kw), "chi": from_chi(susc, **kw)}
-    ranges = {"stiffness": traj.logsnr, "xi_2": traj.logsnr, "xi_oz": traj.logsnr, "chi": susc.logsnr}
+    ranges = {"stiffness": traj.logsnr, "xi_zero": traj.logsnr, "xi_oz": traj.logsnr, "chi": susc.logsnr}
     feature = {k: has_feature(e, ranges[k]) for k, e in ests.items()}
     try:
         comb = combine([e for k, e in ests.items() if feature[k]])
-        combined = {**times_of(schedule, comb.logsnr), "logsnr_ci": [_f(v) for v in comb.logsnr_ci],
-                    "t_ci": [times_of(schedule, v)["t"] for v in comb.logsnr_ci],
+        combined = {**time_dict(schedule, comb.logsnr), "logsnr_ci": [to_jsonable(v) for v in comb.logsnr_ci],
+                    "t_ci": [time_dict(schedule, v)["t"] for v in comb.logsnr_ci],
                     "signals": [c.signal for c in comb.components]}
     except ValueError:
-        combined = {**times_of(schedule, None), "logsnr_ci": [None, None], "t_ci": [None, None], "signals": [],
+        combined = {**time_dict(schedule, None), "logsnr_ci": [None, None], "t_ci": [None, None], "signals": [],
                     "message": "no signal has a zero crossing or an interior extremum with a bootstrap variance"}
     return ests, feature, combined
 
@@ -101,7 +82,7 @@ def branch_growth(net, schedule: str, cfg) -> dict:
     for name, eps in (("linear", 0.01), ("ensemble", 1.0)):
         with torch.no_grad():
             lr = linear_response(net, tuple(net.sample_shape), schedule, steps=cfg.steps, eps=eps,
-                                 n=max(4, cfg.batch // 2), seed=cfg.seed + 7, keep_states=False)
+                                 n=max(4, cfg.batch // 2), seed=derive(cfg.seed, "linear-response"), keep_states=False)
         ct, kmap = from_growth(lr, signal=f"growth ({name})", n_boot=cfg.n_boot, seed=cfg.seed, return_map=True)
         km = softest_mode(kmap)
         branch[name] = {**estimate_record(ct, schedule), "eps": eps, **km, "logsnr_grid": lr.logsnr.tolist(),
@@ -138,7 +119,7 @@ def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[
     def run(st: str) -> dict:
         cp = analyze(imgs, st, schedule, n_t=cfg.n_t_theory).critical
         return {"stencil": st, "found": bool(cp.found), "message": cp.message,
-                **times_of(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": _f(cp.k_star_abs),
+                **time_dict(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": to_jsonable(cp.k_star_abs),
                 "n_train": int(imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
 
     theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"
@@ -156,18 +137,18 @@ def curves(traj, susc) -> dict:
     oc = np.argsort(-susc.sigma)
     stiff = low_k_softening(traj.logsnr[o], traj.k, s2k, s2k_se)
     stiff["softest_k"] = [float(np.hypot(*ks)) for ks in traj.k_star[o]]
-    return {"probe_logsnr": traj.logsnr[o], "k": traj.k, "sigma2_kappa_radial": s2k, "xi_2": traj.xi_2[o],
+    return {"probe_logsnr": traj.logsnr[o], "k": traj.k, "sigma2_kappa_radial": s2k, "xi_zero": traj.xi_zero[o],
             "xi_oz": traj.xi_oz[o], "chi_logsnr": susc.logsnr[oc], "chi_mean": susc.chi_mean[oc],
             "chi_ci": susc.chi_ci[oc], "stiffness_low_k": stiff}
 
 
 def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
-    """Peaks of ``xi_2``, the OZ ``xi`` (its estimate's time and feature) and ``chi`` over the recorded range."""
+    """Peaks of ``xi_zero``, the OZ ``xi`` (its estimate's time and feature) and ``chi`` over the recorded range."""
     from ..probes.softening import curve_peak
 
-    xi2, xi_oz = np.asarray(c["xi_2"], dtype=np.float64), np.asarray(c["xi_oz"], dtype=np.float64)
+    xi2, xi_oz = np.asarray(c["xi_zero"], dtype=np.float64), np.asarray(c["xi_oz"], dtype=np.float64)
     fin = np.isfinite(xi_oz)
-    return {"xi_2_peak": {**curve_peak(c["probe_logsnr"], xi2), "all_zero": bool(np.all(xi2 == 0))},
+    return {"xi_zero_peak": {**curve_peak(c["probe_logsnr"], xi2), "all_zero": bool(np.all(xi2 == 0))},
             "xi_oz_peak": {"logsnr": xi_oz_logsnr, "interior": bool(xi_oz_feature),
-                           "value": _f(np.nanmax(xi_oz[fin])) if fin.any() else None},
+                           "value": to_jsonable(np.nanmax(xi_oz[fin])) if fin.any() else None},
             "chi_peak": curve_peak(c["chi_logsnr"], np.asarray(c["chi_mean"]))}

@@ -3,10 +3,10 @@ patch model, set it beside the theory (DESIGN.md sections 3-4).
 
 An ensemble of ``n`` samples ``[n, C, H, W]`` runs through the sampler; at ``times`` step indices spread
 over the grid the :class:`~critdiff.probes.TrajectoryProbe` records the spectral probe (``probes`` random
-phase probes per state), ``S(k)``, ``xi_2`` and the Ornstein-Zernike ``xi``; :func:`~critdiff.probes.susceptibility`
-measures ``chi`` at the same steps (bump kicks). ``t_c`` is estimated from every signal with a bootstrap
-interval and combined (:mod:`critdiff.probes.critical_time`) into ``ensemble_combined``: the effective
-critical time of the sampler's own ensemble, whose fluctuations are as large as the noise.
+phase probes per state), ``S(k)``, ``xi_zero`` and ``xi_peak`` (second-moment lengths about k = 0 and about the
+peak) and the Ornstein-Zernike ``xi``; :func:`~critdiff.probes.susceptibility` measures ``chi`` at the same
+steps (bump kicks). ``t_c`` is estimated from every signal with a bootstrap interval and combined into
+``ensemble_combined``: the effective critical time of the sampler's own ensemble.
 
 The **linear-response run** (:mod:`critdiff.probes.linear_response`, ``linear`` > 0) measures the critical
 point itself: the sampler's symmetric branch (started from the mean of its initial noise) with ``linear_n``
@@ -14,15 +14,14 @@ members perturbed by ``linear_eps`` of the noise; the growth of their fluctuatio
 JVP stiffness at their states (``linear_stiffness``) give ``t_c`` as the branch's instability, which is what
 the theory defines; ``combined`` merges these two. ``eps_scan`` repeats the growth run at larger amplitudes
 (``eps = 1`` is the sampler's own ensemble), tracing the shift from the critical point to the ensemble's
-effective transition. For the patch model the stiffness is also
-probed at the homogeneous states ``m(sigma) 1`` of the theory (``homogeneous`` signal): there the probe
-measures exactly what the theory defines, so its zero crossing is the theory's ``t_c`` measured by JVPs.
+effective transition. For the patch model the stiffness is also probed at the theory's homogeneous states
+``m(sigma) 1`` (``homogeneous`` signal), where it is what the theory defines: its zero crossing is ``t_c`` by JVPs.
 
-Times are reported as the schedule's ``t``, ``logsnr`` and ``sigma/a``; costs as denoiser evaluations per
-sample (JVPs included). ``run_probe(cfg, out) -> ProbeResult``: the result (every number the report shows and
-the curves its figures plot) is written atomically to ``OUT/probe.json``, the states nearest the ensemble's
-``t_c`` to ``OUT/snapshots.png``; :func:`critdiff.report.probe.render_probe` draws the figures and the prose.
-Measurements live in :mod:`critdiff.probes` (``ensemble``, ``branch``, ``homogeneous``, ``theory_compare``).
+Times are reported as the schedule's ``t``, ``logsnr`` and ``sigma/a``; costs as denoiser evaluations per sample
+(JVPs included). ``run_probe(cfg, out) -> ProbeResult``: the result (every number the report shows and the curves
+its figures plot) is written atomically to ``OUT/probe.json``, the states nearest the ensemble's ``t_c`` to
+``OUT/snapshots.png``; :func:`critdiff.report.probe.render_probe` draws the figures and the prose. Measurements
+live in :mod:`critdiff.probes` (``ensemble``, ``branch``, ``homogeneous``, ``theory_compare``).
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from ..probes.ensemble import ensemble_probe, ensemble_signals
 from ..probes.estimates import combine_record, estimate_record
 from ..probes.homogeneous import homogeneous_probe, k_star_matches
 from ..probes.theory_compare import homogeneous_signal, theory_record
+from ..seeding import derive
 from .config import RunConfig
 from .models import load_model
 from .progress import progress_bar
@@ -217,8 +217,8 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
     if cfg.linear:
         lin = branch_response(loaded.model, loaded.shape, schedule, steps=cfg.linear, eps=cfg.linear_eps,
                               n=cfg.linear_n, eps_scan=cfg.eps_scan, label=cfg.label, n_probes=cfg.probes,
-                              window=cfg.window, growth_seed=cfg.seed + 3, probe_seed=cfg.seed + 4,
-                              dtype=cfg.torch_dtype, estimator={"n_boot": cfg.n_boot, "seed": cfg.seed},
+                              window=cfg.window, dtype=cfg.torch_dtype, growth_seed=derive(cfg.seed, "linear-response"),
+                              probe_seed=derive(cfg.seed, "branch-stiffness"), estimator={"n_boot": cfg.n_boot, "seed": cfg.seed},
                               on_phase=lambda s: (bar.set_postfix_str(s), bar.update(1)))
         for k, v in lin["estimates"].items():
             signals[k] = {**estimate_record(v, schedule), "at_grid_edge": False,
@@ -255,9 +255,9 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
         config=cfg, signals=m["signals"], combined=m["combined"], ensemble_combined=m["ensemble_combined"],
         nfe=_nfe(ens, lin, hom), theory=m["theory"], k_star_trajectory=k_meas, steps=m["steps"],
         linear_response=_linear_record(lin),
-        recorded={"t": traj.times(schedule)["t"].tolist(), "logsnr": traj.logsnr.tolist(), "xi_2": traj.xi_2.tolist(),
-                  "xi_oz": traj.xi_oz.tolist(), "sigma2_kappa_min": (traj.kappa_min * traj.sigma**2).tolist(),
-                  "chi": None if susc is None else susc.chi_mean.tolist()},
+        recorded={"t": traj.times(schedule)["t"].tolist(), "logsnr": traj.logsnr.tolist(), "xi_zero": traj.xi_zero.tolist(),
+                  "xi_peak": traj.xi_peak.tolist(), "xi_oz": traj.xi_oz.tolist(),
+                  "sigma2_kappa_min": (traj.kappa_min * traj.sigma**2).tolist(), "chi": None if susc is None else susc.chi_mean.tolist()},
         homogeneous=None if hom is None else {k: hom[k].tolist() for k in ("logsnr", "sigma2_kappa_min", "k_star")},
         shape=loaded.shape, schedule=schedule.config(),
         n_train=None if loaded.images is None else int(loaded.images.shape[0]),

@@ -4,7 +4,7 @@
 samples and the sigma grid), ``samples.png`` (grid), ``trajectory.png`` (one trajectory: state and
 ``x0_hat`` over time), ``training.png`` (a few training images, analytic models) and ``run.json`` (the
 result). Seeds: initial noise from ``seed_generators(seed, n)``, sampler noise from
-``seed_generators(seed + 1, n)`` (one generator per sample: a sample does not depend on its batch).
+``seed_generators(derive(seed, 'sampler-noise'), n)`` (one generator per sample: a sample does not depend on its batch).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..config import arg
 from ..denoisers import CountingDenoiser
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
+from ..seeding import derive
 from .config import MODEL_SCHEDULE, RunConfig
 from .models import decode_samples, load_model
 from .progress import progress_bar
@@ -95,7 +96,8 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     rec = SM.Recorder(steps=frame_steps(cfg.steps, cfg.trajectory_frames))
     t0 = time.perf_counter()
     with progress_bar(cfg.steps, f"sample {cfg.model}", enabled=progress) as bar, torch.no_grad():
-        final = sampler(counted, x, sigmas, label=cfg.label, generator=SM.seed_generators(cfg.seed + 1, cfg.n),
+        noise = SM.seed_generators(derive(cfg.seed, "sampler-noise"), cfg.n)
+        final = sampler(counted, x, sigmas, label=cfg.label, generator=noise,
                         callback=[rec, lambda step: bar.update(1)])
     seconds = time.perf_counter() - t0
     files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=lambda x: decode_samples(loaded.model, x))

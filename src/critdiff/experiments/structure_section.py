@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from .. import samplers as SM
@@ -54,7 +55,8 @@ class StructureResult(Result):
 
 def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp) -> dict:
     """Run one sampler on the ensemble and compare its ``S(k, t)`` with the linear prediction."""
-    from ..theory.correlation import compare_structure_factors, predicted_structure_factor, structure_factor
+    from ..probes.correlations import structure_factor
+    from ..theory.correlation import compare_structure_factors, predicted_structure_factor
     from ..theory.homogeneous import homogeneous_solution
 
     x0 = torch.randn(cfg.ensemble, *pool.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sig[0]
@@ -66,7 +68,7 @@ def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp) -> dict:
     hom = homogeneous_solution(pool, float(sig[0]), float(sig[-2]), drift=sampler)
     Sp = predicted_structure_factor(pool, sg, sampler=sampler, hom=hom, discretisation=disc)
     emp = [structure_factor(xs[i]) for i in range(len(sg))]
-    cmp = compare_structure_factors(Sp, torch.stack([e[0] for e in emp]), torch.stack([e[1] for e in emp]), sg,
+    cmp = compare_structure_factors(Sp, np.stack([e.S for e in emp]), np.stack([e.S_se for e in emp]), sg,
                                     z_max=cfg.z_threshold)
     before = [z for s, z in zip(cmp["sigma"], cmp["z_max_per_time"]) if cp.found and s > 1.2 * cp.sigma_over_a_c]
     return {**cmp, "discretisation": disc, "logsnr": [-2 * math.log(s) for s in cmp["sigma"]],

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import seeding
 from ..config import JsonConfig, arg
 from ..errors import check_int, check_positive
 from ..io import save_json
@@ -159,7 +160,7 @@ def train_classifier(cfg: ClassifierTrainConfig, images: torch.Tensor, labels: O
         model = Classifier(net_cfg).to(device)
     tr, ho = split_indices(images.shape[0], cfg.holdout, cfg.seed)
     x_tr, y_tr = images[tr].to(device), labels[tr].to(device)
-    gen = torch.Generator().manual_seed(cfg.seed + 15485863)
+    gen = seeding.generator(cfg.seed, "batches")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     t0 = time.perf_counter()

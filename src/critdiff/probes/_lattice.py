@@ -1,4 +1,4 @@
-"""Lattice helpers shared by the probes: wavevectors, radial shells, JSON conversion.
+"""Lattice helpers shared by the probes: wavevectors, radial shells.
 
 Shapes: fields ``[..., H, W]`` on a periodic ``H x W`` lattice; wavevectors in radians per pixel
 (``k = 2 pi fftfreq``, the DFT order of ``torch.fft.fft2``). Radial shells have width
@@ -9,8 +9,6 @@ Shapes: fields ``[..., H, W]`` on a periodic ``H x W`` lattice; wavevectors in r
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import numpy as np
 
 
@@ -57,22 +55,3 @@ def min_image(dk: np.ndarray) -> np.ndarray:
     """Wrap wavevector differences into ``[-pi, pi)``."""
     return (dk + math.pi) % (2 * math.pi) - math.pi
 
-
-def jsonable(obj: Any) -> Any:
-    """Arrays -> lists (complex arrays -> ``{"re": ..., "im": ...}``); non-finite floats -> ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        if np.iscomplexobj(obj):
-            return {"re": jsonable(obj.real), "im": jsonable(obj.imag)}
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

@@ -19,8 +19,9 @@ certain decision; the rule does not depend on the number of classes) or through 
 (``relative=False``), by linear interpolation in logsnr between recorded steps. Bands and its interval are
 percentile bootstraps over states (``phi_0`` held at its full-sample value).
 
-Seeds: initial noise ``seed``, the trajectories' sampler noise ``seed + 1`` (one generator per sample), the
-clones of grid step ``i`` ``seed + 2 + i`` (one generator per clone), bootstrap ``seed``.
+Seeds (:func:`critdiff.seeding.derive`): initial noise ``seed``, the trajectories' sampler noise
+``derive(seed, "sampler")`` (one generator per sample), the clones of grid step ``i`` ``derive(seed, "clones", i)``
+(one generator per clone), bootstrap ``seed``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import torch
 
 from .. import samplers as SM
 from ..errors import check_int
-from ._lattice import jsonable
+from ..io import to_jsonable
+from ..seeding import derive
 from .bootstrap import percentile_ci, replicates
 from .trajectory import schedule_times
 
@@ -134,7 +136,7 @@ class Commitment:
         return {k: v.tolist() for k, v in schedule_times(schedule, np.exp(-0.5 * lam)).items()}
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def _summarise(sigma, phi_state, ends, k, level, relative, n_boot, ci, seed) -> Commitment:
@@ -179,8 +181,8 @@ def commitment(denoiser, shape: Sequence[int], sigmas, steps: Sequence[int], cla
     x = SM.initial_noise(tuple(shape), s, SM.seed_generators(seed, B), dtype=dtype)
     rec = SM.Recorder(idx)
     with torch.no_grad():
-        SM.get(sampler)(denoiser, x, s, label=label, generator=SM.seed_generators(seed + 1, B), callback=rec)
-    ends = np.stack([clone_ends(denoiser, xi, s, i, k, classify, sampler=sampler, label=label, seed=seed + 2 + i)
+        SM.get(sampler)(denoiser, x, s, label=label, generator=SM.seed_generators(derive(seed, "sampler"), B), callback=rec)
+    ends = np.stack([clone_ends(denoiser, xi, s, i, k, classify, sampler=sampler, label=label, seed=derive(seed, "clones", i))
                      for i, xi in zip(rec.i, rec.x)])
     phi_state = np.stack([pair_agreement(e) for e in ends])
     return _summarise(np.array(rec.sigma, dtype=np.float64), phi_state, ends, k, level, relative, n_boot, ci, seed)

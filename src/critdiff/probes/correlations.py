@@ -4,17 +4,25 @@ Shapes: fields ``x [N, C, H, W]`` on a periodic lattice; spectra ``[H, W]`` in D
 pixel. Definitions (float64 throughout):
 
 - connected structure factor ``S_c(k) = E|xhat_c(k) - E xhat_c(k)|^2 / (H W)`` per channel, estimated with the
-  ensemble mean removed and the factor ``N / (N - 1)`` (unbiased); ``S = sum_c S_c`` (the convention of
-  :mod:`critdiff.theory.correlation`). For a stationary field ``S(k) = sum_r C(r) e^{-i k.r}``;
+  ensemble mean removed and the factor ``N / (N - 1)`` (unbiased); ``S = sum_c S_c`` (the normalisation of the
+  predicted ``S`` of :mod:`critdiff.theory.correlation`). For a stationary field ``S(k) = sum_r C(r) e^{-i k.r}``;
 - real-space correlation ``C(r) = ifft2(S)(r) = (1/HW) sum_x Cov[x(x), x(x + r)]`` (Wiener-Khinchin), radially
   averaged over the minimum-image ``|r|``;
-- second-moment correlation length (lattice definition, e.g. Cooper, Freedman & Preston 1982)::
+- two second-moment correlation lengths of a spectrum, one formula about two centres (the lattice second-moment
+  definition, e.g. Cooper, Freedman & Preston 1982; docs/theory.md eq. 5.5). About a lattice point ``k_p``, each
+  axis ``a`` of length ``L_a >= 2`` (step ``q_a = 2 pi / L_a``) gives::
 
-      xi_2 = sqrt(S(0) / S(k_min) - 1) / (2 sin(k_min / 2)),   k_min = 2 pi / L,
+      xi_a^2 = (S(k_p) / S_a - 1) / (2 sin(q_a / 2))^2,   S_a = (S(k_p + q_a e_a) + S(k_p - q_a e_a)) / 2,
 
-  ``S(k_min)`` the mean over the four smallest non-zero lattice wavevectors ``(+-k_min, 0), (0, +-k_min)``
-  (square lattice); on an ``H != W`` lattice each axis gives ``xi_a^2`` with its own ``k_min`` and
-  ``xi_2 = sqrt(mean_a xi_a^2)``. For ``S(k) = 1/(m^2 + 4 sin^2(kx/2) + 4 sin^2(ky/2))`` it is exactly ``1/m``;
+  and ``xi = sqrt(mean_a xi_a^2)`` (a negative ``xi_a^2`` counts as 0; ``S_a <= 0 < S(k_p)`` gives ``inf``).
+
+  * ``xi_zero``: about ``k_p = 0``, the width of the correlation of the field's local mean (large for blobs,
+    0 for a spectrum that does not peak at 0, e.g. stripes);
+  * ``xi_peak``: about the spectral peak ``k_p = argmax S``, the coherence length of the dominant pattern
+    (large for clean stripes, the same as ``xi_zero`` when the peak is at 0).
+
+  For ``S(k) = 1/(m^2 + 4 sin^2((ky - p_y)/2) + 4 sin^2((kx - p_x)/2))`` (a lattice Ornstein-Zernike spectrum
+  centred on the lattice point ``p``) the length about ``p`` is exactly ``1/m``;
 - Ornstein-Zernike fit of a stiffness map ``kappa(k) ~ r + c |k - k*|^2`` near its softest mode ``k*``
   (weighted least squares over the lattice points within ``radius`` of ``k*``), ``xi = sqrt(c / |r|)``
   (DESIGN.md section 3). A flat (white) spectrum has no preferred mode and is reported as such.
@@ -30,13 +38,15 @@ import numpy as np
 import torch
 
 from ..errors import check_images, check_positive
-from ._lattice import jsonable, k_grid, min_image, r_shells, shell_mean, shells
+from ..io import to_jsonable
+from ._lattice import k_grid, min_image, r_shells, shell_mean, shells
 
 
 @dataclass(frozen=True)
 class StructureFactor:
     """``S [H, W]`` (channels summed), ``S_se``, ``S_channels [C, H, W]``; radial ``k``, ``S_radial``, ``S_radial_se``;
-    real space ``r``, ``C_radial`` (``C(r)`` summed over channels); ``xi_2`` (pixels); ``n`` fields."""
+    real space ``r``, ``C_radial`` (``C(r)`` summed over channels); ``xi_zero`` and ``xi_peak`` (pixels, module
+    docstring); ``n`` fields."""
 
     S: np.ndarray
     S_se: np.ndarray
@@ -46,11 +56,12 @@ class StructureFactor:
     S_radial_se: np.ndarray
     r: np.ndarray
     C_radial: np.ndarray
-    xi_2: float
+    xi_zero: float
+    xi_peak: float
     n: int
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def periodograms(x: torch.Tensor) -> np.ndarray:
@@ -69,35 +80,56 @@ def correlation_function(S: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(S).real
 
 
-def second_moment_length(S: np.ndarray) -> float:
-    """Second-moment correlation length of ``S [H, W]`` (module docstring), in pixels.
+def _second_moment(S: np.ndarray, a: int, b: int) -> float:
+    """Second-moment length of ``S [H, W]`` about the lattice point ``(a, b)`` (module docstring), in pixels."""
+    H, W = S.shape
+    peak = S[a, b]
+    terms = []
+    for L, nb in ((H, 0.5 * (S[(a + 1) % H, b] + S[(a - 1) % H, b])), (W, 0.5 * (S[a, (b + 1) % W] + S[a, (b - 1) % W]))):
+        if L < 2:
+            continue
+        if nb <= 0:
+            return math.inf if peak > 0 else 0.0
+        terms.append(max(peak / nb - 1.0, 0.0) / (2 * math.sin(math.pi / L)) ** 2)
+    return math.sqrt(float(np.mean(terms)))
 
-    Returns 0 when ``S(0) <= S(k_min)`` (anti-correlated or white) and ``inf`` when ``S(k_min) <= 0 < S(0)``.
-    """
+
+def _spectrum(S) -> np.ndarray:
     S = np.asarray(S, dtype=np.float64)
     if S.ndim != 2:
         raise ValueError(f"S: expected a spectrum [H, W], got shape {S.shape}")
-    H, W = S.shape
-    s0 = S[0, 0]
-    axes = []
-    if H > 1:
-        axes.append((H, 0.5 * (S[1 % H, 0] + S[-1 % H, 0])))
-    if W > 1:
-        axes.append((W, 0.5 * (S[0, 1 % W] + S[0, -1 % W])))
-    if not axes:
+    if max(S.shape) < 2:
         raise ValueError("S: needs at least 2 points along one axis")
-    if H == W and H > 1:
-        axes = [(H, np.mean([S[1, 0], S[-1, 0], S[0, 1], S[0, -1]]))]
-    vals = []
-    for L, s1 in axes:
-        if s1 <= 0:
-            return math.inf if s0 > 0 else 0.0
-        vals.append(max(s0 / s1 - 1.0, 0.0) / (2 * math.sin(math.pi / L)) ** 2)
-    return math.sqrt(float(np.mean(vals)))
+    return S
+
+
+def xi_zero(S) -> float:
+    """Second-moment correlation length of ``S [H, W]`` (DFT order) about ``k = 0``, in pixels (module docstring).
+
+    0 when ``S(0)`` does not exceed its neighbours (white, anti-correlated, or a spectrum peaked elsewhere).
+    """
+    return _second_moment(_spectrum(S), 0, 0)
+
+
+def xi_peak(S, k_peak: Optional[tuple[int, int]] = None) -> float:
+    """Second-moment correlation length of ``S [H, W]`` about its peak, in pixels (module docstring, eq. 5.5).
+
+    ``k_peak``: the grid index ``(a, b)`` of the peak (default: the first argmax of ``S``). A flat ``S`` gives 0.
+    """
+    S = _spectrum(S)
+    H, W = S.shape
+    if k_peak is None:
+        a, b = divmod(int(np.argmax(S)), W)
+    else:
+        a, b = (int(v) for v in k_peak)
+        if not (0 <= a < H and 0 <= b < W):
+            raise ValueError(f"k_peak: expected a grid index inside ({H}, {W}), got {k_peak}")
+    return _second_moment(S, a, b)
 
 
 def structure_factor(x: torch.Tensor) -> StructureFactor:
-    """Connected structure factor, ``C(r)`` and ``xi_2`` of an ensemble ``x [N, C, H, W]`` (module docstring)."""
+    """Connected structure factor, ``C(r)``, ``xi_zero`` and ``xi_peak`` of an ensemble ``x [N, C, H, W]``
+    (module docstring). The one structure factor of critdiff: theory, probes and experiments use it."""
     p = periodograms(x)  # [N, C, H, W]
     N, C, H, W = p.shape
     ptot = p.sum(1)  # [N, H, W]
@@ -108,7 +140,7 @@ def structure_factor(x: torch.Tensor) -> StructureFactor:
     return StructureFactor(
         S=S, S_se=ptot.std(0, ddof=1) / math.sqrt(N), S_channels=p.mean(0), k=k, S_radial=rad.mean(0),
         S_radial_se=rad.std(0, ddof=1) / math.sqrt(N), r=r, C_radial=shell_mean(correlation_function(S), ridx),
-        xi_2=second_moment_length(S), n=N,
+        xi_zero=xi_zero(S), xi_peak=xi_peak(S), n=N,
     )
 
 
@@ -117,8 +149,9 @@ class OZFit:
     """Ornstein-Zernike fit ``kappa(k) ~ r + c |k - k*|^2`` near the softest mode.
 
     ``preferred_mode`` is False (and ``k_star``, ``xi`` are None) when the spectrum is flat within its errors;
-    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0`` (to rounding), None when ``c <= 0`` (no quadratic minimum). ``reason`` says why
-    a value is missing; ``n_points`` lattice points entered the fit.
+    ``xi = sqrt(c / |r|)``: ``inf`` at ``r = 0`` (to rounding; ``reason`` then says ``'r = 0: xi diverges'``, since
+    JSON writes ``inf`` as null), None when ``c <= 0`` (no quadratic minimum). ``reason`` says why a value is
+    missing or infinite; ``n_points`` lattice points entered the fit.
     """
 
     preferred_mode: bool
@@ -132,11 +165,7 @@ class OZFit:
     reason: str
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["k_star"] = None if self.k_star is None else list(self.k_star)
-        if self.xi is not None and math.isinf(self.xi):
-            d["xi"] = "inf"
-        return jsonable(d)
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def _none_fit(reason: str, k_star=None, n: int = 0) -> OZFit:
@@ -195,5 +224,6 @@ def ornstein_zernike(kappa: np.ndarray, kappa_se: Optional[np.ndarray] = None, *
     if c <= 0:
         return OZFit(True, k_star, r, c, r_se, c_se, None, len(y), "c <= 0: no quadratic minimum")
     r_zero = abs(r) <= 1e-12 * max(float(np.abs(y).max()), c * dk * dk)  # r = 0 up to rounding: xi diverges
-    xi = math.inf if r_zero else math.sqrt(c / abs(r))
-    return OZFit(True, k_star, r, c, r_se, c_se, xi, len(y), "ok")
+    if r_zero:
+        return OZFit(True, k_star, r, c, r_se, c_se, math.inf, len(y), "r = 0: xi diverges")
+    return OZFit(True, k_star, r, c, r_se, c_se, math.sqrt(c / abs(r)), len(y), "ok")

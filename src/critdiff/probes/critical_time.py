@@ -5,7 +5,7 @@ ensemble; the estimator locates a feature of the curve, interpolating between re
 
 - stiffness of the slowest mode, ``kappa_min(t) = min_k mean_b kappa_b(k, t)``: its first zero crossing
   (linear interpolation; ``method='zero-crossing'``), or its minimum if it never crosses (``'minimum'``);
-- correlation length (``xi_2`` of the states, or the Ornstein-Zernike ``xi``) and susceptibility ``chi``: the
+- correlation length (``xi_zero`` or ``xi_peak`` of the states, or the Ornstein-Zernike ``xi``) and susceptibility ``chi``: the
   peak (``'peak'``; vertex of the parabola through the largest recorded value and its two neighbours).
 
 Intervals: resample the ``B`` samples with replacement, recompute the curve and its feature (:mod:`.bootstrap`),
@@ -27,12 +27,17 @@ import torch
 
 from ..errors import check_choice
 from ..schedules import Schedule
-from ._lattice import jsonable
+from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
-from .correlations import ornstein_zernike, second_moment_length
-from .trajectory import Trajectory, schedule_times
+from .correlations import ornstein_zernike, periodograms, xi_peak, xi_zero
+from ..times import interval_times
+from .trajectory import Trajectory
 
 Locate = Literal["crossing", "crossing-or-min", "min", "max"]
+
+EDGE_RTOL = 1e-9
+"""The edge rule's one tolerance: an estimate within ``EDGE_RTOL * max(1, span)`` (``span`` = the recorded
+logsnr range) of the first or last recorded time sits on the edge of the grid (:func:`at_grid_edge`)."""
 
 
 def zero_crossing(logsnr: np.ndarray, curve: np.ndarray) -> Optional[float]:
@@ -92,15 +97,31 @@ class CriticalTime:
 
     def times(self, schedule: "Schedule | str") -> dict:
         """Estimate and interval bounds as ``t``, ``logsnr``, ``sigma_over_a`` of ``schedule``."""
-        lam = np.array([self.logsnr, *self.logsnr_ci])
-        tt = schedule_times(schedule, np.exp(-0.5 * lam))
-        return {"estimate": {k: float(v[0]) for k, v in tt.items()}, "ci": {k: v[1:].tolist() for k, v in tt.items()}}
+        return interval_times(schedule, self.logsnr, self.logsnr_ci)
 
     def to_dict(self, schedule: "Schedule | str | None" = None) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         if schedule is not None:
             d["schedule_times"] = self.times(schedule)
-        return jsonable(d)
+        return to_jsonable(d)
+
+
+def at_grid_edge(estimate, logsnr_grid) -> bool:
+    """The edge rule: an extremum at an end of the recorded grid is not an estimate.
+
+    ``estimate`` has ``logsnr`` and ``method`` (a :class:`CriticalTime`, or the estimate of a linear-response
+    probe); ``logsnr_grid``: the recorded times of its signal. True when the estimate is a minimum or peak (not a
+    zero crossing) lying within :data:`EDGE_RTOL` of the first or last recorded logsnr: the curve was still
+    falling (rising) there, so the true feature lies outside the grid. A non-finite estimate is not "at the
+    edge" (it is no estimate at all; test ``math.isfinite`` for that).
+    """
+    lam = float(estimate.logsnr)
+    if estimate.method == "zero-crossing" or not math.isfinite(lam):
+        return False
+    grid = np.asarray(logsnr_grid, dtype=np.float64)
+    lo, hi = float(grid.min()), float(grid.max())
+    tol = EDGE_RTOL * max(1.0, hi - lo)
+    return min(abs(lam - lo), abs(lam - hi)) <= tol
 
 
 def _make(signal, method, lam, reps, ci, n_boot) -> CriticalTime:
@@ -153,23 +174,20 @@ def from_stiffness(traj: Trajectory, *, scale: Literal["none", "sigma2"] = "none
     return estimate("stiffness", traj.logsnr[o], fn, B, "crossing-or-min", **kw)
 
 
-def _sf_xi2(x: np.ndarray) -> float:
-    xh = np.fft.fft2(x)
-    xh = xh - xh.mean(0, keepdims=True)
-    H, W = x.shape[-2:]
-    return second_moment_length((np.abs(xh) ** 2).sum(1).mean(0) / (H * W))
+XI_OF_STATES = {"xi_zero": xi_zero, "xi_peak": xi_peak}
 
 
-def from_xi(traj: Trajectory, *, which: Literal["xi_2", "oz"] = "xi_2", **kw) -> CriticalTime:
-    """Peak of the correlation length: ``xi_2`` of the recorded states, or the Ornstein-Zernike ``xi`` of the stiffness."""
-    check_choice("which", which, ("xi_2", "oz"))
+def from_xi(traj: Trajectory, *, which: Literal["xi_zero", "xi_peak", "oz"] = "xi_zero", **kw) -> CriticalTime:
+    """Peak of a correlation length: ``xi_zero`` or ``xi_peak`` (:mod:`.correlations`) of the structure factor of
+    the recorded states, or the Ornstein-Zernike ``xi`` of the stiffness (signal ``'xi_oz'``)."""
+    check_choice("which", which, ("xi_zero", "xi_peak", "oz"))
     o = _ascending(traj.sigma)
-    if which == "xi_2":
+    if which in XI_OF_STATES:
         if traj.states is None:
-            raise ValueError("traj: recorded without states (keep_states=True is needed to resample xi_2)")
-        st = traj.states[o]
-        fn = lambda idx: np.array([_sf_xi2(st[t, idx]) for t in range(len(o))])  # noqa: E731
-        return estimate("xi_2", traj.logsnr[o], fn, st.shape[1], "max", **kw)
+            raise ValueError(f"traj: recorded without states (keep_states=True is needed to resample {which})")
+        st, xi = torch.from_numpy(traj.states[o]), XI_OF_STATES[which]
+        fn = lambda idx: np.array([xi(periodograms(st[t, idx]).sum(1).mean(0)) for t in range(len(o))])  # noqa: E731
+        return estimate(which, traj.logsnr[o], fn, st.shape[1], "max", **kw)
     if traj.kappa_state is None:
         raise ValueError("traj: recorded without the spectral probe")
     ks = traj.kappa_state[o]
@@ -204,16 +222,15 @@ class CombinedCriticalTime:
     components: tuple
 
     def times(self, schedule: "Schedule | str") -> dict:
-        lam = np.array([self.logsnr, *self.logsnr_ci])
-        tt = schedule_times(schedule, np.exp(-0.5 * lam))
-        return {"estimate": {k: float(v[0]) for k, v in tt.items()}, "ci": {k: v[1:].tolist() for k, v in tt.items()}}
+        """Estimate and interval bounds as ``t``, ``logsnr``, ``sigma_over_a`` of ``schedule``."""
+        return interval_times(schedule, self.logsnr, self.logsnr_ci)
 
     def to_dict(self, schedule: "Schedule | str | None" = None) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "components"}
         d["components"] = [c.to_dict(schedule) for c in self.components]
         if schedule is not None:
             d["schedule_times"] = self.times(schedule)
-        return jsonable(d)
+        return to_jsonable(d)
 
 
 def combine(estimates: Sequence[CriticalTime], z: float = 1.959963984540054) -> CombinedCriticalTime:

@@ -28,9 +28,9 @@ import torch
 from ..denoisers import as_sigma
 from ..samplers import Step
 from ..schedules import Schedule
-from ._lattice import jsonable
+from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
-from .trajectory import schedule_times
+from ..times import schedule_times
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -122,7 +122,7 @@ class Decision:
                 "ci": schedule_times(schedule, np.exp(-0.5 * self.logsnr_ci[::-1]))}
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def steepest_drop(logsnr: np.ndarray, H: np.ndarray) -> float:

@@ -1,5 +1,5 @@
 """Every probe along the sampler's own ensemble (DESIGN.md section 4): the trajectory probes (spectral probe,
-``S(k)``, ``xi_2``, Ornstein-Zernike ``xi``), the susceptibility ``chi``, an estimate of ``t_c`` from each
+``S(k)``, ``xi_zero`` (about k = 0), Ornstein-Zernike ``xi``), the susceptibility ``chi``, an estimate of ``t_c`` from each
 signal and their combination into the ensemble's effective critical time.
 """
 
@@ -9,8 +9,9 @@ import time
 from typing import Callable, Optional, Sequence
 
 from .. import samplers as SM
-from .critical_time import from_chi, from_stiffness, from_xi
-from .estimates import at_grid_edge, combine_record, estimate_record
+from ..seeding import derive
+from .critical_time import at_grid_edge, from_chi, from_stiffness, from_xi
+from .estimates import combine_record, estimate_record
 from .susceptibility import susceptibility
 from .trajectory import probe_trajectory
 
@@ -21,24 +22,25 @@ def ensemble_probe(model, x, sigmas, steps: Sequence[int], *, sampler: str, labe
                    window: Optional[int] = None, chi: bool = True, n_boot: int = 200, seed: int = 0,
                    on_step: Callable = lambda step: None, on_phase: Callable[[str], None] = lambda s: None) -> dict:
     """Probe the ensemble ``x [B, C, H, W]`` at ``steps`` of ``sigmas``; ``chi`` adds the susceptibility (bump
-    kicks). Seeds: sampler noise ``seed + 1`` (one generator per sample), kicks ``seed + 2``, probes and
+    kicks). Seeds (:func:`critdiff.seeding.derive`): sampler noise ``derive(seed, 'sampler-noise')`` (one generator per
+    sample), kicks ``derive(seed, 'kicks')``, probes and
     bootstraps ``seed``. Returns ``traj``, ``susc`` (or None), ``est`` (one :class:`CriticalTime` per signal),
     ``t_traj`` and ``t_chi`` seconds. ``on_step`` is called after every sampler step, ``on_phase`` per phase."""
     t0 = time.perf_counter()
     on_phase("trajectory")
     traj = probe_trajectory(model, x, sigmas, sampler=sampler, steps=steps, label=label,
-                            generator=SM.seed_generators(seed + 1, x.shape[0]),
+                            generator=SM.seed_generators(derive(seed, "sampler-noise"), x.shape[0]),
                             spectral={"n_probes": n_probes, "probe": "phase", "window": window}, seed=seed,
                             callback=on_step)
     out = {"traj": traj, "t_traj": time.perf_counter() - t0, "susc": None, "t_chi": None}
     kw = {"n_boot": n_boot, "seed": seed}
-    out["est"] = {"stiffness": from_stiffness(traj, scale="sigma2", **kw), "xi_2": from_xi(traj, which="xi_2", **kw),
+    out["est"] = {"stiffness": from_stiffness(traj, scale="sigma2", **kw), "xi_zero": from_xi(traj, which="xi_zero", **kw),
                   "xi_oz": from_xi(traj, which="oz", **kw)}
     if chi:
         on_phase("susceptibility (bump kicks)")
         t1 = time.perf_counter()
         out["susc"] = susceptibility(model, x, sigmas, steps, sampler=sampler, label=label, kick="bump",
-                                     seed=seed + 2, n_boot=n_boot)
+                                     seed=derive(seed, "kicks"), n_boot=n_boot)
         out["t_chi"] = time.perf_counter() - t1
         out["est"]["chi"] = from_chi(out["susc"], **kw)
     return out
@@ -46,14 +48,12 @@ def ensemble_probe(model, x, sigmas, steps: Sequence[int], *, sampler: str, labe
 
 def ensemble_signals(ens: dict, schedule) -> tuple:
     """``(signal records, CombinedCriticalTime or None, combined record)`` of :func:`ensemble_probe`'s
-    estimates; an extremum on an end of the probed grid is recorded (``at_grid_edge``) but not combined."""
+    estimates; an extremum on an end of its own signal's probed grid (the kick times for ``chi``) is recorded
+    (``at_grid_edge``) but not combined."""
     traj, susc = ens["traj"], ens["susc"]
-    ends = (float(traj.logsnr.min()), float(traj.logsnr.max()))
-    if susc is not None:
-        ends += (float(susc.logsnr.min()), float(susc.logsnr.max()))
     signals, use = {}, []
     for k, v in ens["est"].items():
-        edge = at_grid_edge(v, ends)
+        edge = at_grid_edge(v, susc.logsnr if k == "chi" else traj.logsnr)
         signals[k] = {**estimate_record(v, schedule), "at_grid_edge": bool(edge)}
         if not edge:
             use.append(v)

@@ -1,5 +1,6 @@
-"""Critical-time estimates as JSON records (``t_c``, ``logsnr_c``, ``sigma_over_a_c`` and the intervals) and
-the rule that an extremum on the first or last probed step is no estimate (DESIGN.md section 4).
+"""Critical-time estimates as JSON records (``t_c``, ``logsnr_c``, ``sigma_over_a_c`` and the intervals).
+The rule that an extremum on the first or last probed step is no estimate is
+:func:`critdiff.probes.critical_time.at_grid_edge` (DESIGN.md section 4).
 
 These records are what ``critdiff probe`` writes to ``probe.json`` (``signals``, ``combined``) and what the
 report and :func:`critdiff.probes.theory_compare.comparison_rows` read.
@@ -12,7 +13,7 @@ from typing import Optional, Sequence
 
 from .critical_time import CombinedCriticalTime, CriticalTime, combine
 
-__all__ = ["estimate_record", "combine_record", "at_grid_edge"]
+__all__ = ["estimate_record", "combine_record"]
 
 
 def estimate_record(ct, schedule) -> dict:
@@ -42,8 +43,3 @@ def combine_record(estimates: Sequence[CriticalTime], schedule) -> tuple[Optiona
     d["components"] = [c.signal for c in comb.components]
     return comb, d
 
-
-def at_grid_edge(ct: CriticalTime, ends: Sequence[float], tol: float = 1e-9) -> bool:
-    """Whether the extremum ``ct`` sits on an end of its probed logsnr grid (``ends``): then it is no feature
-    of the curve and no estimate. Zero crossings are never at the edge."""
-    return ct.method != "zero-crossing" and any(abs(ct.logsnr - e) < tol for e in ends)

@@ -42,7 +42,8 @@ from ..errors import check_int, check_positive
 from ..samplers import initial_noise, sample_euler, seed_generators
 from ..schedules import Schedule
 from ..schedules import get as get_schedule
-from ._lattice import jsonable
+from ..seeding import derive
+from ..io import to_jsonable
 from .bootstrap import replicates
 from .critical_time import CriticalTime, _make, extremum
 
@@ -85,7 +86,7 @@ def growth_run(denoiser: Denoiser, shape, sigmas, *, eps: float = 1e-2, n: int =
     """Euler-integrate the branch (from ``base``) and ``n`` members ``base + eps sigma_max n_b`` over ``sigmas``.
 
     ``shape``: ``(C, H, W)``; ``sigmas``: descending positive grid (no final 0: the run stops at
-    ``sigmas[-1]``). Member ``b``'s noise comes from generator ``seed + b``, so runs on different grids start
+    ``sigmas[-1]``). Member ``b``'s noise comes from generator ``derive(seed, b)`` (:func:`~critdiff.samplers.seed_generators`), so runs on different grids start
     from the same fluctuations (paired for the Richardson step and the bootstrap).
     """
     eps = check_positive("eps", eps)
@@ -147,7 +148,7 @@ class LinearResponse:
         return 2.0 * self.fine.stiffness(idx)[0:2 * T:2] - self.coarse.stiffness(idx)
 
     def to_dict(self) -> dict:
-        return jsonable({"eps": self.eps, "logsnr": self.logsnr, "sigma": self.sigma, "g_min": self.g_min,
+        return to_jsonable({"eps": self.eps, "logsnr": self.logsnr, "sigma": self.sigma, "g_min": self.g_min,
                          "g_min_fine": self.g_fine.reshape(len(self.logsnr), -1).min(1),
                          "g_min_coarse": self.g_coarse.reshape(len(self.logsnr), -1).min(1),
                          "k_star": self.k_star, "n": self.n, "nfe": self.nfe})
@@ -299,7 +300,7 @@ def branch_stiffness(denoiser: Denoiser, lr: LinearResponse, around: float, *, w
         x = torch.from_numpy(extrapolated_states(lr, j)).to(device, dtype)
         s = float(lr.sigma[j])
         with torch.enable_grad():
-            pr = spectral_probe(denoiser, x, s, label=label, n_probes=n_probes, probe=probe, seed=seed + j,
+            pr = spectral_probe(denoiser, x, s, label=label, n_probes=n_probes, probe=probe, seed=derive(seed, "spectral-probe", j),
                                 window=window)
         out["logsnr"].append(lam[j])
         out["kappa_state"].append(pr.kappa_state.mean(1) * s**2)

@@ -13,18 +13,12 @@ exceeds twice its standard error; its **onset** is the first time the contrast e
 
 from __future__ import annotations
 
-import math
-from typing import Optional
-
 import numpy as np
 
+from ..io import to_jsonable
 from .critical_time import zero_crossing
 
 ONSET = 0.05  # default absolute contrast threshold of the onset (module docstring)
-
-
-def _finite(v) -> Optional[float]:
-    return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
 def low_k_softening(logsnr: np.ndarray, k: np.ndarray, s2k: np.ndarray, s2k_se: np.ndarray, *,
@@ -47,8 +41,8 @@ def low_k_softening(logsnr: np.ndarray, k: np.ndarray, s2k: np.ndarray, s2k_se: 
             "start_logsnr": float(lam[0]), "min": float(low[j_min]), "min_logsnr": float(lam[j_min]),
             "contrast_max": float(d[j_d]), "contrast_se": float(d_se[j_d]), "contrast_logsnr": float(lam[j_d]),
             "low_at_contrast": float(low[j_d]), "high_at_contrast": float(high[j_d]),
-            "crossing_logsnr": _finite(zero_crossing(lam, low)), "weakens": bool(d[j_d] > 2 * d_se[j_d]),
-            "onset_logsnr": _finite(first)}
+            "crossing_logsnr": to_jsonable(zero_crossing(lam, low)), "weakens": bool(d[j_d] > 2 * d_se[j_d]),
+            "onset_logsnr": to_jsonable(first)}
 
 
 def curve_peak(logsnr: np.ndarray, curve: np.ndarray) -> dict:

@@ -45,8 +45,9 @@ import numpy as np
 import torch
 
 from ..denoisers import CountingDenoiser, Denoiser, Label, as_labels, as_sigma
-from ..errors import check_choice, check_images, check_int, check_positive
-from ._lattice import jsonable, k_grid, shell_mean, shells
+from ..errors import check_choice, check_images, check_int
+from ..io import to_jsonable
+from ._lattice import k_grid, shell_mean, shells
 
 Method = Literal["random", "impulse", "dense"]
 Probe = Literal["rademacher", "gaussian", "phase"]
@@ -109,7 +110,7 @@ class SpectralProbe:
         return float(self.kappa_mode.min())
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__}
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__}
                         | {"k_star": list(self.k_star), "kappa_min": self.kappa_min})
 
 

@@ -13,7 +13,7 @@ of the ensemble mean. The spatial spread of the response ``dx = x_final(kicked) 
 
 - ``kick='bump'`` (a Gaussian bump of width ``width`` at ``site``, every channel): the RMS radius
   ``sqrt(sum_r |r - site|^2 |dx(r)|^2 / sum_r |dx(r)|^2)`` with minimum-image distances;
-- ``kick='white'``: the second-moment length ``xi_2`` of ``|dx_hat(k)|^2`` (:mod:`.correlations`).
+- ``kick='white'``: the second-moment length ``xi_zero`` (about ``k = 0``) of ``|dx_hat(k)|^2`` (:mod:`.correlations`).
 
 The continuation runs ``sampler(denoiser, x_i + delta, sigmas[i:])``: samplers are step-local, so the unkicked
 continuation reproduces the baseline exactly (tested).
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -32,10 +32,12 @@ from ..denoisers import CountingDenoiser, Denoiser, Label
 from ..errors import check_choice, check_images, check_positive
 from ..samplers import Step, seed_generators
 from ..schedules import Schedule
-from ._lattice import jsonable
+from ..seeding import derive
+from ..io import to_jsonable
 from .bootstrap import mean_ci
-from .correlations import second_moment_length
-from .trajectory import SamplerLike, resolve_sampler, schedule_times
+from .correlations import xi_zero
+from ..times import schedule_times
+from .trajectory import SamplerLike, resolve_sampler
 
 Kick = Literal["white", "bump"]
 
@@ -62,7 +64,7 @@ class Susceptibility:
         return schedule_times(schedule, self.sigma)
 
     def to_dict(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def _min_image_r2(H: int, W: int, site) -> torch.Tensor:
@@ -96,7 +98,7 @@ def response_spread(dx: torch.Tensor, kick: Kick, site=None) -> np.ndarray:
         tot = p.sum((1, 2))
         return torch.where(tot > 0, ((p * r2).sum((1, 2)) / tot).sqrt(), torch.full_like(tot, math.nan)).numpy()
     S = (torch.fft.fft2(dx.to(torch.float64)).abs() ** 2).sum(1) / (H * W)
-    return np.array([second_moment_length(S[b].numpy()) for b in range(B)])
+    return np.array([xi_zero(S[b].numpy()) for b in range(B)])
 
 
 def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequence[int], *,
@@ -105,7 +107,8 @@ def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequ
     """``chi`` at each of ``kick_steps`` for the ensemble ``x [B, C, H, W]`` (module docstring).
 
     ``eps``: kick size relative to the RMS of the state at the kick; ``seed`` seeds the per-sample sampler
-    generators (:func:`~critdiff.samplers.seed_generators`), the white kicks and the bootstrap.
+    generators (:func:`~critdiff.samplers.seed_generators`), the white kicks (``derive(seed, 'kick')``,
+    :mod:`critdiff.seeding`) and the bootstrap.
     """
     check_images("x", x)
     check_positive("eps", eps)
@@ -126,7 +129,7 @@ def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequ
 
     with torch.no_grad():
         base = fn(counting, x, sigmas, label=label, generator=gens, callback=snapshot)
-    z = kick_fields(tuple(x.shape), kick, width=width, site=site, seed=seed + 1)
+    z = kick_fields(tuple(x.shape), kick, width=width, site=site, seed=derive(seed, "kick"))
     chi, spread = [], []
     for i in steps:
         xi, states = snaps[i]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import schedules as S
+from ..times import Time
 from .critical_time import extremum
 from .homogeneous import k_star_matches
 from .linear_response import softest_mode
@@ -47,9 +47,8 @@ def theory_record(images: torch.Tensor, stencil: str, schedule: str) -> tuple[di
 def homogeneous_signal(hom: dict, schedule, theory_k_star) -> dict:
     """The signal record of :func:`~.homogeneous.homogeneous_probe`'s crossing (``theory_k_star``: the theory's
     ``k*`` or None; whether it is a softest measured mode is recorded)."""
-    sch = S.get(schedule)
     cr = hom["crossing"]
-    tt = None if cr is None else sch.times(sch.t_of_logsnr(torch.tensor(cr["logsnr"])).item())
+    tt = None if cr is None else Time.from_logsnr(schedule, cr["logsnr"]).to_dict()
     match = None if cr is None or theory_k_star is None else k_star_matches(cr["kappa"], theory_k_star)
     return {"t_c": None if tt is None else tt["t"], "logsnr_c": None if cr is None else cr["logsnr"],
             "sigma_over_a_c": None if tt is None else tt["sigma_over_a"],

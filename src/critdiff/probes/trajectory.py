@@ -3,7 +3,7 @@
 :class:`TrajectoryProbe` is a callback (``Step(i, sigma, sigma_next, x, x0_hat)``, see
 :mod:`critdiff.samplers`); at chosen step indices it records the ensemble state ``x [B, C, H, W]``, the
 spectral probe of :mod:`.spectral` (stiffness ``kappa(k)``), the structure factor ``S(k)``, ``C(r)`` and
-``xi_2`` of :mod:`.correlations`, and the Ornstein-Zernike ``xi`` of the stiffness. The samplers are not
+``xi_zero``, ``xi_peak`` of :mod:`.correlations`, and the Ornstein-Zernike ``xi`` of the stiffness. The samplers are not
 forked: :func:`probe_trajectory` runs any sampler with this callback.
 
 Time is the denoiser-frame ``sigma`` of each recorded step; ``logsnr = -2 log sigma``;
@@ -24,18 +24,11 @@ from ..denoisers import CountingDenoiser, Denoiser, Label
 from ..samplers import SAMPLERS, Step
 from ..samplers import get as get_sampler
 from ..schedules import Schedule
-from ..schedules import get as get_schedule
-from ._lattice import jsonable
+from ..seeding import derive
+from ..io import to_jsonable
+from ..times import schedule_times
 from .correlations import ornstein_zernike, structure_factor
 from .spectral import spectral_probe
-
-
-def schedule_times(schedule: "Schedule | str", sigma) -> dict[str, np.ndarray]:
-    """``{'t', 'logsnr', 'sigma_over_a'}`` of denoiser-frame ``sigma`` under ``schedule`` (float64 arrays)."""
-    sch = get_schedule(schedule)
-    s = torch.as_tensor(np.asarray(sigma, dtype=np.float64))
-    lam = -2.0 * torch.log(s)
-    return {"t": sch.t_of_logsnr(lam).numpy(), "logsnr": lam.numpy(), "sigma_over_a": s.numpy()}
 
 
 @dataclass(frozen=True)
@@ -43,7 +36,7 @@ class Trajectory:
     """Probe signals at ``T`` recorded steps (time first). ``kappa*`` are channel means; NaN where undefined.
 
     ``states [T, B, C, H, W]`` (None unless kept), ``S [T, H, W]``, ``S_radial [T, nk]`` on ``k [nk]``,
-    ``C_radial [T, nr]`` on ``r [nr]``, ``xi_2 [T]``; ``kappa [T, H, W]``, ``kappa_se``, ``kappa_state [T, B, H, W]``,
+    ``C_radial [T, nr]`` on ``r [nr]``, ``xi_zero [T]``, ``xi_peak [T]``; ``kappa [T, H, W]``, ``kappa_se``, ``kappa_state [T, B, H, W]``,
     ``kappa_radial [T, nk]`` (+ ``_se``), ``kappa_min [T]``, ``k_star [T, 2]``; Ornstein-Zernike ``xi_oz [T]``
     (inf at ``r = 0``, NaN when no preferred mode or ``c <= 0``), ``oz_r``, ``oz_c``, ``oz_preferred [T]``;
     ``nfe_sampler`` / ``nfe_probe``: per-sample denoiser evaluations of the sampler and of the probes.
@@ -58,7 +51,8 @@ class Trajectory:
     S_radial: Optional[np.ndarray]
     S_radial_se: Optional[np.ndarray]
     C_radial: Optional[np.ndarray]
-    xi_2: Optional[np.ndarray]
+    xi_zero: Optional[np.ndarray]
+    xi_peak: Optional[np.ndarray]
     kappa: Optional[np.ndarray]
     kappa_se: Optional[np.ndarray]
     kappa_state: Optional[np.ndarray]
@@ -81,15 +75,15 @@ class Trajectory:
 
     def to_dict(self, include_states: bool = False) -> dict:
         skip = () if include_states else ("states", "x_final", "kappa_state")
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip})
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip})
 
 
 class TrajectoryProbe:
     """Sampler callback recording probe signals at ``steps`` (step indices; None = every step).
 
     ``spectral``: keyword arguments of :func:`~.spectral.spectral_probe` (e.g. ``n_probes``, ``method``,
-    ``probe``), or None to skip the spectral probe; the probe seed is ``seed + i`` at step ``i``.
-    ``correlations``: record ``S``, ``C(r)``, ``xi_2`` (needs ``B >= 2``). ``keep_states``: keep ``x``.
+    ``probe``), or None to skip the spectral probe; the probe seed at step ``i`` is ``derive(seed, 'spectral-probe', i)``.
+    ``correlations``: record ``S``, ``C(r)``, ``xi_zero``, ``xi_peak`` (needs ``B >= 2``). ``keep_states``: keep ``x``.
     """
 
     def __init__(self, denoiser: Denoiser, steps: Optional[Sequence[int]] = None, *, label: Label = None,
@@ -117,7 +111,7 @@ class TrajectoryProbe:
         if self.correlations:
             rec["sf"] = structure_factor(x)
         if self.spectral is not None:
-            kw = {"seed": self.seed + step.i, **self.spectral}
+            kw = {"seed": derive(self.seed, "spectral-probe", step.i), **self.spectral}
             with torch.enable_grad():
                 pr = spectral_probe(self.denoiser, x, step.sigma, label=self.label, **kw)
             rec["probe"] = pr
@@ -140,7 +134,7 @@ class TrajectoryProbe:
             r=R[0]["sf"].r if sf else np.zeros(0),
             S=get("sf", lambda s: s.S), S_radial=get("sf", lambda s: s.S_radial),
             S_radial_se=get("sf", lambda s: s.S_radial_se), C_radial=get("sf", lambda s: s.C_radial),
-            xi_2=get("sf", lambda s: s.xi_2),
+            xi_zero=get("sf", lambda s: s.xi_zero), xi_peak=get("sf", lambda s: s.xi_peak),
             kappa=get("probe", lambda p: p.kappa_mode), kappa_se=get("probe", lambda p: p.kappa_mode_se),
             kappa_state=get("probe", lambda p: p.kappa_state.mean(1)),
             kappa_radial=get("probe", lambda p: p.kappa_radial), kappa_radial_se=get("probe", lambda p: p.kappa_radial_se),

@@ -56,8 +56,7 @@ def sweep_figure(result, path) -> Optional[Path]:
 def findings(result) -> list[str]:
     """Plain sentences with numbers and 95% intervals: what the comparisons and the sweep showed."""
     tc, out = result.tc, []
-    out.append(f"critical time t_c = {num(tc.t)} (logsnr {num(tc.logsnr)}, sigma/a {num(tc.sigma_over_a)}; "
-               f"from {tc.source}).")
+    out.append(f"critical time {tc.time.format()} (from {tc.source}).")
     est = (result.estimators or {}).get("estimates", {})
     if est:
         parts = [f"{k} {num(v['logsnr'])}" + (f" {interval(*v['logsnr_ci'])}" if v.get("logsnr_ci") else "")
@@ -93,9 +92,8 @@ def _settings(result) -> str:
     return (f"<p>{_html.escape(cfg.model)} on <code>{_html.escape(str(cfg.data))}</code>, {cfg.n} samples per arm "
             f"(intended classes balanced), {cfg.sampler} with {cfg.steps} steps uniform in {cfg.spacing} on "
             f"{cfg.schedule}. Every arm starts from the same noise and receives the same sampler noise. Pulses: "
-            f"{cfg.shape}, height {num(cfg.height)}, width {num(cfg.width)} logsnr, baseline w = {num(cfg.baseline)}. "
-            f"Critical logsnr {num(tc.logsnr)} (t = {num(tc.t)}, sigma/a = {num(tc.sigma_over_a)}; source: "
-            f"{_html.escape(tc.source)}). Classifier accuracy on the training images: "
+            f"{cfg.profile}, height {num(cfg.height)}, width {num(cfg.width)} logsnr, baseline w = {num(cfg.baseline)}. "
+            f"Critical time {tc.time.format()} (source: {_html.escape(tc.source)}). Classifier accuracy on the training images: "
             f"{num(result.classifier_train_accuracy)}.</p>")
 
 

@@ -15,7 +15,7 @@ from .html import Section, table
 FIGURES = ("net_stiffness.png", "net_xi_chi.png", "net_calibration.png")
 _OTHER_COLOURS = ("C2", "C4", "C5")
 # table order of the signals and branch runs (a result's dicts come back from JSON with sorted keys)
-_SIGNALS = ("stiffness", "xi_2", "xi_oz", "chi")
+_SIGNALS = ("stiffness", "xi_zero", "xi_oz", "chi")
 _BRANCH = ("linear", "ensemble")
 
 
@@ -61,10 +61,10 @@ def _stiffness_figure(r, plt, path: Path) -> None:
 def _xi_chi_figure(r, plt, path: Path) -> None:
     from .figures import save_figure
 
-    lam, xi2, xi_oz = _arr(r.probe_logsnr), _arr(r.xi_2), _arr(r.xi_oz)
+    lam, xi2, xi_oz = _arr(r.probe_logsnr), _arr(r.xi_zero), _arr(r.xi_oz)
     cl, cm, cci = _arr(r.chi_logsnr), _arr(r.chi_mean), _arr(r.chi_ci)
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.5))
-    axs[0].plot(lam, xi2, "o-", label=r"$\xi_2$ (states)")
+    axs[0].plot(lam, xi2, "o-", label=r"$\xi_0$ (states, about k = 0)")
     axs[0].plot(lam, xi_oz, "s--", label=r"$\xi$ (OZ fit of $\kappa$)")
     axs[0].set_xlabel("logsnr"); axs[0].set_ylabel("pixels"); axs[0].set_title("correlation length")
     fin = np.r_[xi2, xi_oz][np.isfinite(np.r_[xi2, xi_oz])]
@@ -135,11 +135,11 @@ def _stiffness_text(r) -> str:
 
 
 def _peaks_text(r) -> str:
-    xp, xo, cp = r.xi_2_peak, r.xi_oz_peak, r.chi_peak
-    s = ("xi_2 of the states is 0 at every recorded time (the connected structure factor S(0) never exceeds "
+    xp, xo, cp = r.xi_zero_peak, r.xi_oz_peak, r.chi_peak
+    s = ("xi_zero (the second-moment length about k = 0) of the states is 0 at every recorded time (the connected structure factor S(0) never exceeds "
          "S(k_min): the ensemble's correlations peak at nonzero |k|), so it has no peak." if xp["all_zero"] else
-         f"xi_2 of the states peaks inside the recorded range at logsnr {num(xp['logsnr'])} ({num(xp['value'])} pixels)."
-         if xp["interior"] else f"xi_2 of the states has no interior peak: its largest value ({num(xp['value'])} "
+         f"xi_zero of the states peaks inside the recorded range at logsnr {num(xp['logsnr'])} ({num(xp['value'])} pixels)."
+         if xp["interior"] else f"xi_zero of the states has no interior peak: its largest value ({num(xp['value'])} "
          f"pixels) is at the end of the recorded range (logsnr {num(xp['logsnr'])}).")
     s += (f" The Ornstein-Zernike xi of the measured stiffness peaks inside the range at logsnr {num(xo['logsnr'])} "
           f"({num(xo['value'])} pixels)." if xo["interior"] else

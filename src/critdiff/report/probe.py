@@ -85,7 +85,7 @@ def signals_figure(result, path) -> Path:
     ax.set_ylabel("sigma^2 min_k kappa")
     ax.legend(fontsize=6)
     ax = axes[1]
-    ax.plot(lam, _arr(rec["xi_2"])[o], "o-", label="xi_2 (states)")
+    ax.plot(lam, _arr(rec["xi_zero"])[o], "o-", label="xi_zero (states, about k = 0)")
     ax.plot(lam, _arr(rec["xi_oz"])[o], "s-", label="xi (Ornstein-Zernike)")
     mark(ax)
     ax.set_xlabel("logsnr")
@@ -196,7 +196,7 @@ def _prose(result) -> str:
             f"of growth of small fluctuations (forward evaluations only, two nested Euler grids, Richardson "
             f"extrapolated), 'linear_stiffness' the JVP stiffness at those states; their intervals include the "
             f"discretisation error. 'homogeneous' probes by JVPs at the theory's own homogeneous states. "
-            f"The rows 'stiffness', 'xi_2', 'xi_oz', 'chi' and 'ensemble_combined' (logsnr {num(e['logsnr_c'])}) "
+            f"The rows 'stiffness', 'xi_zero', 'xi_oz', 'chi' and 'ensemble_combined' (logsnr {num(e['logsnr_c'])}) "
             f"measure along the sampler's own trajectories, whose fluctuations are as large as the noise: "
             f"there the transition is shifted later, away from the linear regime the theory describes."
             f"{scan_txt} Cost: {num(result.nfe['total_per_sample'])} denoiser evaluations per sample.</p>")

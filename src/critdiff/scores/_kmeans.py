@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ..seeding import derive
+
 _ROWS = 1 << 18  # rows per chunk in the chunked passes
 
 
@@ -82,6 +84,6 @@ def kmeans_tree(points: torch.Tensor, k: int, *, seed: int = 0) -> torch.Tensor:
         if n == 0:
             continue
         k2 = max(1, round(k * n / M))
-        out[idx] = kmeans(points[idx], k2, seed=seed + 1 + c) + next_label
+        out[idx] = kmeans(points[idx], k2, seed=derive(seed, "fine", c)) + next_label
         next_label += k2
     return out

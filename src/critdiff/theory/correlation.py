@@ -8,8 +8,9 @@
 - ``S(k, sigma)``: each Fourier mode of the linearised sampler is a linear process; its ``C x C``
   covariance ``Sigma(k)`` is integrated from the initial noise ``Sigma = sigma_max^2 I`` (eq. 5.3-5.4);
   ``S(k) = tr Sigma(k)`` (summed over channels). Normalisation ``S(k) = E|x_hat(k) - E x_hat(k)|^2 / (H W)``.
-- Second-moment correlation length of a structure factor (eq. 5.5):
-  ``xi_2 = sqrt(S(k_p)/S(k_p + q) - 1) / (2 sin(q/2))``, ``q`` one grid step, averaged over axes.
+- The structure factor of an ensemble and its second-moment lengths ``xi_zero`` / ``xi_peak`` (eq. 5.5) are
+  :func:`critdiff.probes.correlations.structure_factor`, ``xi_zero`` and ``xi_peak``: one definition for
+  theory, probes and reports.
 
 Shapes: ``S [T, H, W]`` over a sigma grid ``[T]``; fields ``[B, C, H, W]``.
 """
@@ -23,7 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import check_choice, check_images
+from ..errors import check_choice
 from .homogeneous import HomogeneousSolution
 from .pool import PatchPool
 from .spectrum import block_eigenvalues, is_hermitian_kernel, k_grid, kernel_transform, patch_kernel
@@ -193,47 +194,11 @@ def _discrete_structure_factor(pool, sigmas, method, weights, hom) -> torch.Tens
     return torch.stack(out)
 
 
-def structure_factor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Connected structure factor of an ensemble ``x [B, C, H, W]`` and its standard error, each ``[H, W]``.
-
-    ``S(k) = sum_c mean_b |x_hat_bc(k) - mean_b x_hat_bc(k)|^2 / (H W)`` (channels summed).
-    """
-    check_images("x", x)
-    B, C, H, W = x.shape
-    if B < 2:
-        raise ValueError(f"x: the structure factor of an ensemble needs at least 2 samples, got {B}")
-    xh = torch.fft.fft2(x.to(torch.float64))
-    xh = xh - xh.mean(0, keepdim=True)
-    p = (xh.abs() ** 2).sum(1) / (H * W) * (B / (B - 1))  # [B, H, W]
-    return p.mean(0), p.std(0) / math.sqrt(B)
-
-
-def second_moment_length(S: torch.Tensor, k_peak: Optional[tuple[int, int]] = None) -> float:
-    """Second-moment correlation length of ``S [H, W]`` around its peak (eq. 5.5), in pixels.
-
-    ``k_peak`` is a grid index ``(a, b)`` (default: the argmax of ``S``). Each axis contributes
-    ``(S(k_p) / mean(S(k_p +- q)) - 1) / (2 sin(q/2))^2``; the two are averaged and square-rooted.
-    A flat ``S`` gives 0.
-    """
-    H, W = S.shape
-    if k_peak is None:
-        a, b = divmod(int(torch.argmax(S)), W)
-    else:
-        a, b = k_peak
-    peak = float(S[a, b])
-    vals = []
-    for n, nb in ((H, (float(S[(a + 1) % H, b]) + float(S[(a - 1) % H, b])) / 2),
-                  (W, (float(S[a, (b + 1) % W]) + float(S[a, (b - 1) % W])) / 2)):
-        q = 2 * math.pi / n
-        ratio = peak / nb if nb > 0 else math.inf
-        vals.append(max(ratio - 1.0, 0.0) / (2 * math.sin(q / 2)) ** 2)
-    return math.sqrt(sum(vals) / 2)
-
-
-def dominant_wavelength(S: torch.Tensor) -> Optional[float]:
+def dominant_wavelength(S: "torch.Tensor | np.ndarray") -> Optional[float]:
     """``2 pi / |k|`` at the peak of the radially averaged ``S [H, W]`` (None when the peak is at ``k = 0``)."""
     from .spectrum import radial_average
 
+    S = torch.as_tensor(S, dtype=torch.float64)
     H, W = S.shape
     ky, kx = k_grid(H, W)
     k, mean, _, _ = radial_average(S, ky, kx)
@@ -251,6 +216,7 @@ def compare_structure_factors(S_pred: torch.Tensor, S_emp: torch.Tensor, S_se: t
     """
     from .spectrum import radial_average
 
+    S_pred, S_emp, S_se = (torch.as_tensor(v, dtype=torch.float64) for v in (S_pred, S_emp, S_se))
     T, H, W = S_pred.shape
     ky, kx = k_grid(H, W)
     zs = []

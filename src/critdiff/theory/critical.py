@@ -25,7 +25,8 @@ import torch
 from scipy.optimize import brentq
 
 from ..errors import check_choice, check_int
-from ..schedules import Schedule, get as get_schedule
+from ..schedules import get as get_schedule
+from ..times import Time
 from .homogeneous import HomogeneousSolution, homogeneous_solution
 from .pool import PatchPool, homogeneous_weights
 from .spectrum import Spectrum, WEIGHTS, stiffness_spectrum
@@ -68,15 +69,6 @@ def _canonical(k: tuple[float, float]) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class TimePoint:
-    """A time reported three ways (DESIGN.md section 1)."""
-
-    t: float
-    logsnr: float
-    sigma_over_a: float
-
-
-@dataclass(frozen=True)
 class CriticalPoint:
     """Result of :func:`critical_point`; ``to_dict()`` is JSON-able.
 
@@ -100,6 +92,11 @@ class CriticalPoint:
     weights: str
     drift: str
     instability: dict = field(default_factory=dict)
+
+    @property
+    def time(self) -> Optional[Time]:
+        """``t_c`` as a :class:`~critdiff.times.Time` (None when not found)."""
+        return None if self.t_c is None else Time(self.t_c, self.logsnr_c, self.sigma_over_a_c)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -198,11 +195,6 @@ def _refine(func, lam_lo: float, lam_hi: float) -> float:
     return brentq(func, lam_lo, lam_hi, xtol=1e-12, rtol=1e-12, maxiter=200)
 
 
-def _times(sch: Schedule, lam: float) -> TimePoint:
-    t = float(sch.t_of_logsnr(torch.tensor(lam, dtype=torch.float64)).clamp(sch.t_min, sch.t_max))
-    return TimePoint(t, float(lam), math.exp(-0.5 * lam))
-
-
 def _instability(pool, sch, scan: SpectrumScan, sampler: str, hom) -> dict:
     """The sampler's own instability time: first zero of ``max_k gamma(k, t)`` going backward."""
     gam = scan.growth_rate(sampler).reshape(len(scan.t), -1).max(axis=1)
@@ -223,8 +215,7 @@ def _instability(pool, sch, scan: SpectrumScan, sampler: str, hom) -> dict:
         return float((-f - factor * g2 * kz).max())
 
     lam = _refine(g, float(scan.logsnr[i - 1]), float(scan.logsnr[i]))
-    tp = _times(sch, lam)
-    return {"name": name, "found": True, "message": "", **asdict(tp)}
+    return {"name": name, "found": True, "message": "", **Time.from_logsnr(sch, lam).to_dict()}
 
 
 def critical_point(pool: PatchPool, schedule="vp-linear", *, weights="exact", drift="ode", n_t: int = 161,
@@ -263,7 +254,7 @@ def critical_point(pool: PatchPool, schedule="vp-linear", *, weights="exact", dr
         return float(spec.cov_eigs[..., 0].real.max()) - s * s
 
     lam = _refine(g, float(scan.logsnr[i - 1]), float(scan.logsnr[i]))
-    tp = _times(sch, lam)
+    tp = Time.from_logsnr(sch, lam)
     spec = stiffness_spectrum(pool, tp.sigma_over_a, _m_at(hom, tp.sigma_over_a, pool.channels), weights)
     z = white_statistic(pool, spec)
     c = spec.cov_eigs[..., 0].real

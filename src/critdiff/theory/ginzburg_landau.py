@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import check_images
-from .correlation import correlation_length, dominant_wavelength, second_moment_length, structure_factor
+from ..probes.correlations import structure_factor
+from .correlation import correlation_length, dominant_wavelength
 from .homogeneous import HomogeneousSolution, denoise_homogeneous
 from .pool import PatchPool, homogeneous_weights
 from .spectrum import k_grid, kernel_transform, patch_kernel
@@ -175,15 +176,15 @@ class GLDenoiser:
 
 
 def pattern_statistics(x: torch.Tensor, e: Optional[torch.Tensor] = None) -> dict:
-    """Dominant wavelength and second-moment correlation length of an ensemble of fields ``[B, C, H, W]``.
+    """Dominant wavelength and second-moment correlation length ``xi_peak`` (about the spectral peak) of an ensemble of fields ``[B, C, H, W]``.
 
     With ``e`` the fields are first projected on the channel vector ``e``.
     """
     check_images("x", x)
     if e is not None:
         x = (x * torch.as_tensor(e, dtype=x.dtype).reshape(1, -1, 1, 1)).sum(1, keepdim=True)
-    S, _ = structure_factor(x)
-    return {"dominant_wavelength": dominant_wavelength(S), "xi_second_moment": second_moment_length(S)}
+    sf = structure_factor(x)
+    return {"dominant_wavelength": dominant_wavelength(sf.S), "xi_peak": sf.xi_peak}
 
 
 def compare_with_patch_model(images: torch.Tensor, stencil="square:5", schedule="vp-linear", *, n: int = 200,

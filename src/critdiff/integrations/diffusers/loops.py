@@ -27,7 +27,7 @@ import torch
 
 from ... import samplers as SM
 from ...denoisers import Label
-from ...guidance import GuidanceSchedule, guided
+from ...guidance import WeightFn, guided
 from .adapter import DiffusersDenoiser
 from .schedulers import SchedulerPlan
 
@@ -111,7 +111,7 @@ def run_ddpm_ddim(denoise, base: PlanDenoiser, plan: SchedulerPlan, x: torch.Ten
 
 
 def run_plan(model: DiffusersDenoiser, plan: SchedulerPlan, x: torch.Tensor, *, label: Label = None,
-             guidance: "GuidanceSchedule | float | None" = None, generator=None, callback=None,
+             guidance: "WeightFn | float | None" = None, generator=None, callback=None,
              eta: float = 0.0) -> torch.Tensor:
     """Run ``plan`` from ``x`` (denoiser frame, at ``plan.sigmas[0]``); returns the final state in the plan's frame.
 
