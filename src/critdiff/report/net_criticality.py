@@ -220,6 +220,12 @@ def findings(r) -> list[str]:
     out = [f"measured critical time of the trained network: logsnr {num(tc['logsnr'])} {interval(*tc['logsnr_ci'])} "
            f"(t = {num(tc['t'])}), from {', '.join(tc['signals'])}." if tc["logsnr"] is not None else
            "no measured critical time: no signal has a zero crossing or an interior extremum."]
+    lin = (r.branch_growth or {}).get("linear") or {}
+    if lin.get("logsnr") is not None:
+        how = "turns unstable" if lin.get("method") == "zero-crossing" else "is softest (no crossing)"
+        out.append(f"its symmetric branch (linear response: the critical point) {how} at logsnr "
+                   f"{num(lin['logsnr'])} {interval(*lin['logsnr_ci'])} in mode |k| = {num(lin.get('k_star_abs'))} "
+                   "rad/pixel; the trajectory signals see the sampler's finite-amplitude ensemble instead.")
     if th["found"]:
         agree = _agreement(r)
         out.append(f"patch theory of the calibrated stencil {th['stencil']}: t_c at logsnr {num(th['logsnr'])}"
