@@ -1,6 +1,7 @@
 """Benchmark: a 2-worker local Ray sweep against the serial sweep on the same grid (docs/scale.md).
 
-The sweep: 8 probe runs (patch model on 12 x 12 textures, 2 stencils x 4 seeds, one torch thread each). Timed:
+The sweep: 8 probe runs of a few seconds each (patch model on 16 x 16 textures with the branch linear response,
+2 stencils x 4 seeds, one torch thread each): trial-sized units, as the issue asks. Timed:
 
 - ``serial``: ``run_sweep`` with the serial executor;
 - ``ray``: the same sweep with ``RayExecutor(2)`` on a local runtime started beforehand (``ray_start_s``: its
@@ -28,8 +29,8 @@ from critdiff.experiments.executors import SerialExecutor
 from critdiff.experiments.executors_ray import RayExecutor
 from critdiff.experiments.sweep import run_sweep
 
-SPEC = {"probe": {"model": "patch", "data": "textures:size=12,n=6", "steps": 12, "n": 8, "times": 4,
-                  "homogeneous": 0, "chi": False, "linear": 0, "n_boot": 50, "threads": 1,
+SPEC = {"probe": {"model": "patch", "data": "textures:size=16,per_class=10", "steps": 16, "n": 8, "times": 4,
+                  "homogeneous": 0, "chi": False, "linear": 12, "linear_n": 2, "n_boot": 50, "threads": 1,
                   "grid": {"stencil": ["square:3", "square:5"], "seed": [0, 1, 2, 3]}}}
 N_NOOP = 40
 
