@@ -225,6 +225,14 @@ def test_cli_train_on_idx_then_sample_with_net_model(tmp_path, capsys):
     rec = json.loads((out / "train.json").read_text())
     assert rec["step"] == 3 and rec["n_classes"] == 2 and rec["n_train"] == 32
     assert (out / "samples.png").stat().st_size > 0
+    # train.json is the run's Result: it rebuilds exactly, and renders the same section twice
+    from critdiff.experiments.train import TrainResult
+    from critdiff.report.render import render
+
+    result = TrainResult.from_dict(rec)
+    assert TrainResult.from_json(result.to_json()) == result and result.config.steps == 3
+    a, b = render(result, folder=out), render(TrainResult.from_json(result.to_json()), folder=out)
+    assert a.html == b.html and (out / "loss.png").stat().st_size > 0 and "3 steps on 32 images" in a.findings[0]
     # rerunning into the same folder without --resume is a one-line error (exit 2); --resume continues
     assert cli(argv) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err

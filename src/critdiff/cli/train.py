@@ -23,7 +23,7 @@ def run(args) -> int:
     cfg = resolve_config(args.out, given_fields(args), args.resume)
     with threads_of(args):
         rec = run_train(cfg, args.out, resume=args.resume, device=args.device)
-    ips = rec["images_per_s"]
-    print(f"wrote {args.out}: step {rec['step']}, final loss {rec['final_loss']:.4f}"
+    ips = rec.images_per_s
+    print(f"wrote {args.out}: step {rec.step}, final loss {rec.final_loss:.4f}"
           + (f", {ips:.0f} images/s" if ips else "") + "; samples in samples.png; use --model net:" + str(args.out))
     return 0

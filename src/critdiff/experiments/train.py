@@ -9,7 +9,7 @@ Output folder of ``train`` (see :mod:`critdiff.nets.checkpoint`): the step folde
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,6 +25,7 @@ from ..nets.classifier import ClassifierTrainConfig, train_classifier
 from ..nets.net_denoiser import NetDenoiser
 from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
+from .result import Result
 
 
 def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainConfig:
@@ -80,10 +81,33 @@ def sample_grid(denoiser, path: "str | Path", schedule: str, steps: int, seed: i
     return final, labels
 
 
+@dataclass(frozen=True)
+class TrainResult(Result):
+    """A training run: its configuration, the network's, the loss curve ``losses`` (``[step, mean loss]``), the
+    timing and the files written (the checkpoint itself is in the folder)."""
+
+    kind = "train"
+    config: TrainConfig
+    net: dict
+    n_params: int
+    n_train: int
+    n_classes: int
+    step: int
+    final_loss: Optional[float]
+    losses: tuple
+    seconds: float
+    images_per_s: Optional[float]
+    grid_seconds: Optional[float]
+    threads: int
+    device: str
+    files: tuple[str, ...]
+
+
 def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, progress: bool = True,
               device: "str | torch.device" = "cpu", on_step: Optional[Callable[[int, float], None]] = None,
-              grid: bool = True) -> dict:
-    """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png`` and ``train.json``."""
+              grid: bool = True) -> "TrainResult":
+    """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png`` and ``train.json``
+    (the result)."""
     cfg.validate()
     device = resolve_device(device)
     out = Path(out_dir)
@@ -99,24 +123,13 @@ def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, pro
         grid_seconds = time.perf_counter() - t0
         files.append("samples.png")
     losses = res["losses"]
-    record = {
-        "config": cfg.to_dict(),
-        "net": res["net_config"].to_dict(),
-        "n_params": n_params(res["net"]),
-        "n_train": int(images.shape[0]),
-        "n_classes": res["net_config"].n_classes,
-        "step": res["step"],
-        "final_loss": losses[-1][1] if losses else None,
-        "losses": losses,
-        "seconds": res["seconds"],
-        "images_per_s": res["images_per_s"],
-        "grid_seconds": grid_seconds,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "files": files,
-    }
-    save_json(out / "train.json", record)
-    return record
+    result = TrainResult(
+        config=cfg, net=res["net_config"].to_dict(), n_params=n_params(res["net"]), n_train=int(images.shape[0]),
+        n_classes=res["net_config"].n_classes, step=res["step"], final_loss=losses[-1][1] if losses else None,
+        losses=losses, seconds=res["seconds"], images_per_s=res["images_per_s"], grid_seconds=grid_seconds,
+        threads=torch.get_num_threads(), device=str(device), files=tuple(files))
+    save_json(out / "train.json", result.to_dict())
+    return result
 
 
 def run_train_classifier(cfg: ClassifierTrainConfig, out_dir: "str | Path", progress: bool = True,

@@ -10,6 +10,7 @@ from .html import Section
 # -> Section, where ``folder`` is the run's folder (its artefacts; figures are drawn into it)
 RENDERERS = {
     "sample": "sample:render_sample",
+    "train": "train:render_train",
     "guide": "guide:render_guide",
     "probe": "probe:render_probe",
     "net-criticality": "net_criticality:render_net_criticality",
