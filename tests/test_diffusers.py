@@ -198,9 +198,27 @@ def test_sigma_grid_matches_scheduler_timesteps(unet, kind, n):
 def test_sigma_grid_without_final_alpha_one_ends_with_an_extra_step(unet):
     sched = diffusers.DDIMScheduler(num_train_timesteps=100, set_alpha_to_one=False)
     D = DiffusersDenoiser(unet, sched)
-    grid = diffusers_sigma_grid(D, 5, "ddim")
-    assert grid.numel() == 7 and float(grid[-1]) == 0.0
+    grid = diffusers_sigma_grid(D, 5, "ddim")  # timesteps 80 .. 0: the level of timestep 0 once, then 0
+    assert grid.numel() == 6 and float(grid[-1]) == 0.0
     assert float(grid[-2]) == pytest.approx(_sigma_of(float(sched.alphas_cumprod[0].double())), rel=1e-14)
+
+
+@pytest.mark.parametrize("spacing, offset", [("leading", 0), ("linspace", 0), ("trailing", 0), ("leading", 1)])
+@pytest.mark.parametrize("n", [1, 4, 10])
+def test_sigma_grid_is_strictly_decreasing_when_the_last_timestep_is_0(unet, spacing, offset, n):
+    # set_alpha_to_one=False with a last timestep of 0: diffusers' last DDIM step lands on the level it starts
+    # from, so that level appears once (it used to appear twice and every sampler refused the grid)
+    sched = diffusers.DDIMScheduler(num_train_timesteps=100, set_alpha_to_one=False, timestep_spacing=spacing,
+                                    steps_offset=offset)
+    D = DiffusersDenoiser(unet, sched)
+    sched.set_timesteps(n)
+    grid = diffusers_sigma_grid(D, n, "ddim", strict=False)
+    SM.check_sigmas(grid)  # strictly decreasing, ends in 0
+    abar = sched.alphas_cumprod.double()
+    assert grid[: len(sched.timesteps)].tolist() == pytest.approx([_sigma_of(float(abar[t])) for t in sched.timesteps],
+                                                                  rel=1e-14, abs=0)
+    if int(sched.timesteps[-1]) == 0:
+        assert grid.numel() == len(sched.timesteps) + 1
 
 
 def test_sigma_grid_bad_arguments(unet):

@@ -454,7 +454,9 @@ def diffusers_sigma_grid(model: DiffusersDenoiser, n_steps: int, kind: Literal["
     Cases that cannot end in 0 exactly: a DDIM config with ``set_alpha_to_one=False`` ends at
     ``abar = alphas_cumprod[0]`` (sigma > 0), and a DDIM last step whose ``t - T // n_steps`` is still a
     timestep; the grid then ends ``[..., sigma_final, 0]`` and critdiff takes one extra denoising step
-    (``x = D(x, sigma_final)``) that diffusers does not. DDIM always steps from ``t`` to
+    (``x = D(x, sigma_final)``) that diffusers does not. When the last timestep is 0 itself, diffusers' last DDIM
+    step lands on the level it starts from (a no-op), so that level appears once: the grid stays strictly
+    decreasing. For diffusers' exact loop use :func:`critdiff.integrations.diffusers.schedulers.scheduler_plan`. DDIM always steps from ``t`` to
     ``t - T // n_steps``; when that is not the next timestep (e.g. ``timestep_spacing='trailing'`` with
     ``T % n_steps != 0``), diffusers' run is not one sigma grid and this raises unless ``strict=False``
     (then the grid of the evaluated timesteps is returned).
@@ -491,7 +493,9 @@ def diffusers_sigma_grid(model: DiffusersDenoiser, n_steps: int, kind: Literal["
             final = float(sig[0])
     if any(not 0 <= t < T for t in ts):
         raise ValueError(f"n_steps: the scheduler produced timesteps outside [0, {T - 1}]")
-    grid = [float(sig[t]) for t in ts] + [final]
-    if final > 0:
+    grid = [float(sig[t]) for t in ts]
+    if final < grid[-1]:  # DDIM from timestep 0 with set_alpha_to_one=False lands on the same level: a no-op step
+        grid.append(final)
+    if grid[-1] > 0:
         grid.append(0.0)
     return torch.tensor(grid, dtype=torch.float64)
