@@ -247,8 +247,9 @@ def test_cli_runs_without_a_classifier(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_section_quick(tmp_path):
     x, y = load("textures:size=12,per_class=6")
-    sec = G.demo_section(tmp_path, MeanClassifier(x, y), quick=True, log=lambda m: None)
-    assert sec.key == "guidance" and "tc-random" in sec.results["comparisons"]
+    result = G.run_guide(G.demo_config(quick=True), tmp_path, classifier=MeanClassifier(x, y), log=lambda m: None)
+    sec = render(result, folder=tmp_path)
+    assert sec.key == "guidance" and "tc-random" in result.comparisons and 'src="sweep.png"' in sec.html
 
 
 def test_baseline_arms_equal_nfe_rows_and_estimators_record(parts, tmp_path):

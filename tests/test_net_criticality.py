@@ -33,9 +33,7 @@ def model(tmp_path_factory):
 def section(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sec")
     result = run_net_criticality(demo_config(True, model).replace(data="digits:size=8"), folder, progress=False)
-    sec = render_net_criticality(result, folder)
-    sec.results = result.to_dict()
-    return sec, folder, result
+    return render_net_criticality(result, folder), folder, result
 
 
 def _tokens(obj, out):
@@ -58,8 +56,8 @@ def _tokens(obj, out):
 
 
 def test_section_end_to_end(section):
-    sec, folder, _ = section
-    r = sec.results
+    sec, folder, result = section
+    r = result.to_dict()
     # every figure the html references was written into the folder
     srcs = re.findall(r'src="([^"]+)"', sec.html)
     assert srcs and set(srcs) == set(FIGURES)

@@ -54,7 +54,7 @@ def unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _from_json_value(tp: Any, value: Any) -> Any:
+def from_json_value(tp: Any, value: Any) -> Any:
     """Rebuild a field value of annotation ``tp`` from its JSON form."""
     if value is None:
         return None
@@ -65,9 +65,9 @@ def _from_json_value(tp: Any, value: Any) -> Any:
     if origin is tuple or tp is tuple:
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json_value(args[0], v) for v in value)
+            return tuple(from_json_value(args[0], v) for v in value)
         if args:
-            return tuple(_from_json_value(a, v) for a, v in zip(args, value))
+            return tuple(from_json_value(a, v) for a, v in zip(args, value))
         return tuple(_tupled(v) for v in value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -99,7 +99,7 @@ class JsonConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
-        return cls(**{k: _from_json_value(types[k], v) for k, v in d.items()})
+        return cls(**{k: from_json_value(types[k], v) for k, v in d.items()})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

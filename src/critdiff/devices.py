@@ -25,7 +25,8 @@ def resolve(device: "str | torch.device", name: str = "device") -> torch.device:
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"{name}: {str(dev)!r} requested but CUDA is not available on this machine (use cpu)")
+            raise ValueError(f"{name}: {str(dev)!r} requested but CUDA is not available on this machine "
+                             "(no CUDA device found; use cpu)")
         if dev.index is not None and dev.index >= count:
             raise ValueError(f"{name}: {str(dev)!r} requested but this machine has {count} CUDA device(s) "
                              f"(cuda:0 to cuda:{count - 1})")

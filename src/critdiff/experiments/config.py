@@ -21,6 +21,7 @@ import torch
 from .. import samplers as SM
 from .. import schedules as S
 from ..config import JsonConfig, arg
+from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_int
 from ..spec import parse_spec
 
@@ -108,7 +109,7 @@ class RunConfig(JsonConfig):
         check_choice("spacing", self.spacing, S.SPACINGS)
         check_choice("boundary", self.boundary, ("periodic", "zero"))
         check_choice("pool", self.pool, ("all", "valid"))
-        check_device(self.device)
+        resolve_device(self.device)
         if kind == "patch":
             from ..stencil import parse_stencil
 
@@ -137,18 +138,3 @@ class RunConfig(JsonConfig):
                 flag = "--local" if name == "equivariant" else f"--{name}"
                 raise ValueError(f"{name}: only the patch model uses {flag}; model {kind!r} ignores it")
 
-
-def check_device(device: str) -> torch.device:
-    """``device`` as a ``torch.device`` that exists on this machine, else a one-line error naming ``device``."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} was asked for but no CUDA device is available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-    elif dev.type != "cpu":
-        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
-    return dev

@@ -11,30 +11,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..io import config_hash, save_json
 from ..threads import torch_threads
-from .demo_sections import demo_sections
+from .demo_sections import DemoSection, demo_sections
 from .result import Result, result_from_record
 
 TITLE = "critdiff demo report"
-
-
-@dataclass(frozen=True)
-class DemoSection:
-    """One section of the demo: its ``key``, a JSON-able ``config`` (the cache key), ``run(folder) -> Result``,
-    options for its renderer (title, blurb) and the torch ``threads`` it runs on (None: unchanged)."""
-
-    key: str
-    config: dict
-    run: Callable[[Path], Result]
-    render_options: dict
-    threads: "int | None" = None
 
 
 def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:

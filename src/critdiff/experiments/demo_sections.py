@@ -1,29 +1,39 @@
 """The sections of ``critdiff demo`` and their settings (CPU-sized; ``quick`` for the tests).
 
-Each entry is a :class:`~critdiff.experiments.demo.DemoSection`: a cache key (its configuration), a
+Each entry is a :class:`DemoSection`: a cache key (its configuration), a
 ``run(folder) -> Result`` and the options of its renderer (:func:`critdiff.report.render.render`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-import torch
-
+from .result import Result
 from .sample import SampleConfig, run_sample
 
 PROBE_THREADS = 1  # the probes' many small autograd ops ran over 2x slower on two threads on the 2-core machine
 
 
-def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
-    from .demo import DemoSection
+@dataclass(frozen=True)
+class DemoSection:
+    """One section of the demo: its ``key``, a JSON-able ``config`` (the cache key), ``run(folder) -> Result``,
+    options for its renderer (title, blurb) and the torch ``threads`` it runs on (None: unchanged)."""
 
+    key: str
+    config: dict
+    run: Callable[[Path], Result]
+    render_options: dict
+    threads: "int | None" = None
+
+
+def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
     return DemoSection(key, {"sample": cfg.identity(), "version": 2}, lambda folder: run_sample(cfg, folder),
                        {"title": title, "blurb": blurb})
 
 
 def _theory(key: str, data: str, blurb: str):
-    from .demo import DemoSection
     from .theory_section import demo_config, run_theory
 
     cfg = demo_config(data)
@@ -32,8 +42,6 @@ def _theory(key: str, data: str, blurb: str):
 
 
 def _net(quick: bool):
-    from .demo import DemoSection
-
     def run(folder: Path):
         from .demo_model import train_demo_model
         from .net_criticality import demo_config, run_net_criticality
@@ -55,7 +63,6 @@ def _data_size(data_spec: str) -> int:
 
 
 def _guidance(quick: bool):
-    from .demo import DemoSection
     from .guide import demo_config, run_guide
 
     gcfg = demo_config(quick)
@@ -76,7 +83,6 @@ def _guidance(quick: bool):
 
 
 def _probe(data: str, quick: bool, eps_scan: tuple = ()):
-    from .demo import DemoSection
     from .probe import demo_config, run_probe
 
     cfg = demo_config(quick, data, "square:5", eps_scan)
@@ -86,7 +92,6 @@ def _probe(data: str, quick: bool, eps_scan: tuple = ()):
 
 
 def _structure():
-    from .demo import DemoSection
     from .structure_section import StructureConfig, run_structure
 
     cfg = StructureConfig()

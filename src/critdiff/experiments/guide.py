@@ -53,7 +53,7 @@ from .guide_tc import CriticalTime, resolve_tc
 from .progress import progress_bar
 from .result import Result
 
-__all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "demo_section", "intended_labels",
+__all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
 
 
@@ -230,14 +230,3 @@ def summarise_log(out_dir: "str | Path", classifier, model=None, progress: bool 
     with open(path, encoding="utf-8") as fh:
         head = json.loads(fh.readline())
     return run_guide(GuideConfig.from_dict(head["config"]), out_dir, progress, classifier=classifier, model=model)
-
-
-def demo_section(folder: "str | Path", classifier, quick: bool = False, log=print):
-    """Run (or resume) the demo's guidance experiment in ``folder`` and return its report Section
-    (``results`` holds the record the demo's page reads until the demo renders the result itself)."""
-    from ..report.guide import render_guide
-
-    result = run_guide(demo_config(quick), folder, classifier=classifier, log=log)
-    sec = render_guide(result, folder=folder)
-    sec.results = {k: v for k, v in result.summary().items() if k in ("tc", "table", "sweep", "sweep_peak", "comparisons")}
-    return sec

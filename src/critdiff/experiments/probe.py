@@ -275,20 +275,3 @@ def demo_config(quick: bool, data: str, stencil: str = "square:5", eps_scan: tup
         return ProbeConfig(model="patch", data=data, stencil=stencil, eps_scan=eps_scan)
     return ProbeConfig(model="patch", data=data, stencil=stencil, n=6, steps=12, times=5, n_boot=100, homogeneous=21,
                        linear=12, linear_n=3, eps_scan=eps_scan[-1:])
-
-
-def probe_section(data_spec: str, stencil: str, folder=None, quick: bool = False, eps_scan: tuple = ()):
-    """Demo section (transitional, until the demo calls :func:`run_probe` and ``report.render`` itself):
-    ``(config_dict, build)`` with ``build(folder) -> Section``. ``folder`` is unused."""
-    cfg = demo_config(quick, data_spec, stencil, eps_scan)
-
-    def build(folder: Path):
-        from ..probes.theory_compare import comparison_rows
-        from ..report.probe import render_probe
-
-        result = run_probe(cfg, folder, progress=True)
-        sec = render_probe(result, folder=folder)
-        sec.results = {"rows": comparison_rows(result.to_dict()), **result.to_dict()}
-        return sec
-
-    return {"kind": "probe", **cfg.to_dict(), "version": 2}, build

@@ -19,7 +19,7 @@ import dataclasses
 import json
 from typing import Any, ClassVar
 
-from ..config import JsonConfig, _from_json_value, field_types
+from ..config import JsonConfig, from_json_value, field_types
 from ..io import to_jsonable
 
 RESULT_TYPES: dict[str, type] = {}
@@ -28,7 +28,7 @@ RESULT_TYPES: dict[str, type] = {}
 def _normalised(tp: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return value
-    return _from_json_value(tp, json.loads(json.dumps(to_jsonable(value))))
+    return from_json_value(tp, json.loads(json.dumps(to_jsonable(value))))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,7 +41,6 @@ class Section:
     key: str
     title: str
     html: str
-    results: dict[str, Any] = field(default_factory=dict)  # transitional: sections not yet built from a Result
     question: str = ""
     findings: list[str] = field(default_factory=list)
     folder: str = "."

@@ -41,19 +41,6 @@ def check_dtype(dtype) -> Optional[torch.dtype]:
     return dtype
 
 
-def check_device(device) -> Optional[torch.device]:
-    """``None`` (keep the training data where it is), ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` (must exist)."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected None, 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but no CUDA device is available")
-    return dev
-
-
 class ClassIndex:
     """Training images sorted by class: ``order`` permutes them, class ``k`` occupies ``ranges[k]``."""
 

@@ -20,9 +20,10 @@ from typing import Optional
 
 import torch
 
+from ..devices import resolve as resolve_device
 from ..errors import check_images
 from . import _softmax as K
-from ._common import ClassIndex, check_chunk_size, check_device, check_labels, groups, prepare_call
+from ._common import ClassIndex, check_chunk_size, check_labels, groups, prepare_call
 
 DEFAULT_CHUNK = 4096
 
@@ -42,8 +43,8 @@ class EmpiricalScore:
         self._classes = ClassIndex(check_labels(labels, N), N)
         self.labels = None if labels is None else self._classes.labels
         self._images = images.detach()[self._classes.order].contiguous()
-        if (dev := check_device(device)) is not None:  # where the training images live
-            self._images = self._images.to(dev)
+        if device is not None:  # where the training images live
+            self._images = self._images.to(resolve_device(device))
         flat = self._images.reshape(N, -1).to(torch.float64)
         self._shift = flat.mean(0)  # [CHW]; exact shift, shrinks the GEMM cancellation
         self._p_norm2_max = float((flat - self._shift).pow(2).sum(1).max())

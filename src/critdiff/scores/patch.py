@@ -37,11 +37,12 @@ from typing import Literal, Optional
 
 import torch
 
+from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_images, check_int
 from ..stencil import Stencil, gather_patches, parse_stencil
 from . import _softmax as K
 from ._pruned import PrunedPool
-from ._common import ClassIndex, check_chunk_size, check_device, check_dtype, check_labels, groups, prepare_call
+from ._common import ClassIndex, check_chunk_size, check_dtype, check_labels, groups, prepare_call
 
 Boundary = Literal["periodic", "zero"]
 Pool = Literal["all", "valid"]
@@ -118,8 +119,8 @@ class PatchScore:
         self.n_images = N
         self._classes = ClassIndex(check_labels(labels, N), N)
         self._images = images.detach()[self._classes.order].to(self.dtype).contiguous()
-        if (dev := check_device(device)) is not None:
-            self._images = self._images.to(dev)
+        if device is not None:
+            self._images = self._images.to(resolve_device(device))
         self.labels = None if labels is None else self._classes.labels
         y0, y1, x0, x1 = self._valid
         self._positions = (y1 - y0) * (x1 - x0)  # pool patches per training image
