@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from critdiff.probes import bootstrap as B
 from critdiff.probes.bootstrap import (mean_ci, mean_interval, paired_mean_diff, paired_stat_diff, percentile_ci,
                                        replicates, stratified_indices)
 
@@ -64,3 +65,38 @@ def test_errors():
         mean_interval(np.arange(4.0), method="basic")
     with pytest.raises(ValueError, match="a, b"):
         paired_mean_diff(np.zeros(3), np.zeros(4))
+
+
+# --- the peak of a pulse-centre sweep -------------------------------------------------------------------------------
+
+def test_curve_peak_is_the_vertex_of_a_sampled_parabola_on_an_uneven_grid():
+    x = np.array([-3.0, -1.0, 0.5, 1.0, 4.0])
+    for true in (-0.4, 0.7, 0.9):
+        y = 2.0 - 1.5 * (x - true) ** 2
+        assert B.curve_peak(x, y) == pytest.approx(true, abs=1e-12)
+
+
+def test_curve_peak_at_an_edge_is_the_grid_point_and_a_tie_splits_the_pair():
+    x = np.linspace(0, 4, 5)
+    assert B.curve_peak(x, -x) == 0.0
+    assert B.curve_peak(x, x) == 4.0
+    assert B.curve_peak(x, np.array([0.0, 1.0, 1.0, 1.0, 0.0])) == 1.5  # parabola through (0, 0), (1, 1), (2, 1)
+    with pytest.raises(ValueError, match="x:"):
+        B.curve_peak(x[::-1], x)
+
+
+def test_peak_interval_covers_the_true_peak_and_shrinks_with_n():
+    rng = np.random.default_rng(3)
+    x = np.linspace(-4, 4, 9)
+    true = 0.6
+    widths = []
+    for n in (100, 1600):
+        shared = rng.normal(size=n)  # a per-sample offset common to all centres: pairing removes it
+        vals = (-(x[:, None] - true) ** 2 / 8 + shared[None] + 0.5 * rng.normal(size=(9, n)))
+        r = B.peak_interval(x, vals, n_boot=400, seed=1)
+        assert r["lo"] <= true <= r["hi"]
+        assert r["argmax"] in (0.0, 1.0)
+        widths.append(r["hi"] - r["lo"])
+    assert widths[1] < widths[0] / 2
+    with pytest.raises(ValueError, match="values:"):
+        B.peak_interval(x, np.zeros((8, 3)))

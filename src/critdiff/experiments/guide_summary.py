@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff
+from ..probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff, peak_interval
 from ..seeding import derive
 from .guide_arms import Arm, Setup, grid_range
 from .guide_metrics import classify, diversity, frechet_distance
@@ -122,17 +122,23 @@ def _table(arms: list[Arm], per_arm: dict) -> list[dict]:
     return rows
 
 
-def _sweep(arms: list[Arm], per_arm: dict, tc: CriticalTime) -> tuple[list[dict], Any]:
-    """The sweep curve (one point per sweep centre) and the centres where log p and accuracy peak."""
+def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: CriticalTime, n_boot: int, seed: int
+           ) -> tuple[list[dict], Any]:
+    """The sweep curve (one point per sweep centre) and where log p and accuracy peak: the best centre
+    (``*_peak_logsnr``) and the parabolic peak of the curve with its paired bootstrap interval (``*_peak_fit``,
+    ``*_peak_ci``; :func:`critdiff.probes.bootstrap.peak_interval`)."""
+    sw = sorted((a for a in arms if a.name.startswith("sweep@")), key=lambda a: a.centre)
     sweep = [{"centre_logsnr": a.centre, "accuracy": per_arm[a.name]["accuracy"], "logp": per_arm[a.name]["logp"],
-              "nfe": per_arm[a.name]["nfe"]} for a in arms if a.name.startswith("sweep@")]
+              "nfe": per_arm[a.name]["nfe"]} for a in sw]
     if not sweep:
         return sweep, None
-    best = max(sweep, key=lambda s: s["logp"]["diff"])
-    best_acc = max(sweep, key=lambda s: s["accuracy"]["diff"])
-    return sweep, {"logp_peak_logsnr": best["centre_logsnr"], "accuracy_peak_logsnr": best_acc["centre_logsnr"],
-                   "logp_peak_minus_tc": best["centre_logsnr"] - tc.logsnr,
-                   "accuracy_peak_minus_tc": best_acc["centre_logsnr"] - tc.logsnr}
+    peak: dict[str, Any] = {}
+    for metric, key in (("logp", "logp"), ("accuracy", "correct")):
+        p = peak_interval(np.array([a.centre for a in sw]), np.stack([data[a.name][key] for a in sw]), n_boot,
+                          derive(seed, "sweep-peak", metric))
+        peak.update({f"{metric}_peak_logsnr": p["argmax"], f"{metric}_peak_minus_tc": p["argmax"] - tc.logsnr,
+                     f"{metric}_peak_fit": p["peak"], f"{metric}_peak_ci": (p["lo"], p["hi"])})
+    return sweep, peak
 
 
 def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTime) -> dict[str, Any]:
@@ -156,7 +162,7 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTi
     for a, b in COMPARISONS:
         if a in data and b in data:
             comparisons[f"{a}-{b}"] = per_arm[a].get("vs_random") if b == "random" else paired(a, b)
-    sweep, peak = _sweep(arms, per_arm, tc)
+    sweep, peak = _sweep(arms, per_arm, data, tc, cfg.n_boot, cfg.seed)
     return {"tc": tc, "grid_logsnr_range": grid_range(setup.sigmas), "n_classes": setup.n_classes,
             "classifier_train_accuracy": float(ref["correct"].double().mean()),
             "calibration": trial_log.find("calibration"), "arms": per_arm, "table": _table(arms, per_arm),

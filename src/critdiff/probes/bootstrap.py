@@ -105,3 +105,38 @@ def paired_stat_diff(stat: Callable[[np.ndarray], float], groups: np.ndarray, n_
     boots = np.array([stat(stratified_indices(groups, rng)) for _ in range(check_int("n_boot", n_boot))])
     lo, hi = percentile_ci(boots, level) if np.isfinite(boots).any() else (np.nan, np.nan)
     return {"diff": full, "lo": float(lo), "hi": float(hi), "n": int(groups.size)}
+
+
+def curve_peak(x: np.ndarray, y: np.ndarray) -> float:
+    """Where a sampled curve ``y(x)`` peaks: the vertex of the parabola through its largest point and the two
+    neighbours (``x`` increasing, any spacing), or the grid point itself at an edge of the grid. Since the first
+    maximum is taken, the three points are concave and the vertex lies between the two neighbours."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0:
+        raise ValueError(f"x, y: expected two 1-D arrays of one length, got shapes {x.shape}, {y.shape}")
+    if x.size > 1 and not np.all(np.diff(x) > 0):
+        raise ValueError("x: expected strictly increasing centres")
+    i = int(np.argmax(y))
+    if i == 0 or i == x.size - 1:
+        return float(x[i])
+    (x0, x1, x2), (y0, y1, y2) = x[i - 1:i + 2], y[i - 1:i + 2]
+    d0, d2 = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)  # divided differences
+    curv = (d2 - d0) / (x2 - x0)
+    if not curv < 0:  # only for non-finite values
+        return float(x1)
+    return float((x0 + x1) / 2 - d0 / (2 * curv))  # p'(x) = 0 for p(x) = y0 + d0 (x - x0) + curv (x - x0)(x - x1)
+
+
+def peak_interval(x: np.ndarray, values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """The peak of a paired sweep: ``values [K, n]`` holds sample ``j``'s metric at centre ``x[k]`` (the same seed at
+    every centre). ``peak``: :func:`curve_peak` of the mean curve; ``lo``, ``hi``: percentile interval over paired
+    bootstrap resamples of the samples (one index set for all centres); ``argmax``: the best grid centre."""
+    values = np.asarray(values, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] != x.size or values.shape[1] < 1:
+        raise ValueError(f"values: expected [K={x.size}, n >= 1] per-sample values, got shape {values.shape}")
+    reps = replicates(lambda idx: curve_peak(x, values[:, idx].mean(1)), values.shape[1], n_boot=n_boot, seed=seed)
+    lo, hi = percentile_ci(reps, level)
+    mean = values.mean(1)
+    return {"peak": curve_peak(x, mean), "lo": float(lo), "hi": float(hi), "argmax": float(x[int(np.argmax(mean))]),
+            "n": int(values.shape[1])}

@@ -70,8 +70,12 @@ def findings(result) -> list[str]:
                        f"{num(r['nfe_ratio'])} (paired bootstrap 95%).")
     if result.sweep_peak:
         p = result.sweep_peak
-        out.append(f"the sweep's log p peaks at logsnr {num(p['logp_peak_logsnr'])} ({num(p['logp_peak_minus_tc'])} "
-                   f"from t_c) and its accuracy at {num(p['accuracy_peak_logsnr'])}.")
+        fit = ""
+        if "logp_peak_fit" in p:  # results written before the fitted peak existed lack it
+            lo, hi = p["logp_peak_ci"]
+            fit = f"; parabolic peak {num(p['logp_peak_fit'])} [{num(lo)}, {num(hi)}] (paired bootstrap 95%)"
+        out.append(f"the sweep's log p peaks at the centre logsnr {num(p['logp_peak_logsnr'])} "
+                   f"({num(p['logp_peak_minus_tc'])} from t_c{fit}) and its accuracy at {num(p['accuracy_peak_logsnr'])}.")
     return out
 
 
