@@ -1,27 +1,36 @@
-"""Benchmark: which critical-time estimator predicts where a guidance pulse works (issue #14 point 3;
+"""Benchmark: which critical-time estimator predicts where a guidance pulse works, and does the pulse at it beat
+the same pulse at random times and the baselines a practitioner would choose (issue #14 points 3 and 4;
 docs/guidance.md section 5).
 
-Per model: every estimator of :mod:`critdiff.experiments.guide_estimators` (estimate and 95% interval, or the
-reason it has none) and a pulse-centre sweep (``--sweep`` centres, paired seeds) whose log p peak is located;
-the row gives each estimator's distance to the peak. Finally the leave-one-model-out prediction error of each
-estimator (mean |estimate + median offset of the other models - peak|), the rule by which ``guide``'s default
-(:data:`critdiff.experiments.guide_config.DEFAULT_TC_FROM`) is to be chosen.
+Six models (:data:`MODELS`): the analytic conditional patch model on textures 16x16, digits 16x16 and an MNIST-28
+subset, and trained conditional UNets on digits 16x16, MNIST 28x28 and textures 32x32 (``--runs DIR`` holds the
+nets ``net_*`` and the evaluation classifiers ``clf_*``; make them with ``make guidance-models`` or the commands in
+docs/guidance.md section 5). Every model is sampled with the same sampler and grid (DDPM, VP-linear, 20 steps,
+uniform in logsnr) and pulse (box, height 3, width 3 in logsnr).
 
-The models are the analytic patch model on textures and digits (no training); ``--model NAME=CKPT`` adds a
-trained net (its data spec is read from the checkpoint) with ``--classifier NAME=CKPT``. Without a classifier
-checkpoint the patch models use the class-mean classifier below (a stand-in: the real run should pass the
-project's trained classifiers). ``--tiny`` runs a seconds-sized smoke test (it is NOT a result).
+Phase ``sweep`` (per model): every estimator of :mod:`critdiff.experiments.guide_estimators` (estimate, 95%
+interval, wall time, or the reason it has none) and a pulse-centre sweep (``--sweep`` centres, paired seeds) whose
+log p and accuracy peaks are located with paired bootstrap intervals. Then each estimator's distance to the log p
+peak, and two prediction errors over models: ``raw`` (mean |estimate - peak|, nothing fitted) and ``loo``
+(leave-one-model-out: mean |estimate + median offset of the other models - peak|). The default estimator is the one
+with the smallest ``raw`` error (it is what ``guide`` uses, with no offset); ``loo`` says whether a constant offset
+would help.
 
-Writes ``benchmarks/results/guidance_estimators.json`` (or ``--out``).
-Usage: ``python benchmarks/guidance_estimators.py [--tiny] [--n 200] [--sweep 9] [--out PATH]``.
+Phase ``arms`` (per model): the pulse at the chosen estimator's t_c against the random-centre control and the
+baselines (none, cond, constant, interval, interval-ours, linear) on common random numbers, and the pulse at t_c on
+baseline 1 against the same pulse at random centres on baseline 1. ``--tc-from NAME`` forces the estimator.
+
+Runs resume (each guide run is a folder under ``--work``); the summary is written to ``--out`` atomically after
+every model. ``--tiny`` runs a seconds-sized smoke test on a tiny patch model (it is NOT a result).
+Usage: ``python benchmarks/guidance_estimators.py --runs RUNS [--phase sweep|arms|all] [--only a,b] [--n 200]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,17 +38,29 @@ import numpy as np
 import torch
 
 from critdiff.experiments.guide import GuideConfig, run_guide
+from critdiff.experiments.guide_arms import prepare
 from critdiff.experiments.guide_config import TC_SOURCES
 from critdiff.experiments.guide_estimators import estimate
-from critdiff.experiments.guide_arms import prepare
+from critdiff.io import save_json
+from critdiff.nets.classifier import load_classifier, read_metrics
 
-PATCH_MODELS = {"patch-textures": dict(data="textures:size=16,n=10", stencil="square:5"),
-                "patch-digits": dict(data="digits:size=16,n=20", stencil="square:5")}
-TINY = dict(data="textures:size=8,n=4", stencil="square:3")
+# name -> (GuideConfig fields, classifier folder under --runs, samples per arm or None for --n)
+MODELS = {
+    "patch-textures16": (dict(model="patch", data="textures:size=16,per_class=10", stencil="square:5"), "clf_tex16", None),
+    "patch-digits16": (dict(model="patch", data="digits:size=16,n=200", stencil="square:5"), "clf_digits16", None),
+    "patch-mnist28": (dict(model="patch", data="mnist:n=100", stencil="square:5"), "clf_mnist28", 100),
+    "net-digits16": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
+    "net-mnist28": (dict(model="net:{runs}/net_mnist28", data="mnist"), "clf_mnist28", None),
+    "net-textures32": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
+}
+TINY = {"tiny-patch-a": (dict(model="patch", data="textures:size=8,per_class=3", stencil="square:3"), None, None),
+        "tiny-patch-b": (dict(model="patch", data="textures:size=8,per_class=4", stencil="square:3", seed=1), None, None)}
+ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random")
+CANDIDATES = ("auto",) + TC_SOURCES  # auto: theory on the patch model, linear-response on nets
 
 
 class MeanClassifier:
-    """Logits ``-|x - mu_c|^2 / 8`` on the class means of the training images; embed = the flattened image."""
+    """Tiny runs only: logits ``-|x - mu_c|^2 / 8`` on the class means; embed = the flattened image."""
 
     def __init__(self, images, labels):
         self.mu = torch.stack([images[labels == c].mean(0).flatten() for c in range(int(labels.max()) + 1)]).double()
@@ -51,65 +72,151 @@ class MeanClassifier:
         return x.flatten(1).double()
 
 
-def estimates(cfg: GuideConfig, setup, classifier) -> dict:
-    """Every estimator on one model: its record or the reason it has none, with its wall time."""
+def _config(fields: dict, runs: str, n: int, sizes: dict, **over) -> GuideConfig:
+    f = {k: (v.format(runs=runs) if isinstance(v, str) else v) for k, v in fields.items()}
+    return GuideConfig(**{**f, "n": n, **sizes, **over})
+
+
+def _classifier(runs: str, name, cfg: GuideConfig):
+    if name is None:
+        setup = prepare(cfg)
+        return MeanClassifier(setup.images, setup.labels), None
+    folder = Path(runs) / name
+    return load_classifier(folder), read_metrics(folder).get("holdout_accuracy")
+
+
+def estimators(cfg: GuideConfig, clf, path: Path) -> dict:
+    """Every estimator on one model (cached in ``path``): its record or the reason it has none, with its wall time."""
+    if path.exists():
+        return json.loads(path.read_text())
+    setup = prepare(cfg, clf)
     out = {}
     for name in TC_SOURCES:
         t0 = time.perf_counter()
         try:
-            tc = estimate(name, cfg, setup.images, setup.model, classifier)
+            tc = estimate(name, cfg, setup.images, setup.model, clf)
             out[name] = {"logsnr": tc.logsnr, "t": tc.t, "sigma_over_a": tc.sigma_over_a, "ci": tc.logsnr_ci}
         except ValueError as exc:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
+        print(f"  {name}: {out[name]}", flush=True)
+    out["auto"] = out["theory"] if cfg.kind == "patch" else out["linear-response"]
+    save_json(path, out)
     return out
 
 
-def one_model(name: str, cfg: GuideConfig, folder: Path) -> dict:
-    """Estimators and the sweep on one model."""
-    setup = prepare(cfg)
-    clf = MeanClassifier(setup.images, setup.labels)
-    est = estimates(cfg, setup, clf)
-    r = run_guide(cfg, folder / name, progress=False, classifier=clf, log=lambda m: None)
-    peak = r.sweep_peak["logp_peak_logsnr"]
+def _brief(r) -> dict:
+    """The numbers of a guide run the benchmark keeps."""
+    keep = ("accuracy", "logp", "nfe", "fd", "diversity", "vs_random")
+    arms = {k: {f: v.get(f) for f in keep if f in v} for k, v in (r.arms or {}).items()}
+    return {"tc": r.tc.record(), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
+            "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
+
+
+def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
+    fields, clf_name, n = spec
+    cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0)
+    clf, holdout = _classifier(a.runs, clf_name, cfg)
+    print(f"[{name}] estimators", flush=True)
+    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators.json")
+    print(f"[{name}] sweep of {a.sweep} centres, n = {cfg.n}", flush=True)
+    r = run_guide(cfg, work / name / "sweep", progress=True, classifier=clf, log=lambda m: None)
+    peak = r.sweep_peak["logp_peak_fit"]
     for v in est.values():
         if "logsnr" in v:
             v["minus_peak"] = v["logsnr"] - peak
-    return {"model": name, "config": cfg.to_dict(), "sweep": r.sweep, "peak_logsnr": peak, "estimators": est}
+    return {"model": name, "config": cfg.to_dict(), "classifier_holdout_accuracy": holdout, "estimators": est,
+            "sweep": _brief(r)["sweep"], "sweep_peak": r.sweep_peak, "peak_logsnr": peak}
 
 
-def leave_one_out(rows: list[dict]) -> dict:
-    """Per estimator: mean |estimate + median(minus_peak of the other models) ... - peak| over held-out models."""
+def prediction_errors(rows: list[dict]) -> dict:
+    """Per candidate: ``raw`` = mean |estimate - peak| and ``loo`` = mean |d_i - median(d_j, j != i)| with
+    ``d = estimate - peak`` (None where an estimator has no value on some model)."""
     out = {}
-    for name in TC_SOURCES:
-        d = [r["estimators"][name].get("minus_peak") for r in rows]
-        if len(rows) < 2 or any(v is None for v in d):
-            out[name] = None
+    for name in CANDIDATES:
+        d = [r["estimators"].get(name, {}).get("minus_peak") for r in rows]
+        if not rows or any(v is None for v in d):
+            out[name] = {"raw": None, "loo": None, "median_offset": None}
             continue
-        errs = [abs(d[i] - float(np.median([d[j] for j in range(len(d)) if j != i]))) for i in range(len(d))]
-        out[name] = float(np.mean(errs))
+        loo = [abs(d[i] - float(np.median([d[j] for j in range(len(d)) if j != i]))) for i in range(len(d))] \
+            if len(d) > 1 else [float("nan")]
+        out[name] = {"raw": float(np.mean(np.abs(d))), "loo": float(np.mean(loo)), "median_offset": float(np.median(d))}
     return out
+
+
+def choose(errors: dict) -> str:
+    ok = {k: v["raw"] for k, v in errors.items() if v["raw"] is not None}
+    if not ok:
+        raise ValueError("no estimator has a value on every model")
+    return min(ok, key=ok.get)
+
+
+def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: str) -> dict:
+    fields, clf_name, n = spec
+    tc = row["estimators"][chosen]["logsnr"]
+    out = {}
+    for base, arms in ((0.0, ARMS), (1.0, ("tc", "random"))):
+        cfg = _config(fields, a.runs, n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
+        clf, _ = _classifier(a.runs, clf_name, cfg)
+        print(f"[{name}] arms at baseline {base:g}, t_c from {chosen} = {tc:.4g}, n = {cfg.n}", flush=True)
+        r = run_guide(cfg, work / name / f"arms-b{base:g}-{chosen}", progress=True, classifier=clf, log=lambda m: None)
+        out[f"baseline{base:g}"] = _brief(r)
+    return {"tc_from": chosen, "tc_logsnr": tc, **out}
+
+
+def claims(rows: list[dict]) -> dict:
+    """The issue's must-shows, read off the arms: tc - random excludes 0 (accuracy or log p), and on the nets the
+    pulse's NFE ratio to constant guidance and its accuracy gap."""
+    per = {}
+    for r in rows:
+        if "arms" not in r:
+            continue
+        b0 = r["arms"]["baseline0"]
+        c = b0["comparisons"].get("tc-random") or b0["arms"]["tc"]["vs_random"]
+        wins = any(c[m]["lo"] > 0 for m in ("accuracy", "logp"))
+        tc_arm, const = b0["arms"]["tc"], b0["arms"]["constant"]
+        per[r["model"]] = {"tc_minus_random": {m: c[m] for m in ("accuracy", "logp")}, "excludes_zero": wins,
+                           "nfe_ratio_to_constant": tc_arm["nfe"] / const["nfe"],
+                           "accuracy_gap_to_constant": tc_arm["accuracy"]["diff"] - const["accuracy"]["diff"]}
+    return {"models": per, "wins": sum(v["excludes_zero"] for v in per.values()), "of": len(per)}
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="runs/guidance-models", help="folder of the nets and classifiers")
+    ap.add_argument("--work", default="runs/guidance-bench", help="resumable guide runs")
+    ap.add_argument("--phase", choices=("sweep", "arms", "all"), default="all")
+    ap.add_argument("--only", default=None, help="comma-separated model names")
+    ap.add_argument("--tc-from", default=None, help="force the estimator of the arms phase")
     ap.add_argument("--tiny", action="store_true", help="seconds-sized smoke test (not a result)")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--sweep", type=int, default=9)
     ap.add_argument("--out", default="benchmarks/results/guidance_estimators.json")
-    args = ap.parse_args(argv)
+    a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    models = {"tiny-patch": TINY} if args.tiny else PATCH_MODELS
-    sizes = dict(n=6, batch=6, steps=8, sweep=3, width=2.0, n_boot=50, n_boot_set=10) if args.tiny else \
-        dict(n=args.n, batch=50, steps=20, sweep=args.sweep)
+    models = TINY if a.tiny else MODELS
+    sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else dict(batch=50, steps=20)
+    if a.tiny:
+        a.n, a.sweep = 6, 3
+    work, out_path = Path(a.work), Path(a.out)
+    res = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
+    res.update(tiny=a.tiny, platform=platform.platform(), torch=torch.__version__)
+    names = a.only.split(",") if a.only else list(models)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = [one_model(k, GuideConfig(model="patch", arms=("tc", "random", "sweep"), **v, **sizes), Path(tmp))
-                for k, v in models.items()]
-    res = {"tiny": args.tiny, "rows": rows, "leave_one_out_error": leave_one_out(rows),
-           "seconds": time.perf_counter() - t0, "platform": platform.platform(), "torch": torch.__version__}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1, default=float))
+    if a.phase in ("sweep", "all"):
+        for name in names:
+            res["rows"][name] = {**res["rows"].get(name, {}), **sweep_phase(name, models[name], a, sizes, work)}
+            save_json(out_path, res)
+    rows = [res["rows"][k] for k in models if k in res["rows"]]
+    res["prediction_error"] = prediction_errors(rows)
+    res["chosen"] = a.tc_from or choose(res["prediction_error"])
+    if a.phase in ("arms", "all"):
+        for name in names:
+            res["rows"][name]["arms"] = arms_phase(name, models[name], a, sizes, work, res["rows"][name], res["chosen"])
+            save_json(out_path, res)
+    res["claims"] = claims([res["rows"][k] for k in models if k in res["rows"]])
+    res["seconds_this_call"] = time.perf_counter() - t0
+    save_json(out_path, res)
     return res
 
 
