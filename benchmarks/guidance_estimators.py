@@ -4,8 +4,8 @@ docs/guidance.md section 5).
 
 Six models (:data:`MODELS`): the analytic conditional patch model on textures 16x16, digits 16x16 and an MNIST-28
 subset, and trained conditional UNets on digits 16x16, MNIST 28x28 and textures 32x32 (``--runs DIR`` holds the
-nets ``net_*`` and the evaluation classifiers ``clf_*``; make them with ``make guidance-models`` or the commands in
-docs/guidance.md section 5). Every model is sampled with the same sampler and grid (DDPM, VP-linear, 20 steps,
+nets ``net_*`` and the evaluation classifiers ``clf_*``; the commands that make them are in docs/guidance.md
+section 5). Every model is sampled with the same sampler and grid (DDPM, VP-linear, 20 steps,
 uniform in logsnr) and pulse (box, height 3, width 3 in logsnr).
 
 Phase ``sweep`` (per model): every estimator of :mod:`critdiff.experiments.guide_estimators` (estimate, 95%
