@@ -181,6 +181,47 @@ def claims(rows: list[dict]) -> dict:
     return {"models": per, "wins": sum(v["excludes_zero"] for v in per.values()), "of": len(per)}
 
 
+def _f(v, signed=False) -> str:
+    return "n/a" if v is None else (f"{v:+.4g}" if signed else f"{v:.4g}")
+
+
+def _ci(r: dict) -> str:
+    return f"{_f(r['diff'], True)} [{_f(r['lo'], True)}, {_f(r['hi'], True)}]"
+
+
+def tables(res: dict) -> str:
+    """The markdown tables of docs/guidance.md section 5, from the result JSON."""
+    rows = list(res["rows"].values())
+    head = "| model | n | log p peak [95%] | " + " | ".join(CANDIDATES[1:]) + " |"
+    out = [head, "|" + "---|" * (3 + len(CANDIDATES) - 1)]
+    for r in rows:
+        p = r["sweep_peak"]
+        cells = []
+        for name in CANDIDATES[1:]:
+            e = r["estimators"][name]
+            ci = e.get("ci")
+            cells.append("--" if "logsnr" not in e else
+                         f"{_f(e['logsnr'])}{'' if not ci else f' [{_f(ci[0])}, {_f(ci[1])}]'} ({_f(e['minus_peak'], True)})")
+        out.append(f"| {r['model']} | {r['config']['n']} | {_f(p['logp_peak_fit'])} [{_f(p['logp_peak_ci'][0])}, "
+                   f"{_f(p['logp_peak_ci'][1])}] | " + " | ".join(cells) + " |")
+    err = res.get("prediction_error", {})
+    out.append("| raw error / loo error | | | " + " | ".join(
+        f"{_f(err.get(k, {}).get('raw'))} / {_f(err.get(k, {}).get('loo'))}" for k in CANDIDATES[1:]) + " |")
+    arms = [a for a in ARMS if a != "random"]
+    out += ["", f"t_c from `{res.get('chosen')}`; accuracy per arm (NFE per sample in brackets); tc - random paired 95%.", "",
+            "| model | " + " | ".join(arms) + " | random | tc - random: accuracy | tc - random: log p | baseline 1: tc - random acc |",
+            "|" + "---|" * (len(arms) + 5)]
+    for r in rows:
+        if "arms" not in r:
+            continue
+        b0, b1 = r["arms"]["baseline0"], r["arms"]["baseline1"]
+        acc = lambda a, b=b0: f"{_f(b['arms'][a]['accuracy']['diff'])} ({_f(b['arms'][a]['nfe'])})"  # noqa: E731
+        c0, c1 = b0["arms"]["tc"]["vs_random"], b1["arms"]["tc"]["vs_random"]
+        out.append(f"| {r['model']} | " + " | ".join(acc(a) for a in arms) + f" | {acc('random')} | {_ci(c0['accuracy'])} "
+                   f"| {_ci(c0['logp'])} | {_ci(c1['accuracy'])} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/guidance-models", help="folder of the nets and classifiers")
@@ -192,7 +233,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--sweep", type=int, default=9)
     ap.add_argument("--out", default="benchmarks/results/guidance_estimators.json")
+    ap.add_argument("--table", action="store_true", help="print the markdown tables of --out and stop")
     a = ap.parse_args(argv)
+    if a.table:
+        print(tables(json.loads(Path(a.out).read_text())))
+        return {}
     torch.set_num_threads(1)
     models = TINY if a.tiny else MODELS
     sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else dict(batch=50, steps=20)
