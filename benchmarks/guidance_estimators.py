@@ -240,7 +240,7 @@ def main(argv=None) -> dict:
         return {}
     torch.set_num_threads(1)
     models = TINY if a.tiny else MODELS
-    sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else dict(batch=50, steps=20)
+    sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else dict(batch=50, steps=20, schedule="vp-linear", sampler="ddpm", spacing="logsnr")
     if a.tiny:
         a.n, a.sweep = 6, 3
     work, out_path = Path(a.work), Path(a.out)
