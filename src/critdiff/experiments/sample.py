@@ -21,6 +21,7 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..config import arg
 from ..denoisers import CountingDenoiser
+from ..errors import check_finite
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
 from ..seeding import derive
@@ -47,12 +48,19 @@ class SampleConfig(RunConfig):
     like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce DDPMPipeline/DDIMPipeline (seed, steps, n) "
                                              "image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
                                              "dpmpp-2m (default: the folder's scheduler)", const="auto", metavar="KIND")
+    guidance_scale: Optional[float] = arg(None, "with --like-pipeline: the pipeline's guidance_scale (classifier-free "
+                                                "guidance of --label or the prompt when > 1, as DiTPipeline and "
+                                                "StableDiffusionPipeline do)")
     trajectory_frames: int = arg(8, "frames of the trajectory figure", cli=False)
 
     def validate(self) -> "SampleConfig":
         super().validate()
         if self.like_pipeline is not None and self.kind != "diffusers":
             raise ValueError("like_pipeline: needs a diffusers:DIR model")
+        if self.guidance_scale is not None:
+            if self.like_pipeline is None:
+                raise ValueError("guidance_scale: only --like-pipeline uses --guidance-scale (critdiff guide runs guidance)")
+            check_finite("guidance_scale", self.guidance_scale)
         return self
 
 
@@ -190,11 +198,12 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
     """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline)."""
     from safetensors.torch import save as st_save
 
-    from ..integrations.diffusers.pipeline import sample_like_pipeline
+    from ..integrations.diffusers.pipeline import pipeline_guidance, sample_like_pipeline
 
     kind = None if cfg.like_pipeline == "auto" else cfg.like_pipeline
     t0 = time.perf_counter()
-    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label)
+    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label,
+                                  guidance=pipeline_guidance(cfg.guidance_scale))
     seconds = time.perf_counter() - t0
     atomic_write_bytes(out / "samples.safetensors", st_save({"images": images.contiguous().cpu()}))
     image_grid(images * 2 - 1, out / "samples.png", title=f"samples: {cfg.model} (like the pipeline)")
