@@ -135,3 +135,44 @@ def test_guidance_scale_flag_needs_like_pipeline(capsys):
     assert pipeline_guidance(1.0) is None and pipeline_guidance(0.5) is None and pipeline_guidance(3) == 3.0
     with pytest.raises(ValueError, match="^guidance_scale: expected a finite number"):
         pipeline_guidance(float("nan"))
+
+
+# --- a critdiff guidance schedule inside StableDiffusionPipeline (callbacks.guidance_callback) ----------
+def _unet_batches(pipe):
+    """Record the batch size of every UNet call (2N: guided, N: the conditional branch alone)."""
+    sizes = []
+    hook = pipe.unet.register_forward_pre_hook(lambda mod, args: sizes.append(int(args[0].shape[0])))
+    return sizes, hook
+
+
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
+@pytest.mark.parametrize("where", ["middle", "start"])
+def test_guidance_callback_in_stable_diffusion_equals_critdiffs_guided_sampler(tmp_path_factory, scheduler, where):
+    from critdiff.guidance_schedules import Pulse
+    from critdiff.integrations.diffusers.callbacks import guidance_callback, guide_config
+    from critdiff.integrations.diffusers.schedulers import scheduler_plan
+
+    pipe, folder = sd_pipeline(tmp_path_factory, scheduler)
+    steps = 6
+    model = load_diffusers(folder, prompt=PROMPT)
+    plan = scheduler_plan(model, steps)
+    lam = [float(-2 * torch.log(s)) for s in plan.sigmas]
+    lo, hi = (1, 3) if where == "middle" else (0, 1)  # a box in logsnr over steps lo..hi
+    centre, width = (lam[lo] + lam[hi]) / 2, (lam[hi] - lam[lo]) * 1.02
+    table = guide_config(model, centre, steps, width=width, height=5.0)["table"]  # guide-config's per-step table
+    pulse = Pulse(centre, width, 5.0)
+    callback, scales = guidance_callback(pulse, plan)
+    assert scales == [row["guidance_scale"] for row in table]
+    expected = [1.0, 5.0, 5.0, 5.0, 1.0, 1.0] if where == "middle" else [5.0, 5.0, 1.0, 1.0, 1.0, 1.0]
+    assert scales == expected
+    sizes, hook = _unet_batches(pipe)
+    try:
+        ref = _images(pipe(PROMPT, guidance_scale=scales[0], num_images_per_prompt=N, num_inference_steps=steps,
+                           generator=torch.Generator().manual_seed(SEED), output_type="np",
+                           callback_on_step_end=callback, callback_on_step_end_tensor_inputs=callback.tensor_inputs))
+    finally:
+        hook.remove()
+    assert callback.applied == scales  # the scale each step ran with
+    assert sizes == [2 * N if w > 1 else N for w in scales]  # guided steps evaluate both branches, the others one
+    mine = sample_like_pipeline(model, N, steps, SEED, guidance=pulse)  # critdiff's guided sampler, same pulse
+    assert float((mine - ref).abs().max()) <= TOL

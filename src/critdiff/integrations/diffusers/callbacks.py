@@ -1,18 +1,27 @@
 """A critdiff guidance schedule inside a user's own diffusers pipeline (``callback_on_step_end``).
 
-diffusers' text-to-image pipelines read ``pipe._guidance_scale`` at every step and call
-``callback_on_step_end(pipe, i, timestep, callback_kwargs)`` after step ``i``; setting the scale
-there sets the weight of step ``i + 1``. The weight of step ``i`` is ``w(sigma_i)`` of the critdiff
-schedule at the sigma that step evaluates (:func:`guidance_scales`), the same convention as
-critdiff's ``D_u + w (D_c - D_u)`` (diffusers' ``guidance_scale``). diffusers skips the
-unconditional branch when the scale is <= 1, so only baseline 1 schedules (``w = 1`` outside the
-pulse) can be expressed; pass ``guidance_scale=scales[0]`` to the call (> 1, so the pipeline
-prepares the unconditional embeddings).
+diffusers' text-to-image pipelines (``StableDiffusionPipeline`` and its kind) read ``pipe._guidance_scale``
+at every step and call ``callback_on_step_end(pipe, i, timestep, callback_kwargs)`` after step ``i``;
+setting the scale there sets the weight of step ``i + 1``. The weight of step ``i`` is ``w(sigma_i)`` of
+the critdiff schedule at the sigma that step evaluates (:func:`guidance_scales`), the same convention as
+critdiff's ``D_u + w (D_c - D_u)`` (diffusers' ``guidance_scale``).
+
+A pipeline runs classifier-free guidance only while ``guidance_scale > 1`` (below it evaluates the
+conditional branch alone, one evaluation, as critdiff does at ``w = 1``), and it concatenates the prompt
+embeddings ``[null, cond]`` once, before the loop, only if the initial scale is > 1. So a pulse (1, then
+``w > 1``, then 1) changes the embeddings' layout twice: the callback returns the new ``prompt_embeds``
+whenever the next step crosses 1 (the conditional half alone, or ``[null, cond]`` again). The null
+embeddings are the pipeline's own (the first half of ``[null, cond]``); if the call started at scale <= 1
+the pipeline never built them and the callback encodes the null prompt ``""`` with ``pipe.encode_prompt``,
+as the pipeline does by default (a ``negative_prompt`` is then not seen: start the call above 1 to use one).
+Only baseline 1 schedules (``w = 1`` outside the pulse, never below 1) can be expressed.
 """
 
 from __future__ import annotations
 
 import math
+
+import torch
 
 from .schedulers import SchedulerPlan
 
@@ -22,24 +31,42 @@ def guidance_scales(schedule, plan: SchedulerPlan) -> list[float]:
     if getattr(schedule, "baseline", 1.0) != 1.0:
         raise ValueError("schedule: diffusers pipelines skip the unconditional branch at guidance_scale <= 1; "
                          "expected baseline 1")
-    return [float(schedule(plan.sigmas[i:i + 1])[0]) for i in range(len(plan.sigmas))]
+    scales = [float(schedule(plan.sigmas[i:i + 1])[0]) for i in range(len(plan.sigmas))]
+    if min(scales) < 1.0:
+        raise ValueError(f"schedule: a weight {min(scales):.4g} < 1 cannot be expressed (pipelines run the conditional "
+                         "branch alone at guidance_scale <= 1); expected weights >= 1")
+    return scales
 
 
 def guidance_callback(schedule, plan: SchedulerPlan):
     """``callback_on_step_end`` that sets ``pipe._guidance_scale`` to the schedule's weight of the next step.
 
-    Returns ``(callback, scales)``; call the pipeline with ``guidance_scale=scales[0]`` and
-    ``callback_on_step_end=callback``. ``callback.applied`` records the scale each step ran with.
+    Returns ``(callback, scales)``; call the pipeline with ``guidance_scale=scales[0]``,
+    ``callback_on_step_end=callback`` and ``callback_on_step_end_tensor_inputs=callback.tensor_inputs``
+    (module docstring: the callback swaps the prompt embeddings when the scale crosses 1).
+    ``callback.applied`` records the scale each step ran with.
     """
     scales = guidance_scales(schedule, plan)
+    null: dict = {}  # the null prompt's embeddings, once known
 
     def callback(pipe, i, timestep, callback_kwargs):
-        callback.applied.append(float(pipe._guidance_scale))
-        if i + 1 < len(scales):
-            pipe._guidance_scale = scales[i + 1]
-        return callback_kwargs
+        now = float(pipe._guidance_scale)
+        callback.applied.append(now)
+        if i + 1 >= len(scales):
+            return {}
+        pipe._guidance_scale = scales[i + 1]
+        embeds = callback_kwargs.get("prompt_embeds")
+        if embeds is None or (now > 1) == (scales[i + 1] > 1):
+            return {}
+        if now > 1:  # [null, cond] -> cond
+            null["embeds"], cond = embeds.chunk(2)
+            return {"prompt_embeds": cond}
+        if "embeds" not in null:  # the call started unguided: encode "" as the pipeline would have
+            null["embeds"] = pipe.encode_prompt("", embeds.device, embeds.shape[0], False)[0].to(embeds.dtype)
+        return {"prompt_embeds": torch.cat([null["embeds"], embeds])}
 
     callback.applied = []
+    callback.tensor_inputs = ["prompt_embeds"]
     return callback, scales
 
 
