@@ -145,11 +145,12 @@ def _unet_batches(pipe):
     return sizes, hook
 
 
-@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
+                                       "HeunDiscreteScheduler"])
 @pytest.mark.parametrize("where", ["middle", "start"])
 def test_guidance_callback_in_stable_diffusion_equals_critdiffs_guided_sampler(tmp_path_factory, scheduler, where):
     from critdiff.guidance_schedules import Pulse
-    from critdiff.integrations.diffusers.callbacks import guidance_callback, guide_config
+    from critdiff.integrations.diffusers.callbacks import guidance_callback, guide_config, pipeline_levels
     from critdiff.integrations.diffusers.schedulers import scheduler_plan
 
     pipe, folder = sd_pipeline(tmp_path_factory, scheduler)
@@ -172,7 +173,9 @@ def test_guidance_callback_in_stable_diffusion_equals_critdiffs_guided_sampler(t
                            callback_on_step_end=callback, callback_on_step_end_tensor_inputs=callback.tensor_inputs))
     finally:
         hook.remove()
-    assert callback.applied == scales  # the scale each step ran with
-    assert sizes == [2 * N if w > 1 else N for w in scales]  # guided steps evaluate both branches, the others one
+    per_step = [scales[k] for k in pipeline_levels(plan)]  # Heun evaluates levels 0, 1, 1, 2, 2, ...
+    assert len(per_step) == (2 * steps - 1 if scheduler.startswith("Heun") else steps)
+    assert callback.applied == per_step  # the scale each pipeline step ran with
+    assert sizes == [2 * N if w > 1 else N for w in per_step]  # guided steps evaluate both branches, the others one
     mine = sample_like_pipeline(model, N, steps, SEED, guidance=pulse)  # critdiff's guided sampler, same pulse
     assert float((mine - ref).abs().max()) <= TOL

@@ -38,25 +38,34 @@ def guidance_scales(schedule, plan: SchedulerPlan) -> list[float]:
     return scales
 
 
+def pipeline_levels(plan: SchedulerPlan) -> list[int]:
+    """The plan level each pipeline step evaluates: ``0 .. N-1``, or Heun's ``0, 1, 1, ..., N-1, N-1`` (its
+    second stage evaluates the next level, so every level but the first is visited twice: 2N - 1 steps)."""
+    n = len(plan.sigmas)
+    return [0] + [k for k in range(1, n) for _ in range(2)] if plan.kind == "heun" else list(range(n))
+
+
 def guidance_callback(schedule, plan: SchedulerPlan):
     """``callback_on_step_end`` that sets ``pipe._guidance_scale`` to the schedule's weight of the next step.
 
     Returns ``(callback, scales)``; call the pipeline with ``guidance_scale=scales[0]``,
     ``callback_on_step_end=callback`` and ``callback_on_step_end_tensor_inputs=callback.tensor_inputs``
     (module docstring: the callback swaps the prompt embeddings when the scale crosses 1).
-    ``callback.applied`` records the scale each step ran with.
+    ``callback.applied`` records the scale each pipeline step ran with (``scales`` is per level: Heun's
+    pipeline loop evaluates the levels ``0, 1, 1, 2, 2, ...``, :func:`pipeline_levels`).
     """
     scales = guidance_scales(schedule, plan)
+    per_step = [scales[k] for k in pipeline_levels(plan)]
     null: dict = {}  # the null prompt's embeddings, once known
 
     def callback(pipe, i, timestep, callback_kwargs):
         now = float(pipe._guidance_scale)
         callback.applied.append(now)
-        if i + 1 >= len(scales):
+        if i + 1 >= len(per_step):
             return {}
-        pipe._guidance_scale = scales[i + 1]
+        pipe._guidance_scale = per_step[i + 1]
         embeds = callback_kwargs.get("prompt_embeds")
-        if embeds is None or (now > 1) == (scales[i + 1] > 1):
+        if embeds is None or (now > 1) == (per_step[i + 1] > 1):
             return {}
         if now > 1:  # [null, cond] -> cond
             null["embeds"], cond = embeds.chunk(2)
