@@ -80,12 +80,13 @@ def guidance_callback(schedule, plan: SchedulerPlan):
 
 
 def guide_config(model, tc_logsnr: float, steps: int, *, kind=None, width: float = 3.0, height: float = 3.0,
-                 **overrides) -> dict:
+                 source: str = "given", logsnr_ci=None, **overrides) -> dict:
     """The critical time and the pulse/interval around it in every unit, for ``steps`` steps of the model's scheduler.
 
     The pulse is a box of ``width`` (logsnr) and ``height`` centred at ``tc_logsnr`` (baseline 1); the
     interval is its ``[lo, hi]`` edges. Returns a JSON-ready dict: ``tc``, ``pulse`` (``lo``/``hi`` ends in
     every unit and the steps it covers), the per-step ``table`` and the ``guidance_scale`` per step.
+    ``source`` and ``logsnr_ci`` record where ``tc_logsnr`` came from (an estimator and its interval).
     """
     from ...guidance_schedules import Pulse
     from .schedulers import scheduler_plan
@@ -99,6 +100,7 @@ def guide_config(model, tc_logsnr: float, steps: int, *, kind=None, width: float
     scales = guidance_scales(pulse, plan)
     covered = sigma_interval_to_steps(plan, ends["hi"]["sigma"], ends["lo"]["sigma"])
     return {"scheduler": plan.kind, "steps": steps, "spacing": plan.config.get("timestep_spacing"),
-            "tc": describe_point(model, float(tc_logsnr), plan),
+            "tc": {**describe_point(model, float(tc_logsnr), plan), "source": source,
+                   "logsnr_ci": None if logsnr_ci is None else [float(v) for v in logsnr_ci]},
             "pulse": {"height": height, "width_logsnr": width, **ends, "steps": covered},
             "table": [dict(row, guidance_scale=w) for row, w in zip(unit_table(model, plan), scales)]}
