@@ -129,8 +129,8 @@ def test_like_pipeline_cli_on_a_stable_diffusion_folder(tmp_path_factory, capsys
     assert float((load_file(str(out / "samples.safetensors"))["images"] - ref).abs().max()) <= TOL
 
 
-def test_guidance_scale_flag_needs_like_pipeline(capsys):
-    rc = main(["sample", "--model", "patch", "--data", "digits", "--guidance-scale", "3", "--out", "unused"])
+def test_guidance_scale_flag_needs_like_pipeline(tmp_path, capsys):
+    rc = main(["sample", "--model", "patch", "--data", "digits", "--guidance-scale", "3", "--out", str(tmp_path)])
     assert rc == 2 and "guidance_scale: only --like-pipeline uses --guidance-scale" in capsys.readouterr().err
     assert pipeline_guidance(1.0) is None and pipeline_guidance(0.5) is None and pipeline_guidance(3) == 3.0
     with pytest.raises(ValueError, match="^guidance_scale: expected a finite number"):
