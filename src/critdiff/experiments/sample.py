@@ -45,8 +45,9 @@ class SampleConfig(RunConfig):
     MODEL_SCHEDULE_OK = True
 
     label: Optional[int] = arg(None, "class label for a class-conditional model")
-    like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce DDPMPipeline/DDIMPipeline (seed, steps, n) "
-                                             "image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
+    like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce the folder's pipeline (DDPM/DDIMPipeline, "
+                                             "StableDiffusionPipeline with --prompt, DiTPipeline with --label; seed, "
+                                             "steps, n, --guidance-scale) image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
                                              "dpmpp-2m (default: the folder's scheduler)", const="auto", metavar="KIND")
     guidance_scale: Optional[float] = arg(None, "with --like-pipeline: the pipeline's guidance_scale (classifier-free "
                                                 "guidance of --label or the prompt when > 1, as DiTPipeline and "
