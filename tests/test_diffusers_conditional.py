@@ -100,8 +100,8 @@ def saved(tmp_path_factory):
     save_cond(root / "cond.safetensors", *text_states())
     save_bare(root / "dit", dit(), diffusers.DDPMScheduler(num_train_timesteps=T))
     with _quiet(diffusers):
-        # a Stable Diffusion folder written component by component: StableDiffusionPipeline itself needs
-        # transformers, an optional extra that the default install (and CI) does not have
+        # a Stable Diffusion folder written component by component, without a text encoder (conditioned by
+        # --cond), so that it needs no transformers; test_diffusers_pipelines.py builds full pipelines
         save_pipeline(root / "latent", "StableDiffusionPipeline",
                       unet=text_unet(channels=4, seed=1), vae=vae(), scheduler=ddim)
         gray = diffusers.DiTPipeline(transformer=dit(), vae=vae(channels=1, latent=1), scheduler=ddim)  # 16x16 gray images

@@ -100,3 +100,42 @@ def test_guide_config_cli_table_matches_the_callback(tmp_path, capsys):
     rc = main(["guide-config", "--model", f"diffusers:{tmp_path / 'pipe'}", "--tc-logsnr", "40", "--steps", "20"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("critdiff: error: logsnr: 40 ") and "\n" not in err
+
+
+def test_guide_config_measures_tc_when_not_given(tmp_path, capsys):
+    """Without --tc-logsnr guide-config measures t_c with `critdiff guide`'s default estimator (here the linear
+    response of a diffusers model: no data needed), deterministically, and the table equals --tc-logsnr's."""
+    from critdiff.cli import main
+    from critdiff.data import load
+    from critdiff.experiments.guide_config import GuideConfig
+    from critdiff.experiments.guide_estimators import chosen_source
+
+    with _quiet(diffusers):
+        pipe = diffusers.DDIMPipeline(unet=_unet(), scheduler=diffusers.DDIMScheduler(num_train_timesteps=1000))
+    pipe.save_pretrained(tmp_path / "pipe")
+    model = ["guide-config", "--model", f"diffusers:{tmp_path / 'pipe'}", "--steps", "10", "--json"]
+
+    def run(*extra):
+        rc = main([*model, *extra])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        return json.loads(out.out)
+
+    measured = run()
+    assert chosen_source(GuideConfig(model=f"diffusers:{tmp_path / 'pipe'}")) == "linear-response"
+    assert measured["tc"]["source"].startswith("probe (branch growth")
+    lo, hi = measured["tc"]["logsnr_ci"]
+    assert lo <= measured["tc"]["logsnr"] <= hi
+    assert run() == measured  # a seed reproduces the measurement
+    given = run("--tc-logsnr", repr(measured["tc"]["logsnr"]))
+    assert given["table"] == measured["table"] and given["tc"]["source"] == "given"
+    # speciation: snr * lambda_max(Cov(data)) = 1, against the eigenvalues computed here
+    rc = main([*model, "--tc-from", "speciation"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("critdiff: error: data: --tc-from speciation needs --data") and "\n" not in err
+    spec = run("--tc-from", "speciation", "--data", "digits:size=8")
+    images = load("digits:size=8", seed=0)[0].to(torch.float64).reshape(-1, 64)
+    y = images - images.mean(0)
+    lam_max = float(torch.linalg.eigvalsh(y.T @ y / y.shape[0])[-1])
+    assert math.isclose(spec["tc"]["logsnr"], -math.log(lam_max), rel_tol=0, abs_tol=1e-9)
+    assert math.isclose(spec["tc"]["sigma"], math.sqrt(lam_max), rel_tol=1e-9)

@@ -131,7 +131,7 @@ def table():
     rows.append((["nocommand"], "nocommand"))
     rows += [(["report", "{tmp}/nothing-here"], "results.json"), (["report", "{tmp}/afile"], "afile"),
              (["report"], "out"), (["report", "{tmp}/x", "--bogus"], "--bogus")]
-    rows += [(["guide-config", "--tc-logsnr", "0"], "--model"), (["guide-config", "--model", "diffusers:{tmp}/x"], "--tc-logsnr"),
+    rows += [(["guide-config", "--tc-logsnr", "0"], "--model"), (["guide-config", "--model", "diffusers:{tmp}/x"], "diffusers directory"),
              (["guide-config", "--model", "patch", "--tc-logsnr", "0"], "model"),
              (["guide-config", "--model", "diffusers:{tmp}/x", "--tc-logsnr", "zero"], "--tc-logsnr"),
              (["guide-config", "--model", "diffusers:{tmp}/x", "--tc-logsnr", "0", "--steps", "two"], "--steps")]

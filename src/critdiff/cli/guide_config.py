@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from ..config import JsonConfig, arg
+from ..experiments.guide_config import DEFAULT_TC_FROM, TC_FROM_CHOICES
 from .generate import add_config_args, config_from_args
 
 
@@ -16,7 +17,12 @@ class GuideConfigRequest(JsonConfig):
     """What ``critdiff guide-config`` converts: a critical logsnr and a pulse, for one diffusers model and grid."""
 
     model: str = arg(help="diffusers:DIR")
-    tc_logsnr: float = arg(help="critical logsnr (measure it with `critdiff probe`)")
+    tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: measured now by --tc-from's estimator, as "
+                                           "`critdiff guide` does (with its default sampler, steps and seed)")
+    tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator when --tc-logsnr is not given: "
+                                                            + ", ".join(TC_FROM_CHOICES))
+    data: Optional[str] = arg(None, "data spec, for the estimators that need data (speciation, ensemble, ...)")
+    seed: int = arg(0, "seed of the estimator's run")
     steps: int = arg(50, "num_inference_steps")
     scheduler: Optional[str] = arg(None, "ddpm | ddim | euler | heun | euler-ancestral | dpmpp-2m (default: the folder's)")
     spacing: Optional[str] = arg(None, "timestep_spacing override: leading | trailing | linspace")
@@ -30,29 +36,30 @@ CONFIG = GuideConfigRequest
 def add_parser(sub) -> None:
     p = sub.add_parser("guide-config", help="critical time and guidance pulse as t, logsnr, sigma, timestep, step index")
     add_config_args(p, GuideConfigRequest)
+    p.add_argument("--classifier", default=None,
+                   help="folder of a classifier (critdiff train-classifier), for --tc-from decision-entropy / commitment")
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..experiments.config import RunConfig
-    from ..experiments.models import build_model
     from ..integrations.diffusers.callbacks import guide_config
 
     req = config_from_args(GuideConfigRequest, args)
     if not req.model.startswith("diffusers:"):
         raise ValueError("model: guide-config expects diffusers:DIR")
-    model = build_model(RunConfig(model=req.model))
+    model, tc = _critical_time(req, args.classifier)
     args = argparse.Namespace(**req.to_dict(), json=args.json)
     over = {} if args.spacing is None else {"timestep_spacing": args.spacing}
-    cfg = guide_config(model, args.tc_logsnr, args.steps, kind=args.scheduler, width=args.width, height=args.height, **over)
+    cfg = guide_config(model, tc.logsnr, args.steps, kind=args.scheduler, width=args.width, height=args.height,
+                       source=tc.source, logsnr_ci=tc.logsnr_ci, **over)
     if args.json:
         print(json.dumps(cfg))
         return 0
     tc, pulse = cfg["tc"], cfg["pulse"]
     print(f"{cfg['scheduler']}, {cfg['steps']} steps, spacing {cfg['spacing']}")
     print(f"critical time: logsnr {tc['logsnr']:.4f}  sigma {tc['sigma']:.6g}  timestep {tc['timestep']:.3f}  "
-          f"t {tc['t']:.4f}  step {tc['step']}")
+          f"t {tc['t']:.4f}  step {tc['step']}  ({tc['source']})")
     for end in ("lo", "hi"):
         e = pulse[end]
         print(f"pulse {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
@@ -62,3 +69,22 @@ def run(args) -> int:
     for r in cfg["table"]:
         print(f"{r['step']:4d}  {r['timestep']!s:>8}  {r['sigma']:11.6g}  {r['logsnr']:9.4f}  {r['guidance_scale']:g}")
     return 0
+
+
+def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str]):
+    """``(model, CriticalTime)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
+    (:func:`critdiff.experiments.guide_tc.resolve_tc` on a ``GuideConfig`` of this model, data and seed)."""
+    from ..experiments.guide_config import GuideConfig
+    from ..experiments.guide_estimators import chosen_source
+    from ..experiments.guide_tc import resolve_tc
+    from ..experiments.models import load_model
+    from ..nets.classifier import load_classifier
+
+    gcfg = GuideConfig(model=req.model, data=req.data, tc_logsnr=req.tc_logsnr, tc_from=req.tc_from, seed=req.seed)
+    gcfg.validate()
+    if req.tc_logsnr is None and req.data is None and chosen_source(gcfg) != "linear-response":
+        raise ValueError(f"data: --tc-from {chosen_source(gcfg)} needs --data SPEC (linear-response needs none; or give "
+                         "--tc-logsnr)")
+    loaded = load_model(gcfg, need_data=req.data is not None, data_seed=0)
+    classifier = load_classifier(classifier_dir) if classifier_dir else None
+    return loaded.model, resolve_tc(gcfg, loaded.images, loaded.model, classifier)

@@ -14,7 +14,7 @@ changed from their defaults: ``--stencil`` given to a Gaussian model is a usage 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 
@@ -30,6 +30,8 @@ ANALYTIC = ("empirical", "patch", "gaussian")
 KINDS = ANALYTIC + ("diffusers", "net")
 PATCH_OPTIONS = ("stencil", "equivariant", "boundary", "pool")
 MODEL_SCHEDULE = "model"  # --schedule model: a diffusers model's own discrete sigmas
+AUTO_SCHEDULE = "auto"  # the default of --schedule, resolved by resolve_schedule
+DEFAULT_SCHEDULE = "vp-linear"  # what 'auto' means for every model that has no schedule of its own
 
 
 def model_kind(spec: str) -> str:
@@ -44,6 +46,20 @@ def model_kind(spec: str) -> str:
     return s.name
 
 
+def resolve_schedule(schedule: str, model: str, model_schedule: bool) -> str:
+    """The schedule a run uses for ``--schedule SCHEDULE``: ``'auto'`` (the default) is ``'model'`` (the
+    model's own timesteps) for a ``diffusers:DIR`` model in a command that can run it (``model_schedule``:
+    ``sample``), :data:`DEFAULT_SCHEDULE` otherwise; any other value is kept. An invalid model spec keeps
+    ``'auto'`` (``validate`` reports the model)."""
+    if schedule != AUTO_SCHEDULE:
+        return schedule
+    try:
+        diffusers = model_kind(model) == "diffusers"
+    except (TypeError, ValueError):
+        return schedule
+    return MODEL_SCHEDULE if diffusers and model_schedule else DEFAULT_SCHEDULE
+
+
 @dataclass(frozen=True)
 class RunConfig(JsonConfig):
     """What every run needs (module docstring). Subclasses add a command's own fields."""
@@ -54,8 +70,9 @@ class RunConfig(JsonConfig):
     equivariant: bool = arg(True, "position-specific patch pool (LS) instead of the equivariant one (ELS)", flag="--local")
     boundary: Literal["periodic", "zero"] = arg("periodic", "patch boundary")
     pool: Literal["all", "valid"] = arg("all", "patch pool: every position, or only patches wholly inside training images")
-    schedule: str = arg("vp-linear", "noise schedule: vp-linear | vp-cosine | ve | edm, with options; model: a "
-                                     "diffusers model's own schedule")
+    schedule: str = arg(AUTO_SCHEDULE, "noise schedule: vp-linear | vp-cosine | ve | edm, with options; model: a "
+                                       "diffusers model's own timesteps (sample only); auto: model for a diffusers:DIR "
+                                       "model where the command supports it, else vp-linear")
     sampler: str = arg("heun", "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E]")
     spacing: Literal["t", "logsnr", "karras"] = arg("logsnr", "sigma grid spacing")
     steps: int = arg(30, "number of sampler steps")
@@ -69,6 +86,20 @@ class RunConfig(JsonConfig):
                                       "(and the null prompt \"\") with its own tokenizer and text encoder "
                                       "(needs transformers)")
     threads: Optional[int] = arg(None, "CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
+
+    MODEL_SCHEDULE_OK: ClassVar[bool] = False  # the command can sample a diffusers model on its own timesteps
+
+    def __post_init__(self) -> None:
+        """Resolve ``schedule='auto'`` once (:func:`resolve_schedule`); :meth:`replace` re-resolves it."""
+        resolved = resolve_schedule(self.schedule, self.model, self.MODEL_SCHEDULE_OK)
+        object.__setattr__(self, "_schedule_auto", self.schedule == AUTO_SCHEDULE)
+        object.__setattr__(self, "schedule", resolved)
+
+    def replace(self, **changes):
+        """``dataclasses.replace``; a schedule that was ``'auto'`` follows a new ``model``."""
+        if getattr(self, "_schedule_auto", False) and "schedule" not in changes:
+            changes["schedule"] = AUTO_SCHEDULE
+        return super().replace(**changes)
 
     # -- derived -------------------------------------------------------------------------------------
     @property
@@ -126,6 +157,9 @@ class RunConfig(JsonConfig):
         if self.schedule == MODEL_SCHEDULE:
             if kind != "diffusers":
                 raise ValueError(f"schedule: {MODEL_SCHEDULE!r} needs a diffusers:DIR model")
+            if not self.MODEL_SCHEDULE_OK:
+                raise ValueError(f"schedule: {MODEL_SCHEDULE!r} is supported by sample only; give a schedule "
+                                 f"inside the model's range (e.g. {DEFAULT_SCHEDULE})")
         else:
             S.get(self.schedule)
         SM.get(self.sampler)

@@ -75,14 +75,15 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     The branch run has the sizes ``critdiff probe`` uses by default (``ProbeConfig.linear`` coarse steps,
     ``ProbeConfig.linear_n`` members); its seed is ``derive(cfg.seed, 'linear-response')``.
     """
-    if model is None or images is None:
+    shape = getattr(model, "sample_shape", None) or (None if images is None else images.shape[1:])  # latents
+    if model is None or shape is None:  # a diffusers model knows its shape; a net needs its data's
         return None
     from ..probes import at_grid_edge, from_growth, linear_response
     from .probe import ProbeConfig
 
-    shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
-    lr = linear_response(model, shape, cfg.schedule, steps=ProbeConfig.linear, n=ProbeConfig.linear_n,
-                         seed=derive(cfg.seed, "linear-response"), dtype=images.dtype, keep_states=False)
+    lr = linear_response(model, tuple(shape), cfg.schedule, steps=ProbeConfig.linear, n=ProbeConfig.linear_n,
+                         seed=derive(cfg.seed, "linear-response"),
+                         dtype=cfg.torch_dtype if images is None else images.dtype, keep_states=False)
     est = from_growth(lr, n_boot=200, seed=cfg.seed)
     lam = float(est.logsnr)
     if at_grid_edge(est, lr.logsnr):

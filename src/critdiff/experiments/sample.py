@@ -21,6 +21,7 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..config import arg
 from ..denoisers import CountingDenoiser
+from ..errors import check_finite
 from ..io import atomic_write_bytes, save_json
 from ..report.figures import image_grid, trajectory_strip
 from ..seeding import derive
@@ -32,18 +33,35 @@ from .result import Result
 
 @dataclass(frozen=True)
 class SampleConfig(RunConfig):
-    """A sampling run: :class:`RunConfig` plus the class ``label`` and the trajectory frames shown."""
+    """A sampling run: :class:`RunConfig` plus the class ``label`` and the trajectory frames shown.
+
+    A ``diffusers:DIR`` model samples on its own timesteps by default (``schedule='model'``); with
+    ``--sampler ddpm`` or ``ddim[:eta=E]`` the run is that diffusers scheduler's loop, step for step
+    (:func:`critdiff.integrations.diffusers.run_plan`: its timesteps, landing levels, clipping and variance
+    type, e.g. no extra final step when it ends on ``abar_0 < 1``); other samplers run on the sigmas of the
+    model's DDPM timesteps, ending in 0.
+    """
+
+    MODEL_SCHEDULE_OK = True
 
     label: Optional[int] = arg(None, "class label for a class-conditional model")
-    like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce DDPMPipeline/DDIMPipeline (seed, steps, n) "
-                                             "image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
+    like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce the folder's pipeline (DDPM/DDIMPipeline, "
+                                             "StableDiffusionPipeline with --prompt, DiTPipeline with --label; seed, "
+                                             "steps, n, --guidance-scale) image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
                                              "dpmpp-2m (default: the folder's scheduler)", const="auto", metavar="KIND")
+    guidance_scale: Optional[float] = arg(None, "with --like-pipeline: the pipeline's guidance_scale (classifier-free "
+                                                "guidance of --label or the prompt when > 1, as DiTPipeline and "
+                                                "StableDiffusionPipeline do)")
     trajectory_frames: int = arg(8, "frames of the trajectory figure", cli=False)
 
     def validate(self) -> "SampleConfig":
         super().validate()
         if self.like_pipeline is not None and self.kind != "diffusers":
             raise ValueError("like_pipeline: needs a diffusers:DIR model")
+        if self.guidance_scale is not None:
+            if self.like_pipeline is None:
+                raise ValueError("guidance_scale: only --like-pipeline uses --guidance-scale (critdiff guide runs guidance)")
+            check_finite("guidance_scale", self.guidance_scale)
         return self
 
 
@@ -89,23 +107,30 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     if cfg.like_pipeline is not None:
         return _run_like_pipeline(cfg, loaded.model, out)
     schedule, sigmas = _grid(cfg, loaded.model)
+    plan = _model_plan(cfg, loaded.model)
     sampler = SM.get(cfg.sampler)
-    x = SM.initial_noise((cfg.n, *loaded.shape), sigmas, SM.seed_generators(cfg.seed, cfg.n),
-                         dtype=cfg.torch_dtype, device=cfg.device)
+    z = SM.randn_like(torch.empty((cfg.n, *loaded.shape), dtype=cfg.torch_dtype, device=cfg.device),
+                      SM.seed_generators(cfg.seed, cfg.n))  # N(0, I), one generator per sample
     counted = CountingDenoiser(loaded.model)
     rec = SM.Recorder(steps=frame_steps(cfg.steps, cfg.trajectory_frames))
     t0 = time.perf_counter()
     with progress_bar(cfg.steps, f"sample {cfg.model}", enabled=progress) as bar, torch.no_grad():
         noise = SM.seed_generators(derive(cfg.seed, "sampler-noise"), cfg.n)
-        final = sampler(counted, x, sigmas, label=cfg.label, generator=noise,
-                        callback=[rec, lambda step: bar.update(1)])
+        callback = [rec, lambda step: bar.update(1)]
+        if plan is None:
+            final = sampler(counted, z * float(sigmas[0]), sigmas, label=cfg.label, generator=noise, callback=callback)
+        else:
+            final = _run_model_plan(loaded.model, plan, z, cfg.label, noise, callback,
+                                    eta=getattr(sampler, "keywords", {}).get("eta", 0.0))
+            sigmas = plan.grid
     seconds = time.perf_counter() - t0
     files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=lambda x: decode_samples(loaded.model, x))
     result = SampleResult(
         config=cfg, shape=loaded.shape, n_train=None if loaded.images is None else int(loaded.images.shape[0]),
-        schedule=schedule, sigma_max=float(sigmas[0]), sigma_min=float(sigmas[-2]),
-        logsnr_range=(-2 * math.log(float(sigmas[0])), -2 * math.log(float(sigmas[-2]))),
-        nfe_per_sample=counted.evaluations / cfg.n, seconds=seconds,
+        schedule=schedule, sigma_max=float(sigmas[0]), sigma_min=float(sigmas[sigmas > 0][-1]),
+        logsnr_range=(-2 * math.log(float(sigmas[0])), -2 * math.log(float(sigmas[sigmas > 0][-1]))),
+        nfe_per_sample=counted.evaluations / cfg.n if plan is None else float(len(plan.sigmas)),  # ddpm/ddim: 1 per step
+        seconds=seconds,
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
         sample_std=float(final.std()), files=files)
     save_json(out / "run.json", result.to_dict())
@@ -151,15 +176,35 @@ def _grid(cfg: SampleConfig, model) -> tuple[dict, torch.Tensor]:
     return schedule.config(), sigmas
 
 
+def _model_plan(cfg: SampleConfig, model):
+    """The diffusers scheduler plan that ``--schedule model --sampler ddpm|ddim`` runs, else ``None``."""
+    name = cfg.sampler.split(":", 1)[0]
+    if cfg.schedule != MODEL_SCHEDULE or name not in ("ddpm", "ddim"):
+        return None
+    from ..integrations.diffusers.schedulers import scheduler_plan
+
+    return scheduler_plan(model, cfg.steps, name)
+
+
+def _run_model_plan(model, plan, noise, label, generator, callback, eta: float):
+    """The diffusers loop of ``plan`` from standard normal ``noise`` (the scheduler's prior ``z_T = noise``);
+    returns the state that loop returns (``x0`` when the plan ends at sigma 0, else ``z`` at its last level)."""
+    from ..integrations.diffusers.loops import initial_state, run_plan
+
+    return run_plan(model, plan, initial_state(plan, noise), label=label, generator=generator,
+                    callback=callback, eta=eta)
+
+
 def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
     """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline)."""
     from safetensors.torch import save as st_save
 
-    from ..integrations.diffusers.pipeline import sample_like_pipeline
+    from ..integrations.diffusers.pipeline import pipeline_guidance, sample_like_pipeline
 
     kind = None if cfg.like_pipeline == "auto" else cfg.like_pipeline
     t0 = time.perf_counter()
-    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label)
+    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label,
+                                  guidance=pipeline_guidance(cfg.guidance_scale))
     seconds = time.perf_counter() - t0
     atomic_write_bytes(out / "samples.safetensors", st_save({"images": images.contiguous().cpu()}))
     image_grid(images * 2 - 1, out / "samples.png", title=f"samples: {cfg.model} (like the pipeline)")

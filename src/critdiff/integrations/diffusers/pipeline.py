@@ -7,6 +7,20 @@ the folder's scheduler into a ``DDIMScheduler`` of the same config and steps wit
 ``use_clipped_model_output=None`` (i.e. the unclipped eps). Both return ``(z / 2 + 0.5).clamp(0, 1)``
 as ``[B, H, W, C]`` numpy arrays for ``output_type='np'``. Here the same draws are made in the same
 order and the plan of :func:`.schedulers.scheduler_plan` is run by :func:`.loops.run_plan`.
+
+Which pipeline is reproduced follows the network (docs/diffusers.md, section 3):
+
+- ``UNet2DModel``: ``DDPMPipeline`` / ``DDIMPipeline`` as above;
+- ``UNet2DConditionModel``: ``StableDiffusionPipeline(prompt, guidance_scale=w, num_images_per_prompt=B,
+  generator=...)``: latents ``randn_tensor(...) * init_noise_sigma`` from the generator, ``step(...,
+  generator=generator, eta=0)``, guidance ``out_u + w (out_c - out_u)`` when ``w > 1``, then the VAE and
+  ``(image / 2 + 0.5).clamp(0, 1)``; the prompt is the model's text conditioning (label 0);
+- ``DiTTransformer2DModel``: ``DiTPipeline(class_labels, guidance_scale=w, generator=...)`` (null class
+  1000, hard-coded there), with DDIM (``eta = 0``) or DPM-Solver++(2M) only: ``DiTPipeline`` calls
+  ``step()`` without the generator (a stochastic scheduler draws from torch's global RNG), does not scale
+  its latents by ``init_noise_sigma``, and hands ``step()`` the *scaled* model input, which for the
+  sigma-frame schedulers (Euler, Heun, Euler ancestral) is not a sampler of the model at all; those
+  are refused with one line.
 """
 
 from __future__ import annotations
@@ -16,12 +30,14 @@ from typing import Literal, Optional
 import torch
 
 from ...denoisers import Label
-from .adapter import DiffusersDenoiser
+from ...errors import check_finite
+from .adapter import DIT_BACKBONE, TEXT_BACKBONE, DiffusersDenoiser
 from .loading import load_diffusers
 from .loops import initial_state, run_plan
 from .schedulers import SCHEDULER_KINDS, scheduler_plan
 
 PIPELINES = ("ddpm", "ddim")
+DIT_KINDS = ("ddim", "dpmpp-2m")  # the schedulers DiTPipeline runs as a sampler (module docstring)
 
 
 def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> str:
@@ -33,6 +49,15 @@ def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> st
     return kind
 
 
+def pipeline_guidance(guidance_scale: Optional[float]) -> Optional[float]:
+    """critdiff's guidance weight for a pipeline's ``guidance_scale``: the pipelines mix the null and the
+    conditional outputs only when ``guidance_scale > 1``, else they run the conditional model alone (``None``)."""
+    if guidance_scale is None:
+        return None
+    w = check_finite("guidance_scale", guidance_scale)
+    return w if w > 1 else None
+
+
 def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, seed: int, *,
                          sampler: Optional[str] = None, eta: float = 0.0, label: Label = None,
                          guidance=None, output: Literal["image", "state"] = "image") -> torch.Tensor:
@@ -42,8 +67,10 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
     kind of :data:`.schedulers.SCHEDULER_KINDS` run as the diffusers loop ``scale_model_input`` /
     ``step``); ``None`` uses the folder's own scheduler. ``output='image'`` gives the pipeline's
     ``(z / 2 + 0.5).clamp(0, 1)`` (``z`` decoded by the VAE first for a latent model), ``'state'`` the final
-    state unclamped. ``label``/``guidance`` apply
-    classifier-free guidance to the raw model outputs (clipping after mixing).
+    state unclamped. ``label``/``guidance`` apply classifier-free guidance to the raw model outputs
+    (clipping after mixing); a pipeline's ``guidance_scale`` becomes ``guidance`` by
+    :func:`pipeline_guidance`. On a text model ``label=None`` is its prompt (label 0), as
+    ``StableDiffusionPipeline(prompt)`` samples the prompt.
     """
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         model = load_diffusers(model)
@@ -56,6 +83,9 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
     if model.sample_shape is None:
         raise ValueError("model: the UNet config has no sample_size; like-pipeline needs the image shape")
     plan = scheduler_plan(model, steps, pipeline_kind(model, sampler))
+    _check_dit_pipeline(model, plan.kind, eta)
+    if label is None and model.unet_class == TEXT_BACKBONE:
+        label = 0
     device = next(model.unet.parameters()).device
     dtype = model.unet.dtype
     generator = torch.Generator().manual_seed(seed)
@@ -66,3 +96,11 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
     if output == "state":
         return z
     return (model.decode(z) / 2 + 0.5).clamp(0, 1)  # a latent model's VAE decodes first, as its pipeline does
+
+
+
+def _check_dit_pipeline(model: DiffusersDenoiser, kind: str, eta: float) -> None:
+    """``DiTPipeline`` is a sampler only with DDIM (eta 0) or DPM-Solver++(2M) (module docstring): refuse the rest."""
+    if model.unet_class == DIT_BACKBONE and (kind not in DIT_KINDS or eta > 0):
+        raise ValueError(f"sampler: DiTPipeline cannot be reproduced with {kind} (eta {eta}): it steps without the "
+                         "generator and hands step() the scaled input; expected ddim (eta 0) or dpmpp-2m")
