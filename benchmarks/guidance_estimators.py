@@ -222,6 +222,28 @@ def tables(res: dict) -> str:
     return "\n".join(out)
 
 
+def finish(res: dict, models: dict, tc_from) -> dict:
+    """Prediction errors, the chosen estimator and the claims of the rows in ``res``."""
+    rows = [res["rows"][k] for k in models if k in res["rows"]]
+    res["prediction_error"] = prediction_errors(rows)
+    res["chosen"] = tc_from or choose(res["prediction_error"])
+    res["claims"] = claims(rows)
+    return res
+
+
+def merge(files: list[Path], out: Path, tc_from) -> dict:
+    """One result from per-model files (later files win for a model; each row keeps what its file had)."""
+    res: dict = {"rows": {}}
+    for f in files:
+        part = json.loads(f.read_text())
+        for k, row in part["rows"].items():
+            res["rows"][k] = {**res["rows"].get(k, {}), **row}
+        res.update({k: v for k, v in part.items() if k in ("tiny", "platform", "torch")})
+    res["merged_from"] = [str(f) for f in files]
+    save_json(out, finish(res, TINY if res.get("tiny") else MODELS, tc_from))
+    return res
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/guidance-models", help="folder of the nets and classifiers")
@@ -234,13 +256,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--sweep", type=int, default=9)
     ap.add_argument("--out", default="benchmarks/results/guidance_estimators.json")
     ap.add_argument("--table", action="store_true", help="print the markdown tables of --out and stop")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine the rows of per-model result files (runs in parallel processes) into --out")
     a = ap.parse_args(argv)
     if a.table:
         print(tables(json.loads(Path(a.out).read_text())))
         return {}
+    if a.merge:
+        return merge([Path(f) for f in a.merge], Path(a.out), a.tc_from)
     torch.set_num_threads(1)
     models = TINY if a.tiny else MODELS
-    sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else dict(batch=50, steps=20, schedule="vp-linear", sampler="ddpm", spacing="logsnr")
+    sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else \
+        dict(batch=50, steps=20, schedule="vp-linear", sampler="ddpm", spacing="logsnr")
     if a.tiny:
         a.n, a.sweep = 6, 3
     work, out_path = Path(a.work), Path(a.out)
@@ -252,14 +279,12 @@ def main(argv=None) -> dict:
         for name in names:
             res["rows"][name] = {**res["rows"].get(name, {}), **sweep_phase(name, models[name], a, sizes, work)}
             save_json(out_path, res)
-    rows = [res["rows"][k] for k in models if k in res["rows"]]
-    res["prediction_error"] = prediction_errors(rows)
-    res["chosen"] = a.tc_from or choose(res["prediction_error"])
+    finish(res, models, a.tc_from)
     if a.phase in ("arms", "all"):
         for name in names:
             res["rows"][name]["arms"] = arms_phase(name, models[name], a, sizes, work, res["rows"][name], res["chosen"])
             save_json(out_path, res)
-    res["claims"] = claims([res["rows"][k] for k in models if k in res["rows"]])
+    finish(res, models, a.tc_from)
     res["seconds_this_call"] = time.perf_counter() - t0
     save_json(out_path, res)
     return res
