@@ -132,16 +132,17 @@ def _calibrate(net, pool, sigmas, cfg: AgreementConfig) -> dict:
     cal_pool = pool[_pool_order(pool, cfg.seed)[:cfg.n_cal_train]]
     cal = calibrate_patch_size(net, cal_pool, stencils=cfg.stencils, states=states, boundary=cfg.boundary)
     stencils = cal.best_stencil if cfg.stencil_rule == "per-time" else [cal.modal_stencil()] * len(cal.sigma)
-    return {"type": "stencil-calibration", "sigma": cal.sigma.tolist(), "stencils": stencils, "calibration": cal.to_dict(),
-            "seconds": time.perf_counter() - t0}
+    return {"type": "stencil-calibration", "sigma": cal.sigma.tolist(), "stencils": stencils,
+            "calibration": cal.to_dict(), "seconds": time.perf_counter() - t0}
 
 
-def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig) -> list[dict]:
-    """One record per seed of ``seeds`` (sampled together)."""
+def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar) -> list[dict]:
+    """One record per seed of ``seeds`` (sampled together); ``bar`` counts patch evaluations of one sample
+    (``2 T`` per seed)."""
     t0 = time.perf_counter()
     x = initial_noise((len(seeds), *net.sample_shape), sigmas, [generator(cfg.seed, j) for j in seeds],
                       device=cfg.device)
-    run = paired_ddim(patch, net, x, sigmas)
+    run = paired_ddim(patch, net, x, sigmas, tick=lambda: bar.update(len(seeds)))
     seconds = (time.perf_counter() - t0) / len(seeds)
     return [{"type": "seed", "seed": j, "r": float(run.r[b]), "level_r": run.level_r[:, b].tolist(),
              "seconds": seconds, "bound": float(patch.last_bound),
@@ -156,20 +157,23 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
     cfg.validate()
     out = Path(out_dir)
     log = TrialLog(out / LOG, cfg.identity(), required=RECORDS)
-    with torch_threads(cfg.threads):
+    done = {r["seed"] for r in log.of_type("seed")}
+    missing = [j for j in range(cfg.seeds) if j not in done]
+    n_evals = len(missing) * 2 * cfg.steps  # patch evaluations of one sample
+    with torch_threads(cfg.threads), progress_bar(n_evals, "agreement (patch evaluations)", enabled=progress) as bar:
         net, pool, _, schedule = load_trained(cfg.net, cfg.pool)
         net = net.to(device=cfg.device)
         sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
-        cal = log.find("stencil-calibration") or log.append(_calibrate(net, pool, sigmas, cfg))
+        if log.find("stencil-calibration") is None:
+            bar.set_postfix_str("calibrating the stencil")
+            log.append(_calibrate(net, pool, sigmas, cfg))
+        cal = log.find("stencil-calibration")
         patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], equivariant=True, boundary=cfg.boundary,
                                      tol=cfg.tol, device=cfg.device)
-        done = {r["seed"] for r in log.of_type("seed")}
-        missing = [j for j in range(cfg.seeds) if j not in done]
-        with progress_bar(len(missing), "agreement", enabled=progress) as bar:
-            for i in range(0, len(missing), cfg.batch):
-                for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg):
-                    log.append(rec)
-                bar.update(len(missing[i:i + cfg.batch]))
+        bar.set_postfix_str("sampling")
+        for i in range(0, len(missing), cfg.batch):
+            for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar):
+                log.append(rec)
     result = _summarise(cfg, log, cal, sigmas, schedule, net, patch, n_pool=int(pool.shape[0]))
     save_json(out / "agreement.json", result.record())
     return result
