@@ -2,8 +2,9 @@
 
 ``run_agreement(cfg, out) -> AgreementResult``. A trained network (``net:DIR``, sampled unconditionally:
 ``label=None``, since the patch model here is unconditional) and the equivariant patch model (ELS) of the pool
-``cfg.pool`` (default the full MNIST-5k ``mnist``) both run deterministic DDIM (eta = 0) for ``cfg.steps`` steps,
-uniform in logsnr of the network's training schedule, from the same initial noise: sample ``j`` starts from
+``cfg.pool`` (default the full MNIST-5k ``mnist``; zero boundary and ``pool='valid'`` by default, the
+convention of Kamb & Ganguli's ELS-machine code, DESIGN.md section 2) both run deterministic DDIM (eta = 0)
+for ``cfg.steps`` steps, uniform in logsnr of the network's training schedule, from the same initial noise: sample ``j`` starts from
 ``seeding.generator(cfg.seed, j)`` (the ``j``-th of ``samplers.seed_generators``), so the noise does not depend
 on the batch. The patch model's stencil is calibrated first (:mod:`critdiff.probes.calibration`) at every
 level of the grid, on states of ``n_cal_traj`` network trajectories (their own seed stream), with patch models of
@@ -66,6 +67,8 @@ class AgreementConfig(JsonConfig):
     n_cal_traj: int = arg(8, "network trajectories whose states calibrate the stencil")
     n_cal_train: int = arg(128, "pool images of the calibration's patch models")
     boundary: Literal["periodic", "zero"] = arg("zero", "patch boundary (zero: as a zero-padded UNet)")
+    patch_pool: Literal["all", "valid"] = arg("valid", "patch pool: only patches wholly inside the training images "
+                                                       "(Kamb & Ganguli's ELS machine), or every position")
     tol: Optional[float] = arg(None, "certified tolerance of the patch model's pruned path (default: its own)")
     n_boot: int = arg(2000, "bootstrap replicates of the median's interval")
     device: str = arg("cpu", "torch device: cpu, cuda or cuda:N")
@@ -77,6 +80,7 @@ class AgreementConfig(JsonConfig):
         check_int("seed", self.seed, 0)
         check_choice("stencil_rule", self.stencil_rule, ("per-time", "modal"))
         check_choice("boundary", self.boundary, ("periodic", "zero"))
+        check_choice("patch_pool", self.patch_pool, ("all", "valid"))
         if not self.stencils:
             raise ValueError("stencils: expected at least one stencil")
         return self
@@ -130,7 +134,8 @@ def _calibrate(net, pool, sigmas, cfg: AgreementConfig) -> dict:
         sample_ddim(net, x, sigmas, callback=rec)
     states = list(zip(rec.sigma, rec.x))
     cal_pool = pool[_pool_order(pool, cfg.seed)[:cfg.n_cal_train]]
-    cal = calibrate_patch_size(net, cal_pool, stencils=cfg.stencils, states=states, boundary=cfg.boundary)
+    cal = calibrate_patch_size(net, cal_pool, stencils=cfg.stencils, states=states, boundary=cfg.boundary,
+                               pool=cfg.patch_pool)
     stencils = cal.best_stencil if cfg.stencil_rule == "per-time" else [cal.modal_stencil()] * len(cal.sigma)
     return {"type": "stencil-calibration", "sigma": cal.sigma.tolist(), "stencils": stencils,
             "calibration": cal.to_dict(), "seconds": time.perf_counter() - t0}
@@ -169,7 +174,7 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
             log.append(_calibrate(net, pool, sigmas, cfg))
         cal = log.find("stencil-calibration")
         patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], equivariant=True, boundary=cfg.boundary,
-                                     tol=cfg.tol, device=cfg.device)
+                                     pool=cfg.patch_pool, tol=cfg.tol, device=cfg.device)
         bar.set_postfix_str("sampling")
         for i in range(0, len(missing), cfg.batch):
             for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar):

@@ -129,14 +129,15 @@ def _stats(a: np.ndarray) -> tuple[float, float]:
 def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: Sequence = DEFAULT_STENCILS,
                          states: Optional[Sequence[tuple[float, torch.Tensor]]] = None, n_traj: int = 8,
                          n_times: int = 8, schedule="vp-cosine", steps: int = 24, label: Label = None,
-                         labels: Optional[torch.Tensor] = None, boundary: str = "zero", seed: int = 0,
-                         dtype=torch.float32) -> Calibration:
+                         labels: Optional[torch.Tensor] = None, boundary: str = "zero", pool: str = "all",
+                         seed: int = 0, dtype=torch.float32) -> Calibration:
     """Which stencil's patch model best matches ``denoiser`` at each time (module docstring).
 
     ``images [N, C, H, W]``: the patch models' training images (a few hundred suffice); ``labels [N]`` with an
     int/LongTensor ``label`` gives class-conditional pools. ``states``: (sigma, ``x``) pairs to compare at;
     when None, ``n_traj`` trajectories of the denoiser are run (:func:`trajectory_states`).
-    ``boundary``: of the patch models (``'zero'`` matches a zero-padded convolutional network).
+    ``boundary``: of the patch models (``'zero'`` matches a zero-padded convolutional network); ``pool``: their
+    pool (``'valid'``: only patches wholly inside the training images, Kamb & Ganguli's convention).
     """
     images = check_images("images", images)
     check_choice("boundary", boundary, ("periodic", "zero"))
@@ -150,7 +151,7 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
     states = sorted(((float(s), x.to(dtype)) for s, x in states), key=lambda p: -p[0])
     if not states:
         raise ValueError("states: expected at least one (sigma, x) pair")
-    models = [PatchScore(images.to(dtype), st, equivariant=True, boundary=boundary,
+    models = [PatchScore(images.to(dtype), st, equivariant=True, boundary=boundary, pool=pool,
                          labels=labels if label is not None else None) for st in stencils]
     T, S = len(states), len(stencils)
     cos, cos_se, rel, rel_se = (np.zeros((T, S)) for _ in range(4))
