@@ -47,6 +47,7 @@ from .result import Result
 
 ANCHOR_R = 0.94  # Kamb & Ganguli (2024): median r of their calibrated ELS machine vs trained nets on MNIST
 LOG = "agreement.jsonl"
+EXAMPLES = 8  # sample pairs kept in the result (shown by the report)
 RECORDS = {"stencil-calibration": ("sigma", "stencils", "calibration", "seconds"),
            "seed": ("seed", "r", "level_r", "seconds", "bound")}
 
@@ -115,6 +116,8 @@ class AgreementResult(Result):
     seconds_per_seed: float
     max_bound: float
     calibration_seconds: float
+    shape: tuple[int, ...] = ()
+    examples: tuple = ()  # the first EXAMPLES seeds: {"seed", "r", "patch", "net"} (flattened final images)
     anchor_r: float = ANCHOR_R
     label: Optional[int] = None  # both models sample unconditionally
 
@@ -198,4 +201,5 @@ def _summarise(cfg, log: TrialLog, cal: dict, sigmas, schedule: str, net, patch,
         level_r_q75=tuple(q75), r=tuple(_floats([r["r"] for r in recs])),
         summary=median_summary(_floats([r["r"] for r in recs]), n_boot=cfg.n_boot, seed=cfg.seed),
         seconds_per_seed=float(np.mean([r["seconds"] for r in recs])), max_bound=max(r["bound"] for r in recs),
-        calibration_seconds=cal["seconds"])
+        calibration_seconds=cal["seconds"], shape=tuple(net.sample_shape),
+        examples=tuple({k: r[k] for k in ("seed", "r", "x_patch", "x_net")} for r in recs[:EXAMPLES]))

@@ -11,7 +11,7 @@ import numpy as np
 from .fmt import interval, num
 from .html import Section, table
 
-FIGURES = ("agreement_r.png", "agreement_levels.png")
+FIGURES = ("agreement_r.png", "agreement_levels.png", "agreement_pairs.png")
 
 
 def _arr(v) -> np.ndarray:
@@ -41,7 +41,23 @@ def write_figures(r, out_dir: "str | Path") -> tuple[str, ...]:
     ax.set_title("denoisers on the network's states")
     fig.tight_layout()
     save_figure(fig, out / FIGURES[1], dpi=100)
+    _pairs_figure(r, out / FIGURES[2])
     return FIGURES
+
+
+def _pairs_figure(r, path: Path) -> None:
+    """The example pairs: patch model (left) and network (right) from the same noise, captioned with r."""
+    import torch
+
+    from .figures import image_grid
+
+    images, captions = [], []
+    for ex in r.examples:
+        for key, who in (("x_patch", "patch"), ("x_net", "net")):
+            images.append(torch.tensor(ex[key], dtype=torch.float32).reshape(r.shape))
+            captions.append(f"seed {ex['seed']} {who}" + (f" r={num(ex['r'])}" if who == "patch" else ""))
+    if images:
+        image_grid(torch.stack(images), path, nrow=4, title="patch model | network, same noise", labels=captions)
 
 
 def findings(r) -> list[str]:
@@ -74,6 +90,6 @@ def render_agreement(result, folder: "str | Path" = ".", key: str = "agreement",
             f"{num(r.patch.get('tol'))}; stencil calibrated per level ({e(cfg.stencil_rule)}) on states of "
             f"{cfg.n_cal_traj} network trajectories with {cfg.n_cal_train} pool images. r: Pearson correlation of the "
             f"mean-centred final images.</p>{table(rows)}"
-            f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p>{table(levels)}')
+            f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p><p><img src="{FIGURES[2]}"></p>{table(levels)}')
     return Section(key, title, html, question="How closely does the calibrated patch model reproduce the trained "
                    "network's samples from the same noise (Kamb & Ganguli's agreement)?", findings=findings(r))
