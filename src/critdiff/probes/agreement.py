@@ -16,7 +16,6 @@ a percentile-bootstrap interval of the median (:mod:`critdiff.probes.bootstrap`)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -52,27 +51,19 @@ class PairedRun:
     level_r: np.ndarray
 
 
-def paired_ddim(model_a: Denoiser, model_b: Denoiser, x: torch.Tensor, sigmas, label: Label = None,
-                tick: Optional[Callable[[], None]] = None) -> PairedRun:
+def paired_ddim(model_a: Denoiser, model_b: Denoiser, x: torch.Tensor, sigmas, label: Label = None) -> PairedRun:
     """Deterministic DDIM runs of ``model_a`` and ``model_b`` from the same ``x`` on ``sigmas`` (module docstring).
 
-    ``model_a`` is also evaluated on every state of ``model_b``'s trajectory (``T`` extra evaluations, ``2 T`` in
-    all); ``tick()`` is called after each of them (progress).
+    ``model_a`` is also evaluated on every state of ``model_b``'s trajectory (``T`` extra evaluations).
     """
     s = check_sigmas(sigmas)
     level_r: list = []
 
-    def a(x_, sigma, lab):
-        out = model_a(x_, sigma, lab)
-        if tick is not None:
-            tick()
-        return out
-
     def compare(step) -> None:
-        level_r.append(pearson_r(a(step.x, step.sigma, label), step.x0_hat))
+        level_r.append(pearson_r(model_a(step.x, step.sigma, label), step.x0_hat))
 
     with torch.no_grad():
-        final_a = sample_ddim(a, x, s, label=label)
+        final_a = sample_ddim(model_a, x, s, label=label)
         final_b = sample_ddim(model_b, x, s, label=label, callback=compare)
     return PairedRun(final_a=final_a, final_b=final_b, r=pearson_r(final_a, final_b), sigma=s[:-1].numpy(),
                      level_r=np.stack(level_r))
