@@ -172,14 +172,14 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
 
     cfg.validate()
     out = Path(out_dir)
+    net, pool, _, schedule = load_trained(cfg.net, cfg.pool)
+    net = net.to(device=cfg.device)
+    sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
     log = TrialLog(out / LOG, cfg.identity(), required=RECORDS)
     done = {r["seed"] for r in log.of_type("seed")}
     missing = [j for j in range(cfg.seeds) if j not in done]
     n_evals = len(missing) * 2 * cfg.steps  # patch evaluations of one sample
     with torch_threads(cfg.threads), progress_bar(n_evals, "agreement (patch evaluations)", enabled=progress) as bar:
-        net, pool, _, schedule = load_trained(cfg.net, cfg.pool)
-        net = net.to(device=cfg.device)
-        sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
         if log.find("stencil-calibration") is None:
             bar.set_postfix_str("calibrating the stencil")
             log.append(_calibrate(net, pool, sigmas, cfg))
