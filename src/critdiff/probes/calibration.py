@@ -216,7 +216,7 @@ class CalibratedPatchScore:
         lab = label if label is None or isinstance(label, int) else torch.as_tensor(label)
         for st in dict.fromkeys(picks):
             idx = torch.tensor([i for i, p in enumerate(picks) if p == st], device=x.device)
-            sub = lab if lab is None or isinstance(lab, int) or lab.ndim == 0 else lab[idx]
+            sub = lab if lab is None or isinstance(lab, int) or lab.ndim == 0 else lab[idx.to(lab.device)]
             out[idx] = self.models[st](x[idx], s[idx.cpu()], sub).to(out.dtype)
             self.last_bound = max(self.last_bound, self.models[st].last_bound)
         return out
