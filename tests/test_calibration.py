@@ -89,3 +89,14 @@ def test_margin_is_runner_up_minus_best():
         assert cal.margin[t] == pytest.approx(r[1] - r[0])
         assert cal.margin[t] >= 0
     assert cal.to_dict()["margin"] == [float(v) for v in cal.margin]
+
+
+def test_pool_reaches_the_calibrations_patch_models():
+    """A valid-pool patch model is matched exactly by the valid-pool calibration, not by the all-positions one."""
+    imgs = _images(n=12)
+    target = PatchScore(imgs, "square:5", boundary="zero", pool="valid")
+    kw = dict(stencils=("square:3", "square:5"), n_traj=2, n_times=3, steps=6, dtype=torch.float64)
+    valid = calibrate_patch_size(target, imgs, pool="valid", **kw)
+    np.testing.assert_allclose(valid.rel_l2[:, 1], 0.0, atol=1e-12)
+    every = calibrate_patch_size(target, imgs, pool="all", **kw)
+    assert every.rel_l2[:, 1].max() > 1e-6

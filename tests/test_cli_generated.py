@@ -76,3 +76,24 @@ def test_usage_error_is_one_line_exit_2(capsys):
     assert main(["sample", "--out", "x", "--steps", "two"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("critdiff: error: argument --steps") and "\n" not in err
+
+
+def test_required_flag_help_has_no_default():
+    """A field without a default becomes a required flag whose help names no default (and no object repr)."""
+    import argparse
+    from dataclasses import dataclass
+
+    from critdiff.cli.generate import add_config_args
+    from critdiff.config import JsonConfig, arg
+
+    @dataclass(frozen=True)
+    class Cfg(JsonConfig):
+        folder: str = arg(help="a folder")
+        n: int = arg(3, "a count")
+
+    p = argparse.ArgumentParser()
+    add_config_args(p, Cfg)
+    helps = {a.dest.split(".")[-1].lstrip("_"): a for a in p._actions if a.option_strings and a.dest != "help"}
+    folder = next(a for k, a in helps.items() if k.endswith("folder"))
+    assert folder.required and folder.help == "a folder"
+    assert next(a for k, a in helps.items() if k.endswith("n")).help == "a count (default: 3)"

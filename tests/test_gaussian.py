@@ -60,3 +60,33 @@ def test_class_conditional_and_errors():
         m(torch.zeros(1, 1, 5, 5, dtype=torch.float64), 1.0)
     with pytest.raises(ValueError, match="covariance"):
         GaussianScore(y, covariance="diag")
+
+
+# ---- device plumbing ------------------------------------------------------------------------
+@pytest.mark.parametrize("covariance", ["full", "stationary"])
+def test_device_argument(covariance):
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(30, 1, 6, 6, generator=g, dtype=torch.float64)
+    labels = torch.arange(30) % 3
+    x = torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
+    ref = GaussianScore(y, labels=labels, covariance=covariance)
+    on_cpu = GaussianScore(y, labels=labels, covariance=covariance, device="cpu")
+    for label in (None, torch.tensor([0, 1, 2, 0])):
+        assert torch.equal(on_cpu(x, 0.5, label), ref(x, 0.5, label))
+    with pytest.raises(ValueError, match="^device:"):
+        GaussianScore(y, covariance=covariance, device="nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            GaussianScore(y, covariance=covariance, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("covariance", ["full", "stationary"])
+def test_gaussian_on_cuda_matches_cpu(covariance):
+    g = torch.Generator().manual_seed(4)
+    y = torch.randn(30, 1, 6, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
+    cpu = GaussianScore(y, covariance=covariance)(x, [0.1, 0.5, 1.0, 3.0])
+    gpu = GaussianScore(y, covariance=covariance, device="cuda")(x.cuda(), [0.1, 0.5, 1.0, 3.0])
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-10)

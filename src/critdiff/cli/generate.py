@@ -70,7 +70,7 @@ def _field_kwargs(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     if tp is bool and not optional:
         kw["action"] = "store_false" if f.default is True else "store_true"
         return {"help": help_text, **kw}
-    if "default" not in help_text:
+    if "default" not in help_text and f.default is not dataclasses.MISSING:  # a required flag has none
         help_text += f" (default: {_default_text(f.default)})"
     if "parse" in meta:
         kw["type"] = meta["parse"]
@@ -116,7 +116,6 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, *, skip: tuple =
         kw["dest"] = prefix + f.name
         if f.default is dataclasses.MISSING:
             kw["required"] = True
-            kw["help"] = kw["help"].replace(" (default: <dataclasses._MISSING_TYPE object", " (").split(" (default: ")[0]
         else:
             kw["default"] = argparse.SUPPRESS if given_only else f.default
         parser.add_argument(flag_name(f), **kw)

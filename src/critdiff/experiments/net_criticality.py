@@ -110,19 +110,19 @@ class NetCriticalityResult(Result):
     timing: dict
 
 
-def _load(cfg: NetCriticalityConfig):
-    """The network, its training images (``[N, C, H, W]``), the data spec and the training schedule."""
+def load_trained(model_dir: str, data: Optional[str] = None):
+    """A trained network (``net:DIR``), its training images ``[N, C, H, W]`` (``data``, default the checkpoint's
+    own spec, loaded with data seed 0), the data spec and the network's training schedule."""
     from ..nets import checkpoint as ckpt
     from .config import RunConfig
     from .models import load_model
 
-    stored = ckpt.read_config(cfg.model_dir).get("train", {})
-    data = cfg.data
+    stored = ckpt.read_config(model_dir).get("train", {})
     if data is None:
         if "data" not in stored:
-            raise ValueError(f"data: {cfg.model_dir!r} records no training data; give a data spec")
+            raise ValueError(f"data: {model_dir!r} records no training data; give a data spec")
         data = stored["data"]
-    loaded = load_model(RunConfig(model=f"net:{cfg.model_dir}", data=data), need_data=True, data_seed=0)
+    loaded = load_model(RunConfig(model=f"net:{model_dir}", data=data), need_data=True, data_seed=0)
     return loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine")
 
 
@@ -132,7 +132,7 @@ def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" 
     ``out_dir`` (when given) and return the result."""
     cfg.validate()
     t_start = time.perf_counter()
-    net, images, data, schedule = _load(cfg)
+    net, images, data, schedule = load_trained(cfg.model_dir, cfg.data)
     sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
     x = initial_noise((cfg.batch, *net.sample_shape), sigmas, seed_generators(cfg.seed, cfg.batch))
     timing: dict = {}

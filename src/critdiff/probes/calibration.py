@@ -129,14 +129,15 @@ def _stats(a: np.ndarray) -> tuple[float, float]:
 def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: Sequence = DEFAULT_STENCILS,
                          states: Optional[Sequence[tuple[float, torch.Tensor]]] = None, n_traj: int = 8,
                          n_times: int = 8, schedule="vp-cosine", steps: int = 24, label: Label = None,
-                         labels: Optional[torch.Tensor] = None, boundary: str = "zero", seed: int = 0,
-                         dtype=torch.float32) -> Calibration:
+                         labels: Optional[torch.Tensor] = None, boundary: str = "zero", pool: str = "all",
+                         seed: int = 0, dtype=torch.float32) -> Calibration:
     """Which stencil's patch model best matches ``denoiser`` at each time (module docstring).
 
     ``images [N, C, H, W]``: the patch models' training images (a few hundred suffice); ``labels [N]`` with an
     int/LongTensor ``label`` gives class-conditional pools. ``states``: (sigma, ``x``) pairs to compare at;
     when None, ``n_traj`` trajectories of the denoiser are run (:func:`trajectory_states`).
-    ``boundary``: of the patch models (``'zero'`` matches a zero-padded convolutional network).
+    ``boundary``: of the patch models (``'zero'`` matches a zero-padded convolutional network); ``pool``: their
+    pool (``'valid'``: only patches wholly inside the training images, Kamb & Ganguli's convention).
     """
     images = check_images("images", images)
     check_choice("boundary", boundary, ("periodic", "zero"))
@@ -150,7 +151,7 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
     states = sorted(((float(s), x.to(dtype)) for s, x in states), key=lambda p: -p[0])
     if not states:
         raise ValueError("states: expected at least one (sigma, x) pair")
-    models = [PatchScore(images.to(dtype), st, equivariant=True, boundary=boundary,
+    models = [PatchScore(images.to(dtype), st, equivariant=True, boundary=boundary, pool=pool,
                          labels=labels if label is not None else None) for st in stencils]
     T, S = len(states), len(stencils)
     cos, cos_se, rel, rel_se = (np.zeros((T, S)) for _ in range(4))
@@ -161,8 +162,8 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
             nn_ = dn.norm(dim=1).clamp_min(1e-300)
             for j, m in enumerate(models):
                 dp = m(x, sig, label).to(torch.float64).flatten(1)
-                c = ((dn * dp).sum(1) / (nn_ * dp.norm(dim=1).clamp_min(1e-300))).numpy()
-                r = ((dn - dp).norm(dim=1) / nn_).numpy()
+                c = ((dn * dp).sum(1) / (nn_ * dp.norm(dim=1).clamp_min(1e-300))).cpu().numpy()
+                r = ((dn - dp).norm(dim=1) / nn_).cpu().numpy()
                 cos[i, j], cos_se[i, j] = _stats(c)
                 rel[i, j], rel_se[i, j] = _stats(r)
     sig = np.array([s for s, _ in states], dtype=np.float64)
@@ -170,3 +171,52 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
                        logsnr=-2.0 * np.log(sig), cosine=cos, cosine_se=cos_se, rel_l2=rel, rel_l2_se=rel_se,
                        best=np.argmin(rel, axis=1), n_states=int(states[0][1].shape[0]), n_train=int(images.shape[0]),
                        boundary=boundary)
+
+
+class CalibratedPatchScore:
+    """A patch denoiser whose stencil follows a calibration: at noise ``sigma`` it is the
+    :class:`~critdiff.scores.patch.PatchScore` of the stencil calibrated at the level nearest in logsnr.
+
+    ``sigma [T]`` and ``stencils [T]``: the calibrated levels and their stencils (e.g. ``Calibration.sigma`` and
+    ``Calibration.best_stencil``, or one stencil repeated); ``patch_kwargs`` go to every ``PatchScore`` (one per
+    distinct stencil, sharing ``images``). ``last_bound``: the largest certified bound of the last call's models.
+    """
+
+    def __init__(self, images: torch.Tensor, sigma: Sequence[float], stencils: Sequence[str], **patch_kwargs):
+        sigma = np.asarray(sigma, dtype=np.float64)
+        if sigma.ndim != 1 or sigma.size == 0 or len(stencils) != sigma.size or not np.all(sigma > 0):
+            raise ValueError(f"sigma, stencils: expected T > 0 positive levels and T stencils, got {sigma.size} "
+                             f"and {len(stencils)}")
+        self.logsnr = -2.0 * np.log(sigma)
+        self.stencils = tuple(parse_stencil(s).spec for s in stencils)
+        self.models = {st: PatchScore(images, st, **patch_kwargs) for st in dict.fromkeys(self.stencils)}
+        self.last_bound = 0.0
+
+    def stencil_at(self, sigma: float) -> str:
+        """The stencil used at noise level ``sigma`` (the calibrated level nearest in logsnr)."""
+        return self.stencils[int(np.argmin(np.abs(self.logsnr + 2.0 * np.log(float(sigma)))))]
+
+    def config(self) -> dict:
+        first = next(iter(self.models.values())).config()
+        return {**first, "model": "patch-calibrated", "stencil": None, "stencil_size": None,
+                "levels_logsnr": [float(v) for v in self.logsnr], "stencils": list(self.stencils)}
+
+    def __call__(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
+        """``x0_hat [B, C, H, W]``; per-sample sigmas are grouped by their stencil."""
+        s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
+        if s.numel() == 1:
+            model = self.models[self.stencil_at(float(s[0]))]
+            out = model(x, sigma, label)
+            self.last_bound = model.last_bound
+            return out
+        if s.numel() != x.shape[0]:
+            raise ValueError(f"sigma: expected a scalar or one value per sample ({x.shape[0]}), got {s.numel()}")
+        picks = [self.stencil_at(float(v)) for v in s]
+        out, self.last_bound = torch.empty_like(x), 0.0
+        lab = label if label is None or isinstance(label, int) else torch.as_tensor(label)
+        for st in dict.fromkeys(picks):
+            idx = torch.tensor([i for i, p in enumerate(picks) if p == st], device=x.device)
+            sub = lab if lab is None or isinstance(lab, int) or lab.ndim == 0 else lab[idx.to(lab.device)]
+            out[idx] = self.models[st](x[idx], s[idx.cpu()], sub).to(out.dtype)
+            self.last_bound = max(self.last_bound, self.models[st].last_bound)
+        return out

@@ -17,6 +17,7 @@ RENDERERS = {
     "theory": "theory:render_theory",
     "structure-factor": "structure:render_structure",
     "sweep": "sweep:render_sweep",
+    "agreement": "agreement:render_agreement",
 }
 
 

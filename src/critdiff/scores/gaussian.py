@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from ..denoisers import Label, as_labels, as_sigma
+from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_images
 
 Covariance = Literal["full", "stationary"]
@@ -66,13 +67,16 @@ class _StationaryFit:
 class GaussianScore:
     """Exact denoiser of the Gaussian fitted to ``images [N, C, H, W]`` (optionally per class).
 
-    ``shrink`` adds ``shrink * I`` to each covariance (0 by default: the exact fit).
+    ``shrink`` adds ``shrink * I`` to each covariance (0 by default: the exact fit). ``device``: where the fit is
+    computed and its tensors live (default: the images' device); calls compute on the device of ``x`` either way.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                 covariance: Covariance = "full", shrink: float = 0.0):
+                 covariance: Covariance = "full", shrink: float = 0.0, device=None):
         check_images("images", images)
         check_choice("covariance", covariance, ("full", "stationary"))
+        if device is not None:
+            images = images.to(resolve_device(device))
         if covariance == "full" and images[0].numel() > 8192:
             raise ValueError(f"covariance: 'full' needs a {images[0].numel()}^2 matrix; use 'stationary' for images this large")
         self.covariance = covariance
@@ -81,7 +85,7 @@ class GaussianScore:
         self.fits: dict = {None: fit(images, shrink)}
         self.n_classes = 0
         if labels is not None:
-            labels = torch.as_tensor(labels, dtype=torch.long)
+            labels = torch.as_tensor(labels, dtype=torch.long).to(images.device)
             if labels.shape != (images.shape[0],):
                 raise ValueError(f"labels: expected shape [{images.shape[0]}], got {tuple(labels.shape)}")
             self.n_classes = int(labels.max()) + 1

@@ -1,0 +1,213 @@
+"""ELS-vs-network agreement at the protocol of Kamb & Ganguli (2024): Pearson r of samples from identical noise.
+
+``run_agreement(cfg, out) -> AgreementResult``. A trained network (``net:DIR``, sampled unconditionally:
+``label=None``, since the patch model here is unconditional) and the equivariant patch model (ELS) of the pool
+``cfg.pool`` (default the full MNIST-5k ``mnist``; zero boundary and ``pool='valid'`` by default, the
+convention of Kamb & Ganguli's ELS-machine code, DESIGN.md section 2) both run deterministic DDIM (eta = 0)
+for ``cfg.steps`` steps, uniform in logsnr of the network's training schedule, from the same initial noise: sample ``j`` starts from
+``seeding.generator(cfg.seed, j)`` (the ``j``-th of ``samplers.seed_generators``), so the noise does not depend
+on the batch. The patch model's stencil is calibrated first (:mod:`critdiff.probes.calibration`) at every
+level of the grid, on states of ``n_cal_traj`` network trajectories (their own seed stream), with patch models of
+``n_cal_train`` pool images; ``stencil_rule='per-time'`` uses each level's calibrated stencil
+(:class:`~critdiff.probes.calibration.CalibratedPatchScore`), ``'modal'`` the most frequent one everywhere. The
+patch model uses its certified pruned path at ``tol`` (None: its default). Metrics
+(:mod:`critdiff.probes.agreement`): Pearson r of the final images per seed (median, quartiles, bootstrap interval
+of the median) and, per level, the r of the two denoisers on the network's states.
+
+Resumable: ``OUT/agreement.jsonl`` (:class:`~critdiff.experiments.guide_store.TrialLog`) holds the calibration
+and one record per finished seed; a rerun (also with more ``--seeds``) computes only the missing seeds.
+``OUT/agreement.json`` is the result. :mod:`critdiff.report.agreement` renders it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+
+from ..config import JsonConfig, arg
+from ..errors import check_choice, check_int
+from ..io import save_json
+from ..probes.agreement import median_summary, paired_ddim
+from ..probes.calibration import DEFAULT_STENCILS, CalibratedPatchScore, calibrate_patch_size
+from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
+from ..schedules import get as get_schedule
+from ..schedules import sigma_grid
+from ..seeding import derive, generator
+from .guide_store import TrialLog
+from .net_criticality import load_trained
+from .net_signals import _pool_order
+from .progress import progress_bar
+from .result import Result
+
+ANCHOR_R = 0.94  # Kamb & Ganguli (2024): median r of their calibrated ELS machine vs trained nets on MNIST
+LOG = "agreement.jsonl"
+EXAMPLES = 8  # sample pairs kept in the result (shown by the report)
+RECORDS = {"stencil-calibration": ("sigma", "stencils", "calibration", "seconds"),
+           "seed": ("seed", "r", "level_r", "seconds", "bound")}
+
+
+@dataclass(frozen=True)
+class AgreementConfig(JsonConfig):
+    """The agreement run (module docstring)."""
+
+    net: str = arg(help="folder of a network trained by critdiff train")
+    pool: str = arg("mnist", "data spec of the patch model's training pool")
+    seeds: int = arg(100, "samples (one seed each)")
+    steps: int = arg(20, "DDIM (eta = 0) steps, uniform in logsnr of the network's training schedule")
+    batch: int = arg(8, "seeds sampled together")
+    seed: int = arg(0, "base seed: sample j starts from noise derive(seed, j)")
+    stencils: tuple[str, ...] = arg(DEFAULT_STENCILS, "stencils compared in the calibration")
+    stencil_rule: Literal["per-time", "modal"] = arg("per-time", "the calibrated stencil of each level, or the "
+                                                                 "most frequent one at every level")
+    n_cal_traj: int = arg(8, "network trajectories whose states calibrate the stencil")
+    n_cal_train: int = arg(128, "pool images of the calibration's patch models")
+    boundary: Literal["periodic", "zero"] = arg("zero", "patch boundary (zero: as a zero-padded UNet)")
+    patch_pool: Literal["all", "valid"] = arg("valid", "patch pool: only patches wholly inside the training images "
+                                                       "(Kamb & Ganguli's ELS machine), or every position")
+    tol: Optional[float] = arg(None, "certified tolerance of the patch model's pruned path (default: its own)")
+    n_boot: int = arg(2000, "bootstrap replicates of the median's interval")
+    device: str = arg("cpu", "torch device: cpu, cuda or cuda:N")
+    threads: Optional[int] = arg(None, "CPU threads for torch (default: torch's choice)")
+
+    def validate(self) -> "AgreementConfig":
+        for name in ("seeds", "steps", "batch", "n_cal_traj", "n_cal_train", "n_boot"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
+        check_choice("stencil_rule", self.stencil_rule, ("per-time", "modal"))
+        check_choice("boundary", self.boundary, ("periodic", "zero"))
+        check_choice("patch_pool", self.patch_pool, ("all", "valid"))
+        if not self.stencils:
+            raise ValueError("stencils: expected at least one stencil")
+        return self
+
+    def identity(self) -> dict:
+        """The fields that determine a seed's numbers (the log is keyed on them): not seeds, batch, threads, n_boot."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("seeds", "batch", "threads", "n_boot")}
+
+
+@dataclass(frozen=True)
+class AgreementResult(Result):
+    """Per seed ``r [S]`` (seeds ``0..S-1``); per level (``level_sigma [T]``, sampling order) the stencil and the
+    median and quartiles of the denoisers' r; ``summary``: :func:`~critdiff.probes.agreement.median_summary` of
+    ``r``; ``seconds_per_seed``: mean wall time of one seed (both runs and the per-level comparison)."""
+
+    kind = "agreement"
+    config: AgreementConfig
+    schedule: str
+    sampler: str
+    n_pool: int
+    net: dict
+    patch: dict
+    calibration: dict
+    level_sigma: tuple[float, ...]
+    level_logsnr: tuple[float, ...]
+    level_stencil: tuple[str, ...]
+    level_r_median: tuple
+    level_r_q25: tuple
+    level_r_q75: tuple
+    r: tuple
+    summary: dict
+    seconds_per_seed: float
+    max_bound: float
+    calibration_seconds: float
+    shape: tuple[int, ...] = ()
+    examples: tuple = ()  # the first EXAMPLES seeds: {"seed", "r", "x_patch", "x_net"} (flattened final images)
+    anchor_r: float = ANCHOR_R
+    label: Optional[int] = None  # both models sample unconditionally
+
+
+def _floats(values) -> np.ndarray:
+    """JSON numbers (``None`` for a non-finite one) -> float64 array with NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _calibrate(net, pool, sigmas, cfg: AgreementConfig) -> dict:
+    """The calibration record: the stencil per level, from the network's DDIM states at every level."""
+    t0 = time.perf_counter()
+    rec = Recorder()
+    x = initial_noise((cfg.n_cal_traj, *net.sample_shape), sigmas,
+                      seed_generators(derive(cfg.seed, "calibration"), cfg.n_cal_traj), device=cfg.device)
+    with torch.no_grad():
+        sample_ddim(net, x, sigmas, callback=rec)
+    states = list(zip(rec.sigma, rec.x))
+    cal_pool = pool[_pool_order(pool, cfg.seed)[:cfg.n_cal_train]]
+    cal = calibrate_patch_size(net, cal_pool, stencils=cfg.stencils, states=states, boundary=cfg.boundary,
+                               pool=cfg.patch_pool)
+    stencils = cal.best_stencil if cfg.stencil_rule == "per-time" else [cal.modal_stencil()] * len(cal.sigma)
+    return {"type": "stencil-calibration", "sigma": cal.sigma.tolist(), "stencils": stencils,
+            "calibration": cal.to_dict(), "seconds": time.perf_counter() - t0}
+
+
+def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar) -> list[dict]:
+    """One record per seed of ``seeds`` (sampled together); ``bar`` counts patch evaluations of one sample
+    (``2 T`` per seed); ``bound``: the largest certified bound of the batch's patch evaluations."""
+    t0 = time.perf_counter()
+    x = initial_noise((len(seeds), *net.sample_shape), sigmas, [generator(cfg.seed, j) for j in seeds],
+                      device=cfg.device)
+    bounds = [0.0]
+
+    def patch_d(x_, sigma, label=None):
+        out = patch(x_, sigma, label)
+        bounds.append(patch.last_bound)
+        bar.update(len(seeds))
+        return out
+
+    run = paired_ddim(patch_d, net, x, sigmas)
+    seconds = (time.perf_counter() - t0) / len(seeds)
+    return [{"type": "seed", "seed": j, "r": float(run.r[b]), "level_r": run.level_r[:, b].tolist(),
+             "seconds": seconds, "bound": max(bounds),
+             "x_patch": run.final_a[b].cpu().flatten().tolist(), "x_net": run.final_b[b].cpu().flatten().tolist()}
+            for b, j in enumerate(seeds)]
+
+
+def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = True) -> AgreementResult:
+    """Run (or resume) the agreement measurement (module docstring); write ``agreement.json``; return the result."""
+    from ..threads import torch_threads
+
+    cfg.validate()
+    out = Path(out_dir)
+    net, pool, _, schedule = load_trained(cfg.net, cfg.pool)
+    net = net.to(device=cfg.device)
+    sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
+    log = TrialLog(out / LOG, cfg.identity(), required=RECORDS)
+    done = {r["seed"] for r in log.of_type("seed")}
+    missing = [j for j in range(cfg.seeds) if j not in done]
+    n_evals = len(missing) * 2 * cfg.steps  # patch evaluations of one sample
+    with torch_threads(cfg.threads), progress_bar(n_evals, "agreement (patch evaluations)", enabled=progress) as bar:
+        if log.find("stencil-calibration") is None:
+            bar.set_postfix_str("calibrating the stencil")
+            log.append(_calibrate(net, pool, sigmas, cfg))
+        cal = log.find("stencil-calibration")
+        patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], equivariant=True, boundary=cfg.boundary,
+                                     pool=cfg.patch_pool, tol=cfg.tol, device=cfg.device)
+        bar.set_postfix_str("sampling")
+        for i in range(0, len(missing), cfg.batch):
+            for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar):
+                log.append(rec)
+    result = _summarise(cfg, log, cal, sigmas, schedule, net, patch, n_pool=int(pool.shape[0]))
+    save_json(out / "agreement.json", result.record())
+    return result
+
+
+def _summarise(cfg, log: TrialLog, cal: dict, sigmas, schedule: str, net, patch, n_pool: int) -> AgreementResult:
+    recs = sorted((r for r in log.of_type("seed") if r["seed"] < cfg.seeds), key=lambda r: r["seed"])
+    level_r = np.stack([_floats(r["level_r"]) for r in recs], 1)  # [T, S]
+    with warnings.catch_warnings():  # a level where every r is NaN (constant images) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q25, q50, q75 = np.nanquantile(level_r, [0.25, 0.5, 0.75], axis=1)
+    lev = sigmas[:-1].numpy()
+    return AgreementResult(
+        config=cfg, schedule=schedule, sampler="ddim:eta=0", n_pool=n_pool, net=net.config(), patch=patch.config(),
+        calibration=cal["calibration"], level_sigma=tuple(lev), level_logsnr=tuple(-2.0 * np.log(lev)),
+        level_stencil=tuple(patch.stencil_at(s) for s in lev), level_r_median=tuple(q50), level_r_q25=tuple(q25),
+        level_r_q75=tuple(q75), r=tuple(_floats([r["r"] for r in recs])),
+        summary=median_summary(_floats([r["r"] for r in recs]), n_boot=cfg.n_boot, seed=cfg.seed),
+        seconds_per_seed=float(np.mean([r["seconds"] for r in recs])), max_bound=max(r["bound"] for r in recs),
+        calibration_seconds=cal["seconds"], shape=tuple(net.sample_shape),
+        examples=tuple({k: r[k] for k in ("seed", "r", "x_patch", "x_net")} for r in recs[:EXAMPLES]))

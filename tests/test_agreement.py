@@ -1,0 +1,165 @@
+"""Tests of the ELS-vs-network agreement: critdiff.probes.agreement (Pearson r, paired DDIM runs, median summary),
+critdiff.probes.calibration.CalibratedPatchScore, critdiff.experiments.agreement (resume) and its renderer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from critdiff.data import load
+from critdiff.experiments.agreement import LOG, AgreementConfig, AgreementResult, run_agreement
+from critdiff.experiments.demo_model import train_demo_model
+from critdiff.experiments.result import result_from_record
+from critdiff.probes.agreement import median_summary, paired_ddim, pearson_r
+from critdiff.probes.calibration import CalibratedPatchScore
+from critdiff.report.agreement import FIGURES
+from critdiff.report.render import render
+from critdiff.samplers import Recorder, initial_noise, sample_ddim, seed_generators
+from critdiff.schedules import get as get_schedule
+from critdiff.schedules import sigma_grid
+from critdiff.scores import GaussianScore, PatchScore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, _ = load("digits:size=8,n=40")
+    return x.to(torch.float64)
+
+
+def _noise(n, sigmas, seed=0, dtype=torch.float64):
+    return initial_noise((n, 1, 8, 8), sigmas, seed_generators(seed, n), dtype=dtype)
+
+
+def _grid(steps=6):
+    return sigma_grid(get_schedule("vp-cosine"), steps, "logsnr")
+
+
+# ---- Pearson r ------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pearson_r_matches_numpy_float64(dtype):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 2, 6, 7, generator=g, dtype=dtype)
+    b = 0.3 * a + torch.randn(5, 2, 6, 7, generator=g, dtype=dtype) + 4.0  # an offset: r is mean-centred
+    want = [np.corrcoef(a[i].double().numpy().ravel(), b[i].double().numpy().ravel())[0, 1] for i in range(5)]
+    np.testing.assert_allclose(pearson_r(a, b), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pearson_r(a, a), 1.0, atol=1e-12)
+    np.testing.assert_allclose(pearson_r(a, -2 * a + 1), -1.0, atol=1e-12)
+
+
+def test_pearson_r_of_a_constant_image_is_nan_and_shapes_are_checked():
+    a = torch.randn(2, 1, 4, 4)
+    b = a.clone()
+    b[1] = 0.5
+    r = pearson_r(a, b)
+    assert r[0] == pytest.approx(1.0) and np.isnan(r[1])
+    with pytest.raises(ValueError, match="a, b"):
+        pearson_r(a, b[:, :, :3])
+
+
+# ---- paired runs ----------------------------------------------------------------------------
+def test_identical_denoisers_agree_exactly(digits):
+    g = GaussianScore(digits)
+    sig = _grid()
+    run = paired_ddim(g, g, _noise(4, sig), sig)
+    assert torch.equal(run.final_a, run.final_b)
+    np.testing.assert_allclose(run.r, 1.0, atol=1e-12)
+    assert run.level_r.shape == (6, 4)
+    np.testing.assert_allclose(run.level_r, 1.0, atol=1e-12)
+    np.testing.assert_allclose(run.sigma, sig[:-1].numpy())
+
+
+def test_paired_run_against_separate_runs_and_a_dense_per_level_computation(digits):
+    """Each model's final samples equal its own DDIM run from the same noise; the per-level r equals np.corrcoef of
+    model a's outputs and model b's, both evaluated on b's recorded states."""
+    a, b = PatchScore(digits, "square:3", boundary="zero"), GaussianScore(digits)
+    sig = _grid()
+    x = _noise(3, sig, seed=5)
+    run = paired_ddim(a, b, x, sig)
+    with torch.no_grad():
+        torch.testing.assert_close(run.final_a, sample_ddim(a, x, sig), rtol=0, atol=0)
+        rec = Recorder()
+        torch.testing.assert_close(run.final_b, sample_ddim(b, x, sig, callback=rec), rtol=0, atol=0)
+        dense = np.array([[np.corrcoef(a(xs, s)[i].numpy().ravel(), b(xs, s)[i].numpy().ravel())[0, 1]
+                           for i in range(3)] for s, xs in zip(rec.sigma, rec.x)])
+    np.testing.assert_allclose(run.level_r, dense, rtol=0, atol=1e-12)
+    assert np.all(run.level_r < 1 - 1e-6)  # two different models: the test can fail
+    want = [np.corrcoef(run.final_a[i].numpy().ravel(), run.final_b[i].numpy().ravel())[0, 1] for i in range(3)]
+    np.testing.assert_allclose(run.r, want, atol=1e-12)
+
+
+def test_median_summary_against_a_brute_force_bootstrap():
+    v = np.random.default_rng(3).normal(0.8, 0.1, 37)
+    s = median_summary(np.r_[v, np.nan], n_boot=500, seed=4)
+    assert s["n"] == 37 and s["n_nonfinite"] == 1
+    assert s["median"] == np.median(v)
+    assert [s["q25"], s["q75"]] == list(np.quantile(v, [0.25, 0.75]))
+    rng = np.random.default_rng(4)
+    reps = [np.median(v[rng.integers(0, 37, 37)]) for _ in range(500)]
+    np.testing.assert_allclose(s["median_ci"], np.quantile(reps, [0.025, 0.975]), rtol=0, atol=1e-15)
+    assert s["median_ci"][0] <= s["median"] <= s["median_ci"][1]
+    assert median_summary([np.nan])["median"] is None
+
+
+# ---- the calibrated patch model ---------------------------------------------------------------
+def test_calibrated_patch_score_uses_the_stencil_of_the_nearest_level(digits):
+    m = CalibratedPatchScore(digits, [2.0, 0.5, 0.1], ["square:5", "square:3", "square:5"], boundary="zero")
+    assert len(m.models) == 2
+    assert [m.stencil_at(s) for s in (10.0, 1.1, 0.6, 0.3, 0.01)] == ["square:5", "square:5", "square:3",
+                                                                       "square:3", "square:5"]
+    x = _noise(4, torch.tensor([1.0, 0.0], dtype=torch.float64), seed=2)
+    for s, st in ((2.0, "square:5"), (0.5, "square:3")):
+        torch.testing.assert_close(m(x, s), PatchScore(digits, st, boundary="zero")(x, s), rtol=0, atol=0)
+    per = torch.tensor([2.0, 0.5, 0.5, 0.1], dtype=torch.float64)
+    want = torch.cat([m(x[i:i + 1], float(per[i])) for i in range(4)])
+    torch.testing.assert_close(m(x, per), want, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="sigma, stencils"):
+        CalibratedPatchScore(digits, [1.0, 0.5], ["square:3"])
+
+
+# ---- the experiment -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    return train_demo_model(tmp_path_factory.mktemp("net") / "model", quick=True)
+
+
+def _cfg(net, **kw):
+    base = dict(net=net, pool="digits:size=8,n=40", steps=4, batch=2, stencils=("square:3", "square:5"),
+                n_cal_traj=2, n_cal_train=16, n_boot=200)
+    return AgreementConfig(**{**base, **kw})
+
+
+def test_resume_skips_done_seeds_and_gives_the_same_summary(net, tmp_path):
+    first = run_agreement(_cfg(net, seeds=2), tmp_path / "a", progress=False)
+    lines = (tmp_path / "a" / LOG).read_bytes().splitlines()
+    assert len(first.r) == 2 and len(lines) == 4  # config, calibration, two seeds
+    resumed = run_agreement(_cfg(net, seeds=3), tmp_path / "a", progress=False)
+    after = (tmp_path / "a" / LOG).read_bytes().splitlines()
+    assert after[:4] == lines and len(after) == 5  # only seed 2 was computed
+    assert json.loads(after[4])["seed"] == 2
+    fresh = run_agreement(_cfg(net, seeds=3), tmp_path / "b", progress=False)
+    assert resumed.r == fresh.r and resumed.summary == fresh.summary
+    assert resumed.level_r_median == fresh.level_r_median
+    assert resumed.r[:2] == first.r
+    with pytest.raises(ValueError, match="different configuration"):
+        run_agreement(_cfg(net, seeds=3, stencil_rule="modal"), tmp_path / "a", progress=False)
+
+
+def test_result_round_trips_and_renders(net, tmp_path):
+    res = run_agreement(_cfg(net, seeds=2, stencil_rule="modal"), tmp_path, progress=False)
+    assert result_from_record(json.loads((tmp_path / "agreement.json").read_text())) == res
+    assert isinstance(res, AgreementResult) and len(set(res.level_stencil)) == 1
+    assert len(res.level_sigma) == 4 and res.label is None and res.sampler == "ddim:eta=0"
+    assert all(-1 <= v <= 1 for v in res.r)
+    sec = render(res, folder=tmp_path)
+    assert all((tmp_path / f).is_file() for f in FIGURES)
+    assert "median Pearson r" in sec.findings[0] and "0.94" in sec.findings[0]
+
+
+def test_bad_config_is_a_one_line_error(net, tmp_path):
+    with pytest.raises(ValueError, match="^seeds:"):
+        run_agreement(_cfg(net, seeds=0), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="^stencil_rule:"):
+        run_agreement(_cfg(net, stencil_rule="best"), tmp_path, progress=False)
