@@ -82,7 +82,7 @@ def _classifier(runs: str, name, cfg: GuideConfig):
         setup = prepare(cfg)
         return MeanClassifier(setup.images, setup.labels), None
     folder = Path(runs) / name
-    return load_classifier(folder), read_metrics(folder).get("holdout_accuracy")
+    return load_classifier(folder), read_metrics(folder).get("heldout_accuracy")
 
 
 def estimators(cfg: GuideConfig, clf, path: Path) -> dict:
@@ -157,7 +157,7 @@ def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: s
     out = {}
     for base, arms in ((0.0, ARMS), (1.0, ("tc", "random"))):
         cfg = _config(fields, a.runs, n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
-        clf, _ = _classifier(a.runs, clf_name, cfg)
+        clf, row["classifier_holdout_accuracy"] = _classifier(a.runs, clf_name, cfg)
         print(f"[{name}] arms at baseline {base:g}, t_c from {chosen} = {tc:.4g}, n = {cfg.n}", flush=True)
         r = run_guide(cfg, work / name / f"arms-b{base:g}-{chosen}", progress=True, classifier=clf, log=lambda m: None)
         out[f"baseline{base:g}"] = _brief(r)
