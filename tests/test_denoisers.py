@@ -116,6 +116,75 @@ def test_per_sample_guidance_spends_one_call_where_w_is_0_or_1():
     assert counted.evaluations == 4
 
 
+class _RawEps:
+    """An eps-network denoiser offering the raw-output guidance protocol of :mod:`critdiff.guidance`:
+    ``F = eps(x, sigma, label) = tanh(x / sqrt(1 + sigma^2)) + 0.1 label`` and ``D = clip(x - sigma F)``."""
+
+    def __init__(self, clip=None, protocol=True):
+        self.clip, self.raw_calls, self.finishes = clip, [], 0
+        if not protocol:  # the same denoiser without the protocol: guided on D
+            self.guidance_x0 = None
+
+    def guidance_output(self, x, sigma, label=None):
+        s = DN.as_sigma(sigma, x).reshape(-1, 1, 1, 1)
+        self.raw_calls.append(x.shape[0])
+        lab = DN.as_labels(label, x.shape[0])
+        shift = 0.0 if lab is None else 0.1 * lab.to(x.dtype).reshape(-1, 1, 1, 1)
+        return torch.tanh(x / torch.sqrt(1 + s * s)) + shift
+
+    def guidance_x0(self, x, sigma, out):
+        self.finishes += 1
+        d = x - DN.as_sigma(sigma, x).reshape(-1, 1, 1, 1) * out
+        return d if self.clip is None else d.clamp(-self.clip, self.clip)
+
+    def __call__(self, x, sigma, label=None):
+        return _RawEps.guidance_x0(self, x, sigma, self.guidance_output(x, sigma, label))
+
+
+def test_guidance_mixes_the_raw_output_of_a_denoiser_that_offers_it():
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2.0
+    lab = torch.tensor([1, 2, 3])
+    w = lambda s: torch.tensor([0.0, 1.0, 7.5], dtype=torch.float64)  # noqa: E731
+    raw = _RawEps()
+    plain = _RawEps(protocol=False)
+    got, ref = Guided(raw, w)(x, 2.0, lab), Guided(plain, w)(x, 2.0, lab)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)  # the same D_w in exact arithmetic
+    assert raw.finishes == 1 and sorted(raw.raw_calls) == [2, 2]  # one conversion; w = 0 / 1 spend one call
+    G = Guided(raw, w)
+    G(x, 2.0, lab)
+    assert G.nfe.tolist() == [1, 1, 2]
+    # a clip inside guidance_x0 applies to the guided result (as diffusers clips it), not to each branch
+    clipped = Guided(_RawEps(clip=1.0), constant(7.5))(x, 2.0, lab)
+    f_u, f_c = raw.guidance_output(x, 2.0), raw.guidance_output(x, 2.0, lab)
+    torch.testing.assert_close(clipped, (x - 2.0 * (f_u + 7.5 * (f_c - f_u))).clamp(-1, 1), rtol=0, atol=1e-12)
+
+
+class _GaussEps(_RawEps):
+    """The eps network of ``N(0.01 label, I)``: ``F = (x - 0.01 label) / sqrt(1 + sigma^2)`` (``D = O(1)``)."""
+
+    def guidance_output(self, x, sigma, label=None):
+        s = DN.as_sigma(sigma, x).reshape(-1, 1, 1, 1)
+        lab = DN.as_labels(label, x.shape[0])
+        mu = 0.0 if lab is None else 0.01 * lab.to(x.dtype).reshape(-1, 1, 1, 1)
+        return (x - mu) / torch.sqrt(1 + s * s)
+
+
+def test_raw_output_guidance_avoids_the_float32_cancellation_at_large_sigma():
+    # D = x - sigma eps with x ~ sigma = 157: D_c - D_u cancels two numbers of size ~|x|, whose float32
+    # rounding (~ulp(|x|) / 2 each) the weight multiplies; mixing eps first leaves the rounding of one
+    # sigma F_w (<= ulp(|x|) / 2, plus sigma times the rounding of F_w, ~1 ulp of F): <= eps |x| in all
+    sigma, w = 157.0, 7.5
+    x = (torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * sigma).float()
+    lab = torch.tensor([1, 2, 3, 4])
+    model = _GaussEps()
+    f_u, f_c = (model.guidance_output(x, sigma, lb).double() for lb in (None, lab))  # the float32 outputs
+    exact = x.double() - sigma * (f_u + w * (f_c - f_u))  # float64 oracle on the same network outputs
+    err_raw = float((Guided(model, constant(w))(x, sigma, lab).double() - exact).abs().max())
+    err_d = float((Guided(_GaussEps(protocol=False), constant(w))(x, sigma, lab).double() - exact).abs().max())
+    bound = float(torch.finfo(torch.float32).eps) * float(x.abs().max())
+    assert err_raw <= bound < err_d, (err_raw, bound, err_d)
+
+
 def test_unconditional_call_ignores_guidance():
     counted = DN.CountingDenoiser(_Probe())
     D = guided(counted, constant(7.0))

@@ -386,6 +386,24 @@ def test_guidance_on_a_class_conditional_unet(unet_cls):
     assert out.shape == x.shape and bool(torch.isfinite(out).all())
 
 
+def test_guidance_mixes_the_raw_outputs_and_clips_the_guided_x0():
+    # float64 network: mixing eps then converting is D_u + w (D_c - D_u) to rounding; with clip_sample the
+    # scheduler's clip applies to the guided x0_hat (as diffusers' step() clips the guided prediction)
+    unet = _unet(seed=1, num_class_embeds=11, dtype=torch.float64)
+    x = 40 * torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    labels, w, sigma = torch.tensor([1, 2, 3]), 7.5, 40.0
+    with torch.no_grad():
+        D = DiffusersDenoiser(unet, diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=False))
+        d_u, d_c = D(x, sigma), D(x, sigma, labels)
+        torch.testing.assert_close(guided(D, w)(x, sigma, labels), d_u + w * (d_c - d_u), rtol=0, atol=1e-10)
+        C = DiffusersDenoiser(unet, diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=True))
+        got = guided(C, w)(x, sigma, labels)
+    torch.testing.assert_close(got, (d_u + w * (d_c - d_u)).clamp(-1, 1), rtol=0, atol=1e-10)
+    assert float(got.abs().max()) <= 1.0
+    each = d_u.clamp(-1, 1) + w * (d_c.clamp(-1, 1) - d_u.clamp(-1, 1))  # clipping each branch: not diffusers'
+    assert float((got - each).abs().max()) > 1e-3
+
+
 # --- loading from disk ----------------------------------------------------------------------------
 def _save_pipeline(tmp_path, unet, sched):
     d = tmp_path / "pipe"

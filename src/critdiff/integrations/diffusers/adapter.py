@@ -121,7 +121,9 @@ class DiffusersDenoiser:
         on, the fast kernels under ``torch.no_grad()``. ``torch.func.jvp`` (forward-mode AD) does not
         run through diffusers' attention blocks with either kernel; use ``torch.autograd.functional``.
 
-    See the module docstring for the frames and conventions.
+    See the module docstring for the frames and conventions. Classifier-free guidance
+    (:class:`critdiff.guidance.Guided`) mixes the raw outputs (:meth:`guidance_output`) and clips the
+    guided ``x0_hat`` once (:meth:`guidance_x0`), as diffusers' pipelines do.
     """
 
     def __init__(self, unet, scheduler, *, clip_sample: Optional[bool] = None,
@@ -307,6 +309,12 @@ class DiffusersDenoiser:
         rounded timesteps); ``variance_channels`` is the second half of a learned-variance output, else
         ``None``.
         """
+        out, var = self.raw_output(x, sigma, label, timestep)
+        return self.x0_from_raw(x, sigma, out), var
+
+    def raw_output(self, x: torch.Tensor, sigma, label: Label = None, timestep=None):
+        """The network's own output ``F`` (``eps``, ``v`` or ``x0``, as ``prediction_type``) in ``x``'s dtype,
+        and the learned-variance channels (else ``None``); ``timestep`` as in :meth:`predict`."""
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"x: expected a floating tensor [B, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
         if x.shape[1] != self.channels:
@@ -319,8 +327,7 @@ class DiffusersDenoiser:
         t = self.sigma_to_timestep(s64) if timestep is None else \
             torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).expand(B)
         labels = self._labels(label, B, x.device)
-        c_skip, c_out, c_in = (c.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1)
-                               for c in vp_scalings(s64, self.prediction))
+        c_in = vp_scalings(s64, self.prediction)[2].to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1)
         z = c_in * x  # the VP state the network was trained on
         udtype = getattr(self.unet, "dtype", x.dtype)
         t_in = t.to(x.device, torch.long if self.quantize else torch.float32)
@@ -329,7 +336,22 @@ class DiffusersDenoiser:
         var = None
         if self.learned_variance:
             out, var = out[:, : self.channels], out[:, self.channels:]
-        return c_skip * x + c_out * out.to(x.dtype), var
+        return out.to(x.dtype), var
+
+    def x0_from_raw(self, x: torch.Tensor, sigma, out: torch.Tensor) -> torch.Tensor:
+        """``x0_hat = c_skip x + c_out F`` of a raw output ``F`` (no clipping): affine in ``F``."""
+        c_skip, c_out, _ = (c.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1)
+                            for c in vp_scalings(self._sigma64(sigma, x), self.prediction))
+        return c_skip * x + c_out * out
+
+    # the guidance protocol of critdiff.guidance.Guided: mix the raw outputs, clip the guided x0_hat
+    def guidance_output(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
+        """``F(x, sigma, label)``, the output classifier-free guidance mixes (as diffusers' pipelines do)."""
+        return self.raw_output(x, sigma, label)[0]
+
+    def guidance_x0(self, x: torch.Tensor, sigma, out: torch.Tensor) -> torch.Tensor:
+        """``D`` of a (guided) raw output: :meth:`x0_from_raw`, then the scheduler's clipping/thresholding."""
+        return self.postprocess(self.x0_from_raw(x, sigma, out))
 
     def _forward(self, z: torch.Tensor, t: torch.Tensor, labels, label: Label = None) -> torch.Tensor:
         if self.unet_class == TEXT_BACKBONE:

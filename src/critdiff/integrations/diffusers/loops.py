@@ -47,10 +47,17 @@ class PlanDenoiser:
         self.variance: Optional[torch.Tensor] = None
 
     def __call__(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
+        return self.guidance_x0(x, sigma, self.guidance_output(x, sigma, label))
+
+    def guidance_output(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
+        """The raw network output at the plan's timestep (guidance mixes it: :mod:`critdiff.guidance`)."""
         s = float(torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)[0])
-        t = self.timestep_of.get(s)
-        x0, self.variance = self.model.predict(x, sigma, label, timestep=t)
-        return x0
+        out, self.variance = self.model.raw_output(x, sigma, label, timestep=self.timestep_of.get(s))
+        return out
+
+    def guidance_x0(self, x: torch.Tensor, sigma, out: torch.Tensor) -> torch.Tensor:
+        """The unclipped ``x0_hat`` of a (guided) raw output."""
+        return self.model.x0_from_raw(x, sigma, out)
 
 
 def guided_clipped(model: DiffusersDenoiser, plan: SchedulerPlan, label: Label, guidance, clip: bool):
