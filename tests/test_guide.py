@@ -168,7 +168,7 @@ def test_result_round_trips_and_renders_identically_from_json(parts, tmp_path):
 
 def test_tc_from_theory_or_given(parts):
     x, _ = load(DATA)
-    tc = G.resolve_tc(small(model="patch", stencil="square:3", tc_logsnr=None), x)
+    tc = G.resolve_tc(small(model="patch", stencil="square:3", tc_logsnr=None, tc_from="theory"), x)
     assert tc.source.startswith("theory") and math.isfinite(tc.logsnr)
     given = G.resolve_tc(small(tc_logsnr=1.25), x)
     assert given.logsnr == 1.25 and given.sigma_over_a == pytest.approx(math.exp(-0.625), rel=1e-15)

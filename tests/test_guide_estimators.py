@@ -34,9 +34,10 @@ def cfg(**kw):
 
 
 def test_default_is_one_constant_and_auto_keeps_the_old_behaviour():
-    assert DEFAULT_TC_FROM == "auto" and GuideConfig().tc_from == DEFAULT_TC_FROM
-    assert E.chosen_source(cfg(model="patch", stencil="square:1")) == "theory"
-    assert E.chosen_source(cfg()) == "linear-response"
+    assert DEFAULT_TC_FROM == "linear-response" and GuideConfig().tc_from == DEFAULT_TC_FROM
+    assert E.chosen_source(cfg(model="patch", stencil="square:1")) == "linear-response"
+    assert E.chosen_source(cfg(model="patch", stencil="square:1", tc_from="auto")) == "theory"
+    assert E.chosen_source(cfg(tc_from="auto")) == "linear-response"
     assert E.chosen_source(cfg(tc_from="speciation")) == "speciation"
     with pytest.raises(ValueError, match="tc-from"):
         cfg(tc_from="nope")

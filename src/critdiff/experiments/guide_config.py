@@ -12,8 +12,11 @@ from .config import RunConfig
 
 # critical-time estimators (:mod:`.guide_estimators`); DEFAULT_TC_FROM is the one place the default lives
 TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment")
-DEFAULT_TC_FROM = "auto"  # theory for the patch model, linear-response otherwise (until a benchmark chooses)
-TC_FROM_CHOICES = (DEFAULT_TC_FROM,) + TC_SOURCES
+# the smallest mean |estimate - sweep peak| over the models of benchmarks/guidance_estimators.py (docs/guidance.md
+# section 5); "auto" keeps the rule used before that benchmark: theory for the patch model, linear-response otherwise
+DEFAULT_TC_FROM = "linear-response"
+AUTO_TC_FROM = "auto"
+TC_FROM_CHOICES = (AUTO_TC_FROM,) + TC_SOURCES
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep")
 
 
@@ -47,9 +50,10 @@ class GuideConfig(RunConfig):
     profile: Literal["box", "gauss"] = arg("box", "pulse profile in logsnr (the Python API's profile=)", flag="--shape")
     arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
     sweep: int = arg(5, "pulse centres in the sweep")
-    tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the theory (patch model) or the probe estimator")
-    tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator that places the pulse: auto (theory for the patch "
-                       "model, linear-response otherwise) or one of " + ", ".join(TC_SOURCES))
+    tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the estimate of --tc-from")
+    tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator that places the pulse: one of "
+                                            + ", ".join(TC_SOURCES) + ", or auto (theory for the patch model, "
+                                            "linear-response otherwise)")
     interval: Optional[tuple[float, float]] = arg(None, "logsnr interval of the interval arm "
                                                         "(default: Kynkaanniemi et al. 2024)", nargs=2,
                                                   metavar=("LO", "HI"))

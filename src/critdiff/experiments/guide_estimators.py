@@ -13,9 +13,10 @@ section 1; DESIGN.md section 5, "Which critical time places the pulse").
 - ``commitment``        the cloning experiment's commitment time (:mod:`critdiff.probes.commitment`; needs the
                         classifier).
 
-:data:`~.guide_config.DEFAULT_TC_FROM` is the ONE place the default lives: ``auto`` = ``theory`` for the analytic patch model,
-``linear-response`` otherwise (the behaviour before the estimators were selectable, kept until the benchmark
-``benchmarks/guidance_estimators.py`` chooses). :data:`ALWAYS` are computed on every run because they are cheap
+:data:`~.guide_config.DEFAULT_TC_FROM` is the ONE place the default lives: ``linear-response``, the estimator with the
+smallest mean distance to the pulse-centre sweep's peak over the models of ``benchmarks/guidance_estimators.py``
+(docs/guidance.md section 5). ``auto`` = ``theory`` for the analytic patch model, ``linear-response`` otherwise (the
+default before that benchmark). :data:`ALWAYS` are computed on every run because they are cheap
 (closed forms, no sampling); the chosen one is computed as well; the others only when named.
 
 Sizes and seeds (fixed here so an estimate is reproducible): ensemble ``ENSEMBLE_N`` samples at
@@ -35,20 +36,20 @@ import torch
 from .. import samplers as SM
 from .. import schedules as S
 from ..seeding import derive
-from .guide_config import DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
+from .guide_config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
 from .guide_tc import CriticalTime, probe_tc, resolve_tc
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
 
-__all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
+__all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
            "resolve_estimates"]
 
 
 def chosen_source(cfg) -> str:
     """The estimator named by ``cfg.tc_from`` (``auto``: theory for the patch model, linear response otherwise)."""
     name = getattr(cfg, "tc_from", DEFAULT_TC_FROM)
-    if name == DEFAULT_TC_FROM:
+    if name == AUTO_TC_FROM:
         return "theory" if cfg.kind == "patch" else "linear-response"
     return name
 
