@@ -132,7 +132,8 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
 
 def prediction_errors(rows: list[dict]) -> dict:
     """Per candidate: ``raw`` = mean |estimate - peak| and ``loo`` = mean |d_i - median(d_j, j != i)| with
-    ``d = estimate - peak`` (None where an estimator has no value on some model)."""
+    ``d = estimate - peak`` over the models with a sweep (None where an estimator has no value on one of them)."""
+    rows = [r for r in rows if "peak_logsnr" in r]
     out = {}
     for name in CANDIDATES:
         d = [r["estimators"].get(name, {}).get("minus_peak") for r in rows]
@@ -156,7 +157,8 @@ def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: s
     fields, clf_name, n = spec
     tc = row["estimators"][chosen]["logsnr"]
     out = {}
-    for base, arms in ((0.0, ARMS), (1.0, ("tc", "random"))):
+    runs = ((0.0, tuple(a.arms.split(",")) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
+    for base, arms in runs:
         cfg = _config(fields, a.runs, n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
         clf, row["classifier_holdout_accuracy"] = _classifier(a.runs, clf_name, cfg)
         print(f"[{name}] arms at baseline {base:g}, t_c from {chosen} = {tc:.4g}, n = {cfg.n}", flush=True)
@@ -175,7 +177,9 @@ def claims(rows: list[dict]) -> dict:
         b0 = r["arms"]["baseline0"]
         c = b0["comparisons"].get("tc-random") or b0["arms"]["tc"]["vs_random"]
         wins = any(c[m]["lo"] > 0 for m in ("accuracy", "logp"))
-        tc_arm, const = b0["arms"]["tc"], b0["arms"]["constant"]
+        tc_arm, const = b0["arms"]["tc"], b0["arms"].get("constant")
+        if const is None:
+            continue
         per[r["model"]] = {"tc_minus_random": {m: c[m] for m in ("accuracy", "logp")}, "excludes_zero": wins,
                            "nfe_ratio_to_constant": tc_arm["nfe"] / const["nfe"],
                            "accuracy_gap_to_constant": tc_arm["accuracy"]["diff"] - const["accuracy"]["diff"]}
@@ -196,15 +200,16 @@ def tables(res: dict) -> str:
     head = "| model | n | log p peak [95%] | " + " | ".join(CANDIDATES[1:]) + " |"
     out = [head, "|" + "---|" * (3 + len(CANDIDATES) - 1)]
     for r in rows:
-        p = r["sweep_peak"]
+        p = r.get("sweep_peak")
         cells = []
         for name in CANDIDATES[1:]:
             e = r["estimators"][name]
             ci = e.get("ci")
-            cells.append("--" if "logsnr" not in e else
-                         f"{_f(e['logsnr'])}{'' if not ci else f' [{_f(ci[0])}, {_f(ci[1])}]'} ({_f(e['minus_peak'], True)})")
-        out.append(f"| {r['model']} | {r['config']['n']} | {_f(p['logp_peak_fit'])} [{_f(p['logp_peak_ci'][0])}, "
-                   f"{_f(p['logp_peak_ci'][1])}] | " + " | ".join(cells) + " |")
+            cells.append("--" if "logsnr" not in e else f"{_f(e['logsnr'])}{'' if not ci else f' [{_f(ci[0])}, {_f(ci[1])}]'}"
+                         + ("" if "minus_peak" not in e else f" ({_f(e['minus_peak'], True)})"))
+        peak = "no sweep" if p is None else \
+            f"{_f(p['logp_peak_fit'])} [{_f(p['logp_peak_ci'][0])}, {_f(p['logp_peak_ci'][1])}]"
+        out.append(f"| {r['model']} | {r['config']['n'] if 'config' in r else '--'} | {peak} | " + " | ".join(cells) + " |")
     err = res.get("prediction_error", {})
     out.append("| raw error / loo error | | | " + " | ".join(
         f"{_f(err.get(k, {}).get('raw'))} / {_f(err.get(k, {}).get('loo'))}" for k in CANDIDATES[1:]) + " |")
@@ -215,11 +220,13 @@ def tables(res: dict) -> str:
     for r in rows:
         if "arms" not in r:
             continue
-        b0, b1 = r["arms"]["baseline0"], r["arms"]["baseline1"]
-        acc = lambda a, b=b0: f"{_f(b['arms'][a]['accuracy']['diff'])} ({_f(b['arms'][a]['nfe'])})"  # noqa: E731
-        c0, c1 = b0["arms"]["tc"]["vs_random"], b1["arms"]["tc"]["vs_random"]
+        b0, b1 = r["arms"]["baseline0"], r["arms"].get("baseline1")
+        acc = lambda a, b=b0: "--" if a not in b["arms"] else \
+            f"{_f(b['arms'][a]['accuracy']['diff'])} ({_f(b['arms'][a]['nfe'])})"  # noqa: E731
+        c0 = b0["arms"]["tc"]["vs_random"]
+        c1 = "--" if b1 is None else _ci(b1["arms"]["tc"]["vs_random"]["accuracy"])
         out.append(f"| {r['model']} | " + " | ".join(acc(a) for a in arms) + f" | {acc('random')} | {_ci(c0['accuracy'])} "
-                   f"| {_ci(c0['logp'])} | {_ci(c1['accuracy'])} |")
+                   f"| {_ci(c0['logp'])} | {c1} |")
     return "\n".join(out)
 
 
@@ -252,6 +259,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--phase", choices=("sweep", "arms", "all"), default="all")
     ap.add_argument("--only", default=None, help="comma-separated model names")
     ap.add_argument("--tc-from", default=None, help="force the estimator of the arms phase")
+    ap.add_argument("--arms", default=None, help="arms of the arms phase at baseline 0 (default: all of ARMS)")
+    ap.add_argument("--no-baseline1", action="store_true", help="skip the baseline-1 run of the arms phase")
     ap.add_argument("--tiny", action="store_true", help="seconds-sized smoke test (not a result)")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--sweep", type=int, default=9)
@@ -283,6 +292,9 @@ def main(argv=None) -> dict:
     finish(res, models, a.tc_from)
     if a.phase in ("arms", "all"):
         for name in names:
+            if name not in res["rows"]:  # no sweep yet: the estimators of the sweep phase's cache
+                est = json.loads((work / name / "estimators.json").read_text())
+                res["rows"][name] = {"model": name, "estimators": est}
             res["rows"][name]["arms"] = arms_phase(name, models[name], a, sizes, work, res["rows"][name], res["chosen"])
             save_json(out_path, res)
     finish(res, models, a.tc_from)
