@@ -159,10 +159,11 @@ def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: s
     out = {}
     runs = ((0.0, tuple(a.arms.split(",")) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
     for base, arms in runs:
-        cfg = _config(fields, a.runs, n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
+        cfg = _config(fields, a.runs, a.arms_n or n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
         clf, row["classifier_holdout_accuracy"] = _classifier(a.runs, clf_name, cfg)
         print(f"[{name}] arms at baseline {base:g}, t_c from {chosen} = {tc:.4g}, n = {cfg.n}", flush=True)
-        r = run_guide(cfg, work / name / f"arms-b{base:g}-{chosen}", progress=True, classifier=clf, log=lambda m: None)
+        folder = f"arms-b{base:g}-{chosen}" + (f"-n{cfg.n}" if a.arms_n else "")
+        r = run_guide(cfg, work / name / folder, progress=True, classifier=clf, log=lambda m: None)
         out[f"baseline{base:g}"] = _brief(r)
     return {"tc_from": chosen, "tc_logsnr": tc, **out}
 
@@ -261,6 +262,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--tc-from", default=None, help="force the estimator of the arms phase")
     ap.add_argument("--arms", default=None, help="arms of the arms phase at baseline 0 (default: all of ARMS)")
     ap.add_argument("--no-baseline1", action="store_true", help="skip the baseline-1 run of the arms phase")
+    ap.add_argument("--arms-n", type=int, default=None, help="samples per arm of the arms phase (default: the sweep's)")
     ap.add_argument("--tiny", action="store_true", help="seconds-sized smoke test (not a result)")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--sweep", type=int, default=9)
