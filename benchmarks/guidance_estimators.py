@@ -39,10 +39,11 @@ import torch
 
 from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide_arms import prepare
-from critdiff.experiments.guide_config import TC_SOURCES
-from critdiff.experiments.guide_estimators import estimate
+from critdiff.experiments.guide_config import AUTO_TC_FROM, TC_SOURCES, parse_arms
+from critdiff.experiments.guide_estimators import chosen_source, estimate
 from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
+from critdiff.outdir import locked_output
 
 # name -> (GuideConfig fields, classifier folder under --runs, samples per arm or None for --n)
 MODELS = {
@@ -101,7 +102,7 @@ def estimators(cfg: GuideConfig, clf, path: Path) -> dict:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
         print(f"  {name}: {out[name]}", flush=True)
-    out["auto"] = out["theory"] if cfg.kind == "patch" else out["linear-response"]
+    out[AUTO_TC_FROM] = out[chosen_source(dataclasses.replace(cfg, tc_from=AUTO_TC_FROM))]
     save_json(path, out)
     return out
 
@@ -114,6 +115,13 @@ def _brief(r) -> dict:
             "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
 
 
+def guide(cfg: GuideConfig, folder: Path, clf):
+    """One resumable guide run in ``folder``, held locked (a second process on it stops with an error instead of
+    writing the same trials twice)."""
+    with locked_output(folder, "work"):
+        return run_guide(cfg, folder, progress=True, classifier=clf, log=lambda m: None)
+
+
 def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     fields, clf_name, n = spec
     cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0)
@@ -121,7 +129,7 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     print(f"[{name}] estimators", flush=True)
     est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators.json")
     print(f"[{name}] sweep of {a.sweep} centres, n = {cfg.n}", flush=True)
-    r = run_guide(cfg, work / name / "sweep", progress=True, classifier=clf, log=lambda m: None)
+    r = guide(cfg, work / name / "sweep", clf)
     peak = r.sweep_peak["logp_peak_fit"]
     for v in est.values():
         if "logsnr" in v:
@@ -157,13 +165,13 @@ def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: s
     fields, clf_name, n = spec
     tc = row["estimators"][chosen]["logsnr"]
     out = {}
-    runs = ((0.0, tuple(a.arms.split(",")) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
+    runs = ((0.0, parse_arms(a.arms) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
     for base, arms in runs:
         cfg = _config(fields, a.runs, a.arms_n or n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
         clf, row["classifier_holdout_accuracy"] = _classifier(a.runs, clf_name, cfg)
         print(f"[{name}] arms at baseline {base:g}, t_c from {chosen} = {tc:.4g}, n = {cfg.n}", flush=True)
         folder = f"arms-b{base:g}-{chosen}" + (f"-n{cfg.n}" if a.arms_n else "")
-        r = run_guide(cfg, work / name / folder, progress=True, classifier=clf, log=lambda m: None)
+        r = guide(cfg, work / name / folder, clf)
         out[f"baseline{base:g}"] = _brief(r)
     return {"tc_from": chosen, "tc_logsnr": tc, **out}
 
