@@ -163,3 +163,12 @@ def test_bad_config_is_a_one_line_error(net, tmp_path):
         run_agreement(_cfg(net, seeds=0), tmp_path, progress=False)
     with pytest.raises(ValueError, match="^stencil_rule:"):
         run_agreement(_cfg(net, stencil_rule="best"), tmp_path, progress=False)
+
+
+def test_configs_take_ls_candidates_where_they_can():
+    from critdiff.experiments.agreement import AgreementConfig
+    from critdiff.experiments.net_criticality import NetCriticalityConfig
+
+    AgreementConfig(net="x", stencils=("square:3", "ls:square:27")).validate()
+    with pytest.raises(ValueError, match="stencils: expected equivariant"):
+        NetCriticalityConfig(model_dir="x", stencils=("ls:square:5",)).validate()

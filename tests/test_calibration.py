@@ -100,3 +100,38 @@ def test_pool_reaches_the_calibrations_patch_models():
     np.testing.assert_allclose(valid.rel_l2[:, 1], 0.0, atol=1e-12)
     every = calibrate_patch_size(target, imgs, pool="all", **kw)
     assert every.rel_l2[:, 1].max() > 1e-6
+
+
+def naive_zero_ls(images, stencil):
+    """The zero-padded LS patch model (position-specific pools), by the float64 loop of ``tests/oracles.py``."""
+    def D(x, sigma, label=None):
+        sig = as_sigma(sigma, x.to(torch.float64)).tolist()
+        return torch.from_numpy(naive_patch(x, images, stencil, equivariant=False, boundary="zero", sigmas=sig)).to(x.dtype)
+    return D
+
+
+def test_ls_candidate_of_known_size_is_recovered_among_els_and_ls():
+    """An LS model is matched exactly by its own ``ls:`` candidate (pool='valid' applies to ELS candidates
+    only), and not by the ELS model of the same stencil."""
+    imgs = _images(n=16)
+    cands = ("square:3", "square:5", "ls:square:3", "ls:square:5", "ls:square:15")
+    cal = calibrate_patch_size(naive_zero_ls(imgs, "square:5"), imgs, stencils=cands, n_traj=3, n_times=4,
+                               steps=8, pool="valid", dtype=torch.float64)
+    assert cal.best_stencil == ["ls:square:5"] * len(cal.sigma)
+    np.testing.assert_allclose(cal.rel_l2[:, 3], 0.0, atol=1e-12)
+    assert cal.rel_l2[:, 1].max() > 1e-3 and list(cal.sizes) == [3, 5, 3, 5, 15]
+    assert stencil_extent("ls:square:15") == 15
+
+
+def test_candidate_parsing_and_errors():
+    from critdiff.probes.calibration import canonical_candidate, check_candidates, parse_candidate
+
+    assert parse_candidate("ls:square:7") == (False, "square:7") and parse_candidate("cross:2") == (True, "cross:2")
+    assert canonical_candidate("ls:square:9") == "ls:square:9"
+    assert check_candidates(["square:3", "ls:square:5"]) == ("square:3", "ls:square:5")
+    for bad, match in (((), "at least one"), ("square:3", "at least one"), (("ls:circle:3",), "unknown kind"),
+                       (("ls:square:4",), "odd")):
+        with pytest.raises(ValueError, match=match):
+            check_candidates(bad)
+    with pytest.raises(ValueError, match="ELS"):
+        check_candidates(("square:3", "ls:square:5"), els_only=True)

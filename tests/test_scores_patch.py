@@ -194,3 +194,40 @@ def test_invalid_images():
         PatchScore(torch.rand(3, 6, 6), "square:3")
     with pytest.raises(ValueError, match="images"):
         PatchScore(torch.full((2, 1, 6, 6), float("nan")), "square:3")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("stencil", ["square:3", "cross:1", "custom"])
+@pytest.mark.parametrize("boundary", ["periodic", "zero"])
+def test_ls_window_kernel_equals_gemm_kernel(dtype, stencil, boundary, monkeypatch):
+    """LS: the window kernel (the default) and the patch GEMM kernel compute one function; tiny tiles force
+    the online softmax across many chunks."""
+    from critdiff.scores import _window
+
+    st = CUSTOM if stencil == "custom" else stencil
+    y, x0, noise = data(21, N=7, C=2, B=3)
+    monkeypatch.setattr(_window, "TILE_ELEMS", 64)
+    win = PatchScore(y.to(dtype), st, equivariant=False, boundary=boundary)
+    gemm = PatchScore(y.to(dtype), st, equivariant=False, boundary=boundary, kernel="stream")
+    assert win.kernel == "window" and gemm.kernel == "stream"
+    for sigma in [1e-3, 0.3, 3.0]:
+        x = (x0 + sigma * noise).to(dtype)
+        check_close(win(x, sigma), gemm(x, sigma).to(torch.float64).numpy(), dtype)
+
+
+def test_ls_stencil_covering_the_frame_is_the_empirical_model():
+    """LS with zero boundary and a stencil that sees the whole frame from every pixel (K >= 2 H - 1) weighs
+    training image n by exp(-|x - y_n|^2 / (2 sigma^2)) at every pixel: the global empirical model."""
+    from critdiff.scores import EmpiricalScore
+
+    y, x0, noise = data(23, N=5, C=1, H=6, W=6, B=2)
+    ls = PatchScore(y, "square:11", equivariant=False, boundary="zero")
+    for sigma in [0.05, 0.4, 2.0]:
+        x = x0 + sigma * noise
+        assert torch.allclose(ls(x, sigma), EmpiricalScore(y)(x, sigma), rtol=0, atol=1e-12)
+
+
+def test_window_kernel_is_ls_only():
+    y, _, _ = data(1)
+    with pytest.raises(ValueError, match="kernel: 'window' is the LS kernel"):
+        PatchScore(y, "square:3", kernel="window")

@@ -34,7 +34,7 @@ from ..config import JsonConfig, arg
 from ..errors import check_choice, check_int
 from ..io import save_json
 from ..probes.agreement import median_summary, paired_ddim
-from ..probes.calibration import DEFAULT_STENCILS, CalibratedPatchScore, calibrate_patch_size
+from ..probes.calibration import DEFAULT_STENCILS, CalibratedPatchScore, calibrate_patch_size, check_candidates
 from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
@@ -82,8 +82,7 @@ class AgreementConfig(JsonConfig):
         check_choice("stencil_rule", self.stencil_rule, ("per-time", "modal"))
         check_choice("boundary", self.boundary, ("periodic", "zero"))
         check_choice("patch_pool", self.patch_pool, ("all", "valid"))
-        if not self.stencils:
-            raise ValueError("stencils: expected at least one stencil")
+        check_candidates(self.stencils)
         return self
 
     def identity(self) -> dict:
@@ -184,7 +183,7 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
             bar.set_postfix_str("calibrating the stencil")
             log.append(_calibrate(net, pool, sigmas, cfg))
         cal = log.find("stencil-calibration")
-        patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], equivariant=True, boundary=cfg.boundary,
+        patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], boundary=cfg.boundary,
                                      pool=cfg.patch_pool, tol=cfg.tol, device=cfg.device)
         bar.set_postfix_str("sampling")
         for i in range(0, len(missing), cfg.batch):

@@ -28,7 +28,7 @@ from typing import Optional
 from ..config import JsonConfig, arg
 from ..errors import check_int
 from ..io import save_json
-from ..probes.calibration import DEFAULT_STENCILS
+from ..probes.calibration import DEFAULT_STENCILS, check_candidates
 from ..probes.softening import ONSET
 from ..samplers import initial_noise, seed_generators
 from ..schedules import get as get_schedule
@@ -63,8 +63,7 @@ class NetCriticalityConfig(JsonConfig):
         for name in ("batch", "steps", "probe_every", "n_probes", "kicks", "n_cal_times", "n_cal_train",
                      "n_theory", "n_boot", "n_t_theory"):
             check_int(name, getattr(self, name), 1)
-        if not self.stencils:
-            raise ValueError("stencils: expected at least one stencil")
+        check_candidates(self.stencils, els_only=True)
         return self
 
 

@@ -2,7 +2,11 @@
 
 At states ``x_t [B, C, H, W]`` visited by the network's own sampling trajectories, compare the network's
 denoiser ``D_net(x_t, sigma)`` with the patch model's ``D_S(x_t, sigma)`` (DESIGN.md section 2) for a list of
-stencils ``S`` (``square:3, 5, 7, 9``), per recorded time:
+candidates ``S`` (default ``square:3, 5, 7, 9``), per recorded time. A candidate is a stencil spec, the
+equivariant patch model (ELS) of that stencil, or ``ls:`` + a stencil spec, the local but position-specific
+model (LS, ``equivariant=False``: the pool at pixel ``i`` holds only the training patches at ``i``; always
+``pool='all'``). A large LS stencil sees the whole frame from every pixel, so LS ``square:K`` with ``K >= 2 max(H, W) - 1``
+and the zero boundary is the global empirical model:
 
 - cosine similarity ``cos_b = <D_net, D_S>_b / (|D_net|_b |D_S|_b)`` (per sample, flattened over ``C, H, W``),
   averaged over the ``B`` states;
@@ -34,6 +38,40 @@ from ..scores.patch import PatchScore
 from ..stencil import parse_stencil
 
 DEFAULT_STENCILS = ("square:3", "square:5", "square:7", "square:9")
+LS_PREFIX = "ls:"  # candidate prefix of the local, non-equivariant (LS) patch model
+
+
+def parse_candidate(candidate: str) -> tuple[bool, str]:
+    """A calibration candidate -> ``(equivariant, stencil spec)``: ``'square:7'`` is the ELS model of
+    ``square:7``, ``'ls:square:7'`` the LS model (module docstring)."""
+    if not isinstance(candidate, str):
+        raise TypeError(f"stencils: expected candidate strings such as 'square:7' or 'ls:square:15', got {candidate!r}")
+    local = candidate.startswith(LS_PREFIX)
+    return not local, parse_stencil(candidate[len(LS_PREFIX):] if local else candidate).spec
+
+
+def canonical_candidate(candidate: str) -> str:
+    """The candidate's canonical spelling (``'ls:square:7'``, ``'square:7'``)."""
+    equivariant, spec = parse_candidate(candidate)
+    return spec if equivariant else LS_PREFIX + spec
+
+
+def check_candidates(stencils, els_only: bool = False) -> tuple[str, ...]:
+    """Validate a list of candidates (argument ``stencils``): at least one, each parseable; ``els_only``
+    refuses LS candidates (for callers whose patch theory is of the equivariant model)."""
+    if isinstance(stencils, str) or not stencils:
+        raise ValueError(f"stencils: expected at least one candidate such as 'square:7' or 'ls:square:15', got {stencils!r}")
+    out = tuple(canonical_candidate(s) for s in stencils)
+    if els_only and any(s.startswith(LS_PREFIX) for s in out):
+        raise ValueError(f"stencils: expected equivariant (ELS) stencils only here (the patch theory is of the "
+                         f"ELS model), got {', '.join(s for s in out if s.startswith(LS_PREFIX))}")
+    return out
+
+
+def candidate_model(images: torch.Tensor, candidate: str, pool: str = "all", **patch_kwargs) -> PatchScore:
+    """The :class:`PatchScore` of a candidate; ``pool`` applies to ELS candidates (LS pools hold every image)."""
+    equivariant, spec = parse_candidate(candidate)
+    return PatchScore(images, spec, equivariant=equivariant, pool=pool if equivariant else "all", **patch_kwargs)
 
 
 @dataclass(frozen=True)
@@ -96,8 +134,8 @@ class Calibration:
 
 
 def stencil_extent(stencil) -> int:
-    """Side of the bounding box of a stencil's offsets (``square:K`` -> ``K``)."""
-    offs = np.array(parse_stencil(stencil).offsets)
+    """Side of the bounding box of a stencil's (or a candidate's) offsets (``square:K``, ``ls:square:K`` -> ``K``)."""
+    offs = np.array(parse_stencil(parse_candidate(stencil)[1] if isinstance(stencil, str) else stencil).offsets)
     return int((offs.max(0) - offs.min(0)).max() + 1)
 
 
@@ -137,13 +175,12 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
     int/LongTensor ``label`` gives class-conditional pools. ``states``: (sigma, ``x``) pairs to compare at;
     when None, ``n_traj`` trajectories of the denoiser are run (:func:`trajectory_states`).
     ``boundary``: of the patch models (``'zero'`` matches a zero-padded convolutional network); ``pool``: their
-    pool (``'valid'``: only patches wholly inside the training images, Kamb & Ganguli's convention).
+    pool (``'valid'``: only patches wholly inside the training images, Kamb & Ganguli's convention; ELS
+    candidates only). ``stencils``: the candidates (module docstring).
     """
     images = check_images("images", images)
     check_choice("boundary", boundary, ("periodic", "zero"))
-    stencils = tuple(parse_stencil(s).spec for s in stencils)
-    if not stencils:
-        raise ValueError("stencils: expected at least one stencil")
+    stencils = check_candidates(stencils)
     if states is None:
         n_traj = check_int("n_traj", n_traj)
         states = trajectory_states(denoiser, (n_traj, *images.shape[1:]), n_times=n_times, schedule=schedule,
@@ -151,8 +188,8 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
     states = sorted(((float(s), x.to(dtype)) for s, x in states), key=lambda p: -p[0])
     if not states:
         raise ValueError("states: expected at least one (sigma, x) pair")
-    models = [PatchScore(images.to(dtype), st, equivariant=True, boundary=boundary, pool=pool,
-                         labels=labels if label is not None else None) for st in stencils]
+    models = [candidate_model(images.to(dtype), st, boundary=boundary, pool=pool,
+                              labels=labels if label is not None else None) for st in stencils]
     T, S = len(states), len(stencils)
     cos, cos_se, rel, rel_se = (np.zeros((T, S)) for _ in range(4))
     with torch.no_grad():
@@ -175,11 +212,12 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
 
 class CalibratedPatchScore:
     """A patch denoiser whose stencil follows a calibration: at noise ``sigma`` it is the
-    :class:`~critdiff.scores.patch.PatchScore` of the stencil calibrated at the level nearest in logsnr.
+    :class:`~critdiff.scores.patch.PatchScore` of the candidate calibrated at the level nearest in logsnr.
 
-    ``sigma [T]`` and ``stencils [T]``: the calibrated levels and their stencils (e.g. ``Calibration.sigma`` and
-    ``Calibration.best_stencil``, or one stencil repeated); ``patch_kwargs`` go to every ``PatchScore`` (one per
-    distinct stencil, sharing ``images``). ``last_bound``: the largest certified bound of the last call's models.
+    ``sigma [T]`` and ``stencils [T]``: the calibrated levels and their candidates (e.g. ``Calibration.sigma``
+    and ``Calibration.best_stencil``, or one candidate repeated; ``ls:`` candidates are LS models, module
+    docstring); ``patch_kwargs`` go to every ``PatchScore`` (one per distinct candidate, sharing ``images``;
+    ``pool`` applies to the ELS ones). ``last_bound``: the largest certified bound of the last call's models.
     """
 
     def __init__(self, images: torch.Tensor, sigma: Sequence[float], stencils: Sequence[str], **patch_kwargs):
@@ -188,8 +226,8 @@ class CalibratedPatchScore:
             raise ValueError(f"sigma, stencils: expected T > 0 positive levels and T stencils, got {sigma.size} "
                              f"and {len(stencils)}")
         self.logsnr = -2.0 * np.log(sigma)
-        self.stencils = tuple(parse_stencil(s).spec for s in stencils)
-        self.models = {st: PatchScore(images, st, **patch_kwargs) for st in dict.fromkeys(self.stencils)}
+        self.stencils = tuple(canonical_candidate(s) for s in stencils)
+        self.models = {st: candidate_model(images, st, **patch_kwargs) for st in dict.fromkeys(self.stencils)}
         self.last_bound = 0.0
 
     def stencil_at(self, sigma: float) -> str:

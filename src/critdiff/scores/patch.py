@@ -42,11 +42,12 @@ from ..errors import check_choice, check_images, check_int
 from ..stencil import Stencil, gather_patches, parse_stencil
 from . import _softmax as K
 from ._pruned import PrunedPool
+from ._window import window_average
 from ._common import ClassIndex, check_chunk_size, check_dtype, check_labels, groups, prepare_call
 
 Boundary = Literal["periodic", "zero"]
 Pool = Literal["all", "valid"]
-Kernel = Literal["stream", "sdpa"]
+Kernel = Literal["stream", "sdpa", "window"]
 DEFAULT_CHUNK = 1 << 16  # pool patches per chunk
 DEFAULT_CACHE_BYTES = 256 << 20
 DEFAULT_TOL = 1e-5  # certified |D - D_exact| / value range of the pruned path (docs/theory.md section 12)
@@ -70,6 +71,10 @@ class PatchScore:
     ``n_clusters`` (default ``sqrt`` of the unique patches, at most 4096) sets the clustering.
     ``kernel='sdpa'`` evaluates the exact path through ``F.scaled_dot_product_attention`` (the
     augmented-key logits are an attention product; fused kernels on CUDA) with the pool materialised.
+    ``kernel='window'`` (LS only, the LS default: ``kernel=None``) computes each training image's logits at
+    every pixel as a window sum of one squared-difference image (:mod:`critdiff.scores._window`): no patch
+    is unfolded and the cost hardly grows with the stencil. ``kernel=None`` means ``'window'`` for LS and
+    ``'stream'`` for ELS.
     ``device``: where the training images (and so the cached pool) live; calls compute on the
     device of ``x`` either way.
     """
@@ -88,7 +93,7 @@ class PatchScore:
         tol: Optional[float] = None,
         n_clusters: Optional[int] = None,
         device=None,
-        kernel: Kernel = "stream",
+        kernel: Optional[Kernel] = None,
     ):
         images = check_images("images", images)
         N, C, H, W = images.shape
@@ -98,7 +103,11 @@ class PatchScore:
         self.equivariant = bool(equivariant)
         self.boundary = check_choice("boundary", boundary, ("periodic", "zero"))
         self.pool = check_choice("pool", pool, ("all", "valid"))
-        self.kernel = check_choice("kernel", kernel, ("stream", "sdpa"))
+        if kernel is None:
+            kernel = "stream" if self.equivariant else "window"
+        self.kernel = check_choice("kernel", kernel, ("stream", "sdpa", "window"))
+        if self.kernel == "window" and self.equivariant:
+            raise ValueError("kernel: 'window' is the LS kernel (equivariant=False); ELS takes 'stream' or 'sdpa'")
         self.chunk_size = check_chunk_size(chunk_size)
         self.dtype = check_dtype(dtype) or images.dtype
         self.cache_bytes = int(cache_bytes)
@@ -268,6 +277,10 @@ class PatchScore:
                 out, bound = self._pruned_pool(lab, x.device).evaluate(q[0], inv_s2, self.tol, differentiable=differentiable)
                 self.last_bound = max(self.last_bound, float(bound.max()))
                 out = out.unsqueeze(0)
+            elif self.kernel == "window":
+                lo, hi = self._classes.pool_range(lab, self.n_images)
+                out = window_average(x[idx].to(cdt), self._images[lo:hi], inv_s2.to(cdt), self.stencil, self.boundary)
+                out = out.permute(0, 2, 3, 1).reshape(Bg, H * W, C).transpose(0, 1)  # [HW, Bg, C] as the GEMM path
             else:
                 q_aug = K.augment_queries(q, inv_s2, with_logw=False)
                 lo, hi = self._classes.pool_range(lab, self.n_images)
