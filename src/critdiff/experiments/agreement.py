@@ -34,7 +34,7 @@ from ..config import JsonConfig, arg
 from ..errors import check_choice, check_int
 from ..io import save_json
 from ..probes.agreement import median_summary, paired_ddim
-from ..probes.calibration import DEFAULT_STENCILS, CalibratedPatchScore, calibrate_patch_size, check_candidates
+from ..probes.calibration import CalibratedPatchScore, calibrate_patch_size, check_candidates
 from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
@@ -47,6 +47,10 @@ from .result import Result
 
 ANCHOR_R = 0.94  # Kamb & Ganguli (2024): median r of their calibrated ELS machine vs trained nets on MNIST
 LOG = "agreement.jsonl"
+# calibration candidates: ELS stencils from 3 to 13 and LS stencils from 3 to the whole-frame-sized 27
+# (probes/calibration.py); on the MNIST UNet LS wins at high noise and ELS at low noise (docs/agreement.md)
+CANDIDATES = ("square:3", "square:5", "square:7", "square:9", "square:13",
+              "ls:square:3", "ls:square:7", "ls:square:13", "ls:square:19", "ls:square:27")
 EXAMPLES = 8  # sample pairs kept in the result (shown by the report)
 RECORDS = {"stencil-calibration": ("sigma", "stencils", "calibration", "seconds"),
            "seed": ("seed", "r", "level_r", "seconds", "bound")}
@@ -62,7 +66,8 @@ class AgreementConfig(JsonConfig):
     steps: int = arg(20, "DDIM (eta = 0) steps, uniform in logsnr of the network's training schedule")
     batch: int = arg(8, "seeds sampled together")
     seed: int = arg(0, "base seed: sample j starts from noise derive(seed, j)")
-    stencils: tuple[str, ...] = arg(DEFAULT_STENCILS, "stencils compared in the calibration")
+    stencils: tuple[str, ...] = arg(CANDIDATES, "calibration candidates: ELS stencils ('square:7') and LS ones "
+                                                "('ls:square:27')")
     stencil_rule: Literal["per-time", "modal"] = arg("per-time", "the calibrated stencil of each level, or the "
                                                                  "most frequent one at every level")
     n_cal_traj: int = arg(8, "network trajectories whose states calibrate the stencil")
