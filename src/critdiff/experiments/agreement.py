@@ -1,9 +1,10 @@
 """ELS-vs-network agreement at the protocol of Kamb & Ganguli (2024): Pearson r of samples from identical noise.
 
 ``run_agreement(cfg, out) -> AgreementResult``. A trained network (``net:DIR``, sampled unconditionally:
-``label=None``, since the patch model here is unconditional) and the equivariant patch model (ELS) of the pool
-``cfg.pool`` (default the full MNIST-5k ``mnist``; zero boundary and ``pool='valid'`` by default, the
-convention of Kamb & Ganguli's ELS-machine code, DESIGN.md section 2) both run deterministic DDIM (eta = 0)
+``label=None``, since the patch model here is unconditional) and the patch model of the pool ``cfg.pool``
+(default the full MNIST-5k ``mnist``; zero boundary; ``pool='valid'`` for its ELS stencils by default, the
+convention of Kamb & Ganguli's ELS-machine code, DESIGN.md section 2), equivariant (ELS) or position-specific
+(LS) per level as calibrated, both run deterministic DDIM (eta = 0)
 for ``cfg.steps`` steps, uniform in logsnr of the network's training schedule, from the same initial noise: sample ``j`` starts from
 ``seeding.generator(cfg.seed, j)`` (the ``j``-th of ``samplers.seed_generators``), so the noise does not depend
 on the batch. The patch model's stencil is calibrated first (:mod:`critdiff.probes.calibration`) at every

@@ -84,11 +84,13 @@ def render_agreement(result, folder: "str | Path" = ".", key: str = "agreement",
                                               r.level_r_q25, r.level_r_q75)]
     html = (f"<p>Deterministic DDIM (eta = 0), {cfg.steps} steps uniform in logsnr of the network's training "
             f"schedule ({e(r.schedule)}), from identical initial noise per seed. Network: {e(cfg.net)}, sampled "
-            f"unconditionally (label None; the patch model is unconditional). Patch model: equivariant, "
-            f"{e(cfg.boundary)} boundary, patch pool '{e(cfg.patch_pool)}' of {e(cfg.pool)} ({r.n_pool} images), "
+            f"unconditionally (label None; the patch model is unconditional). Patch model: per level the "
+            f"calibrated candidate, an equivariant (ELS) stencil or a position-specific (LS, 'ls:') one, "
+            f"{e(cfg.boundary)} boundary, ELS patch pool '{e(cfg.patch_pool)}' of {e(cfg.pool)} ({r.n_pool} images), "
             f"certified tol "
             f"{num(r.patch.get('tol'))}; stencil calibrated per level ({e(cfg.stencil_rule)}) on states of "
-            f"{cfg.n_cal_traj} network trajectories with {cfg.n_cal_train} pool images. r: Pearson correlation of the "
+            f"{cfg.n_cal_traj} network trajectories with {cfg.n_cal_train} pool images, among "
+            f"{e(', '.join(cfg.stencils))}. r: Pearson correlation of the "
             f"mean-centred final images.</p>{table(rows)}"
             f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p><p><img src="{FIGURES[2]}"></p>{table(levels)}')
     return Section(key, title, html, question="How closely does the calibrated patch model reproduce the trained "
