@@ -11,7 +11,7 @@ import numpy as np
 from .fmt import interval, num
 from .html import Section, table
 
-FIGURES = ("agreement_r.png", "agreement_levels.png", "agreement_pairs.png")
+FIGURES = ("agreement_r.png", "agreement_levels.png", "agreement_pairs.png", "agreement_calibration.png")
 
 
 def _arr(v) -> np.ndarray:
@@ -19,8 +19,8 @@ def _arr(v) -> np.ndarray:
 
 
 def write_figures(r, out_dir: "str | Path") -> tuple[str, ...]:
-    """Redraw the section's two PNGs into ``out_dir``; return their names."""
-    from .figures import plt, save_figure
+    """Redraw the section's PNGs into ``out_dir``; return their names."""
+    from .figures import calibration_figure, plt, save_figure
 
     out, s = Path(out_dir), r.summary
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -42,6 +42,7 @@ def write_figures(r, out_dir: "str | Path") -> tuple[str, ...]:
     fig.tight_layout()
     save_figure(fig, out / FIGURES[1], dpi=100)
     _pairs_figure(r, out / FIGURES[2])
+    calibration_figure(r.calibration, out / FIGURES[3])
     return FIGURES
 
 
@@ -92,6 +93,9 @@ def render_agreement(result, folder: "str | Path" = ".", key: str = "agreement",
             f"{cfg.n_cal_traj} network trajectories with {cfg.n_cal_train} pool images, among "
             f"{e(', '.join(cfg.stencils))}. r: Pearson correlation of the "
             f"mean-centred final images.</p>{table(rows)}"
-            f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p><p><img src="{FIGURES[2]}"></p>{table(levels)}')
+            f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p><p><img src="{FIGURES[2]}"></p>{table(levels)}'
+            f"<p>The calibration: every candidate's relative L2 distance to the network's denoiser at each level "
+            f"(mean over {r.calibration['n_states']} states), and the winner's size.</p>"
+            f'<p><img src="{FIGURES[3]}"></p>')
     return Section(key, title, html, question="How closely does the calibrated patch model reproduce the trained "
                    "network's samples from the same noise (Kamb & Ganguli's agreement)?", findings=findings(r))

@@ -82,20 +82,9 @@ def _xi_chi_figure(r, plt, path: Path) -> None:
 
 
 def _calibration_figure(r, plt, path: Path) -> None:
-    from .figures import save_figure
+    from .figures import calibration_figure
 
-    cal = r.calibration
-    lam, rel, size = _arr(cal["logsnr"]), _arr(cal["rel_l2"]), _arr(cal["best_size"])
-    fig, axs = plt.subplots(1, 2, figsize=(9, 3.5))
-    for j, s in enumerate(cal["stencils"]):
-        axs[0].plot(lam, rel[:, j], "o-", label=s)
-    axs[0].set_xlabel("logsnr"); axs[0].set_ylabel(r"$|D_{net} - D_S| / |D_{net}|$"); axs[0].legend(fontsize=7)
-    axs[0].set_title("network vs patch model")
-    axs[1].step(lam, size, where="mid", color="k")
-    axs[1].plot(lam, size, "ko")
-    axs[1].set_xlabel("logsnr"); axs[1].set_ylabel("best stencil size"); axs[1].set_title("effective locality")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    calibration_figure(r.calibration, path)
 
 
 def write_figures(r, out_dir: "str | Path") -> tuple[str, ...]:
