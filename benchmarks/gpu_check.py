@@ -1,7 +1,7 @@
 """CUDA check: the core paths on a CUDA device against the CPU, one table, non-zero exit on a mismatch.
 
 Paths: patch model (float32/float64, streaming ``kernel='stream'`` and ``kernel='sdpa'``, certified
-pruned ``tol``), empirical model, Gaussian model, patch theory (stiffness spectrum, and the whole
+pruned ``tol``), empirical model, Gaussian model and its exact class posterior, patch theory (stiffness spectrum, and the whole
 ``analyze`` with its pool on the device), spectral probe (random and impulse), the linear-response
 probe, an Euler sampler run, a guided denoiser (constant and adaptive pulse), one UNet training step
 (loss and updated weights), and the command line: ``critdiff sample``, ``probe`` and ``theory`` run with
@@ -30,6 +30,7 @@ from critdiff.data import load
 from critdiff.guidance import Guided, guided
 from critdiff.nets.training import build_unet, diffusion_loss
 from critdiff.nets.unet import UNetConfig
+from critdiff.probes.decision import gaussian_logits
 from critdiff.probes.linear_response import linear_response
 from critdiff.probes.spectral import spectral_probe
 from critdiff.samplers import sample_euler
@@ -60,6 +61,12 @@ def check_empirical(dev):
 def check_gaussian(dev, covariance):
     x, y, q = _data()
     return GaussianScore(x, labels=y, covariance=covariance, device=dev)(q.to(dev), 0.5, torch.arange(4, device=dev))
+
+
+def check_gaussian_logits(dev, covariance):
+    """The exact class posterior of a labelled Gaussian model (decision-entropy route), its fits on ``dev``."""
+    x, y, q = _data()
+    return gaussian_logits(GaussianScore(x, labels=y, covariance=covariance, device=dev))(q.to(dev), 0.5)
 
 
 def check_theory(dev):
@@ -182,6 +189,8 @@ CHECKS = [
     ("empirical float32", check_empirical, 2e-4),
     ("gaussian full", lambda d: check_gaussian(d, "full"), 1e-4),
     ("gaussian stationary", lambda d: check_gaussian(d, "stationary"), 1e-4),
+    ("gaussian logits full", lambda d: check_gaussian_logits(d, "full"), 1e-8),
+    ("gaussian logits stationary", lambda d: check_gaussian_logits(d, "stationary"), 1e-8),
     ("theory spectrum", check_theory, 1e-10),
     ("theory analyze", check_analyze, 1e-8),
     ("spectral probe", check_probe, 1e-3),

@@ -79,7 +79,7 @@ def _run(args) -> int:
 def guarded(fn, prog: str = "critdiff", debug: bool = False) -> int:
     """Run ``fn() -> int`` as the command line runs a command (module docstring): a usage error prints one line
     ``PROG: error: ...`` and gives 2 (``debug`` re-raises it); Ctrl-C, SIGINT and SIGTERM print one line and
-    give 130. Scripts (``benchmarks/``) run their main body through it too."""
+    give 130. ``benchmarks/bench_agreement.py`` runs its main body through it too."""
     try:
         with _stoppable():
             return int(fn() or 0)

@@ -89,5 +89,5 @@ def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str], devic
         raise ValueError(f"data: --tc-from {chosen_source(gcfg)} needs --data SPEC (linear-response needs none; or give "
                          "--tc-logsnr)")
     loaded = load_model(gcfg, need_data=req.data is not None, data_seed=0)
-    classifier = load_classifier(classifier_dir) if classifier_dir else None
+    classifier = load_classifier(classifier_dir, device=gcfg.torch_device) if classifier_dir else None
     return loaded.model, resolve_tc(gcfg, loaded.images, loaded.model, classifier)
