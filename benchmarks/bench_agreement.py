@@ -5,7 +5,8 @@ Calls :func:`critdiff.experiments.agreement.run_agreement` (protocol in its docs
 UNet from identical noise; Pearson r per seed (median, IQR, bootstrap 95% interval of the median) and per level.
 Resumable: rerun the same command (or with more ``--seeds``) and finished seeds are skipped. Writes
 ``OUT/agreement.jsonl`` (the log), ``OUT/agreement.json`` (the result), ``OUT/report.html`` (the section) and
-prints the summary and the wall time per seed (to size a run).
+prints the summary and the wall time per seed (to size a run). Errors and Ctrl-C are handled as the ``critdiff``
+command line handles them (:func:`critdiff.cli.guarded`): one line, exit 2 or 130, finished seeds kept.
 
 Usage: ``python benchmarks/bench_agreement.py --net runs/net_mnist28 --out runs/agreement [--seeds 100]
 [--pool mnist] [--steps 20] [--batch 8] [--threads 2] [--device cuda]``; every flag: ``--help``.
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from critdiff.cli import guarded
 from critdiff.cli.generate import add_config_args, config_from_args
+from critdiff.devices import resolve as resolve_device
 from critdiff.experiments.agreement import AgreementConfig, run_agreement
 from critdiff.outdir import locked_output
 from critdiff.report.agreement import render_agreement
@@ -30,14 +33,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output folder (resumable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    try:
-        cfg = config_from_args(AgreementConfig, args).validate()
-        with locked_output(args.out):
-            res = run_agreement(cfg, args.out, progress=not args.no_progress)
-            write_report(args.out, "ELS-vs-network agreement", [render_agreement(res, folder=args.out)])
-    except ValueError as e:
-        print(f"bench_agreement: error: {e}", file=sys.stderr)
-        return 2
+    return guarded(lambda: _run(args), prog="bench_agreement")
+
+
+def _run(args) -> int:
+    cfg = config_from_args(AgreementConfig, args).validate()
+    resolve_device(cfg.device)  # a device this machine lacks: one line, before the folder is made
+    with locked_output(args.out):
+        res = run_agreement(cfg, args.out, progress=not args.no_progress)
+        write_report(args.out, "ELS-vs-network agreement", [render_agreement(res, folder=args.out)])
     s = res.summary
     print(f"seeds {s['n']} (+{s['n_nonfinite']} non-finite): median r {num(s['median'])} "
           f"{interval(*s['median_ci'])}, IQR {num(s['q25'])} to {num(s['q75'])}; anchor {res.anchor_r}")

@@ -40,6 +40,29 @@ def test_lock_removes_stale_temporary_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME, "keep.tmp"]
 
 
+def test_a_failed_run_leaves_no_folder_or_lock_it_made(tmp_path):
+    """R4.3: a new folder (and its new parents) holding nothing but the lock goes again; in an existing folder
+    only the lock file this run made goes; what the run wrote stays; a run that succeeds keeps its lock file."""
+    with pytest.raises(ValueError, match="late"):
+        with locked_output(tmp_path / "a" / "b"):
+            raise ValueError("late: a usage error found after the lock was taken")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "mine.txt").write_text("a user's file")
+    with pytest.raises(KeyboardInterrupt):
+        with locked_output(tmp_path / "old"):
+            raise KeyboardInterrupt
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["mine.txt"]
+    with pytest.raises(ValueError):
+        with locked_output(tmp_path / "new") as folder:
+            (folder / "result.json").write_text("{}")  # a finished result is kept
+            raise ValueError("x")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["result.json"]
+    with locked_output(tmp_path / "ok"):
+        pass
+    assert [p.name for p in (tmp_path / "ok").iterdir()] == [LOCK_NAME]
+
+
 @pytest.mark.parametrize("bad,msg", [("", "empty"), ("{tmp}/f", "is a file"), ("{tmp}/f/x", "under the file"),
                                      ("/proc/critdiff-x", "cannot create")])
 def test_check_out_refuses(tmp_path, bad, msg):

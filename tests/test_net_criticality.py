@@ -116,7 +116,7 @@ def known(tmp_path_factory):
     root = tmp_path_factory.mktemp("known")
     save_json(root / "model" / "config.json", {"kind": "unet", "net": {}, "train": {"schedule": "vp-cosine"}})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("critdiff.nets.net_denoiser.load_net", lambda path: SoftModeDenoiser())
+        mp.setattr("critdiff.nets.net_denoiser.load_net", lambda path, **kw: SoftModeDenoiser())
         cfg = demo_config(True, str(root / "model")).replace(data="digits:size=8")
         return run_net_criticality(cfg, root, progress=False).to_dict()
 

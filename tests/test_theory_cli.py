@@ -28,8 +28,9 @@ def test_cli_json_twopoint(tmp_path, capsys):
 
 
 def test_cli_bad_stencil_is_one_line(tmp_path, capsys):
-    a = parse(["theory", "--data", "twopoint:size=4,n=10", "--stencil", "square:5", "--out", str(tmp_path)])
-    assert a.run(a) == 2
+    from critdiff.cli import main
+
+    assert main(["theory", "--data", "twopoint:size=4,n=10", "--stencil", "square:5", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "stencil" in err and "\n" not in err
 

@@ -72,7 +72,8 @@ def logsnr_of(sigma) -> torch.Tensor:
 
 
 def _per_sample(sigma) -> torch.Tensor:
-    lam = logsnr_of(sigma)
+    """logsnr per sample on the CPU (schedules keep their per-sample state there; :func:`_out` moves ``w`` back)."""
+    lam = logsnr_of(sigma).cpu()
     return lam.reshape(1) if lam.ndim == 0 else lam.reshape(-1)
 
 

@@ -3,7 +3,10 @@
 One run per folder (docs/reliability.md, R4): :func:`locked_output` takes ``fcntl.flock`` on
 ``OUT/.critdiff.lock`` without blocking and writes its PID there; a second run on the same folder gets a
 one-line ``ValueError`` naming the folder and that PID at once. The kernel drops the lock when the
-process ends, however it ends (SIGKILL included), so a stale lock file never blocks a later run.
+process ends, however it ends (SIGKILL included), so a stale lock file never blocks a later run. A run that
+fails or is stopped leaves no trace it did not mean to: the lock file and the folders that
+:func:`locked_output` created are removed again when nothing else was written there (a usage error found
+after the lock was taken, e.g. a ``--device`` this machine lacks, leaves ``--out`` as it was).
 """
 
 from __future__ import annotations
@@ -61,16 +64,44 @@ def _remove_stale_temps(folder: Path) -> None:
                 pass
 
 
+def _missing_folders(p: Path) -> list[Path]:
+    """``p`` and its ancestors that do not exist yet, deepest first (what ``mkdir(parents=True)`` creates)."""
+    out = []
+    while not p.exists():
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _undo(lock_path: Path, lock_created: bool, created: list[Path]) -> None:
+    """Remove the lock file (when this run created it) and the folders this run created that are empty
+    without it (deepest first); called with the lock still held."""
+    if lock_created:
+        try:
+            lock_path.unlink()
+        except OSError:
+            pass
+    for folder in created:
+        try:
+            folder.rmdir()  # only an empty folder: anything the run wrote stays
+        except OSError:
+            break
+
+
 @contextmanager
 def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path]:
     """Validate ``path`` (:func:`check_out`), create it, and hold ``OUT/.critdiff.lock`` for the ``with`` block.
 
     Raises ``ValueError`` naming ``name`` when the folder cannot be created or another process holds it.
+    When the block raises (an error or an interrupt), the lock file and the folders created here are removed
+    again where the run wrote nothing else (module docstring).
     """
     p = check_out(path, name)
+    created = _missing_folders(p.absolute())
+    lock_path = p / LOCK_NAME
+    lock_created = not lock_path.exists()
     try:
         p.mkdir(parents=True, exist_ok=True)
-        lock_path = p / LOCK_NAME
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise ValueError(f"{name}: cannot create or write the folder {str(p)!r} ({exc.strerror})") from None
@@ -87,6 +118,9 @@ def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path
         _remove_stale_temps(p)
         try:
             yield p
+        except BaseException:
+            _undo(lock_path, lock_created, created)
+            raise
         finally:
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -76,24 +76,31 @@ def _run(args) -> int:
         return int(_modules()[args.command].run(args) or 0)
 
 
+def guarded(fn, prog: str = "critdiff", debug: bool = False) -> int:
+    """Run ``fn() -> int`` as the command line runs a command (module docstring): a usage error prints one line
+    ``PROG: error: ...`` and gives 2 (``debug`` re-raises it); Ctrl-C, SIGINT and SIGTERM print one line and
+    give 130. ``benchmarks/bench_agreement.py`` runs its main body through it too."""
+    try:
+        with _stoppable():
+            return int(fn() or 0)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished results were kept (rerun the same command to resume)", file=sys.stderr)
+        return 130
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed on one line
         return int(exc.code or 0)
-    try:
-        with _stoppable():
-            return _run(args)
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        if args.debug:
-            raise
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"critdiff: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("critdiff: interrupted; finished results were kept (rerun the same command to resume)", file=sys.stderr)
-        return 130
+    return guarded(lambda: _run(args), debug=args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,13 +11,14 @@ def add_out_arg(p: argparse.ArgumentParser, required: bool = True, default: "str
     p.add_argument("--out", required=required, default=default, help=help_text)
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
+def add_run_args(p: argparse.ArgumentParser, only: tuple = ("device", "threads")) -> None:
     """``--device`` and ``--threads`` for commands whose configuration is not a RunConfig (train,
-    train-classifier): RunConfig's own flags, help texts and defaults, parsed into ``args.device``/``args.threads``."""
+    train-classifier; ``only=('device',)``: theory, demo, guide-config): RunConfig's own flags, help texts and
+    defaults, parsed into ``args.device``/``args.threads``."""
     from ..experiments.config import RunConfig
     from .generate import add_config_args
 
-    add_config_args(p, RunConfig, only=("device", "threads"), prefix="")
+    add_config_args(p, RunConfig, only=only, prefix="")
 
 
 def threads_of(cfg):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from ..experiments.demo import run_demo
+from .common import add_run_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the bundled data and write the HTML report")
     p.add_argument("--out", default="out/demo", help="output folder (default: %(default)s); reruns resume from it")
     p.add_argument("--quick", action="store_true", help="smaller settings (for tests)")
+    add_run_args(p, only=("device",))
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    run_demo(args.out, quick=args.quick)
+    run_demo(args.out, quick=args.quick, device=args.device)
     return 0

@@ -26,7 +26,7 @@ def run(args) -> int:
     from ..report.render import render
 
     cfg = config_from_args(GuideConfig, args).validate()
-    classifier = load_classifier(args.classifier) if args.classifier else None
+    classifier = load_classifier(args.classifier, device=cfg.torch_device) if args.classifier else None
     with threads_of(cfg), executor_of(args, cfg.device) as executor:
         result = run_guide(cfg, args.out, classifier=classifier, executor=executor)
     if result.status == "no-classifier":

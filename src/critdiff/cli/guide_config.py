@@ -9,6 +9,7 @@ from typing import Literal, Optional
 
 from ..config import JsonConfig, arg
 from ..experiments.guide_config import DEFAULT_TC_FROM, TC_FROM_CHOICES
+from .common import add_run_args
 from .generate import add_config_args, config_from_args
 
 
@@ -39,6 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier", default=None,
                    help="folder of a classifier (critdiff train-classifier), for --tc-from decision-entropy / commitment")
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
+    add_run_args(p, only=("device",))
     p.set_defaults(run=run)
 
 
@@ -48,7 +50,7 @@ def run(args) -> int:
     req = config_from_args(GuideConfigRequest, args)
     if not req.model.startswith("diffusers:"):
         raise ValueError("model: guide-config expects diffusers:DIR")
-    model, tc = _critical_time(req, args.classifier)
+    model, tc = _critical_time(req, args.classifier, args.device)
     args = argparse.Namespace(**req.to_dict(), json=args.json)
     over = {} if args.spacing is None else {"timestep_spacing": args.spacing}
     cfg = guide_config(model, tc.logsnr, args.steps, kind=args.scheduler, width=args.width, height=args.height,
@@ -71,20 +73,21 @@ def run(args) -> int:
     return 0
 
 
-def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str]):
+def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str], device: str = "cpu"):
     """``(model, CriticalTime)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
-    (:func:`critdiff.experiments.guide_tc.resolve_tc` on a ``GuideConfig`` of this model, data and seed)."""
+    (:func:`critdiff.experiments.guide_tc.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
     from ..experiments.guide_config import GuideConfig
     from ..experiments.guide_estimators import chosen_source
     from ..experiments.guide_tc import resolve_tc
     from ..experiments.models import load_model
     from ..nets.classifier import load_classifier
 
-    gcfg = GuideConfig(model=req.model, data=req.data, tc_logsnr=req.tc_logsnr, tc_from=req.tc_from, seed=req.seed)
+    gcfg = GuideConfig(model=req.model, data=req.data, tc_logsnr=req.tc_logsnr, tc_from=req.tc_from, seed=req.seed,
+                       device=device)
     gcfg.validate()
     if req.tc_logsnr is None and req.data is None and chosen_source(gcfg) != "linear-response":
         raise ValueError(f"data: --tc-from {chosen_source(gcfg)} needs --data SPEC (linear-response needs none; or give "
                          "--tc-logsnr)")
     loaded = load_model(gcfg, need_data=req.data is not None, data_seed=0)
-    classifier = load_classifier(classifier_dir) if classifier_dir else None
+    classifier = load_classifier(classifier_dir, device=gcfg.torch_device) if classifier_dir else None
     return loaded.model, resolve_tc(gcfg, loaded.images, loaded.model, classifier)

@@ -9,7 +9,7 @@ import sys
 from ..experiments.theory_section import TheoryConfig, run_theory
 from ..fmt import num
 from ..times import Time
-from .common import add_out_arg
+from .common import add_out_arg, add_run_args
 from .generate import add_config_args, config_from_args
 
 CONFIG = TheoryConfig
@@ -19,6 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("theory", help="critical time, critical mode and correlation length of the patch model")
     add_config_args(p, TheoryConfig)
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
+    add_run_args(p, only=("device",))
     add_out_arg(p, required=False, default="critdiff-theory", help_text="folder for the figures (default: %(default)s)")
     p.set_defaults(run=run)
     return p
@@ -28,11 +29,7 @@ def run(args) -> int:
     from ..report.theory import write_figures
 
     cfg = config_from_args(TheoryConfig, args)
-    try:
-        result = run_theory(cfg)
-    except (ValueError, TypeError) as e:
-        print(f"critdiff theory: {e}", file=sys.stderr)
-        return 2
+    result = run_theory(cfg, device=args.device)  # usage errors: one line, exit 2 (critdiff.cli.guarded)
     figures = write_figures(result, args.out)
     if args.json:
         json.dump({**result.analysis, "data": cfg.data, "figures": figures}, sys.stdout)

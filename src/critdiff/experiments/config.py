@@ -111,6 +111,11 @@ class RunConfig(JsonConfig):
         return DTYPES[self.dtype]
 
     @property
+    def torch_device(self) -> torch.device:
+        """``device`` resolved (:func:`critdiff.devices.resolve`): where the model is built and its states live."""
+        return resolve_device(self.device)
+
+    @property
     def analytic(self) -> bool:
         return self.kind in ANALYTIC
 

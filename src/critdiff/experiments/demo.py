@@ -61,16 +61,19 @@ def write_demo_report(out_dir: "str | Path") -> Path:
     return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta")))
 
 
-def run_demo(out_dir: "str | Path", quick: bool = False, log=print) -> Path:
-    """Run every section (cached), write ``results.json`` and the report; returns the report path."""
+def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu") -> Path:
+    """Run every section (cached) on ``device``, write ``results.json`` and the report; returns the report path."""
+    from ..devices import resolve as resolve_device
+
+    resolve_device(device)  # a one-line error before anything is computed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     entries = {}
-    for sec in demo_sections(quick):
+    for sec in demo_sections(quick, device):
         folder, result = _cached(out, sec, log)
         entries[sec.key] = {**result.record(), "folder": folder, "render": sec.render_options}
-    meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__}
+    meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__, "device": device}
     save_json(out / "results.json", {"title": TITLE, "meta": meta, "sections": entries})
     report = write_demo_report(out)
     log(f"[demo] wrote {report} and {out / 'results.json'}")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool = False) -> str:
+def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool = False, device="cpu") -> str:
     """Train the demo's conditional digits UNet into ``folder`` (1 thread), or reuse a finished checkpoint.
 
     Full: ``digits:size=16``, width 32, 300 steps, batch 64, cond-drop 0.1 (~2-3 min on one core). Quick:
     ``digits:size=8``, width 16, 20 steps, batch 16. An interrupted run is resumed (resume semantics of
-    :func:`critdiff.experiments.train.run_train`); a folder holding a different run is refused. Returns ``folder``.
+    :func:`critdiff.experiments.train.run_train`); a folder holding a different run is refused. ``device``: where it
+    trains. Returns ``folder``.
     """
     from ..nets import checkpoint as ckpt
     from ..threads import torch_threads
@@ -26,5 +27,5 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
     if has and int(ckpt.read_config(out).get("step", 0)) >= cfg.steps:
         return str(out)
     with torch_threads(1):
-        run_train(cfg, out, resume=has, progress=progress)
+        run_train(cfg, out, resume=has, progress=progress, device=device)
     return str(out)

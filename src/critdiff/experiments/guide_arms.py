@@ -130,12 +130,13 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     n_all = int(index.max()) + 1
     gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(derive(cfg.seed, "sampler-noise"), n_all)
     pick = index.tolist()
-    x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype)
+    x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype,
+                         device=cfg.torch_device)
     g = Guided(setup.model, guidance)
     with torch.no_grad():
         out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
                                   callback=list(callbacks) or None)
-    return decode_samples(setup.model, out), g.nfe.clone()
+    return decode_samples(setup.model, out).cpu(), g.nfe.clone()
 
 
 def calibrate_threshold(setup: Setup, tc: float) -> dict:

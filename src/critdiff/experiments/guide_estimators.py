@@ -68,7 +68,8 @@ def _theory(cfg, images, model, classifier) -> CriticalTime:
     from ..theory.critical import critical_point
     from ..theory.pool import patch_pool
 
-    cp = critical_point(patch_pool(images.to(torch.float64), cfg.stencil), S.get(cfg.schedule), growth=False)
+    cp = critical_point(patch_pool(images.to(torch.float64), cfg.stencil, device=cfg.torch_device), S.get(cfg.schedule),
+                        growth=False)
     if not cp.found:
         raise ValueError(f"tc-logsnr: the theory finds no critical point ({cp.message}); pass --tc-logsnr")
     note = "" if (cfg.equivariant and cfg.boundary == "periodic") else \
@@ -93,7 +94,8 @@ def _speciation(cfg, images, model, classifier) -> CriticalTime:
 
 def _noise(cfg, images, n: int, seed: int):
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype)
+    x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype,
+                         device=cfg.torch_device)
     return sigmas, x
 
 
@@ -135,7 +137,7 @@ def _commitment(cfg, images, model, classifier) -> CriticalTime:
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     c = commitment(model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES),
                    classifier.logits, k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200,
-                   dtype=images.dtype)
+                   dtype=images.dtype, device=cfg.torch_device)
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")
     return _at(cfg, c.commitment_logsnr, f"commitment (phi = {c.level_rule})", c.logsnr_ci)

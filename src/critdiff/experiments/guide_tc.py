@@ -83,7 +83,8 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
 
     lr = linear_response(model, tuple(shape), cfg.schedule, steps=ProbeConfig.linear, n=ProbeConfig.linear_n,
                          seed=derive(cfg.seed, "linear-response"),
-                         dtype=cfg.torch_dtype if images is None else images.dtype, keep_states=False)
+                         dtype=cfg.torch_dtype if images is None else images.dtype, device=cfg.torch_device,
+                         keep_states=False)
     est = from_growth(lr, n_boot=200, seed=cfg.seed)
     lam = float(est.logsnr)
     if at_grid_edge(est, lr.logsnr):

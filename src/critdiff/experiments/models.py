@@ -5,6 +5,12 @@ Kinds: ``empirical``, ``patch``, ``gaussian`` (analytic, built from the training
 (a saved diffusers model + scheduler; needs the optional extra). :func:`load_model` reads a
 :class:`~critdiff.experiments.config.RunConfig`, loads the data (when the model or the command needs
 it), builds the denoiser and checks that data and model agree on the image shape.
+
+Every model is built on ``cfg.device`` (resolved once by :func:`critdiff.devices.resolve`: a one-line
+error for a device this machine lacks): the analytic models keep their training images (and so their
+pools) there, a network's weights are loaded there. The analytic models compute on the device of the
+``x`` they are given, so a command creates its states on ``cfg.torch_device`` too (the training images
+returned by :func:`load_model` stay on the CPU, where the theory, figures and metrics read them).
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ __all__ = ["ANALYTIC", "KINDS", "LoadedModel", "build_model", "decode_samples", 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A denoiser with the data it was built from: ``images [N, C, H, W]`` (or None), ``labels [N]`` (or
-    None), ``shape`` ``(C, H, W)`` of one sample."""
+    """A denoiser with the data it was built from: ``images [N, C, H, W]`` (or None; on the CPU), ``labels [N]``
+    (or None), ``shape`` ``(C, H, W)`` of one sample."""
 
     model: Any
     images: Optional[torch.Tensor]
@@ -36,24 +42,26 @@ class LoadedModel:
 
 def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
                 chunk_size: Optional[int] = None, covariance: str = "full"):
-    """Return the denoiser ``D(x, sigma, label)`` named by ``cfg.model`` (analytic ones from ``images``)."""
+    """Return the denoiser ``D(x, sigma, label)`` named by ``cfg.model`` (analytic ones from ``images``), built
+    on ``cfg.device``."""
     kind = model_kind(cfg.model)
+    device = cfg.torch_device
     if kind in ANALYTIC and images is None:
         raise ValueError(f"model: {kind!r} is built from training images; give --data")
     if kind == "empirical":
         from ..scores.empirical import EmpiricalScore
 
-        return EmpiricalScore(images, labels=labels, chunk_size=chunk_size)
+        return EmpiricalScore(images, labels=labels, chunk_size=chunk_size, device=device)
     if kind == "patch":
         from ..scores.patch import PatchScore
 
         return PatchScore(images, stencil=cfg.stencil, equivariant=cfg.equivariant, boundary=cfg.boundary,
-                          labels=labels, pool=cfg.pool, chunk_size=chunk_size)
+                          labels=labels, pool=cfg.pool, chunk_size=chunk_size, device=device)
     if kind == "gaussian":
         from ..scores.gaussian import GaussianScore
 
         cov = covariance if images[0].numel() <= 4096 or covariance != "full" else "stationary"
-        return GaussianScore(images, labels=labels, covariance=cov)
+        return GaussianScore(images, labels=labels, covariance=cov, device=device)
     path = cfg.model.split(":", 1)[1] if ":" in cfg.model else ""
     if not path:
         raise ValueError(f"model: {kind!r} needs a directory, as {kind}:DIR"
@@ -61,10 +69,10 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
     if kind == "net":
         from ..nets.net_denoiser import load_net
 
-        return load_net(path)
+        return load_net(path, device=device)
     from ..integrations.diffusers.loading import load_diffusers_spec
 
-    return load_diffusers_spec(path, cond=cfg.cond, prompt=cfg.prompt)
+    return load_diffusers_spec(path, device=device, cond=cfg.cond, prompt=cfg.prompt)
 
 
 def decode_samples(model, x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import JsonConfig, arg
+from ..devices import resolve as resolve_device
 from ..errors import check_int
 from ..io import save_json
 from ..probes.calibration import DEFAULT_STENCILS, check_candidates
@@ -109,9 +110,9 @@ class NetCriticalityResult(Result):
     timing: dict
 
 
-def load_trained(model_dir: str, data: Optional[str] = None):
-    """A trained network (``net:DIR``), its training images ``[N, C, H, W]`` (``data``, default the checkpoint's
-    own spec, loaded with data seed 0), the data spec and the network's training schedule."""
+def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
+    """A trained network (``net:DIR``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
+    default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule."""
     from ..nets import checkpoint as ckpt
     from .config import RunConfig
     from .models import load_model
@@ -121,19 +122,21 @@ def load_trained(model_dir: str, data: Optional[str] = None):
         if "data" not in stored:
             raise ValueError(f"data: {model_dir!r} records no training data; give a data spec")
         data = stored["data"]
-    loaded = load_model(RunConfig(model=f"net:{model_dir}", data=data), need_data=True, data_seed=0)
+    loaded = load_model(RunConfig(model=f"net:{model_dir}", data=data, device=str(device)), need_data=True, data_seed=0)
     return loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine")
 
 
 def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" = None,
-                        progress: bool = True) -> NetCriticalityResult:
+                        progress: bool = True, device="cpu") -> NetCriticalityResult:
     """Measure the network's critical signatures (module docstring); write ``net_criticality.json`` to
-    ``out_dir`` (when given) and return the result."""
+    ``out_dir`` (when given) and return the result. ``device``: where the network runs (its ensemble too;
+    the network moves any other input there itself)."""
     cfg.validate()
     t_start = time.perf_counter()
-    net, images, data, schedule = load_trained(cfg.model_dir, cfg.data)
+    net, images, data, schedule = load_trained(cfg.model_dir, cfg.data, device)
     sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
-    x = initial_noise((cfg.batch, *net.sample_shape), sigmas, seed_generators(cfg.seed, cfg.batch))
+    x = initial_noise((cfg.batch, *net.sample_shape), sigmas, seed_generators(cfg.seed, cfg.batch),
+                      device=resolve_device(device))
     timing: dict = {}
     with progress_bar(len(PHASES), "net criticality", enabled=progress) as bar:
         def phase(name, fn, *a):

@@ -129,7 +129,7 @@ def _phase_units(cfg: ProbeConfig, n_steps: int) -> int:
 def _theory(model, cfg: ProbeConfig, images, schedule, signals: dict, lin, bar) -> tuple:
     """The theory's record and report, and the homogeneous-state probe (patch model only)."""
     bar.set_postfix_str("theory and the homogeneous-state probe")
-    theory, rep = theory_record(images, cfg.stencil, cfg.schedule)
+    theory, rep = theory_record(images, cfg.stencil, cfg.schedule, device=cfg.torch_device)
     ref_k = theory["k_star"] if theory["k_star"] is not None else theory["softest"]["k_star"]
     if lin is not None and ref_k is not None:  # no crossing: compare with the softest mode
         for k, v in lin["k_star"].items():
@@ -137,7 +137,7 @@ def _theory(model, cfg: ProbeConfig, images, schedule, signals: dict, lin, bar) 
     hom = None
     if cfg.homogeneous:
         lam_grid = np.linspace(float(rep.scan.logsnr.min()), float(rep.scan.logsnr.max()), cfg.homogeneous)
-        hom = homogeneous_probe(model, images, cfg.stencil, schedule, lam_grid)
+        hom = homogeneous_probe(model, images, cfg.stencil, schedule, lam_grid, device=cfg.torch_device)
         signals["homogeneous"] = homogeneous_signal(hom, schedule, rep.critical.k_star)
     bar.update(1)
     return theory, rep, hom
@@ -206,7 +206,8 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
     """Every measurement of a probe run (ensemble, branch, theory) as a dict of raw objects."""
     sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
     steps = probe_steps(cfg.steps, cfg.times)
-    x = SM.initial_noise((cfg.n, *loaded.shape), sigmas, SM.seed_generators(cfg.seed, cfg.n), dtype=cfg.torch_dtype)
+    x = SM.initial_noise((cfg.n, *loaded.shape), sigmas, SM.seed_generators(cfg.seed, cfg.n), dtype=cfg.torch_dtype,
+                         device=cfg.torch_device)
     ens = ensemble_probe(loaded.model, x, sigmas, steps, sampler=cfg.sampler, label=cfg.label, n_probes=cfg.probes,
                          window=cfg.window, chi=cfg.chi, n_boot=cfg.n_boot, seed=cfg.seed,
                          on_step=lambda step: bar.update(1), on_phase=bar.set_postfix_str)
@@ -217,7 +218,8 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
     if cfg.linear:
         lin = branch_response(loaded.model, loaded.shape, schedule, steps=cfg.linear, eps=cfg.linear_eps,
                               n=cfg.linear_n, eps_scan=cfg.eps_scan, label=cfg.label, n_probes=cfg.probes,
-                              window=cfg.window, dtype=cfg.torch_dtype, growth_seed=derive(cfg.seed, "linear-response"),
+                              window=cfg.window, dtype=cfg.torch_dtype, device=cfg.torch_device,
+                              growth_seed=derive(cfg.seed, "linear-response"),
                               probe_seed=derive(cfg.seed, "branch-stiffness"), estimator={"n_boot": cfg.n_boot, "seed": cfg.seed},
                               on_phase=lambda s: (bar.set_postfix_str(s), bar.update(1)))
         for k, v in lin["estimates"].items():

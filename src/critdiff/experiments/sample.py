@@ -109,7 +109,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     schedule, sigmas = _grid(cfg, loaded.model)
     plan = _model_plan(cfg, loaded.model)
     sampler = SM.get(cfg.sampler)
-    z = SM.randn_like(torch.empty((cfg.n, *loaded.shape), dtype=cfg.torch_dtype, device=cfg.device),
+    z = SM.randn_like(torch.empty((cfg.n, *loaded.shape), dtype=cfg.torch_dtype, device=cfg.torch_device),
                       SM.seed_generators(cfg.seed, cfg.n))  # N(0, I), one generator per sample
     counted = CountingDenoiser(loaded.model)
     rec = SM.Recorder(steps=frame_steps(cfg.steps, cfg.trajectory_frames))

@@ -21,6 +21,7 @@ import torch
 
 from .. import samplers as SM
 from ..config import JsonConfig, arg
+from ..devices import resolve as resolve_device
 from ..io import save_json
 from ..schedules import get as get_schedule, sigma_grid
 from .progress import progress_bar
@@ -53,13 +54,15 @@ class StructureResult(Result):
     samplers: dict
 
 
-def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp) -> dict:
-    """Run one sampler on the ensemble and compare its ``S(k, t)`` with the linear prediction."""
+def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp, device) -> dict:
+    """Run one sampler on the ensemble (on ``device``, the model's) and compare its ``S(k, t)`` with the linear
+    prediction."""
     from ..probes.correlations import structure_factor
     from ..theory.correlation import compare_structure_factors, predicted_structure_factor
     from ..theory.homogeneous import homogeneous_solution
 
-    x0 = torch.randn(cfg.ensemble, *pool.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sig[0]
+    x0 = (torch.randn(cfg.ensemble, *pool.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+          * sig[0]).to(device)
     rec = SM.Recorder()
     fn, disc = (SM.sample_euler, "euler") if sampler == "ode" else (SM.sample_euler_maruyama, "euler-maruyama")
     with torch.no_grad():
@@ -75,9 +78,10 @@ def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp) -> dict:
             "max_z_before_tc": max(before) if before else None}
 
 
-def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, progress: bool = True) -> StructureResult:
+def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, progress: bool = True,
+                  device="cpu") -> StructureResult:
     """Compare predicted and measured structure factors per sampler (module docstring); write
-    ``structure.json`` to ``out_dir`` when given."""
+    ``structure.json`` to ``out_dir`` when given. ``device``: where the patch model samples."""
     from ..data import load as load_data
     from ..scores.patch import PatchScore
     from ..theory.critical import critical_point
@@ -89,11 +93,12 @@ def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, pro
     sch = get_schedule(cfg.schedule)
     cp = critical_point(pool, sch, weights="exact", growth=False)
     sig = sigma_grid(sch, cfg.steps, spacing="logsnr")
-    model = PatchScore(x, cfg.stencil)
+    device = resolve_device(device)
+    model = PatchScore(x, cfg.stencil, device=device)
     per = {}
     with progress_bar(len(cfg.samplers), "structure factor", enabled=progress) as bar:
         for sampler in cfg.samplers:
-            per[sampler] = _compare(pool, model, sig, sampler, cfg, cp)
+            per[sampler] = _compare(pool, model, sig, sampler, cfg, cp, device)
             bar.update(1)
     result = StructureResult(config=cfg, critical=cp.to_dict(), samplers=per)
     if out_dir is not None:

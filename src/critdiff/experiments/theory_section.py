@@ -50,13 +50,18 @@ class TheoryResult(Result):
     kappa_radial: tuple
 
 
-def run_theory(cfg: TheoryConfig, out_dir: "str | Path | None" = None, progress: bool = True) -> TheoryResult:
-    """Run the theory on ``cfg.data``; write ``theory.json`` (the result's record) to ``out_dir`` when given."""
+def run_theory(cfg: TheoryConfig, out_dir: "str | Path | None" = None, progress: bool = True,
+               device="cpu") -> TheoryResult:
+    """Run the theory on ``cfg.data``; write ``theory.json`` (the result's record) to ``out_dir`` when given.
+    ``device``: where the patch pool's passes run (:func:`critdiff.theory.analysis.analyze`); like the CPU
+    threads it does not change the numbers beyond float64 rounding, so it is not part of the configuration."""
     from ..data import load
+    from ..devices import resolve as resolve_device
     from ..theory.analysis import analyze
 
+    device = resolve_device(device)  # a one-line error before the data are loaded
     images, _ = load(cfg.data, seed=cfg.seed)
-    report = analyze(images, cfg.stencil, cfg.schedule, weights=cfg.weights)
+    report = analyze(images, cfg.stencil, cfg.schedule, weights=cfg.weights, device=device)
     result = TheoryResult(config=cfg, analysis=report.to_dict(), kabs=report.kabs, kappa_radial=report.kappa_radial)
     if out_dir is not None:
         save_json(Path(out_dir) / "theory.json", result.record())

@@ -158,13 +158,13 @@ def _summarise(sigma, phi_state, ends, k, level, relative, n_boot, ci, seed) -> 
 
 def commitment(denoiser, shape: Sequence[int], sigmas, steps: Sequence[int], classify, *, k: int = 8,
                sampler: str = "ddpm", label=None, seed: int = 0, level: float = DEFAULT_LEVEL, relative: bool = True,
-               n_boot: int = 1000, ci: float = 0.95, dtype=torch.float32) -> Commitment:
+               n_boot: int = 1000, ci: float = 0.95, dtype=torch.float32, device="cpu") -> Commitment:
     """Run the cloning experiment (module docstring) on ``B = shape[0]`` trajectories of ``denoiser``.
 
     ``shape`` ``[B, C, H, W]``; ``sigmas`` the float64 grid ending in 0; ``steps`` grid indices ``0 <= i < N``
     where states are cloned; ``classify(x) ->`` class ids ``[B]`` or logits ``[B, K]``; ``k >= 2`` clones per
     state; ``sampler`` a stochastic sampler spec (``ddpm``, ``euler-maruyama``, ``ddim:eta=...`` with eta > 0);
-    ``label`` (``[B]`` or None) conditions every run.
+    ``label`` (``[B]`` or None) conditions every run. ``device``: where the trajectories run (the model's).
     """
     s = SM.check_sigmas(sigmas)
     k = check_int("k", k, 2)
@@ -178,7 +178,7 @@ def commitment(denoiser, shape: Sequence[int], sigmas, steps: Sequence[int], cla
     if not idx or idx[0] < 0 or idx[-1] >= len(s) - 1:
         raise ValueError(f"steps: expected grid indices in [0, {len(s) - 2}], got {list(steps)}")
     B = int(shape[0])
-    x = SM.initial_noise(tuple(shape), s, SM.seed_generators(seed, B), dtype=dtype)
+    x = SM.initial_noise(tuple(shape), s, SM.seed_generators(seed, B), dtype=dtype, device=device)
     rec = SM.Recorder(idx)
     with torch.no_grad():
         SM.get(sampler)(denoiser, x, s, label=label, generator=SM.seed_generators(derive(seed, "sampler"), B), callback=rec)

@@ -47,19 +47,21 @@ def classifier_logits(classifier: Callable[[torch.Tensor], torch.Tensor]) -> Log
 
 
 def _log_normal_full(fit, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    B = x.shape[0]
-    r = (x.reshape(B, -1).to(torch.float64) - fit.mu) @ fit.U
-    var = fit.lam + s.reshape(B, 1) ** 2
-    return -0.5 * ((r**2 / var).sum(1) + torch.log(var).sum(1) + r.shape[1] * math.log(2 * math.pi))
+    """``[B]`` on the CPU, computed on the fit's device."""
+    B, dev = x.shape[0], fit.mu.device
+    r = (x.reshape(B, -1).to(dev, torch.float64) - fit.mu) @ fit.U
+    var = fit.lam + s.to(dev).reshape(B, 1) ** 2
+    return (-0.5 * ((r**2 / var).sum(1) + torch.log(var).sum(1) + r.shape[1] * math.log(2 * math.pi))).cpu()
 
 
 def _log_normal_stationary(fit, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    B, C, H, W = x.shape
-    d = torch.fft.fft2(x.to(torch.float64) - fit.mu.reshape(1, C, 1, 1)).permute(0, 2, 3, 1).unsqueeze(-1)
-    A = fit.P.unsqueeze(0) + (s**2).reshape(B, 1, 1, 1, 1) * torch.eye(C, dtype=fit.P.dtype)
+    """``[B]`` on the CPU, computed on the fit's device."""
+    (B, C, H, W), dev = x.shape, fit.P.device
+    d = torch.fft.fft2(x.to(dev, torch.float64) - fit.mu.reshape(1, C, 1, 1)).permute(0, 2, 3, 1).unsqueeze(-1)
+    A = fit.P.unsqueeze(0) + (s.to(dev) ** 2).reshape(B, 1, 1, 1, 1) * torch.eye(C, dtype=fit.P.dtype, device=dev)
     quad = (d.conj().transpose(-1, -2) @ torch.linalg.solve(A, d)).real.reshape(B, H, W).sum((1, 2)) / (H * W)
     logdet = torch.linalg.slogdet(A)[1].reshape(B, H, W).sum((1, 2))
-    return -0.5 * (quad + logdet + C * H * W * math.log(2 * math.pi))
+    return (-0.5 * (quad + logdet + C * H * W * math.log(2 * math.pi))).cpu()
 
 
 def gaussian_logits(model, log_prior: Optional[Sequence[float]] = None) -> LogitsFn:

@@ -22,21 +22,21 @@ from .spectral import spectral_probe
 __all__ = ["homogeneous_probe", "k_star_matches"]
 
 
-def _probe_at(model, hom, shape, sigma: float, dtype=torch.float64):
-    """Impulse spectral probe of ``model`` at ``m(sigma) 1`` (``shape`` ``(C, H, W)``)."""
+def _probe_at(model, hom, shape, sigma: float, dtype=torch.float64, device=None):
+    """Impulse spectral probe of ``model`` at ``m(sigma) 1`` (``shape`` ``(C, H, W)``) on ``device``."""
     C, H, W = shape
-    x = torch.as_tensor(hom(sigma), dtype=dtype).reshape(1, C, 1, 1).expand(1, C, H, W).contiguous()
+    x = torch.as_tensor(hom(sigma), dtype=dtype).reshape(1, C, 1, 1).expand(1, C, H, W).contiguous().to(device)
     with torch.enable_grad():
         return spectral_probe(model, x, sigma, method="impulse", backend="auto")
 
 
-def _bisect_crossing(model, hom, shape, dtype, lo: float, hi: float, refine: int) -> tuple[float, int]:
+def _bisect_crossing(model, hom, shape, dtype, lo: float, hi: float, refine: int, device=None) -> tuple[float, int]:
     """Bisect in logsnr between ``lo`` (``sigma^2 kappa_min > 0``) and ``hi`` (``<= 0``); ``(logsnr, nfe)``."""
     evals = 0
     for _ in range(refine):
         mid = 0.5 * (lo + hi)
         s = math.exp(-0.5 * mid)
-        pr = _probe_at(model, hom, shape, s, dtype)
+        pr = _probe_at(model, hom, shape, s, dtype, device)
         evals += pr.denoiser_evaluations
         if pr.kappa_min * s * s > 0:
             lo = mid
@@ -46,25 +46,26 @@ def _bisect_crossing(model, hom, shape, dtype, lo: float, hi: float, refine: int
 
 
 def homogeneous_probe(model, images: torch.Tensor, stencil: str, schedule, logsnr: np.ndarray, *,
-                      refine: int = 40, tie_tol: float = 1e-6) -> dict:
+                      refine: int = 40, tie_tol: float = 1e-6, device=None) -> dict:
     """Spectral probe (impulse route: exact for the circulant Jacobian there) at the theory's homogeneous
     states ``m(sigma) 1`` on a ``logsnr`` grid (ascending), in the dtype of ``images`` (the model's). Returns
     ``sigma2_kappa_min [T]`` (``sigma^2 min_k kappa``), ``k_star [T, 2]``, ``kappa_radial [T, nk]`` on
     ``k_radial``, ``logsnr``, ``nfe``, and the first zero crossing of ``sigma2_kappa_min`` refined by bisection
     in logsnr (``crossing``: ``logsnr``, the softest mode ``k_star`` there, ``kappa`` map ``sigma^2 kappa
-    [H, W]`` for tie checks), or ``crossing = None``."""
+    [H, W]`` for tie checks), or ``crossing = None``. ``device``: where the states are made (default the CPU; the
+    model's device), where the theory's pool lives too (:mod:`critdiff.theory.pool`)."""
     from ..theory.homogeneous import homogeneous_solution
     from ..theory.pool import patch_pool
 
     sch = S.get(schedule)
-    pool = patch_pool(images.to(torch.float64), stencil)
+    pool = patch_pool(images.to(torch.float64), stencil, device=device)
     hom = homogeneous_solution(pool, sch.sigma_max, sch.sigma_min)
     shape, dtype = tuple(images.shape[1:]), images.dtype
     out = {"logsnr": np.asarray(logsnr, dtype=np.float64), "sigma2_kappa_min": [], "k_star": [], "kappa_radial": []}
     evals = 0
     for lam in out["logsnr"]:
         sigma = math.exp(-0.5 * lam)
-        pr = _probe_at(model, hom, shape, sigma, dtype)
+        pr = _probe_at(model, hom, shape, sigma, dtype, device)
         out["sigma2_kappa_min"].append(pr.kappa_min * sigma**2)
         out["k_star"].append(pr.k_star)
         out["kappa_radial"].append(pr.kappa_radial * sigma**2)
@@ -76,10 +77,10 @@ def homogeneous_probe(model, images: torch.Tensor, stencil: str, schedule, logsn
     if lam0 is not None:
         j = int(np.searchsorted(out["logsnr"], lam0))
         lam, n_bisect = _bisect_crossing(model, hom, shape, dtype, float(out["logsnr"][j - 1]),
-                                         float(out["logsnr"][j]), refine)  # g(lo) > 0 >= g(hi)
+                                         float(out["logsnr"][j]), refine, device)  # g(lo) > 0 >= g(hi)
         evals += n_bisect
         s = math.exp(-0.5 * lam)
-        pr = _probe_at(model, hom, shape, s, dtype)
+        pr = _probe_at(model, hom, shape, s, dtype, device)
         out["crossing"] = {"logsnr": lam, "k_star": list(pr.k_star), "k_star_abs": math.hypot(*pr.k_star),
                            "kappa": pr.kappa_mode * s * s, "tie_tol": tie_tol}
     out["nfe"] = evals

@@ -267,7 +267,7 @@ def spectral_probe(denoiser: Denoiser, x: torch.Tensor, sigma, *, label: Label =
             v[c::C, c, a, b] = 1.0
         out, used = _apply(counting, x.repeat_interleave(C, 0), s.repeat_interleave(C, 0),
                            None if lab is None else lab.repeat_interleave(C, 0), v, backend, chunk)
-        col = torch.fft.fft2(out.reshape(B, C, C, H, W))  # [B, c (input), d (output), H, W]
+        col = torch.fft.fft2(out.cpu().reshape(B, C, C, H, W))  # [B, c (input), d (output), H, W]
         ky, kx = (torch.as_tensor(t) for t in k_grid(H, W))
         col = col * torch.exp(1j * (ky * a + kx * b))  # undo the shift of the impulse site
         est = col.transpose(1, 2).unsqueeze(1).numpy()  # [B, 1, d, c, H, W]

@@ -129,7 +129,7 @@ def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequ
 
     with torch.no_grad():
         base = fn(counting, x, sigmas, label=label, generator=gens, callback=snapshot)
-    z = kick_fields(tuple(x.shape), kick, width=width, site=site, seed=derive(seed, "kick"))
+    z = kick_fields(tuple(x.shape), kick, width=width, site=site, seed=derive(seed, "kick")).to(x.device)
     chi, spread = [], []
     for i in steps:
         xi, states = snaps[i]
@@ -141,8 +141,8 @@ def susceptibility(denoiser: Denoiser, x: torch.Tensor, sigmas, kick_steps: Sequ
         delta = (eps * rms * z).to(xi.dtype)
         with torch.no_grad():
             out = fn(counting, xi + delta, sigmas[i:], label=label, generator=g_i)
-        dx = (out - base).to(torch.float64)
-        chi.append((dx.flatten(1).norm(dim=1) / delta.to(torch.float64).flatten(1).norm(dim=1)).numpy())
+        dx = (out - base).to("cpu", torch.float64)
+        chi.append((dx.flatten(1).norm(dim=1) / delta.to("cpu", torch.float64).flatten(1).norm(dim=1)).numpy())
         spread.append(response_spread(dx, kick, site))
     chi, spread = np.array(chi), np.array(spread)
     sig = np.array([float(sigmas[i]) for i in steps])

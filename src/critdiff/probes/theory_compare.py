@@ -32,11 +32,12 @@ def theory_softest(rep) -> dict:
     return {"logsnr": lam, "sigma2_kappa_min": float(h.min()), "interior": interior, **kk}
 
 
-def theory_record(images: torch.Tensor, stencil: str, schedule: str) -> tuple[dict, object]:
-    """``(record, TheoryReport)`` of the theory (:func:`critdiff.theory.analysis.analyze`) on ``images``."""
+def theory_record(images: torch.Tensor, stencil: str, schedule: str, device=None) -> tuple[dict, object]:
+    """``(record, TheoryReport)`` of the theory (:func:`critdiff.theory.analysis.analyze`, its pool on ``device``)
+    on ``images``."""
     from ..theory.analysis import analyze
 
-    rep = analyze(images.to(torch.float64), stencil, schedule)
+    rep = analyze(images.to(torch.float64), stencil, schedule, device=device)
     cp = rep.critical
     rec = {"t_c": cp.t_c, "logsnr_c": cp.logsnr_c, "sigma_over_a_c": cp.sigma_over_a_c,
            "k_star": None if cp.k_star is None else list(cp.k_star), "k_star_abs": cp.k_star_abs,

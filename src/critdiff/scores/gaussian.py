@@ -30,7 +30,7 @@ class _FullFit:
         flat = y.reshape(n, -1).to(torch.float64)
         self.mu = flat.mean(0)
         cov = (flat - self.mu).T @ (flat - self.mu) / max(n - 1, 1)
-        cov = cov + shrink * torch.eye(cov.shape[0], dtype=torch.float64)
+        cov = cov + shrink * torch.eye(cov.shape[0], dtype=torch.float64, device=cov.device)
         lam, U = torch.linalg.eigh(cov)
         self.lam, self.U = lam.clamp_min(0), U
 
@@ -50,7 +50,7 @@ class _StationaryFit:
         yh = torch.fft.fft2(y - self.mu.reshape(1, C, 1, 1))  # [n, C, H, W]
         # P(k)_{cd} = E[yhat_c yhat_d^*] / (H W): Hermitian C x C block per k
         P = torch.einsum("nchw,ndhw->hwcd", yh, yh.conj()) / (max(n - 1, 1) * H * W)
-        self.P = P + shrink * torch.eye(C, dtype=P.dtype)
+        self.P = P + shrink * torch.eye(C, dtype=P.dtype, device=P.device)
 
     def __call__(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape

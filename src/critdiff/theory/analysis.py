@@ -50,10 +50,11 @@ class TheoryReport:
 
 
 def analyze(images: torch.Tensor, stencil="square:5", schedule="vp-linear", *, weights: str = "exact",
-            n_t: int = 121) -> TheoryReport:
-    """Critical point, stiffness scan, ``xi(t)`` and the global model of ``images [N, C, H, W]``."""
+            n_t: int = 121, device=None) -> TheoryReport:
+    """Critical point, stiffness scan, ``xi(t)`` and the global model of ``images [N, C, H, W]``; ``device``: where
+    the patch pool lives and the passes over it run (:mod:`.pool`; default the CPU)."""
     sch = get_schedule(schedule)
-    pool = patch_pool(images, stencil)
+    pool = patch_pool(images, stencil, device=device)
     hom = None if weights == "uniform" else homogeneous_solution(pool, sch.sigma_max, sch.sigma_min)
     scan = scan_spectrum(pool, sch, weights=weights, n_t=n_t, hom=hom)
     cp = critical_point(pool, sch, weights=weights, scan=scan, hom=hom)

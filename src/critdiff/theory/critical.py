@@ -47,8 +47,8 @@ def white_statistic(pool: PatchPool, spectrum: Spectrum) -> float:
     var0 = torch.diagonal(k[[i for i, o in enumerate(spectrum.offsets.tolist()) if o == [0, 0]]][0]) \
         if [0, 0] in spectrum.offsets.tolist() else None
     mean = w @ pool.patches.reshape(pool.size, -1)
-    var_p = (w @ (pool.patches.reshape(pool.size, -1) - mean) ** 2).reshape(pool.stencil.size, pool.channels)
-    var_c = w @ (pool.centres - w @ pool.centres) ** 2  # [C]
+    var_p = (w @ (pool.patches.reshape(pool.size, -1) - mean) ** 2).reshape(pool.stencil.size, pool.channels).cpu()
+    var_c = (w @ (pool.centres - w @ pool.centres) ** 2).cpu()  # [C]
     if var0 is None:
         var0 = var_c
     z = 0.0

@@ -74,12 +74,12 @@ def gl_coefficients(pool: PatchPool, sigma: float, k_star, *, m=None, weights="e
     m_t = torch.zeros(pool.channels, dtype=torch.float64) if m is None else torch.as_tensor(m, dtype=torch.float64)
     if e is None:
         e = channel_vector(pool, kstar, sigma, m_t, weights)
-    w = homogeneous_weights(pool, m_t, None if weights == "uniform" else sigma)
-    q = pool.patches @ e  # [M, S]
-    q0 = pool.centres @ e  # [M]
+    w = homogeneous_weights(pool, m_t, None if weights == "uniform" else sigma)  # the moments run on the pool's device
+    q = pool.patches @ e.to(pool.device)  # [M, S]
+    q0 = pool.centres @ e.to(pool.device)  # [M]
     q = q - w @ q
     q0 = q0 - w @ q0
-    phase = torch.exp(1j * (pool.offsets.to(torch.float64) @ torch.tensor(kstar, dtype=torch.float64)))
+    phase = torch.exp(1j * (pool.offsets.to(torch.float64) @ torch.tensor(kstar, dtype=torch.float64))).to(pool.device)
     z = q.to(torch.complex128) @ phase  # [M]
     wc = w.to(torch.complex128)
     q0c = q0.to(torch.complex128)

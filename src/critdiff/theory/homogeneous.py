@@ -29,9 +29,9 @@ DRIFT_FACTOR = {"ode": 1.0, "sde": 2.0}
 
 
 def denoise_homogeneous(pool: PatchPool, m, sigma: float) -> torch.Tensor:
-    """Patch denoiser at the constant image ``m`` ``[C]``: ``D(m, sigma) = sum_p w(p) p_0`` ``[C]`` (eq. 2.1)."""
+    """Patch denoiser at the constant image ``m`` ``[C]``: ``D(m, sigma) = sum_p w(p) p_0`` ``[C]`` (eq. 2.1), on the CPU."""
     w = homogeneous_weights(pool, m, sigma)
-    return w @ pool.centres
+    return (w @ pool.centres).cpu()
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,7 +6,9 @@ image and pixel (periodic boundaries, translation-equivariant model): ``patches 
 even when ``(0, 0)`` is not in the stencil, as in the patch model). Everything is float64.
 
 Every spectral quantity of the theory is a weighted moment of this pool, computed in one pass over it
-(no Jacobian is ever formed).
+(no Jacobian is ever formed). The pool lives on a torch device (``patch_pool(..., device=)``, default the
+CPU): the passes over it run there, and what they return (weights excepted) is small and comes back to
+the CPU, where the rest of the theory runs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..devices import resolve as resolve_device
 from ..errors import check_images
 from ..stencil import Stencil, gather_patches, parse_stencil
 
@@ -49,9 +52,15 @@ class PatchPool:
     def offsets(self) -> torch.Tensor:
         return self.stencil.offsets_tensor()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the pool's tensors live (and the passes over it run)."""
+        return self.patches.device
 
-def patch_pool(images: torch.Tensor, stencil="square:5") -> PatchPool:
-    """Build the periodic, equivariant pool of ``images [N, C, H, W]`` for ``stencil`` (DESIGN.md section 2).
+
+def patch_pool(images: torch.Tensor, stencil="square:5", device=None) -> PatchPool:
+    """Build the periodic, equivariant pool of ``images [N, C, H, W]`` for ``stencil`` (DESIGN.md section 2)
+    on ``device`` (default the CPU; module docstring).
 
     Raises ``ValueError`` for a stencil larger than the images or data with zero variance.
     """
@@ -66,7 +75,7 @@ def patch_pool(images: torch.Tensor, stencil="square:5") -> PatchPool:
             f"stencil: {st.spec!r} spans {ey}x{ex} pixels, larger than the {H}x{W} images "
             "(offsets would wrap onto each other)"
         )
-    y = images.detach().to("cpu", torch.float64)
+    y = images.detach().to("cpu" if device is None else resolve_device(device), torch.float64)
     var = float(y.var(dim=(0, 2, 3), unbiased=False).max()) if y.numel() > 1 else 0.0
     if not var > VARIANCE_TOL:
         raise ValueError(
@@ -83,15 +92,16 @@ def homogeneous_log_weights(pool: PatchPool, m: torch.Tensor, sigma: float) -> t
     """Log-weights ``-|m 1_S - p_S|^2 / (2 sigma^2)`` of every pool patch at the constant image ``m`` ``[C]``.
 
     At a constant image every query patch is ``m 1_S``, so these weights are the same at every pixel
-    (docs/theory.md eq. (1.2)). Returns ``[M]`` (unnormalised).
+    (docs/theory.md eq. (1.2)). Returns ``[M]`` (unnormalised) on the pool's device.
     """
-    m = torch.as_tensor(m, dtype=torch.float64).reshape(-1)
+    m = torch.as_tensor(m, dtype=torch.float64).reshape(-1).to(pool.device)
     d2 = pool.norm2 - 2.0 * (pool.sums @ m) + pool.stencil.size * float(m @ m)  # |m 1_S - p_S|^2
     return -d2 / (2.0 * float(sigma) ** 2)
 
 
 def homogeneous_weights(pool: PatchPool, m, sigma: float | None) -> torch.Tensor:
-    """Normalised patch weights ``w [M]`` at the constant image ``m``; ``sigma=None`` gives uniform weights."""
+    """Normalised patch weights ``w [M]`` at the constant image ``m`` (on the pool's device); ``sigma=None`` gives
+    uniform weights."""
     if sigma is None:
-        return torch.full((pool.size,), 1.0 / pool.size, dtype=torch.float64)
+        return torch.full((pool.size,), 1.0 / pool.size, dtype=torch.float64, device=pool.device)
     return torch.softmax(homogeneous_log_weights(pool, m, sigma), dim=0)

@@ -35,13 +35,14 @@ WEIGHTS = ("exact", "uniform")
 
 
 def weighted_kernel(pool: PatchPool, w: torch.Tensor) -> torch.Tensor:
-    """``Cov_w[p_0^c, p_delta^c']`` ``[S, C, C]`` for normalised weights ``w [M]`` (one GEMM over the pool)."""
+    """``Cov_w[p_0^c, p_delta^c']`` ``[S, C, C]`` (on the CPU) for normalised weights ``w [M]`` (one GEMM over the
+    pool, on its device)."""
     M, S, C = pool.patches.shape
     mean0 = w @ pool.centres  # [C]
     mean_p = (w @ pool.patches.reshape(M, S * C)).reshape(S, C)
     second = ((pool.centres * w[:, None]).T @ pool.patches.reshape(M, S * C)).reshape(C, S, C)
     cov = second.permute(1, 0, 2) - mean0[None, :, None] * mean_p[:, None, :]
-    return cov  # [S, C(centre), C(offset)]
+    return cov.cpu()  # [S, C(centre), C(offset)]
 
 
 def patch_kernel(pool: PatchPool, sigma: float | None = None, m=None, weights: Weights = "exact") -> torch.Tensor:
