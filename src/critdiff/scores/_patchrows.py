@@ -45,6 +45,7 @@ class PatchRows:
         self.n_rows = N * self.positions
         self.dim, self.channels = stencil.size * C, C
         self.shift = shift.to(torch.float64)
+        self.dtype = images.dtype
 
     def raw(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``idx [m]`` -> raw keys ``[m, D]`` and values ``[m, C]`` (unshifted pixels)."""
@@ -68,6 +69,7 @@ class TensorRows:
         self.n_rows, self.dim = keys.shape
         self.channels = values.shape[1]
         self.positions = self.n_rows
+        self.dtype = keys.dtype
 
     def raw(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._k[idx], self._v[idx]

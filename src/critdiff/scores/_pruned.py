@@ -66,6 +66,8 @@ class PrunedPool:
         self.sizes = size.to(torch.float64)  # unique keys per cluster
         self.starts = [0] + torch.cumsum(size, 0).tolist()  # cluster c holds rows starts[c]:starts[c+1]
         self._geometry(lab, counts[order])
+        self._label = lab.to(torch.int32)  # cluster of each unique key
+        self.allow32 = rows.dtype == torch.float32  # float32 pools may be evaluated in float32 where eq. 12.8 allows
         self.value_range = (self.values.amax(0) - self.values.amin(0)).to(torch.float64)  # [C]
         self._aug: dict = {}
 
@@ -97,31 +99,36 @@ class PrunedPool:
     @property
     def cluster(self) -> torch.Tensor:
         """Cluster label ``[U]`` of each unique key."""
-        return torch.repeat_interleave(torch.arange(self.n_clusters), self.sizes.to(torch.long)).to(self.logm.device)
+        return self._label.to(torch.long)
 
     def to(self, device) -> "PrunedPool":
         """Move the pool (row source, float64 geometry) to ``device``; kernel keys are made on demand."""
-        for name in ("src", "logm", "values", "sizes", "centroid", "radius", "log_mass", "rep_key", "rep_logm", "value_range"):
+        for name in ("src", "_label", "logm", "values", "sizes", "centroid", "radius", "log_mass", "rep_key", "rep_logm", "value_range"):
             setattr(self, name, getattr(self, name).to(device))
         self.rows = rows_to(self.rows, device)
         self._aug = {}
         return self
 
-    def augmented(self, dtype: torch.dtype, lo: int, hi: int):
-        """Kernel keys ``[hi - lo, D + 3]`` (``[p, -|p|^2/2, log m, 1]``) and values ``[C + 1, hi - lo]`` in ``dtype``."""
-        if dtype not in self._aug:
+    def augmented(self, dtype: torch.dtype, lo: int, hi: int, centred: bool = False):
+        """Kernel keys ``[hi - lo, D + 3]`` (``[p, -|p|^2/2, log m, 1]``; with ``centred`` ``p - mu_c`` of each key's
+        cluster in place of ``p``, eq. 12.7) and values ``[C + 1, hi - lo]`` in ``dtype``."""
+        key = (dtype, centred)
+        if key not in self._aug:
             nbytes = self.n_unique * (self.rows.dim + 3 + self.rows.channels + 1) * torch.finfo(dtype).bits // 8
-            self._aug[dtype] = self._make_aug(dtype, 0, self.n_unique) if nbytes <= KEY_CACHE_BYTES else None
-        if self._aug[dtype] is not None:
-            k, v = self._aug[dtype]
+            self._aug[key] = self._make_aug(dtype, 0, self.n_unique, centred) if nbytes <= KEY_CACHE_BYTES else None
+        if self._aug[key] is not None:
+            k, v = self._aug[key]
             return k[lo:hi], v[:, lo:hi]
-        return self._make_aug(dtype, lo, hi)
+        return self._make_aug(dtype, lo, hi, centred)
 
-    def _make_aug(self, dtype, lo, hi):
+    def _make_aug(self, dtype, lo, hi, centred):
         keys = torch.empty((hi - lo, self.rows.dim + 3), dtype=dtype, device=self.logm.device)
         for a in range(lo, hi, _CHUNK):
             b = min(hi, a + _CHUNK)
-            p = self.rows.keys(self.src[a:b], dtype)
+            if centred:  # rounded once, from float64
+                p = (self.rows.keys(self.src[a:b], torch.float64) - self.centroid[self._label[a:b]]).to(dtype)
+            else:
+                p = self.rows.keys(self.src[a:b], dtype)
             keys[a - lo : b - lo] = torch.cat([K.augment_keys(p, self.logm[a:b]), torch.ones_like(p[:, :1])], 1)
         return keys, K.augment_values(self.values[lo:hi].to(dtype))
 
@@ -159,10 +166,10 @@ class PrunedPool:
         if keep is None:  # stream the whole pool: evaluating more only lowers the error
             shift = g_max + 0.5 * inv_s2 * (q64 * q64).sum(1)  # a true logit, in the GEMM frame
             return self._stream(q_aug, shift, differentiable), zero
-        out, lse = self._cluster_major(q_aug, keep, differentiable)
+        out, lse = self._cluster_major(q_aug, q64, inv_s2, keep, differentiable)
         with torch.no_grad():
             log_z = lse.detach() - 0.5 * inv_s2 * (q64 * q64).sum(1)  # true-frame log Z_kept
-            log_z = log_z - (1e-3 if q.dtype == torch.float32 else 1e-9) * (1.0 + log_z.abs())
+            log_z = log_z - (1e-3 if q.dtype == torch.float32 or self.allow32 else 1e-9) * (1.0 + log_z.abs())
             u_skip = torch.logsumexp(u.masked_fill(keep, -math.inf), dim=1)
             bound = torch.exp(u_skip - log_z)[:, None] * self.value_range[None, :]
         return out, bound
@@ -207,30 +214,33 @@ class PrunedPool:
             out[rows] = K.softmax_average(q_aug[rows][None], ((k[None, :, :-1], v[None]) for k, v in chunks))[0]
         return out
 
-    def _cluster_major(self, q_aug, keep, differentiable):
+    def _cluster_major(self, q_aug, q64, inv_s2, keep, differentiable):
         """Per kept cluster, the kernel on its rows; merged per row at the end (eq. 12.6):
-        ``(out [Nq, C], lse [Nq] float64, GEMM frame)``."""
+        ``(out [Nq, C], lse [Nq] float64, GEMM frame)``.
+
+        Not differentiable: in the cluster's centred frame (eq. 12.7), in float32 where the pool is float32 and
+        eq. 12.8 allows, else float64. Differentiable: the online kernel on the plain keys in the query's dtype.
+        """
         Nq, C = q_aug.shape[0], self.values.shape[1]
-        floor = K.LOG_FLOOR[q_aug.dtype]
-        q_ext = torch.cat([q_aug, torch.zeros_like(q_aug[:, :1])], 1)  # the keys' column of ones is unused here
         pairs = keep.T.nonzero()  # [P, 2] (cluster, row), sorted by cluster
         per_cluster = torch.bincount(pairs[:, 0], minlength=self.n_clusters).tolist()
+        q_ext = torch.cat([K.augment_queries(q64[None], inv_s2, with_logw=True)[0], torch.zeros_like(q64[:, :1])], 1)
+        q2 = (q64 * q64).sum(1)
         outs, lses = [], []
         for c, rows in enumerate(torch.split(pairs[:, 1], per_cluster)):
             if len(rows) == 0:
                 continue
-            keys, vals = self.augmented(q_aug.dtype, self.starts[c], self.starts[c + 1])
-            if differentiable or len(rows) * len(keys) > K.TILE_ELEMS * 4:
+            lo, hi = self.starts[c], self.starts[c + 1]
+            if differentiable:
+                keys, vals = self.augmented(q_aug.dtype, lo, hi)
                 chunks = K.chunked(keys[None, :, :-1], vals[None], 1 << 16)
-                o_c, l_c = K.softmax_average(q_aug[rows][None], chunks, differentiable=differentiable, return_lse=True)
+                o_c, l_c = K.softmax_average(q_aug[rows][None], chunks, differentiable=True, return_lse=True)
                 outs.append(o_c[0])
                 lses.append(l_c[0])
-                continue
-            L = q_ext[rows] @ keys.T  # [r, n_c]
-            m = L.amax(1, keepdim=True)
-            acc = vals @ L.sub_(m).clamp_min_(floor).exp_().T  # [C + 1, r]: the skinny GEMM is slow the other way
-            outs.append((acc[:C] / acc[C:]).T)
-            lses.append(m[:, 0].to(torch.float64) + acc[C].to(torch.float64).log())
+            else:
+                o_c, l_c = self._centred(c, q_ext[rows], q2[rows], inv_s2[rows], lo, hi)
+                outs.append(o_c.to(q_aug.dtype))
+                lses.append(l_c)
         row, lse_p, out_p = pairs[:, 1], torch.cat(lses), torch.cat(outs)
         m_row = torch.full((Nq,), -math.inf, dtype=torch.float64, device=q_aug.device)
         m_row = m_row.scatter_reduce(0, row, lse_p.detach(), "amax")
@@ -238,3 +248,24 @@ class PrunedPool:
         z = torch.zeros(Nq, dtype=torch.float64, device=q_aug.device).index_add(0, row, w)
         out = torch.zeros((Nq, C), dtype=out_p.dtype, device=q_aug.device).index_add(0, row, out_p * w.to(out_p.dtype)[:, None])
         return out / z.to(out.dtype)[:, None], m_row + z.log()
+
+    def _centred(self, c, q_ext, q2, inv_s2, lo, hi):
+        """Cluster ``c`` for rows ``q_ext [r, D + 3]`` (float64 ``[q/s^2, 1/s^2, 1, 0]``), ``q2 = |q|^2 [r]``, in its
+        centred frame: ``(out [r, C], lse [r])``, lse in the GEMM frame.
+
+        Logits ``A + ((q - mu).(p - mu) - |p - mu|^2 / 2) / sigma^2 + log m`` with ``A = (q.mu - |mu|^2/2) / sigma^2``
+        (eq. 12.7); float32 when ``eps32 (max |q - mu|^2 + r^2) / (2 sigma^2) <= PRECISION_TOL`` (eq. 12.8).
+        """
+        mu = self.centroid[c]
+        mu2 = float(mu @ mu)
+        qmu_s = q_ext[:, :-3] @ mu  # q.mu / s^2  [r]
+        dist2 = float((q2 - 2.0 * qmu_s / inv_s2).amax()) + mu2
+        est = K.needs_float64(dist2, float(self.radius[c]) ** 2, float(inv_s2.amin()) ** -0.5)
+        dtype = torch.float32 if self.allow32 and not est else torch.float64
+        keys, vals = self.augmented(dtype, lo, hi, centred=True)
+        q_ext[:, :-3].addcmul_(inv_s2[:, None], mu[None], value=-1.0)  # (q - mu) / s^2, in float64
+        L = q_ext.to(dtype) @ keys.T  # [r, n_c]
+        m = L.amax(1, keepdim=True)
+        acc = vals @ L.sub_(m).clamp_min_(K.LOG_FLOOR[dtype]).exp_().T  # [C + 1, r]: the skinny GEMM is slow the other way
+        A = qmu_s - 0.5 * mu2 * inv_s2
+        return (acc[:-1] / acc[-1:]).T, A + m[:, 0].to(torch.float64) + acc[-1].to(torch.float64).log()
