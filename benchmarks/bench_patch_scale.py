@@ -111,10 +111,10 @@ def bench_pool(name: str, images: torch.Tensor, n_exact: int, repeats: int, err_
     return rows
 
 
-def collapse_60k(x: torch.Tensor) -> dict:
-    """The 5k set and 11 integer circular shifts: unique patches after exact de-duplication (build only)."""
+def collapse_60k(x: torch.Tensor, copies: int = 11) -> dict:
+    """The 5k set and ``copies`` integer circular shifts: unique patches after exact de-duplication (build only)."""
     g = torch.Generator().manual_seed(2)
-    shifts = [tuple(int(v) for v in torch.randint(-3, 4, (2,), generator=g)) for _ in range(11)]
+    shifts = [tuple(int(v) for v in torch.randint(-3, 4, (2,), generator=g)) for _ in range(copies)]
     pool = torch.cat([x] + [x.roll(sh, dims=(2, 3)) for sh in shifts])
     t = time.perf_counter()
     built = PatchScore(pool, STENCIL, tol=TOL)._pruned_pool(None, "cpu")
@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--batch60k", type=int, default=2, help="query images of the pruned 60k calls (scaled to 8)")
     ap.add_argument("--sub5k", type=int, default=5000, help="time the 5k exact path on this many images (scaled)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--collapse-copies", type=int, default=11, help="shifted copies in the collapse check")
     ap.add_argument("--threads-compare", action="store_true", help="also time the pruned 5k path at 1 and 2 threads")
     ap.add_argument("--sample-run", action="store_true", help="also time a 16-sample 20-step run on MNIST-5k")
     ap.add_argument("--peak-only", action="store_true", help="only the pruned 5k path's peak memory (merged into --out)")
@@ -179,7 +180,7 @@ def main() -> None:
         if name == "60k":
             rows += bench_pool("60k", warped_60k(x), args.sub60k, args.repeats, False, args.batch60k)
         elif name == "collapse":
-            rows.append({"collapse_60k": collapse_60k(x)})
+            rows.append({"collapse_60k": collapse_60k(x, args.collapse_copies)})
             print(rows[-1], flush=True)
         else:
             imgs, n = data[name]
@@ -216,11 +217,15 @@ def threads_compare(x: torch.Tensor) -> dict:
 
 
 def write(out: str, rows: list, load_before, threads: int) -> None:
-    result = {"config": {"stencil": STENCIL, "batch": BATCH, "dtype": "float32", "tol": TOL, "threads": threads,
-                         "sigmas": SIGMAS, "equivariant": True, "boundary": "periodic",
-                         "exact_extrapolation": "where exact_extrapolated: exact path timed on the first sub60k / sub5k images and scaled by N / sub (cost linear in the pool)",
-                         "bound_and_err": "relative to the value range 2 of the data"},
-              "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "rows": rows}
+    """Write ``rows`` to ``out``, keeping an earlier run's rows of other pools and its merged sections."""
+    old = json.loads(Path(out).read_text()) if Path(out).exists() else {}
+    names = {r.get("pool", next(iter(r))) for r in rows}
+    kept = [r for r in old.get("rows", []) if r.get("pool", next(iter(r))) not in names]
+    result = {**old, "config": {"stencil": STENCIL, "batch": BATCH, "dtype": "float32", "tol": TOL, "threads": threads,
+                                "sigmas": SIGMAS, "equivariant": True, "boundary": "periodic",
+                                "exact_extrapolation": "where exact_extrapolated: exact path timed on the first sub60k / sub5k images and scaled by N / sub (cost linear in the pool)",
+                                "bound_and_err": "relative to the value range 2 of the data"},
+              f"loadavg_{'+'.join(sorted(names))}": [load_before, os.getloadavg()], "rows": kept + rows}
     Path(out).write_text(json.dumps(result, indent=1))
     print("wrote", out, flush=True)
 

@@ -121,10 +121,12 @@ def test_float32_within_bound_plus_rounding(digits):
     x = x.to(torch.float32)
     exact = PatchScore(x, "square:3", tol=0)
     fast = PatchScore(x, "square:3", tol=1e-4, n_clusters=32)
-    q = noisy(x.double(), [0.05, 1.0], 8).float()
-    d = fast(q, [0.05, 1.0])
-    assert d.dtype == torch.float32
-    assert (d - exact(q, [0.05, 1.0])).abs().max().item() <= fast.last_bound + 1e-5
+    for s in ([0.05, 1.0], [0.002, 0.002]):  # tiny sigma: |log Z| ~ 1e4, the certified bound must stay <= tol R
+        q = noisy(x.double(), s, 8).float()
+        d = fast(q, s)
+        assert d.dtype == torch.float32
+        assert fast.last_bound <= 2e-4 * (1 + 1e-6)
+        assert (d - exact(q, s)).abs().max().item() <= fast.last_bound + 1e-5
 
 
 def test_assign_is_nearest_centroid():
@@ -274,3 +276,24 @@ def test_streaming_with_a_fixed_shift_matches_the_online_kernel(dtype):
     shift[:5] -= 2000.0  # these rows overflow e^{L - shift}
     out = pool._stream(q_aug, shift, differentiable=False)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cluster_major_in_the_centred_frame_equals_the_full_average(dtype):
+    """Every cluster kept: the centred-frame cluster-major evaluation (eqs. 12.6-12.8) is the softmax average over the pool."""
+    from critdiff.scores import _softmax as K
+
+    g = torch.Generator().manual_seed(8)
+    keys = (torch.randn(2000, 5, generator=g, dtype=torch.float64) + 3.0).to(dtype)
+    vals = torch.rand(2000, 2, generator=g, dtype=torch.float64).to(dtype)
+    pool = PrunedPool.from_tensors(keys, vals, 9)
+    assert pool.allow32 == (dtype == torch.float32)
+    q = keys[:30].double() + 0.3 * torch.randn(30, 5, generator=g, dtype=torch.float64)
+    inv = torch.full((30,), 1 / 0.3**2, dtype=torch.float64)
+    q_aug = K.augment_queries(q[None], inv, with_logw=False)
+    ref = K.softmax_average(q_aug, [(K.augment_keys(keys.double())[None], K.augment_values(vals.double())[None])])[0]
+    keep = torch.ones(30, pool.n_clusters, dtype=torch.bool)
+    out, lse, _ = pool._cluster_major(K.augment_queries(q[None], inv, with_logw=True)[0], q, inv, keep, False)
+    log_z = torch.logsumexp(-0.5 * inv[:, None] * torch.cdist(q, keys.double()) ** 2, 1)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5)
+    torch.testing.assert_close(lse - 0.5 * inv * (q * q).sum(1), log_z, rtol=0, atol=1e-9 if dtype == torch.float64 else 1e-4)

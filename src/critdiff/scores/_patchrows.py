@@ -54,6 +54,10 @@ class PatchRows:
         vals = self._flat[n, :, self._centre[k]]  # [m, C]
         return keys.reshape(len(idx), self.dim), vals
 
+    def values(self, idx: torch.Tensor) -> torch.Tensor:
+        """Values ``[m, C]`` (centre pixels) of rows ``idx``."""
+        return self._flat[idx // self.positions, :, self._centre[idx % self.positions]]
+
     def keys(self, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Shifted keys ``[m, D]`` in ``dtype``: ``raw.to(dtype) - shift.to(dtype)`` per channel."""
         raw, _ = self.raw(idx)
@@ -73,6 +77,9 @@ class TensorRows:
 
     def raw(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._k[idx], self._v[idx]
+
+    def values(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._v[idx]
 
     def keys(self, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return self._k[idx].to(dtype)

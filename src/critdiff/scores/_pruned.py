@@ -52,7 +52,7 @@ class PrunedPool:
     def __init__(self, rows, n_clusters: int | None = None):
         if isinstance(rows, torch.Tensor):
             raise TypeError("rows: expected PatchRows or TensorRows (use PrunedPool.from_tensors for keys, values)")
-        first, counts = dedup_source(lambda idx: torch.cat(rows.raw(idx), 1), rows.n_rows)
+        first, counts = dedup_source(lambda idx: torch.cat(rows.raw(idx), 1), rows.n_rows, chunk=1 << 20)
         self.rows = rows
         self.n_pool, self.n_unique = int(counts.sum()), len(first)
         k = n_clusters or int(min(MAX_CLUSTERS, max(math.sqrt(self.n_unique), self.n_unique / POINTS_PER_CLUSTER)))
@@ -60,7 +60,7 @@ class PrunedPool:
         order = torch.argsort(lab, stable=True)
         lab, self.src = lab[order], first[order]  # unique keys sorted by cluster; src: their row index
         self.logm = counts[order].to(torch.float64).log()
-        self.values = rows.raw(self.src)[1]  # [U, C], the images' dtype
+        self.values = rows.values(self.src)  # [U, C], the images' dtype
         size = torch.bincount(lab)
         self.n_clusters = len(size)
         self.sizes = size.to(torch.float64)  # unique keys per cluster
@@ -166,10 +166,12 @@ class PrunedPool:
         if keep is None:  # stream the whole pool: evaluating more only lowers the error
             shift = g_max + 0.5 * inv_s2 * (q64 * q64).sum(1)  # a true logit, in the GEMM frame
             return self._stream(q_aug, shift, differentiable), zero
-        out, lse = self._cluster_major(q_aug, q64, inv_s2, keep, differentiable)
+        out, lse, used32 = self._cluster_major(q_aug, q64, inv_s2, keep, differentiable)
         with torch.no_grad():
             log_z = lse.detach() - 0.5 * inv_s2 * (q64 * q64).sum(1)  # true-frame log Z_kept
-            log_z = log_z - (1e-3 if q.dtype == torch.float32 or self.allow32 else 1e-9) * (1.0 + log_z.abs())
+            # the kernel's own rounding: float32 plain frame ~1e-7 |logit|; centred float32 <= PRECISION_TOL (eq. 12.8)
+            plain32 = differentiable and q.dtype == torch.float32
+            log_z = log_z - (1e-3 if plain32 else 1e-9) * (1.0 + log_z.abs()) - (1e-3 if used32 else 0.0)
             u_skip = torch.logsumexp(u.masked_fill(keep, -math.inf), dim=1)
             bound = torch.exp(u_skip - log_z)[:, None] * self.value_range[None, :]
         return out, bound
@@ -216,7 +218,7 @@ class PrunedPool:
 
     def _cluster_major(self, q_aug, q64, inv_s2, keep, differentiable):
         """Per kept cluster, the kernel on its rows; merged per row at the end (eq. 12.6):
-        ``(out [Nq, C], lse [Nq] float64, GEMM frame)``.
+        ``(out [Nq, C], lse [Nq] float64 in the GEMM frame, whether any cluster ran in float32)``.
 
         Not differentiable: in the cluster's centred frame (eq. 12.7), in float32 where the pool is float32 and
         eq. 12.8 allows, else float64. Differentiable: the online kernel on the plain keys in the query's dtype.
@@ -226,7 +228,7 @@ class PrunedPool:
         per_cluster = torch.bincount(pairs[:, 0], minlength=self.n_clusters).tolist()
         q_ext = torch.cat([K.augment_queries(q64[None], inv_s2, with_logw=True)[0], torch.zeros_like(q64[:, :1])], 1)
         q2 = (q64 * q64).sum(1)
-        outs, lses = [], []
+        outs, lses, used32 = [], [], False
         for c, rows in enumerate(torch.split(pairs[:, 1], per_cluster)):
             if len(rows) == 0:
                 continue
@@ -239,6 +241,7 @@ class PrunedPool:
                 lses.append(l_c[0])
             else:
                 o_c, l_c = self._centred(c, q_ext[rows], q2[rows], inv_s2[rows], lo, hi)
+                used32 = used32 or o_c.dtype == torch.float32
                 outs.append(o_c.to(q_aug.dtype))
                 lses.append(l_c)
         row, lse_p, out_p = pairs[:, 1], torch.cat(lses), torch.cat(outs)
@@ -247,7 +250,7 @@ class PrunedPool:
         w = torch.exp(lse_p - m_row[row])  # [P]
         z = torch.zeros(Nq, dtype=torch.float64, device=q_aug.device).index_add(0, row, w)
         out = torch.zeros((Nq, C), dtype=out_p.dtype, device=q_aug.device).index_add(0, row, out_p * w.to(out_p.dtype)[:, None])
-        return out / z.to(out.dtype)[:, None], m_row + z.log()
+        return out / z.to(out.dtype)[:, None], m_row + z.log(), used32
 
     def _centred(self, c, q_ext, q2, inv_s2, lo, hi):
         """Cluster ``c`` for rows ``q_ext [r, D + 3]`` (float64 ``[q/s^2, 1/s^2, 1, 0]``), ``q2 = |q|^2 [r]``, in its
