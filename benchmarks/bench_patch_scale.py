@@ -1,27 +1,30 @@
 """Benchmark: the patch model at dataset scale, exact path (``tol=0``) vs certified pruned path.
 
 docs/theory.md section 12. MNIST 28x28 (the ``mnist`` data spec: 5000 real digits), ELS, periodic,
-``square:7``, batch 8, float32 input, one torch thread, sigma in {0.05, 0.3, 1, 5}. Pools:
+``square:7``, batch 8, float32 input, ``--threads`` torch threads (1), sigma in {0.05, 0.3, 1, 5}. Pools:
 
 - ``1k``: ``mnist:n=1000``; ``5k``: the full ``mnist`` set;
 - ``60k``: :func:`warped_60k`: the 5k set and 11 copies under small random affine warps (rotation
   +-12 deg, scale 0.9-1.1, shear +-0.15, translation +-1.5 px; bilinear resampling, background -1
-  outside the frame, quantised to 8 bits like the originals), seed 0, made here (no download). Its
+  outside the frame, rounded to 256 levels), seed 0, made here (no download). Its
   exact path is timed on the first ``--sub60k`` images and scaled linearly (``exact_extrapolated``);
   its pruned path runs on the full pool with ``--batch60k`` query images and is scaled by
   ``8 / batch60k`` (``pruned_extrapolated``; rows are independent). ``collapse_60k``: the pool of
-  the 5k set and 11 *integer* circular shifts of it (periodic boundary) de-duplicates exactly to the
-  5k pool's unique patches; its ``n_unique`` is measured and recorded.
+  the 5k set and ``--collapse-copies`` *integer* circular shifts of it (periodic boundary)
+  de-duplicates exactly to the 5k pool's unique patches; its ``n_unique`` is measured and recorded.
 
 Per row: ``exact_s`` and ``pruned_s`` (least of ``--repeats`` runs, after the index is built;
 ``build_s`` is the one-off de-duplication + clustering), ``bound`` (``last_bound``: certified max
 ``|D - D_exact|``), ``err`` (measured max ``|D_pruned - D_exact|``), both relative to the value
 range 2, ``peak_gib`` (resident high-water mark of the process during that pool), the pool's
-unique-patch count and cluster count. ``os.getloadavg()`` is recorded before and after.
+unique-patch count and cluster count. ``os.getloadavg()`` is recorded before and after each run
+(``loadavg_<pools>``); a run replaces the rows of the pools it ran and keeps the others.
+``--threads-compare`` adds the pruned 5k calls at 1 and 2 threads (``threads_5k``); ``--sample-run``
+a timed 16-sample 20-step Euler run on MNIST-5k (``sample_run_<threads>_threads``, per-step seconds).
 ``--sub5k M`` times the 5k exact path on M images (scaled by 5000 / M, marked extrapolated); the
 error is then measured on the first query image against a full-pool exact call (``err_first_image``).
 Writes ``benchmarks/results/bench_patch_scale.json``.
-Usage: ``python benchmarks/bench_patch_scale.py [--repeats R] [--pools 1k,5k,60k]``.
+Usage: ``python benchmarks/bench_patch_scale.py [--repeats R] [--pools 1k,5k,60k,collapse] [--threads T]``.
 """
 
 from __future__ import annotations
