@@ -52,7 +52,7 @@ def test_pruning_skips_clusters_at_small_sigma(digits):
     assert 0.0 < fast.last_bound <= 2e-3
     pool = fast._pruned[(None, "cpu")]
     qq = 0.02 * torch.randn(5, pool.keys.shape[1], dtype=torch.float64) + pool.keys[:5]
-    skip, _ = pool.plan(qq, torch.full((5,), 1 / 0.02**2, dtype=torch.float64), math.log(1e-3))
+    skip, _, _ = pool.plan(qq, torch.full((5,), 1 / 0.02**2, dtype=torch.float64), math.log(1e-3))
     assert float(skip.double().mean()) > 0.5
 
 
@@ -121,10 +121,12 @@ def test_float32_within_bound_plus_rounding(digits):
     x = x.to(torch.float32)
     exact = PatchScore(x, "square:3", tol=0)
     fast = PatchScore(x, "square:3", tol=1e-4, n_clusters=32)
-    q = noisy(x.double(), [0.05, 1.0], 8).float()
-    d = fast(q, [0.05, 1.0])
-    assert d.dtype == torch.float32
-    assert (d - exact(q, [0.05, 1.0])).abs().max().item() <= fast.last_bound + 1e-5
+    for s in ([0.05, 1.0], [0.002, 0.002]):  # tiny sigma: |log Z| ~ 1e4, the certified bound must stay <= tol R
+        q = noisy(x.double(), s, 8).float()
+        d = fast(q, s)
+        assert d.dtype == torch.float32
+        assert fast.last_bound <= 2e-4 * (1 + 1e-6)
+        assert (d - exact(q, s)).abs().max().item() <= fast.last_bound + 1e-5
 
 
 def test_assign_is_nearest_centroid():
@@ -136,7 +138,7 @@ def test_assign_is_nearest_centroid():
 def test_pool_geometry_bounds_hold():
     g = torch.Generator().manual_seed(3)
     keys, vals = torch.randn(500, 6, generator=g, dtype=torch.float64), torch.rand(500, 1, generator=g, dtype=torch.float64)
-    pool = PrunedPool(keys, vals, 10)
+    pool = PrunedPool.from_tensors(keys, vals, 10)
     q = torch.randn(20, 6, generator=g, dtype=torch.float64)
     inv = torch.full((20,), 1 / 0.7**2, dtype=torch.float64)
     u, low = pool.bounds(q, inv)
@@ -213,3 +215,85 @@ def test_kmeans_tree_labels_cover_all_points():
     lab = kmeans_tree(p, 50)
     assert lab.shape == (2000,) and int(lab.min()) >= 0
     assert 30 <= len(torch.unique(lab)) <= 70  # about k clusters
+
+
+# ---- the pool read by index, chunked de-duplication ----------------------------------------
+@pytest.mark.parametrize("kw", [dict(), dict(pool="valid"), dict(boundary="zero"), dict(boundary="zero", pool="valid")])
+def test_patch_rows_read_exactly_the_pool_patches(digits, kw):
+    """Rows read by index equal the unfolded pool (gather_patches) bit for bit, keys shifted as the exact path does."""
+    from critdiff.scores._patchrows import PatchRows
+
+    x, _ = digits
+    model = PatchScore(x[:5].float(), "square:5", **kw)
+    rows = PatchRows(model._images, model.stencil, model.boundary, model._valid, model._shift)
+    p, v = model._patches(model._images)  # [1, M, D] shifted in float32, [1, M, C]
+    idx = torch.randperm(rows.n_rows, generator=torch.Generator().manual_seed(0))
+    raw_k, raw_v = rows.raw(idx)
+    assert rows.n_rows == p.shape[1] and torch.equal(raw_v, v[0][idx])
+    assert torch.equal(rows.keys(idx, torch.float32), p[0][idx])
+    assert torch.equal(raw_k.reshape(len(idx), -1, 1) - model._shift.float(), p[0][idx].reshape(len(idx), -1, 1))
+
+
+def test_dedup_in_chunks_equals_torch_unique():
+    from critdiff.scores._kmeans import dedup_source
+
+    g = torch.Generator().manual_seed(5)
+    rows = torch.randint(0, 3, (1000, 3), generator=g).to(torch.float32)
+    first, counts = dedup_source(lambda i: rows[i], len(rows), chunk=64)  # 16 chunks merged
+    uniq, ucounts = torch.unique(rows, dim=0, return_counts=True)
+    got = {tuple(rows[i].tolist()): int(c) for i, c in zip(first, counts)}
+    assert got == {tuple(r.tolist()): int(c) for r, c in zip(uniq, ucounts)}
+
+
+def test_dedup_splits_hash_collisions_exactly(monkeypatch):
+    """Every hash colliding (a constant hash): the segment is split by exact comparison."""
+    from critdiff.scores import _kmeans
+
+    monkeypatch.setattr(_kmeans, "_hashes", lambda take, idx, gen, k: torch.zeros(len(idx), 2, dtype=torch.float64))
+    g = torch.Generator().manual_seed(6)
+    rows = torch.randint(0, 2, (300, 3), generator=g).to(torch.float64)
+    first, counts = _kmeans.dedup_source(lambda i: rows[i], len(rows), chunk=100)
+    uniq, ucounts = torch.unique(rows, dim=0, return_counts=True)
+    got = {tuple(rows[i].tolist()): int(c) for i, c in zip(first, counts)}
+    assert got == {tuple(r.tolist()): int(c) for r, c in zip(uniq, ucounts)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_streaming_with_a_fixed_shift_matches_the_online_kernel(dtype):
+    """The fixed-shift stream equals the online softmax; a shift far below the row maximum overflows and is redone."""
+    from critdiff.scores import _softmax as K
+
+    g = torch.Generator().manual_seed(7)
+    keys, vals = torch.randn(3000, 4, generator=g, dtype=torch.float64), torch.rand(3000, 1, generator=g, dtype=torch.float64)
+    pool = PrunedPool.from_tensors(keys, vals, 12)
+    q = torch.randn(40, 4, generator=g, dtype=torch.float64).to(dtype)
+    inv = torch.full((40,), 1 / 0.4**2, dtype=torch.float64)
+    q_aug = K.augment_queries(q[None], inv, with_logw=True)[0]
+    k, v = pool.augmented(dtype, 0, pool.n_unique)
+    ref = K.softmax_average(q_aug[None], [(k[None, :, :-1], v[None])])[0]
+    _, _, g_max = pool.plan(q.double(), inv, math.log(1e-3))
+    shift = g_max + 0.5 * inv * (q.double() ** 2).sum(1)
+    shift[:5] -= 2000.0  # these rows overflow e^{L - shift}
+    out = pool._stream(q_aug, shift, differentiable=False)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cluster_major_in_the_centred_frame_equals_the_full_average(dtype):
+    """Every cluster kept: the centred-frame cluster-major evaluation (eqs. 12.6-12.8) is the softmax average over the pool."""
+    from critdiff.scores import _softmax as K
+
+    g = torch.Generator().manual_seed(8)
+    keys = (torch.randn(2000, 5, generator=g, dtype=torch.float64) + 3.0).to(dtype)
+    vals = torch.rand(2000, 2, generator=g, dtype=torch.float64).to(dtype)
+    pool = PrunedPool.from_tensors(keys, vals, 9)
+    assert pool.allow32 == (dtype == torch.float32)
+    q = keys[:30].double() + 0.3 * torch.randn(30, 5, generator=g, dtype=torch.float64)
+    inv = torch.full((30,), 1 / 0.3**2, dtype=torch.float64)
+    q_aug = K.augment_queries(q[None], inv, with_logw=False)
+    ref = K.softmax_average(q_aug, [(K.augment_keys(keys.double())[None], K.augment_values(vals.double())[None])])[0]
+    keep = torch.ones(30, pool.n_clusters, dtype=torch.bool)
+    out, lse, _ = pool._cluster_major(K.augment_queries(q[None], inv, with_logw=True)[0], q, inv, keep, False)
+    log_z = torch.logsumexp(-0.5 * inv[:, None] * torch.cdist(q, keys.double()) ** 2, 1)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5)
+    torch.testing.assert_close(lse - 0.5 * inv * (q * q).sum(1), log_z, rtol=0, atol=1e-9 if dtype == torch.float64 else 1e-4)

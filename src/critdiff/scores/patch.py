@@ -41,6 +41,7 @@ from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_images, check_int
 from ..stencil import Stencil, gather_patches, parse_stencil
 from . import _softmax as K
+from ._patchrows import PatchRows
 from ._pruned import PrunedPool
 from ._window import window_average
 from ._common import ClassIndex, check_chunk_size, check_dtype, check_labels, groups, prepare_call
@@ -232,9 +233,9 @@ class PatchScore:
         key = (lab, str(device))
         if key not in self._pruned:
             lo, hi = self._classes.pool_range(lab, self.n_images)
-            # built on the CPU, then moved; no local keeps the unfolded pool alive during the build
-            rows = [t[0] for t in self._patches(self._images[lo:hi].cpu())]
-            self._pruned[key] = PrunedPool(rows.pop(0), rows.pop(0), self.n_clusters).to(device)
+            # built on the CPU from rows read by index (the pool is never unfolded whole), then moved
+            rows = PatchRows(self._images[lo:hi].cpu(), self.stencil, self.boundary, self._valid, self._shift.cpu())
+            self._pruned[key] = PrunedPool(rows, self.n_clusters).to(device)
         return self._pruned[key]
 
     # ---- evaluation ----------------------------------------------------------------------
