@@ -266,13 +266,14 @@ class PatchScore:
         outs = [None] * B
         self.last_bound = 0.0
         for (lab, cdt), idx in groups(keys).items():
-            q = q_all[idx].to(cdt) - shift.to(cdt)  # [Bg, H, W, S, C]
             Bg = len(idx)
             inv_s2 = torch.tensor([1.0 / s_list[b] ** 2 for b in idx], dtype=torch.float64, device=x.device)
+            if self.kernel != "window":  # the window kernel reads the images, not the query's patches
+                q = q_all[idx].to(cdt) - shift.to(cdt)  # [Bg, H, W, S, C]
             if self.equivariant:
                 q = q.reshape(1, Bg * H * W, self.patch_dim)
                 inv_s2 = inv_s2.repeat_interleave(H * W)
-            else:
+            elif self.kernel != "window":
                 q = q.reshape(Bg, H * W, self.patch_dim).transpose(0, 1)  # [HW, Bg, D]
             if self.equivariant and self.tol > 0:
                 out, bound = self._pruned_pool(lab, x.device).evaluate(q[0], inv_s2, self.tol, differentiable=differentiable)
