@@ -1,4 +1,4 @@
-"""Benchmark: ELS-vs-network agreement at the protocol of Kamb & Ganguli (2024) (issue #15, point 3).
+"""Benchmark: Patch-model-vs-network agreement at the protocol of Kamb & Ganguli (2024) (issue #15, point 3).
 
 Calls :func:`critdiff.experiments.agreement.run_agreement` (protocol in its docstring and in docs/agreement.md):
 20-step deterministic DDIM samples of the calibrated patch model on the MNIST-5k pool and of a trained MNIST
@@ -41,7 +41,7 @@ def _run(args) -> int:
     resolve_device(cfg.device)  # a device this machine lacks: one line, before the folder is made
     with locked_output(args.out):
         res = run_agreement(cfg, args.out, progress=not args.no_progress)
-        write_report(args.out, "ELS-vs-network agreement", [render_agreement(res, folder=args.out)])
+        write_report(args.out, "Patch-model-vs-network agreement", [render_agreement(res, folder=args.out)])
     s = res.summary
     print(f"seeds {s['n']} (+{s['n_nonfinite']} non-finite): median r {num(s['median'])} "
           f"{interval(*s['median_ci'])}, IQR {num(s['q25'])} to {num(s['q75'])}; anchor {res.anchor_r}")

@@ -1,4 +1,4 @@
-"""ELS-vs-network agreement at the protocol of Kamb & Ganguli (2024): Pearson r of samples from identical noise.
+"""Patch-model-vs-network agreement at the protocol of Kamb & Ganguli (2024): Pearson r of samples from identical noise.
 
 ``run_agreement(cfg, out) -> AgreementResult``. A trained network (``net:DIR``, sampled unconditionally:
 ``label=None``, since the patch model here is unconditional) and the patch model of the pool ``cfg.pool``
