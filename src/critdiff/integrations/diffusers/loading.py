@@ -169,16 +169,8 @@ SPEC_OPTIONS = ("clip_sample", "clip_sample_range", "thresholding", "null_class"
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_diffusers_spec(text: str, device: "torch.device | str" = "cpu", *, cond=None,
-                        prompt: Optional[str] = None) -> DiffusersDenoiser:
-    """Load the model named by the part after ``diffusers:`` of a model spec: ``DIR[,key=value,...]``.
-
-    Trailing ``key=value`` items whose key is one of :data:`SPEC_OPTIONS` are options (``dtype`` is
-    ``float32`` (default), ``float64``, ``float16`` or ``bfloat16``; ``variant`` a weights variant such as
-    ``fp16``; the others go to :class:`DiffusersDenoiser`); everything before them is the directory, so a
-    path may itself contain commas. Example: ``./ddpm-cifar,clip_sample=false,null_class=0``. ``cond`` and
-    ``prompt`` are the ``--cond`` / ``--prompt`` of the run (:func:`load_diffusers`).
-    """
+def parse_diffusers_spec(text: str) -> tuple[str, dict]:
+    """``(directory, options)`` of the part after ``diffusers:`` (:func:`load_diffusers_spec`), values parsed."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("model: 'diffusers' needs a directory, as diffusers:DIR[,key=value,...]")
     items = text.strip().split(",")
@@ -189,7 +181,20 @@ def load_diffusers_spec(text: str, device: "torch.device | str" = "cpu", *, cond
             break
         options.setdefault(key.strip(), parse_value(value.strip()) if key.strip() != "variant" else value.strip())
         items.pop()
-    path = ",".join(items)
+    return ",".join(items), options
+
+
+def load_diffusers_spec(text: str, device: "torch.device | str" = "cpu", *, cond=None,
+                        prompt: Optional[str] = None) -> DiffusersDenoiser:
+    """Load the model named by the part after ``diffusers:`` of a model spec: ``DIR[,key=value,...]``.
+
+    Trailing ``key=value`` items whose key is one of :data:`SPEC_OPTIONS` are options (``dtype`` is
+    ``float32`` (default), ``float64``, ``float16`` or ``bfloat16``; ``variant`` a weights variant such as
+    ``fp16``; the others go to :class:`DiffusersDenoiser`); everything before them is the directory, so a
+    path may itself contain commas. Example: ``./ddpm-cifar,clip_sample=false,null_class=0``. ``cond`` and
+    ``prompt`` are the ``--cond`` / ``--prompt`` of the run (:func:`load_diffusers`).
+    """
+    path, options = parse_diffusers_spec(text)
     dtype = options.pop("dtype", "float32")
     if dtype not in DTYPES:
         raise ValueError(f"model: dtype expected one of {', '.join(DTYPES)}, got {dtype!r}")
