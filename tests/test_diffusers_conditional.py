@@ -173,7 +173,8 @@ def test_latent_pipeline_loads_its_vae_and_decodes(saved):
         ref = ref_vae.decode(lat / ref_vae.config.scaling_factor).sample
     out = D.decode(lat)
     assert out.shape == (2, 3, 16, 16)
-    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    # two VAE instances (the adapter's and this one) may pick different float32 kernels on another thread count
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
 # --- conditioning files and prompts ---------------------------------------------------------------
