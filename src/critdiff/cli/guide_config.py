@@ -23,6 +23,10 @@ class GuideConfigRequest(JsonConfig):
     tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator when --tc-logsnr is not given: "
                                                             + ", ".join(TC_FROM_CHOICES))
     data: Optional[str] = arg(None, "data spec, for the estimators that need data (speciation, ensemble, ...)")
+    cond: Optional[str] = arg(None, "text UNet: a .safetensors file with encoder_hidden_states and "
+                                    "null_encoder_hidden_states (the estimator evaluates the model)")
+    prompt: Optional[str] = arg(None, "text UNet in a full pipeline folder: encode this prompt with its own text "
+                                      "encoder (needs transformers)")
     seed: int = arg(0, "seed of the estimator's run")
     steps: int = arg(50, "num_inference_steps")
     scheduler: Optional[str] = arg(None, "ddpm | ddim | euler | heun | euler-ancestral | dpmpp-2m (default: the folder's)")
@@ -83,7 +87,7 @@ def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str], devic
     from ..nets.classifier import load_classifier
 
     gcfg = GuideConfig(model=req.model, data=req.data, tc_logsnr=req.tc_logsnr, tc_from=req.tc_from, seed=req.seed,
-                       device=device)
+                       device=device, cond=req.cond, prompt=req.prompt)
     gcfg.validate()
     if req.tc_logsnr is None and req.data is None and chosen_source(gcfg) != "linear-response":
         raise ValueError(f"data: --tc-from {chosen_source(gcfg)} needs --data SPEC (linear-response needs none; or give "
