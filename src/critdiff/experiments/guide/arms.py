@@ -112,8 +112,8 @@ class Setup:
     cfg: GuideConfig
     model: Any
     classifier: Any
-    images: torch.Tensor
-    labels: torch.Tensor
+    images: Optional[torch.Tensor]  # None: a diffusers model run without --data
+    labels: Optional[torch.Tensor]
     n_classes: int
     sigmas: torch.Tensor
     image_shape: tuple
@@ -162,23 +162,43 @@ def calibrate_threshold(setup: Setup, tc: float) -> dict:
                                  for h in probe.history], "logsnr": lam.tolist()}
 
 
+def model_classes(model) -> int:
+    """The conditional classes of a model that has no ``--data``: a diffusers text UNet's prompts, a class table's
+    rows but the null row (its last: ``UNet2DModel`` ``num_class_embeds - 1``, DiT ``num_embeds_ada_norm``)."""
+    conditioning = getattr(model, "conditioning", None)
+    if conditioning is not None:
+        return int(conditioning.prompts)
+    k, null = getattr(model, "num_classes", None), getattr(model, "null_class", None)
+    if k is None:
+        raise ValueError("data: guidance needs a class- or text-conditional model (this one has no labels); "
+                         "give --data SPEC of a labelled data set")
+    if null != k - 1:
+        raise ValueError(f"data: the null class {null} is not the class table's last row ({k - 1}); give --data SPEC "
+                         "for the labels to guide")
+    return int(k) - 1
+
+
 def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
-    """Load data, build the model and the sigma grid."""
+    """Load data, build the model and the sigma grid. A ``diffusers:DIR`` model runs without ``--data``: its labels
+    are its own (:func:`model_classes`) and the metrics that need the data or a classifier are left out."""
     cfg.validate()
+    need_data = cfg.data is not None or cfg.kind != "diffusers"
+    images = labels = None
     if model is None:
-        loaded = load_model(cfg, need_data=True, data_seed=0)
+        loaded = load_model(cfg, need_data=need_data, data_seed=0)
         model, images, labels = loaded.model, loaded.images, loaded.labels
-    else:
+    elif need_data:
         from ...data import load as load_data
 
         images, labels = load_data(cfg.data)
         images = images.to(cfg.torch_dtype)
-    if labels is None:
+    if labels is None and images is not None:
         raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
     if classifier is not None:
+        if images is None:
+            raise ValueError("classifier: the metrics compare the samples with the data's images; give --data SPEC")
         check_classifier(classifier)
+    n_classes = model_classes(model) if labels is None else int(labels.max()) + 1
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
-    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
-
-
+    return Setup(cfg, model, classifier, images, labels, n_classes, sigmas, image_shape)
