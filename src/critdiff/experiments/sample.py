@@ -24,7 +24,6 @@ from ..config import arg
 from ..denoisers import CountingDenoiser
 from ..errors import check_finite
 from ..io import atomic_write_bytes, save_json
-from ..report.figures import image_grid, trajectory_strip
 from ..seeding import derive
 from ..spec import parse_spec
 from .config import AUTO_SCHEDULE as AUTO, DTYPES, MODEL_SCHEDULE, RunConfig
@@ -197,6 +196,8 @@ def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, d
     """The samples (latents for a latent model: the figures show them decoded) and the figures."""
     from safetensors.torch import save as st_save
 
+    from ..report.figures import image_grid, trajectory_strip  # matplotlib: only when figures are drawn
+
     atomic_write_bytes(out / "samples.safetensors", st_save({"samples": final.detach().contiguous().cpu(),
                                                              "sigmas": sigmas}))
     title = f"{cfg.model} on {cfg.data}" if cfg.data else cfg.model
@@ -260,6 +261,7 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
 
     from ..integrations.diffusers.pipeline import pipeline_guidance, pipeline_kind, sample_like_pipeline
     from ..integrations.diffusers.schedulers import KIND_CLASSES
+    from ..report.figures import image_grid
 
     asked, eta = like_pipeline_request(cfg)
     dtype = _like_pipeline_dtype(cfg, model)
