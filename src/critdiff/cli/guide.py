@@ -35,8 +35,8 @@ def run(args) -> int:
             div = r["pixel_diversity"]
             div = "-" if div is None or div != div else f"{div:.4g}"  # no class with two samples
             print(f"{arm:>14s}  NFE {r['nfe']['diff']:.1f}  pixel diversity {div}  (n {r['n']})")
-        print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --data SPEC --classifier DIR for accuracy, "
-              "log p and FD")
+        print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --classifier DIR (and --data SPEC) for "
+              "accuracy, log p and FD")
         return 0
     write_report(args.out, "critdiff guide", [render(result, folder=args.out)], {"model": cfg.model, "data": cfg.data})
     for row in result.table:
