@@ -221,6 +221,9 @@ def run_cost(cfg, batch: Optional[int] = None) -> "tuple[Cost, ModelInfo]":
     guide = isinstance(cfg, GuideConfig)
     rows = min(cfg.batch, cfg.n) * 2 if guide else cfg.n  # guidance evaluates [x; x] at once
     info = model_cost(cost, cfg, sh.image if sh else None, rows)
+    if cfg.kind == "net" and sh is not None and tuple(info.image) != tuple(sh.image):
+        raise ValueError(f"data: model {cfg.model!r} makes images of shape {tuple(info.image)}, but {cfg.data!r} gives "
+                         f"{tuple(sh.image)}; choose the data's size= to match")
     image = info.image or (sh.image if sh else None)
     if image is None:
         return cost, info
@@ -245,7 +248,11 @@ def check_classifier(folder: str, image: "tuple | None", classes: Optional[int],
     from ..nets import checkpoint as ckpt
     from ..nets.classifier import ClassifierConfig
 
-    _, ccfg = ckpt.read_typed_config(folder, "classifier", ClassifierConfig, "a classifier")
+    try:
+        _, ccfg = ckpt.read_typed_config(folder, "classifier", ClassifierConfig, "a classifier")
+    except ValueError as exc:
+        text = str(exc).splitlines()[0]
+        raise ValueError(f"{what}: {text[len('model: '):] if text.startswith('model: ') else text}") from None
     if image is not None and tuple(ccfg.sample_shape) != tuple(image):
         raise ValueError(f"{what}: {folder!r} takes images {tuple(ccfg.sample_shape)} but the run makes {tuple(image)}; "
                          "train the classifier on data of the run's size")

@@ -175,6 +175,10 @@ def _load_part(diffusers, cls, folder: Path, variant: Optional[str], device, dty
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, NotImplementedError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"model: cannot load the diffusers model from {str(folder)!r}: {first}") from None
+    for name, t in net.state_dict().items():  # weights that are not finite make every output meaningless (R9)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"model: the weights in {str(folder)!r}: tensor {name!r} holds non-finite values "
+                             "(nan or inf)")
     return net.eval().requires_grad_(False)
 
 
