@@ -210,7 +210,7 @@ def model_cost(cost: Cost, cfg, image: "tuple | None", rows: int) -> ModelInfo:
 # --- commands --------------------------------------------------------------------------------------------------
 def run_cost(cfg, batch: Optional[int] = None) -> "tuple[Cost, ModelInfo]":
     """The cost of a :class:`RunConfig`-based run (``sample``, ``probe``, ``guide``): data, model, sampler states."""
-    from .guide_config import GuideConfig
+    from .guide.config import GuideConfig
     from .probe import ProbeConfig
 
     cfg.validate()
@@ -356,8 +356,8 @@ def check_units(units: list, kinds: dict, workers: int = 1, max_memory: Optional
 # --- the demo --------------------------------------------------------------------------------------------------
 def demo_costs(quick: bool, device: str = "cpu") -> list:
     """``[(section key, Cost)]`` of every demo section whose configuration is a run configuration or a theory."""
-    from .demo_sections import demo_sections
-    from .guide_config import GuideConfig
+    from .demo.sections import demo_sections
+    from .guide.config import GuideConfig
     from .probe import ProbeConfig
     from .sample import SampleConfig
     from .theory_section import TheoryConfig

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from ..io import config_hash, save_json
-from ..threads import torch_threads
-from .demo_sections import DemoSection, demo_sections
-from .result import Result, result_from_record
+from ...io import config_hash, save_json
+from ...threads import torch_threads
+from .sections import DemoSection, demo_sections
+from ..result import Result, result_from_record
 
 TITLE = "critdiff demo report"
 
@@ -27,7 +27,7 @@ def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:
     done = folder / "result.json"
     if done.exists():
         log(f"[demo] {sec.key}: cached ({folder.name})")
-        from ..inputs import read_json
+        from ...inputs import read_json
 
         try:
             return folder.relative_to(out).as_posix(), result_from_record(read_json(done, "out", "cached section result"))
@@ -49,7 +49,7 @@ def read_results(out_dir: "str | Path") -> "tuple[dict, list]":
     Each section needs ``kind`` (a registered result type), ``result`` (an object that rebuilds that result),
     ``folder`` (a relative path inside ``OUT``) and optionally ``render`` (an object); a failure names the file
     and the field (``sections.KEY.result``)."""
-    from ..inputs import Fields, read_json
+    from ...inputs import Fields, read_json
 
     out = Path(out_dir)
     path = out / "results.json"
@@ -80,9 +80,9 @@ def read_results(out_dir: "str | Path") -> "tuple[dict, list]":
 
 def write_demo_report(out_dir: "str | Path") -> Path:
     """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
-    from ..io import atomic_write_text
-    from ..report.html import render_html
-    from ..report.render import render
+    from ...io import atomic_write_text
+    from ...report.html import render_html
+    from ...report.render import render
 
     out = Path(out_dir)
     doc, entries = read_results(out)
@@ -100,7 +100,7 @@ def write_demo_report(out_dir: "str | Path") -> Path:
 
 def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu") -> Path:
     """Run every section (cached) on ``device``, write ``results.json`` and the report; returns the report path."""
-    from ..devices import resolve as resolve_device
+    from ...devices import resolve as resolve_device
 
     resolve_device(device)  # a one-line error before anything is computed
     out = Path(out_dir)
