@@ -400,6 +400,21 @@ def _poison(path, value):
     save_file(tensors, str(path), metadata={"step": "1", "format": "critdiff"})
 
 
+def _classifier(folder, side, n_classes):
+    """A classifier folder as train-classifier writes it (config, weights), from an untrained network."""
+    import torch
+
+    from critdiff.io import save_json
+    from critdiff.nets import checkpoint as ckpt
+    from critdiff.nets.classifier import Classifier, ClassifierConfig
+
+    cfg = ClassifierConfig(channels=1, height=side, width_px=side, n_classes=n_classes, width=8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ckpt.save_weights(folder / ckpt.WEIGHTS, Classifier(cfg), 0)
+    save_json(folder / ckpt.CONFIG, {"kind": "classifier", "net": cfg.to_dict(), "train": {}, "step": 0})
+
+
 def _toml(tmp, name, text):
     (tmp / f"{name}.toml").write_text(text.replace("{tmp}", str(tmp)))
 
@@ -410,13 +425,17 @@ def round2(files):
     import torch
 
     tmp = files
-    # folders of one kind of run each
+    from critdiff.outdir import KIND_NAME
+
+    # folders of one kind of run each (a real sample run: its run.json feeds the results.json cases)
     assert main(SAMPLE + ["--out", str(tmp / "kind_sample")]) == 0
-    assert main(THEORY + ["--out", str(tmp / "kind_theory")]) == 0
-    assert main(TRAIN + ["--out", str(tmp / "trained2")]) == 0  # at step 2
-    assert main(CLF + ["--out", str(tmp / "clf_ok")]) == 0
-    assert main(CLF[:2] + ["digits:size=16,n=40"] + CLF[3:] + ["--out", str(tmp / "clf16")]) == 0
-    assert main(CLF[:2] + ["digits:size=8,n=40,classes=0+1"] + CLF[3:] + ["--out", str(tmp / "clf_2classes")]) == 0
+    (tmp / "kind_theory").mkdir()
+    (tmp / "kind_theory" / KIND_NAME).write_text("theory\n")
+    _copy_net(tmp, "trained2", change=lambda n, r: r.update(step=5))  # a run at step 5 (only its record is read)
+    _classifier(tmp / "clf_ok", 8, 10)  # untrained classifiers of the right layout (the metric is never reached)
+    _classifier(tmp / "clf16", 16, 10)
+    _classifier(tmp / "clf_2classes", 8, 2)
+    (tmp / "clf_ok" / KIND_NAME).write_text("train-classifier\n")
     # networks with edited configs or weights
     _copy_net(tmp, "tall_net", lambda n, r: n.update(height=1000000))
     _copy_net(tmp, "wide_net", lambda n, r: n.update(width=100000))
@@ -452,7 +471,7 @@ def round2(files):
     for name, change in bad.items():
         doc = json.loads(json.dumps(good))
         change(doc)
-        (tmp / name).mkdir()
+        shutil.copytree(tmp / "kind_sample", tmp / name, ignore=shutil.ignore_patterns(".critdiff*"))  # the figures
         (tmp / name / "results.json").write_text(json.dumps(doc))
     (tmp / "res_not_json").mkdir()
     (tmp / "res_not_json" / "results.json").write_text("{")
@@ -562,8 +581,17 @@ def _out_of(argv):
     return argv[argv.index("--out") + 1] if "--out" in argv else None
 
 
-@pytest.mark.parametrize("index", [pytest.param(i, marks=() if i in FAST else pytest.mark.slow,
-                                                id=f"{r}-{' '.join(a[:1] + a[-4:-2] if '--out' in a else a)}")
+def _case_id(rule: str, argv: list) -> str:
+    """``RULE-command-what differs from the command's base flags`` (the file name for a prepared file)."""
+    base = {"sample": SMALL_SAMPLE + NET + DIFF, "guide": GUIDE, "probe": PROBE, "train": TRAIN, "train-classifier": CLF,
+            "theory": THEORY}.get(argv[0], [])
+    out = argv.index("--out") if "--out" in argv and "/r2_" in argv[argv.index("--out") + 1] else len(argv)
+    parts = [a.replace("{tmp}/", "").replace("net:", "").replace("diffusers:", "")
+             for a in argv[1:out] if a not in base or "{tmp}" in a]
+    return f"{rule}-{argv[0]} {' '.join(parts)}"
+
+
+@pytest.mark.parametrize("index", [pytest.param(i, marks=() if i in FAST else pytest.mark.slow, id=_case_id(r, a))
                                    for i, (r, a, _, _) in enumerate(ROUND2)])
 def test_round2_case(index, round2, round2_results):
     """Exit 2 within 60 s under 3 GB, one line naming the culprit, no traceback; nothing written where promised."""
@@ -581,12 +609,13 @@ def test_round2_case(index, round2, round2_results):
 def test_round2_legitimate_neighbours_still_run(round2, capsys):
     """The untouched originals of the edited files work: the refusals above are about the edits alone."""
     tmp = round2
+    shutil.copytree(tmp / "trained", tmp / "trained_resumed")
     ok = [
         (_net("trained")[:2] + ["net:" + str(tmp / "trained")] + _net("trained")[3:], "ok_net"),
         (["report", str(tmp / "res_ok")], None),
         (["sweep", str(tmp / "ok_sweep.toml")], "ok_sweep_out"),
         (GUIDE + ["--classifier", str(tmp / "clf_ok")], "ok_guide"),
-        (["train", "--out", str(tmp / "trained2"), "--resume", "--steps", "3"], None),  # resume of the same kind
+        (["train", "--out", str(tmp / "trained_resumed"), "--resume", "--steps", "2"], None),  # same kind: resumes
         (GUIDE, "good_guide"),  # a rerun of the same kind resumes
     ]
     for argv, out in ok:
