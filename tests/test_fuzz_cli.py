@@ -606,6 +606,7 @@ def test_round2_case(index, round2, round2_results):
         assert not os.path.exists(_out_of(argv).replace("{tmp}", str(round2))), errors[0]
 
 
+@pytest.mark.slow
 def test_round2_legitimate_neighbours_still_run(round2, capsys):
     """The untouched originals of the edited files work: the refusals above are about the edits alone."""
     tmp = round2

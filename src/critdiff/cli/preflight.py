@@ -12,9 +12,13 @@ from .generate import config_from_args, given_fields
 def check_command(args) -> None:
     """Check the configuration of ``args.command`` (one-line ``ValueError`` on failure); commands without a
     preflight (``report``, ``guide-config``) pass."""
+    from ..devices import resolve
     from ..experiments import preflight as P
 
     command = args.command
+    device = getattr(args, "device", None) or getattr(args, "cfg__device", None)
+    if device is not None:
+        resolve(device)  # first: the cheapest check, and the one a run on the wrong machine meets
     if command in ("sample", "probe", "guide"):
         from . import guide, probe, sample
 
