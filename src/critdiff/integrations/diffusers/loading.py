@@ -40,14 +40,16 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def check_index(root: Path, index: dict) -> None:
-    """``model_index.json``: every component is ``[library, class]`` (strings, or nulls for an absent part), and
+    """``model_index.json``: every component is ``[library, class]`` (strings, or nulls for an absent part; other
+    keys are pipeline settings), and
     the classes critdiff loads are ones it knows: the network's one of :data:`BACKBONES`, the scheduler's a
     diffusers scheduler (:func:`check_scheduler_class`), the VAE's ``AutoencoderKL``."""
     path = root / "model_index.json"
     f = Fields(index, path, "model")
+    components = NETWORK_PARTS + ("scheduler", "vae", "text_encoder", "tokenizer")
     for key, value in index.items():
-        if key.startswith("_"):
-            continue
+        if key.startswith("_") or (not isinstance(value, list) and key not in components):
+            continue  # a pipeline setting such as requires_safety_checker, not a component
         if not (isinstance(value, list) and len(value) == 2 and all(v is None or isinstance(v, str) for v in value)):
             raise f.fail(key, "a pair [library, class] of strings", value)
     known = {**{p: BACKBONES for p in NETWORK_PARTS}, "vae": ("AutoencoderKL",)}
