@@ -27,6 +27,7 @@ from ..io import atomic_write_bytes, save_json
 from ..seeding import derive
 from ..spec import parse_spec
 from .config import AUTO_SCHEDULE as AUTO, DTYPES, MODEL_SCHEDULE, RunConfig
+from .finite import FiniteGuard
 from .models import decode_samples, load_model
 from .progress import progress_bar
 from .result import Result
@@ -171,13 +172,15 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     t0 = time.perf_counter()
     with progress_bar(cfg.steps, f"sample {cfg.model}", enabled=progress) as bar, torch.no_grad():
         noise = SM.seed_generators(derive(cfg.seed, "sampler-noise"), cfg.n)
-        callback = [rec, lambda step: bar.update(1)]
+        guard = FiniteGuard("sample")
+        callback = [guard, rec, lambda step: bar.update(1)]
         if plan is None:
             final = sampler(counted, z * float(sigmas[0]), sigmas, label=cfg.label, generator=noise, callback=callback)
         else:
             final = _run_model_plan(loaded.model, plan, z, cfg.label, noise, callback,
                                     eta=getattr(sampler, "keywords", {}).get("eta", 0.0))
             sigmas = plan.grid
+        guard.final(final)
     seconds = time.perf_counter() - t0
     files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=lambda x: decode_samples(loaded.model, x))
     result = SampleResult(
@@ -286,9 +289,9 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
 def _like_pipeline_dtype(cfg: SampleConfig, model) -> str:
     """The dtype the pipeline runs in: the spec's ``dtype=`` if given (a different non-default ``--dtype`` is
     refused), else ``--dtype`` (the network and VAE are moved to it, as ``pipe.to(dtype)`` does)."""
-    from ..integrations.diffusers.loading import parse_diffusers_spec
+    from ..integrations.diffusers.loading import _spec_path
 
-    spec = parse_diffusers_spec(cfg.model.split(":", 1)[1])[1].get("dtype")
+    spec = _spec_path(cfg.model.split(":", 1)[1])[1].get("dtype")
     default = next(f.default for f in fields(RunConfig) if f.name == "dtype")
     if spec is not None:
         if cfg.dtype != default and cfg.dtype != spec:
