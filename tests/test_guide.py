@@ -140,6 +140,17 @@ def test_summary_contents(parts, tmp_path):
         assert arm["logp"]["diff"] == pytest.approx(float(logp.mean()), rel=1e-9, abs=1e-12), name
         assert arm["accuracy"]["diff"] == pytest.approx(float((logits.argmax(1) == lab).mean()), abs=1e-12), name
         assert arm["logp"]["lo"] <= arm["logp"]["diff"] <= arm["logp"]["hi"], name
+    # precision/recall and per-class diversity beside FD: per arm, in the table, paired against random and, in the
+    # sweep, against the best centre; a paired difference's point value is the difference of the two arms' values
+    for name, arm in s.arms.items():
+        assert 0 <= arm["precision"] <= 1 and 0 <= arm["recall"] <= 1, name
+        assert arm["diversity"] == pytest.approx(np.nanmean(list(arm["diversity_per_class"].values())))
+    vr = s.arms["tc"]["vs_random"]
+    assert vr["precision"]["diff"] == pytest.approx(s.arms["tc"]["precision"] - s.arms["random"]["precision"])
+    assert vr["recall"]["lo"] <= vr["recall"]["diff"] + 1e-12 or math.isnan(vr["recall"]["lo"])
+    assert {"precision", "recall", "d_prec vs random [95% CI]"} <= set(next(r for r in s.table if r["arm"] == "tc"))
+    assert sum(row["vs_best"] is None for row in s.sweep) == 1
+    assert all({"fd", "precision", "recall", "diversity"} <= set(row) for row in s.sweep)
     sec = render(s, folder=tmp_path)
     assert "<table>" in sec.html and 'src="sweep.png"' in sec.html and (tmp_path / "sweep.png").exists()
     assert s.calibration["threshold"] > 0
