@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from critdiff import samplers as SM
-from critdiff.probes.guidance_sensitivity import (box_response, classifier_logp, half_max_window, pulse_response,
+from critdiff.probes.guidance_sensitivity import (box_peak, box_response, classifier_logp, half_max_window, pulse_response,
                                                   sensitivity_profile, summarise)
 from critdiff.scores.empirical import EmpiricalScore
 
@@ -146,6 +146,9 @@ def test_half_max_window_and_box_response():
     assert all(math.isnan(v) for v in half_max_window(lam, -np.ones(6)))
     got = box_response(lam, r, np.array([-1.0, 0.5]), 2.0)
     np.testing.assert_allclose(got, [1.0 + 3.0 + 4.0, 4.0 + 1.0])
+    # width 1.5 covers one or two nodes; the best pair {-1, 0} (sum 7) for every centre in [-0.75, -0.25]
+    assert box_peak(lam, r, 1.5) == pytest.approx(-0.5, abs=0.011)
+    assert math.isnan(box_peak(lam, r, 6.0))
 
 
 def test_summarise_finds_the_peak_and_window_of_a_noisy_gaussian_bump():

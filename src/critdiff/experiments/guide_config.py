@@ -11,13 +11,15 @@ from ..errors import check_choice, check_finite, check_int, check_positive
 from .config import RunConfig
 
 # critical-time estimators (:mod:`.guide_estimators`); DEFAULT_TC_FROM is the one place the default lives
-TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment")
+TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment",
+              "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "linear-response+offset",
+              "speciation+offset")
 # the smallest mean |estimate - sweep peak| over the models of benchmarks/guidance_estimators.py (docs/guidance.md
 # section 5); "auto" keeps the rule used before that benchmark: theory for the patch model, linear-response otherwise
 DEFAULT_TC_FROM = "linear-response"
 AUTO_TC_FROM = "auto"
 TC_FROM_CHOICES = (AUTO_TC_FROM,) + TC_SOURCES
-ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep")
+ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep", "window")
 
 
 def parse_arms(text: str) -> tuple:
@@ -57,6 +59,9 @@ class GuideConfig(RunConfig):
     interval: Optional[tuple[float, float]] = arg(None, "logsnr interval of the interval arm "
                                                         "(default: Kynkaanniemi et al. 2024)", nargs=2,
                                                   metavar=("LO", "HI"))
+    window: Optional[tuple[float, float]] = arg(None, "logsnr window of the window arm (default: the estimated "
+                                                      "window of --tc-from, e.g. sensitivity's half-maximum range)",
+                                                nargs=2, metavar=("LO", "HI"))
     indicator: Literal["x0-rate", "x0-contrast"] = arg("x0-rate", "online indicator of the adaptive arm")
     threshold: Optional[float] = arg(None, "adaptive threshold (default: calibrated on pilot samples)")
     calib_n: int = arg(16, "pilot samples that calibrate the adaptive threshold")
@@ -83,8 +88,10 @@ class GuideConfig(RunConfig):
             check_choice("arms", a, ARMS)
         if len(set(arms)) != len(arms):
             raise ValueError(f"arms: each arm may be given once, got {','.join(arms)}")
-        if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
-            raise ValueError(f"interval: expected (lo, hi) in logsnr with lo < hi, got {self.interval}")
+        for flag in ("interval", "window"):
+            v = getattr(self, flag)
+            if v is not None and (len(v) != 2 or not float(v[0]) < float(v[1])):
+                raise ValueError(f"{flag}: expected (lo, hi) in logsnr with lo < hi, got {v}")
         for flag, v in (("tc-logsnr", self.tc_logsnr), ("threshold", self.threshold)):
             if v is not None:
                 check_finite(flag, v)

@@ -45,7 +45,7 @@ from ..io import to_jsonable
 from .bootstrap import curve_peak, percentile_ci, replicates
 
 __all__ = ["NodeWeights", "sensitivity_profile", "pulse_response", "classifier_logp", "half_max_window",
-           "box_response", "SensitivityProfile", "summarise"]
+           "box_response", "box_peak", "SensitivityProfile", "summarise"]
 
 Outcome = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -192,11 +192,27 @@ def box_response(logsnr: np.ndarray, r: np.ndarray, centres: np.ndarray, width: 
     return np.tensordot(inside.astype(np.float64), r, axes=(1, 0))
 
 
+def box_peak(logsnr: np.ndarray, r: np.ndarray, width: float, spacing: float = 0.01) -> float:
+    """The first-order best centre of a box pulse of ``width``: the centre in ``[logsnr_0 + width/2, logsnr_-1 -
+    width/2]`` (a grid of ``spacing``, as the sweep's centres stay inside the grid) maximising
+    :func:`box_response` of ``r [N]``; the box sum is piecewise constant in the centre, so the middle of the
+    maximising centres is returned. NaN when the box does not fit."""
+    lam = np.asarray(logsnr, dtype=np.float64)
+    lo, hi = lam[0] + width / 2, lam[-1] - width / 2
+    if not hi >= lo:
+        return math.nan
+    c = np.linspace(lo, hi, max(2, int(math.ceil((hi - lo) / spacing)) + 1))
+    v = box_response(lam, r, c, width)
+    best = c[v >= v.max() - 1e-12 * max(1.0, abs(v.max()))]
+    return float(0.5 * (best.min() + best.max()))
+
+
 @dataclass(frozen=True)
 class SensitivityProfile:
     """Eq. 2.6 summarised over ``B`` samples: node ``sigma [N]`` and ``logsnr [N]`` (ascending), per-sample
     ``response [N, B]``, its mean with bootstrap band ``band [N, 2]``; ``peak_logsnr`` with ``peak_ci``; the
-    half-maximum ``window`` ``(lo, hi)`` with ``window_ci [2, 2]`` (rows lo, hi); ``baseline``; ``nfe`` forward
+    half-maximum ``window`` ``(lo, hi)`` with ``window_ci [2, 2]`` (rows lo, hi); the first-order best centre of
+    a box pulse of ``box_width`` (:func:`box_peak`) with ``box_peak_ci``; ``baseline``; ``nfe`` forward
     evaluations per sample and ``backward`` passes (one per batch)."""
 
     sigma: np.ndarray
@@ -208,6 +224,9 @@ class SensitivityProfile:
     peak_ci: np.ndarray
     window: tuple
     window_ci: np.ndarray
+    box_width: float
+    box_peak_logsnr: float
+    box_peak_ci: np.ndarray
     baseline: float
     nfe: float
     backward: int
@@ -217,9 +236,9 @@ class SensitivityProfile:
 
 
 def summarise(sigma: np.ndarray, r: np.ndarray, *, baseline: float = 0.0, nfe: float = math.nan, backward: int = 0,
-              n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> SensitivityProfile:
-    """Peak and half-maximum window of the mean profile of ``r [N, B]`` at nodes ``sigma [N]`` (any order), with
-    percentile bootstrap intervals over samples."""
+              n_boot: int = 1000, ci: float = 0.95, seed: int = 0, box_width: float = 3.0) -> SensitivityProfile:
+    """Peak, half-maximum window and best box of ``box_width`` of the mean profile of ``r [N, B]`` at nodes
+    ``sigma [N]`` (any order), with percentile bootstrap intervals over samples."""
     sigma = np.asarray(sigma, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] != sigma.size or sigma.size < 3:
@@ -232,7 +251,10 @@ def summarise(sigma: np.ndarray, r: np.ndarray, *, baseline: float = 0.0, nfe: f
     band = percentile_ci(replicates(lambda idx: r[:, idx].mean(1), B, n_boot=n_boot, seed=seed), ci)
     peaks = replicates(peak, B, n_boot=n_boot, seed=seed)
     wins = replicates(lambda idx: np.array(half_max_window(lam, r[:, idx].mean(1))), B, n_boot=n_boot, seed=seed)
+    boxes = replicates(lambda idx: box_peak(lam, r[:, idx].mean(1), box_width), B, n_boot=n_boot, seed=seed)
     return SensitivityProfile(sigma=sigma, logsnr=lam, response=r, mean=r.mean(1), band=band,
                               peak_logsnr=peak(np.arange(B)), peak_ci=percentile_ci(peaks, ci),
                               window=half_max_window(lam, r.mean(1)), window_ci=percentile_ci(wins, ci),
+                              box_width=float(box_width), box_peak_logsnr=box_peak(lam, r.mean(1), box_width),
+                              box_peak_ci=percentile_ci(boxes, ci),
                               baseline=float(baseline), nfe=float(nfe), backward=int(check_int("backward", backward, 0)))
