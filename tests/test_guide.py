@@ -281,3 +281,20 @@ def test_baseline_arms_equal_nfe_rows_and_estimators_record(parts, tmp_path):
     assert rows["tc - linear"]["nfe_ratio"] == pytest.approx(r.arms["tc"]["nfe"] / r.arms["linear"]["nfe"])
     assert r.estimators["chosen"] == "given" and "speciation" in r.estimators["estimates"]
     assert any("estimators" in f for f in render(r, folder=tmp_path / "rep").findings)
+
+
+def test_window_arm_is_the_interval_builder_over_the_window(parts, tmp_path):
+    """``window`` = ``Interval(lo, hi, height, baseline)``: its NFE per sample is the steps plus the grid points in
+    the window (two evaluations there), and without a window it is a one-line ValueError."""
+    model, clf = parts
+    s = G.run_guide(small(arms=("window", "cond"), window=(-1.0, 2.0), baseline=1.0), tmp_path, classifier=clf,
+                    model=model, log=lambda m: None)
+    meta = s.arms["window"]["meta"]
+    assert (meta["lo"], meta["hi"], meta["height"], meta["baseline"]) == (-1.0, 2.0, 3.0, 1.0)
+    lam = -2 * np.log(S.sigma_grid("vp-linear", 8, "logsnr")[:-1].numpy())
+    inside = int(((lam >= -1.0) & (lam <= 2.0)).sum())
+    assert s.arms["window"]["nfe"] == pytest.approx(8 + inside)
+    with pytest.raises(ValueError, match="window"):
+        G.run_guide(small(arms=("window",)), tmp_path / "b", classifier=clf, model=model, log=lambda m: None)
+    with pytest.raises(ValueError, match="window"):
+        small(window=(2.0, 1.0)).validate()

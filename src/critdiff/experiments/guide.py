@@ -18,10 +18,13 @@ their guidance schedule):
 - ``adaptive``  the same pulse fired per sample by an online indicator (no extra network calls);
                 its threshold is calibrated on separate pilot samples so that the median sample fires
                 where the fixed pulse at ``lambda_c`` would start (or given);
-- ``sweep``     fixed pulses at ``sweep`` centres spread over the grid's range (the sweep curve).
+- ``sweep``     fixed pulses at ``sweep`` centres spread over the grid's range (the sweep curve);
+- ``window``    ``w = height`` over the estimated window ``[lo, hi]`` (``--window``, else the window of
+                ``--tc-from``, e.g. ``sensitivity``'s half-maximum range), ``baseline`` elsewhere.
 
 Metrics per arm (:mod:`.guide_metrics`, :mod:`.guide_summary`): accuracy and mean log-probability of the
-intended class, Frechet distance in the classifier's feature space per class, diversity, NFE per sample;
+intended class, Frechet distance, precision and recall (k = 3) in the classifier's feature space per class,
+diversity per class, NFE per sample;
 paired bootstrap 95% intervals (:mod:`critdiff.probes.bootstrap`) for every difference from the ``random`` arm.
 
 Trials (one arm on one batch: its samples, NFE and firing times) stream to ``OUT/trials.jsonl``
@@ -43,7 +46,7 @@ import torch
 from .. import guidance_schedules as GS
 from ..io import save_json
 from .executors import Executor, SerialExecutor
-from .guide_arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
+from .guide_arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm, window_of
 from .guide_config import ARMS, GuideConfig, demo_config, parse_arms
 from .guide_metrics import classify
 from .guide_store import TrialLog
@@ -139,12 +142,14 @@ class TrialWorker:
     model: Any
     tc_logsnr: float
     threshold: Optional[float]
+    window: Optional[tuple] = None
 
     def __call__(self) -> tuple[Setup, dict]:
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
         setup = prepare(self.cfg, None, self.model)
-        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold)}
+        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold,
+                                                                  self.window)}
 
 
 def _batch(cfg: GuideConfig, n_classes: int, b0: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,8 +212,9 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
     threshold = _threshold(setup, trial_log, tc, log)
-    arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold)
-    worker = TrialWorker(cfg, model, tc.logsnr, threshold)
+    window = window_of(cfg, tc)
+    arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold, window)
+    worker = TrialWorker(cfg, model, tc.logsnr, threshold, window)
     if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
         return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
     if setup.classifier is None:

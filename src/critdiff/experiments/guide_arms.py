@@ -60,8 +60,19 @@ def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
     return target, tc - target
 
 
-def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) -> list[Arm]:
-    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre)."""
+def window_of(cfg: GuideConfig, tc) -> Optional[tuple[float, float]]:
+    """The window arm's ``(lo, hi)`` in logsnr: ``cfg.window`` if given, else the critical time's estimated window
+    (``tc.window``, e.g. the sensitivity profile's half-maximum range), else None."""
+    if cfg.window is not None:
+        return (float(cfg.window[0]), float(cfg.window[1]))
+    w = getattr(tc, "window", None)
+    return None if w is None else (float(w[0]), float(w[1]))
+
+
+def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float],
+               window: Optional[tuple[float, float]] = None) -> list[Arm]:
+    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre); ``window`` the
+    ``(lo, hi)`` of the window arm (:func:`window_of`)."""
     h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
     lo, hi = grid_range(sigmas)
     pulse = lambda c: GS.Pulse(c, W, h, b, cfg.profile)  # noqa: E731
@@ -100,6 +111,13 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
 
             arms.append(Arm("adaptive", f"same pulse fired by {cfg.indicator} >= {threshold:.4g}", make,
                             meta={"threshold": threshold, "lead": lead, "target_fire_logsnr": target}))
+        elif name == "window":
+            if window is None:
+                raise ValueError(f"window: the window arm needs a window: --tc-from {cfg.tc_from} estimates none; "
+                                 "pass --window LO HI or use --tc-from sensitivity")
+            iv = GS.Interval(window[0], window[1], h, b)
+            arms.append(Arm(name, f"w = {h:g} on the estimated window logsnr [{iv.lo:.2f}, {iv.hi:.2f}]",
+                            lambda idx, iv=iv: (iv, []), meta=iv.to_dict()))
         elif name == "sweep":
             for c in sweep_centres(cfg, sigmas):
                 arms.append(Arm(f"sweep@{c:+.2f}", f"pulse at logsnr {c:.2f}", lambda idx, c=c: (pulse(c), []), centre=c))

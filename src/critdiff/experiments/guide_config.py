@@ -20,6 +20,8 @@ DEFAULT_TC_FROM = "linear-response"
 AUTO_TC_FROM = "auto"
 TC_FROM_CHOICES = (AUTO_TC_FROM,) + TC_SOURCES
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep", "window")
+# the default arms: every arm but ``window``, which needs an estimated window (--tc-from sensitivity or --window)
+DEFAULT_ARMS = tuple(a for a in ARMS if a != "window")
 
 
 def parse_arms(text: str) -> tuple:
@@ -50,7 +52,8 @@ class GuideConfig(RunConfig):
     width: float = arg(3.0, "pulse width in logsnr (equivalent width)")
     baseline: float = arg(0.0, "w outside pulses: 0 unconditional, 1 conditional", choices=(0.0, 1.0))
     profile: Literal["box", "gauss"] = arg("box", "pulse profile in logsnr (the Python API's profile=)", flag="--shape")
-    arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
+    arms: tuple[str, ...] = arg(DEFAULT_ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all (default: all "
+                                "but window)", parse=parse_arms)
     sweep: int = arg(5, "pulse centres in the sweep")
     tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the estimate of --tc-from")
     tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator that places the pulse: one of "

@@ -23,8 +23,10 @@ from .guide_store import TrialLog
 from .guide_tc import CriticalTime
 
 COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"),
-               ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"))
-COST_PAIRS = (("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("tc", "constant"))
+               ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("window", "interval"),
+               ("window", "constant"), ("window", "tc"))
+COST_PAIRS = (("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("tc", "constant"), ("window", "interval"),
+              ("window", "constant"))
 EQUAL_NFE_TOL = 0.05  # two arms count as "equal NFE" when their mean NFE differ by at most 5%
 
 
