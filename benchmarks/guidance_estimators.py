@@ -8,7 +8,7 @@ nets ``net_*`` and the evaluation classifiers ``clf_*``; the commands that make 
 section 5). Every model is sampled with the same sampler and grid (DDPM, VP-linear, 20 steps,
 uniform in logsnr) and pulse (box, height 3, width 3 in logsnr).
 
-Phase ``sweep`` (per model): every estimator of :mod:`critdiff.experiments.guide_estimators` (estimate, 95%
+Phase ``sweep`` (per model): every estimator of :mod:`critdiff.experiments.guide.estimators` (estimate, 95%
 interval, wall time, or the reason it has none) and a pulse-centre sweep (``--sweep`` centres, paired seeds) whose
 log p and accuracy peaks are located with paired bootstrap intervals. Then each estimator's distance to the log p
 peak, and two prediction errors over models: ``raw`` (mean |estimate - peak|, nothing fitted) and ``loo``
@@ -26,7 +26,7 @@ time and network evaluations) and the shifted ``linear-response+offset`` / ``spe
 computed by the estimator (that would fit a model's own peak): :func:`shifted_rows` places them with the offset
 fitted on the other original models (leave-one-model-out) and, on a validation model, on all six.
 ``--export-offsets`` writes the table the shifted estimators read at run time
-(:data:`critdiff.experiments.guide_offsets.OFFSETS_FILE`) from ``--out``'s original six rows.
+(:data:`critdiff.experiments.guide.offsets.OFFSETS_FILE`) from ``--out``'s original six rows.
 :data:`VALIDATION` models choose nothing: they are reported with the rule's choice as it stands.
 
 :data:`RULE` (written before the 2026-12-05 run) chooses the default estimator.
@@ -49,10 +49,10 @@ import numpy as np
 import torch
 
 from critdiff.experiments.guide import GuideConfig, run_guide
-from critdiff.experiments.guide_arms import prepare
-from critdiff.experiments.guide_config import AUTO_TC_FROM, TC_SOURCES, parse_arms
-from critdiff.experiments.guide_estimators import chosen_source, estimate
-from critdiff.experiments.guide_offsets import OFFSETS_FILE, SHIFTABLE, SUFFIX, base_of, fitted_offset, offset_table
+from critdiff.experiments.guide.arms import prepare
+from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
+from critdiff.experiments.guide.estimators import chosen_source, estimate
+from critdiff.experiments.guide.offsets import OFFSETS_FILE, SHIFTABLE, SUFFIX, base_of, fitted_offset, offset_table
 from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
 from critdiff.outdir import locked_output

@@ -1,4 +1,4 @@
-"""Precision and recall (Kynkaanniemi et al. 2019) and per-class diversity of critdiff.experiments.guide_metrics
+"""Precision and recall (Kynkaanniemi et al. 2019) and per-class diversity of critdiff.experiments.guide.metrics
 against their oracles: identical sets, far-apart sets, and a brute-force float64 loop over points."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from critdiff.experiments.guide_metrics import (PR_K, diversity, knn_radii, per_class_diversity,
+from critdiff.experiments.guide.metrics import (PR_K, diversity, knn_radii, per_class_diversity,
                                                 precision_recall)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from .. import guidance_schedules as GS
-from ..config import arg
-from ..errors import check_choice, check_finite, check_int, check_positive
-from .config import RunConfig
+from ... import guidance_schedules as GS
+from ...config import arg
+from ...errors import check_choice, check_finite, check_int, check_positive
+from ..config import RunConfig
 
-# critical-time estimators (:mod:`.guide_estimators`); DEFAULT_TC_FROM is the one place the default lives
+# critical-time estimators (:mod:`.estimators`); DEFAULT_TC_FROM is the one place the default lives
 TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment",
               "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "linear-response+offset",
               "speciation+offset")
@@ -40,7 +40,7 @@ class GuideConfig(RunConfig):
 
     ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``profile`` (box | gauss) define every
     pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
-    ``tc_from`` names the critical-time estimator (:mod:`.guide_estimators`);
+    ``tc_from`` names the critical-time estimator (:mod:`.estimators`);
     ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
     """
 

@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-OFFSETS_FILE = Path(__file__).with_name("guide_offsets.json")
+OFFSETS_FILE = Path(__file__).with_name("offsets.json")
 SUFFIX = "+offset"
 SHIFTABLE = ("linear-response", "speciation")  # the two candidates (leave-one-model-out 1.126 / 1.145)
 SHIFTED = tuple(name + SUFFIX for name in SHIFTABLE)
