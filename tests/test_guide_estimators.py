@@ -143,7 +143,7 @@ def test_sensitivity_and_midpoint_estimators_on_the_twopoint_model_share_their_r
     assert lam_lo <= lo <= sens.logsnr <= hi <= lam_hi and box.window == sens.window
     assert sens.logsnr_ci[0] <= sens.logsnr <= sens.logsnr_ci[1]
     assert lam_lo + c.width / 2 <= box.logsnr <= lam_hi - c.width / 2
-    assert prof.nfe == 2 * c.steps and prof.backward == math.ceil(E.SENS_N / c.batch)
+    assert prof.nfe == 2 * c.steps and prof.backward == math.ceil(E.SENS_N / min(c.batch, E.SENS_BATCH))
     mid = E.estimate("commitment-midpoint", c, images, model, clf, cache=cache)
     slope = E.estimate("commitment-slope", c, images, model, clf, cache=cache)
     com = E.estimate("commitment", c, images, model, clf, cache=cache)

@@ -55,6 +55,7 @@ ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
 # 32 samples x 2 evaluations x N steps (+ one backward pass per batch): <= 10% of a 9-centre sweep's NFE at n = 200
 SENS_N = 32
+SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's activations (patch model: ~0.8 GB each)
 
 __all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
            "resolve_estimates"]
@@ -185,7 +186,8 @@ def _commitment_slope(cfg, images, model, classifier, cache=None) -> CriticalTim
 
 
 def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
-    """The guidance sensitivity profile (eq. 2.6 of docs/guidance.md) of ``n`` samples, batched by ``cfg.batch``:
+    """The guidance sensitivity profile (eq. 2.6 of docs/guidance.md) of ``n`` samples, ``min(cfg.batch,
+    SENS_BATCH)`` per backward pass:
     a :class:`~critdiff.probes.guidance_sensitivity.SensitivityProfile` (forward ``nfe`` per sample and the
     number of backward passes recorded in it)."""
     import numpy as np
@@ -199,8 +201,9 @@ def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
     labels = (torch.arange(n) % K).long().to(cfg.torch_device)
     gens = SM.seed_generators(derive(cfg.seed, "sensitivity", "sampler"), n, device=cfg.torch_device)
     parts, nfe = [], []
-    for k in range(0, n, cfg.batch):
-        sl = slice(k, min(n, k + cfg.batch))
+    step = min(cfg.batch, SENS_BATCH)
+    for k in range(0, n, step):
+        sl = slice(k, min(n, k + step))
         r, _, f = sensitivity_profile(model, x[sl], sigmas, labels[sl], classifier_logp(classifier),
                                       sampler=cfg.sampler, generator=gens[sl], baseline=cfg.baseline)
         parts.append(r)
