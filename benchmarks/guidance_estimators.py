@@ -309,7 +309,7 @@ def tables(res: dict) -> str:
         p = r.get("sweep_peak")
         cells = []
         for name in CANDIDATES[1:]:
-            e = r["estimators"][name]
+            e = r["estimators"].get(name, {})
             ci = e.get("ci")
             cells.append("--" if "logsnr" not in e else f"{_f(e['logsnr'])}{'' if not ci else f' [{_f(ci[0])}, {_f(ci[1])}]'}"
                          + ("" if "minus_peak" not in e else f" ({_f(e['minus_peak'], True)})"))
@@ -317,8 +317,20 @@ def tables(res: dict) -> str:
             f"{_f(p['logp_peak_fit'])} [{_f(p['logp_peak_ci'][0])}, {_f(p['logp_peak_ci'][1])}]"
         out.append(f"| {r['model']} | {r['config']['n'] if 'config' in r else '--'} | {peak} | " + " | ".join(cells) + " |")
     err = res.get("prediction_error", {})
-    out.append("| raw error / loo error | | | " + " | ".join(
+    out.append("| raw error / loo error (six models) | | | " + " | ".join(
         f"{_f(err.get(k, {}).get('raw'))} / {_f(err.get(k, {}).get('loo'))}" for k in CANDIDATES[1:]) + " |")
+    out.append("| mean abs error on the models it has (count) | | | " + " | ".join(
+        "--" if not err.get(k, {}).get("abs_error") else
+        f"{_f(float(np.mean(list(err[k]['abs_error'].values()))))} ({len(err[k]['abs_error'])})" for k in CANDIDATES[1:]) + " |")
+    out.append("| within 0.5 or inside the peak's 95% | | | " + " | ".join(
+        "--" if not err.get(k, {}).get("models") else f"{err[k]['within_half']} of {len(err[k]['models'])}"
+        for k in CANDIDATES[1:]) + " |")
+    out += ["", f"Rule: {res.get('rule', '')} Chosen: `{res.get('chosen')}`.", ""]
+    cost = [(r["model"], n, e) for r in rows for n, e in r["estimators"].items() if "cost" in e and n == "sensitivity"]
+    if cost:
+        out += ["| model | sensitivity: samples | forward NFE per sample | backward passes | seconds |", "|---|---|---|---|---|"]
+        out += [f"| {m} | {e['cost']['samples']} | {_f(e['cost']['nfe_forward_per_sample'])} | "
+                f"{e['cost']['backward_passes']} | {_f(e['seconds'])} |" for m, _, e in cost]
     arms = [a for a in ARMS if a != "random"]
     out += ["", f"t_c from `{res.get('chosen')}`; accuracy per arm (NFE per sample in brackets); tc - random paired 95%.", "",
             "| model | " + " | ".join(arms) + " | random | tc - random: accuracy | tc - random: log p | baseline 1: tc - random acc |",
@@ -333,6 +345,27 @@ def tables(res: dict) -> str:
         c1 = "--" if b1 is None else _ci(b1["arms"]["tc"]["vs_random"]["accuracy"])
         out.append(f"| {r['model']} | " + " | ".join(acc(a) for a in arms) + f" | {acc('random')} | {_ci(c0['accuracy'])} "
                    f"| {_ci(c0['logp'])} | {c1} |")
+    win = [r for r in rows if "window_arms" in r]
+    if win:
+        out += ["", "Window arms: accuracy, FD, precision, recall (NFE per sample); window - interval and window - "
+                "constant paired 95%.", "",
+                "| model | baseline | window [lo, hi] | " + " | ".join(WINDOW_ARMS) +
+                " | window - interval: acc | FD | precision | window - constant: acc |", "|" + "---|" * (7 + len(WINDOW_ARMS))]
+        for r in win:
+            w = r["window_arms"]
+            for key in ("baseline0", "baseline1"):
+                if key not in w:
+                    continue
+                arms_ = w[key]["arms"]
+                cell = lambda a: "--" if a not in arms_ else (  # noqa: E731
+                    f"{_f(arms_[a]['accuracy']['diff'])}, {_f(arms_[a].get('fd'))}, {_f(arms_[a].get('precision'))}, "
+                    f"{_f(arms_[a].get('recall'))} ({_f(arms_[a]['nfe'])})")
+                cmp_ = w[key]["comparisons"]
+                wi, wc = cmp_.get("window-interval"), cmp_.get("window-constant")
+                out.append(f"| {r['model']} | {key[-1]} | [{_f(w['window'][0])}, {_f(w['window'][1])}] | "
+                           + " | ".join(cell(a) for a in WINDOW_ARMS)
+                           + (f" | {_ci(wi['accuracy'])} | {_ci(wi['fd'])} | {_ci(wi['precision'])}" if wi else " | -- | -- | --")
+                           + (f" | {_ci(wc['accuracy'])} |" if wc else " | -- |"))
     return "\n".join(out)
 
 
