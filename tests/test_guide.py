@@ -16,6 +16,7 @@ from critdiff.experiments.guide import run as G
 from critdiff.experiments.guide.metrics import diversity, frechet_distance
 from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
+from oracles import MixtureDenoiser
 
 DATA = "textures:size=8,per_class=6"
 
@@ -33,26 +34,6 @@ class MeanClassifier:
 
     def embed(self, x):
         return x.flatten(1)[:, ::10].double()
-
-
-class MixtureDenoiser:
-    """Exact denoiser of a mixture of isotropic Gaussians N(mu_c, v I) (one per class), cheap for tests."""
-
-    def __init__(self, images, labels, v=0.1):
-        K = int(labels.max()) + 1
-        self.mu = torch.stack([images[labels == c].mean(0) for c in range(K)])  # [K, C, H, W]
-        self.v = v
-
-    def __call__(self, x, sigma, label=None):
-        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
-        r = self.v / (self.v + s2)
-        if label is not None:
-            mu = self.mu.to(x.dtype)[torch.as_tensor(label).long()]
-            return mu + r * (x - mu)
-        d2 = ((x[:, None] - self.mu.to(x.dtype)[None]) ** 2).flatten(2).sum(-1)  # [B, K]
-        w = torch.softmax(-d2 / (2 * (self.v + s2.reshape(-1, 1))), dim=1)
-        mu = self.mu.to(x.dtype)[None]  # [1, K, C, H, W]
-        return (w[:, :, None, None, None] * (mu + r[:, None] * (x[:, None] - mu))).sum(1)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from critdiff.experiments.guide import GuideConfig
 from critdiff.experiments.guide.tc import resolve_tc
 from critdiff.experiments.guide.config import DEFAULT_TC_FROM
 from critdiff.scores.empirical import EmpiricalScore
+from oracles import MixtureDenoiser
 
 TWO = "twopoint:size=2,n=2,amp=0.5"  # D = 4, a = 1: speciation at logsnr = -2 log a = 0
 
@@ -90,27 +91,6 @@ def test_decision_and_commitment_estimates_sit_near_the_twopoint_transition():
     assert com.logsnr_ci is None or com.logsnr_ci[0] <= com.logsnr <= com.logsnr_ci[1]
 
 
-class SmoothTwoPoint:
-    """Exact denoiser of the two points ``+-y`` blurred by ``N(0, v I)`` (class c: one Gaussian; unconditional: the
-    equal mixture). Smooth in ``x`` at every noise level, unlike the memorising empirical denoiser, whose final
-    sample is a training point whatever the guidance: there ``d F / d w`` vanishes except on the basin boundary."""
-
-    def __init__(self, images, labels, v=0.02):
-        self.mu = torch.stack([images[labels == c][0] for c in (0, 1)])
-        self.v = v
-
-    def __call__(self, x, sigma, label=None):
-        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
-        r = self.v / (self.v + s2)
-        if label is not None:
-            mu = self.mu.to(x.dtype)[torch.as_tensor(label).long()]
-            return mu + r * (x - mu)
-        d2 = ((x[:, None] - self.mu.to(x.dtype)[None]) ** 2).flatten(2).sum(-1)
-        w = torch.softmax(-d2 / (2 * (self.v + s2.reshape(-1, 1))), dim=1)
-        mu = self.mu.to(x.dtype)[None]
-        return (w[:, :, None, None, None] * (mu + r[:, None] * (x[:, None] - mu))).sum(1)
-
-
 class LinearSign:
     """Logits ``+-4 m / amp`` of the image mean ``m``: smooth, so its log p has a gradient everywhere."""
 
@@ -132,7 +112,7 @@ def test_sensitivity_and_midpoint_estimators_on_the_twopoint_model_share_their_r
     images, labels = load(TWO)
     images = images.double()
     assert float(images[labels == 1].mean()) > 0  # class 1 is the positive point
-    model, clf = SmoothTwoPoint(images, labels), LinearSign()
+    model, clf = MixtureDenoiser(images, labels, v=0.02), LinearSign()  # smooth, unlike the empirical denoiser
     c = cfg(spacing="logsnr", batch=16)
     cache: dict = {}
     sens = E.estimate("sensitivity", c, images, model, clf, cache=cache)
