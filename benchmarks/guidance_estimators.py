@@ -332,7 +332,9 @@ def tables(res: dict) -> str:
         out += [f"| {m} | {e['cost']['samples']} | {_f(e['cost']['nfe_forward_per_sample'])} | "
                 f"{e['cost']['backward_passes']} | {_f(e['seconds'])} |" for m, _, e in cost]
     arms = [a for a in ARMS if a != "random"]
-    out += ["", f"t_c from `{res.get('chosen')}`; accuracy per arm (NFE per sample in brackets); tc - random paired 95%.", "",
+    used = sorted({r["arms"].get("tc_from", "?") for r in rows if "arms" in r})
+    out += ["", f"t_c from `{', '.join(used)}` (the estimator of each arms run); accuracy per arm (NFE per sample in "
+            "brackets); tc - random paired 95%.", "",
             "| model | " + " | ".join(arms) + " | random | tc - random: accuracy | tc - random: log p | baseline 1: tc - random acc |",
             "|" + "---|" * (len(arms) + 5)]
     for r in rows:
@@ -369,10 +371,32 @@ def tables(res: dict) -> str:
     return "\n".join(out)
 
 
+def linear_prediction(row: dict) -> "dict | None":
+    """The sensitivity profile's first-order prediction of the sweep (issue #23: how far is the linear prediction
+    for a height-0 pulse from the sweep measured at height 3): ``height * sum`` of the mean profile over each sweep
+    centre's box, beside the measured mean log p per centre; the best centre of each and their Pearson correlation."""
+    e = row.get("estimators", {}).get("sensitivity", {})
+    if "profile" not in e or not row.get("sweep") or "config" not in row:
+        return None
+    from critdiff.probes.guidance_sensitivity import box_response
+
+    c = np.array([p["centre_logsnr"] for p in row["sweep"]])
+    meas = np.array([p["logp"]["diff"] for p in row["sweep"]])
+    pred = row["config"]["height"] * box_response(np.array(e["profile"]["logsnr"]), np.array(e["profile"]["mean"]), c,
+                                                  row["config"]["width"])
+    return {"centres": c.tolist(), "measured_logp": meas.tolist(), "predicted_first_order": pred.tolist(),
+            "best_centre_measured": float(c[np.argmax(meas)]), "best_centre_predicted": float(c[np.argmax(pred)]),
+            "pearson": float(np.corrcoef(meas, pred)[0, 1])}
+
+
 def finish(res: dict, models: dict, tc_from) -> dict:
     """Shifted estimators, prediction errors (original models; validation models apart), the chosen estimator and
     the claims of the rows in ``res``."""
     shifted_rows(res["rows"], list(models))
+    for row in res["rows"].values():
+        lp = linear_prediction(row)
+        if lp is not None:
+            row["linear_prediction"] = lp
     rows = [res["rows"][k] for k in models if k in res["rows"]]
     res["rule"] = RULE
     res["prediction_error"] = prediction_errors(rows)
