@@ -84,6 +84,9 @@ RULE = ("default estimator = the candidate with the smallest mean out-of-sample 
         "error of a shifted one (offset fitted without the model). Only a candidate with a value on all six may be "
         "chosen; candidates measured on fewer models are reported on the models they have, beside the others' "
         "errors on the same models. Validation models (VALIDATION) never choose or fit.")
+SWITCH = ("guide's default (DEFAULT_TC_FROM) changes to the RULE's choice only if, on the validation models measured, "
+          "the choice's mean |estimate - peak| is not larger than the current default's (written 2026-12-05 11:25, "
+          "before the first validation sweep finished)")
 CANDIDATES = ("auto",) + TC_SOURCES  # auto: theory on the patch model, linear-response on nets
 COMPUTED = tuple(n for n in TC_SOURCES if base_of(n) is None)  # the shifted ones are placed by shifted_rows
 
@@ -398,7 +401,7 @@ def finish(res: dict, models: dict, tc_from) -> dict:
         if lp is not None:
             row["linear_prediction"] = lp
     rows = [res["rows"][k] for k in models if k in res["rows"]]
-    res["rule"] = RULE
+    res["rule"], res["switch_rule"] = RULE, SWITCH
     res["prediction_error"] = prediction_errors(rows)
     val = [res["rows"][k] for k in VALIDATION if k in res["rows"]]
     res["validation_error"] = prediction_errors(val) if val else {}
