@@ -406,8 +406,22 @@ def finish(res: dict, models: dict, tc_from) -> dict:
     val = [res["rows"][k] for k in VALIDATION if k in res["rows"]]
     res["validation_error"] = prediction_errors(val) if val else {}
     res["chosen"] = tc_from or choose(res["prediction_error"])
+    res["switch"] = switch_decision(res)
     res["claims"] = claims(rows + val)
     return res
+
+
+def switch_decision(res: dict) -> dict:
+    """:data:`SWITCH` applied: the rule's choice, guide's current default, their mean |error| on the validation
+    models measured, and whether the default should change."""
+    from critdiff.experiments.guide.config import DEFAULT_TC_FROM
+
+    val = res.get("validation_error", {})
+    mine, cur = (val.get(k, {}).get("raw") for k in (res["chosen"], DEFAULT_TC_FROM))
+    ok = res["chosen"] == DEFAULT_TC_FROM or (mine is not None and cur is not None and mine <= cur)
+    return {"rule_choice": res["chosen"], "current_default": DEFAULT_TC_FROM, "validation_error_choice": mine,
+            "validation_error_default": cur, "validation_models": (val.get(res["chosen"]) or {}).get("models", []),
+            "switch": bool(ok and res["chosen"] != DEFAULT_TC_FROM)}
 
 
 def export_offsets(res: dict, path: Path = OFFSETS_FILE) -> dict:
