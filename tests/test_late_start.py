@@ -266,3 +266,84 @@ def test_critical_grid_bad_input():
         S.StepDensity((0.0, 0.0), (1.0, 1.0))
     with pytest.raises(ValueError, match="density"):
         S.StepDensity((0.0, 1.0), (1.0, -1.0))
+
+
+# --- the measured step density (critdiff.probes.step_density) ---------------------------------------
+def test_denoiser_speed_matches_the_gaussian_closed_form():
+    """eq. CG.2 measured on Gaussian data with the exact denoiser against eq. CG.3. Differences: the DDIM
+    discretisation (O(h), h = 0.12 in logsnr) and the sampling error of an rms over 1000 x 6 values (~1%)."""
+    from critdiff.probes.step_density import denoiser_speed, gaussian_speed, peak_logsnr
+
+    y, _, _ = _gaussian_data(n=400)
+    model = GaussianScore(y)
+    dens = denoiser_speed(model, (1, 2, 3), "vp-linear", steps=200, n=1000, dtype=torch.float64)
+    lam = np.array(dens.logsnr)
+    want = gaussian_speed(fit_moments(y).lam.numpy(), lam)
+    got = np.array(dens.rate)
+    big = want > 0.2 * want.max()  # where the profile matters (relative errors of a vanishing rate are noise)
+    assert np.allclose(got[big], want[big], rtol=0.06), np.abs(got[big] / want[big] - 1).max()
+    # one eigenvalue l: the peak sits at sigma^2 = 2 l, i.e. logsnr = -log(2 l)
+    one = torch.randn(400, 1, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.5
+    d1 = denoiser_speed(GaussianScore(one), (1, 1, 1), "vp-linear", steps=200, n=2000, dtype=torch.float64)
+    l1 = float(fit_moments(one).lam[0])
+    assert abs(peak_logsnr(d1) + math.log(2 * l1)) < 0.3
+
+
+# --- the start error on data with a known p_t (critdiff.theory.gaussian_start) ----------------------
+def _mc_kl(points, weights, sigma, n=200_000, seed=0):
+    """Independent Monte Carlo estimate of KL(p || q) = E_p[log p - log q] and its standard error."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(seed)
+    y, w = np.atleast_2d(points).astype(float), np.asarray(weights, float) / np.sum(weights)
+    d = y.shape[1]
+    k = rng.choice(len(w), size=n, p=w)
+    x = y[k] + sigma * rng.standard_normal((n, d))
+    logp = logsumexp(-((x[:, None] - y[None]) ** 2).sum(-1) / (2 * sigma**2), axis=1, b=w) - 0.5 * d * np.log(2 * np.pi * sigma**2)
+    mu = w @ y
+    cov = ((y - mu).T * w) @ (y - mu) + sigma**2 * np.eye(d)
+    logq = multivariate_normal(mu, cov).logpdf(x)
+    f = logp - logq
+    return f.mean(), f.std() / np.sqrt(n)
+
+
+@pytest.mark.parametrize("case", ["twopoint", "ring", "unbalanced"])
+def test_start_kl_against_monte_carlo(case):
+    from critdiff.theory.gaussian_start import start_kl
+
+    if case == "twopoint":
+        pts, w, sig = np.array([[-1.0], [1.0]]), np.array([0.5, 0.5]), 0.5
+    elif case == "unbalanced":
+        pts, w, sig = np.array([[-1.0], [1.0]]), np.array([0.2, 0.8]), 0.7
+    else:
+        th = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        pts, w, sig = np.stack([np.cos(th), np.sin(th)], 1), np.ones(24), 0.4
+    got = start_kl(pts, w, sig, mesh=801 if pts.shape[1] == 1 else 301)
+    mc, se = _mc_kl(pts, w, sig)
+    assert abs(got - mc) < 5 * se + 1e-6, (got, mc, se)
+
+
+def test_start_kl_small_separation_and_exact_cases():
+    """Balanced two points +-m: the Edgeworth leading term KL ~ m^8 / (12 (m^2 + s^2)^4) (excess kurtosis
+    -2 m^4 / (m^2 + s^2)^2; the next order is O((m/s)^2) relative); one point: KL = 0."""
+    from critdiff.theory.gaussian_start import start_kl
+
+    m, s = 0.1, 1.0
+    lead = m**8 / (12 * (m**2 + s**2) ** 4)
+    assert math.isclose(start_kl(np.array([[-m], [m]]), np.array([0.5, 0.5]), s, mesh=4001), lead, rel_tol=0.05)
+    assert abs(start_kl(np.array([[0.3]]), np.array([1.0]), 0.5)) < 1e-10
+
+
+def test_twopoint_class_error():
+    """Zero for balanced data; for w = 0.8 it vanishes at high noise and approaches |Phi-tail - w| at low noise,
+    where q's class split is the Gaussian mass above x* -> 0 (the boundary sits between the points)."""
+    from scipy.stats import norm
+
+    from critdiff.theory.gaussian_start import twopoint_class_error
+
+    assert twopoint_class_error(0.5, 1.0, 0.3) < 1e-12
+    assert twopoint_class_error(0.8, 1.0, 100.0) < 1e-4
+    lo = twopoint_class_error(0.8, 1.0, 1e-3)
+    mean, sd = 0.6, math.sqrt(4 * 0.16)
+    assert math.isclose(lo, abs(norm.sf(0.0, mean, sd) - 0.8), abs_tol=1e-3)
