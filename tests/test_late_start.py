@@ -92,7 +92,8 @@ def test_moments_round_trip_and_lambda_max():
     for cov in ("full", "stationary"):
         m = fit_moments(y, cov)
         m2 = type(m).from_tensors(m.tensors())
-        assert torch.equal(m2.dense_covariance(), m.dense_covariance())
+        # U read back is contiguous, eigh's is not: the matmuls may round differently in the last bits
+        assert torch.allclose(m2.dense_covariance(), m.dense_covariance(), rtol=1e-12, atol=1e-14)
         assert math.isclose(m.lambda_max(), float(torch.linalg.eigvalsh(m.dense_covariance()).max()), rel_tol=1e-9)
 
 

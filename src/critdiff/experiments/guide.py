@@ -43,7 +43,8 @@ import torch
 from .. import guidance_schedules as GS
 from ..io import save_json
 from .executors import Executor, SerialExecutor
-from .guide_arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
+from .guide_arms import (Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm,
+                         with_late_start)
 from .guide_config import ARMS, GuideConfig, demo_config, parse_arms
 from .guide_metrics import classify
 from .guide_store import TrialLog
@@ -52,6 +53,7 @@ from .guide_estimators import resolve_estimates
 from .guide_tc import CriticalTime, resolve_tc
 from .progress import progress_bar
 from .result import Result
+from .start import StartPlan
 
 __all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
@@ -86,6 +88,7 @@ class GuideResult(Result):
     comparisons: Optional[dict] = None
     estimators: Optional[dict] = None
     equal_nfe: tuple[dict, ...] = ()
+    late_start: Optional[StartPlan] = None  # the Gaussian late start (--late-start), else None
 
     def summary(self) -> dict:
         """The ``summary.json`` record (its keys as before the Result existed)."""
@@ -143,7 +146,7 @@ class TrialWorker:
     def __call__(self) -> tuple[Setup, dict]:
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
-        setup = prepare(self.cfg, None, self.model)
+        setup = with_late_start(prepare(self.cfg, None, self.model), self.tc_logsnr)
         return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold)}
 
 
@@ -206,16 +209,18 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     out = Path(out_dir)
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
+    setup = with_late_start(setup, tc.logsnr, tc.source)
     threshold = _threshold(setup, trial_log, tc, log)
     arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold)
     worker = TrialWorker(cfg, model, tc.logsnr, threshold)
     if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
-        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
+        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
+                           late_start=setup.start)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
         return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path),
-                           estimators=estimators)
-    result = GuideResult(config=cfg, status="complete", estimators=estimators,
+                           estimators=estimators, late_start=setup.start)
+    result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
     save_json(out / "result.json", result.record())

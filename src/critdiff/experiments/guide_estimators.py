@@ -38,6 +38,7 @@ from .. import schedules as S
 from ..seeding import derive
 from .guide_config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
 from .guide_tc import CriticalTime, probe_tc, resolve_tc
+from .start import probe_spacing
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
@@ -93,7 +94,7 @@ def _speciation(cfg, images, model, classifier) -> CriticalTime:
 
 
 def _noise(cfg, images, n: int, seed: int):
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype,
                          device=cfg.torch_device)
     return sigmas, x
@@ -134,7 +135,7 @@ def _commitment(cfg, images, model, classifier) -> CriticalTime:
     from .probe import probe_steps
 
     _need_classifier(classifier, "commitment")
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     c = commitment(model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES),
                    classifier.logits, k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200,
                    dtype=images.dtype, device=cfg.torch_device)
