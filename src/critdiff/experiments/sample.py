@@ -155,8 +155,8 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
 
 def sample_tc(cfg: SampleConfig, loaded):
     """The model's critical time for ``--late-start auto``: the guidance experiment's default estimator
-    (:func:`critdiff.experiments.guide_estimators.chosen_source`; the linear-response growth onset)."""
-    from .guide_estimators import chosen_source, estimate
+    (:func:`critdiff.experiments.guide.estimators.chosen_source`; the linear-response growth onset)."""
+    from .guide.estimators import chosen_source, estimate
 
     return estimate(chosen_source(cfg), cfg, loaded.images, loaded.model)
 

@@ -15,16 +15,16 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .. import guidance_schedules as GS
-from .. import samplers as SM
-from .. import schedules as S
-from ..guidance import Guided
-from ..guidance_ramp import interval_at, wang_linear
-from ..seeding import derive
-from .guide_config import GuideConfig
-from .guide_metrics import check_classifier
-from .models import decode_samples, load_model
-from .start import initial_state, run_grid
+from ... import guidance_schedules as GS
+from ... import samplers as SM
+from ... import schedules as S
+from ...guidance import Guided
+from ...guidance_ramp import interval_at, wang_linear
+from ...seeding import derive
+from .config import GuideConfig
+from .metrics import check_classifier
+from ..models import decode_samples, load_model
+from ..start import initial_state, run_grid
 
 @dataclass
 class Arm:
@@ -126,9 +126,9 @@ def with_late_start(setup: Setup, tc_logsnr: float, tc_source: str = "the run's 
     """``setup`` with the late start of ``cfg.late_start`` (unchanged when off): the grid rebuilt from the start
     level with the same steps and spacing (:func:`.start.run_grid`) and the Gaussian's moments; ``auto`` starts
     at ``tc_logsnr - AUTO_MARGIN``. The moments are the unconditional data's, for every arm."""
-    from .guide_tc import CriticalTime
-    from .models import LoadedModel
-    from .start import plan_start
+    from ..models import LoadedModel
+    from ..start import plan_start
+    from .tc import CriticalTime
 
     cfg = setup.cfg
     loaded = LoadedModel(setup.model, setup.images, setup.labels, tuple(setup.image_shape))
@@ -188,7 +188,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         loaded = load_model(cfg, need_data=True, data_seed=0)
         model, images, labels = loaded.model, loaded.images, loaded.labels
     else:
-        from ..data import load as load_data
+        from ...data import load as load_data
 
         images, labels = load_data(cfg.data)
         images = images.to(cfg.torch_dtype)
