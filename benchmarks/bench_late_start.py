@@ -19,7 +19,9 @@ FD is the Frechet distance in pixel space (these models are small; no feature ne
 ``n`` held-out points: ``exact`` draws of the model's own distribution where it is known (the Gaussian model:
 ``N(mu, Sigma)`` of its fit; the two-point model: the training set's two-point law), held-out data otherwise (the
 patch model: digits not in its training set). ``floor``: the FD of ``n`` further held-out points, the metric's
-own finite-``n`` value that no sampler can beat.
+own finite-``n`` value that no sampler can beat. ``fd_vs_converged``: FD to the model's own converged samples
+(DPM-Solver++(2M), full range, NFE 50, same ``z``): the sampler's error apart from the model's, which matters
+where the model is not the data (the patch model).
 
 Models (cheapest first): ``gaussian`` (GaussianScore, full covariance, grf:size=8, 1000 training fields),
 ``twopoint`` (EmpiricalScore on constant 4x4 images ``+-1``, weight 0.8 on ``+1``: the exact denoiser of that
@@ -44,7 +46,7 @@ import torch
 
 from critdiff import samplers as SM
 from critdiff import schedules as S
-from critdiff.experiments.guide_metrics import frechet_distance
+from critdiff.experiments.guide.metrics import frechet_distance
 from critdiff.late_start import fit_moments, start_state
 from critdiff.probes.step_density import denoiser_speed, peak_logsnr
 
@@ -223,6 +225,11 @@ def run_model(name: str, n: int, margin: "float | None", log) -> dict:
                                "fd": frechet_distance(f, ref)})
             log(f"[{name}] {sampler} {variant}: " + ", ".join(f"{r['nfe']}:{r['fd']:.4g}" for r in curves
                                                                if r["sampler"] == sampler and r["variant"] == variant))
+    # the sampler's own convergence: FD to the model's converged samples (DPM-Solver++(2M), full range, NFE 50),
+    # which for the patch model differ from the data (the model's error); no further evaluations
+    conv = samples[("dpmpp-2m", "full", max(NFES))]
+    for r in curves:
+        r["fd_vs_converged"] = frechet_distance(samples[(r["sampler"], r["variant"], r["nfe"])], conv)
     rec["curves"] = curves
     rec["start_rule"] = "speciation - margin" if margin is not None else "best start of the sweep (per sampler)"
     rec["margin"] = margin
@@ -237,6 +244,28 @@ def run_model(name: str, n: int, margin: "float | None", log) -> dict:
     return rec
 
 
+def start_errors() -> dict:
+    """The exact start error (critdiff.theory.gaussian_start) vs the start logsnr, relative to the speciation point
+    ``lambda_c = -log lambda_max(Sigma)``: KL(p || q) for two points +-1 (balanced and w = 0.8) and a ring of 64
+    points (radius 1, 2-D); the class-frequency error of an exact sampler for the w = 0.8 two points."""
+    from critdiff.theory.gaussian_start import start_kl, twopoint_class_error
+
+    th = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    sets = {"twopoint": (np.array([[-1.0], [1.0]]), np.array([0.5, 0.5]), 1.0),
+            "twopoint_w0.8": (np.array([[-1.0], [1.0]]), np.array([0.2, 0.8]), 4 * 0.8 * 0.2),
+            "ring": (np.stack([np.cos(th), np.sin(th)], 1), np.ones(64), 0.5)}
+    offsets = np.arange(-6.0, 6.01, 1.0)
+    out = {"offsets": offsets.tolist()}
+    for name, (pts, w, lam_max) in sets.items():
+        lam_c = -math.log(lam_max)
+        sig = np.exp(-0.5 * (lam_c + offsets))
+        out[name] = {"lambda_c": lam_c, "kl": [start_kl(pts, w, float(s), mesh=2001 if pts.shape[1] == 1 else 301)
+                                               for s in sig]}
+    out["twopoint_w0.8"]["class_error"] = [twopoint_class_error(0.8, 1.0, float(s))
+                                           for s in np.exp(-0.5 * (out["twopoint_w0.8"]["lambda_c"] + offsets))]
+    return out
+
+
 def figure(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -249,13 +278,18 @@ def figure(results: dict, path: Path) -> None:
         rec = results[name]
         for r, sampler in enumerate(SAMPLERS):
             ax = axes[r, c]
-            for variant in VARIANTS:
+            for k, variant in enumerate(VARIANTS):
                 rows = [x for x in rec["curves"] if x["sampler"] == sampler and x["variant"] == variant]
-                ax.plot([x["nfe"] for x in rows], [x["fd"] for x in rows], "o-", label=variant, ms=3)
+                nfe = [x["nfe"] for x in rows]
+                # FD can round to a tiny negative value when two sets coincide: shown at 1e-6 on the log axis
+                ax.plot(nfe, [max(x["fd"], 1e-6) for x in rows], "o-", color=f"C{k}", label=variant, ms=3)
+                if name == "patch" and "fd_vs_converged" in rows[0]:
+                    ax.plot(nfe, [max(x["fd_vs_converged"], 1e-6) for x in rows], "--", color=f"C{k}", lw=0.8)
             ax.axhline(rec["floor_fd"], color="k", ls=":", lw=1, label="floor (held-out vs held-out)")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_title(f"{name}: {sampler} (n={rec['n']})", fontsize=9)
+            ax.set_title(f"{name}: {sampler} (n={rec['n']})" + (" dashed: FD to converged" if name == "patch" else ""),
+                         fontsize=9)
             ax.set_xlabel("NFE")
             ax.set_ylabel("FD vs held-out")
             if r == 0 and c == 0:
@@ -275,17 +309,24 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
-    results = json.loads(out.read_text())["models"] if out.exists() else {}
-    for name in args.models.split(","):
+    old = json.loads(out.read_text()) if out.exists() else {}
+    results = old.get("models", {})
+    errors = old.get("start_error") or start_errors()
+    for name in [m for m in args.models.split(",") if m]:
         rec = run_model(name, args.n, args.margin, lambda s: print(s, flush=True))
         results[name] = rec
-        doc = {"benchmark": "late_start", "schedule": "vp-linear", "nfes": list(NFES), "sweep_nfe": SWEEP_NFE,
-               "models": results}
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(out)
+        _write(out, results, errors)
         print(f"[{name}] done in {rec['seconds']:.0f} s", flush=True)
+    _write(out, results, errors)
     figure(results, out.with_suffix(".png"))
+
+
+def _write(out: Path, results: dict, errors: dict) -> None:
+    doc = {"benchmark": "late_start", "schedule": "vp-linear", "nfes": list(NFES), "sweep_nfe": SWEEP_NFE,
+           "start_error": errors, "models": results}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(out)
 
 
 if __name__ == "__main__":

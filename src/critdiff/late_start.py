@@ -32,13 +32,12 @@ levels below the start level (fewer steps, NFE saved).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
 import torch
 
-from .errors import check_choice, check_images, check_positive
+from .errors import check_choice, check_finite, check_images, check_positive
 from .samplers import GeneratorLike, check_sigmas, randn_like
 
 Covariance = Literal["full", "stationary"]
@@ -185,9 +184,6 @@ def parse_late_start(value: "LateStart") -> "Optional[str | float]":
     if value == LATE_START_AUTO:
         return LATE_START_AUTO
     try:
-        lam = float(value)
+        return check_finite("late_start", value)
     except (TypeError, ValueError):
-        raise ValueError(f"late_start: expected 'off', 'auto' or a start logsnr (a number), got {value!r}") from None
-    if not math.isfinite(lam):
-        raise ValueError(f"late_start: the start logsnr must be finite, got {value!r}")
-    return lam
+        raise ValueError(f"late_start: expected 'off', 'auto' or a finite start logsnr, got {value!r}") from None

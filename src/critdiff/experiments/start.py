@@ -31,7 +31,7 @@ from ..seeding import derive
 
 MOMENTS_N = 256  # model samples drawn once for the moments of a model without data (cached)
 MOMENTS_STEPS = 20  # DPM-Solver++(2M) steps, uniform in logsnr, for those samples
-AUTO_MARGIN = 3.0  # logsnr between the measured critical point and the 'auto' start; benchmarks/bench_late_start.py
+AUTO_MARGIN = 2.0  # logsnr between the measured critical point and the auto start (docs/samplers.md, "Late start": measured)
 
 
 @dataclass(frozen=True)
