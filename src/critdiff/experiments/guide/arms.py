@@ -21,9 +21,10 @@ from ... import schedules as S
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
+from ..finite import FiniteGuard
+from ..models import decode_samples, load_model
 from .config import GuideConfig
 from .metrics import check_classifier
-from ..models import decode_samples, load_model
 from ..start import initial_state, run_grid
 
 @dataclass
@@ -152,10 +153,11 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     pick = index.tolist()
     x = initial_state(cfg, setup.image_shape, setup.sigmas, [gens0[j] for j in pick], setup.moments)
     g = Guided(setup.model, guidance)
+    guard = FiniteGuard("guide")
     with torch.no_grad():
         out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
-                                  callback=list(callbacks) or None)
-    return decode_samples(setup.model, out).cpu(), g.nfe.clone()
+                                  callback=[guard, *callbacks])
+    return guard.final(decode_samples(setup.model, out)).cpu(), g.nfe.clone()
 
 
 def calibrate_threshold(setup: Setup, tc: float) -> dict:
