@@ -9,7 +9,7 @@ centres use ``derive(seed, 'random-centres')``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..finite import FiniteGuard
 from ..models import decode_samples, load_model
 from .config import GuideConfig
 from .metrics import check_classifier
+from ..start import initial_state, run_grid
 
 @dataclass
 class Arm:
@@ -136,6 +137,25 @@ class Setup:
     n_classes: int
     sigmas: torch.Tensor
     image_shape: tuple
+    moments: Any = None  # the late start's Moments (critdiff.late_start), or None: the full range from noise
+    start: Any = None  # its StartPlan (experiments.start), or None
+
+
+def with_late_start(setup: Setup, tc_logsnr: float, tc_source: str = "the run's critical time") -> Setup:
+    """``setup`` with the late start of ``cfg.late_start`` (unchanged when off): the grid rebuilt from the start
+    level with the same steps and spacing (:func:`.start.run_grid`) and the Gaussian's moments; ``auto`` starts
+    at ``tc_logsnr - AUTO_MARGIN``. The moments are the unconditional data's, for every arm."""
+    from ..models import LoadedModel
+    from ..start import plan_start
+    from .tc import CriticalTime
+
+    cfg = setup.cfg
+    loaded = LoadedModel(setup.model, setup.images, setup.labels, tuple(setup.image_shape))
+    got = plan_start(cfg, loaded, tc=lambda: CriticalTime.at_logsnr(cfg.schedule, tc_logsnr, tc_source))
+    if got is None:
+        return setup
+    sigmas = run_grid(cfg, setup.model, setup.image_shape, got[0].sigma)
+    return replace(setup, sigmas=sigmas, moments=got[1], start=got[0])
 
 
 def intended_labels(n: int, n_classes: int, offset: int = 0) -> torch.Tensor:
@@ -149,8 +169,7 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     n_all = int(index.max()) + 1
     gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(derive(cfg.seed, "sampler-noise"), n_all)
     pick = index.tolist()
-    x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype,
-                         device=cfg.torch_device)
+    x = initial_state(cfg, setup.image_shape, setup.sigmas, [gens0[j] for j in pick], setup.moments)
     g = Guided(setup.model, guidance)
     guard = FiniteGuard("guide")
     with torch.no_grad():
@@ -197,8 +216,8 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
     if classifier is not None:
         check_classifier(classifier)
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    sigmas = run_grid(cfg, model, image_shape)
     return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
 
 

@@ -71,6 +71,8 @@ class GuideConfig(RunConfig):
     n_boot: int = arg(2000, "bootstrap replicates of the paired mean differences")
     n_boot_set: int = arg(200, "bootstrap replicates of the set-level statistics (FD, diversity)")
 
+    LATE_START_OK = True  # --late-start and --spacing critical (experiments.start)
+
     def validate(self) -> "GuideConfig":
         super().validate()
         for k in ("batch", "sweep", "calib_n"):

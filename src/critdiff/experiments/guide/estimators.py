@@ -50,6 +50,7 @@ from ... import schedules as S
 from ...seeding import derive
 from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
 from .tc import CriticalTime, probe_tc, resolve_tc
+from ..start import probe_spacing
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
@@ -108,7 +109,7 @@ def _speciation(cfg, images, model, classifier) -> CriticalTime:
 
 
 def _noise(cfg, images, n: int, seed: int):
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype,
                          device=cfg.torch_device)
     return sigmas, x
@@ -157,7 +158,7 @@ def _commitment_run(cfg, images, model, classifier, cache):
     from ..probe import probe_steps
 
     _need_classifier(classifier, "commitment")
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     return _cached(cache, "commitment", lambda: commitment(
         model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
         k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=images.dtype,

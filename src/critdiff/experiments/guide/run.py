@@ -46,7 +46,8 @@ import torch
 from ... import guidance_schedules as GS
 from ...io import save_json
 from ..executors.base import Executor, SerialExecutor
-from .arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm, window_of
+from .arms import (Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm, window_of,
+                   with_late_start)
 from .config import ARMS, GuideConfig, demo_config, parse_arms
 from .metrics import classify
 from .store import TrialLog
@@ -55,6 +56,7 @@ from .estimators import resolve_estimates
 from .tc import CriticalTime, resolve_tc
 from ..progress import progress_bar
 from ..result import Result
+from ..start import StartPlan
 
 __all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
@@ -89,6 +91,7 @@ class GuideResult(Result):
     comparisons: Optional[dict] = None
     estimators: Optional[dict] = None
     equal_nfe: tuple[dict, ...] = ()
+    late_start: Optional[StartPlan] = None  # the Gaussian late start (--late-start), else None
 
     def summary(self) -> dict:
         """The ``summary.json`` record (its keys as before the Result existed)."""
@@ -147,7 +150,7 @@ class TrialWorker:
     def __call__(self) -> tuple[Setup, dict]:
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
-        setup = prepare(self.cfg, None, self.model)
+        setup = with_late_start(prepare(self.cfg, None, self.model), self.tc_logsnr)
         return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold,
                                                                   self.window)}
 
@@ -211,17 +214,19 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     out = Path(out_dir)
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
+    setup = with_late_start(setup, tc.logsnr, tc.source)
     threshold = _threshold(setup, trial_log, tc, log)
     window = window_of(cfg, tc)
     arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold, window)
     worker = TrialWorker(cfg, model, tc.logsnr, threshold, window)
     if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
-        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
+        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
+                           late_start=setup.start)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
         return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path),
-                           estimators=estimators)
-    result = GuideResult(config=cfg, status="complete", estimators=estimators,
+                           estimators=estimators, late_start=setup.start)
+    result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
     save_json(out / "result.json", result.record())
