@@ -1,7 +1,8 @@
 """Independent float64 oracles shared by the tests: direct loops, no code from critdiff.scores.
 
 - :func:`naive_patch`      the patch model (DESIGN.md section 2) pixel by pixel, pool patch by pool patch;
-- :func:`naive_empirical`  the empirical model image by image.
+- :func:`naive_empirical`  the empirical model image by image;
+- :class:`MixtureDenoiser` the exact denoiser of an equal mixture of isotropic Gaussians (one per class).
 
 Both evaluate ``sum_p softmax(-|q - p|^2 / (2 sigma^2)) v_p`` with explicit differences and a max-shifted
 exponential, in numpy float64; a sigma far below the gap between the nearest and the second-nearest key
@@ -11,6 +12,7 @@ exponential, in numpy float64; a sigma far below the gap between the nearest and
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from critdiff.stencil import parse_stencil
 
@@ -73,3 +75,24 @@ def naive_empirical(x, y, sigmas, y_labels=None, labels=None):
         flat = y[ns].reshape(len(ns), -1)
         out[b] = _weighted(x[b].reshape(-1), flat, flat, sigmas[b]).reshape(x.shape[1:])
     return out
+
+
+class MixtureDenoiser:
+    """Exact denoiser of a mixture of isotropic Gaussians N(mu_c, v I) (one per class), cheap for tests and smooth
+    in ``x`` at every noise level (unlike a memorising denoiser); ``label=None`` is the mixture."""
+
+    def __init__(self, images, labels, v=0.1):
+        K = int(labels.max()) + 1
+        self.mu = torch.stack([images[labels == c].mean(0) for c in range(K)])  # [K, C, H, W]
+        self.v = v
+
+    def __call__(self, x, sigma, label=None):
+        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
+        r = self.v / (self.v + s2)
+        if label is not None:
+            mu = self.mu.to(x.dtype)[torch.as_tensor(label).long()]
+            return mu + r * (x - mu)
+        d2 = ((x[:, None] - self.mu.to(x.dtype)[None]) ** 2).flatten(2).sum(-1)  # [B, K]
+        w = torch.softmax(-d2 / (2 * (self.v + s2.reshape(-1, 1))), dim=1)
+        mu = self.mu.to(x.dtype)[None]  # [1, K, C, H, W]
+        return (w[:, :, None, None, None] * (mu + r[:, None] * (x[:, None] - mu))).sum(1)

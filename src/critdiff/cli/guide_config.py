@@ -33,6 +33,9 @@ class GuideConfigRequest(JsonConfig):
     spacing: Optional[str] = arg(None, "timestep_spacing override: leading | trailing | linspace")
     width: float = arg(3.0, "pulse width in logsnr")
     height: float = arg(3.0, "guidance scale inside the pulse")
+    window: Optional[tuple[float, float]] = arg(None, "a guidance window [LO, HI] in logsnr to convert as well "
+                                                      "(default: the estimator's window, e.g. --tc-from sensitivity)",
+                                                nargs=2, metavar=("LO", "HI"))
 
 
 CONFIG = GuideConfigRequest
@@ -59,6 +62,13 @@ def run(args) -> int:
     over = {} if args.spacing is None else {"timestep_spacing": args.spacing}
     cfg = guide_config(model, tc.logsnr, args.steps, kind=args.scheduler, width=args.width, height=args.height,
                        source=tc.source, logsnr_ci=tc.logsnr_ci, **over)
+    window = req.window if req.window is not None else getattr(tc, "window", None)
+    if window is not None:  # the estimated window [lo, hi]: the same builder, as a box from lo to hi
+        lo, hi = (float(v) for v in window)
+        if not lo < hi:
+            raise ValueError(f"window: expected LO < HI in logsnr, got {lo:g} {hi:g}")
+        cfg["window"] = guide_config(model, 0.5 * (lo + hi), args.steps, kind=args.scheduler, width=hi - lo,
+                                     height=args.height, **over)["pulse"]
     if args.json:
         print(json.dumps(cfg))
         return 0
@@ -71,6 +81,12 @@ def run(args) -> int:
         print(f"pulse {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
               f"t {e['t']:.4f}  step {e['step']}")
     print(f"pulse covers steps {pulse['steps']} at guidance_scale {pulse['height']:g}")
+    if "window" in cfg:
+        for end in ("lo", "hi"):
+            e = cfg["window"][end]
+            print(f"window {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
+                  f"t {e['t']:.4f}  step {e['step']}")
+        print(f"window covers steps {cfg['window']['steps']} at guidance_scale {cfg['window']['height']:g}")
     print("step  timestep        sigma     logsnr  guidance_scale")
     for r in cfg["table"]:
         print(f"{r['step']:4d}  {r['timestep']!s:>8}  {r['sigma']:11.6g}  {r['logsnr']:9.4f}  {r['guidance_scale']:g}")

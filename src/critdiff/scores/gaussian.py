@@ -20,19 +20,15 @@ import torch
 from ..denoisers import Label, as_labels, as_sigma
 from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_images
+from ..late_start import fit_moments
 
 Covariance = Literal["full", "stationary"]
 
 
 class _FullFit:
     def __init__(self, y: torch.Tensor, shrink: float):
-        n = y.shape[0]
-        flat = y.reshape(n, -1).to(torch.float64)
-        self.mu = flat.mean(0)
-        cov = (flat - self.mu).T @ (flat - self.mu) / max(n - 1, 1)
-        cov = cov + shrink * torch.eye(cov.shape[0], dtype=torch.float64, device=cov.device)
-        lam, U = torch.linalg.eigh(cov)
-        self.lam, self.U = lam.clamp_min(0), U
+        m = fit_moments(y, "full", shrink)  # the one definition of the fitted moments (critdiff.late_start)
+        self.mu, self.lam, self.U = m.mu.reshape(-1), m.lam, m.U
 
     def __call__(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
@@ -44,13 +40,9 @@ class _FullFit:
 
 class _StationaryFit:
     def __init__(self, y: torch.Tensor, shrink: float):
-        n, C, H, W = y.shape
-        y = y.to(torch.float64)
-        self.mu = y.mean(dim=(0, 2, 3))  # [C]
-        yh = torch.fft.fft2(y - self.mu.reshape(1, C, 1, 1))  # [n, C, H, W]
-        # P(k)_{cd} = E[yhat_c yhat_d^*] / (H W): Hermitian C x C block per k
-        P = torch.einsum("nchw,ndhw->hwcd", yh, yh.conj()) / (max(n - 1, 1) * H * W)
-        self.P = P + shrink * torch.eye(C, dtype=P.dtype, device=P.device)
+        # P(k)_{cd} = E[yhat_c yhat_d^*] / (H W): Hermitian C x C block per k (critdiff.late_start.fit_moments)
+        m = fit_moments(y, "stationary", shrink)
+        self.mu, self.P = m.mu[:, 0, 0], m.P
 
     def __call__(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
@@ -77,8 +69,6 @@ class GaussianScore:
         check_choice("covariance", covariance, ("full", "stationary"))
         if device is not None:
             images = images.to(resolve_device(device))
-        if covariance == "full" and images[0].numel() > 8192:
-            raise ValueError(f"covariance: 'full' needs a {images[0].numel()}^2 matrix; use 'stationary' for images this large")
         self.covariance = covariance
         self.shape = tuple(images.shape[1:])
         fit = _FullFit if covariance == "full" else _StationaryFit

@@ -9,7 +9,7 @@ centres use ``derive(seed, 'random-centres')``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..finite import FiniteGuard
 from ..models import decode_samples, load_model
 from .config import GuideConfig
 from .metrics import check_classifier
+from ..start import initial_state, run_grid
 
 @dataclass
 class Arm:
@@ -61,8 +62,19 @@ def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
     return target, tc - target
 
 
-def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) -> list[Arm]:
-    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre)."""
+def window_of(cfg: GuideConfig, tc) -> Optional[tuple[float, float]]:
+    """The window arm's ``(lo, hi)`` in logsnr: ``cfg.window`` if given, else the critical time's estimated window
+    (``tc.window``, e.g. the sensitivity profile's half-maximum range), else None."""
+    if cfg.window is not None:
+        return (float(cfg.window[0]), float(cfg.window[1]))
+    w = getattr(tc, "window", None)
+    return None if w is None else (float(w[0]), float(w[1]))
+
+
+def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float],
+               window: Optional[tuple[float, float]] = None) -> list[Arm]:
+    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre); ``window`` the
+    ``(lo, hi)`` of the window arm (:func:`window_of`)."""
     h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
     lo, hi = grid_range(sigmas)
     pulse = lambda c: GS.Pulse(c, W, h, b, cfg.profile)  # noqa: E731
@@ -101,6 +113,13 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
 
             arms.append(Arm("adaptive", f"same pulse fired by {cfg.indicator} >= {threshold:.4g}", make,
                             meta={"threshold": threshold, "lead": lead, "target_fire_logsnr": target}))
+        elif name == "window":
+            if window is None:
+                raise ValueError(f"window: the window arm needs a window: --tc-from {cfg.tc_from} estimates none; "
+                                 "pass --window LO HI or use --tc-from sensitivity")
+            iv = GS.Interval(window[0], window[1], h, b)
+            arms.append(Arm(name, f"w = {h:g} on the estimated window logsnr [{iv.lo:.2f}, {iv.hi:.2f}]",
+                            lambda idx, iv=iv: (iv, []), meta=iv.to_dict()))
         elif name == "sweep":
             for c in sweep_centres(cfg, sigmas):
                 arms.append(Arm(f"sweep@{c:+.2f}", f"pulse at logsnr {c:.2f}", lambda idx, c=c: (pulse(c), []), centre=c))
@@ -118,6 +137,25 @@ class Setup:
     n_classes: int
     sigmas: torch.Tensor
     image_shape: tuple
+    moments: Any = None  # the late start's Moments (critdiff.late_start), or None: the full range from noise
+    start: Any = None  # its StartPlan (experiments.start), or None
+
+
+def with_late_start(setup: Setup, tc_logsnr: float, tc_source: str = "the run's critical time") -> Setup:
+    """``setup`` with the late start of ``cfg.late_start`` (unchanged when off): the grid rebuilt from the start
+    level with the same steps and spacing (:func:`.start.run_grid`) and the Gaussian's moments; ``auto`` starts
+    at ``tc_logsnr - AUTO_MARGIN``. The moments are the unconditional data's, for every arm."""
+    from ..models import LoadedModel
+    from ..start import plan_start
+    from .tc import CriticalTime
+
+    cfg = setup.cfg
+    loaded = LoadedModel(setup.model, setup.images, setup.labels, tuple(setup.image_shape))
+    got = plan_start(cfg, loaded, tc=lambda: CriticalTime.at_logsnr(cfg.schedule, tc_logsnr, tc_source))
+    if got is None:
+        return setup
+    sigmas = run_grid(cfg, setup.model, setup.image_shape, got[0].sigma)
+    return replace(setup, sigmas=sigmas, moments=got[1], start=got[0])
 
 
 def intended_labels(n: int, n_classes: int, offset: int = 0) -> torch.Tensor:
@@ -131,8 +169,7 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     n_all = int(index.max()) + 1
     gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(derive(cfg.seed, "sampler-noise"), n_all)
     pick = index.tolist()
-    x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype,
-                         device=cfg.torch_device)
+    x = initial_state(cfg, setup.image_shape, setup.sigmas, [gens0[j] for j in pick], setup.moments)
     g = Guided(setup.model, guidance)
     guard = FiniteGuard("guide")
     with torch.no_grad():
@@ -200,7 +237,15 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         if images is None:
             raise ValueError("classifier: the metrics compare the samples with the data's images; give --data SPEC")
         check_classifier(classifier)
+<<<<<<< HEAD
     n_classes = model_classes(model) if labels is None else int(labels.max()) + 1
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
     return Setup(cfg, model, classifier, images, labels, n_classes, sigmas, image_shape)
+=======
+    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    sigmas = run_grid(cfg, model, image_shape)
+    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
+
+
+>>>>>>> main

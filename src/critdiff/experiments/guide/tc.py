@@ -31,6 +31,7 @@ class CriticalTime(JsonConfig):
     source: str
     logsnr_ci: Optional[tuple[float, float]] = None
     k_star: Optional[tuple[float, float]] = None
+    window: Optional[tuple[float, float]] = None
 
     @classmethod
     def at_logsnr(cls, schedule, logsnr: float, source: str, **extra: Any) -> "CriticalTime":
