@@ -237,15 +237,9 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         if images is None:
             raise ValueError("classifier: the metrics compare the samples with the data's images; give --data SPEC")
         check_classifier(classifier)
-<<<<<<< HEAD
     n_classes = model_classes(model) if labels is None else int(labels.max()) + 1
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
-    return Setup(cfg, model, classifier, images, labels, n_classes, sigmas, image_shape)
-=======
     image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
     sigmas = run_grid(cfg, model, image_shape)
-    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
+    return Setup(cfg, model, classifier, images, labels, n_classes, sigmas, image_shape)
 
 
->>>>>>> main

@@ -110,7 +110,6 @@ def _speciation(cfg, images, model, classifier) -> CriticalTime:
     return _at(cfg, sp.logsnr_c, "speciation (snr lambda_max(Cov) = 1)")
 
 
-<<<<<<< HEAD
 def _shape_dtype(cfg, images, model) -> tuple[tuple, torch.dtype]:
     """The sampled shape (a model's own ``sample_shape``, e.g. a diffusers model's latents, else the data's) and
     dtype (the data's, else the run's): a diffusers model needs no ``--data`` here."""
@@ -121,15 +120,9 @@ def _shape_dtype(cfg, images, model) -> tuple[tuple, torch.dtype]:
 
 
 def _noise(cfg, images, n: int, seed: int, model=None):
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     shape, dtype = _shape_dtype(cfg, images, model)
     x = SM.initial_noise((n, *shape), sigmas, SM.seed_generators(seed, n), dtype=dtype, device=cfg.torch_device)
-=======
-def _noise(cfg, images, n: int, seed: int):
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
-    x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype,
-                         device=cfg.torch_device)
->>>>>>> main
     return sigmas, x
 
 
@@ -176,23 +169,16 @@ def _commitment_run(cfg, images, model, classifier, cache):
     from ..probe import probe_steps
 
     _need_classifier(classifier, "commitment")
-<<<<<<< HEAD
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    shape, dtype = _shape_dtype(cfg, images, model)
-    c = commitment(model, (COMMIT_N, *shape), sigmas, probe_steps(cfg.steps, COMMIT_TIMES),
-                   classifier.logits, k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200,
-                   dtype=dtype, device=cfg.torch_device)
-=======
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
+    shape, dtype = _shape_dtype(cfg, images, model)
     return _cached(cache, "commitment", lambda: commitment(
-        model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
-        k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=images.dtype,
+        model, (COMMIT_N, *shape), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
+        k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=dtype,
         device=cfg.torch_device))
 
 
 def _commitment(cfg, images, model, classifier, cache=None) -> CriticalTime:
     c = _commitment_run(cfg, images, model, classifier, cache)
->>>>>>> main
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")
     return _at(cfg, c.commitment_logsnr, f"commitment (phi = {c.level_rule})", c.logsnr_ci)

@@ -46,12 +46,8 @@ import torch
 from ... import guidance_schedules as GS
 from ...io import save_json
 from ..executors.base import Executor, SerialExecutor
-<<<<<<< HEAD
-from .arms import Arm, Setup, build_arms, calibrate_threshold, grid_range, intended_labels, prepare, run_arm
-=======
-from .arms import (Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm, window_of,
-                   with_late_start)
->>>>>>> main
+from .arms import (Arm, Setup, build_arms, calibrate_threshold, grid_range, intended_labels, prepare, run_arm,
+                   window_of, with_late_start)
 from .config import ARMS, GuideConfig, demo_config, parse_arms
 from .metrics import classify
 from .store import TrialLog
@@ -228,16 +224,10 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
                            late_start=setup.start)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
-<<<<<<< HEAD
         return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path), estimators=estimators,
-                           n_classes=setup.n_classes, grid_logsnr_range=grid_range(setup.sigmas),
+                           late_start=setup.start, n_classes=setup.n_classes, grid_logsnr_range=grid_range(setup.sigmas),
                            arms=unclassified(trial_log, arms, cfg.n, cfg.n_boot, cfg.seed))
-    result = GuideResult(config=cfg, status="complete", estimators=estimators,
-=======
-        return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path),
-                           estimators=estimators, late_start=setup.start)
     result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
->>>>>>> main
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
     save_json(out / "result.json", result.record())
