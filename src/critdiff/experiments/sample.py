@@ -53,8 +53,8 @@ class SampleConfig(RunConfig):
                              "--like-pipeline it names the pipeline's scheduler (ddpm | ddim[:eta=E] | euler | heun | "
                              "dpmpp-2m; auto: --like-pipeline's)")
     spacing: Literal["auto", "t", "logsnr", "karras", "critical"] = arg(
-        AUTO, "sigma grid spacing (auto: logsnr; --like-pipeline runs the scheduler's own timesteps; critical: see "
-              "RunConfig)")
+        AUTO, "sigma grid spacing (auto: logsnr; --like-pipeline runs the scheduler's own timesteps); critical: denser "
+              "where the model's denoiser output moves fastest (docs/samplers.md)")
     label: Optional[int] = arg(None, "class label for a class-conditional model")
     like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce the folder's pipeline (DDPM/DDIMPipeline, "
                                              "StableDiffusionPipeline with --prompt, DiTPipeline with --label; seed, "
