@@ -45,7 +45,7 @@ PHASES = ("trajectories", "susceptibility", "estimators", "linear response", "ca
 class NetCriticalityConfig(JsonConfig):
     """The measurement plan (defaults: the full demo; :func:`demo_config` gives the quick one)."""
 
-    model_dir: str = arg(help="folder of a network trained by critdiff train")
+    model_dir: str = arg(help="folder of a network trained by critdiff train, or pretrained:NAME")
     data: Optional[str] = arg(None, "training data spec (default: the checkpoint's)")
     seed: int = arg(0, "random seed of the noise, probes, kicks and bootstrap")
     batch: int = arg(16, "trajectories in the ensemble")
@@ -108,15 +108,18 @@ class NetCriticalityResult(Result):
     theory: dict
     theory_others: tuple
     timing: dict
+    xi_growth: Optional[dict] = None  # NS.xi_growth: first/last value and steepest growth of xi_zero and xi_oz
 
 
 def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
-    """A trained network (``net:DIR``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
+    """A trained network (a folder of ``critdiff train`` or ``pretrained:NAME``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
     default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule."""
+    from .. import pretrained
     from ..nets import checkpoint as ckpt
     from .config import RunConfig
     from .models import load_model
 
+    model_dir = pretrained.resolve(model_dir, "unet")  # pretrained:NAME -> its shipped (verified) folder
     stored = ckpt.read_config(model_dir).get("train", {})
     if data is None:
         if "data" not in stored:
@@ -159,7 +162,8 @@ def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" 
         **NS.peaks(curves, ests["xi_oz"].logsnr, feature["xi_oz"]),
         estimates={k: {**NS.estimate_record(e, schedule), "feature": feature[k]} for k, e in ests.items()},
         t_c=combined, branch_growth=branch, onset_threshold=ONSET, calibration=cal.to_dict(), theory=theory,
-        theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start})
+        theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start},
+        xi_growth=NS.xi_growth(curves))
     if out_dir is not None:
         save_json(Path(out_dir) / "net_criticality.json", result.record())
     return result

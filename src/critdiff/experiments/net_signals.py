@@ -152,3 +152,18 @@ def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
             "xi_oz_peak": {"logsnr": xi_oz_logsnr, "interior": bool(xi_oz_feature),
                            "value": to_jsonable(np.nanmax(xi_oz[fin])) if fin.any() else None},
             "chi_peak": curve_peak(c["chi_logsnr"], np.asarray(c["chi_mean"]))}
+
+
+def xi_growth(c: dict) -> dict:
+    """Growth of the correlation lengths along the sampling direction: for ``xi_zero`` (states) and ``xi_oz``
+    (stiffness fit), the first and last recorded values and the steepest growth
+    (:func:`critdiff.probes.softening.steepest_growth`); ``{'error'}`` for a curve with under two finite points."""
+    from ..probes.softening import steepest_growth
+
+    out = {}
+    for name in ("xi_zero", "xi_oz"):
+        try:
+            out[name] = steepest_growth(np.asarray(c["probe_logsnr"], dtype=np.float64), np.asarray(c[name], dtype=np.float64))
+        except ValueError as exc:
+            out[name] = {"error": str(exc)}
+    return out
