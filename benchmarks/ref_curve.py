@@ -8,7 +8,7 @@ For each EMA snapshot of a ``critdiff train`` run (``--snapshots``: the folder o
   :func:`critdiff.samplers.seed_generators` (the same noise for every snapshot);
 - ``accuracy``: the fraction classified as the intended class by the evaluation classifier, with a bootstrap
   95% interval (:func:`critdiff.probes.bootstrap.mean_interval`);
-- ``fd``: the Frechet distance in the classifier's features (:func:`critdiff.experiments.guide_metrics.frechet_distance`)
+- ``fd``: the Frechet distance in the classifier's features (:func:`critdiff.experiments.guide.metrics.frechet_distance`)
   between the samples and the classifier's *training* digits (the reference set).
 
 The floor: the same Frechet distance of the classifier's held-out real digits (never trained on by the
@@ -37,7 +37,7 @@ from critdiff import samplers as SM
 from critdiff import schedules as S
 from critdiff.data import load as load_data
 from critdiff.experiments.config import RunConfig
-from critdiff.experiments.guide_metrics import classify, frechet_distance
+from critdiff.experiments.guide.metrics import classify, frechet_distance
 from critdiff.experiments.models import build_model
 from critdiff.io import save_json
 from critdiff.nets import checkpoint as ckpt

@@ -107,12 +107,13 @@ def calibrate(net, images, traj, cfg):
     return calibrate_patch_size(net, pool, stencils=cfg.stencils, states=states)
 
 
-def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[dict, list]:
-    """Patch theory (periodic, exact weights) of the stencil calibrated nearest the measured ``t_c`` (else the
-    modal one), and of every other stencil calibrated at some recorded time, for comparison."""
+def calibrated_theory(images, cal, critical: dict, schedule: str, cfg) -> tuple[dict, list]:
+    """Patch theory (periodic, exact weights) of the stencil calibrated nearest the network's critical time
+    ``critical['logsnr']`` (else the modal one), and of every other stencil calibrated at some recorded time."""
     from ..theory.analysis import analyze
 
-    lam_ref = combined["logsnr"]
+    lam_ref = critical.get("logsnr")
+    lam_ref = lam_ref if lam_ref is not None and math.isfinite(lam_ref) else None
     stencil = cal.stencil_at(lam_ref) if lam_ref is not None else cal.modal_stencil()
     imgs = images[_pool_order(images, cfg.seed)[:cfg.n_theory]]
 
@@ -122,7 +123,7 @@ def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[
                 **time_dict(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": to_jsonable(cp.k_star_abs),
                 "n_train": int(imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
 
-    theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"
+    theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the critical time (branch instability)"
               if lam_ref is not None else "calibrated at most recorded times"}
     return theory, [run(st) for st in dict.fromkeys(cal.best_stencil) if st != stencil]
 

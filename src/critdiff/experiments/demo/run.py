@@ -4,13 +4,23 @@ HTML report (``report.html``) plus ``results.json`` holding every section's resu
 Each section is ``run(folder) -> Result``; its result is cached as ``OUT/sections/<key>-<hash>/result.json``
 (hash of the section's configuration), so an interrupted demo resumes where it stopped and a finished
 section is never recomputed. The report is rendered from the results alone (:func:`write_demo_report`),
-which is also what ``critdiff report OUT`` does: the same ``results.json`` gives the same HTML.
+which is also what ``critdiff report OUT`` does: the same ``results.json`` gives the same HTML. Its summary is
+the numbered findings of :mod:`critdiff.report.demo_summary` (at most six, each with a verdict).
+
+Sections are independent: with ``jobs = 2`` (the default on a machine with 2 or more CPUs, CPU only) two of them
+run at a time, each in a forked child process that writes its ``result.json``; the parent then reads every
+section from its cache. Every section starts from the same global torch seed (0), so the numbers do not depend
+on ``jobs`` or on the order the sections ran in. Output is one line per section; the guidance section's
+per-trial lines only with ``verbose``; each distinct warning once.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,24 +33,90 @@ from ..result import Result, result_from_record
 TITLE = "critdiff demo report"
 
 
-def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:
-    folder = out / "sections" / f"{sec.key}-{config_hash(sec.config)}"
-    done = folder / "result.json"
-    if done.exists():
-        log(f"[demo] {sec.key}: cached ({folder.name})")
-        return folder.relative_to(out).as_posix(), result_from_record(json.loads(done.read_text()))
-    log(f"[demo] {sec.key}: running")
-    t0 = time.perf_counter()
+SEED = 0  # the global torch seed every section starts from
+
+
+def _folder(out: Path, sec: DemoSection) -> Path:
+    return out / "sections" / f"{sec.key}-{config_hash(sec.config)}"
+
+
+def _compute(out: Path, sec: DemoSection) -> None:
+    """Run one section from the demo's seed and write its ``result.json``."""
+    torch.manual_seed(SEED)
     with torch_threads(sec.threads):
-        result = sec.run(folder)
-    save_json(done, result.record())
-    log(f"[demo] {sec.key}: done in {time.perf_counter() - t0:.1f} s")
-    return folder.relative_to(out).as_posix(), result
+        result = sec.run(_folder(out, sec))
+    save_json(_folder(out, sec) / "result.json", result.record())
+
+
+def _load(out: Path, sec: DemoSection) -> tuple[str, Result]:
+    folder = _folder(out, sec)
+    return folder.relative_to(out).as_posix(), result_from_record(json.loads((folder / "result.json").read_text()))
+
+
+def _run_serial(out: Path, todo: list, log) -> None:
+    for sec in todo:
+        log(f"[demo] {sec.key}: running")
+        t0 = time.perf_counter()
+        _compute(out, sec)
+        log(f"[demo] {sec.key}: done in {time.perf_counter() - t0:.1f} s")
+
+
+def _child(out: Path, sec: DemoSection) -> None:
+    """The body of a forked child: compute the section, exit 0; on an error write it to ``error.txt``, exit 1."""
+    code = 1
+    try:
+        os.environ["TQDM_DISABLE"] = "1"  # two children's progress bars would garble one terminal
+        _compute(out, sec)
+        code = 0
+    except BaseException as exc:  # reported by the parent
+        _folder(out, sec).mkdir(parents=True, exist_ok=True)
+        (_folder(out, sec) / "error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _run_forked(out: Path, todo: list, jobs: int, log) -> None:
+    """Run the sections ``jobs`` at a time in forked children (longest-first is the caller's order)."""
+    running: dict[int, tuple[DemoSection, float]] = {}
+    queue = list(todo)
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                sec = queue.pop(0)
+                log(f"[demo] {sec.key}: running")
+                pid = os.fork()
+                if pid == 0:
+                    _child(out, sec)
+                running[pid] = (sec, time.perf_counter())
+            pid, status = os.wait()
+            if pid not in running:
+                continue
+            sec, t0 = running.pop(pid)
+            if os.waitstatus_to_exitcode(status) != 0:
+                err = _folder(out, sec) / "error.txt"
+                why = err.read_text().strip() if err.is_file() else f"exit status {os.waitstatus_to_exitcode(status)}"
+                raise RuntimeError(f"demo: section {sec.key} failed: {why}")
+            log(f"[demo] {sec.key}: done in {time.perf_counter() - t0:.1f} s")
+    finally:
+        for pid in running:  # Ctrl-C or a failed section: stop the other children (finished sections stay cached)
+            try:
+                os.kill(pid, 15)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def default_jobs(device: str = "cpu") -> int:
+    """Sections run at a time: 2 on a CPU machine with 2 or more cores, else 1 (and always 1 off the CPU)."""
+    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
 def write_demo_report(out_dir: "str | Path") -> Path:
     """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
     from ...io import atomic_write_text
+    from ...report.demo_summary import __doc__ as rules, demo_findings
     from ...report.html import render_html
     from ...report.render import render
 
@@ -53,25 +129,44 @@ def write_demo_report(out_dir: "str | Path") -> Path:
         entries = doc["sections"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"out: {str(path)!r} is not a critdiff results file ({exc})") from None
-    sections = []
+    sections, results = [], {}
     for key, entry in entries.items():
-        sec = render(result_from_record(entry), folder=out / entry["folder"], key=key, **entry.get("render", {}))
+        results[key] = result_from_record(entry)
+        sec = render(results[key], folder=out / entry["folder"], key=key, **entry.get("render", {}))
         sec.folder = entry["folder"]
         sections.append(sec)
-    return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta")))
+    note = "Verdicts: " + " ".join(line.strip() for line in rules.split("Verdict rules")[1].splitlines()[1:]).strip()
+    return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta"),
+                                                              summary=demo_findings(results), summary_note=note))
 
 
-def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu") -> Path:
-    """Run every section (cached) on ``device``, write ``results.json`` and the report; returns the report path."""
+def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu", jobs: "int | None" = None,
+             verbose: bool = False) -> Path:
+    """Run every section (cached) on ``device``, ``jobs`` at a time (default :func:`default_jobs`), write
+    ``results.json`` and the report; returns the report path. ``verbose``: the guidance section's per-trial lines."""
     from ...devices import resolve as resolve_device
+    from ...errors import check_int
 
     resolve_device(device)  # a one-line error before anything is computed
+    jobs = default_jobs(device) if jobs is None else check_int("jobs", jobs, 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
+    sections = demo_sections(quick, device, log=log if verbose else (lambda message: None))
+    todo = []
+    for sec in sections:
+        if (_folder(out, sec) / "result.json").exists():
+            log(f"[demo] {sec.key}: cached ({_folder(out, sec).name})")
+        else:
+            todo.append(sec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("once")  # each distinct warning once, whichever section raises it
+        if jobs > 1 and len(todo) > 1:
+            _run_forked(out, sorted(todo, key=lambda s: -s.cost), jobs, log)
+        else:
+            _run_serial(out, todo, log)
     entries = {}
-    for sec in demo_sections(quick, device):
-        folder, result = _cached(out, sec, log)
+    for sec in sections:
+        folder, result = _load(out, sec)
         entries[sec.key] = {**result.record(), "folder": folder, "render": sec.render_options}
     meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__, "device": device}
     save_json(out / "results.json", {"title": TITLE, "meta": meta, "sections": entries})
