@@ -10,8 +10,9 @@ the numbered findings of :mod:`critdiff.report.demo_summary` (at most six, each 
 Sections are independent: with ``jobs = 2`` (the default on a machine with 2 or more CPUs, CPU only) two of them
 run at a time, each in a forked child process that writes its ``result.json``; the parent then reads every
 section from its cache. Every section starts from the same global torch seed (0), so the numbers do not depend
-on ``jobs`` or on the order the sections ran in. Output is one line per section; the guidance section's
-per-trial lines only with ``verbose``; each distinct warning once.
+on ``jobs`` or on the order the sections ran in. Output is one line per section (a forked section's progress bars
+and warnings go to its ``stderr.txt``); the guidance section's per-trial lines only with ``verbose``; each
+distinct warning once.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def _child(out: Path, sec: DemoSection) -> None:
     """The body of a forked child: compute the section, exit 0; on an error write it to ``error.txt``, exit 1."""
     code = 1
     try:
-        os.environ["TQDM_DISABLE"] = "1"  # two children's progress bars would garble one terminal
+        # two children's progress bars would garble one terminal: the child's stderr (bars, warnings) goes to a file
+        _folder(out, sec).mkdir(parents=True, exist_ok=True)
+        fd = os.open(_folder(out, sec) / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
         _compute(out, sec)
         code = 0
     except BaseException as exc:  # reported by the parent
@@ -78,12 +83,13 @@ def _child(out: Path, sec: DemoSection) -> None:
 
 
 def _run_forked(out: Path, todo: list, jobs: int, log) -> None:
-    """Run the sections ``jobs`` at a time in forked children (longest-first is the caller's order)."""
+    """Run the sections ``jobs`` at a time in forked children, in the order given. After a failure no new section
+    starts, the running ones finish (and stay cached), then the failure is raised; Ctrl-C stops every child."""
     running: dict[int, tuple[DemoSection, float]] = {}
-    queue = list(todo)
+    queue, failed = list(todo), []
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
+        while running or (queue and not failed):
+            while queue and not failed and len(running) < jobs:
                 sec = queue.pop(0)
                 log(f"[demo] {sec.key}: running")
                 pid = os.fork()
@@ -97,15 +103,18 @@ def _run_forked(out: Path, todo: list, jobs: int, log) -> None:
             if os.waitstatus_to_exitcode(status) != 0:
                 err = _folder(out, sec) / "error.txt"
                 why = err.read_text().strip() if err.is_file() else f"exit status {os.waitstatus_to_exitcode(status)}"
-                raise RuntimeError(f"demo: section {sec.key} failed: {why}")
+                failed.append(f"demo: section {sec.key} failed: {why} (its output: {_folder(out, sec) / 'stderr.txt'})")
+                continue
             log(f"[demo] {sec.key}: done in {time.perf_counter() - t0:.1f} s")
     finally:
-        for pid in running:  # Ctrl-C or a failed section: stop the other children (finished sections stay cached)
+        for pid in running:  # Ctrl-C: stop the other children (finished sections stay cached)
             try:
                 os.kill(pid, 15)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
+    if failed:
+        raise RuntimeError("; ".join(failed))
 
 
 def default_jobs(device: str = "cpu") -> int:

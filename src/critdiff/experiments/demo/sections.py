@@ -39,7 +39,7 @@ def _keyed(config: dict, device: str) -> dict:
 
 def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
     return DemoSection(key, {"sample": cfg.identity(), "version": 2}, lambda folder: run_sample(cfg, folder),
-                       {"title": title, "blurb": blurb})
+                       {"title": title, "blurb": blurb}, cost=15.0)
 
 
 def _theory(key: str, data: str, blurb: str, device: str):
@@ -48,7 +48,7 @@ def _theory(key: str, data: str, blurb: str, device: str):
     cfg = demo_config(data)
     return DemoSection(key, _keyed({"theory": cfg.to_dict(), "version": 2}, device),
                        lambda folder: run_theory(cfg, folder, device=device),
-                       {"title": f"Theory: linear stability of the patch model: {data}", "blurb": blurb})
+                       {"title": f"Theory: linear stability of the patch model: {data}", "blurb": blurb}, cost=5.0)
 
 
 REFERENCE = "pretrained:mnist28"  # the reference network that ships with critdiff (docs/models.md)
@@ -61,7 +61,8 @@ def _net(quick: bool, device: str):
     cfg = demo_config(quick, REFERENCE)
     return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "version": 3}, device),
                        lambda folder: run_net_criticality(cfg, folder, device=device),
-                       {"title": "The reference network: mode softening, correlation growth and its critical time"})
+                       {"title": "The reference network: mode softening, correlation growth and its critical time"},
+                       cost=100.0)
 
 
 def guide_config(quick: bool, device: str = "cpu"):
@@ -89,7 +90,8 @@ def _guidance(quick: bool, device: str, log):
 
     config = {"kind": "guidance", "guide": gcfg.identity(), "classifier": REFERENCE_CLASSIFIER, "version": 4}
     return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "
-                                                          "critical time against random pulses, constant and interval"})
+                                                          "critical time against random pulses, constant and interval"},
+                       cost=60.0)
 
 
 def agreement_config(quick: bool, device: str = "cpu"):
@@ -110,7 +112,7 @@ def _agreement(quick: bool, device: str):
     cfg = agreement_config(quick, device)
     return DemoSection("agreement", {"agreement": cfg.to_dict(), "version": 1},
                        lambda folder: run_agreement(cfg, folder, progress=False),
-                       {"title": "Patch model vs the reference network from the same noise (a few seeds)"})
+                       {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=60.0)
 
 
 def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
@@ -119,7 +121,7 @@ def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
     cfg = demo_config(quick, data, "square:5", eps_scan).replace(device=device)
     key = "probe-" + data.split(":")[0]
     return DemoSection(key, {"probe": cfg.identity(), "version": 3}, lambda folder: run_probe(cfg, folder),
-                       {"title": f"Probes vs theory: {data}"}, threads=PROBE_THREADS)
+                       {"title": f"Probes vs theory: {data}"}, threads=PROBE_THREADS, cost=50.0 + 40.0 * ("textures" in data))
 
 
 def _structure(device: str):
@@ -127,7 +129,7 @@ def _structure(device: str):
 
     cfg = StructureConfig()
     return DemoSection("structure-factor", _keyed({"structure": cfg.to_dict(), "version": 2}, device),
-                       lambda folder: run_structure(cfg, folder, device=device), {})
+                       lambda folder: run_structure(cfg, folder, device=device), {}, cost=10.0)
 
 
 def demo_sections(quick: bool, device: str = "cpu", log=lambda message: None) -> list:
