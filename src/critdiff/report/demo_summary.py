@@ -1,19 +1,7 @@
 """The demo report's summary: at most six numbered findings, one per claim of the paper, each one sentence with
 the measured number, its interval and a verdict (holds / partly / does not hold), linking to its section.
 
-Verdict rules (stated here once, shown in the report under the summary):
-
-1. theory vs probe (stripes): holds when the probe's combined interval contains the theory's t_c or they differ by
-   at most 0.25 logsnr (:func:`critdiff.probes.theory_compare.comparison_rows`), partly within 1 logsnr;
-2. mode softening: holds when the low-|k| stiffness falls below the high-|k| one by more than twice its standard
-   error and :data:`~critdiff.probes.softening.ONSET` (``weakens``), else does not hold;
-3. correlation growth: holds when xi grows by at least 1 pixel over the recorded range with its steepest growth
-   inside it, partly when it grows less;
-4. critical time: holds when the patch theory's t_c (of the calibrated stencil) lies inside the interval of the
-   network's critical time (the branch instability), partly within 2 logsnr;
-5. pulse vs random: holds when the paired 95% interval of the accuracy difference lies above 0, partly when only
-   its mean does;
-6. agreement: holds when the median Pearson r reaches 0.9 (Kamb & Ganguli: 0.94), partly from 0.7.
+The verdict rules are :data:`VERDICT_RULES` (shown in the report under the summary).
 """
 
 from __future__ import annotations
@@ -24,6 +12,15 @@ from typing import Optional
 from .fmt import interval, num
 
 VERDICTS = ("holds", "partly", "does not hold")
+VERDICT_RULES = (
+    "Verdicts: (1) theory vs probes: holds when the probes' interval contains the theory's critical time or they "
+    "differ by at most 0.25 logsnr, partly within 1; (2) softening: holds when the low-|k| stiffness falls below the "
+    "high-|k| one by more than twice its standard error and 0.05; (3) correlation growth: holds when xi grows by at "
+    "least 1 pixel with its steepest growth inside the recorded range, partly when it grows less; (4) critical time: "
+    "holds when the patch theory's t_c lies inside the interval of the network's critical time (its branch "
+    "instability), partly within 2 logsnr; (5) pulse vs random: holds when the paired 95% interval of the accuracy "
+    "difference lies above 0, partly when only its mean does; (6) agreement: holds when the median Pearson r reaches "
+    "0.9 (Kamb & Ganguli report 0.94), partly from 0.7.")
 MAX_FINDINGS = 6
 
 
@@ -99,7 +96,8 @@ def _pulse(r, key: str) -> Optional[Finding]:
         return None
     a, lp = c["accuracy"], c["logp"]
     verdict = "holds" if a["lo"] > 0 else "partly" if a["diff"] > 0 else "does not hold"
-    return Finding(f"A guidance pulse at the critical time (logsnr {num(r.tc.logsnr)}, {r.tc.source.split(' ')[0]}) "
+    source = (r.estimators or {}).get("chosen") or r.tc.source
+    return Finding(f"A guidance pulse at the critical time (logsnr {num(r.tc.logsnr)}, from {source}) "
                    f"beats the same pulse at random times: accuracy {num(a['diff'])} {interval(a['lo'], a['hi'])}, "
                    f"log p {num(lp['diff'])} {interval(lp['lo'], lp['hi'])} (paired, n = {a['n']})", verdict, key)
 

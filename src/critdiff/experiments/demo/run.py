@@ -125,7 +125,7 @@ def default_jobs(device: str = "cpu") -> int:
 def write_demo_report(out_dir: "str | Path") -> Path:
     """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
     from ...io import atomic_write_text
-    from ...report.demo_summary import __doc__ as rules, demo_findings
+    from ...report.demo_summary import VERDICT_RULES, demo_findings
     from ...report.html import render_html
     from ...report.render import render
 
@@ -144,9 +144,8 @@ def write_demo_report(out_dir: "str | Path") -> Path:
         sec = render(results[key], folder=out / entry["folder"], key=key, **entry.get("render", {}))
         sec.folder = entry["folder"]
         sections.append(sec)
-    note = "Verdicts: " + " ".join(line.strip() for line in rules.split("Verdict rules")[1].splitlines()[1:]).strip()
     return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta"),
-                                                              summary=demo_findings(results), summary_note=note))
+                                                              summary=demo_findings(results), summary_note=VERDICT_RULES))
 
 
 def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu", jobs: "int | None" = None,

@@ -55,11 +55,19 @@ REFERENCE = "pretrained:mnist28"  # the reference network that ships with critdi
 REFERENCE_CLASSIFIER = "pretrained:mnist28-clf"  # its evaluation classifier
 
 
+def _shipped(*specs: str) -> dict:
+    """The sha256s of the shipped files a section reads: part of its cache key, so new weights are never mixed
+    with results of old ones."""
+    from ... import pretrained
+
+    return {spec: pretrained.entry(pretrained.spec_name(spec))["files"] for spec in specs}
+
+
 def _net(quick: bool, device: str):
     from ..net_criticality import demo_config, run_net_criticality
 
     cfg = demo_config(quick, REFERENCE)
-    return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "version": 3}, device),
+    return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 3}, device),
                        lambda folder: run_net_criticality(cfg, folder, device=device),
                        {"title": "The reference network: mode softening, correlation growth and its critical time"},
                        cost=100.0)
@@ -88,7 +96,7 @@ def _guidance(quick: bool, device: str, log):
 
         return run_guide(gcfg, folder, classifier=load_classifier(REFERENCE_CLASSIFIER, device=device), log=log)
 
-    config = {"kind": "guidance", "guide": gcfg.identity(), "classifier": REFERENCE_CLASSIFIER, "version": 4}
+    config = {"kind": "guidance", "guide": gcfg.identity(), "files": _shipped(REFERENCE, REFERENCE_CLASSIFIER), "version": 4}
     return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "
                                                           "critical time against random pulses, constant and interval"},
                        cost=60.0)
@@ -110,7 +118,7 @@ def _agreement(quick: bool, device: str):
     from ..agreement import run_agreement
 
     cfg = agreement_config(quick, device)
-    return DemoSection("agreement", {"agreement": cfg.to_dict(), "version": 1},
+    return DemoSection("agreement", {"agreement": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 1},
                        lambda folder: run_agreement(cfg, folder, progress=False),
                        {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=60.0)
 
