@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     if a.snapshots is not None:
         snaps = snapshots(a.snapshots)
         wanted = [s for s in snaps if s % a.every == 0] + ([max(snaps)] if snaps else [])
-        todo += [(s, lambda s=s: load_snapshot(*snaps[s])) for s in sorted(set(wanted))]
+        todo += [(s, lambda s=s: load_snapshot(*snaps[s])) for s in sorted(set(wanted), reverse=True)]  # newest first
     todo += [(None, lambda m=m: build_model(RunConfig(model=m if ":" in m else f"net:{m}"))) for m in a.model]
     done = {r["step"] for r in doc["rows"]}
     for step, make in todo:
