@@ -74,11 +74,11 @@ class NetCriticalityConfig(JsonConfig):
 
 def demo_config(quick: bool, model_dir: str) -> NetCriticalityConfig:
     """The demo's settings for a 28x28 network (the reference network, ``pretrained:mnist28``): 12 trajectories of
-    20 steps, three ELS stencils calibrated on 32 images at 4 times, the theory on 200 images (the patch models cost
+    20 steps, three ELS stencils calibrated on 32 images at 4 times, the theory on 120 images (the patch models cost
     ~3x more per image at 28x28 than at 16x16); quick: a small ensemble and a coarse theory scan."""
     if not quick:
         return NetCriticalityConfig(model_dir=str(model_dir), batch=12, steps=20, kicks=5, n_cal_times=4, n_cal_train=32,
-                                    n_theory=200, stencils=("square:3", "square:5", "square:7"), n_t_theory=81)
+                                    n_theory=120, stencils=("square:3", "square:5", "square:7"), n_t_theory=81)
     return NetCriticalityConfig(model_dir=str(model_dir), batch=6, steps=10, probe_every=1, n_probes=2, kicks=4,
                                 n_cal_times=4, n_cal_train=64, n_theory=64, n_boot=50,
                                 stencils=("square:3", "square:5", "square:7"), n_t_theory=61)

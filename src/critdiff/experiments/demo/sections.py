@@ -70,7 +70,7 @@ def _net(quick: bool, device: str):
     return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 3}, device),
                        lambda folder: run_net_criticality(cfg, folder, device=device),
                        {"title": "The reference network: mode softening, correlation growth and its critical time"},
-                       cost=100.0)
+                       cost=150.0)
 
 
 def guide_config(quick: bool, device: str = "cpu"):
@@ -120,7 +120,7 @@ def _agreement(quick: bool, device: str):
     cfg = agreement_config(quick, device)
     return DemoSection("agreement", {"agreement": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 1},
                        lambda folder: run_agreement(cfg, folder, progress=False),
-                       {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=60.0)
+                       {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=25.0)
 
 
 def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
