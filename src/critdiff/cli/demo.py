@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="sections run at a time, each in its own process (default: 2 on a CPU with 2 or more cores)")
     p.add_argument("--verbose", action="store_true", help="also print the guidance section's per-trial lines")
-    add_run_args(p, only=("device",))
+    add_run_args(p, only=("device", "max_memory"))
     p.set_defaults(run=run)
 
 

@@ -17,7 +17,6 @@ distinct warning once.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -50,8 +49,15 @@ def _compute(out: Path, sec: DemoSection) -> None:
 
 
 def _load(out: Path, sec: DemoSection) -> tuple[str, Result]:
+    from ...inputs import read_json
+
     folder = _folder(out, sec)
-    return folder.relative_to(out).as_posix(), result_from_record(json.loads((folder / "result.json").read_text()))
+    done = folder / "result.json"
+    try:
+        return folder.relative_to(out).as_posix(), result_from_record(read_json(done, "out", "cached section result"))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"out: the cached section result {str(done)!r} is damaged ({type(exc).__name__}: "
+                         f"{exc}); delete its folder to recompute it") from None
 
 
 def _run_serial(out: Path, todo: list, log) -> None:
@@ -122,6 +128,41 @@ def default_jobs(device: str = "cpu") -> int:
     return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
+def read_results(out_dir: "str | Path") -> "tuple[dict, list]":
+    """``OUT/results.json`` validated as an input (:mod:`critdiff.inputs`): ``(document, [(key, entry, result)])``.
+
+    Each section needs ``kind`` (a registered result type), ``result`` (an object that rebuilds that result),
+    ``folder`` (a relative path inside ``OUT``) and optionally ``render`` (an object); a failure names the file
+    and the field (``sections.KEY.result``)."""
+    from ...inputs import Fields, read_json
+
+    out = Path(out_dir)
+    path = out / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"out: {str(out)!r} holds no results.json (run critdiff demo --out {out} first)")
+    doc = read_json(path, "out", "results file")
+    top = Fields(doc, path, "out")
+    top.text("title", default=TITLE)
+    top.object("meta", default={})
+    sections = top.object("sections")
+    entries = []
+    for key in sections.doc:
+        f = sections.object(key)
+        f.text("kind")
+        f.object("result")
+        folder = f.text("folder")
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise f.fail("folder", "a folder inside OUT (relative, without '..')", folder)
+        f.object("render", default={})
+        try:
+            result = result_from_record(f.doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"out: {str(path)!r}: field 'sections.{key}.result' does not hold a {f.doc['kind']} "
+                             f"result ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        entries.append((key, f.doc, result))
+    return doc, entries
+
+
 def write_demo_report(out_dir: "str | Path") -> Path:
     """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
     from ...io import atomic_write_text
@@ -130,18 +171,15 @@ def write_demo_report(out_dir: "str | Path") -> Path:
     from ...report.render import render
 
     out = Path(out_dir)
-    path = out / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"out: {str(out)!r} holds no results.json (run critdiff demo --out {out} first)")
-    try:
-        doc = json.loads(path.read_text())
-        entries = doc["sections"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"out: {str(path)!r} is not a critdiff results file ({exc})") from None
+    doc, entries = read_results(out)
     sections, results = [], {}
-    for key, entry in entries.items():
-        results[key] = result_from_record(entry)
-        sec = render(results[key], folder=out / entry["folder"], key=key, **entry.get("render", {}))
+    for key, entry, result in entries:
+        results[key] = result
+        try:
+            sec = render(result, folder=out / entry["folder"], key=key, **entry.get("render", {}))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"out: {str(out / 'results.json')!r}: section {key!r} cannot be rendered "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         sec.folder = entry["folder"]
         sections.append(sec)
     return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta"),
