@@ -1,7 +1,8 @@
 """The one place where a model spec becomes a denoiser (the ``--model`` argument of every command).
 
 Kinds: ``empirical``, ``patch``, ``gaussian`` (analytic, built from the training images of ``--data``),
-``net:DIR`` (a network trained by ``critdiff train``, loaded with its EMA weights) and ``diffusers:DIR``
+``net:DIR`` (a network trained by ``critdiff train``, loaded with its EMA weights), ``pretrained:NAME`` (a
+network that ships with critdiff, :mod:`critdiff.pretrained`; files checked by sha256) and ``diffusers:DIR``
 (a saved diffusers model + scheduler; needs the optional extra). :func:`load_model` reads a
 :class:`~critdiff.experiments.config.RunConfig`, loads the data (when the model or the command needs
 it), builds the denoiser and checks that data and model agree on the image shape.
@@ -62,6 +63,10 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
 
         cov = covariance if images[0].numel() <= 4096 or covariance != "full" else "stationary"
         return GaussianScore(images, labels=labels, covariance=cov, device=device)
+    if kind == "pretrained":
+        from .. import pretrained
+
+        return pretrained.load(cfg.model, device=device, kind="unet")
     path = cfg.model.split(":", 1)[1] if ":" in cfg.model else ""
     if not path:
         raise ValueError(f"model: {kind!r} needs a directory, as {kind}:DIR"
