@@ -1,7 +1,8 @@
 """Independent float64 oracles shared by the tests: direct loops, no code from critdiff.scores.
 
 - :func:`naive_patch`      the patch model (DESIGN.md section 2) pixel by pixel, pool patch by pool patch;
-- :func:`naive_empirical`  the empirical model image by image.
+- :func:`naive_empirical`  the empirical model image by image;
+- :func:`assert_paths_close`  the comparison of two code paths that round differently.
 
 Both evaluate ``sum_p softmax(-|q - p|^2 / (2 sigma^2)) v_p`` with explicit differences and a max-shifted
 exponential, in numpy float64; a sigma far below the gap between the nearest and the second-nearest key
@@ -11,6 +12,7 @@ exponential, in numpy float64; a sigma far below the gap between the nearest and
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from critdiff.stencil import parse_stencil
 
@@ -73,3 +75,18 @@ def naive_empirical(x, y, sigmas, y_labels=None, labels=None):
         flat = y[ns].reshape(len(ns), -1)
         out[b] = _weighted(x[b].reshape(-1), flat, flat, sigmas[b]).reshape(x.shape[1:])
     return out
+
+
+def assert_paths_close(got, want, *, ulps: float = 64.0, msg=None) -> None:
+    """``|got - want| <= ulps * eps(dtype) * max(1, max|want|)``, elementwise.
+
+    For two code paths, two module instances or two batch compositions: their reductions (matmul, conv,
+    sums) and vectorised transcendentals round in another order on another CPU or thread count (an AVX-512
+    machine differs from an AVX2 one by a few ulps), so they agree to the dtype's precision, not bit for bit.
+    ``torch.equal`` is for the *same* call repeated (determinism, resume).
+    """
+    got, want = torch.as_tensor(got), torch.as_tensor(want)
+    dtype = want.dtype if want.is_floating_point() else torch.float64
+    scale = max(1.0, float(want.detach().abs().max())) if want.numel() else 1.0
+    tol = ulps * float(torch.finfo(dtype).eps) * scale
+    torch.testing.assert_close(got, want, rtol=0, atol=tol, msg=msg)

@@ -247,6 +247,7 @@ def test_float32_sigma_maps_to_its_exact_integer_timestep():
     model = DiffusersDenoiser(unet_for(torch.float32, False), diffusers.DDPMScheduler(num_train_timesteps=1000))
     sig = model.sigmas()
     s32 = sig.to(torch.float32).to(torch.float64)
+    # exact on purpose: the result is an integer timestep (snapped within 4 float32 ulps), not a rounded float
     assert torch.equal(model.sigma_to_timestep(s32), torch.arange(1000, dtype=torch.float64))
     mid = torch.sqrt(sig[500] * sig[501])  # between two grid values: still fractional
     t = float(model.sigma_to_timestep(mid))
