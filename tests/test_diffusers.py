@@ -343,7 +343,7 @@ def test_denoiser_input_errors(unet):
 def test_class_labels_and_null_class(unet_cls):
     sched = diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=False)
     D = DiffusersDenoiser(unet_cls, sched)
-    assert D.num_classes == 11 and D.null_class == 10
+    assert D.n_classes == 11 and D.null_class == 10
     k = 300
     abar = float(sched.alphas_cumprod[k].double())
     sigma = _sigma_of(abar)
@@ -442,7 +442,7 @@ def test_load_class_conditional_and_dtype(tmp_path, unet_cls):
     sched = diffusers.DDPMScheduler(num_train_timesteps=100)
     d = _save_pipeline(tmp_path, unet_cls, sched)
     D = load_diffusers(d, dtype=torch.float64, null_class=0)
-    assert D.num_classes == 11 and D.null_class == 0 and D.unet.dtype == torch.float64
+    assert D.n_classes == 11 and D.null_class == 0 and D.unet.dtype == torch.float64
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
     with torch.no_grad():
         assert D(x, 1.0, 4).dtype == torch.float64
@@ -514,7 +514,7 @@ def test_sample_command_runs_a_saved_diffusers_model(tmp_path, unet_cls, capsys)
     assert rc == 0, capsys.readouterr().err
     rec = json.loads((out / "run.json").read_text())
     assert rec["nfe_per_sample"] == 4 and rec["shape"] == [1, 8, 8]
-    assert rec["model"]["kind"] == "diffusers" and rec["model"]["num_classes"] == 11
+    assert rec["model"]["kind"] == "diffusers" and rec["model"]["n_classes"] == 11
     assert (out / "samples.png").is_file()
 
 

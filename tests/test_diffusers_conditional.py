@@ -154,7 +154,7 @@ def test_text_unet_label_selects_cond_or_null_and_guidance_mixes_them():
 def test_dit_null_class_is_num_embeds_ada_norm_and_sigma_half_is_dropped():
     net = dit()
     D = DiffusersDenoiser(net, diffusers.DDPMScheduler(num_train_timesteps=T, clip_sample=False))
-    assert D.num_classes == 11 and D.null_class == 10 and D.drop_variance
+    assert D.n_classes == 11 and D.null_class == 10 and D.drop_variance
     s = _on_grid(250)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * s
     with torch.no_grad():
