@@ -26,7 +26,7 @@ import ray
 import torch
 
 from critdiff.experiments.executors import SerialExecutor
-from critdiff.experiments.executors_ray import RayExecutor
+from critdiff.experiments.executors.ray import RayExecutor
 from critdiff.experiments.sweep import run_sweep
 
 SPEC = {"probe": {"model": "patch", "data": "textures:size=16,per_class=10", "steps": 16, "n": 8, "times": 4,

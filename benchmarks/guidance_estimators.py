@@ -8,7 +8,7 @@ nets ``net_*`` and the evaluation classifiers ``clf_*``; the commands that make 
 section 5). Every model is sampled with the same sampler and grid (DDPM, VP-linear, 20 steps,
 uniform in logsnr) and pulse (box, height 3, width 3 in logsnr).
 
-Phase ``sweep`` (per model): every estimator of :mod:`critdiff.experiments.guide_estimators` (estimate, 95%
+Phase ``sweep`` (per model): every estimator of :mod:`critdiff.experiments.guide.estimators` (estimate, 95%
 interval, wall time, or the reason it has none) and a pulse-centre sweep (``--sweep`` centres, paired seeds) whose
 log p and accuracy peaks are located with paired bootstrap intervals. Then each estimator's distance to the log p
 peak, and two prediction errors over models: ``raw`` (mean |estimate - peak|, nothing fitted) and ``loo``
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from critdiff.experiments.guide import GuideConfig, run_guide
-from critdiff.experiments.guide_arms import prepare
-from critdiff.experiments.guide_config import AUTO_TC_FROM, TC_SOURCES, parse_arms
-from critdiff.experiments.guide_estimators import chosen_source, estimate
+from critdiff.experiments.guide.arms import prepare
+from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
+from critdiff.experiments.guide.estimators import chosen_source, estimate
 from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
 from critdiff.outdir import locked_output

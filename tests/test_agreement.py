@@ -9,7 +9,7 @@ import torch
 
 from critdiff.data import load
 from critdiff.experiments.agreement import LOG, AgreementConfig, AgreementResult, run_agreement
-from critdiff.experiments.demo_model import train_demo_model
+from critdiff.experiments.demo.model import train_demo_model
 from critdiff.experiments.result import result_from_record
 from critdiff.probes.agreement import median_summary, paired_ddim, pearson_r
 from critdiff.probes.calibration import CalibratedPatchScore

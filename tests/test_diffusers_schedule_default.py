@@ -19,7 +19,7 @@ from safetensors.torch import load_file  # noqa: E402
 from critdiff import samplers as SM  # noqa: E402
 from critdiff.cli import main  # noqa: E402
 from critdiff.experiments.config import DEFAULT_SCHEDULE, MODEL_SCHEDULE, resolve_schedule  # noqa: E402
-from critdiff.experiments.guide_config import GuideConfig  # noqa: E402
+from critdiff.experiments.guide.config import GuideConfig  # noqa: E402
 from critdiff.experiments.probe import ProbeConfig  # noqa: E402
 from critdiff.experiments.sample import SampleConfig  # noqa: E402
 from critdiff.integrations.diffusers import diffusers_sigma_grid, load_diffusers  # noqa: E402

@@ -109,8 +109,8 @@ def test_guide_config_measures_tc_when_not_given(tmp_path, capsys):
     response of a diffusers model: no data needed), deterministically, and the table equals --tc-logsnr's."""
     from critdiff.cli import main
     from critdiff.data import load
-    from critdiff.experiments.guide_config import GuideConfig
-    from critdiff.experiments.guide_estimators import chosen_source
+    from critdiff.experiments.guide.config import GuideConfig
+    from critdiff.experiments.guide.estimators import chosen_source
 
     with _quiet(diffusers):
         pipe = diffusers.DDIMPipeline(unet=_unet(), scheduler=diffusers.DDIMScheduler(num_train_timesteps=1000))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from critdiff.cli import main
-from critdiff.experiments import guide as G
+from critdiff.experiments.guide import run as G
 from critdiff.experiments.executors import ExecutorConfig, SerialExecutor, make_executor
 
 DATA = "textures:size=8,n=6"

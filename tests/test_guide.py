@@ -12,8 +12,8 @@ import torch
 
 from critdiff import schedules as S
 from critdiff.data import load
-from critdiff.experiments import guide as G
-from critdiff.experiments.guide_metrics import diversity, frechet_distance
+from critdiff.experiments.guide import run as G
+from critdiff.experiments.guide.metrics import diversity, frechet_distance
 from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
 
@@ -260,7 +260,7 @@ def test_baseline_arms_equal_nfe_rows_and_estimators_record(parts, tmp_path):
     r = G.run_guide(cfg, tmp_path, progress=False, classifier=clf, model=model, log=lambda m: None)
     sig = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     from critdiff.guidance_ramp import interval_at, wang_linear
-    from critdiff.experiments.guide_arms import grid_range
+    from critdiff.experiments.guide.arms import grid_range
 
     assert r.arms["interval-ours"]["nfe"] == float(interval_at(0.5, cfg.height, cfg.baseline).grid_nfe(sig)[0])
     ramp = wang_linear(cfg.height, cfg.baseline, grid_range(sig), clock="t", schedule=cfg.schedule)

@@ -1,4 +1,4 @@
-"""The guide's critical-time estimators (critdiff.experiments.guide_estimators): selection, records, oracles."""
+"""The guide's critical-time estimators (critdiff.experiments.guide.estimators): selection, records, oracles."""
 
 import math
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from critdiff.data import load
-from critdiff.experiments import guide_estimators as E
-from critdiff.experiments.guide import GuideConfig, resolve_tc
-from critdiff.experiments.guide_config import DEFAULT_TC_FROM
+from critdiff.experiments.guide import estimators as E
+from critdiff.experiments.guide import GuideConfig
+from critdiff.experiments.guide.tc import resolve_tc
+from critdiff.experiments.guide.config import DEFAULT_TC_FROM
 from critdiff.scores.empirical import EmpiricalScore
 
 TWO = "twopoint:size=2,n=2,amp=0.5"  # D = 4, a = 1: speciation at logsnr = -2 log a = 0

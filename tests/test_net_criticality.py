@@ -12,7 +12,7 @@ import torch
 
 from critdiff.denoisers import as_sigma
 from critdiff.io import save_json
-from critdiff.experiments.demo_model import train_demo_model
+from critdiff.experiments.demo.model import train_demo_model
 from critdiff.experiments.net_criticality import (NetCriticalityConfig, NetCriticalityResult, demo_config,
                                                   run_net_criticality)
 from critdiff.experiments.result import result_from_record

@@ -11,7 +11,7 @@ from critdiff import samplers as SM
 from critdiff import schedules as S
 from critdiff.data import load
 from critdiff.devices import resolve
-from critdiff.experiments.guide_store import TrialLog
+from critdiff.experiments.guide.store import TrialLog
 from critdiff.scores import EmpiricalScore, GaussianScore, PatchScore
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..config import JsonConfig, arg
-from ..experiments.guide_config import DEFAULT_TC_FROM, TC_FROM_CHOICES
+from ..experiments.guide.config import DEFAULT_TC_FROM, TC_FROM_CHOICES
 from .common import add_run_args
 from .generate import add_config_args, config_from_args
 
@@ -75,10 +75,10 @@ def run(args) -> int:
 
 def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str], device: str = "cpu"):
     """``(model, CriticalTime)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
-    (:func:`critdiff.experiments.guide_tc.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
-    from ..experiments.guide_config import GuideConfig
-    from ..experiments.guide_estimators import chosen_source
-    from ..experiments.guide_tc import resolve_tc
+    (:func:`critdiff.experiments.guide.tc.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
+    from ..experiments.guide.config import GuideConfig
+    from ..experiments.guide.estimators import chosen_source
+    from ..experiments.guide.tc import resolve_tc
     from ..experiments.models import load_model
     from ..nets.classifier import load_classifier
 

@@ -15,7 +15,7 @@ patch model uses its certified pruned path at ``tol`` (None: its default). Metri
 (:mod:`critdiff.probes.agreement`): Pearson r of the final images per seed (median, quartiles, bootstrap interval
 of the median) and, per level, the r of the two denoisers on the network's states.
 
-Resumable: ``OUT/agreement.jsonl`` (:class:`~critdiff.experiments.guide_store.TrialLog`) holds the calibration
+Resumable: ``OUT/agreement.jsonl`` (:class:`~critdiff.experiments.guide.store.TrialLog`) holds the calibration
 and one record per finished seed; a rerun (also with more ``--seeds``) computes only the missing seeds.
 ``OUT/agreement.json`` is the result. :mod:`critdiff.report.agreement` renders it.
 """
@@ -40,7 +40,7 @@ from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
 from ..seeding import derive, generator
-from .guide_store import TrialLog
+from .guide.store import TrialLog
 from .net_criticality import load_trained
 from .net_signals import _pool_order
 from .progress import progress_bar

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from ..io import atomic_write_text, config_hash, save_json
-from .executors import Executor, SerialExecutor
-from .guide_config import GuideConfig
-from .guide_store import TrialLog
+from .executors.base import Executor, SerialExecutor
+from .guide.config import GuideConfig
+from .guide.store import TrialLog
 from .probe import ProbeConfig
 from .result import Result
 
@@ -118,7 +118,7 @@ def _guide_row(result) -> dict:
 def sweep_unit(state, unit: Unit) -> dict:
     """``work`` of the executor: run one unit in its folder; its log record (the row)."""
     from ..threads import torch_threads
-    from .guide import run_guide
+    from .guide.run import run_guide
     from .probe import run_probe
 
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@ section 1; DESIGN.md section 5, "Which critical time places the pulse").
 
 - ``theory``            the patch theory's ``t_c`` (linear instability of the homogeneous branch; patch model only);
 - ``linear-response``   the measured growth onset about the unconditional model's symmetric branch
-                        (:func:`critdiff.experiments.guide_tc.probe_tc`);
+                        (:func:`critdiff.experiments.guide.tc.probe_tc`);
 - ``ensemble``          the combined estimate of the sampler ensemble's signals (stiffness, ``xi``, ``chi``;
                         :func:`critdiff.probes.ensemble.ensemble_probe`) on unconditional samples;
 - ``decision-entropy``  the steepest drop of the classifier's entropy on ``x0_hat`` along unconditional
@@ -33,11 +33,11 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .. import samplers as SM
-from .. import schedules as S
-from ..seeding import derive
-from .guide_config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
-from .guide_tc import CriticalTime, probe_tc, resolve_tc
+from ... import samplers as SM
+from ... import schedules as S
+from ...seeding import derive
+from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
+from .tc import CriticalTime, probe_tc, resolve_tc
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
@@ -65,8 +65,8 @@ def _at(cfg, logsnr: float, source: str, ci=None, **extra) -> CriticalTime:
 def _theory(cfg, images, model, classifier) -> CriticalTime:
     if cfg.kind != "patch":
         raise ValueError("tc-from: the patch theory needs the analytic patch model (--model patch)")
-    from ..theory.critical import critical_point
-    from ..theory.pool import patch_pool
+    from ...theory.critical import critical_point
+    from ...theory.pool import patch_pool
 
     cp = critical_point(patch_pool(images.to(torch.float64), cfg.stencil, device=cfg.torch_device), S.get(cfg.schedule),
                         growth=False)
@@ -86,7 +86,7 @@ def _linear_response(cfg, images, model, classifier) -> CriticalTime:
 
 
 def _speciation(cfg, images, model, classifier) -> CriticalTime:
-    from ..theory.global_model import speciation
+    from ...theory.global_model import speciation
 
     sp = speciation(images)
     return _at(cfg, sp.logsnr_c, "speciation (snr lambda_max(Cov) = 1)")
@@ -100,8 +100,8 @@ def _noise(cfg, images, n: int, seed: int):
 
 
 def _ensemble(cfg, images, model, classifier) -> CriticalTime:
-    from ..probes.ensemble import ensemble_probe, ensemble_signals
-    from .probe import ProbeConfig, probe_steps
+    from ...probes.ensemble import ensemble_probe, ensemble_signals
+    from ..probe import ProbeConfig, probe_steps
 
     sigmas, x = _noise(cfg, images, ENSEMBLE_N, derive(cfg.seed, "ensemble"))
     ens = ensemble_probe(model, x, sigmas, probe_steps(cfg.steps, ProbeConfig.times), sampler=cfg.sampler,
@@ -118,7 +118,7 @@ def _need_classifier(classifier, name: str):
 
 
 def _decision(cfg, images, model, classifier) -> CriticalTime:
-    from ..probes.decision import EntropyRecorder, classifier_logits
+    from ...probes.decision import EntropyRecorder, classifier_logits
 
     _need_classifier(classifier, "decision-entropy")
     sigmas, x = _noise(cfg, images, DECISION_N, derive(cfg.seed, "decision"))
@@ -130,8 +130,8 @@ def _decision(cfg, images, model, classifier) -> CriticalTime:
 
 
 def _commitment(cfg, images, model, classifier) -> CriticalTime:
-    from ..probes.commitment import commitment
-    from .probe import probe_steps
+    from ...probes.commitment import commitment
+    from ..probe import probe_steps
 
     _need_classifier(classifier, "commitment")
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)

@@ -13,9 +13,9 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
     :func:`critdiff.experiments.train.run_train`); a folder holding a different run is refused. ``device``: where it
     trains. Returns ``folder``.
     """
-    from ..nets import checkpoint as ckpt
-    from ..threads import torch_threads
-    from .train import resolve_config, run_train
+    from ...nets import checkpoint as ckpt
+    from ...threads import torch_threads
+    from ..train import resolve_config, run_train
 
     out = Path(folder)
     given = (dict(data="digits:size=8", width=16, steps=20, batch=16, cond_drop=0.1, warmup=5, checkpoint_every=20,

@@ -1,4 +1,7 @@
-"""Executors for independent units of work: serial (the default) or a Ray pool of workers.
+"""The executor contract and the serial executor (the Ray one: :mod:`.ray`; the factory: :func:`make_executor` in
+:mod:`critdiff.experiments.executors`).
+
+Executors run independent units of work: serial (the default) or a Ray pool of workers.
 
 A *unit* is one independent piece of work (a guidance trial, a probe run, a guide run of a sweep), named by a
 ``key``. Work is given as two picklable callables:
@@ -23,11 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from ..config import JsonConfig, arg
-from ..errors import check_int
-
-RAY_INSTALL = "pip install 'critdiff[ray]'"
-
+from ...config import JsonConfig, arg
+from ...errors import check_int
 
 @dataclass(frozen=True)
 class ExecutorConfig(JsonConfig):
@@ -84,19 +84,3 @@ class SerialExecutor(Executor):
             if i == 0:
                 state = setup()
             on_done(key, Outcome(record=work(state, payload)))
-
-
-def make_executor(cfg: "ExecutorConfig | None" = None, *, device: str = "cpu") -> Executor:
-    """The executor named by ``cfg`` (validated); ``device``: the runs' torch device (cuda: one GPU per Ray worker)."""
-    cfg = (cfg or ExecutorConfig()).validate()
-    if cfg.executor == "serial":
-        return SerialExecutor()
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ValueError(f"executor: {cfg.executor!r} needs Ray, which is not installed; {RAY_INSTALL}") from None
-    from .executors_ray import RayExecutor
-
-    address = cfg.executor[4:] if cfg.executor.startswith("ray:") else None
-    gpus = 1.0 if str(device).startswith("cuda") else 0.0
-    return RayExecutor(cfg.workers, address=address, retries=cfg.retries, gpus_per_worker=gpus)

@@ -12,11 +12,11 @@ from typing import Any, Optional
 
 import torch
 
-from .. import schedules as S
-from ..config import JsonConfig
-from ..seeding import derive
-from ..times import Time
-from .guide_config import GuideConfig
+from ... import schedules as S
+from ...config import JsonConfig
+from ...seeding import derive
+from ...times import Time
+from .config import GuideConfig
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ class CriticalTime(JsonConfig):
 
 def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> CriticalTime:
     """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from``
-    (:func:`critdiff.experiments.guide_estimators.resolve_estimates`; default: the patch-model theory of
+    (:func:`critdiff.experiments.guide.estimators.resolve_estimates`; default: the patch-model theory of
     DESIGN.md section 3 for the patch model, the growth probe otherwise).
 
     Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
     """
-    from .guide_estimators import chosen_source, estimate
+    from .estimators import chosen_source, estimate
 
     if cfg.tc_logsnr is not None:
         return CriticalTime.at_logsnr(S.get(cfg.schedule), cfg.tc_logsnr, "given")
@@ -78,8 +78,8 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
     shape = getattr(model, "sample_shape", None) or (None if images is None else images.shape[1:])  # latents
     if model is None or shape is None:  # a diffusers model knows its shape; a net needs its data's
         return None
-    from ..probes import at_grid_edge, from_growth, linear_response
-    from .probe import ProbeConfig
+    from ...probes import at_grid_edge, from_growth, linear_response
+    from ..probe import ProbeConfig
 
     lr = linear_response(model, tuple(shape), cfg.schedule, steps=ProbeConfig.linear, n=ProbeConfig.linear_n,
                          seed=derive(cfg.seed, "linear-response"),

@@ -15,15 +15,15 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .. import guidance_schedules as GS
-from .. import samplers as SM
-from .. import schedules as S
-from ..guidance import Guided
-from ..guidance_ramp import interval_at, wang_linear
-from ..seeding import derive
-from .guide_config import GuideConfig
-from .guide_metrics import check_classifier
-from .models import decode_samples, load_model
+from ... import guidance_schedules as GS
+from ... import samplers as SM
+from ... import schedules as S
+from ...guidance import Guided
+from ...guidance_ramp import interval_at, wang_linear
+from ...seeding import derive
+from .config import GuideConfig
+from .metrics import check_classifier
+from ..models import decode_samples, load_model
 
 @dataclass
 class Arm:
@@ -169,7 +169,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         loaded = load_model(cfg, need_data=True, data_seed=0)
         model, images, labels = loaded.model, loaded.images, loaded.labels
     else:
-        from ..data import load as load_data
+        from ...data import load as load_data
 
         images, labels = load_data(cfg.data)
         images = images.to(cfg.torch_dtype)

@@ -1,9 +1,9 @@
-"""The Ray executor (see :mod:`.executors`): one actor per worker holds the state ``setup()`` built (the model),
+"""The Ray executor (see :mod:`.base`): one actor per worker holds the state ``setup()`` built (the model),
 units are handed to idle actors, records come back to the driver, which calls ``on_done`` in unit order.
 
 A worker that dies (killed, out of memory, its machine lost) is replaced by a fresh actor (which runs ``setup``
 again) and its unit is retried, at most ``retries`` times; then the unit is reported failed with the error.
-Imported only when Ray is installed.
+Ray itself is imported when the executor first runs (:func:`_ray`), so this module imports without it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Optional
 
-import ray
-from ray.exceptions import RayError, RayTaskError
+from .base import Executor, Outcome
 
-from .executors import Executor, Outcome
+
+def _ray():
+    """The ``ray`` package, imported on first use (an optional dependency: ``pip install 'critdiff[ray]'``)."""
+    import ray
+    import ray.exceptions  # noqa: F401 - RayError, RayTaskError
+
+    return ray
 
 
 class UnitWorker:
@@ -35,6 +40,7 @@ class RayExecutor(Executor):
         self._started = False
 
     def _init(self) -> None:
+        ray = _ray()
         if ray.is_initialized():
             return
         kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -45,8 +51,8 @@ class RayExecutor(Executor):
         self._started = True
 
     def close(self) -> None:
-        if self._started and ray.is_initialized():
-            ray.shutdown()
+        if self._started and _ray().is_initialized():
+            _ray().shutdown()
         self._started = False
 
     def run(self, setup, work, units, on_done) -> None:
@@ -54,6 +60,8 @@ class RayExecutor(Executor):
         if not units:
             return
         self._init()
+        ray = _ray()
+        RayError, RayTaskError = ray.exceptions.RayError, ray.exceptions.RayTaskError
         actor_cls = ray.remote(num_cpus=1, num_gpus=self.gpus, max_restarts=0)(UnitWorker)
         actors = [actor_cls.remote(setup, work) for _ in range(min(self.workers, len(units)))]
         queue, idle = deque(range(len(units))), deque(range(len(actors)))
@@ -97,10 +105,11 @@ class RayExecutor(Executor):
     @staticmethod
     def _keep_finished(inflight: dict, done: dict, attempts: list) -> None:
         """Collect the records of units that had already finished when the run was interrupted."""
+        ray = _ray()
         ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0) if inflight else ([], [])
         for ref in ready:
             try:
                 _, i = inflight[ref]
                 done[i] = Outcome(record=ray.get(ref, timeout=0), attempts=attempts[i])
-            except RayError:
+            except ray.exceptions.RayError:
                 pass

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..io import config_hash, save_json
-from ..threads import torch_threads
-from .demo_sections import DemoSection, demo_sections
-from .result import Result, result_from_record
+from ...io import config_hash, save_json
+from ...threads import torch_threads
+from .sections import DemoSection, demo_sections
+from ..result import Result, result_from_record
 
 TITLE = "critdiff demo report"
 
@@ -40,9 +40,9 @@ def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:
 
 def write_demo_report(out_dir: "str | Path") -> Path:
     """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
-    from ..io import atomic_write_text
-    from ..report.html import render_html
-    from ..report.render import render
+    from ...io import atomic_write_text
+    from ...report.html import render_html
+    from ...report.render import render
 
     out = Path(out_dir)
     path = out / "results.json"
@@ -63,7 +63,7 @@ def write_demo_report(out_dir: "str | Path") -> Path:
 
 def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu") -> Path:
     """Run every section (cached) on ``device``, write ``results.json`` and the report; returns the report path."""
-    from ..devices import resolve as resolve_device
+    from ...devices import resolve as resolve_device
 
     resolve_device(device)  # a one-line error before anything is computed
     out = Path(out_dir)

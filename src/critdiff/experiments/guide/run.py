@@ -40,18 +40,18 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from .. import guidance_schedules as GS
-from ..io import save_json
-from .executors import Executor, SerialExecutor
-from .guide_arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
-from .guide_config import ARMS, GuideConfig, demo_config, parse_arms
-from .guide_metrics import classify
-from .guide_store import TrialLog
-from .guide_summary import summarise
-from .guide_estimators import resolve_estimates
-from .guide_tc import CriticalTime, resolve_tc
-from .progress import progress_bar
-from .result import Result
+from ... import guidance_schedules as GS
+from ...io import save_json
+from ..executors.base import Executor, SerialExecutor
+from .arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
+from .config import ARMS, GuideConfig, demo_config, parse_arms
+from .metrics import classify
+from .store import TrialLog
+from .summary import summarise
+from .estimators import resolve_estimates
+from .tc import CriticalTime, resolve_tc
+from ..progress import progress_bar
+from ..result import Result
 
 __all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .result import Result
-from .sample import SampleConfig, run_sample
+from ..result import Result
+from ..sample import SampleConfig, run_sample
 
 PROBE_THREADS = 1  # the probes' many small autograd ops ran over 2x slower on two threads on the 2-core machine
 
@@ -41,7 +41,7 @@ def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
 
 
 def _theory(key: str, data: str, blurb: str, device: str):
-    from .theory_section import demo_config, run_theory
+    from ..theory_section import demo_config, run_theory
 
     cfg = demo_config(data)
     return DemoSection(key, _keyed({"theory": cfg.to_dict(), "version": 2}, device),
@@ -51,8 +51,8 @@ def _theory(key: str, data: str, blurb: str, device: str):
 
 def _net(quick: bool, device: str):
     def run(folder: Path):
-        from .demo_model import train_demo_model
-        from .net_criticality import demo_config, run_net_criticality
+        from .model import train_demo_model
+        from ..net_criticality import demo_config, run_net_criticality
 
         model_dir = train_demo_model(folder / "model", quick=quick, progress=True, device=device)
         return run_net_criticality(demo_config(quick, str(model_dir)), folder, device=device)
@@ -62,7 +62,7 @@ def _net(quick: bool, device: str):
 
 def _data_size(data_spec: str) -> int:
     """The ``size=`` option of a data spec."""
-    from ..spec import parse_spec
+    from ...spec import parse_spec
 
     size = parse_spec(data_spec, "data").kwargs.get("size")
     if not isinstance(size, int):
@@ -71,15 +71,15 @@ def _data_size(data_spec: str) -> int:
 
 
 def _guidance(quick: bool, device: str):
-    from .guide import demo_config, run_guide
+    from ..guide.run import demo_config, run_guide
 
     gcfg = demo_config(quick).replace(device=device)
     # the classifier sees many more crops of the same textures, at the guided model's image size
     ccfg = {"data": f"textures:size={_data_size(gcfg.data)},per_class={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
 
     def run(folder: Path):
-        from ..nets.classifier import ClassifierTrainConfig, load_classifier
-        from .train import run_train_classifier
+        from ...nets.classifier import ClassifierTrainConfig, load_classifier
+        from ..train import run_train_classifier
 
         clf_dir = folder / "classifier"
         if not (clf_dir / "metrics.json").is_file():
@@ -92,7 +92,7 @@ def _guidance(quick: bool, device: str):
 
 
 def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
-    from .probe import demo_config, run_probe
+    from ..probe import demo_config, run_probe
 
     cfg = demo_config(quick, data, "square:5", eps_scan).replace(device=device)
     key = "probe-" + data.split(":")[0]
@@ -101,7 +101,7 @@ def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
 
 
 def _structure(device: str):
-    from .structure_section import StructureConfig, run_structure
+    from ..structure_section import StructureConfig, run_structure
 
     cfg = StructureConfig()
     return DemoSection("structure-factor", _keyed({"structure": cfg.to_dict(), "version": 2}, device),

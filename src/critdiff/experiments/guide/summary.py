@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff, peak_interval
-from ..seeding import derive
-from .guide_arms import Arm, Setup, grid_range
-from .guide_metrics import classify, diversity, frechet_distance
-from .guide_store import TrialLog
-from .guide_tc import CriticalTime
+from ...probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff, peak_interval
+from ...seeding import derive
+from .arms import Arm, Setup, grid_range
+from .metrics import classify, diversity, frechet_distance
+from .store import TrialLog
+from .tc import CriticalTime
 
 COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"),
                ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"))

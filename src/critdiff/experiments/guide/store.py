@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..io import config_hash, to_jsonable
+from ...io import config_hash, to_jsonable
 
 # the keys each record type must carry, and those of them that must be finite numbers
 REQUIRED = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from .. import guidance_schedules as GS
-from ..config import arg
-from ..errors import check_choice, check_finite, check_int, check_positive
-from .config import RunConfig
+from ... import guidance_schedules as GS
+from ...config import arg
+from ...errors import check_choice, check_finite, check_int, check_positive
+from ..config import RunConfig
 
 # critical-time estimators (:mod:`.guide_estimators`); DEFAULT_TC_FROM is the one place the default lives
 TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment")
