@@ -70,10 +70,13 @@ class GuidanceOutput(Protocol):
 
 @runtime_checkable
 class LatentDecoder(Protocol):
-    """A denoiser whose states are latents: ``decode(x0 [B, C, h, w]) -> images [B, C', H, W]`` (identity
-    when ``vae`` is None)."""
+    """A denoiser whose states may be latents: ``decode(x0 [B, C, h, w]) -> images [B, C', H, W]`` (identity
+    when ``vae`` is None); ``image_shape`` ``(C', H, W)`` of a decoded sample (``None``: unknown)."""
 
     vae: object
+
+    @property
+    def image_shape(self) -> Optional[tuple]: ...
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor: ...
 
@@ -120,6 +123,16 @@ def as_labels(label: Label, batch: int, device=None) -> Optional[torch.Tensor]:
     if lab.shape != (batch,):
         raise ValueError(f"label: expected shape [{batch}], got {tuple(lab.shape)}")
     return lab
+
+
+def sample_shape_of(model) -> Optional[tuple]:
+    """``model.sample_shape`` of a :class:`SampleShaped` denoiser, else ``None`` (the data's shape applies)."""
+    return tuple(model.sample_shape) if isinstance(model, SampleShaped) and model.sample_shape is not None else None
+
+
+def n_classes_of(model) -> int:
+    """``model.n_classes`` of a :class:`ClassConditional` denoiser, else 0 (unconditional)."""
+    return int(model.n_classes or 0) if isinstance(model, ClassConditional) else 0
 
 
 def null_mask(lab: torch.Tensor) -> torch.Tensor:

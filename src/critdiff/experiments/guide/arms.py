@@ -18,6 +18,7 @@ import torch
 from ... import guidance_schedules as GS
 from ... import samplers as SM
 from ... import schedules as S
+from ...denoisers import sample_shape_of
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
@@ -178,7 +179,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
     if classifier is not None:
         check_classifier(classifier)
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    image_shape = sample_shape_of(model) or tuple(images.shape[1:])  # latents for a latent model
     return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
 
 
