@@ -96,10 +96,10 @@ def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
         s = s.reshape(1).expand(x.shape[0])
     elif s.ndim != 1 or s.shape[0] != x.shape[0]:
         raise ValueError(f"sigma: expected a scalar or a [B] tensor with B={x.shape[0]}, got shape {tuple(s.shape)}")
-    s = s.to(device=x.device, dtype=x.dtype)
+    s = s.to(dtype=x.dtype)  # checked where it lives (no device sync for a float or a CPU tensor), then moved
     if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
         raise ValueError("sigma: expected finite values > 0")
-    return s
+    return s.to(device=x.device)
 
 
 def as_labels(label: Label, batch: int, device=None) -> Optional[torch.Tensor]:
