@@ -18,6 +18,7 @@ import torch
 from ... import guidance_schedules as GS
 from ... import samplers as SM
 from ... import schedules as S
+from ...denoisers import sample_shape_of
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
@@ -216,7 +217,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
     if classifier is not None:
         check_classifier(classifier)
-    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    image_shape = sample_shape_of(model) or tuple(images.shape[1:])  # latents for a latent model
     sigmas = run_grid(cfg, model, image_shape)
     return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
 
