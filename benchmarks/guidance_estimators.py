@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from critdiff import pretrained
 from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide.arms import prepare
 from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
@@ -57,7 +58,7 @@ from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
 from critdiff.outdir import locked_output
 
-# name -> (GuideConfig fields, classifier folder under --runs, samples per arm or None for --n)
+# name -> (GuideConfig fields, classifier folder under --runs or pretrained:NAME, samples per arm or None for --n)
 MODELS = {
     "patch-textures16": (dict(model="patch", data="textures:size=16,per_class=10", stencil="square:5"), "clf_tex16", None),
     "patch-digits16": (dict(model="patch", data="digits:size=16,n=200", stencil="square:5"), "clf_digits16", None),
@@ -66,6 +67,8 @@ MODELS = {
     "net-digits16": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
     "net-mnist28": (dict(model="net:{runs}/net_mnist28", data="mnist"), "clf_mnist28", None),
     "net-textures32": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
+    # the reference network and classifier that ship with critdiff (docs/models.md): nothing to train
+    "ref-mnist28": (dict(model="pretrained:mnist28", data="mnist"), "pretrained:mnist28-clf", None),
 }
 TINY = {"tiny-patch-a": (dict(model="patch", data="textures:size=8,per_class=3", stencil="square:3"), None, None),
         "tiny-patch-b": (dict(model="patch", data="textures:size=8,per_class=4", stencil="square:3", seed=1), None, None)}
@@ -113,7 +116,7 @@ def _classifier(runs: str, name, cfg: GuideConfig):
     if name is None:
         setup = prepare(cfg)
         return MeanClassifier(setup.images, setup.labels), None
-    folder = Path(runs) / name
+    folder = pretrained.resolve(name, "classifier") if pretrained.spec_name(name) else Path(runs) / name
     return load_classifier(folder), read_metrics(folder).get("heldout_accuracy")
 
 

@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("guide", help="guidance pulses at the critical time vs random times, constant, interval, adaptive")
     add_config_args(p, GuideConfig)
     p.add_argument("--classifier", default=None,
-                   help="folder of the evaluation classifier (critdiff train-classifier); without it only the samples "
+                   help="folder of the evaluation classifier (critdiff train-classifier) or pretrained:NAME (shipped: "
+                        "mnist28-clf); without it only the samples "
                         "are produced and the metrics wait for it")
     add_executor_args(p)
     add_out_arg(p, help_text="output folder; trials stream to OUT/trials.jsonl and a rerun resumes")
@@ -21,7 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..nets.classifier import load_classifier
+    from ..pretrained import load_classifier
     from ..report.html import write_report
     from ..report.render import render
 

@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("guide-config", help="critical time and guidance pulse as t, logsnr, sigma, timestep, step index")
     add_config_args(p, GuideConfigRequest)
     p.add_argument("--classifier", default=None,
-                   help="folder of a classifier (critdiff train-classifier), for --tc-from decision-entropy / commitment")
+                   help="folder of a classifier (critdiff train-classifier) or pretrained:NAME, for --tc-from decision-entropy / commitment")
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
     add_run_args(p, only=("device",))
     p.set_defaults(run=run)
@@ -100,7 +100,7 @@ def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str], devic
     from ..experiments.guide.estimators import chosen_source
     from ..experiments.guide.tc import resolve_tc
     from ..experiments.models import load_model
-    from ..nets.classifier import load_classifier
+    from ..pretrained import load_classifier
 
     gcfg = GuideConfig(model=req.model, data=req.data, tc_logsnr=req.tc_logsnr, tc_from=req.tc_from, seed=req.seed,
                        device=device, cond=req.cond, prompt=req.prompt)

@@ -28,7 +28,7 @@ from ..spec import parse_spec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ANALYTIC = ("empirical", "patch", "gaussian")
-KINDS = ANALYTIC + ("diffusers", "net")
+KINDS = ANALYTIC + ("diffusers", "net", "pretrained")
 PATCH_OPTIONS = ("stencil", "equivariant", "boundary", "pool")
 MODEL_SCHEDULE = "model"  # --schedule model: a diffusers model's own discrete sigmas
 AUTO_SCHEDULE = "auto"  # the default of --schedule, resolved by resolve_schedule
@@ -40,10 +40,14 @@ def model_kind(spec: str) -> str:
     s = parse_spec(spec, "model")
     if s.name not in KINDS:
         raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} "
-                         "(diffusers as diffusers:DIR, net as net:DIR)")
+                         "(diffusers as diffusers:DIR, net as net:DIR, pretrained as pretrained:NAME)")
     if s.name in ANALYTIC and (s.args or s.kwargs):
         raise ValueError(f"model: {s.name!r} takes no options in its spec (got {spec!r}); "
                          "set them with --stencil, --local, --boundary, --pool")
+    if s.name == "pretrained":
+        from .. import pretrained
+
+        pretrained.entry(pretrained.spec_name(spec), "unet")  # a one-line error naming the shipped models
     return s.name
 
 
@@ -65,7 +69,8 @@ def resolve_schedule(schedule: str, model: str, model_schedule: bool) -> str:
 class RunConfig(JsonConfig):
     """What every run needs (module docstring). Subclasses add a command's own fields."""
 
-    model: str = arg("patch", "empirical | patch | gaussian | net:DIR | diffusers:DIR")
+    model: str = arg("patch", "empirical | patch | gaussian | net:DIR | diffusers:DIR | "
+                                     "pretrained:NAME (shipped: mnist28)")
     data: Optional[str] = arg(None, "data spec, e.g. digits:size=16 or textures:size=24 (see critdiff.data.DATASETS)")
     stencil: str = arg("square:5", "patch stencil: square:K, cross:R, dilated:K,D")
     equivariant: bool = arg(True, "position-specific patch pool (LS) instead of the equivariant one (ELS)", flag="--local")

@@ -8,7 +8,8 @@ For ``x = x0 + sigma n`` with ``x0 ~ N(mu, Sigma)`` the posterior mean is
 ``covariance='stationary'``: a translation-invariant fit on the periodic lattice: ``mu`` is one value
 per channel and ``Sigma`` is circulant, i.e. diagonal in Fourier space with ``C x C`` blocks
 ``P(k) = E[xhat(k) xhat(k)^*] / (H W)``; then ``Dhat(k) = muhat + P (P + sigma^2 I)^{-1} (xhat - muhat)``.
-With ``labels`` each class gets its own fit; ``label=None`` uses the fit to all the data.
+With ``labels`` each class gets its own fit; ``label=None`` (and a ``NULL_LABEL`` entry, per sample) uses the
+fit to all the data.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from ..denoisers import Label, as_labels, as_sigma
+from ..denoisers import NULL_LABEL, Label, as_labels, as_sigma, check_classes, null_mask
 from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_images
 from ..late_start import fit_moments
@@ -94,14 +95,13 @@ class GaussianScore:
             raise ValueError(f"x: expected images of shape [B, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}")
         s = as_sigma(sigma, x)
         lab = as_labels(label, x.shape[0], x.device)
-        if lab is None:
+        if lab is None or bool(null_mask(lab).all()):
             return self.fits[None](x, s)
         if self.n_classes == 0:
             raise ValueError("label: this model was built without labels")
-        if bool((lab < 0).any()) or bool((lab >= self.n_classes).any()):
-            raise ValueError(f"label: expected values in [0, {self.n_classes - 1}]")
+        check_classes(lab, self.n_classes, "values")
         out = torch.empty_like(x)
         for k in lab.unique().tolist():
             m = lab == k
-            out[m] = self.fits[k](x[m], s[m])
+            out[m] = self.fits[None if k == NULL_LABEL else k](x[m], s[m])
         return out

@@ -18,6 +18,7 @@ import torch
 from ... import guidance_schedules as GS
 from ... import samplers as SM
 from ... import schedules as S
+from ...denoisers import n_classes_of, sample_shape_of
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
@@ -207,8 +208,8 @@ def model_classes(model) -> int:
     conditioning = getattr(model, "conditioning", None)
     if conditioning is not None:
         return int(conditioning.prompts)
-    k, null = getattr(model, "num_classes", None), getattr(model, "null_class", None)
-    if k is None:
+    k, null = n_classes_of(model), getattr(model, "null_class", None)
+    if k == 0:
         raise ValueError("data: guidance needs a class- or text-conditional model (this one has no labels); "
                          "give --data SPEC of a labelled data set")
     if null != k - 1:
@@ -238,7 +239,7 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
             raise ValueError("classifier: the metrics compare the samples with the data's images; give --data SPEC")
         check_classifier(classifier)
     n_classes = model_classes(model) if labels is None else int(labels.max()) + 1
-    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    image_shape = sample_shape_of(model) or tuple(images.shape[1:])  # latents for a latent model
     sigmas = run_grid(cfg, model, image_shape)
     return Setup(cfg, model, classifier, images, labels, n_classes, sigmas, image_shape)
 
