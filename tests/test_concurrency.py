@@ -116,7 +116,9 @@ def test_second_run_on_a_busy_folder_exits_2_and_the_first_finishes(argv, tmp_pa
     finally:
         stdout, stderr = first.communicate(timeout=300)
     err = capsys.readouterr().err
-    assert code == 2 and waited < 5
+    # the refusal must not wait for the first run; the bound leaves room for the preflight (which reads the data
+    # spec before the lock is checked) on a loaded 2-core machine, where it measured up to 6 s
+    assert code == 2 and waited < 30
     assert f"'{out}' is in use by another critdiff run (PID {first.pid})" in err
     assert first.returncode == 0, stderr
     assert main(argv + ["--out", str(tmp_path / "alone")]) == 0

@@ -61,7 +61,7 @@ def test_mnist_size_and_classes():
     "spec,pattern",
     [
         ("mnist:n=6000", r"option 'n' asks for 6000 items"),
-        ("mnist:size=1", r"option 'size' of 'mnist' expects an integer >= 2"),
+        ("mnist:size=1", r"option 'size' of 'mnist' expects an integer in \[2, 16384\]"),
         ("mnist:classes=10", r"option 'classes' of 'mnist' expects distinct ids in 0..9"),
         ("mnist:foo=1", r"unknown option\(s\) foo for 'mnist'"),
     ],

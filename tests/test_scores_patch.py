@@ -156,7 +156,7 @@ def test_float32_input_gives_float32_output():
         ({}, lambda m, x: m(x, 1.0, label=0), "label: this model was built without labels"),
         ({"labels": torch.tensor([0, 1, 1])}, lambda m, x: m(x, 1.0, label=2), "label: class 2"),
         ({"labels": torch.tensor([0, 2, 2])}, lambda m, x: m(x, 1.0, label=1), "label: class 1"),
-        ({"labels": torch.tensor([0, 1, 1])}, lambda m, x: m(x, 1.0, label=-1), "label: class -1"),
+        ({"labels": torch.tensor([0, 1, 1])}, lambda m, x: m(x, 1.0, label=-1), "label: expected an int >= 0"),
     ],
 )
 def test_invalid_calls_raise_one_line(kwargs, call, match):

@@ -18,7 +18,7 @@ import torch
 from ...probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff, peak_interval
 from ...seeding import derive
 from .arms import Arm, Setup, grid_range
-from .metrics import classify, frechet_distance, knn_radii, per_class_diversity, precision_recall
+from .metrics import classify, diversity, frechet_distance, knn_radii, per_class_diversity, precision_recall
 from .store import TrialLog
 from .tc import CriticalTime
 
