@@ -41,6 +41,7 @@ from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide.arms import prepare
 from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
 from critdiff.experiments.guide.estimators import chosen_source, estimate
+from critdiff.experiments.guide.tc import tc_record
 from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
 from critdiff.outdir import locked_output
@@ -111,7 +112,7 @@ def _brief(r) -> dict:
     """The numbers of a guide run the benchmark keeps."""
     keep = ("accuracy", "logp", "nfe", "fd", "diversity", "vs_random")
     arms = {k: {f: v.get(f) for f in keep if f in v} for k, v in (r.arms or {}).items()}
-    return {"tc": r.tc.record(), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
+    return {"tc": tc_record(r.tc), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
             "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
 
 

@@ -107,9 +107,9 @@ def test_phi_matches_the_twopoint_posterior_oracle_and_the_speciation_time():
     t_exact = crossing_logsnr(lam_fine, [phi_twopoint(1.0, math.exp(-0.5 * v)) for v in lam_fine], res.level)
     lo, hi = res.logsnr_ci
     assert lo - 0.3 <= t_exact <= hi + 0.3, (t_exact, res.commitment_logsnr, res.logsnr_ci)
-    times = res.times("vp-linear")
-    assert times["logsnr"][0] == pytest.approx(res.commitment_logsnr)
-    assert times["sigma_over_a"][0] == pytest.approx(math.exp(-0.5 * res.commitment_logsnr))
+    est = res.estimate("vp-linear")
+    assert est.logsnr == pytest.approx(res.commitment_logsnr) and est.logsnr_ci == pytest.approx(tuple(res.logsnr_ci))
+    assert est.sigma_over_a == pytest.approx(math.exp(-0.5 * res.commitment_logsnr))
     assert speciation(images).logsnr_c == pytest.approx(-2 * math.log(1.0), abs=1e-9)
 
 

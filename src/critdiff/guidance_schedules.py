@@ -47,6 +47,7 @@ import torch
 
 from .errors import check_finite
 from .schedules import Schedule, get as get_schedule
+from .times import Time, TimeEstimate
 
 Profile = Literal["box", "gauss"]
 PROFILES = ("box", "gauss")
@@ -94,12 +95,15 @@ def centre_logsnr(value, unit: Unit = "logsnr", *, schedule: "Schedule | str | N
                   sigmas=None) -> float:
     """A pulse centre converted to logsnr exactly.
 
-    ``unit='logsnr'``: as given; ``'sigma'``: ``-2 log sigma`` (denoiser frame, ``sigma / a``);
+    A :class:`~critdiff.times.Time` or :class:`~critdiff.times.TimeEstimate` (a critical time from any
+    estimator) is its own logsnr, whatever ``unit``. ``unit='logsnr'``: as given; ``'sigma'``: ``-2 log sigma`` (denoiser frame, ``sigma / a``);
     ``'t'``: ``schedule.logsnr(t)`` (needs ``schedule``); ``'step'``: the logsnr of grid point
     ``sigmas[i]`` of the grid in use (an integer ``0 <= i < N``; needs ``sigmas``).
     """
     if unit not in UNITS:
         raise ValueError(f"unit: expected one of {', '.join(map(repr, UNITS))}, got {unit!r}")
+    if isinstance(value, (Time, TimeEstimate)):
+        return float(value.logsnr)
     if unit == "step":
         if sigmas is None:
             raise ValueError("sigmas: a centre given as a step index needs the sigma grid in use")

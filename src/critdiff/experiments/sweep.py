@@ -104,7 +104,7 @@ def _section_units(section: str, body: dict) -> list[Unit]:
 
 def _probe_row(result) -> dict:
     c = result.combined or {}
-    return {"logsnr_c": c.get("logsnr_c"), "ci_logsnr": c.get("ci_logsnr"),
+    return {"logsnr_c": c.get("logsnr_c"), "logsnr_ci": c.get("logsnr_ci"),
             "theory_logsnr_c": (result.theory or {}).get("logsnr_c"), "seconds": result.seconds.get("total")}
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..times import TimeEstimate
 from .figures import plt, save_figure
 from .fmt import interval, num
 from .html import Section, table
@@ -53,14 +54,22 @@ def sweep_figure(result, path) -> Optional[Path]:
     return save_figure(fig, path)
 
 
+def _estimate_part(name: str, rec: dict) -> str:
+    """``'theory -0.37 [lo, hi]'`` of one estimator's record (a :class:`~critdiff.times.TimeEstimate` or
+    ``{error}``)."""
+    if "logsnr" not in rec:
+        return f"{name}: none"
+    ci = TimeEstimate.from_dict(rec).logsnr_ci if "interval" in rec else rec.get("logsnr_ci")  # older results
+    return f"{name} {num(rec['logsnr'])}" + (f" {interval(*ci)}" if ci else "")
+
+
 def findings(result) -> list[str]:
     """Plain sentences with numbers and 95% intervals: what the comparisons and the sweep showed."""
     tc, out = result.tc, []
     out.append(f"critical time {tc.time.format()} (from {tc.source}).")
     est = (result.estimators or {}).get("estimates", {})
     if est:
-        parts = [f"{k} {num(v['logsnr'])}" + (f" {interval(*v['logsnr_ci'])}" if v.get("logsnr_ci") else "")
-                 if "logsnr" in v else f"{k}: none" for k, v in est.items()]
+        parts = [_estimate_part(k, v) for k, v in est.items()]
         out.append(f"critical-time estimators (logsnr [95% CI]; the pulse uses {result.estimators['chosen']}): "
                    + "; ".join(parts) + ".")
     for key, name in COMPARED.items():

@@ -21,6 +21,7 @@ from ... import schedules as S
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
+from ...times import TimeEstimate
 from .config import GuideConfig
 from .metrics import check_classifier
 from ..models import decode_samples, load_model
@@ -49,10 +50,11 @@ def sweep_centres(cfg: GuideConfig, sigmas) -> list[float]:
     return np.linspace(a, b, cfg.sweep).tolist() if cfg.sweep > 1 else [0.5 * (a + b)]
 
 
-def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
+def adaptive_lead(cfg: GuideConfig, sigmas, tc: TimeEstimate) -> tuple[float, float]:
     """``(target firing logsnr, lead)``: the median sample fires one grid step before the fixed pulse
     at ``tc`` would start, and its pulse is then centred on ``tc``."""
     lam = GS.grid_logsnr(sigmas).numpy()
+    tc = tc.logsnr
     start = tc - 0.5 * cfg.width
     inside = np.flatnonzero(lam >= start - GS.EDGE_TOL)
     j = int(inside[0]) if inside.size else len(lam) - 1
@@ -60,8 +62,9 @@ def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
     return target, tc - target
 
 
-def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) -> list[Arm]:
-    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre)."""
+def build_arms(cfg: GuideConfig, sigmas, tc: TimeEstimate, threshold: Optional[float]) -> list[Arm]:
+    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre); ``tc``: the
+    critical time the ``tc``, ``interval-ours`` and ``adaptive`` arms are placed at."""
     h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
     lo, hi = grid_range(sigmas)
     pulse = lambda c: GS.Pulse(c, W, h, b, cfg.profile)  # noqa: E731
@@ -86,7 +89,9 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float]) 
             arms.append(Arm(name, f"w linear in 1 - t from {b:g} to {ramp.peak:g} (mean {h:g})",
                             lambda idx, r=ramp: (r, []), meta=ramp.to_dict()))
         elif name == "tc":
-            arms.append(Arm("tc", f"{cfg.profile} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
+            at_tc = GS.Pulse.at(tc, width=W, height=h, baseline=b, profile=cfg.profile)
+            arms.append(Arm("tc", f"{cfg.profile} pulse at t_c (logsnr {tc.logsnr:.2f})", lambda idx, p=at_tc: (p, []),
+                            centre=tc.logsnr))
         elif name == "random":
             centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=derive(cfg.seed, "random-centres"))
             arms.append(Arm("random", "same pulse, random centre per sample",
@@ -139,7 +144,7 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     return decode_samples(setup.model, out).cpu(), g.nfe.clone()
 
 
-def calibrate_threshold(setup: Setup, tc: float) -> dict:
+def calibrate_threshold(setup: Setup, tc: TimeEstimate) -> dict:
     """Threshold of the adaptive pulse: the median, over ``calib_n`` pilot samples (indices after the
     experiment's, run with ``w = baseline``), of the indicator at the target firing step."""
     cfg = setup.cfg

@@ -28,7 +28,7 @@ trajectories, seed ``derive(cfg.seed, "decision")``; commitment ``COMMIT_N`` sta
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any, Callable, Optional
 
 import torch
@@ -36,8 +36,9 @@ import torch
 from ... import samplers as SM
 from ... import schedules as S
 from ...seeding import derive
+from ...times import TimeEstimate
 from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
-from .tc import CriticalTime, probe_tc, resolve_tc
+from .tc import probe_tc, resolve_tc
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
@@ -54,15 +55,16 @@ def chosen_source(cfg) -> str:
     return name
 
 
-def _at(cfg, logsnr: float, source: str, ci=None, **extra) -> CriticalTime:
+def _in_range(cfg, est: TimeEstimate, source: Optional[str] = None) -> TimeEstimate:
+    """``est`` (with its ``source`` renamed when given), checked to lie inside the schedule's logsnr range."""
     sch = S.get(cfg.schedule)
-    if not sch.logsnr_min <= logsnr <= sch.logsnr_max:
-        raise ValueError(f"tc-from: the {source} estimate (logsnr {logsnr:.3g}) lies outside the schedule's range")
-    ci = None if ci is None or not all(math.isfinite(float(v)) for v in ci) else tuple(float(v) for v in ci)
-    return CriticalTime.at_logsnr(sch, float(logsnr), source, logsnr_ci=ci, **extra)
+    if not sch.logsnr_min <= est.logsnr <= sch.logsnr_max:
+        raise ValueError(f"tc-from: the {source or est.source} estimate (logsnr {est.logsnr:.3g}) lies outside the "
+                         "schedule's range")
+    return est if source is None else dataclasses.replace(est, source=source)
 
 
-def _theory(cfg, images, model, classifier) -> CriticalTime:
+def _theory(cfg, images, model, classifier) -> TimeEstimate:
     if cfg.kind != "patch":
         raise ValueError("tc-from: the patch theory needs the analytic patch model (--model patch)")
     from ...theory.critical import critical_point
@@ -74,10 +76,10 @@ def _theory(cfg, images, model, classifier) -> CriticalTime:
         raise ValueError(f"tc-logsnr: the theory finds no critical point ({cp.message}); pass --tc-logsnr")
     note = "" if (cfg.equivariant and cfg.boundary == "periodic") else \
         " (theory of the equivariant periodic model, used as an approximation)"
-    return CriticalTime.at_logsnr(cfg.schedule, cp.logsnr_c, "theory" + note, k_star=cp.k_star)
+    return cp.estimate("theory" + note)
 
 
-def _linear_response(cfg, images, model, classifier) -> CriticalTime:
+def _linear_response(cfg, images, model, classifier) -> TimeEstimate:
     tc = probe_tc(cfg, model, images)
     if tc is None:
         raise ValueError("tc-logsnr: no critical-time estimate is available for this model (the linear-response "
@@ -85,11 +87,10 @@ def _linear_response(cfg, images, model, classifier) -> CriticalTime:
     return tc
 
 
-def _speciation(cfg, images, model, classifier) -> CriticalTime:
+def _speciation(cfg, images, model, classifier) -> TimeEstimate:
     from ...theory.global_model import speciation
 
-    sp = speciation(images)
-    return _at(cfg, sp.logsnr_c, "speciation (snr lambda_max(Cov) = 1)")
+    return _in_range(cfg, speciation(images).estimate(cfg.schedule))
 
 
 def _noise(cfg, images, n: int, seed: int):
@@ -99,7 +100,7 @@ def _noise(cfg, images, n: int, seed: int):
     return sigmas, x
 
 
-def _ensemble(cfg, images, model, classifier) -> CriticalTime:
+def _ensemble(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.ensemble import ensemble_probe, ensemble_signals
     from ..probe import ProbeConfig, probe_steps
 
@@ -109,7 +110,7 @@ def _ensemble(cfg, images, model, classifier) -> CriticalTime:
     _, comb, rec = ensemble_signals(ens, cfg.schedule)
     if comb is None:
         raise ValueError(f"tc-from: the ensemble signals give no estimate ({rec.get('message', 'none found')})")
-    return _at(cfg, comb.logsnr, "ensemble (combined stiffness, xi, chi)", comb.logsnr_ci)
+    return _in_range(cfg, comb.estimate(cfg.schedule), "ensemble (combined stiffness, xi, chi)")
 
 
 def _need_classifier(classifier, name: str):
@@ -117,7 +118,7 @@ def _need_classifier(classifier, name: str):
         raise ValueError(f"tc-from: the {name} estimate needs a classifier (--classifier)")
 
 
-def _decision(cfg, images, model, classifier) -> CriticalTime:
+def _decision(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.decision import EntropyRecorder, classifier_logits
 
     _need_classifier(classifier, "decision-entropy")
@@ -126,10 +127,10 @@ def _decision(cfg, images, model, classifier) -> CriticalTime:
     with torch.no_grad():
         SM.get(cfg.sampler)(model, x, sigmas, generator=SM.seed_generators(derive(cfg.seed, "decision", "sampler"), DECISION_N), callback=rec)
     d = rec.result(n_boot=200, seed=cfg.seed)
-    return _at(cfg, d.decision_logsnr, "decision entropy (steepest drop)", d.logsnr_ci)
+    return _in_range(cfg, d.estimate(cfg.schedule))
 
 
-def _commitment(cfg, images, model, classifier) -> CriticalTime:
+def _commitment(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.commitment import commitment
     from ..probe import probe_steps
 
@@ -140,26 +141,26 @@ def _commitment(cfg, images, model, classifier) -> CriticalTime:
                    dtype=images.dtype, device=cfg.torch_device)
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")
-    return _at(cfg, c.commitment_logsnr, f"commitment (phi = {c.level_rule})", c.logsnr_ci)
+    return _in_range(cfg, c.estimate(cfg.schedule))
 
 
-ESTIMATORS: dict[str, Callable[..., CriticalTime]] = {
+ESTIMATORS: dict[str, Callable[..., TimeEstimate]] = {
     "theory": _theory, "linear-response": _linear_response, "ensemble": _ensemble, "decision-entropy": _decision,
     "speciation": _speciation, "commitment": _commitment}
 
 
-def estimate(name: str, cfg, images, model, classifier=None) -> CriticalTime:
+def estimate(name: str, cfg, images, model, classifier=None) -> TimeEstimate:
     """One estimator by name (module docstring); a one-line ValueError when it has no estimate for this model."""
     if name not in ESTIMATORS:
         raise ValueError(f"tc-from: expected one of {', '.join(TC_FROM_CHOICES)}, got {name!r}")
     return ESTIMATORS[name](cfg, images, model, classifier)
 
 
-def _record(tc: Optional[CriticalTime], error: Optional[str] = None) -> dict[str, Any]:
-    return {"error": error} if tc is None else {k: v for k, v in tc.to_dict().items() if v is not None}
+def _record(tc: Optional[TimeEstimate], error: Optional[str] = None) -> dict[str, Any]:
+    return {"error": error} if tc is None else tc.to_dict()
 
 
-def resolve_estimates(cfg, images, model, classifier=None) -> tuple[CriticalTime, dict]:
+def resolve_estimates(cfg, images, model, classifier=None) -> tuple[TimeEstimate, dict]:
     """The run's critical time (``--tc-logsnr``, else the chosen estimator) and the ``estimators`` record: every
     estimator computed (:data:`ALWAYS` and the chosen one) with its interval, or the reason it has none."""
     chosen = "given" if cfg.tc_logsnr is not None else chosen_source(cfg)

@@ -42,6 +42,7 @@ import torch
 
 from ... import guidance_schedules as GS
 from ...io import save_json
+from ...times import TimeEstimate
 from ..executors.base import Executor, SerialExecutor
 from .arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
 from .config import ARMS, GuideConfig, demo_config, parse_arms
@@ -49,11 +50,11 @@ from .metrics import classify
 from .store import TrialLog
 from .summary import summarise
 from .estimators import resolve_estimates
-from .tc import CriticalTime, resolve_tc
+from .tc import resolve_tc, tc_from_record, tc_record
 from ..progress import progress_bar
 from ..result import Result
 
-__all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
+__all__ = ["ARMS", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
 
 
@@ -67,13 +68,13 @@ class GuideResult(Result):
     ``summary.json``; ``sweep``: one point per sweep centre; ``comparisons``: ``tc-random``,
     ``tc-constant``, ``adaptive-tc``, ``tc-none``, ``adaptive-random`` where both arms ran; ``equal_nfe``: the pulse against the interval, interval-ours, linear and constant arms
     with their NFE ratio (:func:`.guide_summary.equal_nfe_rows`); ``estimators``:
-    ``{chosen, estimates: {name: CriticalTime record or {error}}}`` (:mod:`.guide_estimators`).
+    ``{chosen, estimates: {name: TimeEstimate record or {error}}}`` (:mod:`.guide_estimators`).
     """
 
     kind = "guide"
     config: GuideConfig
     status: Literal["complete", "stopped", "no-classifier"]
-    tc: CriticalTime
+    tc: TimeEstimate
     log: str
     grid_logsnr_range: Optional[tuple[float, float]] = None
     n_classes: Optional[int] = None
@@ -91,23 +92,23 @@ class GuideResult(Result):
         """The ``summary.json`` record (its keys as before the Result existed)."""
         d = self.to_dict()
         d.pop("status")
-        d["tc"] = self.tc.record()
+        d["tc"] = tc_record(self.tc)
         return d
 
 
-def _critical_time(cfg: GuideConfig, setup: Setup, trial_log: TrialLog) -> tuple[CriticalTime, Optional[dict]]:
+def _critical_time(cfg: GuideConfig, setup: Setup, trial_log: TrialLog) -> tuple[TimeEstimate, Optional[dict]]:
     """The run's critical time and the ``estimators`` record (every estimator computed, :mod:`.guide_estimators`):
     from the log (resume), else resolved once and logged."""
     rec = trial_log.find("tc")
     if rec is None:
         tc, est = resolve_estimates(cfg, setup.images, setup.model, setup.classifier)
-        rec = trial_log.append(tc.record())
+        rec = trial_log.append(tc_record(tc))
         trial_log.append(est)
     est = trial_log.find("estimators")
-    return CriticalTime.from_record(rec), None if est is None else {k: v for k, v in est.items() if k != "type"}
+    return tc_from_record(rec, cfg.schedule), None if est is None else {k: v for k, v in est.items() if k != "type"}
 
 
-def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Optional[float]:
+def _threshold(setup: Setup, trial_log: TrialLog, tc: TimeEstimate, log) -> Optional[float]:
     """The adaptive arm's threshold: given, else calibrated once on pilot samples and logged."""
     cfg = setup.cfg
     if "adaptive" not in cfg.arms or cfg.threshold is not None:
@@ -115,7 +116,7 @@ def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Opti
     cal = trial_log.find("calibration")
     if cal is None:
         log("[guide] calibrating the adaptive threshold")
-        cal = trial_log.append(calibrate_threshold(setup, tc.logsnr))
+        cal = trial_log.append(calibrate_threshold(setup, tc))
     return float(cal["threshold"])
 
 
@@ -137,14 +138,14 @@ class TrialWorker:
 
     cfg: GuideConfig
     model: Any
-    tc_logsnr: float
+    tc: TimeEstimate
     threshold: Optional[float]
 
     def __call__(self) -> tuple[Setup, dict]:
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
         setup = prepare(self.cfg, None, self.model)
-        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold)}
+        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc, self.threshold)}
 
 
 def _batch(cfg: GuideConfig, n_classes: int, b0: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,8 +208,8 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
     threshold = _threshold(setup, trial_log, tc, log)
-    arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold)
-    worker = TrialWorker(cfg, model, tc.logsnr, threshold)
+    arms = build_arms(cfg, setup.sigmas, tc, threshold)
+    worker = TrialWorker(cfg, model, tc, threshold)
     if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
         return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
     if setup.classifier is None:

@@ -19,7 +19,7 @@ from ...seeding import derive
 from .arms import Arm, Setup, grid_range
 from .metrics import classify, diversity, frechet_distance
 from .store import TrialLog
-from .tc import CriticalTime
+from ...times import TimeEstimate
 
 COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"),
                ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"))
@@ -122,7 +122,7 @@ def _table(arms: list[Arm], per_arm: dict) -> list[dict]:
     return rows
 
 
-def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: CriticalTime, n_boot: int, seed: int
+def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: TimeEstimate, n_boot: int, seed: int
            ) -> tuple[list[dict], Any]:
     """The sweep curve (one point per sweep centre) and where log p and accuracy peak: the best centre
     (``*_peak_logsnr``) and the parabolic peak of the curve with its paired bootstrap interval (``*_peak_fit``,
@@ -141,7 +141,7 @@ def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: CriticalTime, n_boot:
     return sweep, peak
 
 
-def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTime) -> dict[str, Any]:
+def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: TimeEstimate) -> dict[str, Any]:
     """The fields of :class:`~critdiff.experiments.guide.GuideResult`: the arms, the table, the sweep and the
     key comparisons, from the trial log only."""
     cfg = setup.cfg

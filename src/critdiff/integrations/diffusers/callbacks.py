@@ -79,28 +79,31 @@ def guidance_callback(schedule, plan: SchedulerPlan):
     return callback, scales
 
 
-def guide_config(model, tc_logsnr: float, steps: int, *, kind=None, width: float = 3.0, height: float = 3.0,
-                 source: str = "given", logsnr_ci=None, **overrides) -> dict:
+def guide_config(model, tc, steps: int, *, kind=None, width: float = 3.0, height: float = 3.0, **overrides) -> dict:
     """The critical time and the pulse/interval around it in every unit, for ``steps`` steps of the model's scheduler.
 
-    The pulse is a box of ``width`` (logsnr) and ``height`` centred at ``tc_logsnr`` (baseline 1); the
+    ``tc``: the critical time, a :class:`~critdiff.times.TimeEstimate` (from any estimator; its ``source`` and
+    interval are reported) or a logsnr (``source`` ``'given'``, no interval).
+    The pulse is a box of ``width`` (logsnr) and ``height`` centred at ``tc`` (baseline 1); the
     interval is its ``[lo, hi]`` edges. Returns a JSON-ready dict: ``tc``, ``pulse`` (``lo``/``hi`` ends in
     every unit and the steps it covers), the per-step ``table`` and the ``guidance_scale`` per step.
-    ``source`` and ``logsnr_ci`` record where ``tc_logsnr`` came from (an estimator and its interval).
     """
-    from ...guidance_schedules import Pulse
+    from ...guidance_schedules import Pulse, centre_logsnr
+    from ...times import TimeEstimate
     from .schedulers import scheduler_plan
     from .units import describe_point, sigma_interval_to_steps, unit_table
 
     plan = scheduler_plan(model, steps, kind, **overrides)
-    pulse = Pulse(float(tc_logsnr), width, height)
+    est = tc if isinstance(tc, TimeEstimate) else None
+    tc_logsnr = centre_logsnr(tc)
+    pulse = Pulse(tc_logsnr, width, height)
     lo, hi = pulse.centre - width / 2, pulse.centre + width / 2
     clamp = (-2 * math.log(model.sigma_max), -2 * math.log(model.sigma_min))  # ends beyond the model's range
     ends = {name: describe_point(model, min(max(v, clamp[0]), clamp[1]), plan) for name, v in (("lo", lo), ("hi", hi))}
     scales = guidance_scales(pulse, plan)
     covered = sigma_interval_to_steps(plan, ends["hi"]["sigma"], ends["lo"]["sigma"])
     return {"scheduler": plan.kind, "steps": steps, "spacing": plan.config.get("timestep_spacing"),
-            "tc": {**describe_point(model, float(tc_logsnr), plan), "source": source,
-                   "logsnr_ci": None if logsnr_ci is None else [float(v) for v in logsnr_ci]},
+            "tc": {**describe_point(model, tc_logsnr, plan), "source": "given" if est is None else est.source,
+                   "logsnr_ci": None if est is None or est.logsnr_ci is None else list(est.logsnr_ci)},
             "pulse": {"height": height, "width_logsnr": width, **ends, "steps": covered},
             "table": [dict(row, guidance_scale=w) for row, w in zip(unit_table(model, plan), scales)]}
