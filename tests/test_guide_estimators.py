@@ -9,7 +9,7 @@ import torch
 from critdiff.data import load
 from critdiff.experiments.guide import estimators as E
 from critdiff.experiments.guide import GuideConfig
-from critdiff.experiments.guide.tc import resolve_tc
+from critdiff.experiments.guide.estimators import resolve_tc
 from critdiff.experiments.guide.config import DEFAULT_TC_FROM
 from critdiff.scores.empirical import EmpiricalScore
 

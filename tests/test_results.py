@@ -2,7 +2,7 @@
 
 import json
 
-from critdiff.experiments.demo import write_demo_report
+from critdiff.report.demo import write_demo_report
 from critdiff.experiments.result import result_from_record
 from critdiff.experiments.sample import SampleConfig, SampleResult, run_sample
 

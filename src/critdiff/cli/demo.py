@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..experiments.demo import run_demo
+from ..report.demo import write_demo_report
 from .common import add_run_args
 
 
@@ -15,5 +16,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    run_demo(args.out, quick=args.quick, device=args.device)
+    results = run_demo(args.out, quick=args.quick, device=args.device)
+    print(f"[demo] wrote {write_demo_report(args.out)} and {results}")
     return 0

@@ -91,9 +91,8 @@ def run(args) -> int:
 
 def _critical_time(req, classifier_dir: Optional[str], device: str = "cpu"):
     """``(model, TimeEstimate)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
-    (:func:`critdiff.experiments.guide.tc.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
-    from ..experiments.guide.estimators import chosen_source
-    from ..experiments.guide.tc import resolve_tc
+    (:func:`critdiff.experiments.guide.estimators.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
+    from ..experiments.guide.estimators import chosen_source, resolve_tc
     from ..experiments.models import load_model
     from ..nets.classifier import load_classifier
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..experiments.demo import write_demo_report
+from ..report.demo import write_demo_report
 
 
 def add_parser(sub) -> None:

@@ -194,7 +194,7 @@ def _snapshots(out: Path, traj, ens_comb) -> tuple[str, ...]:
     """The recorded states nearest the ensemble's ``t_c`` as an image grid (the only image artefact)."""
     if ens_comb is None or traj.states is None:
         return ()
-    from ..report.figures import image_grid
+    from ..figures import image_grid
 
     j = int(np.argmin(np.abs(traj.logsnr - ens_comb.logsnr)))
     image_grid(torch.from_numpy(traj.states[j][:16]).float(), out / "snapshots.png",

@@ -23,7 +23,7 @@ from ..config import arg
 from ..denoisers import CountingDenoiser
 from ..errors import check_finite
 from ..io import atomic_write_bytes, save_json
-from ..report.figures import image_grid, trajectory_strip
+from ..figures import image_grid, trajectory_strip
 from ..seeding import derive
 from .config import MODEL_SCHEDULE, RunConfig
 from .models import decode_samples, load_model

@@ -66,7 +66,7 @@ def sample_grid(denoiser, path: "str | Path", schedule: str, steps: int, seed: i
     Conditional model: ``per_class`` samples per class, one row per class (at most ``max_classes``);
     unconditional: ``n_uncond`` samples. Returns ``(samples, labels or None)``.
     """
-    from ..report.figures import image_grid
+    from ..figures import image_grid
 
     sigmas = S.sigma_grid(S.get(schedule), steps, "logsnr")
     K = int(getattr(denoiser, "n_classes", 0) or 0)

@@ -1,10 +1,11 @@
-"""``critdiff demo``: the main job. Runs each section on the bundled data and writes one self-contained
-HTML report (``report.html``) plus ``results.json`` holding every section's result.
+"""``critdiff demo``: the main job. Runs each section on the bundled data and writes ``results.json`` holding
+every section's result; :func:`critdiff.report.demo.write_demo_report` renders the self-contained HTML report
+(``report.html``) from it (the ``demo`` command does both).
 
 Each section is ``run(folder) -> Result``; its result is cached as ``OUT/sections/<key>-<hash>/result.json``
 (hash of the section's configuration), so an interrupted demo resumes where it stopped and a finished
-section is never recomputed. The report is rendered from the results alone (:func:`write_demo_report`),
-which is also what ``critdiff report OUT`` does: the same ``results.json`` gives the same HTML.
+section is never recomputed. The report is rendered from the results alone, which is also what
+``critdiff report OUT`` does: the same ``results.json`` gives the same HTML.
 """
 
 from __future__ import annotations
@@ -38,31 +39,9 @@ def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:
     return folder.relative_to(out).as_posix(), result
 
 
-def write_demo_report(out_dir: "str | Path") -> Path:
-    """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
-    from ...io import atomic_write_text
-    from ...report.html import render_html
-    from ...report.render import render
-
-    out = Path(out_dir)
-    path = out / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"out: {str(out)!r} holds no results.json (run critdiff demo --out {out} first)")
-    try:
-        doc = json.loads(path.read_text())
-        entries = doc["sections"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"out: {str(path)!r} is not a critdiff results file ({exc})") from None
-    sections = []
-    for key, entry in entries.items():
-        sec = render(result_from_record(entry), folder=out / entry["folder"], key=key, **entry.get("render", {}))
-        sec.folder = entry["folder"]
-        sections.append(sec)
-    return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta")))
-
-
 def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu") -> Path:
-    """Run every section (cached) on ``device``, write ``results.json`` and the report; returns the report path."""
+    """Run every section (cached) on ``device`` and write ``OUT/results.json``; returns its path (the report:
+    :func:`critdiff.report.demo.write_demo_report`)."""
     from ...devices import resolve as resolve_device
 
     resolve_device(device)  # a one-line error before anything is computed
@@ -74,7 +53,4 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str 
         folder, result = _cached(out, sec, log)
         entries[sec.key] = {**result.record(), "folder": folder, "render": sec.render_options}
     meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__, "device": device}
-    save_json(out / "results.json", {"title": TITLE, "meta": meta, "sections": entries})
-    report = write_demo_report(out)
-    log(f"[demo] wrote {report} and {out / 'results.json'}")
-    return report
+    return save_json(out / "results.json", {"title": TITLE, "meta": meta, "sections": entries})

@@ -37,14 +37,14 @@ from ... import samplers as SM
 from ... import schedules as S
 from ...seeding import derive
 from ...times import TimeEstimate
-from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
-from .tc import probe_tc, resolve_tc
+from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES, GuideConfig
+from .tc import probe_tc
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
 
 __all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
-           "resolve_estimates"]
+           "resolve_estimates", "resolve_tc"]
 
 
 def chosen_source(cfg) -> str:
@@ -154,6 +154,18 @@ def estimate(name: str, cfg, images, model, classifier=None) -> TimeEstimate:
     if name not in ESTIMATORS:
         raise ValueError(f"tc-from: expected one of {', '.join(TC_FROM_CHOICES)}, got {name!r}")
     return ESTIMATORS[name](cfg, images, model, classifier)
+
+
+def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> TimeEstimate:
+    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from``
+    (:func:`estimate`; default: the patch-model theory of
+    DESIGN.md section 3 for the patch model, the growth probe otherwise).
+
+    Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
+    """
+    if cfg.tc_logsnr is not None:
+        return TimeEstimate.at_logsnr(S.get(cfg.schedule), cfg.tc_logsnr, "given")
+    return estimate(chosen_source(cfg), cfg, images, model, classifier)
 
 
 def _record(tc: Optional[TimeEstimate], error: Optional[str] = None) -> dict[str, Any]:

@@ -49,8 +49,8 @@ from .config import ARMS, GuideConfig, demo_config, parse_arms
 from .metrics import classify
 from .store import TrialLog
 from .summary import summarise
-from .estimators import resolve_estimates
-from .tc import resolve_tc, tc_from_record, tc_record
+from .estimators import resolve_estimates, resolve_tc
+from .tc import tc_from_record, tc_record
 from ..progress import progress_bar
 from ..result import Result
 

@@ -1,17 +1,15 @@
 """The critical time at which the guidance experiment pulses: one :class:`~critdiff.times.TimeEstimate`.
 
-It is resolved once per run (given, from the patch-model theory of DESIGN.md section 3, or from the
-probes' growth onset of DESIGN.md section 4), stored as the ``tc`` record of the trial log, and read back
-from there on resume, so every arm of a run uses the same value.
+It is resolved once per run (:func:`critdiff.experiments.guide.estimators.resolve_tc`: given, or one of the
+estimators), stored as the ``tc`` record of the trial log (:func:`tc_record`), and read back from there on
+resume (:func:`tc_from_record`), so every arm of a run uses the same value. :func:`probe_tc` is the
+linear-response estimator (the probes' growth onset of DESIGN.md section 4).
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-import torch
-
-from ... import schedules as S
 from ...seeding import derive
 from ...times import TimeEstimate
 from .config import GuideConfig
@@ -29,20 +27,6 @@ def tc_from_record(rec: dict, schedule) -> TimeEstimate:
         return TimeEstimate.from_dict(rec)
     extras = {} if rec.get("k_star") is None else {"k_star": tuple(rec["k_star"])}
     return TimeEstimate.at_logsnr(schedule, rec["logsnr"], rec["source"], rec.get("logsnr_ci"), **extras)
-
-
-def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> TimeEstimate:
-    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from``
-    (:func:`critdiff.experiments.guide.estimators.resolve_estimates`; default: the patch-model theory of
-    DESIGN.md section 3 for the patch model, the growth probe otherwise).
-
-    Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
-    """
-    from .estimators import chosen_source, estimate
-
-    if cfg.tc_logsnr is not None:
-        return TimeEstimate.at_logsnr(S.get(cfg.schedule), cfg.tc_logsnr, "given")
-    return estimate(chosen_source(cfg), cfg, images, model, classifier)
 
 
 def probe_tc(cfg: GuideConfig, model, images) -> Optional[TimeEstimate]:
