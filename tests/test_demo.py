@@ -6,7 +6,7 @@ import re
 import pytest
 
 from critdiff.experiments.demo import run_demo
-from critdiff.report.demo import write_demo_report
+from critdiff.report.folder import write_demo_report
 
 SECTIONS = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes",
             "probe-textures", "trained-net", "guidance")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..experiments.demo import run_demo
-from ..report.demo import write_demo_report
+from ..report.folder import write_demo_report
 from .common import add_run_args
 
 

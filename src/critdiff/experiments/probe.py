@@ -48,8 +48,8 @@ from ..probes.theory_compare import homogeneous_signal, theory_record
 from ..seeding import derive
 from .config import RunConfig
 from .models import load_model
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 
 @dataclass(frozen=True)
 class ProbeConfig(RunConfig):
@@ -267,6 +267,7 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
                  "linear_response": None if lin is None else lin["seconds"]},
         files=_snapshots(out, traj, m["ens_comb"]), curves=_curves(ens, m["ens_comb"], lin, m["rep"], hom))
     save_json(out / "probe.json", result.to_dict())
+    save_result(out, result)
     return result
 
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import JsonConfig, from_json_value, field_types
-from ..io import to_jsonable
+from ..io import save_json, to_jsonable
 from .kinds import result_type
+
+RESULT_FILE = "result.json"  # every command's result, as Result.record(): critdiff report OUT reloads it
 
 
 def _normalised(tp: Any, value: Any) -> Any:
@@ -51,3 +54,8 @@ def result_from_record(record: dict[str, Any]) -> Result:
     """Rebuild a result from :meth:`Result.record` (its kind's module is imported on demand)."""
     kind = record.get("kind") if isinstance(record, dict) else None
     return result_type(kind).from_dict(record["result"])
+
+
+def save_result(out_dir, result: Result):
+    """Write ``OUT/result.json`` (:data:`RESULT_FILE`, the result's :meth:`~Result.record`) atomically."""
+    return save_json(Path(out_dir) / RESULT_FILE, result.record())

@@ -27,8 +27,8 @@ from ..figures import image_grid, trajectory_strip
 from ..seeding import derive
 from .config import MODEL_SCHEDULE, RunConfig
 from .models import decode_samples, load_model
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
         sample_std=float(final.std()), files=files)
     save_json(out / "run.json", result.to_dict())
+    save_result(out, result)
     return result
 
 
@@ -214,4 +215,5 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
         sample_mean=float(images.mean()), sample_std=float(images.std()), files=("samples.png", "samples.safetensors"),
         like_pipeline=kind or model.scheduler_class)
     save_json(out / "run.json", result.to_dict())
+    save_result(out, result)
     return result

@@ -25,7 +25,7 @@ from ..nets.classifier import ClassifierTrainConfig, train_classifier
 from ..nets.net_denoiser import NetDenoiser
 from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
-from .result import Result
+from .result import Result, save_result
 
 
 def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainConfig:
@@ -129,6 +129,7 @@ def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, pro
         losses=losses, seconds=res["seconds"], images_per_s=res["images_per_s"], grid_seconds=grid_seconds,
         threads=torch.get_num_threads(), device=str(device), files=tuple(files))
     save_json(out / "train.json", result.to_dict())
+    save_result(out, result)
     return result
 
 

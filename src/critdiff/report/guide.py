@@ -88,7 +88,9 @@ def findings(result) -> list[str]:
     return out
 
 
-def _rows(result) -> list[dict]:
+def arms_rows(result) -> list[dict]:
+    """The arms table of the report and the CLI: per arm its numbers and the paired differences from the random
+    arm as ``diff [lo, hi]`` (4 significant digits)."""
     rows = []
     for name, r in result.arms.items():
         vr = r.get("vs_random") or {}
@@ -98,6 +100,12 @@ def _rows(result) -> list[dict]:
             row.update({f"d_{k} vs random [95% CI]": _ci(vr[k]) for k in ("accuracy", "logp", "fd", "diversity")})
         rows.append(row)
     return rows
+
+
+def equal_nfe_table(result) -> list[dict]:
+    """The cost rows (:attr:`GuideResult.equal_nfe`) with their paired differences as ``diff [lo, hi]``."""
+    return [{"comparison": r["comparison"], "nfe_ratio": r["nfe_ratio"], "equal_nfe": r["equal_nfe"],
+             "d_acc [95% CI]": _ci(r["d_acc"]), "d_logp [95% CI]": _ci(r["d_logp"])} for r in result.equal_nfe]
 
 
 def _settings(result) -> str:
@@ -120,10 +128,10 @@ def render_guide(result, folder: "str | Path | None" = None, key: str = "guidanc
     folder = Path(result.log).parent if folder is None else Path(folder)
     facts = findings(result)
     html = (_settings(result) + "<ul>" + "".join(f"<li>{_html.escape(f)}</li>" for f in facts[1:]) + "</ul>"
-            + table(_rows(result)))
+            + table(arms_rows(result)))
     if result.equal_nfe:
         html += "<p>Cost: the pulse against the other schedules (equal NFE when within 5%).</p>" + table(
-            list(result.equal_nfe))
+            equal_nfe_table(result))
     if sweep_figure(result, folder / "sweep.png") is not None:
         html += '<p><img src="sweep.png"></p>'
     return Section(key, title, html, question=QUESTION, findings=facts)

@@ -1,5 +1,5 @@
 """``critdiff demo``: the main job. Runs each section on the bundled data and writes ``results.json`` holding
-every section's result; :func:`critdiff.report.demo.write_demo_report` renders the self-contained HTML report
+every section's result; :func:`critdiff.report.folder.write_demo_report` renders the self-contained HTML report
 (``report.html``) from it (the ``demo`` command does both).
 
 Each section is ``run(folder) -> Result``; its result is cached as ``OUT/sections/<key>-<hash>/result.json``
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ...io import config_hash, save_json
+from ...progress import log_line
 from ...threads import torch_threads
 from .sections import DemoSection, demo_sections
 from ..result import Result, result_from_record
@@ -39,9 +40,9 @@ def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:
     return folder.relative_to(out).as_posix(), result
 
 
-def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu") -> Path:
+def run_demo(out_dir: "str | Path", quick: bool = False, log=log_line, device: str = "cpu") -> Path:
     """Run every section (cached) on ``device`` and write ``OUT/results.json``; returns its path (the report:
-    :func:`critdiff.report.demo.write_demo_report`)."""
+    :func:`critdiff.report.folder.write_demo_report`)."""
     from ...devices import resolve as resolve_device
 
     resolve_device(device)  # a one-line error before anything is computed

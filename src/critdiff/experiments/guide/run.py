@@ -51,8 +51,8 @@ from .store import TrialLog
 from .summary import summarise
 from .estimators import resolve_estimates, resolve_tc
 from .tc import tc_from_record, tc_record
-from ..progress import progress_bar
-from ..result import Result
+from ...progress import log_line, progress_bar
+from ..result import Result, save_result
 
 __all__ = ["ARMS", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
@@ -162,9 +162,10 @@ def trial_unit(state: tuple[Setup, dict], unit: tuple[str, int]) -> dict:
 
 
 def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_after: Optional[int],
-                progress: bool, executor: Executor, worker: TrialWorker) -> bool:
+                progress: bool, executor: Executor, worker: TrialWorker, verbose: bool = False) -> bool:
     """Run every missing trial (batches in order, arms in order) through ``executor``; the driver appends the
-    records in that order. True when the run is incomplete (``stop_after`` reached or a trial failed)."""
+    records in that order (a line per trial through ``log`` only when ``verbose``; the bar shows the progress).
+    True when the run is incomplete (``stop_after`` reached or a trial failed)."""
     cfg = setup.cfg
     units = [(f"{arm.name}@{b0}", (arm.name, b0)) for b0 in range(0, cfg.n, cfg.batch) for arm in arms]
     missing = [u for u in units if trial_log.find("trial", arm=u[1][0], start=u[1][1]) is None]
@@ -180,6 +181,8 @@ def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_af
                 log(f"[guide] trial {key} failed after {outcome.attempts} attempts: {outcome.error}")
                 return
             rec = trial_log.append(outcome.record)
+            if not verbose:
+                return
             msg = ""
             if setup.classifier is not None:
                 m = classify(setup.classifier, torch.tensor(rec["x"], dtype=cfg.torch_dtype), torch.tensor(rec["label"]))
@@ -195,13 +198,15 @@ def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_af
 
 
 def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *, classifier=None, model=None,
-              log=print, stop_after: Optional[int] = None, executor: Optional[Executor] = None) -> GuideResult:
+              log=log_line, stop_after: Optional[int] = None, executor: Optional[Executor] = None,
+              verbose: bool = False) -> GuideResult:
     """Run (or resume) the experiment in ``out_dir``; write ``summary.json`` and ``result.json`` when complete.
 
     ``classifier``: any object with ``logits(x)`` and ``embed(x)``; ``model``: a denoiser overriding
     ``cfg.model`` (tests). ``stop_after``: stop after that many new trials (simulates an interruption).
     ``executor``: runs the trials (:mod:`.executors`; default serial, in this process); the records, samples and
-    summary do not depend on it.
+    summary do not depend on it. ``log``: where the run's lines go (default: above the progress bar);
+    ``verbose``: also a line per trial (its accuracy, log p, NFE and time).
     """
     setup = prepare(cfg, classifier, model)
     out = Path(out_dir)
@@ -210,7 +215,7 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     threshold = _threshold(setup, trial_log, tc, log)
     arms = build_arms(cfg, setup.sigmas, tc, threshold)
     worker = TrialWorker(cfg, model, tc, threshold)
-    if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
+    if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker, verbose):
         return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
@@ -219,7 +224,7 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     result = GuideResult(config=cfg, status="complete", estimators=estimators,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
-    save_json(out / "result.json", result.record())
+    save_result(out, result)
     return result
 
 

@@ -30,14 +30,15 @@ EQUAL_NFE_TOL = 0.05  # two arms count as "equal NFE" when their mean NFE differ
 def equal_nfe_rows(comparisons: dict) -> list[dict]:
     """The cost comparisons (pulse at t_c against the interval, interval-ours, linear and constant arms): mean
     NFE of both arms, their ratio, whether they are equal within :data:`EQUAL_NFE_TOL`, and the paired
-    differences in accuracy and log p (docs/guidance.md section 4)."""
+    differences in accuracy and log p with their intervals ``{diff, lo, hi, ...}`` (docs/guidance.md section 4;
+    :func:`critdiff.report.guide.equal_nfe_table` formats them)."""
     rows = []
     for a, b in COST_PAIRS:
         r = comparisons.get(f"{a}-{b}")
         if r is not None:
             rows.append({"comparison": f"{a} - {b}", "nfe_ratio": r["nfe_ratio"],
                          "equal_nfe": abs(r["nfe_ratio"] - 1.0) <= EQUAL_NFE_TOL,
-                         "d_acc [95% CI]": _ci(r["accuracy"]), "d_logp [95% CI]": _ci(r["logp"])})
+                         "d_acc": r["accuracy"], "d_logp": r["logp"]})
     return rows
 
 
@@ -108,18 +109,12 @@ def compare(da: dict, db: dict, label: np.ndarray, refs: dict, n_boot: int, n_bo
 
 
 def _table(arms: list[Arm], per_arm: dict) -> list[dict]:
-    """The arms table of ``summary.json`` and the CLI (intervals as text with 3 significant digits)."""
-    rows = []
-    for a in arms:
-        r = per_arm[a.name]
-        row = {"arm": a.name, "schedule": a.describe, "accuracy": r["accuracy"]["diff"], "logp": r["logp"]["diff"],
-               "FD": r["fd"], "diversity": r["diversity"], "NFE": r["nfe"]}
-        vr = r.get("vs_random")
-        if vr:
-            for key, name in (("accuracy", "acc"), ("logp", "logp"), ("fd", "FD"), ("diversity", "div")):
-                row[f"d_{name} vs random [95% CI]"] = _ci(vr[key])
-        rows.append(row)
-    return rows
+    """The arms table of ``summary.json``: one row of numbers per arm (the paired differences from the random
+    arm, with their intervals, are in ``arms[name]['vs_random']``; :func:`critdiff.report.guide.arms_rows`
+    formats both)."""
+    return [{"arm": a.name, "schedule": a.describe, "accuracy": per_arm[a.name]["accuracy"]["diff"],
+             "logp": per_arm[a.name]["logp"]["diff"], "FD": per_arm[a.name]["fd"],
+             "diversity": per_arm[a.name]["diversity"], "NFE": per_arm[a.name]["nfe"]} for a in arms]
 
 
 def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: TimeEstimate, n_boot: int, seed: int
@@ -169,6 +164,3 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: TimeEstima
             "sweep": sweep, "sweep_peak": peak, "comparisons": comparisons, "equal_nfe": equal_nfe_rows(comparisons),
             "log": str(trial_log.path)}
 
-
-def _ci(r: dict) -> str:
-    return f"{r['diff']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"
