@@ -19,8 +19,9 @@ from typing import Optional
 import torch
 
 from .errors import check_finite
-from .guidance_schedules import GuidanceSchedule, Interval, centre_logsnr, edm_interval, _baseline
+from .guidance_schedules.values import GuidanceSchedule, Interval, _baseline, edm_interval
 from .schedules import get as get_schedule
+from .times import centre_logsnr
 
 __all__ = ["Ramp", "CLOCKS", "wang_linear", "interval_at"]
 

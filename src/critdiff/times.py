@@ -4,7 +4,9 @@
 from different schedules compare in it); ``sigma/a = exp(-logsnr / 2)`` is the noise level of the denoiser frame.
 :class:`Time` is the one type that carries the three together, is built from a schedule and any one of them,
 formats itself with 4 significant digits and round-trips through JSON as ``{'t', 'logsnr', 'sigma_over_a'}``
-(the keys every report reads). :func:`schedule_times` is its array form for a whole grid.
+(the keys every report reads). :func:`schedule_times` is its array form for a whole grid; :func:`logsnr_of`,
+:func:`grid_logsnr` and :func:`centre_logsnr` convert a sigma, a sigma grid and a time given in any unit
+(``t``, ``logsnr``, ``sigma``, a step index of the grid in use) to logsnr.
 
 :class:`TimeEstimate` is the one type of an *estimated* time (a critical time ``t_c`` from any estimator: the
 theory, a probe, the decision or commitment time, speciation, or given by the user): its :class:`Time`, its
@@ -18,17 +20,20 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
 
+from .errors import check_finite
 from .fmt import num
 from .io import to_jsonable
 from .schedules import Schedule
 from .schedules import get as get_schedule
 
 KEYS = ("t", "logsnr", "sigma_over_a")
+Unit = Literal["logsnr", "t", "sigma", "step"]
+UNITS = ("logsnr", "t", "sigma", "step")
 
 
 def _t_of_logsnr(sch: Schedule, logsnr: float) -> float:
@@ -184,3 +189,54 @@ def schedule_times(schedule: "Schedule | str", sigma) -> dict[str, np.ndarray]:
     s = torch.as_tensor(np.asarray(sigma, dtype=np.float64))
     lam = -2.0 * torch.log(s)
     return {"t": sch.t_of_logsnr(lam).numpy(), "logsnr": lam.numpy(), "sigma_over_a": s.numpy()}
+
+
+# --- unit conversions: logsnr of a sigma, of a grid, of a time given in any unit ----------------------------
+def logsnr_of(sigma) -> torch.Tensor:
+    """``lambda = -2 log sigma`` as float64 (``sigma`` a float or tensor, > 0)."""
+    s = sigma if isinstance(sigma, torch.Tensor) else torch.as_tensor(sigma, dtype=torch.float64)
+    return -2.0 * torch.log(s.detach().to(torch.float64))
+
+
+def grid_logsnr(sigmas) -> torch.Tensor:
+    """logsnr of the positive grid points ``sigmas[:-1]`` (float64, ascending with the step index)."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64)
+    if s.ndim != 1 or s.numel() < 2 or float(s[-1]) != 0.0 or bool((s[:-1] <= 0).any()):
+        raise ValueError("sigmas: expected a 1-D grid of positive sigmas ending in 0")
+    return logsnr_of(s[:-1])
+
+
+def centre_logsnr(value, unit: Unit = "logsnr", *, schedule: "Schedule | str | None" = None,
+                  sigmas=None) -> float:
+    """A time (a pulse centre) converted to logsnr exactly.
+
+    A :class:`~critdiff.times.Time` or :class:`~critdiff.times.TimeEstimate` (a critical time from any
+    estimator) is its own logsnr, whatever ``unit``. ``unit='logsnr'``: as given; ``'sigma'``: ``-2 log sigma`` (denoiser frame, ``sigma / a``);
+    ``'t'``: ``schedule.logsnr(t)`` (needs ``schedule``); ``'step'``: the logsnr of grid point
+    ``sigmas[i]`` of the grid in use (an integer ``0 <= i < N``; needs ``sigmas``).
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit: expected one of {', '.join(map(repr, UNITS))}, got {unit!r}")
+    if isinstance(value, (Time, TimeEstimate)):
+        return float(value.logsnr)
+    if unit == "step":
+        if sigmas is None:
+            raise ValueError("sigmas: a centre given as a step index needs the sigma grid in use")
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise TypeError(f"centre: a step index must be an integer, got {value!r}")
+        lam = grid_logsnr(sigmas)
+        i = int(value)
+        if not 0 <= i < lam.numel():
+            raise ValueError(f"centre: step index must lie in [0, {lam.numel() - 1}], got {i}")
+        return float(lam[i])
+    v = check_finite("centre", value)
+    if unit == "logsnr":
+        return v
+    if unit == "sigma":
+        if v <= 0:
+            raise ValueError(f"centre: a sigma must be > 0, got {v}")
+        return float(logsnr_of(v))
+    if schedule is None:
+        raise ValueError("schedule: a centre given as t needs the schedule")
+    sch = get_schedule(schedule)
+    return float(sch.logsnr(sch.check_t(v, "centre")))

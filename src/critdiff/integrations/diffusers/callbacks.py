@@ -88,8 +88,8 @@ def guide_config(model, tc, steps: int, *, kind=None, width: float = 3.0, height
     interval is its ``[lo, hi]`` edges. Returns a JSON-ready dict: ``tc``, ``pulse`` (``lo``/``hi`` ends in
     every unit and the steps it covers), the per-step ``table`` and the ``guidance_scale`` per step.
     """
-    from ...guidance_schedules import Pulse, centre_logsnr
-    from ...times import TimeEstimate
+    from ...guidance_schedules import Pulse
+    from ...times import TimeEstimate, centre_logsnr
     from .schedulers import scheduler_plan
     from .units import describe_point, sigma_interval_to_steps, unit_table
 
