@@ -71,6 +71,8 @@ def from_json_value(tp: Any, value: Any) -> Any:
         return tuple(_tupled(v) for v in value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer():  # 3.0 from a file is the integer 3
+        return int(value)
     return value
 
 

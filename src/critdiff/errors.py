@@ -62,19 +62,29 @@ def check_finite(name: str, value: object) -> float:
     return v
 
 
-def check_int(name: str, value: object, minimum: int = 1) -> int:
-    """Check an integer argument with a lower bound."""
+def check_int(name: str, value: object, minimum: int = 1, maximum: "int | None" = None) -> int:
+    """Check an integer argument with a lower bound (and an upper one, e.g. from :mod:`critdiff.limits`)."""
     if isinstance(value, bool) or not isinstance(value, (int,)) and not (
         isinstance(value, float) and value.is_integer()
     ):
         raise TypeError(f"{name}: expected an integer, got {value!r}")
     v = int(value)
-    if v < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {v}")
+    if v < minimum or (maximum is not None and v > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name}: expected an integer {bound}, got {v}")
     return v
 
 
-def check_ints(obj: object, **minimums: int) -> None:
-    """:func:`check_int` on each named attribute of ``obj`` with its lower bound (``check_ints(cfg, steps=1)``)."""
-    for name, minimum in minimums.items():
-        check_int(name, getattr(obj, name), minimum)
+def check_seed(name: str, value: object) -> int:
+    """A seed: an integer in ``[0, MAX_SEED]`` (63 bits, what torch and numpy generators accept)."""
+    from .limits import MAX_SEED
+
+    return check_int(name, value, 0, MAX_SEED)
+
+
+def check_ints(obj: object, **bounds: "int | tuple") -> None:
+    """:func:`check_int` on each named attribute of ``obj`` with its lower bound or ``(lower, upper)`` bounds
+    (``check_ints(cfg, steps=1, height=(2, MAX_SIDE))``)."""
+    for name, b in bounds.items():
+        lo, hi = b if isinstance(b, tuple) else (b, None)
+        check_int(name, getattr(obj, name), lo, hi)

@@ -5,7 +5,8 @@ One run per folder (docs/reliability.md, R4): :func:`locked_output` takes ``fcnt
 one-line ``ValueError`` naming the folder and that PID at once. The kernel drops the lock when the
 process ends, however it ends (SIGKILL included), so a stale lock file never blocks a later run. A run that
 fails or is stopped leaves no trace it did not mean to: the lock file and the folders that
-:func:`locked_output` created are removed again when nothing else was written there (a usage error found
+:func:`locked_output` created are removed again when nothing else was written there. One folder holds one kind
+of run (R4.4): the first run records its command in ``OUT/.critdiff.kind`` and a run of another kind is refused (a usage error found
 after the lock was taken, e.g. a ``--device`` this machine lacks, leaves ``--out`` as it was).
 """
 
@@ -19,6 +20,34 @@ from pathlib import Path
 from typing import Iterator
 
 LOCK_NAME = ".critdiff.lock"
+KIND_NAME = ".critdiff.kind"  # the kind of run (the command) the folder belongs to (R4.4)
+# commands that work on another kind's folder without making it theirs: report re-renders a demo's results
+READS = {"report": ("demo",)}
+
+
+def folder_kind(folder: "str | os.PathLike") -> "str | None":
+    """The kind of run recorded in ``folder`` (``OUT/.critdiff.kind``), or None."""
+    try:
+        text = (Path(folder) / KIND_NAME).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def _claim(p: Path, kind: str, name: str) -> bool:
+    """Check that the folder ``p`` may hold a ``kind`` run and record the kind when it has none; True when this run
+    wrote the record. Called with the lock held."""
+    have = folder_kind(p)
+    allowed = (kind,) + READS.get(kind, ())
+    if have is not None and have not in allowed:
+        raise ValueError(f"{name}: the folder {str(p)!r} holds a {have!r} run (recorded in {KIND_NAME}); a {kind!r} "
+                         f"run would mix its files with it; choose another --out")
+    if have is None and kind not in READS:
+        from .io import atomic_write_text
+
+        atomic_write_text(p / KIND_NAME, kind + "\n")
+        return True
+    return False
 
 
 def check_out(path: "str | os.PathLike", name: str = "out") -> Path:
@@ -89,12 +118,14 @@ def _undo(lock_path: Path, lock_created: bool, created: list[Path]) -> None:
 
 
 @contextmanager
-def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path]:
+def locked_output(path: "str | os.PathLike", name: str = "out", kind: "str | None" = None) -> Iterator[Path]:
     """Validate ``path`` (:func:`check_out`), create it, and hold ``OUT/.critdiff.lock`` for the ``with`` block.
 
-    Raises ``ValueError`` naming ``name`` when the folder cannot be created or another process holds it.
-    When the block raises (an error or an interrupt), the lock file and the folders created here are removed
-    again where the run wrote nothing else (module docstring).
+    Raises ``ValueError`` naming ``name`` when the folder cannot be created or another process holds it, or when
+    ``kind`` (the command) differs from the kind recorded in the folder (``OUT/.critdiff.kind``, written by the
+    first run of a kind there; :data:`READS` lists the commands that read another kind's folder).
+    When the block raises (an error or an interrupt), the lock file, the kind record and the folders created
+    here are removed again where the run wrote nothing else (module docstring).
     """
     p = check_out(path, name)
     created = _missing_folders(p.absolute())
@@ -116,9 +147,13 @@ def locked_output(path: "str | os.PathLike", name: str = "out") -> Iterator[Path
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         _remove_stale_temps(p)
+        claimed = False
         try:
+            claimed = kind is not None and _claim(p, kind, name)
             yield p
         except BaseException:
+            if claimed:
+                (p / KIND_NAME).unlink(missing_ok=True)
             _undo(lock_path, lock_created, created)
             raise
         finally:

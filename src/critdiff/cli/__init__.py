@@ -70,9 +70,11 @@ def _stoppable():
 def _run(args) -> int:
     """Run the chosen command; a command with an ``--out`` folder holds it locked (:mod:`critdiff.outdir`)."""
     from ..outdir import locked_output
+    from .preflight import check_command
 
     out = getattr(args, "out", None)
-    with locked_output(out) if out is not None else contextlib.nullcontext():
+    check_command(args)  # everything checkable from the configuration, before the folder is made (R7, R10)
+    with locked_output(out, kind=args.command) if out is not None else contextlib.nullcontext():
         return int(_modules()[args.command].run(args) or 0)
 
 
@@ -88,6 +90,13 @@ def guarded(fn, prog: str = "critdiff", debug: bool = False) -> int:
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # an allocation the preflight (R7) did not foresee or was told to allow
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if debug or not (isinstance(exc, MemoryError) or "allocate" in text):
+            raise
+        print(f"{prog}: error: memory: the run ran out of memory ({text[:200]}); lower its size or "
+              "--max-memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; finished results were kept (rerun the same command to resume)", file=sys.stderr)

@@ -11,10 +11,10 @@ def add_out_arg(p: argparse.ArgumentParser, required: bool = True, default: "str
     p.add_argument("--out", required=required, default=default, help=help_text)
 
 
-def add_run_args(p: argparse.ArgumentParser, only: tuple = ("device", "threads")) -> None:
-    """``--device`` and ``--threads`` for commands whose configuration is not a RunConfig (train,
-    train-classifier; ``only=('device',)``: theory, demo, guide-config): RunConfig's own flags, help texts and
-    defaults, parsed into ``args.device``/``args.threads``."""
+def add_run_args(p: argparse.ArgumentParser, only: tuple = ("device", "threads", "max_memory")) -> None:
+    """``--device``, ``--threads`` and ``--max-memory`` for commands whose configuration is not a RunConfig (train,
+    train-classifier; ``only=('device', 'max_memory')``: theory, demo; ``('device',)``: guide-config;
+    ``('max_memory',)``: sweep): RunConfig's own flags, help texts and defaults, parsed into ``args.device`` etc."""
     from ..experiments.config import RunConfig
     from .generate import add_config_args
 

@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the bundled data and write the HTML report")
     p.add_argument("--out", default="out/demo", help="output folder (default: %(default)s); reruns resume from it")
     p.add_argument("--quick", action="store_true", help="smaller settings (for tests)")
-    add_run_args(p, only=("device",))
+    add_run_args(p, only=("device", "max_memory"))
     p.set_defaults(run=run)
 
 

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_executor_args, add_out_arg, executor_of
+from .common import add_executor_args, add_out_arg, add_run_args, executor_of
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="a grid of probe and/or guide runs (TOML spec), serial or on Ray; resumable")
     p.add_argument("spec", help="sweep spec (TOML): [probe] and/or [guide] tables with a grid sub-table")
     add_executor_args(p)
+    add_run_args(p, only=("max_memory",))
     add_out_arg(p, help_text="output folder: sweep.jsonl (resumable log), result.json, sweep.csv, report.html, units/")
     p.set_defaults(run=run)
 
 
 def read_spec(path: "str | Path") -> dict:
-    """The TOML spec at ``path``; a one-line error naming ``spec`` when it is missing or not valid TOML."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        raise ValueError("spec: reading a TOML spec needs Python 3.11 or later (tomllib)") from None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"spec: no file {path}")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"spec: {path} is not valid TOML ({str(exc).splitlines()[0]})") from None
+    """The TOML spec at ``path`` (:func:`critdiff.inputs.read_toml`); a one-line error naming ``spec`` when it is
+    missing or not valid TOML."""
+    from ..inputs import read_toml
+
+    return read_toml(path, "spec")
 
 
 def run(args) -> int:

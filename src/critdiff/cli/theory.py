@@ -19,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("theory", help="critical time, critical mode and correlation length of the patch model")
     add_config_args(p, TheoryConfig)
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
-    add_run_args(p, only=("device",))
+    add_run_args(p, only=("device", "max_memory"))
     add_out_arg(p, required=False, default="critdiff-theory", help_text="folder for the figures (default: %(default)s)")
     p.set_defaults(run=run)
     return p

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import check_seed
+from ..limits import MAX_SEED
 from ..spec import Spec, parse_spec
 from .builtin import load_digits, load_mnist, load_textures
 from .files import load_folder, load_idx, load_npy
@@ -59,11 +61,9 @@ def _split_seed(spec: Spec, seed: int | None) -> tuple[Spec, int]:
     kwargs = dict(spec.kwargs)
     in_spec = kwargs.pop("seed", None)
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
-        chosen = seed
+        chosen = check_seed("seed", seed)
     elif in_spec is not None:
-        chosen = opt_int(spec.name, "seed", in_spec, minimum=0)
+        chosen = opt_int(spec.name, "seed", in_spec, minimum=0, maximum=MAX_SEED)
     else:
         chosen = 0
     return Spec(spec.name, spec.args, kwargs), chosen

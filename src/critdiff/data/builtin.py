@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import torch
 
+from ..limits import MAX_SIDE
 from ..spec import Spec
 from .options import fail, opt_choice, opt_int, options
 from .transforms import area_downscale, from_levels, resize, select_classes, subset
@@ -56,7 +57,7 @@ def _levels_spec(name: str, spec: Spec, generator: torch.Generator, raw: torch.T
                  levels: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Options ``size, n, classes, interp`` on grey-level images ``raw [N, H, W]`` (0..levels) -> ``[-1, 1]``."""
     opts = options(spec, {"size": raw.shape[-1], "n": None, "classes": None, "interp": "bilinear"})
-    size = opt_int(name, "size", opts["size"], minimum=2)
+    size = opt_int(name, "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     interp = opt_choice(name, "interp", opts["interp"], ("bilinear", "bicubic"))
     classes = _classes(name, opts["classes"], 10)
     n = None if opts["n"] is None else opt_int(name, "n", opts["n"])
@@ -107,7 +108,7 @@ def texture_images(scale: int = 1) -> torch.Tensor:
 def load_textures(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``textures[:size=32,n=N|per_class=300,scale=1]`` -> ``[N, 1, size, size]`` crops, labels 0/1/2."""
     opts = options(spec, {"size": 32, "n": None, "per_class": None, "scale": 1})
-    size = opt_int("textures", "size", opts["size"], minimum=2)
+    size = opt_int("textures", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     if opts["n"] is not None and opts["per_class"] is not None:
         raise fail("options 'n' (total) and 'per_class' of 'textures' exclude each other; give one")
     k = len(TEXTURES)

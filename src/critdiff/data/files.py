@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 import torch
 
+from ..limits import MAX_CLASS_ID, MAX_SIDE
 from ..spec import Spec
 from .options import fail, opt_bool, opt_choice, opt_int, options, path_arg
 from .transforms import from_levels, rescale_minmax, resize, subset, subset_indices
@@ -40,7 +41,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 # --------------------------------------------------------------------------- labels
-MAX_CLASS_ID = 9999  # largest class id a labels file may hold (per-class storage is sized by the largest id)
+# MAX_CLASS_ID (critdiff.limits): largest class id a labels file may hold (per-class storage is sized by it)
 
 
 def check_labels(labels: object, n: int, source: str) -> torch.Tensor:
@@ -119,7 +120,7 @@ def load_idx(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torc
     path = path_arg(spec)
     opts = options(spec, {"labels": None, "n": None, "size": None}, n_args=1)
     n = None if opts["n"] is None else opt_int("idx", "n", opts["n"])
-    size = None if opts["size"] is None else opt_int("idx", "size", opts["size"], minimum=2)
+    size = None if opts["size"] is None else opt_int("idx", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     label_path = _labels_option("idx", opts["labels"])
 
     arr = read_idx(path)
@@ -183,7 +184,7 @@ def load_folder(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, t
     root = path_arg(spec)
     opts = options(spec, {"gray": None, "size": None, "n": None}, n_args=1)
     gray = None if opts["gray"] is None else opt_bool("folder", "gray", opts["gray"])
-    size = None if opts["size"] is None else opt_int("folder", "size", opts["size"], minimum=2)
+    size = None if opts["size"] is None else opt_int("folder", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     paths, labels, _ = folder_index(root)
     lab = None if labels is None else torch.tensor(labels, dtype=torch.int64)
     if opts["n"] is not None:
@@ -231,7 +232,7 @@ def load_npy(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torc
     opts = options(spec, {"labels": None, "scale": "minmax", "n": None, "size": None}, n_args=1)
     scale = opt_choice("npy", "scale", opts["scale"], ("minmax", "none"))
     n = None if opts["n"] is None else opt_int("npy", "n", opts["n"])
-    size = None if opts["size"] is None else opt_int("npy", "size", opts["size"], minimum=2)
+    size = None if opts["size"] is None else opt_int("npy", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     label_path = _labels_option("npy", opts["labels"])
 
     arr = _read_npy(path)

@@ -29,13 +29,14 @@ def options(spec: Spec, defaults: dict[str, Any], n_args: int = 0) -> dict[str, 
     return take_kwargs(spec, defaults, WHAT)
 
 
-def opt_int(name: str, key: str, value: Any, minimum: int = 1) -> int:
-    """An integer option ``>= minimum`` (floats such as ``4.0`` are accepted)."""
+def opt_int(name: str, key: str, value: Any, minimum: int = 1, maximum: "int | None" = None) -> int:
+    """An integer option ``>= minimum`` (and ``<= maximum``; floats such as ``4.0`` are accepted)."""
     ok = not isinstance(value, bool) and (
         isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     )
-    if not ok or int(value) < minimum:
-        raise fail(f"option {key!r} of {name!r} expects an integer >= {minimum}, got {value!r}")
+    if not ok or int(value) < minimum or (maximum is not None and int(value) > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise fail(f"option {key!r} of {name!r} expects an integer {bound}, got {value!r}")
     return int(value)
 
 

@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from ..limits import MAX_CHANNELS, MAX_SIDE
 from ..spec import Spec
 from .options import fail, opt_choice, opt_float, opt_int, options
 
@@ -35,8 +36,8 @@ def _balanced_labels(n: int, n_classes: int, generator: torch.Generator) -> torc
 def load_twopoint(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``twopoint[:size=8,channels=1,n=1000,amp=1]`` -> constant images ``±amp``, labels 0/1."""
     opts = options(spec, {"size": 8, "channels": 1, "n": 1000, "amp": 1.0})
-    size = opt_int("twopoint", "size", opts["size"], minimum=2)
-    channels = opt_int("twopoint", "channels", opts["channels"])
+    size = opt_int("twopoint", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
+    channels = opt_int("twopoint", "channels", opts["channels"], maximum=MAX_CHANNELS)
     n = opt_int("twopoint", "n", opts["n"])
     amp = opt_float("twopoint", "amp", opts["amp"], 0.0, 1.0)
     labels = _balanced_labels(n, 2, generator)
@@ -49,12 +50,12 @@ def load_stripes(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, 
     """``stripes[:size=32,wavelength=8,n=1000,orientation=x|y|both,amp=1,channels=1]``."""
     opts = options(spec, {"size": 32, "wavelength": 8.0, "n": 1000, "orientation": "x",
                           "amp": 1.0, "channels": 1})
-    size = opt_int("stripes", "size", opts["size"], minimum=2)
+    size = opt_int("stripes", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     wavelength = opt_float("stripes", "wavelength", opts["wavelength"], 2.0, math.inf, low_open=False)
     n = opt_int("stripes", "n", opts["n"])
     orientation = opt_choice("stripes", "orientation", opts["orientation"], ("x", "y", "both"))
     amp = opt_float("stripes", "amp", opts["amp"], 0.0, 1.0)
-    channels = opt_int("stripes", "channels", opts["channels"])
+    channels = opt_int("stripes", "channels", opts["channels"], maximum=MAX_CHANNELS)
 
     if orientation == "both":
         labels = _balanced_labels(n, 2, generator)
@@ -97,9 +98,9 @@ def load_grf(spec: Spec, generator: torch.Generator) -> tuple[torch.Tensor, None
     opts = options(spec, {"spectrum": "powerlaw", "size": 32, "n": 1000, "channels": 1,
                           "std": 0.35, "alpha": None, "k0": None, "w": None})
     spectrum = opt_choice("grf", "spectrum", opts["spectrum"], ("powerlaw", "ring"))
-    size = opt_int("grf", "size", opts["size"], minimum=2)
+    size = opt_int("grf", "size", opts["size"], minimum=2, maximum=MAX_SIDE)
     n = opt_int("grf", "n", opts["n"])
-    channels = opt_int("grf", "channels", opts["channels"])
+    channels = opt_int("grf", "channels", opts["channels"], maximum=MAX_CHANNELS)
     std = opt_float("grf", "std", opts["std"])
     wrong = "w" if spectrum == "powerlaw" else "alpha"
     if opts[wrong] is not None:

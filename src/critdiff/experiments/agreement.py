@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..config import JsonConfig, arg
-from ..errors import check_choice, check_int
+from ..errors import check_choice, check_int, check_seed
 from ..probes.agreement import median_summary, paired_ddim
 from ..probes.calibration import CalibratedPatchScore, calibrate_patch_size, check_candidates
 from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
@@ -83,7 +83,7 @@ class AgreementConfig(JsonConfig):
     def validate(self) -> "AgreementConfig":
         for name in ("seeds", "steps", "batch", "n_cal_traj", "n_cal_train", "n_boot"):
             check_int(name, getattr(self, name), 1)
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         check_choice("stencil_rule", self.stencil_rule, ("per-time", "modal"))
         check_choice("boundary", self.boundary, ("periodic", "zero"))
         check_choice("patch_pool", self.patch_pool, ("all", "valid"))

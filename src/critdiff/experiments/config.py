@@ -22,7 +22,7 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..config import JsonConfig, arg
 from ..devices import resolve as resolve_device
-from ..errors import check_choice, check_int
+from ..errors import check_choice, check_int, check_positive, check_seed
 from ..spec import parse_spec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -86,6 +86,9 @@ class RunConfig(JsonConfig):
                                       "(and the null prompt \"\") with its own tokenizer and text encoder "
                                       "(needs transformers)")
     threads: Optional[int] = arg(None, "CPU threads for torch (default: torch's choice; 1 is much faster on a busy machine)")
+    max_memory: Optional[float] = arg(None, "memory budget in GB that the preflight compares the run's estimated peak "
+                                            "with (default: this machine's memory, or the GPU's); raise it to run "
+                                            "anyway")
 
     MODEL_SCHEDULE_OK: ClassVar[bool] = False  # the command can sample a diffusers model on its own timesteps
 
@@ -125,9 +128,10 @@ class RunConfig(JsonConfig):
         return self.kind == "patch" and self.equivariant and self.boundary == "periodic" and self.pool == "all"
 
     def identity(self) -> dict:
-        """The fields that determine the numbers (``threads`` does not): what caches and logs are keyed on."""
+        """The fields that determine the numbers (``threads`` and ``max_memory`` do not): what caches and logs are keyed on."""
         d = self.to_dict()
         d.pop("threads", None)
+        d.pop("max_memory", None)
         return d
 
     # -- validation ----------------------------------------------------------------------------------
@@ -138,9 +142,11 @@ class RunConfig(JsonConfig):
             raise ValueError(f"data: model {kind!r} needs training data (--data SPEC)")
         check_int("steps", self.steps, 1)
         check_int("n", self.n, 1)
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         if self.threads is not None:
             check_int("threads", self.threads, 1)
+        if self.max_memory is not None:
+            check_positive("max_memory", self.max_memory)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("spacing", self.spacing, S.SPACINGS)
         check_choice("boundary", self.boundary, ("periodic", "zero"))

@@ -47,6 +47,7 @@ from ..probes.homogeneous import homogeneous_probe, k_star_matches
 from ..probes.theory_compare import homogeneous_signal, theory_record
 from ..seeding import derive
 from .config import RunConfig
+from .finite import FiniteGuard
 from .models import load_model
 from ..progress import progress_bar
 from .result import Result, save_result
@@ -210,7 +211,7 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
                          device=cfg.torch_device)
     ens = ensemble_probe(loaded.model, x, sigmas, steps, sampler=cfg.sampler, label=cfg.label, n_probes=cfg.probes,
                          window=cfg.window, chi=cfg.chi, n_boot=cfg.n_boot, seed=cfg.seed,
-                         on_step=lambda step: bar.update(1), on_phase=bar.set_postfix_str)
+                         on_step=[FiniteGuard("probe"), lambda step: bar.update(1)], on_phase=bar.set_postfix_str)
     if cfg.chi:
         bar.update(len(steps))
     signals, ens_comb, ensemble_combined = ensemble_signals(ens, schedule)

@@ -26,6 +26,7 @@ from ..io import atomic_write_bytes, save_json
 from ..figures import image_grid, trajectory_strip
 from ..seeding import derive
 from .config import MODEL_SCHEDULE, RunConfig
+from .finite import FiniteGuard
 from .models import decode_samples, load_model
 from ..progress import progress_bar
 from .result import Result, save_result
@@ -116,13 +117,15 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     t0 = time.perf_counter()
     with progress_bar(cfg.steps, f"sample {cfg.model}", enabled=progress) as bar, torch.no_grad():
         noise = SM.seed_generators(derive(cfg.seed, "sampler-noise"), cfg.n)
-        callback = [rec, lambda step: bar.update(1)]
+        guard = FiniteGuard("sample")
+        callback = [guard, rec, lambda step: bar.update(1)]
         if plan is None:
             final = sampler(counted, z * float(sigmas[0]), sigmas, label=cfg.label, generator=noise, callback=callback)
         else:
             final = _run_model_plan(loaded.model, plan, z, cfg.label, noise, callback,
                                     eta=getattr(sampler, "keywords", {}).get("eta", 0.0))
             sigmas = plan.grid
+        guard.final(final)
     seconds = time.perf_counter() - t0
     files = _write_artefacts(out, cfg, final, sigmas, rec, loaded.images, decode=lambda x: decode_samples(loaded.model, x))
     result = SampleResult(

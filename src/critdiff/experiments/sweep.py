@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,12 @@ def sweep_units(spec: dict) -> list[Unit]:
         if not isinstance(body, dict):
             raise ValueError(f"spec: {section}: expected a table, got {type(body).__name__}")
         units += _section_units(section, body)
+    first: dict = {}
+    for u in units:  # distinct grid values can still make one run (seed 0 and 0.0, a field set to its default)
+        if u.key in first:
+            raise ValueError(f"spec: {u.kind}: the grid values {first[u.key].axes} and {u.axes} make the same run; "
+                             "each unit must differ")
+        first[u.key] = u
     return units
 
 
@@ -88,6 +95,11 @@ def _section_units(section: str, body: dict) -> list[Unit]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"spec: {section}.grid.{key}: expected a non-empty list of values, got {values!r}")
+        seen = [json.dumps(v, sort_keys=True) for v in values]
+        repeated = sorted({v for v in seen if seen.count(v) > 1})
+        if repeated:
+            raise ValueError(f"spec: {section}.grid.{key}: the value {repeated[0]} is given more than once; each unit "
+                             "would run twice into one folder")
     classifier = body.get("classifier")
     if classifier is not None and not isinstance(classifier, str):
         raise ValueError(f"spec: {section}.classifier: expected a folder name, got {classifier!r}")
@@ -170,7 +182,11 @@ def write_table(out: Path, rows: list[dict]) -> None:
 
 def run_sweep(spec: dict, out_dir: "str | Path", *, executor: Optional[Executor] = None, log=log_line) -> SweepResult:
     """Run (or resume) the sweep ``spec`` in ``out_dir``; write ``result.json`` and ``sweep.csv``."""
+    from .preflight import check_grid, check_units
+
+    check_grid(spec)
     units = sweep_units(spec)
+    check_units(units, KINDS)  # every unit's inputs before any unit runs or any file is written
     out = Path(out_dir)
     unit_log = TrialLog(out / "sweep.jsonl", {"spec": spec}, required=UNIT)
     finished = {r["key"] for r in unit_log.of_type("unit") if r["status"] == "ok"}

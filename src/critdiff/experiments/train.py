@@ -25,6 +25,7 @@ from ..nets.classifier import ClassifierTrainConfig, train_classifier
 from ..nets.net_denoiser import NetDenoiser
 from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
+from .finite import FiniteGuard
 from .result import Result, save_result
 
 
@@ -55,6 +56,10 @@ def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainCon
         if k not in RESUMABLE and (list(v) if isinstance(v, tuple) else v) != (list(old) if isinstance(old, tuple) else old):
             raise ValueError(f"resume: {k}={v!r} differs from the checkpoint's {k}={old!r}; only "
                              f"{', '.join(RESUMABLE)} may change when resuming")
+    at = stored.get("step")
+    if "steps" in given and isinstance(at, int) and given["steps"] < at:
+        raise ValueError(f"steps: --steps {given['steps']} is below the checkpoint's step {at} in {str(out)!r}; a resumed "
+                         f"run can only go on (give --steps {at} or more, or train into another --out)")
     return replace(base, **{k: v for k, v in given.items() if k in RESUMABLE}).validate()
 
 
@@ -76,7 +81,8 @@ def sample_grid(denoiser, path: "str | Path", schedule: str, steps: int, seed: i
     else:
         labels, n, title = None, n_uncond, "samples"
     x = SM.initial_noise((n, *denoiser.sample_shape), sigmas, SM.seed_generators(seed, n))
-    final = SM.sample_heun(denoiser, x, sigmas, label=labels)
+    guard = FiniteGuard("train")
+    final = guard.final(SM.sample_heun(denoiser, x, sigmas, label=labels, callback=guard))
     image_grid(final.clamp(-1, 1), path, nrow=per_class if K > 0 else 8, title=title)
     return final, labels
 

@@ -24,8 +24,8 @@ leftovers of a killed write are ignored and removed by the next save. A folder o
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 import os
 import re
 import shutil
@@ -36,6 +36,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..inputs import Fields, read_json
 from ..io import atomic_write_bytes, current_umask, save_json
 
 CONFIG = "config.json"
@@ -44,6 +45,7 @@ EMA = "ema.safetensors"
 STATE = "state.pt"
 LATEST = "latest"
 KEEP = 2  # step folders kept
+KINDS = ("unet", "classifier")  # the ``kind`` of a checkpoint config
 _STEP_DIR = re.compile(r"^ckpt-(\d{6,})$")
 
 
@@ -104,34 +106,43 @@ def has_checkpoint(root: "str | Path") -> bool:
 
 
 def read_config(root: "str | Path") -> dict:
-    """The ``config.json`` of a checkpoint folder (resolved with :func:`checkpoint_dir`)."""
+    """The ``config.json`` of a checkpoint folder (resolved with :func:`checkpoint_dir`), validated as an input
+    (:mod:`critdiff.inputs`): ``kind`` one of :data:`KINDS`, ``net`` an object, ``step`` an integer >= 0."""
     folder = checkpoint_dir(check_dir(root))
     path = (folder or Path(root)) / CONFIG
     if not path.is_file():
         raise ValueError(f"model: no checkpoint in {str(root)!r} (missing {CONFIG})")
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError(f"model: checkpoint {str(path)!r} is truncated or corrupt") from None
+    cfg = read_json(path, "model", "checkpoint config")
     if not isinstance(cfg, dict) or "net" not in cfg or "kind" not in cfg:
         raise ValueError(f"model: {str(path)!r} is not a critdiff checkpoint config (needs 'kind' and 'net')")
+    f = Fields(cfg, path, "model")
+    f.choice("kind", KINDS)
+    f.object("net")
+    f.int("step", 0, default=None)
+    if "train" in cfg:
+        f.object("train")
     return cfg
 
 
 def read_typed_config(root: "str | Path", kind: str, config_cls, what: str) -> "tuple[dict, object]":
     """The stored record of a ``kind`` checkpoint in ``root`` and its network configuration ``config_cls`` (built
-    with ``from_dict``); one-line ``ValueError`` naming the folder otherwise. ``what`` names the kind for people."""
+    with ``from_dict``); one-line ``ValueError`` naming the file and the field otherwise: every field of
+    ``config_cls`` must be present (a missing one is not filled with a default) and none other. ``what`` names
+    the kind for people."""
     record = read_config(root)
     if record.get("kind") != kind:
         raise ValueError(f"model: {str(root)!r} holds a {record.get('kind')!r} checkpoint, not {what}")
+    path = (checkpoint_dir(root) or Path(root)) / CONFIG
+    Fields(record["net"], path, "model", "net").exactly(f.name for f in dataclasses.fields(config_cls))
     try:
         return record, config_cls.from_dict(record["net"])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"model: the config in {str(Path(root) / CONFIG)!r} is invalid ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"model: the config in {str(path)!r} is invalid (field 'net': {str(e).splitlines()[0]})") from None
 
 
 def read_weights(path: "str | Path") -> "tuple[dict[str, torch.Tensor], int]":
-    """``(tensors, step)`` from a safetensors file; one-line errors for a missing or corrupt file."""
+    """``(tensors, step)`` from a safetensors file; one-line errors for a missing or corrupt file and for a tensor
+    holding nan or inf."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -147,6 +158,9 @@ def read_weights(path: "str | Path") -> "tuple[dict[str, torch.Tensor], int]":
         step = int(meta.get("step", -1))
     except ValueError:
         raise ValueError(f"model: checkpoint {str(path)!r} has a malformed step in its metadata") from None
+    for name, t in tensors.items():  # weights that are not finite make every output meaningless (R9)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"model: checkpoint {str(path)!r}: tensor {name!r} holds non-finite values (nan or inf)")
     return tensors, step
 
 

@@ -26,7 +26,8 @@ from torch.nn import functional as F
 
 from .. import seeding
 from ..config import JsonConfig, arg
-from ..errors import check_int, check_positive
+from ..errors import check_int, check_ints, check_positive, check_seed
+from ..limits import MAX_CHANNELS, MAX_CLASS_ID, MAX_NET_WIDTH, MAX_SIDE
 from ..io import save_json
 from ..progress import progress_bar
 from . import checkpoint as ckpt
@@ -43,9 +44,8 @@ class ClassifierConfig(JsonConfig):
     width: int = 32
 
     def validate(self) -> "ClassifierConfig":
-        for name in ("channels", "height", "width_px", "width"):
-            check_int(name, getattr(self, name), 1)
-        check_int("n_classes", self.n_classes, 2)
+        check_ints(self, channels=(1, MAX_CHANNELS), height=(1, MAX_SIDE), width_px=(1, MAX_SIDE),
+                   width=(1, MAX_NET_WIDTH), n_classes=(2, MAX_CLASS_ID + 1))
         return self
 
     @property
@@ -123,7 +123,7 @@ class ClassifierTrainConfig(JsonConfig):
         if not 0 < float(self.holdout) < 1:
             raise ValueError(f"holdout: expected a fraction in (0, 1), got {self.holdout}")
         check_int("width", self.width, 1)
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         return self
 
 

@@ -41,7 +41,7 @@ from torch import nn
 
 from .. import schedules as S
 from ..config import JsonConfig, arg
-from ..errors import check_choice, check_int, check_positive
+from ..errors import check_choice, check_int, check_positive, check_seed
 from ..progress import progress_bar
 from . import checkpoint as ckpt
 from .unet import NET_PREDICTIONS, PADDINGS, UNet, UNetConfig
@@ -93,7 +93,7 @@ class TrainConfig(JsonConfig):
         check_int("num_res_blocks", self.num_res_blocks, 1)
         check_choice("padding", self.padding, PADDINGS)
         check_positive("grad_clip", self.grad_clip)
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         check_int("checkpoint_every", self.checkpoint_every, 1)
         check_int("log_every", self.log_every, 1)
         check_int("grid_steps", self.grid_steps, 1)

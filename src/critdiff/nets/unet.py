@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
@@ -29,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import check_choice, check_ints
+from ..limits import MAX_CHANNELS, MAX_CLASS_ID, MAX_LEVELS, MAX_NET_WIDTH, MAX_SIDE
 
 PADDINGS = ("zeros", "circular")
 NET_PREDICTIONS = ("eps", "v")
@@ -56,15 +58,22 @@ class UNetConfig:
     emb_freqs: int = 16
 
     def __post_init__(self) -> None:
+        if not isinstance(self.channel_mult, (list, tuple)) or not all(
+                isinstance(m, numbers.Integral) and not isinstance(m, bool) for m in self.channel_mult):
+            raise TypeError(f"channel_mult: expected a list of integers, got {self.channel_mult!r}")
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
         self.validate()
 
     def validate(self) -> "UNetConfig":
-        check_ints(self, channels=1, height=2, width_px=2, width=1, num_res_blocks=1, n_classes=0, groups=1, emb_freqs=1)
+        check_ints(self, channels=(1, MAX_CHANNELS), height=(2, MAX_SIDE), width_px=(2, MAX_SIDE),
+                   width=(1, MAX_NET_WIDTH), num_res_blocks=(1, MAX_LEVELS), n_classes=(0, MAX_CLASS_ID + 1),
+                   groups=(1, MAX_NET_WIDTH), emb_freqs=(1, 4096))
         check_choice("padding", self.padding, PADDINGS)
         check_choice("prediction", self.prediction, NET_PREDICTIONS)
-        if not self.channel_mult or any(m < 1 for m in self.channel_mult):
-            raise ValueError(f"channel_mult: expected a non-empty tuple of integers >= 1, got {self.channel_mult}")
+        if not self.channel_mult or len(self.channel_mult) > MAX_LEVELS or any(m < 1 for m in self.channel_mult) \
+                or self.width * max(self.channel_mult) > MAX_NET_WIDTH:
+            raise ValueError(f"channel_mult: expected 1..{MAX_LEVELS} integers >= 1 (width x mult <= {MAX_NET_WIDTH}), "
+                             f"got {self.channel_mult}")
         for m in self.channel_mult:
             if (self.width * m) % self.groups:
                 raise ValueError(f"width: every level width ({self.width} x {m}) must be divisible by groups={self.groups}")

@@ -9,26 +9,57 @@ from pathlib import Path
 
 from ..experiments.demo.run import TITLE
 from ..experiments.result import RESULT_FILE, result_from_record
+from ..inputs import Fields, read_json
 from ..io import atomic_write_text
 from .html import render_html, write_report
 from .render import render
 
 
-def write_demo_report(out_dir: "str | Path") -> Path:
-    """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
+def read_results(out_dir: "str | Path") -> "tuple[dict, list]":
+    """``OUT/results.json`` validated as an input (:mod:`critdiff.inputs`): ``(document, [(key, entry, result)])``.
+
+    Each section needs ``kind`` (a registered result type), ``result`` (an object that rebuilds that result),
+    ``folder`` (a relative path inside ``OUT``) and optionally ``render`` (an object); a failure names the file
+    and the field (``sections.KEY.result``)."""
     out = Path(out_dir)
     path = out / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"out: {str(out)!r} holds no results.json nor {RESULT_FILE} (run critdiff demo --out "
                                 f"{out}, or any command with --out {out}, first)")
-    try:
-        doc = json.loads(path.read_text())
-        entries = doc["sections"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"out: {str(path)!r} is not a critdiff results file ({exc})") from None
+    doc = read_json(path, "out", "results file")
+    top = Fields(doc, path, "out")
+    top.text("title", default=TITLE)
+    top.object("meta", default={})
+    sections = top.object("sections")
+    entries = []
+    for key in sections.doc:
+        f = sections.object(key)
+        f.text("kind")
+        f.object("result")
+        folder = f.text("folder")
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise f.fail("folder", "a folder inside OUT (relative, without '..')", folder)
+        f.object("render", default={})
+        try:
+            result = result_from_record(f.doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"out: {str(path)!r}: field 'sections.{key}.result' does not hold a {f.doc['kind']} "
+                             f"result ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        entries.append((key, f.doc, result))
+    return doc, entries
+
+
+def write_demo_report(out_dir: "str | Path") -> Path:
+    """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
+    out = Path(out_dir)
+    doc, entries = read_results(out)
     sections = []
-    for key, entry in entries.items():
-        sec = render(result_from_record(entry), folder=out / entry["folder"], key=key, **entry.get("render", {}))
+    for key, entry, result in entries:
+        try:
+            sec = render(result, folder=out / entry["folder"], key=key, **entry.get("render", {}))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"out: {str(out / 'results.json')!r}: section {key!r} cannot be rendered "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         sec.folder = entry["folder"]
         sections.append(sec)
     return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta")))

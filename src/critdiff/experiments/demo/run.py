@@ -10,7 +10,6 @@ section is never recomputed. The report is rendered from the results alone, whic
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -30,7 +29,13 @@ def _cached(out: Path, sec: DemoSection, log) -> tuple[str, Result]:
     done = folder / "result.json"
     if done.exists():
         log(f"[demo] {sec.key}: cached ({folder.name})")
-        return folder.relative_to(out).as_posix(), result_from_record(json.loads(done.read_text()))
+        from ...inputs import read_json
+
+        try:
+            return folder.relative_to(out).as_posix(), result_from_record(read_json(done, "out", "cached section result"))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"out: the cached section result {str(done)!r} is damaged ({type(exc).__name__}: "
+                             f"{exc}); delete its folder to recompute it") from None
     log(f"[demo] {sec.key}: running")
     t0 = time.perf_counter()
     with torch_threads(sec.threads):

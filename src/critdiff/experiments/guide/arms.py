@@ -22,9 +22,10 @@ from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
 from ...times import TimeEstimate
+from ..finite import FiniteGuard
+from ..models import decode_samples, load_model
 from .config import GuideConfig
 from .metrics import check_classifier
-from ..models import decode_samples, load_model
 
 @dataclass
 class Arm:
@@ -138,10 +139,11 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype,
                          device=cfg.torch_device)
     g = Guided(setup.model, guidance)
+    guard = FiniteGuard("guide")
     with torch.no_grad():
         out = SM.get(cfg.sampler)(g, x, setup.sigmas, label=labels, generator=[gens1[j] for j in pick],
-                                  callback=list(callbacks) or None)
-    return decode_samples(setup.model, out).cpu(), g.nfe.clone()
+                                  callback=[guard, *callbacks])
+    return guard.final(decode_samples(setup.model, out)).cpu(), g.nfe.clone()
 
 
 def calibrate_threshold(setup: Setup, tc: TimeEstimate) -> dict:
