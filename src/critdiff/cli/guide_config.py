@@ -66,7 +66,7 @@ def run(args) -> int:
 
     req = config_from_args(GuideConfigRequest, args)
     if not req.model.startswith("diffusers:"):
-        raise ValueError("model: guide-config expects diffusers:DIR")
+        raise ValueError(f"model: guide-config expects --model diffusers:DIR, got {req.model!r}")
     model, tc = _critical_time(req, args.classifier, args.device)
     args = argparse.Namespace(**req.to_dict(), json=args.json)
     over = {} if args.spacing is None else {"timestep_spacing": args.spacing}
