@@ -8,8 +8,9 @@ Resumable: rerun the same command (or with more ``--seeds``) and finished seeds 
 prints the summary and the wall time per seed (to size a run). Errors and Ctrl-C are handled as the ``critdiff``
 command line handles them (:func:`critdiff.cli.guarded`): one line, exit 2 or 130, finished seeds kept.
 
-Usage: ``python benchmarks/bench_agreement.py --net runs/net_mnist28 --out runs/agreement [--seeds 100]
-[--pool mnist] [--steps 20] [--batch 8] [--threads 2] [--device cuda]``; every flag: ``--help``.
+Usage: ``python benchmarks/bench_agreement.py --net pretrained:mnist28 --out runs/agreement [--seeds 100]
+[--pool mnist] [--steps 20] [--batch 8] [--threads 2] [--device cuda]``; every flag: ``--help``. ``--net`` takes
+the reference network that ships with critdiff (``pretrained:mnist28``, docs/models.md) or a ``critdiff train`` folder.
 """
 
 from __future__ import annotations

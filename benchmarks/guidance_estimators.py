@@ -20,6 +20,17 @@ Phase ``arms`` (per model): the pulse at the chosen estimator's t_c against the 
 baselines (none, cond, constant, interval, interval-ours, linear) on common random numbers, and the pulse at t_c on
 baseline 1 against the same pulse at random centres on baseline 1. ``--tc-from NAME`` forces the estimator.
 
+Issue #23 additions. New estimators (``commitment-midpoint``, ``commitment-slope``, ``sensitivity``,
+``sensitivity-box``; ``--estimators a,b`` computes only those, into the cached ``estimators.json``, with their wall
+time and network evaluations) and the shifted ``linear-response+offset`` / ``speciation+offset``, which are NOT
+computed by the estimator (that would fit a model's own peak): :func:`shifted_rows` places them with the offset
+fitted on the other original models (leave-one-model-out) and, on a validation model, on all six.
+``--export-offsets`` writes the table the shifted estimators read at run time
+(:data:`critdiff.experiments.guide.offsets.OFFSETS_FILE`) from ``--out``'s original six rows.
+:data:`VALIDATION` models choose nothing: they are reported with the rule's choice as it stands.
+
+:data:`RULE` (written before the 2026-12-05 run) chooses the default estimator.
+
 Runs resume (each guide run is a folder under ``--work``); the summary is written to ``--out`` atomically after
 every model. ``--tiny`` runs a seconds-sized smoke test on a tiny patch model (it is NOT a result).
 Usage: ``python benchmarks/guidance_estimators.py --runs RUNS [--phase sweep|arms|all] [--only a,b] [--n 200]``.
@@ -37,16 +48,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from critdiff import pretrained
 from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide.arms import prepare
 from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
 from critdiff.experiments.guide.estimators import chosen_source, estimate
 from critdiff.experiments.guide.tc import tc_record
+from critdiff.experiments.guide.offsets import OFFSETS_FILE, SHIFTABLE, SUFFIX, base_of, fitted_offset, offset_table
 from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
 from critdiff.outdir import locked_output
 
-# name -> (GuideConfig fields, classifier folder under --runs, samples per arm or None for --n)
+# name -> (GuideConfig fields, classifier folder under --runs or pretrained:NAME, samples per arm or None for --n)
 MODELS = {
     "patch-textures16": (dict(model="patch", data="textures:size=16,per_class=10", stencil="square:5"), "clf_tex16", None),
     "patch-digits16": (dict(model="patch", data="digits:size=16,n=200", stencil="square:5"), "clf_digits16", None),
@@ -55,11 +68,31 @@ MODELS = {
     "net-digits16": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
     "net-mnist28": (dict(model="net:{runs}/net_mnist28", data="mnist"), "clf_mnist28", None),
     "net-textures32": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
+    # the reference network and classifier that ship with critdiff (docs/models.md): nothing to train
+    "ref-mnist28": (dict(model="pretrained:mnist28", data="mnist"), "pretrained:mnist28-clf", None),
 }
 TINY = {"tiny-patch-a": (dict(model="patch", data="textures:size=8,per_class=3", stencil="square:3"), None, None),
         "tiny-patch-b": (dict(model="patch", data="textures:size=8,per_class=4", stencil="square:3", seed=1), None, None)}
+# validation models: same protocol, numbers used only to report the chosen estimator (never to choose or fit)
+VALIDATION = {
+    # the patch model of textures sampled by deterministic DDIM (eta 0) instead of DDPM: another sampler
+    "patch-textures16-ddim": (dict(model="patch", data="textures:size=16,per_class=10", stencil="square:5",
+                                   sampler="ddim"), "clf_tex16", None),
+    # the reference network that ships with critdiff (docs/models.md), with the project's MNIST classifier
+    "ref-mnist28": (dict(model="pretrained:mnist28", data="mnist"), "clf_mnist28", None),
+}
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random")
+WINDOW_ARMS = ("window", "interval", "constant", "tc")  # --window-arms: the estimated window against the baselines
+RULE = ("default estimator = the candidate with the smallest mean out-of-sample |estimate - log p peak| over the "
+        "original six models (MODELS): the raw error of an estimator with nothing fitted, the leave-one-model-out "
+        "error of a shifted one (offset fitted without the model). Only a candidate with a value on all six may be "
+        "chosen; candidates measured on fewer models are reported on the models they have, beside the others' "
+        "errors on the same models. Validation models (VALIDATION) never choose or fit.")
+SWITCH = ("guide's default (DEFAULT_TC_FROM) changes to the RULE's choice only if, on the validation models measured, "
+          "the choice's mean |estimate - peak| is not larger than the current default's (written 2026-12-05 11:25, "
+          "before the first validation sweep finished)")
 CANDIDATES = ("auto",) + TC_SOURCES  # auto: theory on the patch model, linear-response on nets
+COMPUTED = tuple(n for n in TC_SOURCES if base_of(n) is None)  # the shifted ones are placed by shifted_rows
 
 
 class MeanClassifier:
@@ -84,33 +117,48 @@ def _classifier(runs: str, name, cfg: GuideConfig):
     if name is None:
         setup = prepare(cfg)
         return MeanClassifier(setup.images, setup.labels), None
-    folder = Path(runs) / name
+    folder = pretrained.resolve(name, "classifier") if pretrained.spec_name(name) else Path(runs) / name
     return load_classifier(folder), read_metrics(folder).get("heldout_accuracy")
 
 
-def estimators(cfg: GuideConfig, clf, path: Path) -> dict:
-    """Every estimator on one model (cached in ``path``): its record or the reason it has none, with its wall time."""
-    if path.exists():
-        return json.loads(path.read_text())
+def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED) -> dict:
+    """The estimators ``names`` on one model, added to the cache ``path`` (names already there are kept): each
+    record or the reason it has none, with its wall time (a family sharing one run -- commitment, sensitivity --
+    books the run on its first member) and, for the sensitivity profile, its forward NFE per sample, samples and
+    backward passes."""
+    out = json.loads(path.read_text()) if path.exists() else {}
+    todo = [n for n in names if n not in out]
+    if not todo:
+        return out
     setup = prepare(cfg, clf)
-    out = {}
-    for name in TC_SOURCES:
+    cache: dict = {}
+    for name in todo:
         t0 = time.perf_counter()
         try:
-            tc = estimate(name, cfg, setup.images, setup.model, clf)
+            tc = estimate(name, cfg, setup.images, setup.model, clf, cache=cache)
             out[name] = {"logsnr": tc.logsnr, "t": tc.t, "sigma_over_a": tc.sigma_over_a, "ci": tc.logsnr_ci}
+            if tc.extras.get("window") is not None:
+                out[name]["window"] = list(tc.extras["window"])
         except ValueError as exc:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
-        print(f"  {name}: {out[name]}", flush=True)
-    out[AUTO_TC_FROM] = out[chosen_source(dataclasses.replace(cfg, tc_from=AUTO_TC_FROM))]
+        if name.startswith("sensitivity") and "sensitivity" in cache:
+            p = cache["sensitivity"]
+            out[name]["cost"] = {"samples": int(p.response.shape[1]), "nfe_forward_per_sample": p.nfe,
+                                 "backward_passes": p.backward}
+            out[name]["profile"] = {"logsnr": p.logsnr.tolist(), "mean": p.mean.tolist(), "band": p.band.tolist(),
+                                    "window_ci": p.window_ci.tolist()}
+        print(f"  {name}: { {k: v for k, v in out[name].items() if k != 'profile'} }", flush=True)
+        save_json(path, out)
+    if "theory" in out and "linear-response" in out:
+        out[AUTO_TC_FROM] = out[chosen_source(dataclasses.replace(cfg, tc_from=AUTO_TC_FROM))]
     save_json(path, out)
     return out
 
 
 def _brief(r) -> dict:
     """The numbers of a guide run the benchmark keeps."""
-    keep = ("accuracy", "logp", "nfe", "fd", "diversity", "vs_random")
+    keep = ("accuracy", "logp", "nfe", "fd", "precision", "recall", "diversity", "vs_random")
     arms = {k: {f: v.get(f) for f in keep if f in v} for k, v in (r.arms or {}).items()}
     return {"tc": tc_record(r.tc), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
             "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
@@ -128,53 +176,108 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0)
     clf, holdout = _classifier(a.runs, clf_name, cfg)
     print(f"[{name}] estimators", flush=True)
-    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators.json")
+    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators.json",
+                     a.estimators.split(",") if a.estimators else COMPUTED)
+    if a.no_sweep:
+        return {"model": name, "estimators": est}
     print(f"[{name}] sweep of {a.sweep} centres, n = {cfg.n}", flush=True)
     r = guide(cfg, work / name / "sweep", clf)
     peak = r.sweep_peak["logp_peak_fit"]
-    for v in est.values():
-        if "logsnr" in v:
-            v["minus_peak"] = v["logsnr"] - peak
     return {"model": name, "config": cfg.to_dict(), "classifier_holdout_accuracy": holdout, "estimators": est,
             "sweep": _brief(r)["sweep"], "sweep_peak": r.sweep_peak, "peak_logsnr": peak}
 
 
+def set_minus_peak(row: dict) -> None:
+    """``minus_peak = estimate - peak`` of every estimator of a row with a sweep peak."""
+    if row.get("peak_logsnr") is None:
+        return
+    for v in row.get("estimators", {}).values():
+        if isinstance(v, dict) and "logsnr" in v:
+            v["minus_peak"] = v["logsnr"] - row["peak_logsnr"]
+
+
+def shifted_rows(rows: dict, originals) -> None:
+    """Place ``NAME+offset`` on every row: the base estimate minus the median offset of the ORIGINAL models other
+    than the row's own (leave-one-model-out on an original model; all six on a validation model)."""
+    for row in rows.values():
+        set_minus_peak(row)
+    table = offset_table({"rows": {k: rows[k] for k in originals if k in rows}})
+    for key, row in rows.items():
+        for base in SHIFTABLE:
+            e = row.get("estimators", {}).get(base, {})
+            if "logsnr" not in e:
+                continue
+            try:
+                off = fitted_offset(table, base, exclude=(key,))
+            except ValueError as exc:
+                row["estimators"][base + SUFFIX] = {"error": str(exc)}
+                continue
+            ci = None if not e.get("ci") else [v - off for v in e["ci"]]
+            row["estimators"][base + SUFFIX] = {"logsnr": e["logsnr"] - off, "ci": ci, "offset": off,
+                                                "offset_fitted_on": sorted(set(table["minus_peak"][base]) - {key}),
+                                                "seconds": e.get("seconds")}
+        set_minus_peak(row)
+
+
 def prediction_errors(rows: list[dict]) -> dict:
     """Per candidate: ``raw`` = mean |estimate - peak| and ``loo`` = mean |d_i - median(d_j, j != i)| with
-    ``d = estimate - peak`` over the models with a sweep (None where an estimator has no value on one of them)."""
+    ``d = estimate - peak`` over the models with a sweep (None where an estimator has no value on one of them);
+    ``oos`` the out-of-sample error of :data:`RULE` (``raw``; for a shifted estimator, whose ``d`` is already
+    leave-one-model-out, also ``raw``); ``models`` / ``abs_error`` the models it has a value on and its |d| there
+    (``within_half``: how many are within 0.5 logsnr or inside the peak's 95% interval)."""
     rows = [r for r in rows if "peak_logsnr" in r]
     out = {}
     for name in CANDIDATES:
-        d = [r["estimators"].get(name, {}).get("minus_peak") for r in rows]
-        if not rows or any(v is None for v in d):
-            out[name] = {"raw": None, "loo": None, "median_offset": None}
+        have = [r for r in rows if r["estimators"].get(name, {}).get("minus_peak") is not None]
+        dd = {r["model"]: r["estimators"][name]["minus_peak"] for r in have}
+        inside = sum(abs(v) <= 0.5 or (r["sweep_peak"]["logp_peak_ci"][0] <= r["estimators"][name]["logsnr"]
+                                       <= r["sweep_peak"]["logp_peak_ci"][1]) for r, v in zip(have, dd.values()))
+        rec = {"models": list(dd), "abs_error": {k: abs(v) for k, v in dd.items()}, "within_half": int(inside)}
+        d = list(dd.values())
+        if not rows or len(have) < len(rows):
+            out[name] = {**rec, "raw": None, "loo": None, "oos": None, "median_offset": None}
             continue
         loo = [abs(d[i] - float(np.median([d[j] for j in range(len(d)) if j != i]))) for i in range(len(d))] \
             if len(d) > 1 else [float("nan")]
-        out[name] = {"raw": float(np.mean(np.abs(d))), "loo": float(np.mean(loo)), "median_offset": float(np.median(d))}
+        raw = float(np.mean(np.abs(d)))
+        out[name] = {**rec, "raw": raw, "loo": None if base_of(name) else float(np.mean(loo)), "oos": raw,
+                     "median_offset": float(np.median(d))}
     return out
 
 
 def choose(errors: dict) -> str:
-    ok = {k: v["raw"] for k, v in errors.items() if v["raw"] is not None}
+    """:data:`RULE` on the errors over the original six models."""
+    ok = {k: v["oos"] for k, v in errors.items() if v.get("oos") is not None and k != AUTO_TC_FROM}
     if not ok:
         raise ValueError("no estimator has a value on every model")
     return min(ok, key=ok.get)
 
 
 def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: str) -> dict:
+    """The arms at the chosen estimator's t_c on baseline 0 (and the pulse against random centres on baseline 1);
+    with ``--window-arms`` instead: :data:`WINDOW_ARMS` with the window of ``--window-from`` (default
+    ``sensitivity``) on baseline 0 and on baseline 1."""
     fields, clf_name, n = spec
     tc = row["estimators"][chosen]["logsnr"]
     out = {}
-    runs = ((0.0, parse_arms(a.arms) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
+    window = None
+    if a.window_arms:
+        src = row["estimators"].get(a.window_from, {})
+        if "window" not in src:
+            raise ValueError(f"window-from: {a.window_from} gives no window on {name}")
+        window = tuple(src["window"])
+        runs = ((0.0, WINDOW_ARMS), (1.0, WINDOW_ARMS))
+    else:
+        runs = ((0.0, parse_arms(a.arms) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
     for base, arms in runs:
-        cfg = _config(fields, a.runs, a.arms_n or n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base)
+        cfg = _config(fields, a.runs, a.arms_n or n or a.n, sizes, arms=arms, tc_logsnr=tc, baseline=base,
+                      window=window)
         clf, row["classifier_holdout_accuracy"] = _classifier(a.runs, clf_name, cfg)
         print(f"[{name}] arms at baseline {base:g}, t_c from {chosen} = {tc:.4g}, n = {cfg.n}", flush=True)
-        folder = f"arms-b{base:g}-{chosen}" + (f"-n{cfg.n}" if a.arms_n else "")
+        folder = f"{'window' if window else 'arms'}-b{base:g}-{chosen}" + (f"-n{cfg.n}" if a.arms_n else "")
         r = guide(cfg, work / name / folder, clf)
         out[f"baseline{base:g}"] = _brief(r)
-    return {"tc_from": chosen, "tc_logsnr": tc, **out}
+    return {"tc_from": chosen, "tc_logsnr": tc, "window": window, **out}
 
 
 def claims(rows: list[dict]) -> dict:
@@ -213,7 +316,7 @@ def tables(res: dict) -> str:
         p = r.get("sweep_peak")
         cells = []
         for name in CANDIDATES[1:]:
-            e = r["estimators"][name]
+            e = r["estimators"].get(name, {})
             ci = e.get("ci")
             cells.append("--" if "logsnr" not in e else f"{_f(e['logsnr'])}{'' if not ci else f' [{_f(ci[0])}, {_f(ci[1])}]'}"
                          + ("" if "minus_peak" not in e else f" ({_f(e['minus_peak'], True)})"))
@@ -221,10 +324,24 @@ def tables(res: dict) -> str:
             f"{_f(p['logp_peak_fit'])} [{_f(p['logp_peak_ci'][0])}, {_f(p['logp_peak_ci'][1])}]"
         out.append(f"| {r['model']} | {r['config']['n'] if 'config' in r else '--'} | {peak} | " + " | ".join(cells) + " |")
     err = res.get("prediction_error", {})
-    out.append("| raw error / loo error | | | " + " | ".join(
+    out.append("| raw error / loo error (six models) | | | " + " | ".join(
         f"{_f(err.get(k, {}).get('raw'))} / {_f(err.get(k, {}).get('loo'))}" for k in CANDIDATES[1:]) + " |")
+    out.append("| mean abs error on the models it has (count) | | | " + " | ".join(
+        "--" if not err.get(k, {}).get("abs_error") else
+        f"{_f(float(np.mean(list(err[k]['abs_error'].values()))))} ({len(err[k]['abs_error'])})" for k in CANDIDATES[1:]) + " |")
+    out.append("| within 0.5 or inside the peak's 95% | | | " + " | ".join(
+        "--" if not err.get(k, {}).get("models") else f"{err[k]['within_half']} of {len(err[k]['models'])}"
+        for k in CANDIDATES[1:]) + " |")
+    out += ["", f"Rule: {res.get('rule', '')} Chosen: `{res.get('chosen')}`.", ""]
+    cost = [(r["model"], n, e) for r in rows for n, e in r["estimators"].items() if "cost" in e and n == "sensitivity"]
+    if cost:
+        out += ["| model | sensitivity: samples | forward NFE per sample | backward passes | seconds |", "|---|---|---|---|---|"]
+        out += [f"| {m} | {e['cost']['samples']} | {_f(e['cost']['nfe_forward_per_sample'])} | "
+                f"{e['cost']['backward_passes']} | {_f(e['seconds'])} |" for m, _, e in cost]
     arms = [a for a in ARMS if a != "random"]
-    out += ["", f"t_c from `{res.get('chosen')}`; accuracy per arm (NFE per sample in brackets); tc - random paired 95%.", "",
+    used = sorted({r["arms"].get("tc_from", "?") for r in rows if "arms" in r})
+    out += ["", f"t_c from `{', '.join(used)}` (the estimator of each arms run); accuracy per arm (NFE per sample in "
+            "brackets); tc - random paired 95%.", "",
             "| model | " + " | ".join(arms) + " | random | tc - random: accuracy | tc - random: log p | baseline 1: tc - random acc |",
             "|" + "---|" * (len(arms) + 5)]
     for r in rows:
@@ -237,16 +354,86 @@ def tables(res: dict) -> str:
         c1 = "--" if b1 is None else _ci(b1["arms"]["tc"]["vs_random"]["accuracy"])
         out.append(f"| {r['model']} | " + " | ".join(acc(a) for a in arms) + f" | {acc('random')} | {_ci(c0['accuracy'])} "
                    f"| {_ci(c0['logp'])} | {c1} |")
+    win = [r for r in rows if "window_arms" in r]
+    if win:
+        out += ["", "Window arms: accuracy, FD, precision, recall (NFE per sample); window - interval and window - "
+                "constant paired 95%.", "",
+                "| model | baseline | window [lo, hi] | " + " | ".join(WINDOW_ARMS) +
+                " | window - interval: acc | FD | precision | window - constant: acc |", "|" + "---|" * (7 + len(WINDOW_ARMS))]
+        for r in win:
+            w = r["window_arms"]
+            for key in ("baseline0", "baseline1"):
+                if key not in w:
+                    continue
+                arms_ = w[key]["arms"]
+                cell = lambda a: "--" if a not in arms_ else (  # noqa: E731
+                    f"{_f(arms_[a]['accuracy']['diff'])}, {_f(arms_[a].get('fd'))}, {_f(arms_[a].get('precision'))}, "
+                    f"{_f(arms_[a].get('recall'))} ({_f(arms_[a]['nfe'])})")
+                cmp_ = w[key]["comparisons"]
+                wi, wc = cmp_.get("window-interval"), cmp_.get("window-constant")
+                out.append(f"| {r['model']} | {key[-1]} | [{_f(w['window'][0])}, {_f(w['window'][1])}] | "
+                           + " | ".join(cell(a) for a in WINDOW_ARMS)
+                           + (f" | {_ci(wi['accuracy'])} | {_ci(wi['fd'])} | {_ci(wi['precision'])}" if wi else " | -- | -- | --")
+                           + (f" | {_ci(wc['accuracy'])} |" if wc else " | -- |"))
     return "\n".join(out)
 
 
+def linear_prediction(row: dict) -> "dict | None":
+    """The sensitivity profile's first-order prediction of the sweep (issue #23: how far is the linear prediction
+    for a height-0 pulse from the sweep measured at height 3): ``height * sum`` of the mean profile over each sweep
+    centre's box, beside the measured mean log p per centre; the best centre of each and their Pearson correlation."""
+    e = row.get("estimators", {}).get("sensitivity", {})
+    if "profile" not in e or not row.get("sweep") or "config" not in row:
+        return None
+    from critdiff.probes.guidance_sensitivity import box_response
+
+    c = np.array([p["centre_logsnr"] for p in row["sweep"]])
+    meas = np.array([p["logp"]["diff"] for p in row["sweep"]])
+    pred = row["config"]["height"] * box_response(np.array(e["profile"]["logsnr"]), np.array(e["profile"]["mean"]), c,
+                                                  row["config"]["width"])
+    return {"centres": c.tolist(), "measured_logp": meas.tolist(), "predicted_first_order": pred.tolist(),
+            "best_centre_measured": float(c[np.argmax(meas)]), "best_centre_predicted": float(c[np.argmax(pred)]),
+            "pearson": float(np.corrcoef(meas, pred)[0, 1])}
+
+
 def finish(res: dict, models: dict, tc_from) -> dict:
-    """Prediction errors, the chosen estimator and the claims of the rows in ``res``."""
+    """Shifted estimators, prediction errors (original models; validation models apart), the chosen estimator and
+    the claims of the rows in ``res``."""
+    shifted_rows(res["rows"], list(models))
+    for row in res["rows"].values():
+        lp = linear_prediction(row)
+        if lp is not None:
+            row["linear_prediction"] = lp
     rows = [res["rows"][k] for k in models if k in res["rows"]]
+    res["rule"], res["switch_rule"] = RULE, SWITCH
     res["prediction_error"] = prediction_errors(rows)
+    val = [res["rows"][k] for k in VALIDATION if k in res["rows"]]
+    res["validation_error"] = prediction_errors(val) if val else {}
     res["chosen"] = tc_from or choose(res["prediction_error"])
-    res["claims"] = claims(rows)
+    res["switch"] = switch_decision(res)
+    res["claims"] = claims(rows + val)
     return res
+
+
+def switch_decision(res: dict) -> dict:
+    """:data:`SWITCH` applied: the rule's choice, guide's current default, their mean |error| on the validation
+    models measured, and whether the default should change."""
+    from critdiff.experiments.guide.config import DEFAULT_TC_FROM
+
+    val = res.get("validation_error", {})
+    mine, cur = (val.get(k, {}).get("raw") for k in (res["chosen"], DEFAULT_TC_FROM))
+    ok = res["chosen"] == DEFAULT_TC_FROM or (mine is not None and cur is not None and mine <= cur)
+    return {"rule_choice": res["chosen"], "current_default": DEFAULT_TC_FROM, "validation_error_choice": mine,
+            "validation_error_default": cur, "validation_models": (val.get(res["chosen"]) or {}).get("models", []),
+            "switch": bool(ok and res["chosen"] != DEFAULT_TC_FROM)}
+
+
+def export_offsets(res: dict, path: Path = OFFSETS_FILE) -> dict:
+    """Write the table the shifted estimators read at run time, from the original six rows of ``res``."""
+    table = offset_table({"rows": {k: res["rows"][k] for k in MODELS if k in res["rows"]}},
+                         source="benchmarks/results/guidance_estimators.json")
+    save_json(path, table)
+    return table
 
 
 def merge(files: list[Path], out: Path, tc_from) -> dict:
@@ -279,14 +466,23 @@ def main(argv=None) -> dict:
     ap.add_argument("--table", action="store_true", help="print the markdown tables of --out and stop")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="combine the rows of per-model result files (runs in parallel processes) into --out")
+    ap.add_argument("--estimators", default=None, help="comma-separated estimators to compute (default: all computed "
+                                                       "ones); those already in a model's estimators.json are kept")
+    ap.add_argument("--no-sweep", action="store_true", help="sweep phase: the estimators only (a stored sweep stays)")
+    ap.add_argument("--window-arms", action="store_true", help="arms phase: WINDOW_ARMS on baselines 0 and 1")
+    ap.add_argument("--window-from", default="sensitivity", help="estimator whose window the window arm uses")
+    ap.add_argument("--export-offsets", action="store_true",
+                    help="write the offsets table of the shifted estimators from --out and stop")
     a = ap.parse_args(argv)
     if a.table:
         print(tables(json.loads(Path(a.out).read_text())))
         return {}
     if a.merge:
         return merge([Path(f) for f in a.merge], Path(a.out), a.tc_from)
+    if a.export_offsets:
+        return export_offsets(json.loads(Path(a.out).read_text()))
     torch.set_num_threads(1)
-    models = TINY if a.tiny else MODELS
+    models = TINY if a.tiny else {**MODELS, **VALIDATION}
     sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else \
         dict(batch=50, steps=20, schedule="vp-linear", sampler="ddpm", spacing="logsnr")
     if a.tiny:
@@ -298,17 +494,21 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     if a.phase in ("sweep", "all"):
         for name in names:
-            res["rows"][name] = {**res["rows"].get(name, {}), **sweep_phase(name, models[name], a, sizes, work)}
+            old = res["rows"].get(name, {})
+            new = sweep_phase(name, models[name], a, sizes, work)
+            res["rows"][name] = {**old, **new, "estimators": {**old.get("estimators", {}), **new["estimators"]}}
             save_json(out_path, res)
-    finish(res, models, a.tc_from)
+    originals = TINY if a.tiny else MODELS
+    finish(res, originals, a.tc_from)
     if a.phase in ("arms", "all"):
         for name in names:
             if name not in res["rows"]:  # no sweep yet: the estimators of the sweep phase's cache
                 est = json.loads((work / name / "estimators.json").read_text())
                 res["rows"][name] = {"model": name, "estimators": est}
-            res["rows"][name]["arms"] = arms_phase(name, models[name], a, sizes, work, res["rows"][name], res["chosen"])
+            res["rows"][name]["window_arms" if a.window_arms else "arms"] = arms_phase(
+                name, models[name], a, sizes, work, res["rows"][name], res["chosen"])
             save_json(out_path, res)
-    finish(res, models, a.tc_from)
+    finish(res, originals, a.tc_from)
     res["seconds_this_call"] = time.perf_counter() - t0
     save_json(out_path, res)
     return res

@@ -1,7 +1,9 @@
 """Independent float64 oracles shared by the tests: direct loops, no code from critdiff.scores.
 
 - :func:`naive_patch`      the patch model (DESIGN.md section 2) pixel by pixel, pool patch by pool patch;
-- :func:`naive_empirical`  the empirical model image by image.
+- :func:`naive_empirical`  the empirical model image by image;
+- :class:`MixtureDenoiser` the exact denoiser of an equal mixture of isotropic Gaussians (one per class).
+- :func:`assert_paths_close`  the comparison of two code paths that round differently.
 
 Both evaluate ``sum_p softmax(-|q - p|^2 / (2 sigma^2)) v_p`` with explicit differences and a max-shifted
 exponential, in numpy float64; a sigma far below the gap between the nearest and the second-nearest key
@@ -11,8 +13,10 @@ exponential, in numpy float64; a sigma far below the gap between the nearest and
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from critdiff.stencil import parse_stencil
+from critdiff.denoisers import NULL_LABEL
 
 
 def _weighted(q, keys, vals, sigma):
@@ -73,3 +77,43 @@ def naive_empirical(x, y, sigmas, y_labels=None, labels=None):
         flat = y[ns].reshape(len(ns), -1)
         out[b] = _weighted(x[b].reshape(-1), flat, flat, sigmas[b]).reshape(x.shape[1:])
     return out
+
+
+class MixtureDenoiser:
+    """Exact denoiser of a mixture of isotropic Gaussians N(mu_c, v I) (one per class), cheap for tests and smooth
+    in ``x`` at every noise level (unlike a memorising denoiser); ``label=None`` (or a row of
+    ``NULL_LABEL``) is the mixture."""
+
+    def __init__(self, images, labels, v=0.1):
+        K = int(labels.max()) + 1
+        self.mu = torch.stack([images[labels == c].mean(0) for c in range(K)])  # [K, C, H, W]
+        self.v = v
+
+    def __call__(self, x, sigma, label=None):
+        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
+        r = self.v / (self.v + s2)
+        d2 = ((x[:, None] - self.mu.to(x.dtype)[None]) ** 2).flatten(2).sum(-1)  # [B, K]
+        w = torch.softmax(-d2 / (2 * (self.v + s2.reshape(-1, 1))), dim=1)
+        mu = self.mu.to(x.dtype)[None]  # [1, K, C, H, W]
+        mixture = (w[:, :, None, None, None] * (mu + r[:, None] * (x[:, None] - mu))).sum(1)
+        if label is None:
+            return mixture
+        lab = torch.as_tensor(label).long().reshape(-1).expand(x.shape[0])
+        null = lab == NULL_LABEL  # per-sample unconditional rows (the contract's null label)
+        mu_c = self.mu.to(x.dtype)[lab.clamp(min=0)]
+        return torch.where(null.reshape(-1, 1, 1, 1), mixture, mu_c + r * (x - mu_c))
+
+
+def assert_paths_close(got, want, *, ulps: float = 64.0, msg=None) -> None:
+    """``|got - want| <= ulps * eps(dtype) * max(1, max|want|)``, elementwise.
+
+    For two code paths, two module instances or two batch compositions: their reductions (matmul, conv,
+    sums) and vectorised transcendentals round in another order on another CPU or thread count (an AVX-512
+    machine differs from an AVX2 one by a few ulps), so they agree to the dtype's precision, not bit for bit.
+    ``torch.equal`` is for the *same* call repeated (determinism, resume).
+    """
+    got, want = torch.as_tensor(got), torch.as_tensor(want)
+    dtype = want.dtype if want.is_floating_point() else torch.float64
+    scale = max(1.0, float(want.detach().abs().max())) if want.numel() else 1.0
+    tol = ulps * float(torch.finfo(dtype).eps) * scale
+    torch.testing.assert_close(got, want, rtol=0, atol=tol, msg=msg)

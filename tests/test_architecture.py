@@ -16,8 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "critdiff"
 LAYERS = (
     ("foundations", {"__init__", "errors", "fmt", "io", "threads", "seeding", "devices", "outdir", "spec", "stencil",
                      "config", "schedules", "times", "denoisers", "samplers", "guidance", "guidance_schedules",
-                     "guidance_ramp", "figures", "progress", "inputs", "limits"}),
-    ("models", {"data", "scores", "nets", "integrations"}),
+                     "guidance_ramp", "figures", "progress", "inputs", "limits", "late_start"}),
+    ("models", {"data", "scores", "nets", "integrations", "pretrained"}),
     ("theory and probes", {"theory", "probes"}),
     ("experiments", {"experiments"}),
     ("report", {"report"}),

@@ -9,7 +9,7 @@ from critdiff.experiments.demo import run_demo
 from critdiff.report.folder import write_demo_report
 
 SECTIONS = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes",
-            "probe-textures", "trained-net", "guidance")
+            "probe-textures", "trained-net", "guidance", "agreement")
 STATUS = re.compile(r"\[demo\] (\S+): (cached|running)")
 
 
@@ -30,6 +30,15 @@ def test_quick_demo_writes_report_and_resumes(tmp_path):
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert 'src="sections/' not in html  # every figure embedded: the report is self-contained
+    # the summary comes first: at most six numbered findings, each with a verdict and a link to its section
+    summary = html[html.index("<div class='summary'>"):html.index("<h2>Contents</h2>")]
+    items = re.findall(r"<li>(.*?)</li>", summary)
+    assert 1 <= len(items) <= 6
+    for item in items:
+        verdict = re.search(r"&mdash; <b>(.*?)</b>", item).group(1)
+        assert verdict in ("holds", "partly", "does not hold")
+        anchor = re.search(r"href='#([^']+)'", item).group(1)
+        assert f"<h2 id='{anchor}'>" in html
     res_text = (out / "results.json").read_text()
     res = json.loads(res_text)
     assert set(SECTIONS) <= set(res["sections"])

@@ -82,7 +82,7 @@ def test_as_sigma_and_labels_errors():
 
 
 class _Probe:
-    """A denoiser that records which labels it saw: D = x * (1 + label) (label None -> x)."""
+    """A denoiser that records which labels it saw: D = x * (1 + label) (label None or NULL_LABEL -> x)."""
 
     def __init__(self):
         self.seen = []
@@ -91,7 +91,9 @@ class _Probe:
         self.seen.append(None if label is None else DN.as_labels(label, x.shape[0]).tolist())
         if label is None:
             return x.clone()
-        return x * (1 + DN.as_labels(label, x.shape[0]).to(x.dtype).reshape(-1, 1, 1, 1))
+        lab = DN.as_labels(label, x.shape[0])
+        lab = torch.where(DN.null_mask(lab), torch.zeros_like(lab), lab)
+        return x * (1 + lab.to(x.dtype).reshape(-1, 1, 1, 1))
 
 
 @pytest.mark.parametrize("w, calls", [(0.0, 1), (1.0, 1), (2.5, 2)])
@@ -103,7 +105,8 @@ def test_guidance_formula_and_nfe(w, calls):
     out = D(x, 1.0, 3)
     d_u, d_c = x, 4 * x
     assert torch.allclose(out, d_u + w * (d_c - d_u))
-    assert counted.calls == calls and D.nfe.tolist() == [calls, calls]
+    # one model call per guided step, at batch 2B where 0 != w != 1, else at batch B
+    assert counted.calls == 1 and counted.evaluations == 2 * calls and D.nfe.tolist() == [calls, calls]
 
 
 def test_per_sample_guidance_spends_one_call_where_w_is_0_or_1():
@@ -113,22 +116,23 @@ def test_per_sample_guidance_spends_one_call_where_w_is_0_or_1():
     out = D(x, 1.0, torch.tensor([1, 1, 1]))
     assert out.flatten().tolist() == [1.0, 2.0, 1.0 + 3.0 * (2.0 - 1.0)]
     assert D.nfe.tolist() == [1, 1, 2]
-    assert counted.evaluations == 4
+    # one call holding the rows that are needed: [u0, u2 | c1, c2]
+    assert counted.calls == 1 and counted.evaluations == 4
+    assert counted.denoiser.seen == [[DN.NULL_LABEL, DN.NULL_LABEL, 1, 1]]
 
 
 class _RawEps:
     """An eps-network denoiser offering the raw-output guidance protocol of :mod:`critdiff.guidance`:
     ``F = eps(x, sigma, label) = tanh(x / sqrt(1 + sigma^2)) + 0.1 label`` and ``D = clip(x - sigma F)``."""
 
-    def __init__(self, clip=None, protocol=True):
+    def __init__(self, clip=None):
         self.clip, self.raw_calls, self.finishes = clip, [], 0
-        if not protocol:  # the same denoiser without the protocol: guided on D
-            self.guidance_x0 = None
 
     def guidance_output(self, x, sigma, label=None):
         s = DN.as_sigma(sigma, x).reshape(-1, 1, 1, 1)
         self.raw_calls.append(x.shape[0])
         lab = DN.as_labels(label, x.shape[0])
+        lab = None if lab is None else torch.where(DN.null_mask(lab), torch.zeros_like(lab), lab)
         shift = 0.0 if lab is None else 0.1 * lab.to(x.dtype).reshape(-1, 1, 1, 1)
         return torch.tanh(x / torch.sqrt(1 + s * s)) + shift
 
@@ -146,10 +150,12 @@ def test_guidance_mixes_the_raw_output_of_a_denoiser_that_offers_it():
     lab = torch.tensor([1, 2, 3])
     w = lambda s: torch.tensor([0.0, 1.0, 7.5], dtype=torch.float64)  # noqa: E731
     raw = _RawEps()
-    plain = _RawEps(protocol=False)
+    plain = _Plain(_RawEps())
+    assert isinstance(raw, DN.GuidanceOutput) and not isinstance(plain, DN.GuidanceOutput)
     got, ref = Guided(raw, w)(x, 2.0, lab), Guided(plain, w)(x, 2.0, lab)
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)  # the same D_w in exact arithmetic
-    assert raw.finishes == 1 and sorted(raw.raw_calls) == [2, 2]  # one conversion; w = 0 / 1 spend one call
+    # one conversion and one raw call of the 4 rows needed (w = 0 / 1 spend one row each)
+    assert raw.finishes == 1 and raw.raw_calls == [4]
     G = Guided(raw, w)
     G(x, 2.0, lab)
     assert G.nfe.tolist() == [1, 1, 2]
@@ -159,12 +165,23 @@ def test_guidance_mixes_the_raw_output_of_a_denoiser_that_offers_it():
     torch.testing.assert_close(clipped, (x - 2.0 * (f_u + 7.5 * (f_c - f_u))).clamp(-1, 1), rtol=0, atol=1e-12)
 
 
+class _Plain:
+    """The same denoiser without the raw-output protocol (guided on ``D``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, x, sigma, label=None):
+        return self.inner(x, sigma, label)
+
+
 class _GaussEps(_RawEps):
     """The eps network of ``N(0.01 label, I)``: ``F = (x - 0.01 label) / sqrt(1 + sigma^2)`` (``D = O(1)``)."""
 
     def guidance_output(self, x, sigma, label=None):
         s = DN.as_sigma(sigma, x).reshape(-1, 1, 1, 1)
         lab = DN.as_labels(label, x.shape[0])
+        lab = None if lab is None else torch.where(DN.null_mask(lab), torch.zeros_like(lab), lab)
         mu = 0.0 if lab is None else 0.01 * lab.to(x.dtype).reshape(-1, 1, 1, 1)
         return (x - mu) / torch.sqrt(1 + s * s)
 
@@ -180,7 +197,7 @@ def test_raw_output_guidance_avoids_the_float32_cancellation_at_large_sigma():
     f_u, f_c = (model.guidance_output(x, sigma, lb).double() for lb in (None, lab))  # the float32 outputs
     exact = x.double() - sigma * (f_u + w * (f_c - f_u))  # float64 oracle on the same network outputs
     err_raw = float((Guided(model, constant(w))(x, sigma, lab).double() - exact).abs().max())
-    err_d = float((Guided(_GaussEps(protocol=False), constant(w))(x, sigma, lab).double() - exact).abs().max())
+    err_d = float((Guided(_Plain(_GaussEps()), constant(w))(x, sigma, lab).double() - exact).abs().max())
     bound = float(torch.finfo(torch.float32).eps) * float(x.abs().max())
     assert err_raw <= bound < err_d, (err_raw, bound, err_d)
 

@@ -22,7 +22,7 @@ from critdiff.integrations.diffusers.pipeline import pipeline_guidance, sample_l
 from test_diffusers_conditional import dit, text_unet, tiny_clip, vae  # noqa: E402  (the shared tiny networks)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TOL = 1e-4
+TOL = 1e-5  # measured max 1.6e-6 (docs/diffusers.md section 3): the scheduler's float32 arithmetic in two frames
 STEPS, N, SEED = 4, 2, 2
 PROMPT = "a cat"
 

@@ -31,6 +31,8 @@ def model():
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 def test_timestep_sigma_step_round_trips_are_exact(model, spacing):
     k = torch.arange(1000, dtype=torch.float64)
+    # exact on purpose: integer timesteps come back as integers (sigma_to_timestep snaps within 4 float32 ulps,
+    # far above any libm difference), and k / T * T is two correctly rounded IEEE operations on every CPU
     assert torch.equal(model.sigma_to_timestep(model.timesteps_to_sigmas(k)), k)
     assert torch.equal(U.timestep_of_t(model, U.t_of_timestep(model, k)), k)
     lam = torch.linspace(-9, 9, 7, dtype=torch.float64)
@@ -97,6 +99,17 @@ def test_guide_config_cli_table_matches_the_callback(tmp_path, capsys):
     assert math.isclose(float(m.timesteps_to_sigmas(tc["timestep"])), tc["sigma"], rel_tol=1e-9)
     rc = main(["guide-config", "--model", f"diffusers:{tmp_path / 'pipe'}", "--tc-logsnr", "0.5", "--steps", "20"])
     assert rc == 0 and "critical time: logsnr 0.5000" in capsys.readouterr().out
+    # a window [lo, hi] converts with the same builder: the steps whose logsnr lies inside it, in every unit
+    rc = main(["guide-config", "--model", f"diffusers:{tmp_path / 'pipe'}", "--tc-logsnr", "0.5", "--steps", "20",
+               "--window", "-1", "2", "--json"])
+    win = json.loads(capsys.readouterr().out)["window"]
+    lam = [float(-2 * math.log(s)) for s in plan.sigmas.tolist()]
+    assert rc == 0 and win["steps"] == [i for i, v in enumerate(lam) if -1 <= v <= 2]
+    assert math.isclose(win["lo"]["logsnr"], -1.0, abs_tol=1e-9) and math.isclose(win["hi"]["logsnr"], 2.0, abs_tol=1e-9)
+    rc = main(["guide-config", "--model", f"diffusers:{tmp_path / 'pipe'}", "--tc-logsnr", "0.5", "--steps", "20",
+               "--window", "-1", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "window lo: logsnr -1.0000" in out and "window covers steps" in out
     rc = main(["guide-config", "--model", f"diffusers:{tmp_path / 'pipe'}", "--tc-logsnr", "40", "--steps", "20"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("critdiff: error: logsnr: 40 ") and "\n" not in err

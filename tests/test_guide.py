@@ -18,6 +18,7 @@ from critdiff.times import TimeEstimate
 from critdiff.experiments.guide.metrics import diversity, frechet_distance
 from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
+from oracles import MixtureDenoiser
 
 DATA = "textures:size=8,per_class=6"
 
@@ -35,26 +36,6 @@ class MeanClassifier:
 
     def embed(self, x):
         return x.flatten(1)[:, ::10].double()
-
-
-class MixtureDenoiser:
-    """Exact denoiser of a mixture of isotropic Gaussians N(mu_c, v I) (one per class), cheap for tests."""
-
-    def __init__(self, images, labels, v=0.1):
-        K = int(labels.max()) + 1
-        self.mu = torch.stack([images[labels == c].mean(0) for c in range(K)])  # [K, C, H, W]
-        self.v = v
-
-    def __call__(self, x, sigma, label=None):
-        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
-        r = self.v / (self.v + s2)
-        if label is not None:
-            mu = self.mu.to(x.dtype)[torch.as_tensor(label).long()]
-            return mu + r * (x - mu)
-        d2 = ((x[:, None] - self.mu.to(x.dtype)[None]) ** 2).flatten(2).sum(-1)  # [B, K]
-        w = torch.softmax(-d2 / (2 * (self.v + s2.reshape(-1, 1))), dim=1)
-        mu = self.mu.to(x.dtype)[None]  # [1, K, C, H, W]
-        return (w[:, :, None, None, None] * (mu + r[:, None] * (x[:, None] - mu))).sum(1)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +123,20 @@ def test_summary_contents(parts, tmp_path):
         assert arm["logp"]["diff"] == pytest.approx(float(logp.mean()), rel=1e-9, abs=1e-12), name
         assert arm["accuracy"]["diff"] == pytest.approx(float((logits.argmax(1) == lab).mean()), abs=1e-12), name
         assert arm["logp"]["lo"] <= arm["logp"]["diff"] <= arm["logp"]["hi"], name
+    # precision/recall and per-class diversity beside FD: per arm, in the table, paired against random and, in the
+    # sweep, against the best centre; a paired difference's point value is the difference of the two arms' values
+    for name, arm in s.arms.items():
+        assert 0 <= arm["precision"] <= 1 and 0 <= arm["recall"] <= 1, name
+        assert arm["diversity"] == pytest.approx(np.nanmean(list(arm["diversity_per_class"].values())))
+    vr = s.arms["tc"]["vs_random"]
+    assert vr["precision"]["diff"] == pytest.approx(s.arms["tc"]["precision"] - s.arms["random"]["precision"])
+    assert vr["recall"]["lo"] <= vr["recall"]["diff"] + 1e-12 or math.isnan(vr["recall"]["lo"])
+    assert {"precision", "recall"} <= set(next(r for r in s.table if r["arm"] == "tc"))  # numbers; the report formats
+    from critdiff.report.guide import arms_rows
+
+    assert "d_precision vs random [95% CI]" in next(r for r in arms_rows(s) if r["arm"] == "tc")
+    assert sum(row["vs_best"] is None for row in s.sweep) == 1
+    assert all({"fd", "precision", "recall", "diversity"} <= set(row) for row in s.sweep)
     sec = render(s, folder=tmp_path)
     assert "<table>" in sec.html and 'src="sweep.png"' in sec.html and (tmp_path / "sweep.png").exists()
     assert s.calibration["threshold"] > 0
@@ -277,3 +272,20 @@ def test_baseline_arms_equal_nfe_rows_and_estimators_record(parts, tmp_path):
     assert rows["tc - linear"]["nfe_ratio"] == pytest.approx(r.arms["tc"]["nfe"] / r.arms["linear"]["nfe"])
     assert r.estimators["chosen"] == "given" and "speciation" in r.estimators["estimates"]
     assert any("estimators" in f for f in render(r, folder=tmp_path / "rep").findings)
+
+
+def test_window_arm_is_the_interval_builder_over_the_window(parts, tmp_path):
+    """``window`` = ``Interval(lo, hi, height, baseline)``: its NFE per sample is the steps plus the grid points in
+    the window (two evaluations there), and without a window it is a one-line ValueError."""
+    model, clf = parts
+    s = G.run_guide(small(arms=("window", "cond"), window=(-1.0, 2.0), baseline=1.0), tmp_path, classifier=clf,
+                    model=model, log=lambda m: None)
+    meta = s.arms["window"]["meta"]
+    assert (meta["lo"], meta["hi"], meta["height"], meta["baseline"]) == (-1.0, 2.0, 3.0, 1.0)
+    lam = -2 * np.log(S.sigma_grid("vp-linear", 8, "logsnr")[:-1].numpy())
+    inside = int(((lam >= -1.0) & (lam <= 2.0)).sum())
+    assert s.arms["window"]["nfe"] == pytest.approx(8 + inside)
+    with pytest.raises(ValueError, match="window"):
+        G.run_guide(small(arms=("window",)), tmp_path / "b", classifier=clf, model=model, log=lambda m: None)
+    with pytest.raises(ValueError, match="window"):
+        small(window=(2.0, 1.0)).validate()

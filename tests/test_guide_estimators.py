@@ -12,6 +12,7 @@ from critdiff.experiments.guide import GuideConfig
 from critdiff.experiments.guide.estimators import resolve_tc
 from critdiff.experiments.guide.config import DEFAULT_TC_FROM
 from critdiff.scores.empirical import EmpiricalScore
+from oracles import MixtureDenoiser
 
 TWO = "twopoint:size=2,n=2,amp=0.5"  # D = 4, a = 1: speciation at logsnr = -2 log a = 0
 
@@ -88,3 +89,80 @@ def test_decision_and_commitment_estimates_sit_near_the_twopoint_transition():
     assert -2.5 < dec.logsnr < 2.5, dec
     assert -1.0 < com.logsnr < 4.0, com
     assert com.logsnr_ci is None or com.logsnr_ci[0] <= com.logsnr <= com.logsnr_ci[1]
+
+
+class LinearSign:
+    """Logits ``+-4 m / amp`` of the image mean ``m``: smooth, so its log p has a gradient everywhere."""
+
+    def logits(self, x):
+        m = x.double().mean((1, 2, 3)) / 0.5
+        return torch.stack([-4 * m, 4 * m], 1)
+
+    def embed(self, x):
+        return x.double().mean((1, 2, 3))[:, None]
+
+
+def test_sensitivity_and_midpoint_estimators_on_the_twopoint_model_share_their_runs():
+    """The (slightly blurred) two-point model: the estimates are well formed (peak inside its window and interval,
+    inside the grid), the decision midpoint lies near speciation (logsnr 0; exact -0.16 for the sharp points,
+    tests/test_probes_commitment.py) and before the commitment time, and one cache serves each family (one run each).
+    (The profile's correctness is tests/test_probes_guidance_sensitivity.py; here it peaks at logsnr 3.5, AFTER
+    the decision: with unbounded linear logits the late displacement of already-decided samples dominates
+    d log p / d w, which is what the first-order outcome measures.)"""
+    images, labels = load(TWO)
+    images = images.double()
+    assert float(images[labels == 1].mean()) > 0  # class 1 is the positive point
+    model, clf = MixtureDenoiser(images, labels, v=0.02), LinearSign()  # smooth, unlike the empirical denoiser
+    c = cfg(spacing="logsnr", batch=16)
+    cache: dict = {}
+    sens = E.estimate("sensitivity", c, images, model, clf, cache=cache)
+    box = E.estimate("sensitivity-box", c, images, model, clf, cache=cache)
+    prof = cache["sensitivity"]
+    lam_lo, lam_hi = (-2 * math.log(float(v)) for v in (prof.sigma[0], prof.sigma[-1]))
+    lo, hi = sens.extras["window"]
+    assert lam_lo <= lo <= sens.logsnr <= hi <= lam_hi and box.extras["window"] == sens.extras["window"]
+    assert sens.logsnr_ci[0] <= sens.logsnr <= sens.logsnr_ci[1]
+    assert lam_lo + c.width / 2 <= box.logsnr <= lam_hi - c.width / 2
+    assert prof.nfe == 2 * c.steps and prof.backward == math.ceil(E.SENS_N / min(c.batch, E.SENS_BATCH))
+    mid = E.estimate("commitment-midpoint", c, images, model, clf, cache=cache)
+    slope = E.estimate("commitment-slope", c, images, model, clf, cache=cache)
+    com = E.estimate("commitment", c, images, model, clf, cache=cache)
+    assert set(cache) == {"sensitivity", "commitment"}
+    assert -2.5 < mid.logsnr < 2.5 and -2.5 < slope.logsnr < 2.5
+    assert mid.logsnr < com.logsnr
+    with pytest.raises(ValueError, match="classifier"):
+        E.estimate("sensitivity", c, images, model, None)
+
+
+def test_shifted_estimators_subtract_the_median_offset_of_the_shipped_table(tmp_path, monkeypatch):
+    """``NAME+offset`` = estimate - median(estimate - peak) over the table's models; the shipped table is the one
+    the benchmark exported from its result (its leave-one-model-out errors equal the result's ``loo``)."""
+    import json
+    from pathlib import Path
+
+    from critdiff.experiments.guide import offsets as O
+
+    table = {"source": "test", "peak": {"a": 0.0, "b": 1.0, "c": 2.0},
+             "minus_peak": {"speciation": {"a": -1.0, "b": -2.0, "c": -4.0}, "linear-response": {"a": 0.5}}}
+    assert O.fitted_offset(table, "speciation") == -2.0
+    assert O.fitted_offset(table, "speciation", exclude=("b",)) == -2.5
+    with pytest.raises(ValueError, match="no model left"):
+        O.fitted_offset(table, "linear-response", exclude=("a",))
+    path = tmp_path / "offsets.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setattr(O, "OFFSETS_FILE", path)
+    images, _ = load(TWO)
+    base = E.estimate("speciation", cfg(), images.double(), None)
+    shifted = E.estimate("speciation+offset", cfg(), images.double(), None)
+    assert shifted.logsnr == pytest.approx(base.logsnr + 2.0)
+    assert O.base_of("speciation+offset") == "speciation" and O.base_of("theory+offset") is None
+    monkeypatch.undo()
+    shipped = O.load_offsets()
+    result = json.loads((Path(__file__).parents[1] / "benchmarks/results/guidance_estimators.json").read_text())
+    originals = result["prediction_error"]["linear-response"]["models"]  # the six that choose (not the validation)
+    assert sorted(originals) == sorted(shipped["peak"])
+    assert shipped["minus_peak"] == O.offset_table({"rows": {k: result["rows"][k] for k in originals}})["minus_peak"]
+    for name in O.SHIFTABLE:
+        d = shipped["minus_peak"][name]
+        loo = np.mean([abs(d[m] - O.fitted_offset(shipped, name, exclude=(m,))) for m in d])
+        assert loo == pytest.approx(result["prediction_error"][name]["loo"], rel=1e-12)

@@ -168,10 +168,12 @@ def test_result_round_trips_and_rerenders_identically(section, tmp_path):
     a, b = render(again, folder=tmp_path / "a"), render(NetCriticalityResult.from_json(result.to_json()),
                                                          folder=tmp_path / "b")
     assert a.html == b.html == sec.html and a.findings == b.findings == sec.findings
-    assert a.question and len(a.findings) == 2 + (result.branch_growth["linear"]["logsnr"] is not None)
+    # the critical time (one meaning: the branch instability), the softening, and the correlation growth
+    assert a.question and len(a.findings) == 3 and a.findings[0].startswith("The network's critical time")
+    assert a.findings[2].startswith("Correlation growth: xi_0 of the states goes from")
     lin = result.branch_growth["linear"]
     if lin["logsnr"] is not None:  # the branch instability (the critical point) is stated with its interval
-        assert f"logsnr {lin['logsnr']:.4g} [{lin['logsnr_ci'][0]:.4g}, {lin['logsnr_ci'][1]:.4g}]" in a.findings[1]
+        assert f"logsnr {lin['logsnr']:.4g} [{lin['logsnr_ci'][0]:.4g}, {lin['logsnr_ci'][1]:.4g}]" in a.findings[0]
     for name in FIGURES:
         assert (tmp_path / "a" / name).stat().st_size > 1000
     # no raw float in the prose: every decimal shown has at most 4 significant digits

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from critdiff.data import load
-from critdiff.probes.commitment import (chance_phi, class_ids, commitment, crossing_logsnr, pair_agreement,
-                                        phi_level)
+from critdiff.probes.commitment import (MIDPOINT_LEVEL, chance_phi, class_ids, commitment, crossing_logsnr,
+                                        decision_midpoint, pair_agreement, phi_level, steepest_rise)
 from critdiff.scores.empirical import EmpiricalScore
 from critdiff.theory.global_model import speciation
 
@@ -107,6 +107,17 @@ def test_phi_matches_the_twopoint_posterior_oracle_and_the_speciation_time():
     t_exact = crossing_logsnr(lam_fine, [phi_twopoint(1.0, math.exp(-0.5 * v)) for v in lam_fine], res.level)
     lo, hi = res.logsnr_ci
     assert lo - 0.3 <= t_exact <= hi + 0.3, (t_exact, res.commitment_logsnr, res.logsnr_ci)
+    # the decision midpoint: half-level crossing and steepest rise of the exact curve (fine grid) inside the
+    # bootstrap intervals, widened by the discretisation of the probed steps (spacing 1 in logsnr; on the exact
+    # curve the coarse steps move the crossing by 0.02 and the steepest rise by 0.07)
+    mid = res.midpoint
+    exact_fine = [phi_twopoint(1.0, math.exp(-0.5 * v)) for v in lam_fine]
+    half_exact = crossing_logsnr(lam_fine, exact_fine, mid.level)
+    assert mid.level == pytest.approx(res.chance + 0.5 * (1 - res.chance))
+    assert mid.logsnr_ci[0] - 0.1 <= half_exact <= mid.logsnr_ci[1] + 0.1, (half_exact, mid)
+    steep_exact = steepest_rise(lam_fine, exact_fine)
+    assert mid.slope_ci[0] - 0.2 <= steep_exact <= mid.slope_ci[1] + 0.2, (steep_exact, mid)
+    assert mid.logsnr < res.commitment_logsnr  # half-way comes before 90% of the way
     est = res.estimate("vp-linear")
     assert est.logsnr == pytest.approx(res.commitment_logsnr) and est.logsnr_ci == pytest.approx(tuple(res.logsnr_ci))
     assert est.sigma_over_a == pytest.approx(math.exp(-0.5 * res.commitment_logsnr))
@@ -120,3 +131,52 @@ def test_commitment_is_reproducible_from_its_seed():
                              k=3, seed=5, n_boot=20, dtype=torch.float64)
     a, b = run(), run()
     np.testing.assert_array_equal(a.ends, b.ends)
+
+
+def _logistic_states(lam, lam0, width, chance, B, noise, seed):
+    """``phi_state [T, B]``: the logistic ``chance + (1 - chance) sigmoid((lam - lam0) / width)`` plus Gaussian
+    noise of standard deviation ``noise`` per state (a closed-form phi sampled with known noise)."""
+    rng = np.random.default_rng(seed)
+    phi = chance + (1 - chance) / (1 + np.exp(-(lam - lam0) / width))
+    return phi, phi[:, None] + noise * rng.standard_normal((lam.size, B))
+
+
+def test_midpoint_of_a_logistic_is_exact_where_the_grid_is_symmetric_about_it():
+    """Noise-free logistic centred half-way between two grid points: linear interpolation of the half level
+    and the parabola through the largest slopes are both exact by the curve's point symmetry about lam0."""
+    lam = np.linspace(-5.0, 5.0, 11)
+    _, ps = _logistic_states(lam, 0.5, 0.8, 0.2, 8, 0.0, 0)
+    mid = decision_midpoint(lam, ps, 0.2, n_boot=50)
+    assert mid.level == pytest.approx(0.6)
+    assert mid.logsnr == pytest.approx(0.5, abs=1e-12)
+    assert mid.slope_logsnr == pytest.approx(0.5, abs=1e-12)
+    assert mid.slope == pytest.approx(np.max(np.diff(ps[:, 0]) / np.diff(lam)))
+    np.testing.assert_allclose(mid.logsnr_ci, [0.5, 0.5], atol=1e-12)
+
+
+@pytest.mark.parametrize("lam0", [-1.3, 0.0, 2.2])
+def test_midpoint_and_steepest_rise_of_a_noisy_logistic_cover_the_closed_form(lam0):
+    """Closed-form phi sampled with known noise on an uneven grid: both intervals cover lam0 (up to the linear
+    interpolation error of the grid, computed here from the noise-free curve) and shrink with more states."""
+    lam = np.sort(np.concatenate([np.linspace(-6, 6, 13), [-0.45, 0.7, 1.6]]))
+    phi, ps = _logistic_states(lam, lam0, 1.0, 0.1, 400, 0.15, seed=1)
+    grid_err_half = abs(crossing_logsnr(lam, phi, 0.1 + MIDPOINT_LEVEL * 0.9) - lam0)
+    grid_err_slope = abs(steepest_rise(lam, phi) - lam0)
+    assert grid_err_half < 0.1 and grid_err_slope < 0.5
+    mid = decision_midpoint(lam, ps, 0.1, n_boot=400, seed=2)
+    assert mid.logsnr_ci[0] - grid_err_half <= lam0 <= mid.logsnr_ci[1] + grid_err_half, mid
+    assert mid.slope_ci[0] - grid_err_slope <= lam0 <= mid.slope_ci[1] + grid_err_slope, mid
+    _, few = _logistic_states(lam, lam0, 1.0, 0.1, 25, 0.15, seed=1)
+    wide = decision_midpoint(lam, few, 0.1, n_boot=400, seed=2)
+    assert np.diff(wide.logsnr_ci)[0] > np.diff(mid.logsnr_ci)[0]
+
+
+def test_midpoint_rejects_bad_input_and_is_nan_without_a_crossing():
+    lam = np.linspace(-2, 2, 5)
+    with pytest.raises(ValueError, match="phi_state"):
+        decision_midpoint(lam, np.zeros((4, 3)), 0.5)
+    with pytest.raises(ValueError, match="logsnr"):
+        steepest_rise(lam[::-1], np.zeros(5))
+    flat = np.full((5, 6), 0.5)
+    mid = decision_midpoint(lam, flat, 0.5, n_boot=20)
+    assert math.isnan(mid.logsnr) and np.isnan(mid.logsnr_ci).all()

@@ -25,7 +25,8 @@ def test_sample_result_round_trips_and_report_re_renders(tmp_path):
     first = write_demo_report(tmp_path).read_text()
     second = write_demo_report(tmp_path).read_text()
     assert first == second and "data:image/png;base64," in first
-    assert "Summary of findings" in first and "0.1235" in first and "0.123456789" not in first
+    # the demo's summary is its numbered claims (none here: no section of theirs ran); section findings stay in sections
+    assert "Summary: the paper's claims on this run" in first and "0.1235" in first and "0.123456789" not in first
 
 
 def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):

@@ -28,8 +28,9 @@ import torch
 
 from .spec import parse_spec, take_kwargs
 
-Spacing = Literal["t", "logsnr", "karras"]
-SPACINGS = ("t", "logsnr", "karras")
+Spacing = Literal["t", "logsnr", "karras", "critical"]
+SPACINGS = ("t", "logsnr", "karras", "critical")
+CRITICAL_FLOOR = 0.5  # fraction of a 'critical' grid's density spread uniformly in logsnr (StepDensity)
 
 
 def _f64(v) -> torch.Tensor:
@@ -334,30 +335,96 @@ def from_config(config: dict) -> Schedule:
     return SCHEDULES[name](**cfg)
 
 
-def sigma_grid(schedule: "Schedule | str", n: int, spacing: Spacing = "t", rho: float = 7.0) -> torch.Tensor:
+@dataclass(frozen=True)
+class StepDensity:
+    """A measured profile over logsnr that a ``'critical'`` grid follows (docs/samplers.md, "Critical grid").
+
+    ``logsnr`` ascending and ``rate >= 0`` at those points (e.g. the speed of the denoiser output,
+    :func:`critdiff.probes.step_density.denoiser_speed`), ``floor`` in ``[0, 1]``. On ``[lam_0, lam_1]`` the
+    grid's density is
+
+        rho(lam) = floor / (lam_1 - lam_0) + (1 - floor) v(lam) / int v,                    (CG.1)
+
+    ``v`` the rate interpolated linearly (held constant beyond the measured range); steps sit at equal
+    quantiles of ``rho``, so each step covers the same share of the profile's mass plus the floor's.
+    """
+
+    logsnr: tuple[float, ...]
+    rate: tuple[float, ...]
+    floor: float = CRITICAL_FLOOR
+
+    def __post_init__(self) -> None:
+        lam, v = (tuple(float(u) for u in x) for x in (self.logsnr, self.rate))
+        object.__setattr__(self, "logsnr", lam)
+        object.__setattr__(self, "rate", v)
+        if len(lam) < 2 or len(lam) != len(v):
+            raise ValueError(f"density: expected >= 2 logsnr points and as many rates, got {len(lam)} and {len(v)}")
+        if not all(math.isfinite(u) for u in lam + v) or any(b <= a for a, b in zip(lam, lam[1:])):
+            raise ValueError("density: logsnr must be finite and strictly ascending, rates finite")
+        if any(u < 0 for u in v):
+            raise ValueError("density: rates must be >= 0")
+        if not 0.0 <= self.floor <= 1.0:
+            raise ValueError(f"density: floor must lie in [0, 1], got {self.floor}")
+
+    def quantiles(self, lam0: float, lam1: float, n: int, mesh: int = 4097) -> torch.Tensor:
+        """``n`` logsnr values from ``lam0`` to ``lam1`` (both included) at equal quantiles of eq. CG.1."""
+        x = torch.linspace(lam0, lam1, mesh, dtype=torch.float64)
+        lam, v = torch.tensor(self.logsnr, dtype=torch.float64), torch.tensor(self.rate, dtype=torch.float64)
+        j = torch.searchsorted(lam, x).clamp(1, len(lam) - 1)
+        w = ((x - lam[j - 1]) / (lam[j] - lam[j - 1])).clamp(0, 1)
+        vx = v[j - 1] + w * (v[j] - v[j - 1])
+        cum_v = torch.cat([vx.new_zeros(1), torch.cumsum(0.5 * (vx[1:] + vx[:-1]) * (x[1:] - x[:-1]), 0)])
+        cum_u = (x - lam0) / (lam1 - lam0)
+        floor = self.floor if float(cum_v[-1]) > 0 else 1.0  # a flat-zero profile: the uniform grid
+        cdf = floor * cum_u + (1 - floor) * (cum_v / cum_v[-1] if float(cum_v[-1]) > 0 else 0)
+        q = torch.linspace(0, 1, n, dtype=torch.float64)
+        k = torch.searchsorted(cdf, q).clamp(1, mesh - 1)
+        c0, c1 = cdf[k - 1], cdf[k]
+        t = torch.where(c1 > c0, (q - c0) / (c1 - c0), torch.zeros_like(q)).clamp(0, 1)
+        out = x[k - 1] + t * (x[k] - x[k - 1])
+        out[0], out[-1] = lam0, lam1
+        return out
+
+
+def sigma_grid(schedule: "Schedule | str", n: int, spacing: Spacing = "t", rho: float = 7.0, *,
+               sigma_max: "float | None" = None, density: "StepDensity | None" = None) -> torch.Tensor:
     """Float64 grid of ``n + 1`` denoiser-frame sigmas, descending from ``sigma_max`` and ending in 0.
 
     ``spacing='t'``: uniform in ``t`` from ``t_max`` to ``t_min``; ``'logsnr'``: uniform in logsnr;
     ``'karras'``: ``(s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho`` (Karras et al. 2022,
-    eq. 5). Samplers take this grid as given and never recompute it.
+    eq. 5); ``'critical'``: equal quantiles in logsnr of the measured ``density`` (:class:`StepDensity`,
+    eq. CG.1). ``sigma_max``: start the grid at this level instead of the schedule's (a late start,
+    :mod:`critdiff.late_start`; it must lie in ``(sigma_min, schedule sigma_max]``), same ``n``.
+    Samplers take this grid as given and never recompute it.
     """
     sch = get(schedule)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {n!r}")
     if spacing not in SPACINGS:
         raise ValueError(f"spacing: expected one of {', '.join(SPACINGS)}, got {spacing!r}")
+    if (spacing == "critical") != (density is not None):
+        raise ValueError("density: the 'critical' spacing needs a measured StepDensity, and only it takes one")
+    top = sch.sigma_max
+    if sigma_max is not None:
+        top = float(sigma_max)
+        if not (math.isfinite(top) and sch.sigma_min < top <= sch.sigma_max * (1 + 1e-12)):
+            raise ValueError(f"sigma_max: the start level must lie in ({sch.sigma_min:g}, {sch.sigma_max:g}], got {sigma_max!r}")
+        top = min(top, sch.sigma_max)
+    lam_top, lam_end = -2.0 * math.log(top), sch.logsnr_max
     if n == 1:
-        sig = torch.tensor([sch.sigma_max], dtype=torch.float64)
+        sig = torch.tensor([top], dtype=torch.float64)
     elif spacing == "t":
-        t = torch.linspace(sch.t_max, sch.t_min, n, dtype=torch.float64)
+        t = torch.linspace(float(sch.t_of_sigma(top)) if sigma_max is not None else sch.t_max, sch.t_min, n,
+                           dtype=torch.float64)
         sig = sch.sigma_over_a(t)
     elif spacing == "logsnr":
-        lam = torch.linspace(sch.logsnr_min, sch.logsnr_max, n, dtype=torch.float64)
-        sig = torch.exp(-0.5 * lam)
+        sig = torch.exp(-0.5 * torch.linspace(lam_top, lam_end, n, dtype=torch.float64))
+    elif spacing == "critical":
+        sig = torch.exp(-0.5 * density.quantiles(lam_top, lam_end, n))
     else:
         if not rho > 0:
             raise ValueError(f"rho: expected > 0, got {rho}")
         i = torch.arange(n, dtype=torch.float64) / (n - 1)
-        hi, lo = sch.sigma_max ** (1 / rho), sch.sigma_min ** (1 / rho)
+        hi, lo = top ** (1 / rho), sch.sigma_min ** (1 / rho)
         sig = (hi + i * (lo - hi)) ** rho
     return torch.cat([sig, sig.new_zeros(1)])

@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("guide", help="guidance pulses at the critical time vs random times, constant, interval, adaptive")
     add_config_args(p, GuideConfig)
     p.add_argument("--classifier", default=None,
-                   help="folder of the evaluation classifier (critdiff train-classifier); without it only the samples "
+                   help="folder of the evaluation classifier (critdiff train-classifier) or pretrained:NAME (shipped: "
+                        "mnist28-clf); without it only the samples "
                         "are produced and the metrics wait for it")
     p.add_argument("--verbose", action="store_true", help="a line per trial (accuracy, log p, NFE, time)")
     add_executor_args(p)
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..nets.classifier import load_classifier
+    from ..pretrained import load_classifier
     from ..report.fmt import num
     from ..report.guide import arms_rows
     from ..report.folder import write_run_report

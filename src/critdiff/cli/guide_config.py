@@ -14,7 +14,7 @@ from .common import add_run_args
 from .generate import add_config_args, config_from_args
 
 
-GUIDE_FIELDS = ("model", "data", "seed", "steps", "width", "height", "tc_logsnr", "tc_from")  # GuideConfig's own
+GUIDE_FIELDS = ("model", "data", "seed", "steps", "width", "height", "tc_logsnr", "tc_from", "window")  # GuideConfig's
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("guide-config", help="critical time and guidance pulse as t, logsnr, sigma, timestep, step index")
     add_config_args(p, GuideConfigRequest)
     p.add_argument("--classifier", default=None,
-                   help="folder of a classifier (critdiff train-classifier), for --tc-from decision-entropy / commitment")
+                   help="folder of a classifier (critdiff train-classifier) or pretrained:NAME, for --tc-from decision-entropy / commitment")
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
     add_run_args(p, only=("device",))
     p.set_defaults(run=run)
@@ -71,6 +71,13 @@ def run(args) -> int:
     args = argparse.Namespace(**req.to_dict(), json=args.json)
     over = {} if args.spacing is None else {"timestep_spacing": args.spacing}
     cfg = guide_config(model, tc, args.steps, kind=args.scheduler, width=args.width, height=args.height, **over)
+    window = req.window if req.window is not None else tc.extras.get("window")
+    if window is not None:  # the estimated window [lo, hi]: the same builder, as a box from lo to hi
+        lo, hi = (float(v) for v in window)
+        if not lo < hi:
+            raise ValueError(f"window: expected LO < HI in logsnr, got {lo:g} {hi:g}")
+        cfg["window"] = guide_config(model, 0.5 * (lo + hi), args.steps, kind=args.scheduler, width=hi - lo,
+                                     height=args.height, **over)["pulse"]
     if args.json:
         print(json.dumps(cfg))
         return 0
@@ -83,6 +90,12 @@ def run(args) -> int:
         print(f"pulse {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
               f"t {e['t']:.4f}  step {e['step']}")
     print(f"pulse covers steps {pulse['steps']} at guidance_scale {pulse['height']:g}")
+    if "window" in cfg:
+        for end in ("lo", "hi"):
+            e = cfg["window"][end]
+            print(f"window {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
+                  f"t {e['t']:.4f}  step {e['step']}")
+        print(f"window covers steps {cfg['window']['steps']} at guidance_scale {cfg['window']['height']:g}")
     print("step  timestep        sigma     logsnr  guidance_scale")
     for r in cfg["table"]:
         print(f"{r['step']:4d}  {r['timestep']!s:>8}  {r['sigma']:11.6g}  {r['logsnr']:9.4f}  {r['guidance_scale']:g}")
@@ -94,7 +107,7 @@ def _critical_time(req, classifier_dir: Optional[str], device: str = "cpu"):
     (:func:`critdiff.experiments.guide.estimators.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
     from ..experiments.guide.estimators import chosen_source, resolve_tc
     from ..experiments.models import load_model
-    from ..nets.classifier import load_classifier
+    from ..pretrained import load_classifier
 
     gcfg = guide_config_of(req, device)
     if req.tc_logsnr is None and req.data is None and chosen_source(gcfg) != "linear-response":

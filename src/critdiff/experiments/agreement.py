@@ -60,7 +60,7 @@ RECORDS = {"stencil-calibration": ("sigma", "stencils", "calibration", "seconds"
 class AgreementConfig(JsonConfig):
     """The agreement run (module docstring)."""
 
-    net: str = arg(help="folder of a network trained by critdiff train")
+    net: str = arg(help="folder of a network trained by critdiff train, or pretrained:NAME (e.g. pretrained:mnist28)")
     pool: str = arg("mnist", "data spec of the patch model's training pool")
     seeds: int = arg(100, "samples (one seed each)")
     steps: int = arg(20, "DDIM (eta = 0) steps, uniform in logsnr of the network's training schedule")

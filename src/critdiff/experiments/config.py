@@ -23,11 +23,12 @@ from .. import schedules as S
 from ..config import JsonConfig, arg
 from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_int, check_positive, check_seed
+from ..late_start import parse_late_start
 from ..spec import parse_spec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ANALYTIC = ("empirical", "patch", "gaussian")
-KINDS = ANALYTIC + ("diffusers", "net")
+KINDS = ANALYTIC + ("diffusers", "net", "pretrained")
 PATCH_OPTIONS = ("stencil", "equivariant", "boundary", "pool")
 MODEL_SCHEDULE = "model"  # --schedule model: a diffusers model's own discrete sigmas
 AUTO_SCHEDULE = "auto"  # the default of --schedule, resolved by resolve_schedule
@@ -39,10 +40,14 @@ def model_kind(spec: str) -> str:
     s = parse_spec(spec, "model")
     if s.name not in KINDS:
         raise ValueError(f"model: unknown model {s.name!r}; expected one of {', '.join(KINDS)} "
-                         "(diffusers as diffusers:DIR, net as net:DIR)")
+                         "(diffusers as diffusers:DIR, net as net:DIR, pretrained as pretrained:NAME)")
     if s.name in ANALYTIC and (s.args or s.kwargs):
         raise ValueError(f"model: {s.name!r} takes no options in its spec (got {spec!r}); "
                          "set them with --stencil, --local, --boundary, --pool")
+    if s.name == "pretrained":
+        from .. import pretrained
+
+        pretrained.entry(pretrained.spec_name(spec), "unet")  # a one-line error naming the shipped models
     return s.name
 
 
@@ -64,7 +69,8 @@ def resolve_schedule(schedule: str, model: str, model_schedule: bool) -> str:
 class RunConfig(JsonConfig):
     """What every run needs (module docstring). Subclasses add a command's own fields."""
 
-    model: str = arg("patch", "empirical | patch | gaussian | net:DIR | diffusers:DIR")
+    model: str = arg("patch", "empirical | patch | gaussian | net:DIR | diffusers:DIR | "
+                                     "pretrained:NAME (shipped: mnist28)")
     data: Optional[str] = arg(None, "data spec, e.g. digits:size=16 or textures:size=24 (see critdiff.data.DATASETS)")
     stencil: str = arg("square:5", "patch stencil: square:K, cross:R, dilated:K,D")
     equivariant: bool = arg(True, "position-specific patch pool (LS) instead of the equivariant one (ELS)", flag="--local")
@@ -74,7 +80,12 @@ class RunConfig(JsonConfig):
                                        "diffusers model's own timesteps (sample only); auto: model for a diffusers:DIR "
                                        "model where the command supports it, else vp-linear")
     sampler: str = arg("heun", "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E]")
-    spacing: Literal["t", "logsnr", "karras"] = arg("logsnr", "sigma grid spacing")
+    spacing: Literal["t", "logsnr", "karras", "critical"] = arg(
+        "logsnr", "sigma grid spacing; critical: denser where the model's denoiser output moves fastest (measured, "
+                  "docs/samplers.md; sample and guide only)")
+    late_start: str = arg("off", "Gaussian late start: off | auto (the model's critical logsnr minus a margin) | a start "
+                                 "logsnr; the first state is drawn from the Gaussian with the data's moments "
+                                 "(docs/samplers.md; sample and guide only)", metavar="off|auto|LOGSNR")
     steps: int = arg(30, "number of sampler steps")
     n: int = arg(16, "number of samples")
     seed: int = arg(0, "random seed; a seed reproduces a run exactly on the CPU")
@@ -91,6 +102,7 @@ class RunConfig(JsonConfig):
                                             "anyway")
 
     MODEL_SCHEDULE_OK: ClassVar[bool] = False  # the command can sample a diffusers model on its own timesteps
+    LATE_START_OK: ClassVar[bool] = False  # the command runs --late-start and --spacing critical
 
     def __post_init__(self) -> None:
         """Resolve ``schedule='auto'`` once (:func:`resolve_schedule`); :meth:`replace` re-resolves it."""
@@ -149,6 +161,10 @@ class RunConfig(JsonConfig):
             check_positive("max_memory", self.max_memory)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("spacing", self.spacing, S.SPACINGS)
+        if parse_late_start(self.late_start) is not None and not self.LATE_START_OK:
+            raise ValueError("late_start: --late-start is supported by sample and guide only")
+        if self.spacing == "critical" and not self.LATE_START_OK:
+            raise ValueError("spacing: 'critical' is supported by sample and guide only")
         check_choice("boundary", self.boundary, ("periodic", "zero"))
         check_choice("pool", self.pool, ("all", "valid"))
         resolve_device(self.device)

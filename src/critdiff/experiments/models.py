@@ -1,7 +1,8 @@
 """The one place where a model spec becomes a denoiser (the ``--model`` argument of every command).
 
 Kinds: ``empirical``, ``patch``, ``gaussian`` (analytic, built from the training images of ``--data``),
-``net:DIR`` (a network trained by ``critdiff train``, loaded with its EMA weights) and ``diffusers:DIR``
+``net:DIR`` (a network trained by ``critdiff train``, loaded with its EMA weights), ``pretrained:NAME`` (a
+network that ships with critdiff, :mod:`critdiff.pretrained`; files checked by sha256) and ``diffusers:DIR``
 (a saved diffusers model + scheduler; needs the optional extra). :func:`load_model` reads a
 :class:`~critdiff.experiments.config.RunConfig`, loads the data (when the model or the command needs
 it), builds the denoiser and checks that data and model agree on the image shape.
@@ -20,6 +21,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..denoisers import LatentDecoder, sample_shape_of
 from .config import ANALYTIC, KINDS, RunConfig, model_kind
 
 __all__ = ["ANALYTIC", "KINDS", "LoadedModel", "build_model", "decode_samples", "load_model", "model_kind"]
@@ -62,6 +64,10 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
 
         cov = covariance if images[0].numel() <= 4096 or covariance != "full" else "stationary"
         return GaussianScore(images, labels=labels, covariance=cov, device=device)
+    if kind == "pretrained":
+        from .. import pretrained
+
+        return pretrained.load(cfg.model, device=device, kind="unet")
     path = cfg.model.split(":", 1)[1] if ":" in cfg.model else ""
     if not path:
         raise ValueError(f"model: {kind!r} needs a directory, as {kind}:DIR"
@@ -77,7 +83,7 @@ def build_model(cfg: RunConfig, images: Optional[torch.Tensor] = None, labels: O
 
 def decode_samples(model, x: torch.Tensor) -> torch.Tensor:
     """Images from samples: a latent-space model's VAE decodes its latents (``model.decode``); else ``x``."""
-    return model.decode(x) if getattr(model, "vae", None) is not None else x
+    return model.decode(x) if isinstance(model, LatentDecoder) else x
 
 
 def load_model(cfg: RunConfig, *, need_data: bool = False, data_seed: Optional[int] = None) -> LoadedModel:
@@ -100,8 +106,8 @@ def load_model(cfg: RunConfig, *, need_data: bool = False, data_seed: Optional[i
         images, labels = load_data(cfg.data, seed=None if spec_seeded else (cfg.seed if data_seed is None else data_seed))
         images = images.to(cfg.torch_dtype)
     model = build_model(cfg, images, labels)
-    model_shape = getattr(model, "sample_shape", None)
-    image_shape = getattr(model, "image_shape", model_shape)  # a latent model's decoded images
+    model_shape = sample_shape_of(model)
+    image_shape = model.image_shape if isinstance(model, LatentDecoder) else model_shape  # decoded images
     if images is not None and image_shape is not None and tuple(image_shape) != tuple(images.shape[1:]):
         raise ValueError(f"data: model {cfg.model!r} makes images of shape {tuple(image_shape)}, but {cfg.data!r} "
                          f"gives {tuple(images.shape[1:])}; choose the data's size= to match")

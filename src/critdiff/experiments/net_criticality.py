@@ -11,7 +11,11 @@ them
 - the susceptibility ``chi(t)`` (white kicks, common random numbers),
 - the linear response of the symmetric branch (:mod:`critdiff.probes.linear_response`),
 
-and estimates ``t_c`` from each signal with bootstrap intervals (:mod:`critdiff.probes.critical_time`). The
+and estimates ``t_c`` from each signal with bootstrap intervals (:mod:`critdiff.probes.critical_time`). **The
+network's critical time** is one of them, the instability of the symmetric branch (``branch_growth['linear']``:
+linear response, fluctuations of 1% of the noise); the others are reported beside it under their signal's name
+(``t_c`` is the inverse-variance combination of the trajectory signals, ``xi_growth`` the steepest growth of the
+correlation lengths). The
 patch-size calibration (:mod:`critdiff.probes.calibration`) on the same states gives the effective stencil; the
 patch theory (:func:`.net_signals.calibrated_theory`) of that stencil on the training images gives the theory's ``t_c``. Every
 number the report shows is a field of the result (times as ``t`` of the training schedule, ``logsnr`` and
@@ -42,9 +46,9 @@ PHASES = ("trajectories", "susceptibility", "estimators", "linear response", "ca
 
 @dataclass(frozen=True)
 class NetCriticalityConfig(JsonConfig):
-    """The measurement plan (defaults: the full demo; :func:`demo_config` gives the quick one)."""
+    """The measurement plan (:func:`demo_config` gives the demo's)."""
 
-    model_dir: str = arg(help="folder of a network trained by critdiff train")
+    model_dir: str = arg(help="folder of a network trained by critdiff train, or pretrained:NAME")
     data: Optional[str] = arg(None, "training data spec (default: the checkpoint's)")
     seed: int = arg(0, "random seed of the noise, probes, kicks and bootstrap")
     batch: int = arg(16, "trajectories in the ensemble")
@@ -68,9 +72,12 @@ class NetCriticalityConfig(JsonConfig):
 
 
 def demo_config(quick: bool, model_dir: str) -> NetCriticalityConfig:
-    """The demo's settings (quick: a small ensemble, three stencils, a coarse theory scan)."""
+    """The demo's settings for a 28x28 network (the reference network, ``pretrained:mnist28``): 12 trajectories of
+    20 steps, three ELS stencils calibrated on 32 images at 4 times, the theory on 120 images (the patch models cost
+    ~3x more per image at 28x28 than at 16x16); quick: a small ensemble and a coarse theory scan."""
     if not quick:
-        return NetCriticalityConfig(model_dir=str(model_dir))
+        return NetCriticalityConfig(model_dir=str(model_dir), batch=12, steps=20, kicks=5, n_cal_times=4, n_cal_train=32,
+                                    n_theory=120, stencils=("square:3", "square:5", "square:7"), n_t_theory=81)
     return NetCriticalityConfig(model_dir=str(model_dir), batch=6, steps=10, probe_every=1, n_probes=2, kicks=4,
                                 n_cal_times=4, n_cal_train=64, n_theory=64, n_boot=50,
                                 stencils=("square:3", "square:5", "square:7"), n_t_theory=61)
@@ -107,15 +114,18 @@ class NetCriticalityResult(Result):
     theory: dict
     theory_others: tuple
     timing: dict
+    xi_growth: Optional[dict] = None  # NS.xi_growth: first/last value and steepest growth of xi_zero and xi_oz
 
 
 def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
-    """A trained network (``net:DIR``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
+    """A trained network (a folder of ``critdiff train`` or ``pretrained:NAME``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
     default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule."""
+    from .. import pretrained
     from ..nets import checkpoint as ckpt
     from .config import RunConfig
     from .models import load_model
 
+    model_dir = pretrained.resolve(model_dir, "unet")  # pretrained:NAME -> its shipped (verified) folder
     stored = ckpt.read_config(model_dir).get("train", {})
     if data is None:
         if "data" not in stored:
@@ -151,14 +161,17 @@ def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" 
         ests, feature, combined = phase("estimators", NS.estimates, traj, susc, schedule, cfg)
         branch = phase("linear response", NS.branch_growth, net, schedule, cfg)
         cal = phase("calibration", NS.calibrate, net, images, traj, cfg)
-        theory, others = phase("theory", NS.calibrated_theory, images, cal, combined, schedule, cfg)
+        # the network's critical time is the branch instability (linear response): the theory's stencil is the one
+        # calibrated nearest it (the trajectory signals' combination is reported beside it, as what it is)
+        theory, others = phase("theory", NS.calibrated_theory, images, cal, branch["linear"], schedule, cfg)
     curves = NS.curves(traj, susc)
     result = NetCriticalityResult(
         config=cfg, data=data, schedule=schedule, sampler="heun", **curves,
         **NS.peaks(curves, ests["xi_oz"].logsnr, feature["xi_oz"]),
         estimates={k: {**NS.estimate_record(e, schedule), "feature": feature[k]} for k, e in ests.items()},
         t_c=combined, branch_growth=branch, onset_threshold=ONSET, calibration=cal.to_dict(), theory=theory,
-        theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start})
+        theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start},
+        xi_growth=NS.xi_growth(curves))
     if out_dir is not None:
         save_result(out_dir, result)
     return result

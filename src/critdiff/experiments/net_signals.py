@@ -107,12 +107,13 @@ def calibrate(net, images, traj, cfg):
     return calibrate_patch_size(net, pool, stencils=cfg.stencils, states=states)
 
 
-def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[dict, list]:
-    """Patch theory (periodic, exact weights) of the stencil calibrated nearest the measured ``t_c`` (else the
-    modal one), and of every other stencil calibrated at some recorded time, for comparison."""
+def calibrated_theory(images, cal, critical: dict, schedule: str, cfg) -> tuple[dict, list]:
+    """Patch theory (periodic, exact weights) of the stencil calibrated nearest the network's critical time
+    ``critical['logsnr']`` (else the modal one), and of every other stencil calibrated at some recorded time."""
     from ..theory.analysis import analyze
 
-    lam_ref = combined["logsnr"]
+    lam_ref = critical.get("logsnr")
+    lam_ref = lam_ref if lam_ref is not None and math.isfinite(lam_ref) else None
     stencil = cal.stencil_at(lam_ref) if lam_ref is not None else cal.modal_stencil()
     imgs = images[_pool_order(images, cfg.seed)[:cfg.n_theory]]
 
@@ -122,7 +123,7 @@ def calibrated_theory(images, cal, combined: dict, schedule: str, cfg) -> tuple[
                 **time_dict(schedule, cp.logsnr_c if cp.found else None), "k_star_abs": to_jsonable(cp.k_star_abs),
                 "n_train": int(imgs.shape[0]), "boundary": "periodic", "weights": cp.weights}
 
-    theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the measured t_c"
+    theory = {**run(stencil), "stencil_rule": "calibrated at the time nearest the critical time (branch instability)"
               if lam_ref is not None else "calibrated at most recorded times"}
     return theory, [run(st) for st in dict.fromkeys(cal.best_stencil) if st != stencil]
 
@@ -152,3 +153,18 @@ def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
             "xi_oz_peak": {"logsnr": xi_oz_logsnr, "interior": bool(xi_oz_feature),
                            "value": to_jsonable(np.nanmax(xi_oz[fin])) if fin.any() else None},
             "chi_peak": curve_peak(c["chi_logsnr"], np.asarray(c["chi_mean"]))}
+
+
+def xi_growth(c: dict) -> dict:
+    """Growth of the correlation lengths along the sampling direction: for ``xi_zero`` (states) and ``xi_oz``
+    (stiffness fit), the first and last recorded values and the steepest growth
+    (:func:`critdiff.probes.softening.steepest_growth`); ``{'error'}`` for a curve with under two finite points."""
+    from ..probes.softening import steepest_growth
+
+    out = {}
+    for name in ("xi_zero", "xi_oz"):
+        try:
+            out[name] = steepest_growth(np.asarray(c["probe_logsnr"], dtype=np.float64), np.asarray(c[name], dtype=np.float64))
+        except ValueError as exc:
+            out[name] = {"error": str(exc)}
+    return out

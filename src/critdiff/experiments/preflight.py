@@ -187,6 +187,10 @@ def model_cost(cost: Cost, cfg, image: "tuple | None", rows: int) -> ModelInfo:
     path = cfg.model.split(":", 1)[1] if ":" in cfg.model else ""
     if not path:
         raise ValueError(f"model: {kind!r} needs a directory, as {kind}:DIR")
+    if kind == "pretrained":  # a shipped network: its (verified) folder is a net:DIR checkpoint
+        from .. import pretrained
+
+        path, kind = pretrained.resolve(cfg.model, "unet"), "net"
     if kind == "net":
         from ..nets import checkpoint as ckpt
         from ..nets.unet import UNet, UNetConfig
@@ -221,7 +225,7 @@ def run_cost(cfg, batch: Optional[int] = None) -> "tuple[Cost, ModelInfo]":
     guide = isinstance(cfg, GuideConfig)
     rows = min(cfg.batch, cfg.n) * 2 if guide else cfg.n  # guidance evaluates [x; x] at once
     info = model_cost(cost, cfg, sh.image if sh else None, rows)
-    if cfg.kind == "net" and sh is not None and tuple(info.image) != tuple(sh.image):
+    if cfg.kind in ("net", "pretrained") and sh is not None and tuple(info.image) != tuple(sh.image):
         raise ValueError(f"data: model {cfg.model!r} makes images of shape {tuple(info.image)}, but {cfg.data!r} gives "
                          f"{tuple(sh.image)}; choose the data's size= to match")
     image = info.image or (sh.image if sh else None)
@@ -245,10 +249,12 @@ def run_cost(cfg, batch: Optional[int] = None) -> "tuple[Cost, ModelInfo]":
 def check_classifier(folder: str, image: "tuple | None", classes: Optional[int], what: str = "classifier") -> None:
     """The classifier folder exists, its config is valid, and it takes the images the run makes (before any sample
     is drawn: a mismatch found at the metric would leave the samples written for nothing)."""
+    from .. import pretrained
     from ..nets import checkpoint as ckpt
     from ..nets.classifier import ClassifierConfig
 
     try:
+        folder = pretrained.resolve(folder, "classifier")  # pretrained:NAME -> its shipped folder
         _, ccfg = ckpt.read_typed_config(folder, "classifier", ClassifierConfig, "a classifier")
     except ValueError as exc:
         text = str(exc).splitlines()[0]

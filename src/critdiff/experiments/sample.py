@@ -24,12 +24,14 @@ from ..denoisers import CountingDenoiser
 from ..errors import check_finite
 from ..io import atomic_write_bytes, save_json
 from ..figures import image_grid, trajectory_strip
+from ..late_start import cut_grid, parse_late_start
 from ..seeding import derive
 from .config import MODEL_SCHEDULE, RunConfig
 from .finite import FiniteGuard
 from .models import decode_samples, load_model
 from ..progress import progress_bar
 from .result import Result, save_result
+from .start import StartPlan, initial_state, plan_start, run_grid
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class SampleConfig(RunConfig):
     """
 
     MODEL_SCHEDULE_OK = True
+    LATE_START_OK = True
 
     label: Optional[int] = arg(None, "class label for a class-conditional model")
     like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce the folder's pipeline (DDPM/DDIMPipeline, "
@@ -63,6 +66,15 @@ class SampleConfig(RunConfig):
             if self.like_pipeline is None:
                 raise ValueError("guidance_scale: only --like-pipeline uses --guidance-scale (critdiff guide runs guidance)")
             check_finite("guidance_scale", self.guidance_scale)
+        late = parse_late_start(self.late_start) is not None
+        if (late or self.spacing == "critical") and self.like_pipeline is not None:
+            raise ValueError("late_start: --like-pipeline runs the pipeline's own loop; for a late start in a pipeline "
+                             "use critdiff.integrations.diffusers.late_start")
+        if self.schedule == MODEL_SCHEDULE and self.sampler.split(":", 1)[0] in ("ddpm", "ddim") and late:
+            raise ValueError("late_start: the diffusers scheduler loop (--schedule model with ddpm/ddim) starts at its "
+                             "own first timestep; choose another sampler or --schedule")
+        if self.schedule == MODEL_SCHEDULE and self.spacing == "critical":
+            raise ValueError("spacing: --schedule model runs the model's own timesteps; 'critical' needs a schedule")
         return self
 
 
@@ -85,6 +97,7 @@ class SampleResult(Result):
     sample_std: float
     files: tuple[str, ...]
     like_pipeline: Optional[str] = None  # the diffusers scheduler reproduced (--like-pipeline), else None
+    late_start: Optional[StartPlan] = None  # the Gaussian late start (--late-start), else None
 
 
 def frame_steps(n_steps: int, frames: int) -> list[int]:
@@ -107,11 +120,14 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     _check_label(cfg.label, loaded.labels)
     if cfg.like_pipeline is not None:
         return _run_like_pipeline(cfg, loaded.model, out)
-    schedule, sigmas = _grid(cfg, loaded.model)
+    start = plan_start(cfg, loaded, tc=lambda: sample_tc(cfg, loaded))
+    schedule, sigmas = _grid(cfg, loaded, None if start is None else start[0].sigma)
     plan = _model_plan(cfg, loaded.model)
     sampler = SM.get(cfg.sampler)
     z = SM.randn_like(torch.empty((cfg.n, *loaded.shape), dtype=cfg.torch_dtype, device=cfg.torch_device),
                       SM.seed_generators(cfg.seed, cfg.n))  # N(0, I), one generator per sample
+    x_init = z * float(sigmas[0]) if start is None else \
+        initial_state(cfg, loaded.shape, sigmas, SM.seed_generators(cfg.seed, cfg.n), start[1])
     counted = CountingDenoiser(loaded.model)
     rec = SM.Recorder(steps=frame_steps(cfg.steps, cfg.trajectory_frames))
     t0 = time.perf_counter()
@@ -120,7 +136,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         guard = FiniteGuard("sample")
         callback = [guard, rec, lambda step: bar.update(1)]
         if plan is None:
-            final = sampler(counted, z * float(sigmas[0]), sigmas, label=cfg.label, generator=noise, callback=callback)
+            final = sampler(counted, x_init, sigmas, label=cfg.label, generator=noise, callback=callback)
         else:
             final = _run_model_plan(loaded.model, plan, z, cfg.label, noise, callback,
                                     eta=getattr(sampler, "keywords", {}).get("eta", 0.0))
@@ -135,10 +151,18 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         nfe_per_sample=counted.evaluations / cfg.n if plan is None else float(len(plan.sigmas)),  # ddpm/ddim: 1 per step
         seconds=seconds,
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
-        sample_std=float(final.std()), files=files)
+        sample_std=float(final.std()), files=files, late_start=None if start is None else start[0])
     save_json(out / "run.json", result.to_dict())
     save_result(out, result)
     return result
+
+
+def sample_tc(cfg: SampleConfig, loaded):
+    """The model's critical time for ``--late-start auto``: the guidance experiment's default estimator
+    (:func:`critdiff.experiments.guide.estimators.chosen_source`; the linear-response growth onset)."""
+    from .guide.estimators import chosen_source, estimate
+
+    return estimate(chosen_source(cfg), cfg, loaded.images, loaded.model)
 
 
 def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, decode=lambda x: x) -> tuple[str, ...]:
@@ -164,20 +188,23 @@ def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, d
     return tuple(files)
 
 
-def _grid(cfg: SampleConfig, model) -> tuple[dict, torch.Tensor]:
-    """``(schedule record, sigma grid)``; a diffusers model checks that the grid lies in its trained range."""
+def _grid(cfg: SampleConfig, loaded, start_sigma: Optional[float] = None) -> tuple[dict, torch.Tensor]:
+    """``(schedule record, sigma grid)`` (:func:`.start.run_grid`: started at ``start_sigma`` with the same number
+    of steps); a diffusers model checks that the grid lies in its trained range, and on its own timesteps
+    (``--schedule model``) a late start keeps the model's levels below the start (:func:`~critdiff.late_start.cut_grid`)."""
+    model = loaded.model
     if cfg.kind != "diffusers":
-        schedule = S.get(cfg.schedule)
-        return schedule.config(), S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+        return S.get(cfg.schedule).config(), run_grid(cfg, model, loaded.shape, start_sigma)
     from ..integrations.diffusers.adapter import diffusers_sigma_grid
     from ..integrations.diffusers.schedulers import check_model_range
 
     if cfg.schedule == MODEL_SCHEDULE:
-        return {"name": MODEL_SCHEDULE, **model.schedule_info()}, diffusers_sigma_grid(model, cfg.steps, "ddpm")
-    schedule = S.get(cfg.schedule)
-    sigmas = S.sigma_grid(schedule, cfg.steps, cfg.spacing)
+        sigmas = diffusers_sigma_grid(model, cfg.steps, "ddpm")
+        return {"name": MODEL_SCHEDULE, **model.schedule_info()}, \
+            sigmas if start_sigma is None else cut_grid(sigmas, start_sigma)
+    sigmas = run_grid(cfg, model, loaded.shape, start_sigma)
     check_model_range(model, sigmas)
-    return schedule.config(), sigmas
+    return S.get(cfg.schedule).config(), sigmas
 
 
 def _model_plan(cfg: SampleConfig, model):

@@ -102,7 +102,7 @@ def _section_units(section: str, body: dict) -> list[Unit]:
                              "would run twice into one folder")
     classifier = body.get("classifier")
     if classifier is not None and not isinstance(classifier, str):
-        raise ValueError(f"spec: {section}.classifier: expected a folder name, got {classifier!r}")
+        raise ValueError(f"spec: {section}.classifier: expected a folder name or pretrained:NAME, got {classifier!r}")
     units = []
     for combo in itertools.product(*grid.values()):
         axes = dict(zip(grid, combo))
@@ -141,7 +141,7 @@ def sweep_unit(state, unit: Unit) -> dict:
         if unit.kind == "probe":
             row = _probe_row(run_probe(cfg, folder, progress=False))
         else:
-            from ..nets.classifier import load_classifier
+            from ..pretrained import load_classifier
 
             clf = load_classifier(unit.classifier) if unit.classifier else None
             row = _guide_row(run_guide(cfg, folder, progress=False, classifier=clf, log=lambda m: None))

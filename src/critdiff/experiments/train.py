@@ -22,6 +22,7 @@ from ..devices import resolve as resolve_device
 from ..io import save_json
 from ..nets import checkpoint as ckpt
 from ..nets.classifier import ClassifierTrainConfig, train_classifier
+from ..denoisers import n_classes_of
 from ..nets.net_denoiser import NetDenoiser
 from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
@@ -74,7 +75,7 @@ def sample_grid(denoiser, path: "str | Path", schedule: str, steps: int, seed: i
     from ..figures import image_grid
 
     sigmas = S.sigma_grid(S.get(schedule), steps, "logsnr")
-    K = int(getattr(denoiser, "n_classes", 0) or 0)
+    K = n_classes_of(denoiser)
     if K > 0:
         labels = torch.arange(min(K, max_classes)).repeat_interleave(per_class)
         n, title = labels.numel(), "samples (one row per class)"

@@ -2,7 +2,7 @@
 :func:`load_net`, the loader behind ``--model net:DIR``.
 
 Shapes: ``x [B, C, H, W]`` in the denoiser frame, ``sigma`` float / 0-d / ``[B]``, ``label`` None / int /
-LongTensor ``[B]``. The network ``F(z, logsnr, label)`` is wrapped by
+LongTensor ``[B]`` (``NULL_LABEL`` entries: the null class). The network ``F(z, logsnr, label)`` is wrapped by
 :class:`critdiff.denoisers.Preconditioned` with ``c_noise = logsnr``, so the denoiser works with every
 schedule and sampler. Gradients are not switched off (Jacobians through ``D`` work); call it under
 ``torch.no_grad()`` to sample.
@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from ..denoisers import Label, Preconditioned, as_labels, logsnr_noise
+from ..denoisers import Label, Preconditioned, as_labels, check_classes, logsnr_noise, null_mask, with_null_class
 from . import checkpoint as ckpt
 from .unet import UNet, UNetConfig
 
@@ -25,8 +25,8 @@ class NetDenoiser:
 
     Attributes: ``net`` (the module, eval mode), ``net_config`` (:class:`UNetConfig`), ``sample_shape``
     ``(C, H, W)``, ``n_classes`` (0: unconditional), ``null_class`` (``n_classes`` or ``None``), ``path``.
-    ``label=None`` evaluates the unconditional model (the null class of a conditional network). The
-    input's dtype is kept: the network runs in its own dtype and the result is cast back.
+    ``label=None`` evaluates the unconditional model (the null class of a conditional network), as does a
+    :data:`~critdiff.denoisers.NULL_LABEL` entry of a label tensor, per sample. The input's dtype is kept: the network runs in its own dtype and the result is cast back.
     """
 
     def __init__(self, net: UNet, path: Optional[str] = None, step: Optional[int] = None, weights: str = "ema",
@@ -67,9 +67,12 @@ class NetDenoiser:
         lab = as_labels(label, x.shape[0], x.device)
         if lab is not None:
             if self.n_classes == 0:
-                raise ValueError("label: this network is unconditional; pass label=None")
-            if bool((lab < 0).any()) or bool((lab >= self.n_classes).any()):
-                raise ValueError(f"label: expected classes in [0, {self.n_classes - 1}], got {sorted(set(lab.tolist()))}")
+                if not bool(null_mask(lab).all()):
+                    raise ValueError("label: this network is unconditional; pass label=None")
+                lab = None  # every sample unconditional: the network's only model
+            else:
+                check_classes(lab, self.n_classes)
+                lab = with_null_class(lab, self.null_class)
         return self._pre(x, sigma, lab)
 
     def config(self) -> dict:

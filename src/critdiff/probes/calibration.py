@@ -230,6 +230,11 @@ class CalibratedPatchScore:
         self.models = {st: candidate_model(images, st, **patch_kwargs) for st in dict.fromkeys(self.stencils)}
         self.last_bound = 0.0
 
+    @property
+    def n_classes(self) -> int:
+        """The class count of the patch models (labels select class pools; ``NULL_LABEL`` the whole pool)."""
+        return next(iter(self.models.values())).n_classes
+
     def stencil_at(self, sigma: float) -> str:
         """The stencil used at noise level ``sigma`` (the calibrated level nearest in logsnr)."""
         return self.stencils[int(np.argmin(np.abs(self.logsnr + 2.0 * np.log(float(sigma)))))]

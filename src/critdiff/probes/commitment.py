@@ -19,6 +19,11 @@ certain decision; the rule does not depend on the number of classes) or through 
 (``relative=False``), by linear interpolation in logsnr between recorded steps. Bands and its interval are
 percentile bootstraps over states (``phi_0`` held at its full-sample value).
 
+The **decision midpoint** (docs/guidance.md section 2.5) marks where the decision is most open to steering rather
+than where it has ended: the crossing of the half level ``phi_0 + 0.5 (1 - phi_0)`` (:data:`MIDPOINT_LEVEL`), and
+the logsnr of the largest slope ``d phi / d logsnr`` (the decision's susceptibility; :func:`steepest_rise`), each
+with a bootstrap interval over states (:class:`DecisionMidpoint`, :func:`decision_midpoint`).
+
 Seeds (:func:`critdiff.seeding.derive`): initial noise ``seed``, the trajectories' sampler noise
 ``derive(seed, "sampler")`` (one generator per sample), the clones of grid step ``i`` ``derive(seed, "clones", i)``
 (one generator per clone), bootstrap ``seed``.
@@ -37,13 +42,15 @@ from .. import samplers as SM
 from ..errors import check_int
 from ..io import to_jsonable
 from ..seeding import derive
-from .bootstrap import percentile_ci, replicates
+from .bootstrap import curve_peak, percentile_ci, replicates
 from ..times import TimeEstimate
 
 __all__ = ["Commitment", "commitment", "pair_agreement", "chance_phi", "crossing_logsnr", "phi_level", "class_ids",
-           "clone_ends", "DEFAULT_LEVEL"]
+           "clone_ends", "DEFAULT_LEVEL", "MIDPOINT_LEVEL", "DecisionMidpoint", "decision_midpoint",
+           "steepest_rise"]
 
 DEFAULT_LEVEL = 0.9  # fraction of the way from chance (sum_c p_c^2) to 1 where the class counts as committed
+MIDPOINT_LEVEL = 0.5  # half-way from chance to 1: the midpoint of the decision
 
 
 def class_ids(classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
@@ -94,6 +101,60 @@ def crossing_logsnr(logsnr: np.ndarray, phi: np.ndarray, level: float) -> float:
     return float(lam[j - 1] + f * (lam[j] - lam[j - 1]))
 
 
+def steepest_rise(logsnr: np.ndarray, phi: np.ndarray) -> float:
+    """Logsnr of the largest ``d phi / d logsnr`` of ``phi [T]`` (``logsnr`` ascending, ``T >= 2``): the slopes
+    of consecutive steps, placed at their interval midpoints, and the vertex of the parabola through the largest
+    slope and its two neighbours (:func:`~critdiff.probes.bootstrap.curve_peak`; the midpoint itself at an end)."""
+    lam, phi = np.asarray(logsnr, dtype=np.float64), np.asarray(phi, dtype=np.float64)
+    if lam.ndim != 1 or lam.shape != phi.shape or lam.size < 2 or not np.all(np.diff(lam) > 0):
+        raise ValueError(f"logsnr, phi: expected two 1-D arrays of one length >= 2 with logsnr ascending, "
+                         f"got shapes {lam.shape}, {phi.shape}")
+    slope = np.diff(phi) / np.diff(lam)
+    if not np.isfinite(slope).all():
+        return math.nan
+    return curve_peak(0.5 * (lam[1:] + lam[:-1]), slope)
+
+
+@dataclass(frozen=True)
+class DecisionMidpoint:
+    """The midpoint of the decision (module docstring): ``level`` (the phi value of the half level),
+    ``logsnr`` of its first crossing with interval ``logsnr_ci``; ``slope_logsnr`` of the largest
+    ``d phi / d logsnr`` with interval ``slope_ci`` and that largest slope ``slope`` (per unit logsnr, from the
+    mean curve). NaN where phi never crosses (interval: where fewer than half of the replicates cross)."""
+
+    level: float
+    logsnr: float
+    logsnr_ci: np.ndarray
+    slope_logsnr: float
+    slope_ci: np.ndarray
+    slope: float
+
+    def to_dict(self) -> dict:
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+def _ci_or_nan(reps: np.ndarray, ci: float) -> np.ndarray:
+    return percentile_ci(reps, ci) if np.isfinite(reps).mean() >= 0.5 else np.array([math.nan, math.nan])
+
+
+def decision_midpoint(logsnr: np.ndarray, phi_state: np.ndarray, chance: float, *, n_boot: int = 1000,
+                      ci: float = 0.95, seed: int = 0) -> DecisionMidpoint:
+    """The half-level crossing and the steepest rise of ``phi = mean_b phi_state [T, B]`` at ``logsnr [T]``
+    (ascending), with percentile bootstrap intervals over the ``B`` states (``chance`` held fixed)."""
+    lam = np.asarray(logsnr, dtype=np.float64)
+    ps = np.asarray(phi_state, dtype=np.float64)
+    if ps.ndim != 2 or ps.shape[0] != lam.size:
+        raise ValueError(f"phi_state: expected [T={lam.size}, B] per-state values, got shape {ps.shape}")
+    lvl = phi_level(chance, MIDPOINT_LEVEL)
+    B = ps.shape[1]
+    cross = replicates(lambda idx: crossing_logsnr(lam, ps[:, idx].mean(1), lvl), B, n_boot=n_boot, seed=seed)
+    steep = replicates(lambda idx: steepest_rise(lam, ps[:, idx].mean(1)), B, n_boot=n_boot, seed=seed)
+    phi = ps.mean(1)
+    return DecisionMidpoint(level=lvl, logsnr=crossing_logsnr(lam, phi, lvl), logsnr_ci=_ci_or_nan(cross, ci),
+                            slope_logsnr=steepest_rise(lam, phi), slope_ci=_ci_or_nan(steep, ci),
+                            slope=float(np.max(np.diff(phi) / np.diff(lam))))
+
+
 def clone_ends(denoiser, x: torch.Tensor, sigmas: torch.Tensor, i: int, k: int, classify, *, sampler: str,
                label=None, seed: int = 0) -> np.ndarray:
     """Continue ``k`` clones of each state ``x [B, C, H, W]`` (at ``sigmas[i]``) to 0 with fresh noise (one
@@ -111,7 +172,8 @@ class Commitment:
     """The cloning experiment (module docstring). Times ascend in logsnr: ``sigma [T]``, ``logsnr [T]``,
     ``phi [T]`` with bootstrap bands ``phi_ci [T, 2]``, per-state ``phi_state [T, B]``, the ends ``ends [T, B, k]``;
     ``chance`` (``phi_0``), ``level`` (the phi value crossed), ``commitment_logsnr`` (NaN if phi never crosses)
-    and its interval ``logsnr_ci`` (NaN where fewer than half of the bootstrap replicates cross)."""
+    and its interval ``logsnr_ci`` (NaN where fewer than half of the bootstrap replicates cross); ``midpoint``
+    the decision's midpoint and steepest rise (:class:`DecisionMidpoint`)."""
 
     sigma: np.ndarray
     logsnr: np.ndarray
@@ -125,6 +187,7 @@ class Commitment:
     commitment_logsnr: float
     logsnr_ci: np.ndarray
     k: int
+    midpoint: DecisionMidpoint
 
     @property
     def found(self) -> bool:
@@ -152,11 +215,12 @@ def _summarise(sigma, phi_state, ends, k, level, relative, n_boot, ci, seed) -> 
     B = phi_state.shape[1]
     band = percentile_ci(replicates(lambda idx: phi_state[:, idx].mean(1), B, n_boot=n_boot, seed=seed), ci)
     reps = replicates(lambda idx: crossing_logsnr(lam, phi_state[:, idx].mean(1), lvl), B, n_boot=n_boot, seed=seed)
-    lo_hi = percentile_ci(reps, ci) if np.isfinite(reps).mean() >= 0.5 else np.array([math.nan, math.nan])
+    lo_hi = _ci_or_nan(reps, ci)
     rule = f"{'chance + ' if relative else ''}{level:g}{' (1 - chance)' if relative else ''}"
     return Commitment(sigma=sigma, logsnr=lam, phi=phi_state.mean(1), phi_ci=band, phi_state=phi_state, ends=ends,
                       chance=chance, level=lvl, level_rule=rule, commitment_logsnr=crossing_logsnr(lam, phi_state.mean(1), lvl),
-                      logsnr_ci=lo_hi, k=k)
+                      logsnr_ci=lo_hi, k=k,
+                      midpoint=decision_midpoint(lam, phi_state, chance, n_boot=n_boot, ci=ci, seed=seed))
 
 
 def commitment(denoiser, shape: Sequence[int], sigmas, steps: Sequence[int], classify, *, k: int = 8,

@@ -25,7 +25,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..denoisers import as_sigma
+from ..denoisers import as_sigma, n_classes_of
 from ..samplers import Step
 from ..schedules import Schedule
 from ..io import to_jsonable
@@ -66,7 +66,7 @@ def _log_normal_stationary(fit, x: torch.Tensor, s: torch.Tensor) -> torch.Tenso
 
 def gaussian_logits(model, log_prior: Optional[Sequence[float]] = None) -> LogitsFn:
     """Exact ``log pi_k + log N(x; mu_k, Sigma_k + sigma^2 I)`` of a labelled ``GaussianScore`` (module docstring)."""
-    K = int(getattr(model, "n_classes", 0))
+    K = n_classes_of(model)
     if K < 1:
         raise ValueError("model: expected a GaussianScore built with labels (n_classes >= 1)")
     lp = torch.zeros(K, dtype=torch.float64) if log_prior is None else torch.as_tensor(log_prior, dtype=torch.float64)

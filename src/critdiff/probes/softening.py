@@ -50,3 +50,28 @@ def curve_peak(logsnr: np.ndarray, curve: np.ndarray) -> dict:
     end of the recorded range)."""
     j = int(np.nanargmax(curve))
     return {"logsnr": float(logsnr[j]), "value": float(curve[j]), "interior": bool(0 < j < len(curve) - 1)}
+
+
+def steepest_growth(logsnr: np.ndarray, curve: np.ndarray) -> dict:
+    """Where ``curve [T]`` (e.g. a correlation length) grows fastest along ``logsnr [T]`` (ascending).
+
+    The largest finite slope ``(curve[j+1] - curve[j]) / (logsnr[j+1] - logsnr[j])`` of consecutive recorded
+    points, placed at the interval's midpoint. Returns ``{'logsnr', 'slope', 'from', 'to'}``, where ``from`` and
+    ``to`` are ``{'logsnr', 'value'}`` of the first and last finite points (the growth over the recorded range);
+    ``logsnr`` and ``slope`` are None when no slope is positive.
+    """
+    lam, c = np.asarray(logsnr, dtype=np.float64), np.asarray(curve, dtype=np.float64)
+    if lam.ndim != 1 or lam.shape != c.shape:
+        raise ValueError(f"curve: expected two aligned 1-D arrays, got shapes {lam.shape}, {c.shape}")
+    if np.any(np.diff(lam) <= 0):
+        raise ValueError("logsnr: expected strictly ascending values (the sampling direction)")
+    fin = np.flatnonzero(np.isfinite(c))
+    if fin.size < 2:
+        raise ValueError("curve: needs at least two finite values")
+    lf, cf = lam[fin], c[fin]
+    slope = np.diff(cf) / np.diff(lf)
+    j = int(np.argmax(slope))
+    ends = {"from": {"logsnr": float(lf[0]), "value": float(cf[0])}, "to": {"logsnr": float(lf[-1]), "value": float(cf[-1])}}
+    if slope[j] <= 0:
+        return {"logsnr": None, "slope": None, **ends}
+    return {"logsnr": float(0.5 * (lf[j] + lf[j + 1])), "slope": float(slope[j]), **ends}

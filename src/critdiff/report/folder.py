@@ -11,6 +11,7 @@ from ..experiments.demo.run import TITLE
 from ..experiments.result import RESULT_FILE, result_from_record
 from ..inputs import Fields, read_json
 from ..io import atomic_write_text
+from .demo_summary import VERDICT_RULES, demo_findings
 from .html import render_html, write_report
 from .render import render
 
@@ -53,8 +54,9 @@ def write_demo_report(out_dir: "str | Path") -> Path:
     """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
     out = Path(out_dir)
     doc, entries = read_results(out)
-    sections = []
+    sections, results = [], {}
     for key, entry, result in entries:
+        results[key] = result
         try:
             sec = render(result, folder=out / entry["folder"], key=key, **entry.get("render", {}))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -62,7 +64,8 @@ def write_demo_report(out_dir: "str | Path") -> Path:
                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         sec.folder = entry["folder"]
         sections.append(sec)
-    return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta")))
+    return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta"),
+                                                              summary=demo_findings(results), summary_note=VERDICT_RULES))
 
 
 def _load_result(path: Path):

@@ -95,9 +95,11 @@ def arms_rows(result) -> list[dict]:
     for name, r in result.arms.items():
         vr = r.get("vs_random") or {}
         row = {"arm": name, "schedule": r["describe"], "accuracy [95% CI]": _ci(r["accuracy"]),
-               "log p [95% CI]": _ci(r["logp"]), "FD": r["fd"], "diversity": r["diversity"], "NFE": r["nfe"]}
+               "log p [95% CI]": _ci(r["logp"]), "FD": r["fd"], "precision": r.get("precision"),
+               "recall": r.get("recall"), "diversity": r["diversity"], "NFE": r["nfe"]}
         if vr:
-            row.update({f"d_{k} vs random [95% CI]": _ci(vr[k]) for k in ("accuracy", "logp", "fd", "diversity")})
+            row.update({f"d_{k} vs random [95% CI]": _ci(vr[k])
+                        for k in ("accuracy", "logp", "fd", "precision", "recall", "diversity") if k in vr})
         rows.append(row)
     return rows
 

@@ -2,7 +2,9 @@
 tables and PNG figures embedded as data URIs.
 
 A :class:`Section` opens with the one question it answers and lists its ``findings`` (plain sentences with
-numbers); the report's summary box collects every section's findings. Numbers are shown with 4
+numbers); the report's summary box collects every section's findings, unless the report is given its own
+numbered summary (the demo's: :mod:`critdiff.report.demo_summary`), in which case each section lists its
+findings under its heading. Numbers are shown with 4
 significant digits (:func:`critdiff.report.fmt.num`); full precision stays in ``results.json``.
 """
 
@@ -79,22 +81,35 @@ def _summary(sections: list[Section]) -> str:
     return f"<div class='summary'><h2 id='summary'>Summary of findings</h2><ul>{items}</ul></div>"
 
 
-def _section_html(s: Section, out: Path) -> str:
+def _numbered_summary(findings: list, note: str) -> str:
+    """An ordered list of findings (``text``, ``verdict``, ``key``), each linking to its section."""
+    items = "".join(f"<li>{_html.escape(f.text)} &mdash; <b>{_html.escape(f.verdict)}</b> "
+                    f"(<a href='#{_html.escape(f.key)}'>section</a>)</li>" for f in findings)
+    return (f"<div class='summary'><h2 id='summary'>Summary: the paper's claims on this run</h2><ol>{items}</ol>"
+            f"<p class='note'>{_html.escape(note)}</p></div>")
+
+
+def _section_html(s: Section, out: Path, own_findings: bool = False) -> str:
     question = f"<p class='question'>{_html.escape(s.question)}</p>" if s.question else ""
-    return f"<h2 id='{s.key}'>{_html.escape(s.title)}</h2>\n{question}{_embed_images(s.html, out / s.folder)}"
+    facts = ("<ul class='note'>" + "".join(f"<li>{_html.escape(f)}</li>" for f in s.findings) + "</ul>"
+             if own_findings and s.findings else "")
+    return f"<h2 id='{s.key}'>{_html.escape(s.title)}</h2>\n{question}{facts}{_embed_images(s.html, out / s.folder)}"
 
 
-def render_html(out_dir: "str | Path", title: str, sections: list[Section], meta: dict[str, Any] | None = None) -> str:
-    """The report document (figures read from ``out_dir`` and embedded)."""
+def render_html(out_dir: "str | Path", title: str, sections: list[Section], meta: dict[str, Any] | None = None,
+                summary: "list | None" = None, summary_note: str = "") -> str:
+    """The report document (figures read from ``out_dir`` and embedded). ``summary``: numbered findings
+    (objects with ``text``, ``verdict``, ``key``) that replace the collected section findings."""
     out = Path(out_dir)
     toc = "".join(f"<li><a href='#{s.key}'>{_html.escape(s.title)}</a></li>" for s in sections)
-    body = "".join(_section_html(s, out) for s in sections)
+    body = "".join(_section_html(s, out, own_findings=summary is not None) for s in sections)
     meta_html = ""
     if meta:
         meta_html = "<p class='note'>" + " &middot; ".join(
             f"{_html.escape(str(k))}: {_html.escape(num(v))}" for k, v in meta.items()) + "</p>"
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{_html.escape(title)}</h1>{meta_html}{_summary(sections)}"
+            f"<style>{_STYLE}</style></head><body><h1>{_html.escape(title)}</h1>{meta_html}"
+            f"{_summary(sections) if summary is None else _numbered_summary(summary, summary_note)}"
             f"<h2>Contents</h2><ul>{toc}</ul>{body}</body></html>\n")
 
 

@@ -38,6 +38,20 @@ def _theory_lines(r, plot) -> None:
             plot(o["logsnr"], c, ":", f"patch theory t_c ({o['stencil']})")
 
 
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def _critical_lines(r, plot) -> None:
+    """Call ``plot`` for the network's critical time (branch instability) and, labelled as such, the combination
+    of the trajectory signals."""
+    li = (r.branch_growth or {}).get("linear") or {}
+    if _finite(li.get("logsnr")):
+        plot(li["logsnr"], "k", "--", "critical time (branch instability)")
+    if _finite(r.t_c["logsnr"]):
+        plot(r.t_c["logsnr"], "0.55", "-.", "trajectory signals combined")
+
+
 def _stiffness_figure(r, plt, path: Path) -> None:
     from .figures import save_figure
 
@@ -48,8 +62,7 @@ def _stiffness_figure(r, plt, path: Path) -> None:
     if (s2k < 0).any() and (s2k > 0).any():
         ax.contour(K, L, s2k, levels=[0.0], colors="k", linewidths=1.0)
     ax.axhline(r.stiffness_low_k["contrast_logsnr"], color="g", ls="--", lw=0.8, label="largest low-|k| softening")
-    if r.t_c["logsnr"] is not None:
-        ax.axhline(r.t_c["logsnr"], color="k", ls="--", lw=0.8, label="measured t_c")
+    _critical_lines(r, lambda v, c, ls, label: ax.axhline(v, color=c, ls=ls, lw=1.0, label=label))
     _theory_lines(r, lambda v, c, ls, label: ax.axhline(v, color=c, ls=ls, lw=1.0, label=label))
     fig.colorbar(pc, ax=ax, label=r"$\sigma^2\kappa = 1 - \mathrm{Re}\,\hat J_D(k)$")
     ax.set_xlabel(r"$|k|$ (rad/pixel)"); ax.set_ylabel("logsnr"); ax.legend(fontsize=7)
@@ -73,8 +86,7 @@ def _xi_chi_figure(r, plt, path: Path) -> None:
     axs[1].fill_between(cl, cci[:, 0], cci[:, 1], color="C3", alpha=0.25)
     axs[1].set_xlabel("logsnr"); axs[1].set_ylabel(r"$\chi$"); axs[1].set_title("susceptibility")
     for a in axs:
-        if r.t_c["logsnr"] is not None and math.isfinite(r.t_c["logsnr"]):
-            a.axvline(r.t_c["logsnr"], color="k", ls="--", lw=0.8, label="measured t_c")
+        _critical_lines(r, lambda v, c, ls, label: a.axvline(v, color=c, ls=ls, lw=1.0, label=label))
         _theory_lines(r, lambda v, c, ls, label: a.axvline(v, color=c, ls=ls, lw=1.0, label=label))
     axs[0].legend(fontsize=7)
     fig.tight_layout()
@@ -139,22 +151,30 @@ def _peaks_text(r) -> str:
 
 
 def _agreement(r) -> str:
-    """Where the patch theory's t_c lies relative to the measured interval (empty when either is missing)."""
-    th, tc = r.theory, r.t_c
-    if not th["found"] or tc["logsnr"] is None:
+    """Where the patch theory's t_c lies relative to the critical time's interval (empty when either is missing)."""
+    th, li = r.theory, (r.branch_growth or {}).get("linear") or {}
+    if not th["found"] or not _finite(li.get("logsnr")):
         return ""
-    lo, hi = tc["logsnr_ci"]
-    inside = lo is not None and lo <= th["logsnr"] <= hi
-    return f"{'inside' if inside else 'outside'} the measured interval (difference {num(th['logsnr'] - tc['logsnr'])} in logsnr)"
+    lo, hi = li["logsnr_ci"]
+    inside = lo is not None and hi is not None and lo <= th["logsnr"] <= hi
+    return (f"{'inside' if inside else 'outside'} the critical time's interval (difference "
+            f"{num(th['logsnr'] - li['logsnr'])} in logsnr)")
 
 
-def _tc_text(r) -> str:
-    th, tc, e = r.theory, r.t_c, _html.escape
-    s = (f"Combined measured t_c: logsnr {num(tc['logsnr'])} {interval(*tc['logsnr_ci'])} (t = {num(tc['t'])}), from "
-         f"{', '.join(tc['signals'])} (signals whose feature is a zero crossing or an interior extremum; the others end "
-         f"at an end of the recorded range and are left out)." if tc["logsnr"] is not None else
-         "No measured t_c: no signal has a zero crossing or an interior extremum.")
-    head = f" Patch theory ({e(th['stencil'])}, {th['n_train']} images, periodic): "
+def _critical_text(r) -> str:
+    """The network's critical time (one meaning: the branch instability) and the patch theory beside it."""
+    th, e = r.theory, _html.escape
+    li = (r.branch_growth or {}).get("linear") or {}
+    if _finite(li.get("logsnr")):
+        how = "turns unstable" if li["method"] == "zero-crossing" else "is softest (no crossing)"
+        s = (f"<b>The network's critical time</b> (in this report: the instability of its symmetric branch, measured "
+             f"by linear response: the sampler started from the mean of its noise with fluctuations of 1% of the "
+             f"noise, growth of the Euler steps, Richardson-extrapolated): the branch {how} at logsnr "
+             f"{num(li['logsnr'])} {interval(*li['logsnr_ci'])} (t = {num(li['t'])}) in the mode |k| = "
+             f"{num(li['k_star_abs'])} (wavelength {num(li['wavelength'])} pixels).")
+    else:
+        s = "<b>The network's critical time</b> (the instability of its symmetric branch): not found on this grid."
+    head = f" Patch theory of the stencil calibrated nearest it ({e(th['stencil'])}, {th['n_train']} images, periodic): "
     if th["found"]:
         agree = _agreement(r)
         s += head + f"t_c at logsnr {num(th['logsnr'])} (t = {num(th['t'])})" + (f", {agree}." if agree else ".")
@@ -162,18 +182,35 @@ def _tc_text(r) -> str:
         s += head + f"no critical point ({e(th['message'])})."
     for o in r.theory_others:
         s += (f" For comparison, {e(o['stencil'])} (calibrated at other times): "
-              + (f"t_c at logsnr {num(o['logsnr'])} (t = {num(o['t'])})." if o["found"] else
-                 f"no critical point ({e(o['message'])})."))
-    if r.branch_growth:
-        li, en = r.branch_growth["linear"], r.branch_growth["ensemble"]
-        how = "turns unstable" if li["method"] == "zero-crossing" else "is softest (no crossing)"
-        s += (f" <b>Linear response of the symmetric branch</b> (the sampler started from the mean of its noise, "
-              f"fluctuations of 1% of the noise; growth of the Euler steps, Richardson-extrapolated): the branch "
-              f"{how} at logsnr {num(li['logsnr'])} {interval(*li['logsnr_ci'])} in the mode |k| = "
-              f"{num(li['k_star_abs'])} (wavelength {num(li['wavelength'])} pixels). With fluctuations as large as the "
-              f"noise (the sampler's own ensemble) growth starts at logsnr {num(en['logsnr'])} "
-              f"{interval(*en['logsnr_ci'])}.")
+              + (f"t_c at logsnr {num(o['logsnr'])}." if o["found"] else f"no critical point ({e(o['message'])})."))
     return s
+
+
+def _other_signals_text(r) -> str:
+    """The other times, each named by its signal (none of them is called the critical time)."""
+    tc, parts = r.t_c, []
+    en = (r.branch_growth or {}).get("ensemble")
+    if en and _finite(en.get("logsnr")):
+        parts.append(f"growth onset of the sampler's own ensemble (fluctuations as large as the noise) at logsnr "
+                     f"{num(en['logsnr'])} {interval(*en['logsnr_ci'])}")
+    if tc["logsnr"] is not None:
+        parts.append(f"inverse-variance combination of the trajectory signals ({', '.join(tc['signals'])}) at logsnr "
+                     f"{num(tc['logsnr'])} {interval(*tc['logsnr_ci'])}")
+    for name in ("xi_zero", "xi_oz"):  # a fixed order: the result's dicts come back from JSON with sorted keys
+        g = (r.xi_growth or {}).get(name) or {}
+        if g.get("logsnr") is not None:
+            parts.append(f"steepest growth of {name} at logsnr {num(g['logsnr'])} ({num(g['slope'])} px per unit logsnr)")
+    return ("Other times, named by their signal: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _growth_text(r) -> str:
+    out = []
+    for name, what in (("xi_zero", "xi_0 of the states"), ("xi_oz", "the Ornstein-Zernike xi of the stiffness")):
+        g = (r.xi_growth or {}).get(name)
+        if g and "error" not in g:
+            out.append(f"{what} goes from {num(g['from']['value'])} px at logsnr {num(g['from']['logsnr'])} to "
+                       f"{num(g['to']['value'])} px at {num(g['to']['logsnr'])}")
+    return ("Correlation growth: " + "; ".join(out) + ".") if out else ""
 
 
 def _row(signal, method, v, lo, hi, boot, feature=None) -> dict:
@@ -185,9 +222,11 @@ def _row(signal, method, v, lo, hi, boot, feature=None) -> dict:
 def _estimate_rows(r) -> list[dict]:
     rows = [_row(v["signal"], v["method"], v, *v["logsnr_ci"], f"{v['n_valid']}/{v['n_boot']}",
                  "yes" if v["feature"] else "no (range end)") for v in _ordered(r.estimates, _SIGNALS)]
+    branch = [k for k in _BRANCH if k in r.branch_growth] + sorted(k for k in r.branch_growth if k not in _BRANCH)
     rows += [_row(v["signal"], v["method"], v, *v["logsnr_ci"], f"{v['n_valid']}/{v['n_boot']}",
-                  f"branch, eps {num(v['eps'])}") for v in _ordered(r.branch_growth, _BRANCH)]
-    rows.append(_row("combined", "inverse-variance", r.t_c, *r.t_c["logsnr_ci"], ""))
+                  "the critical time" if k == "linear" else f"branch, eps {num(v['eps'])}")
+             for k, v in ((k, r.branch_growth[k]) for k in branch)]
+    rows.append(_row("trajectory signals combined", "inverse-variance", r.t_c, *r.t_c["logsnr_ci"], ""))
     th = r.theory
     rows.append(_row(f"patch theory {th['stencil']}", "linear stability", th, None, None, "",
                      "crossing" if th["found"] else "no crossing"))
@@ -204,23 +243,15 @@ def _calibration_rows(cal: dict) -> list[dict]:
 
 
 def findings(r) -> list[str]:
-    """Plain sentences for the report's summary: the measured t_c, the theory's, and whether they agree."""
-    tc, th = r.t_c, r.theory
-    out = [f"measured critical time of the trained network: logsnr {num(tc['logsnr'])} {interval(*tc['logsnr_ci'])} "
-           f"(t = {num(tc['t'])}), from {', '.join(tc['signals'])}." if tc["logsnr"] is not None else
-           "no measured critical time: no signal has a zero crossing or an interior extremum."]
-    lin = (r.branch_growth or {}).get("linear") or {}
-    if lin.get("logsnr") is not None:
-        how = "turns unstable" if lin.get("method") == "zero-crossing" else "is softest (no crossing)"
-        out.append(f"its symmetric branch (linear response: the critical point) {how} at logsnr "
-                   f"{num(lin['logsnr'])} {interval(*lin['logsnr_ci'])} in mode |k| = {num(lin.get('k_star_abs'))} "
-                   "rad/pixel; the trajectory signals see the sampler's finite-amplitude ensemble instead.")
-    if th["found"]:
-        agree = _agreement(r)
-        out.append(f"patch theory of the calibrated stencil {th['stencil']}: t_c at logsnr {num(th['logsnr'])}"
-                   + (f", {agree}." if agree else "."))
-    else:
-        out.append(f"patch theory of the calibrated stencil {th['stencil']}: no critical point.")
+    """Plain sentences for the section: the critical time (branch instability), the theory beside it, the
+    softening and the correlation growth."""
+    out = [_critical_text(r).replace("<b>", "").replace("</b>", "")]
+    st = r.stiffness_low_k
+    out.append(f"low-|k| softening: contrast up to {num(st['contrast_max'])} (standard error {num(st['contrast_se'])}) "
+               f"at logsnr {num(st['contrast_logsnr'])}" + ("." if st["weakens"] else "; not above its noise."))
+    growth = _growth_text(r)
+    if growth:
+        out.append(growth)
     return out
 
 
@@ -232,11 +263,13 @@ def render_net_criticality(result, folder: "str | Path" = ".", key: str = "net_c
     cfg, cal = r.config, r.calibration
     html = (f"<p>Unconditional Heun trajectories of the network ({cfg.batch} samples, {cfg.steps} steps uniform in "
             f"logsnr, {e(r.schedule)}); spectral probe with {cfg.n_probes} random probes per state.</p>"
-            f"<p>{_stiffness_text(r)}</p><p>{_peaks_text(r)}</p><p>{_tc_text(r)}</p>{table(_estimate_rows(r))}"
+            f"<p>{_critical_text(r)}</p><p>{_stiffness_text(r)}</p><p>{_growth_text(r)} {_peaks_text(r)}</p>"
+            f"<p>{_other_signals_text(r)}</p>{table(_estimate_rows(r))}"
             f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p>'
             f"<p>Patch-size calibration on the same states (patch models with zero boundary, {cal['n_train']} "
             f"training images): the stencil with the smallest relative L2 distance to the network's denoiser; margin: "
             f"the runner-up's relative L2 minus the best one's.</p>"
             f'{table(_calibration_rows(cal))}<p><img src="{FIGURES[2]}"></p>')
-    return Section(key, title, html, question="When does the trained network turn critical, by which signals, "
-                   "and does the patch theory of its calibrated stencil predict that time?", findings=findings(r))
+    return Section(key, title, html, question="Do the trained network's low-|k| modes soften and its correlations "
+                   "grow, when does it turn critical (its symmetric branch's instability), and does the patch theory "
+                   "of its calibrated stencil predict that time?", findings=findings(r))

@@ -1,7 +1,8 @@
 """Argument handling shared by the empirical and patch models (DESIGN.md sections 1-2).
 
 Training images ``[N, C, H, W]``, optional class labels ``[N]``; a call ``D(x, sigma, label)`` is
-split into groups of samples that share a class pool and a compute dtype.
+split into groups of samples that share a class pool and a compute dtype. A
+:data:`~critdiff.denoisers.NULL_LABEL` entry selects the unconditional pool (all images) for its sample.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from ..denoisers import as_labels, as_sigma
+from ..denoisers import NULL_LABEL, as_labels, as_sigma
 from ..errors import check_images, check_int
 
 
@@ -70,7 +71,8 @@ class ClassIndex:
 
 
 def prepare_call(x, sigma, label, *, channels: int, size: tuple[int, int], classes: ClassIndex):
-    """Validate a call; return ``(x, sigma [B] float64 list, labels list[int|None])``."""
+    """Validate a call; return ``(x, sigma [B] float64 list, labels list[int|None])`` (``None``: the
+    unconditional pool, for ``label=None`` and for :data:`~critdiff.denoisers.NULL_LABEL` entries)."""
     x = check_images("x", x, channels=channels)
     if tuple(x.shape[2:]) != tuple(size):
         raise ValueError(f"x: expected images of size {size[0]}x{size[1]} like the training images, got shape {tuple(x.shape)}")
@@ -81,15 +83,16 @@ def prepare_call(x, sigma, label, *, channels: int, size: tuple[int, int], class
     s = as_sigma(sigma, torch.empty((B, 0), dtype=torch.float64))
     s_list = s.cpu().tolist()
     lab = as_labels(label, B)
-    if lab is None:
+    lab_list = None if lab is None else [None if k == NULL_LABEL else k for k in lab.cpu().tolist()]
+    if lab_list is None or all(k is None for k in lab_list):
         return x, s_list, [None] * B
     if classes.labels is None:
         raise ValueError("label: this model was built without labels; pass labels= at construction or label=None")
-    lab_list = lab.cpu().tolist()
-    for k in set(lab_list):
+    for k in set(lab_list) - {None}:
         if not 0 <= k < classes.n_classes or classes.ranges[k][0] == classes.ranges[k][1]:
             present = [c for c, (lo, hi) in enumerate(classes.ranges) if hi > lo]
-            raise ValueError(f"label: class {k} has no training images; expected one of {present}")
+            raise ValueError(f"label: class {k} has no training images; expected one of {present} or NULL_LABEL "
+                             f"({NULL_LABEL}: unconditional)")
     return x, s_list, lab_list
 
 

@@ -8,7 +8,8 @@ For ``x = x0 + sigma n`` with ``x0 ~ N(mu, Sigma)`` the posterior mean is
 ``covariance='stationary'``: a translation-invariant fit on the periodic lattice: ``mu`` is one value
 per channel and ``Sigma`` is circulant, i.e. diagonal in Fourier space with ``C x C`` blocks
 ``P(k) = E[xhat(k) xhat(k)^*] / (H W)``; then ``Dhat(k) = muhat + P (P + sigma^2 I)^{-1} (xhat - muhat)``.
-With ``labels`` each class gets its own fit; ``label=None`` uses the fit to all the data.
+With ``labels`` each class gets its own fit; ``label=None`` (and a ``NULL_LABEL`` entry, per sample) uses the
+fit to all the data.
 """
 
 from __future__ import annotations
@@ -17,22 +18,18 @@ from typing import Literal
 
 import torch
 
-from ..denoisers import Label, as_labels, as_sigma
+from ..denoisers import NULL_LABEL, Label, as_labels, as_sigma, check_classes, null_mask
 from ..devices import resolve as resolve_device
 from ..errors import check_choice, check_images
+from ..late_start import fit_moments
 
 Covariance = Literal["full", "stationary"]
 
 
 class _FullFit:
     def __init__(self, y: torch.Tensor, shrink: float):
-        n = y.shape[0]
-        flat = y.reshape(n, -1).to(torch.float64)
-        self.mu = flat.mean(0)
-        cov = (flat - self.mu).T @ (flat - self.mu) / max(n - 1, 1)
-        cov = cov + shrink * torch.eye(cov.shape[0], dtype=torch.float64, device=cov.device)
-        lam, U = torch.linalg.eigh(cov)
-        self.lam, self.U = lam.clamp_min(0), U
+        m = fit_moments(y, "full", shrink)  # the one definition of the fitted moments (critdiff.late_start)
+        self.mu, self.lam, self.U = m.mu.reshape(-1), m.lam, m.U
 
     def __call__(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
@@ -44,13 +41,9 @@ class _FullFit:
 
 class _StationaryFit:
     def __init__(self, y: torch.Tensor, shrink: float):
-        n, C, H, W = y.shape
-        y = y.to(torch.float64)
-        self.mu = y.mean(dim=(0, 2, 3))  # [C]
-        yh = torch.fft.fft2(y - self.mu.reshape(1, C, 1, 1))  # [n, C, H, W]
-        # P(k)_{cd} = E[yhat_c yhat_d^*] / (H W): Hermitian C x C block per k
-        P = torch.einsum("nchw,ndhw->hwcd", yh, yh.conj()) / (max(n - 1, 1) * H * W)
-        self.P = P + shrink * torch.eye(C, dtype=P.dtype, device=P.device)
+        # P(k)_{cd} = E[yhat_c yhat_d^*] / (H W): Hermitian C x C block per k (critdiff.late_start.fit_moments)
+        m = fit_moments(y, "stationary", shrink)
+        self.mu, self.P = m.mu[:, 0, 0], m.P
 
     def __call__(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
@@ -77,8 +70,6 @@ class GaussianScore:
         check_choice("covariance", covariance, ("full", "stationary"))
         if device is not None:
             images = images.to(resolve_device(device))
-        if covariance == "full" and images[0].numel() > 8192:
-            raise ValueError(f"covariance: 'full' needs a {images[0].numel()}^2 matrix; use 'stationary' for images this large")
         self.covariance = covariance
         self.shape = tuple(images.shape[1:])
         fit = _FullFit if covariance == "full" else _StationaryFit
@@ -104,14 +95,13 @@ class GaussianScore:
             raise ValueError(f"x: expected images of shape [B, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}")
         s = as_sigma(sigma, x)
         lab = as_labels(label, x.shape[0], x.device)
-        if lab is None:
+        if lab is None or bool(null_mask(lab).all()):
             return self.fits[None](x, s)
         if self.n_classes == 0:
             raise ValueError("label: this model was built without labels")
-        if bool((lab < 0).any()) or bool((lab >= self.n_classes).any()):
-            raise ValueError(f"label: expected values in [0, {self.n_classes - 1}]")
+        check_classes(lab, self.n_classes, "values")
         out = torch.empty_like(x)
         for k in lab.unique().tolist():
             m = lab == k
-            out[m] = self.fits[k](x[m], s[m])
+            out[m] = self.fits[None if k == NULL_LABEL else k](x[m], s[m])
         return out

@@ -1,4 +1,4 @@
-"""The small conditional digits UNet of the demo (trained once, then reused)."""
+"""A small conditional digits UNet trained in seconds (tests; the demo itself uses the shipped reference network)."""
 
 from __future__ import annotations
 

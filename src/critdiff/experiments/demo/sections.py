@@ -21,13 +21,15 @@ PROBE_THREADS = 1  # the probes' many small autograd ops ran over 2x slower on t
 @dataclass(frozen=True)
 class DemoSection:
     """One section of the demo: its ``key``, a JSON-able ``config`` (the cache key), ``run(folder) -> Result``,
-    options for its renderer (title, blurb) and the torch ``threads`` it runs on (None: unchanged)."""
+    options for its renderer (title, blurb), the torch ``threads`` it runs on (None: unchanged) and its ``cost``:
+    roughly its CPU seconds on one core (full settings), which orders the sections when two run at a time."""
 
     key: str
     config: dict
     run: Callable[[Path], Result]
     render_options: dict
     threads: "int | None" = None
+    cost: float = 10.0
 
 
 def _keyed(config: dict, device: str) -> dict:
@@ -37,7 +39,7 @@ def _keyed(config: dict, device: str) -> dict:
 
 def _sampling(key: str, title: str, cfg: SampleConfig, blurb: str):
     return DemoSection(key, {"sample": cfg.identity(), "version": 2}, lambda folder: run_sample(cfg, folder),
-                       {"title": title, "blurb": blurb})
+                       {"title": title, "blurb": blurb}, cost=15.0)
 
 
 def _theory(key: str, data: str, blurb: str, device: str):
@@ -46,49 +48,79 @@ def _theory(key: str, data: str, blurb: str, device: str):
     cfg = demo_config(data)
     return DemoSection(key, _keyed({"theory": cfg.to_dict(), "version": 2}, device),
                        lambda folder: run_theory(cfg, folder, device=device),
-                       {"title": f"Theory: linear stability of the patch model: {data}", "blurb": blurb})
+                       {"title": f"Theory: linear stability of the patch model: {data}", "blurb": blurb}, cost=5.0)
+
+
+REFERENCE = "pretrained:mnist28"  # the reference network that ships with critdiff (docs/models.md)
+REFERENCE_CLASSIFIER = "pretrained:mnist28-clf"  # its evaluation classifier
+
+
+def _shipped(*specs: str) -> dict:
+    """The sha256s of the shipped files a section reads: part of its cache key, so new weights are never mixed
+    with results of old ones."""
+    from ... import pretrained
+
+    return {spec: pretrained.entry(pretrained.spec_name(spec))["files"] for spec in specs}
 
 
 def _net(quick: bool, device: str):
+    from ..net_criticality import demo_config, run_net_criticality
+
+    cfg = demo_config(quick, REFERENCE)
+    return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 3}, device),
+                       lambda folder: run_net_criticality(cfg, folder, device=device),
+                       {"title": "The reference network: mode softening, correlation growth and its critical time"},
+                       cost=150.0)
+
+
+def guide_config(quick: bool, device: str = "cpu"):
+    """The demo's guidance section: the reference network and classifier on real MNIST, DDPM, the pulse at the
+    default critical time (:data:`~..guide.config.DEFAULT_TC_FROM`) against random centres, constant and interval
+    guidance at the same height, and plain conditional sampling (w = 1)."""
+    from ..guide.config import GuideConfig
+
+    arms = ("cond", "constant", "interval", "tc", "random")
+    if quick:
+        return GuideConfig(model=REFERENCE, data="mnist", arms=arms, n=10, batch=10, steps=8, n_boot=500,
+                           n_boot_set=50, device=device)
+    return GuideConfig(model=REFERENCE, data="mnist", arms=arms, n=40, batch=20, steps=20, device=device)
+
+
+def _guidance(quick: bool, device: str, log):
+    from ..guide.run import run_guide
+
+    gcfg = guide_config(quick, device)
+
     def run(folder: Path):
-        from .model import train_demo_model
-        from ..net_criticality import demo_config, run_net_criticality
+        from ...pretrained import load_classifier
 
-        model_dir = train_demo_model(folder / "model", quick=quick, progress=True, device=device)
-        return run_net_criticality(demo_config(quick, str(model_dir)), folder, device=device)
+        return run_guide(gcfg, folder, classifier=load_classifier(REFERENCE_CLASSIFIER, device=device), log=log, verbose=True)
 
-    return DemoSection("trained-net", _keyed({"kind": "net-criticality", "quick": quick, "version": 2}, device), run, {})
-
-
-def _data_size(data_spec: str) -> int:
-    """The ``size=`` option of a data spec."""
-    from ...spec import parse_spec
-
-    size = parse_spec(data_spec, "data").kwargs.get("size")
-    if not isinstance(size, int):
-        raise ValueError(f"data: expected an integer size= option in {data_spec!r}")
-    return size
+    config = {"kind": "guidance", "guide": gcfg.identity(), "files": _shipped(REFERENCE, REFERENCE_CLASSIFIER), "version": 4}
+    return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "
+                                                          "critical time against random pulses, constant and interval"},
+                       cost=60.0)
 
 
-def _guidance(quick: bool, device: str):
-    from ..guide.run import demo_config, run_guide
+def agreement_config(quick: bool, device: str = "cpu"):
+    """The demo's patch-model-vs-network agreement: a few seeds from the same noise, a small pool and few candidate
+    stencils (the full protocol is benchmarks/bench_agreement.py, docs/agreement.md)."""
+    from ..agreement import AgreementConfig
 
-    gcfg = demo_config(quick).replace(device=device)
-    # the classifier sees many more crops of the same textures, at the guided model's image size
-    ccfg = {"data": f"textures:size={_data_size(gcfg.data)},per_class={60 if quick else 200},seed=1", "steps": 60 if quick else 300}
+    if quick:
+        return AgreementConfig(net=REFERENCE, pool="mnist:n=50", seeds=2, steps=4, batch=2, n_cal_traj=1,
+                               n_cal_train=8, stencils=("square:3", "ls:square:7"), n_boot=200, device=device)
+    return AgreementConfig(net=REFERENCE, pool="mnist:n=200", seeds=3, steps=8, batch=3, n_cal_traj=2, n_cal_train=16,
+                           stencils=("square:3", "square:5", "ls:square:7", "ls:square:27"), device=device)
 
-    def run(folder: Path):
-        from ...nets.classifier import ClassifierTrainConfig, load_classifier
-        from ..train import run_train_classifier
 
-        clf_dir = folder / "classifier"
-        if not (clf_dir / "metrics.json").is_file():
-            run_train_classifier(ClassifierTrainConfig(data=ccfg["data"], steps=ccfg["steps"], batch=64), clf_dir,
-                                 progress=True, device=device)
-        return run_guide(gcfg, folder, classifier=load_classifier(clf_dir, device=device))
+def _agreement(quick: bool, device: str):
+    from ..agreement import run_agreement
 
-    config = {"kind": "guidance", "guide": gcfg.identity(), "classifier": ccfg, "version": 3}
-    return DemoSection("guidance", config, run, {})
+    cfg = agreement_config(quick, device)
+    return DemoSection("agreement", {"agreement": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 1},
+                       lambda folder: run_agreement(cfg, folder, progress=False),
+                       {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=25.0)
 
 
 def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
@@ -97,7 +129,7 @@ def _probe(data: str, quick: bool, device: str, eps_scan: tuple = ()):
     cfg = demo_config(quick, data, "square:5", eps_scan).replace(device=device)
     key = "probe-" + data.split(":")[0]
     return DemoSection(key, {"probe": cfg.identity(), "version": 3}, lambda folder: run_probe(cfg, folder),
-                       {"title": f"Probes vs theory: {data}"}, threads=PROBE_THREADS)
+                       {"title": f"Probes vs theory: {data}"}, threads=PROBE_THREADS, cost=50.0 + 40.0 * ("textures" in data))
 
 
 def _structure(device: str):
@@ -105,11 +137,12 @@ def _structure(device: str):
 
     cfg = StructureConfig()
     return DemoSection("structure-factor", _keyed({"structure": cfg.to_dict(), "version": 2}, device),
-                       lambda folder: run_structure(cfg, folder, device=device), {})
+                       lambda folder: run_structure(cfg, folder, device=device), {}, cost=10.0)
 
 
-def demo_sections(quick: bool, device: str = "cpu") -> list:
-    """Every section of the demo, in report order, computed on ``device``."""
+def demo_sections(quick: bool, device: str = "cpu", log=lambda message: None) -> list:
+    """Every section of the demo, in report order, computed on ``device``; ``log`` receives the per-trial lines of
+    the guidance section (the demo passes them on only with ``--verbose``)."""
     n, steps = (8, 12) if quick else (12, 20)
     textures = "textures:size=24,per_class=20" if quick else "textures:size=24,per_class=30,scale=2"
     return [
@@ -136,5 +169,6 @@ def demo_sections(quick: bool, device: str = "cpu") -> list:
         _probe("stripes:size=16,wavelength=4,n=100", quick, device, eps_scan=(0.1, 0.3, 1.0)),
         _probe("textures:size=24,per_class=20", quick, device),
         _net(quick, device),
-        _guidance(quick, device),
+        _guidance(quick, device, log),
+        _agreement(quick, device),
     ]

@@ -9,7 +9,7 @@ centres use ``derive(seed, 'random-centres')``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from ... import guidance_schedules as GS
 from ... import samplers as SM
 from ... import schedules as S
+from ...denoisers import sample_shape_of
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
@@ -26,6 +27,7 @@ from ..finite import FiniteGuard
 from ..models import decode_samples, load_model
 from .config import GuideConfig
 from .metrics import check_classifier
+from ..start import initial_state, run_grid
 
 @dataclass
 class Arm:
@@ -63,9 +65,20 @@ def adaptive_lead(cfg: GuideConfig, sigmas, tc: TimeEstimate) -> tuple[float, fl
     return target, tc - target
 
 
-def build_arms(cfg: GuideConfig, sigmas, tc: TimeEstimate, threshold: Optional[float]) -> list[Arm]:
+def window_of(cfg: GuideConfig, tc: TimeEstimate) -> Optional[tuple[float, float]]:
+    """The window arm's ``(lo, hi)`` in logsnr: ``cfg.window`` if given, else the critical time's estimated window
+    (``tc.extras['window']``, e.g. the sensitivity profile's half-maximum range), else None."""
+    if cfg.window is not None:
+        return (float(cfg.window[0]), float(cfg.window[1]))
+    w = tc.extras.get("window")
+    return None if w is None else (float(w[0]), float(w[1]))
+
+
+def build_arms(cfg: GuideConfig, sigmas, tc: TimeEstimate, threshold: Optional[float],
+               window: Optional[tuple[float, float]] = None) -> list[Arm]:
     """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre); ``tc``: the
-    critical time the ``tc``, ``interval-ours`` and ``adaptive`` arms are placed at."""
+    critical time the ``tc``, ``interval-ours`` and ``adaptive`` arms are placed at; ``window`` the ``(lo, hi)``
+    of the window arm (:func:`window_of`)."""
     h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
     lo, hi = grid_range(sigmas)
     pulse = lambda c: GS.Pulse(c, W, h, b, cfg.profile)  # noqa: E731
@@ -106,6 +119,13 @@ def build_arms(cfg: GuideConfig, sigmas, tc: TimeEstimate, threshold: Optional[f
 
             arms.append(Arm("adaptive", f"same pulse fired by {cfg.indicator} >= {threshold:.4g}", make,
                             meta={"threshold": threshold, "lead": lead, "target_fire_logsnr": target}))
+        elif name == "window":
+            if window is None:
+                raise ValueError(f"window: the window arm needs a window: --tc-from {cfg.tc_from} estimates none; "
+                                 "pass --window LO HI or use --tc-from sensitivity")
+            iv = GS.Interval(window[0], window[1], h, b)
+            arms.append(Arm(name, f"w = {h:g} on the estimated window logsnr [{iv.lo:.2f}, {iv.hi:.2f}]",
+                            lambda idx, iv=iv: (iv, []), meta=iv.to_dict()))
         elif name == "sweep":
             for c in sweep_centres(cfg, sigmas):
                 arms.append(Arm(f"sweep@{c:+.2f}", f"pulse at logsnr {c:.2f}", lambda idx, c=c: (pulse(c), []), centre=c))
@@ -123,6 +143,24 @@ class Setup:
     n_classes: int
     sigmas: torch.Tensor
     image_shape: tuple
+    moments: Any = None  # the late start's Moments (critdiff.late_start), or None: the full range from noise
+    start: Any = None  # its StartPlan (experiments.start), or None
+
+
+def with_late_start(setup: Setup, tc: TimeEstimate) -> Setup:
+    """``setup`` with the late start of ``cfg.late_start`` (unchanged when off): the grid rebuilt from the start
+    level with the same steps and spacing (:func:`.start.run_grid`) and the Gaussian's moments; ``auto`` starts
+    at ``tc.logsnr - AUTO_MARGIN``. The moments are the unconditional data's, for every arm."""
+    from ..models import LoadedModel
+    from ..start import plan_start
+
+    cfg = setup.cfg
+    loaded = LoadedModel(setup.model, setup.images, setup.labels, tuple(setup.image_shape))
+    got = plan_start(cfg, loaded, tc=lambda: tc)
+    if got is None:
+        return setup
+    sigmas = run_grid(cfg, setup.model, setup.image_shape, got[0].sigma)
+    return replace(setup, sigmas=sigmas, moments=got[1], start=got[0])
 
 
 def intended_labels(n: int, n_classes: int, offset: int = 0) -> torch.Tensor:
@@ -136,8 +174,7 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     n_all = int(index.max()) + 1
     gens0, gens1 = SM.seed_generators(cfg.seed, n_all), SM.seed_generators(derive(cfg.seed, "sampler-noise"), n_all)
     pick = index.tolist()
-    x = SM.initial_noise((len(pick), *setup.image_shape), setup.sigmas, [gens0[j] for j in pick], dtype=cfg.torch_dtype,
-                         device=cfg.torch_device)
+    x = initial_state(cfg, setup.image_shape, setup.sigmas, [gens0[j] for j in pick], setup.moments)
     g = Guided(setup.model, guidance)
     guard = FiniteGuard("guide")
     with torch.no_grad():
@@ -184,8 +221,8 @@ def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
         raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
     if classifier is not None:
         check_classifier(classifier)
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    image_shape = tuple(getattr(model, "sample_shape", None) or images.shape[1:])  # latents for a latent model
+    image_shape = sample_shape_of(model) or tuple(images.shape[1:])  # latents for a latent model
+    sigmas = run_grid(cfg, model, image_shape)
     return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
 
 

@@ -10,14 +10,18 @@ from ...config import arg
 from ...errors import check_choice, check_finite, check_int, check_positive
 from ..config import RunConfig
 
-# critical-time estimators (:mod:`.guide_estimators`); DEFAULT_TC_FROM is the one place the default lives
-TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment")
+# critical-time estimators (:mod:`.estimators`); DEFAULT_TC_FROM is the one place the default lives
+TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment",
+              "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "linear-response+offset",
+              "speciation+offset")
 # the smallest mean |estimate - sweep peak| over the models of benchmarks/guidance_estimators.py (docs/guidance.md
 # section 5); "auto" keeps the rule used before that benchmark: theory for the patch model, linear-response otherwise
 DEFAULT_TC_FROM = "linear-response"
 AUTO_TC_FROM = "auto"
 TC_FROM_CHOICES = (AUTO_TC_FROM,) + TC_SOURCES
-ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep")
+ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random", "adaptive", "sweep", "window")
+# the default arms: every arm but ``window``, which needs an estimated window (--tc-from sensitivity or --window)
+DEFAULT_ARMS = tuple(a for a in ARMS if a != "window")
 
 
 def parse_arms(text: str) -> tuple:
@@ -36,7 +40,7 @@ class GuideConfig(RunConfig):
 
     ``height``, ``width`` (logsnr, equivalent width), ``baseline`` (0 or 1) and ``profile`` (box | gauss) define every
     pulse (see :mod:`critdiff.guidance_schedules`); ``tc_logsnr`` overrides the critical logsnr;
-    ``tc_from`` names the critical-time estimator (:mod:`.guide_estimators`);
+    ``tc_from`` names the critical-time estimator (:mod:`.estimators`);
     ``interval`` is ``(lo, hi)`` in logsnr; ``threshold`` overrides the adaptive calibration.
     """
 
@@ -48,7 +52,8 @@ class GuideConfig(RunConfig):
     width: float = arg(3.0, "pulse width in logsnr (equivalent width)")
     baseline: float = arg(0.0, "w outside pulses: 0 unconditional, 1 conditional", choices=(0.0, 1.0))
     profile: Literal["box", "gauss"] = arg("box", "pulse profile in logsnr (the Python API's profile=)", flag="--shape")
-    arms: tuple[str, ...] = arg(ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all", parse=parse_arms)
+    arms: tuple[str, ...] = arg(DEFAULT_ARMS, f"comma-separated arms from {', '.join(ARMS)}, or all (default: all "
+                                "but window)", parse=parse_arms)
     sweep: int = arg(5, "pulse centres in the sweep")
     tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: the estimate of --tc-from")
     tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator that places the pulse: one of "
@@ -57,11 +62,16 @@ class GuideConfig(RunConfig):
     interval: Optional[tuple[float, float]] = arg(None, "logsnr interval of the interval arm "
                                                         "(default: Kynkaanniemi et al. 2024)", nargs=2,
                                                   metavar=("LO", "HI"))
+    window: Optional[tuple[float, float]] = arg(None, "logsnr window of the window arm (default: the estimated "
+                                                      "window of --tc-from, e.g. sensitivity's half-maximum range)",
+                                                nargs=2, metavar=("LO", "HI"))
     indicator: Literal["x0-rate", "x0-contrast"] = arg("x0-rate", "online indicator of the adaptive arm")
     threshold: Optional[float] = arg(None, "adaptive threshold (default: calibrated on pilot samples)")
     calib_n: int = arg(16, "pilot samples that calibrate the adaptive threshold")
     n_boot: int = arg(2000, "bootstrap replicates of the paired mean differences")
     n_boot_set: int = arg(200, "bootstrap replicates of the set-level statistics (FD, diversity)")
+
+    LATE_START_OK = True  # --late-start and --spacing critical (experiments.start)
 
     def validate(self) -> "GuideConfig":
         super().validate()
@@ -83,8 +93,10 @@ class GuideConfig(RunConfig):
             check_choice("arms", a, ARMS)
         if len(set(arms)) != len(arms):
             raise ValueError(f"arms: each arm may be given once, got {','.join(arms)}")
-        if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
-            raise ValueError(f"interval: expected (lo, hi) in logsnr with lo < hi, got {self.interval}")
+        for flag in ("interval", "window"):
+            v = getattr(self, flag)
+            if v is not None and (len(v) != 2 or not float(v[0]) < float(v[1])):
+                raise ValueError(f"{flag}: expected (lo, hi) in logsnr with lo < hi, got {v}")
         for flag, v in (("tc-logsnr", self.tc_logsnr), ("threshold", self.threshold)):
             if v is not None:
                 check_finite(flag, v)

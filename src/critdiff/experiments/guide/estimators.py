@@ -11,7 +11,16 @@ section 1; DESIGN.md section 5, "Which critical time places the pulse").
 - ``speciation``        the closed form ``snr lambda_max(Cov) = 1`` of the data covariance
                         (:func:`critdiff.theory.global_model.speciation`);
 - ``commitment``        the cloning experiment's commitment time (:mod:`critdiff.probes.commitment`; needs the
-                        classifier).
+                        classifier);
+- ``commitment-midpoint`` the same run's decision midpoint: phi half-way from chance to 1;
+- ``commitment-slope``  the same run's largest ``d phi / d logsnr`` (the decision's susceptibility);
+- ``sensitivity``       the peak of the guidance sensitivity profile (:mod:`critdiff.probes.guidance_sensitivity`:
+                        ``d log p(intended class) / d w`` at each grid node by one backward pass through the
+                        sampler; needs the classifier), with its half-maximum window;
+- ``sensitivity-box``   the same profile's first-order prediction of the best centre of a box pulse of
+                        ``cfg.width`` (the sweep's pulse), with the same window;
+- ``linear-response+offset``, ``speciation+offset``: the estimate minus the median offset ``estimate - peak``
+                        of the guidance benchmark's models (:mod:`.offsets`; fitted, never typed in).
 
 :data:`~.guide_config.DEFAULT_TC_FROM` is the ONE place the default lives: ``linear-response``, the estimator with the
 smallest mean distance to the pulse-centre sweep's peak over the models of ``benchmarks/guidance_estimators.py``
@@ -23,12 +32,15 @@ Sizes and seeds (fixed here so an estimate is reproducible): ensemble ``ENSEMBLE
 ``ProbeConfig.times`` probed steps, seed ``derive(cfg.seed, "ensemble")``; decision entropy ``DECISION_N``
 trajectories, seed ``derive(cfg.seed, "decision")``; commitment ``COMMIT_N`` states x ``COMMIT_K`` clones at
 ``COMMIT_TIMES`` grid steps, seed ``derive(cfg.seed, "commitment")``; the linear response
-``derive(cfg.seed, "linear-response")`` (as in :mod:`.guide_tc`).
+``derive(cfg.seed, "linear-response")`` (as in :mod:`.guide_tc`); sensitivity ``SENS_N`` samples (intended classes
+balanced), initial noise ``derive(cfg.seed, "sensitivity")``, sampler noise ``derive(cfg.seed, "sensitivity",
+"sampler")``, ``cfg.sampler`` and ``cfg.baseline``. A ``cache`` dict passed to :func:`estimate` shares one
+commitment run and one sensitivity profile among the estimators built on them.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from typing import Any, Callable, Optional
 
 import torch
@@ -39,9 +51,13 @@ from ...seeding import derive
 from ...times import TimeEstimate
 from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES, GuideConfig
 from .tc import probe_tc
+from ..start import probe_spacing
 
 ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
+# 32 samples x 2 evaluations x N steps (+ one backward pass per batch): <= 10% of a 9-centre sweep's NFE at n = 200
+SENS_N = 32
+SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's activations (patch model: ~0.8 GB each)
 
 __all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
            "resolve_estimates", "resolve_tc"]
@@ -55,13 +71,13 @@ def chosen_source(cfg) -> str:
     return name
 
 
-def _in_range(cfg, est: TimeEstimate, source: Optional[str] = None) -> TimeEstimate:
-    """``est`` (with its ``source`` renamed when given), checked to lie inside the schedule's logsnr range."""
+def _at(cfg, logsnr: float, source: str, ci=None, **extra) -> TimeEstimate:
+    """The estimate at ``logsnr`` with its interval ``ci`` (dropped when a bound is not finite) and ``extra``
+    facts, checked to lie inside the schedule's logsnr range."""
     sch = S.get(cfg.schedule)
-    if not sch.logsnr_min <= est.logsnr <= sch.logsnr_max:
-        raise ValueError(f"tc-from: the {source or est.source} estimate (logsnr {est.logsnr:.3g}) lies outside the "
-                         "schedule's range")
-    return est if source is None else dataclasses.replace(est, source=source)
+    if not sch.logsnr_min <= logsnr <= sch.logsnr_max:
+        raise ValueError(f"tc-from: the {source} estimate (logsnr {logsnr:.3g}) lies outside the schedule's range")
+    return TimeEstimate.at_logsnr(sch, float(logsnr), source, ci, **extra)
 
 
 def _theory(cfg, images, model, classifier) -> TimeEstimate:
@@ -90,11 +106,12 @@ def _linear_response(cfg, images, model, classifier) -> TimeEstimate:
 def _speciation(cfg, images, model, classifier) -> TimeEstimate:
     from ...theory.global_model import speciation
 
-    return _in_range(cfg, speciation(images).estimate(cfg.schedule))
+    sp = speciation(images)
+    return _at(cfg, sp.logsnr_c, "speciation (snr lambda_max(Cov) = 1)")
 
 
 def _noise(cfg, images, n: int, seed: int):
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype,
                          device=cfg.torch_device)
     return sigmas, x
@@ -110,7 +127,7 @@ def _ensemble(cfg, images, model, classifier) -> TimeEstimate:
     _, comb, rec = ensemble_signals(ens, cfg.schedule)
     if comb is None:
         raise ValueError(f"tc-from: the ensemble signals give no estimate ({rec.get('message', 'none found')})")
-    return _in_range(cfg, comb.estimate(cfg.schedule), "ensemble (combined stiffness, xi, chi)")
+    return _at(cfg, comb.logsnr, "ensemble (combined stiffness, xi, chi)", comb.logsnr_ci)
 
 
 def _need_classifier(classifier, name: str):
@@ -127,39 +144,123 @@ def _decision(cfg, images, model, classifier) -> TimeEstimate:
     with torch.no_grad():
         SM.get(cfg.sampler)(model, x, sigmas, generator=SM.seed_generators(derive(cfg.seed, "decision", "sampler"), DECISION_N), callback=rec)
     d = rec.result(n_boot=200, seed=cfg.seed)
-    return _in_range(cfg, d.estimate(cfg.schedule))
+    return _at(cfg, d.decision_logsnr, "decision entropy (steepest drop)", d.logsnr_ci)
 
 
-def _commitment(cfg, images, model, classifier) -> TimeEstimate:
+def _cached(cache: Optional[dict], key: str, make: Callable[[], Any]) -> Any:
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def _commitment_run(cfg, images, model, classifier, cache):
     from ...probes.commitment import commitment
     from ..probe import probe_steps
 
     _need_classifier(classifier, "commitment")
-    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
-    c = commitment(model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES),
-                   classifier.logits, k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200,
-                   dtype=images.dtype, device=cfg.torch_device)
+    sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
+    return _cached(cache, "commitment", lambda: commitment(
+        model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
+        k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=images.dtype,
+        device=cfg.torch_device))
+
+
+def _commitment(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    c = _commitment_run(cfg, images, model, classifier, cache)
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")
-    return _in_range(cfg, c.estimate(cfg.schedule))
+    return _at(cfg, c.commitment_logsnr, f"commitment (phi = {c.level_rule})", c.logsnr_ci)
+
+
+def _commitment_midpoint(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    m = _commitment_run(cfg, images, model, classifier, cache).midpoint
+    if not math.isfinite(m.logsnr):
+        raise ValueError(f"tc-from: phi never crosses its half level {m.level:.3g} on the probed steps")
+    return _at(cfg, m.logsnr, "commitment midpoint (phi = chance + 0.5 (1 - chance))", m.logsnr_ci)
+
+
+def _commitment_slope(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    m = _commitment_run(cfg, images, model, classifier, cache).midpoint
+    if not math.isfinite(m.slope_logsnr):
+        raise ValueError("tc-from: phi has no finite slope on the probed steps")
+    return _at(cfg, m.slope_logsnr, "commitment steepest rise (largest d phi / d logsnr)", m.slope_ci)
+
+
+def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
+    """The guidance sensitivity profile (eq. 2.6 of docs/guidance.md) of ``n`` samples, ``min(cfg.batch,
+    SENS_BATCH)`` per backward pass:
+    a :class:`~critdiff.probes.guidance_sensitivity.SensitivityProfile` (forward ``nfe`` per sample and the
+    number of backward passes recorded in it)."""
+    import numpy as np
+
+    from ...probes.guidance_sensitivity import classifier_logp, sensitivity_profile, summarise
+
+    _need_classifier(classifier, "sensitivity")
+    sigmas, x = _noise(cfg, images, n, derive(cfg.seed, "sensitivity"))
+    with torch.no_grad():
+        K = int(classifier.logits(images[:1].to(cfg.torch_device)).shape[1])
+    labels = (torch.arange(n) % K).long().to(cfg.torch_device)
+    gens = SM.seed_generators(derive(cfg.seed, "sensitivity", "sampler"), n, device=cfg.torch_device)
+    parts, nfe = [], []
+    step = min(cfg.batch, SENS_BATCH)
+    for k in range(0, n, step):
+        sl = slice(k, min(n, k + step))
+        r, _, f = sensitivity_profile(model, x[sl], sigmas, labels[sl], classifier_logp(classifier),
+                                      sampler=cfg.sampler, generator=gens[sl], baseline=cfg.baseline)
+        parts.append(r)
+        nfe.append(f)
+    return summarise(sigmas[:-1].numpy(), np.concatenate(parts, 1), baseline=cfg.baseline,
+                     nfe=float(np.concatenate(nfe).mean()), backward=len(parts), n_boot=200,
+                     seed=derive(cfg.seed, "sensitivity", "bootstrap"), box_width=cfg.width)
+
+
+def _sensitivity(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
+    return _at(cfg, p.peak_logsnr, "guidance sensitivity profile (peak of d log p / d w)", p.peak_ci,
+               window=tuple(p.window))
+
+
+def _sensitivity_box(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
+    return _at(cfg, p.box_peak_logsnr, f"guidance sensitivity profile (best box of width {p.box_width:g})",
+               p.box_peak_ci, window=tuple(p.window))
+
+
+def _shifted(base: str):
+    def shifted(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+        from .offsets import fitted_offset, load_offsets
+
+        tc = estimate(base, cfg, images, model, classifier, cache)
+        off = fitted_offset(load_offsets(), base)
+        ci = None if tc.logsnr_ci is None else tuple(v - off for v in tc.logsnr_ci)
+        return _at(cfg, tc.logsnr - off, f"{tc.source} minus the benchmark's median offset {off:+.4g}", ci)
+
+    return shifted
 
 
 ESTIMATORS: dict[str, Callable[..., TimeEstimate]] = {
     "theory": _theory, "linear-response": _linear_response, "ensemble": _ensemble, "decision-entropy": _decision,
-    "speciation": _speciation, "commitment": _commitment}
+    "speciation": _speciation, "commitment": _commitment, "commitment-midpoint": _commitment_midpoint,
+    "commitment-slope": _commitment_slope, "sensitivity": _sensitivity, "sensitivity-box": _sensitivity_box,
+    "linear-response+offset": _shifted("linear-response"), "speciation+offset": _shifted("speciation")}
+CACHED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box",
+          "linear-response+offset", "speciation+offset")  # the estimators that take the shared ``cache``
 
 
-def estimate(name: str, cfg, images, model, classifier=None) -> TimeEstimate:
-    """One estimator by name (module docstring); a one-line ValueError when it has no estimate for this model."""
+def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dict] = None) -> TimeEstimate:
+    """One estimator by name (module docstring); a one-line ValueError when it has no estimate for this model.
+    ``cache`` (a dict) shares the commitment run and the sensitivity profile among the estimators built on them."""
     if name not in ESTIMATORS:
         raise ValueError(f"tc-from: expected one of {', '.join(TC_FROM_CHOICES)}, got {name!r}")
-    return ESTIMATORS[name](cfg, images, model, classifier)
+    fn = ESTIMATORS[name]
+    return fn(cfg, images, model, classifier, cache) if name in CACHED else fn(cfg, images, model, classifier)
 
 
 def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> TimeEstimate:
-    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from``
-    (:func:`estimate`; default: the patch-model theory of
-    DESIGN.md section 3 for the patch model, the growth probe otherwise).
+    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from`` (:func:`estimate`;
+    default :data:`DEFAULT_TC_FROM`).
 
     Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
     """

@@ -7,7 +7,12 @@ feature space of the Frechet distance). Metrics:
   intended class), per sample;
 - Frechet distance between Gaussians fitted to two feature sets ``[N, F]``:
   ``|mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1^1/2 S_2 S_1^1/2)^1/2)`` (Heusel et al. 2017), float64;
-- diversity: the mean pairwise Euclidean distance between features of one set.
+- diversity: the mean pairwise Euclidean distance between features of one set;
+- precision and recall (Kynkaanniemi et al. 2019, "Improved precision and recall metric for assessing generative
+  models"): each set's manifold is the union of balls around its points with radius the distance to the point's
+  ``k``-th nearest neighbour in its own set (``k = 3``); precision is the fraction of generated samples inside the
+  real manifold, recall the fraction of real samples inside the generated one. float64, Euclidean, in the
+  classifier's features.
 """
 
 from __future__ import annotations
@@ -77,3 +82,45 @@ def diversity(f: np.ndarray) -> float:
     d2 = np.clip(sq[:, None] + sq[None, :] - 2 * f @ f.T, 0, None)
     iu = np.triu_indices(n, 1)
     return float(np.sqrt(d2[iu]).mean())
+
+
+PR_K = 3  # Kynkaanniemi et al. 2019's neighbourhood size
+
+
+def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``[Na, Nb]`` (float64, clipped at 0 against cancellation)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.clip((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0, None)
+
+
+def knn_radii(f: np.ndarray, k: int = PR_K) -> np.ndarray:
+    """``[N]`` distance of each row of ``f [N, F]`` to its ``k``-th nearest other row (the point itself excluded;
+    ``inf`` when the set has at most ``k`` rows, so every point of a too-small set covers everything)."""
+    f = np.asarray(f, dtype=np.float64)
+    if f.shape[0] <= k:
+        return np.full(f.shape[0], np.inf)
+    d2 = _sq_dists(f, f)
+    np.fill_diagonal(d2, np.inf)
+    return np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
+
+
+def coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> float:
+    """Fraction of ``points [N, F]`` inside at least one ball ``|p - centre_j| <= radii_j`` (NaN for no points)."""
+    if len(points) == 0:
+        return float("nan")
+    inside = _sq_dists(points, centres) <= np.asarray(radii, dtype=np.float64)[None, :] ** 2
+    return float(inside.any(1).mean())
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_K,
+                     real_radii: "np.ndarray | None" = None) -> tuple[float, float]:
+    """``(precision, recall)`` of generated features ``fake [Ng, F]`` against ``real [Nr, F]`` (module docstring);
+    ``real_radii`` may be passed precomputed (:func:`knn_radii` of ``real``), as it does not depend on ``fake``."""
+    rr = knn_radii(real, k) if real_radii is None else real_radii
+    return coverage(fake, real, rr), coverage(real, fake, knn_radii(fake, k))
+
+
+def per_class_diversity(f: np.ndarray, label: np.ndarray) -> dict[int, float]:
+    """:func:`diversity` of the rows of ``f [N, F]`` of each class in ``label [N]``."""
+    label = np.asarray(label)
+    return {int(c): diversity(np.asarray(f)[label == c]) for c in np.unique(label)}

@@ -18,10 +18,13 @@ their guidance schedule):
 - ``adaptive``  the same pulse fired per sample by an online indicator (no extra network calls);
                 its threshold is calibrated on separate pilot samples so that the median sample fires
                 where the fixed pulse at ``lambda_c`` would start (or given);
-- ``sweep``     fixed pulses at ``sweep`` centres spread over the grid's range (the sweep curve).
+- ``sweep``     fixed pulses at ``sweep`` centres spread over the grid's range (the sweep curve);
+- ``window``    ``w = height`` over the estimated window ``[lo, hi]`` (``--window``, else the window of
+                ``--tc-from``, e.g. ``sensitivity``'s half-maximum range), ``baseline`` elsewhere.
 
 Metrics per arm (:mod:`.guide_metrics`, :mod:`.guide_summary`): accuracy and mean log-probability of the
-intended class, Frechet distance in the classifier's feature space per class, diversity, NFE per sample;
+intended class, Frechet distance, precision and recall (k = 3) in the classifier's feature space per class,
+diversity per class, NFE per sample;
 paired bootstrap 95% intervals (:mod:`critdiff.probes.bootstrap`) for every difference from the ``random`` arm.
 
 Trials (one arm on one batch: its samples, NFE and firing times) stream to ``OUT/trials.jsonl``
@@ -44,7 +47,8 @@ from ... import guidance_schedules as GS
 from ...io import save_json
 from ...times import TimeEstimate
 from ..executors.base import Executor, SerialExecutor
-from .arms import Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm
+from .arms import (Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm, window_of,
+                   with_late_start)
 from .config import ARMS, GuideConfig, demo_config, parse_arms
 from .metrics import classify
 from .store import TrialLog
@@ -53,6 +57,7 @@ from .estimators import resolve_estimates, resolve_tc
 from .tc import tc_from_record, tc_record
 from ...progress import log_line, progress_bar
 from ..result import Result, save_result
+from ..start import StartPlan
 
 __all__ = ["ARMS", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
@@ -87,6 +92,7 @@ class GuideResult(Result):
     comparisons: Optional[dict] = None
     estimators: Optional[dict] = None
     equal_nfe: tuple[dict, ...] = ()
+    late_start: Optional[StartPlan] = None  # the Gaussian late start (--late-start), else None
 
     def summary(self) -> dict:
         """The ``summary.json`` record (its keys as before the Result existed)."""
@@ -140,12 +146,13 @@ class TrialWorker:
     model: Any
     tc: TimeEstimate
     threshold: Optional[float]
+    window: Optional[tuple] = None
 
     def __call__(self) -> tuple[Setup, dict]:
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
-        setup = prepare(self.cfg, None, self.model)
-        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc, self.threshold)}
+        setup = with_late_start(prepare(self.cfg, None, self.model), self.tc)
+        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc, self.threshold, self.window)}
 
 
 def _batch(cfg: GuideConfig, n_classes: int, b0: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,16 +219,19 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     out = Path(out_dir)
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
+    setup = with_late_start(setup, tc)
     threshold = _threshold(setup, trial_log, tc, log)
-    arms = build_arms(cfg, setup.sigmas, tc, threshold)
-    worker = TrialWorker(cfg, model, tc, threshold)
+    window = window_of(cfg, tc)
+    arms = build_arms(cfg, setup.sigmas, tc, threshold, window)
+    worker = TrialWorker(cfg, model, tc, threshold, window)
     if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker, verbose):
-        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators)
+        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
+                           late_start=setup.start)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
         return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path),
-                           estimators=estimators)
-    result = GuideResult(config=cfg, status="complete", estimators=estimators,
+                           estimators=estimators, late_start=setup.start)
+    result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
     save_result(out, result)

@@ -1,7 +1,8 @@
 """The summary of the guidance experiment, computed from the trial log only (DESIGN.md section 5).
 
-Per arm: accuracy and mean log-probability of the intended class with bootstrap intervals, Frechet distance
-and diversity per class, NFE; paired bootstrap 95% intervals for every difference from the ``random`` arm and
+Per arm: accuracy and mean log-probability of the intended class with bootstrap intervals, Frechet distance,
+precision and recall (k = 3 manifolds, Kynkaanniemi et al. 2019) and diversity per class (each averaged over the
+classes: samples of intended class ``c`` against the reference images of class ``c``), NFE; paired bootstrap 95% intervals for every difference from the ``random`` arm and
 for the key comparisons; the sweep curve and its peaks. Bootstrap seeds (:func:`critdiff.seeding.derive`):
 ``derive(seed, 'accuracy' | 'logp', arm)`` per arm, ``derive(seed, 'compare', a, b, metric)`` per pair and metric. The stored samples are classified here,
 so a resumed run gives exactly the table of an uninterrupted one.
@@ -17,13 +18,15 @@ import torch
 from ...probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff, peak_interval
 from ...seeding import derive
 from .arms import Arm, Setup, grid_range
-from .metrics import classify, diversity, frechet_distance
+from .metrics import classify, frechet_distance, knn_radii, per_class_diversity, precision_recall
 from .store import TrialLog
 from ...times import TimeEstimate
 
 COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"),
-               ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"))
-COST_PAIRS = (("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("tc", "constant"))
+               ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("window", "interval"),
+               ("window", "constant"), ("window", "tc"))
+COST_PAIRS = (("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("tc", "constant"), ("window", "interval"),
+              ("window", "constant"))
 EQUAL_NFE_TOL = 0.05  # two arms count as "equal NFE" when their mean NFE differ by at most 5%
 
 
@@ -70,19 +73,29 @@ def _fd_per_class(embed, label, refs, idx=None) -> float:
 
 def _div_per_class(embed, label, idx=None) -> float:
     idx = np.arange(label.size) if idx is None else idx
-    vals = [diversity(embed[idx][label[idx] == c]) for c in np.unique(label)]
-    return float(np.nanmean(vals))
+    return float(np.nanmean(list(per_class_diversity(embed[idx], label[idx]).values())))
 
 
-def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, n_boot: int, seed: int) -> dict:
-    """One arm's metrics: accuracy and log p with bootstrap intervals, FD per class, diversity, NFE, firing."""
+def _pr_per_class(embed, label, refs, radii, idx=None) -> np.ndarray:
+    """``[precision, recall]`` averaged over the classes (samples of class ``c`` against the references of ``c``)."""
+    idx = np.arange(label.size) if idx is None else idx
+    vals = [precision_recall(refs[c], embed[idx][label[idx] == c], real_radii=radii[c]) for c in sorted(refs)
+            if (label[idx] == c).any()]
+    return np.nanmean(np.array(vals, dtype=np.float64), 0) if vals else np.full(2, np.nan)
+
+
+def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, radii: dict, n_boot: int, seed: int) -> dict:
+    """One arm's metrics: accuracy and log p with bootstrap intervals, FD, precision, recall and diversity per
+    class, NFE, firing."""
     fd_c = {int(c): frechet_distance(d["embed"][label == c], refs[c]) for c in sorted(refs) if (label == c).sum() > 1}
+    prec, rec_ = _pr_per_class(d["embed"], label, refs, radii)
     rec = {
         "describe": arm.describe, "centre_logsnr": arm.centre, "meta": arm.meta,
         "accuracy": mean_interval(d["correct"], n_boot, seed=derive(seed, "accuracy", arm.name)),
         "logp": mean_interval(d["logp"], n_boot, seed=derive(seed, "logp", arm.name)),
         "nfe": float(d["nfe"].mean()), "fd_per_class": fd_c, "fd": float(np.mean(list(fd_c.values()))) if fd_c else None,
         "diversity": _div_per_class(d["embed"], label),
+        "diversity_per_class": per_class_diversity(d["embed"], label), "precision": float(prec), "recall": float(rec_),
     }
     if "fired" in d:
         fired = d["fired"]
@@ -92,7 +105,8 @@ def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, n_boot: int, s
     return rec
 
 
-def compare(da: dict, db: dict, label: np.ndarray, refs: dict, n_boot: int, n_boot_set: int, seed: int) -> dict:
+def compare(da: dict, db: dict, label: np.ndarray, refs: dict, radii: dict, n_boot: int, n_boot_set: int,
+            seed: int) -> dict:
     """Paired differences ``a - b`` of two arms' per-sample records (seeds ``derive(seed, metric)``)."""
     res = {
         "accuracy": paired_mean_diff(da["correct"], db["correct"], n_boot, derive(seed, "accuracy")),
@@ -104,6 +118,10 @@ def compare(da: dict, db: dict, label: np.ndarray, refs: dict, n_boot: int, n_bo
                                       - _div_per_class(db["embed"], label, i), label, n_boot_set,
                                       derive(seed, "diversity")),
     }
+    for m, name in enumerate(("precision", "recall")):
+        res[name] = paired_stat_diff(lambda i: _pr_per_class(da["embed"], label, refs, radii, i)[m]
+                                     - _pr_per_class(db["embed"], label, refs, radii, i)[m], label, n_boot_set,
+                                     derive(seed, name))
     res["nfe_ratio"] = float(da["nfe"].mean() / db["nfe"].mean())
     return res
 
@@ -114,19 +132,26 @@ def _table(arms: list[Arm], per_arm: dict) -> list[dict]:
     formats both)."""
     return [{"arm": a.name, "schedule": a.describe, "accuracy": per_arm[a.name]["accuracy"]["diff"],
              "logp": per_arm[a.name]["logp"]["diff"], "FD": per_arm[a.name]["fd"],
+             "precision": per_arm[a.name]["precision"], "recall": per_arm[a.name]["recall"],
              "diversity": per_arm[a.name]["diversity"], "NFE": per_arm[a.name]["nfe"]} for a in arms]
 
 
-def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: TimeEstimate, n_boot: int, seed: int
+SWEEP_METRICS = ("accuracy", "logp", "nfe", "fd", "precision", "recall", "diversity")
+
+
+def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: TimeEstimate, n_boot: int, seed: int, paired
            ) -> tuple[list[dict], Any]:
-    """The sweep curve (one point per sweep centre) and where log p and accuracy peak: the best centre
+    """The sweep curve (one point per sweep centre, with the paired differences ``vs_best`` from the centre of the
+    largest mean log p; ``paired(a, b)`` computes them) and where log p and accuracy peak: the best centre
     (``*_peak_logsnr``) and the parabolic peak of the curve with its paired bootstrap interval (``*_peak_fit``,
     ``*_peak_ci``; :func:`critdiff.probes.bootstrap.peak_interval`)."""
     sw = sorted((a for a in arms if a.name.startswith("sweep@")), key=lambda a: a.centre)
-    sweep = [{"centre_logsnr": a.centre, "accuracy": per_arm[a.name]["accuracy"], "logp": per_arm[a.name]["logp"],
-              "nfe": per_arm[a.name]["nfe"]} for a in sw]
+    sweep = [{"centre_logsnr": a.centre, **{k: per_arm[a.name][k] for k in SWEEP_METRICS}} for a in sw]
     if not sweep:
         return sweep, None
+    best = sw[int(np.argmax([per_arm[a.name]["logp"]["diff"] for a in sw]))].name
+    for row, a in zip(sweep, sw):  # paired differences from the best centre (log p), every metric
+        row["vs_best"] = None if a.name == best else paired(a.name, best)
     peak: dict[str, Any] = {}
     for metric, key in (("logp", "logp"), ("accuracy", "correct")):
         p = peak_interval(np.array([a.centre for a in sw]), np.stack([data[a.name][key] for a in sw]), n_boot,
@@ -144,10 +169,11 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: TimeEstima
         ref = classify(setup.classifier, setup.images, setup.labels)
     ref_embed = ref["embed"].numpy()
     refs = {c: ref_embed[setup.labels.numpy() == c] for c in range(setup.n_classes)}
+    radii = {c: knn_radii(f) for c, f in refs.items()}
     data = {a.name: collect(trial_log, a.name, cfg.n, setup.classifier) for a in arms}
     label = next(iter(data.values()))["label"]
-    per_arm = {a.name: _arm_record(a, data[a.name], label, refs, cfg.n_boot, cfg.seed) for a in arms}
-    paired = lambda a, b: compare(data[a], data[b], label, refs, cfg.n_boot, cfg.n_boot_set,  # noqa: E731
+    per_arm = {a.name: _arm_record(a, data[a.name], label, refs, radii, cfg.n_boot, cfg.seed) for a in arms}
+    paired = lambda a, b: compare(data[a], data[b], label, refs, radii, cfg.n_boot, cfg.n_boot_set,  # noqa: E731
                                   derive(cfg.seed, "compare", a, b))  # one stream per pair of arms and metric
     if "random" in data:
         for a in arms:
@@ -157,7 +183,7 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: TimeEstima
     for a, b in COMPARISONS:
         if a in data and b in data:
             comparisons[f"{a}-{b}"] = per_arm[a].get("vs_random") if b == "random" else paired(a, b)
-    sweep, peak = _sweep(arms, per_arm, data, tc, cfg.n_boot, cfg.seed)
+    sweep, peak = _sweep(arms, per_arm, data, tc, cfg.n_boot, cfg.seed, paired)
     return {"tc": tc, "grid_logsnr_range": grid_range(setup.sigmas), "n_classes": setup.n_classes,
             "classifier_train_accuracy": float(ref["correct"].double().mean()),
             "calibration": trial_log.find("calibration"), "arms": per_arm, "table": _table(arms, per_arm),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ...denoisers import sample_shape_of
 from ...seeding import derive
 from ...times import TimeEstimate
 from .config import GuideConfig
@@ -38,7 +39,7 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[TimeEstimate]:
     The branch run has the sizes ``critdiff probe`` uses by default (``ProbeConfig.linear`` coarse steps,
     ``ProbeConfig.linear_n`` members); its seed is ``derive(cfg.seed, 'linear-response')``.
     """
-    shape = getattr(model, "sample_shape", None) or (None if images is None else images.shape[1:])  # latents
+    shape = sample_shape_of(model) or (None if images is None else images.shape[1:])  # latents
     if model is None or shape is None:  # a diffusers model knows its shape; a net needs its data's
         return None
     from ...probes import at_grid_edge, from_growth, linear_response

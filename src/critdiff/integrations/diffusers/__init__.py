@@ -13,6 +13,7 @@
 """
 
 from .adapter import DiffusersDenoiser, diffusers_sigma_grid  # noqa: F401
+from .late_start import PipelineLateStart, pipeline_late_start  # noqa: F401
 from .conditioning import TextConditioning, encode_prompt, load_cond, save_cond  # noqa: F401
 from .loading import load_diffusers, load_diffusers_spec  # noqa: F401
 from .loops import run_plan  # noqa: F401

@@ -33,7 +33,11 @@ In the denoiser frame ``x = z / sqrt(abar)`` and ``sigma = sqrt((1 - abar) / aba
 Class labels. A UNet with ``num_class_embeds = K`` (an ``nn.Embedding`` class embedding) receives
 ``class_labels``; by convention the *null class* (``label=None``, the unconditional model used by
 guidance) is the last index ``K - 1`` -- a model trained with label dropout to class ``K - 1``. Change
-it with ``null_class``. A UNet without a class embedding accepts only ``label=None``.
+it with ``null_class``. A :data:`~critdiff.denoisers.NULL_LABEL` entry of a label tensor is that null class
+for its sample (a text model: the null prompt's states), so guidance evaluates ``[null; label]`` at batch
+``2B`` in one call, as diffusers' pipelines do. ``n_classes = K`` (the null row among them; a text model's
+``n_classes`` is its number of prompts). A UNet without
+a class embedding accepts only ``label=None`` (or labels that are all ``NULL_LABEL``).
 
 With critdiff's ``sample_ddpm`` / ``sample_ddim`` on the grid of :func:`diffusers_sigma_grid`, the
 trajectories are diffusers' ``DDPMScheduler`` / ``DDIMScheduler`` loops, in the frame ``z = x /
@@ -52,7 +56,7 @@ from typing import Literal, Optional
 
 import torch
 
-from ...denoisers import DiscreteTimeNoise, Label, as_labels, vp_scalings
+from ...denoisers import NULL_LABEL, DiscreteTimeNoise, Label, as_labels, check_classes, vp_scalings, with_null_class
 
 INSTALL_HINT = ("model: diffusers:DIR needs the optional dependency diffusers; "
                 "install it with `pip install critdiff[diffusers]`")
@@ -183,6 +187,27 @@ class DiffusersDenoiser:
             h, w = (size, size) if isinstance(size, int) else tuple(size)
             self.sample_shape = (self.channels, int(h), int(w))
 
+        self._set_clipping(scfg, clip_sample, clip_sample_range, thresholding)
+
+        K = _class_table_size(self.unet_class, ucfg)
+        if ucfg.get("class_embed_type") is not None:
+            raise ValueError(f"model: unsupported class_embed_type {ucfg.get('class_embed_type')!r}; "
+                             "expected class labels through num_class_embeds (an embedding table)")
+        self.n_classes: int = 0 if K is None else int(K)  # rows of the class table (0: no class embedding)
+        if self.n_classes == 0:
+            if null_class is not None:
+                raise ValueError("null_class: this UNet has no class embedding (num_class_embeds is not set); expected None")
+            self.null_class = None
+        else:
+            nc = self.n_classes - 1 if null_class is None else null_class
+            if isinstance(nc, bool) or not isinstance(nc, int) or not 0 <= nc < self.n_classes:
+                raise ValueError(f"null_class: expected an int in [0, {self.n_classes - 1}], got {null_class!r}")
+            self.null_class = int(nc)
+        if self.conditioning is not None:  # a text model: labels select the prompts (conditioning.py)
+            self.n_classes = self.conditioning.prompts
+
+    def _set_clipping(self, scfg: dict, clip_sample, clip_sample_range, thresholding) -> None:
+        """The scheduler's x0 clipping and dynamic thresholding (its config, unless overridden)."""
         self.clip_sample = bool(scfg.get("clip_sample", False)) if clip_sample is None else bool(clip_sample)
         self.clip_sample_range = float(scfg.get("clip_sample_range", 1.0) if clip_sample_range is None
                                        else clip_sample_range)
@@ -191,21 +216,6 @@ class DiffusersDenoiser:
         self.thresholding = bool(scfg.get("thresholding", False)) if thresholding is None else bool(thresholding)
         self.dynamic_thresholding_ratio = float(scfg.get("dynamic_thresholding_ratio", 0.995))
         self.sample_max_value = float(scfg.get("sample_max_value", 1.0))
-
-        K = _class_table_size(self.unet_class, ucfg)
-        if ucfg.get("class_embed_type") is not None:
-            raise ValueError(f"model: unsupported class_embed_type {ucfg.get('class_embed_type')!r}; "
-                             "expected class labels through num_class_embeds (an embedding table)")
-        self.num_classes: Optional[int] = None if K is None else int(K)
-        if self.num_classes is None:
-            if null_class is not None:
-                raise ValueError("null_class: this UNet has no class embedding (num_class_embeds is not set); expected None")
-            self.null_class = None
-        else:
-            nc = self.num_classes - 1 if null_class is None else null_class
-            if isinstance(nc, bool) or not isinstance(nc, int) or not 0 <= nc < self.num_classes:
-                raise ValueError(f"null_class: expected an int in [0, {self.num_classes - 1}], got {null_class!r}")
-            self.null_class = int(nc)
 
     # --- noise levels and timesteps ------------------------------------------------------------
     @property
@@ -268,17 +278,15 @@ class DiffusersDenoiser:
         lab = as_labels(label, batch, device)
         if self.unet_class == TEXT_BACKBONE:  # text: label selects the encoder states (_forward)
             return None
-        if self.num_classes is None:
-            if lab is not None:
+        if self.n_classes == 0:
+            if lab is not None and not bool((lab == NULL_LABEL).all()):
                 raise ValueError("label: this diffusers UNet has no class embedding (num_class_embeds is not set); "
                                  "expected None")
             return None
         if lab is None:
             return torch.full((batch,), self.null_class, dtype=torch.long, device=device)
-        if bool((lab < 0).any()) or bool((lab >= self.num_classes).any()):
-            raise ValueError(f"label: expected class indices in [0, {self.num_classes - 1}] "
-                             f"(null class {self.null_class})")
-        return lab
+        check_classes(lab, self.n_classes, "class indices")
+        return with_null_class(lab, self.null_class)
 
     # --- the denoiser ---------------------------------------------------------------------------
     def _attention_kernel(self):
@@ -416,7 +424,7 @@ class DiffusersDenoiser:
             "path": self.path,
             "unet": self.unet_class,
             "sample_shape": None if self.sample_shape is None else list(self.sample_shape),
-            "num_classes": self.num_classes,
+            "n_classes": self.n_classes,
             "null_class": self.null_class,
             "conditioning": None if self.conditioning is None else self.conditioning.record(),
             "latent": self.vae is not None,
@@ -425,7 +433,7 @@ class DiffusersDenoiser:
 
     def __repr__(self) -> str:
         return (f"DiffusersDenoiser({self.unet_class}, {self.scheduler_class}, prediction={self.prediction_type!r}, "
-                f"T={self.num_train_timesteps}, classes={self.num_classes})")
+                f"T={self.num_train_timesteps}, classes={self.n_classes})")
 
 
 def _class_table_size(unet_class: str, ucfg: dict) -> Optional[int]:

@@ -6,7 +6,9 @@ conditioning is fixed when the model is loaded and ``label`` selects it:
 
 - ``label=None`` (the unconditional model of classifier-free guidance) -> the null prompt's states;
 - any label -> the conditional prompt's states when one prompt is given (``P = 1``); with ``P > 1``
-  prompts, label ``k`` selects prompt ``k`` (``0 <= k < P``).
+  prompts, label ``k`` selects prompt ``k`` (``0 <= k < P``);
+- a :data:`~critdiff.denoisers.NULL_LABEL` entry of a label tensor -> the null prompt's states for that
+  sample (guidance evaluates ``[null; label]`` in one batch, as diffusers' pipelines do).
 
 The file of ``--cond PATH.safetensors`` holds (:data:`COND_KEY`, :data:`NULL_KEY`):
 
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from ...denoisers import check_classes, null_mask
 
 COND_KEY = "encoder_hidden_states"
 NULL_KEY = "null_encoder_hidden_states"
@@ -66,12 +70,15 @@ class TextConditioning:
         """``encoder_hidden_states [B, L, D]`` for ``labels`` (LongTensor ``[B]`` or ``None``; module docstring)."""
         if labels is None:
             out = self.null.expand(batch, -1, -1)
-        elif self.prompts == 1:
-            out = self.cond.expand(batch, -1, -1)
         else:
-            if bool((labels < 0).any()) or bool((labels >= self.prompts).any()):
-                raise ValueError(f"label: expected prompt indices in [0, {self.prompts - 1}] (None = the null prompt)")
-            out = self.cond[labels.cpu()]
+            lab = labels.cpu()
+            null = null_mask(lab)
+            if self.prompts == 1:
+                out = self.cond.expand(batch, -1, -1)
+            else:
+                check_classes(lab, self.prompts, "prompt indices")
+                out = self.cond[torch.where(null, torch.zeros_like(lab), lab)]
+            out = torch.where(null.reshape(-1, 1, 1), self.null.expand(batch, -1, -1), out)
         return out.to(device=device, dtype=dtype)
 
     def record(self) -> dict:

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 
 from ... import samplers as SM
-from ...denoisers import Label
+from ...denoisers import NULL_LABEL, Label
 from ...guidance import WeightFn, guided
 from .adapter import DiffusersDenoiser
 from .schedulers import SchedulerPlan
@@ -52,7 +52,11 @@ class PlanDenoiser:
     def guidance_output(self, x: torch.Tensor, sigma, label: Label = None) -> torch.Tensor:
         """The raw network output at the plan's timestep (guidance mixes it: :mod:`critdiff.guidance`)."""
         s = float(torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)[0])
-        out, self.variance = self.model.raw_output(x, sigma, label, timestep=self.timestep_of.get(s))
+        out, var = self.model.raw_output(x, sigma, label, timestep=self.timestep_of.get(s))
+        if var is not None and isinstance(label, torch.Tensor) and label.ndim == 1:
+            # a guided call of [x_u; x_c]: keep the conditional rows' variance, as DiTPipeline steps with it
+            var = var[label != NULL_LABEL]
+        self.variance = var
         return out
 
     def guidance_x0(self, x: torch.Tensor, sigma, out: torch.Tensor) -> torch.Tensor:
