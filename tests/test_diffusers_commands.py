@@ -61,3 +61,22 @@ def test_probe_runs_on_a_diffusers_unet_and_reports_nfe(saved, capsys):
     assert nfe["total_per_sample"] == (nfe["sampler_per_sample"] + nfe["trajectory_probes_per_sample"]
                                        + nfe["susceptibility_per_sample"] + nfe["linear_response_per_member"])
     assert set(rec["signals"]) >= {"stiffness", "chi", "linear_growth", "linear_stiffness"} and "combined" in rec
+
+
+def test_guide_runs_on_a_diffusers_unet_without_data_and_reports_nfe_and_diversity(saved, capsys):
+    """No --data: the labels are the model's own (11 class rows, the last the null class: 10 classes), t_c is given
+    (or estimated from the model alone), and the run reports what needs no classifier: NFE and pixel diversity."""
+    out = saved / "guide-nodata"
+    rc = main(["guide", "--model", f"diffusers:{saved / 'pipe'}", "--arms", "none,constant", "--n", "4", "--batch",
+               "4", "--steps", "4", "--tc-logsnr", "0.0", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "none  NFE 4.0  pixel diversity -  (n 4)" in captured.out and "constant  NFE 8.0" in captured.out
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    none = next(t for t in trials if t.get("type") == "trial" and t["arm"] == "none")
+    assert none["label"] == [0, 1, 2, 3]
+    # one sample per class: no within-class pair, so no diversity (printed as '-')
+    rc = main(["guide", "--model", f"diffusers:{saved / 'pipe'}", "--arms", "none", "--n", "2", "--steps", "4",
+               "--tc-from", "speciation", "--out", str(saved / "guide-spec")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == "critdiff: error: data: --tc-from speciation needs --data SPEC (the data covariance)"

@@ -298,3 +298,23 @@ def test_sample_on_a_latent_pipeline_decodes_the_figures(saved, capsys):
          capsys)
     rc = main(["sample", "--model", "patch", "--data", "digits:size=8", "--cond", "x", "--out", str(out)])
     assert rc == 2 and "cond: --cond conditions a diffusers:DIR UNet2DConditionModel" in capsys.readouterr().err
+
+
+def test_guide_config_on_a_text_unet_takes_cond(saved, capsys):
+    """guide-config measures t_c on a text UNet given its conditioning (--cond; --prompt the same way), and without
+    it says which flags give it, in one line."""
+    import json
+
+    from critdiff.cli import main
+
+    base = ["guide-config", "--model", f"diffusers:{saved / 'text'}", "--steps", "4", "--json"]
+    rc = main(base)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--cond" in err and "--prompt" in err and "\n" not in err
+    rc = main([*base, "--cond", str(saved / "cond.safetensors")])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    cfg = json.loads(out.out)
+    assert cfg["tc"]["source"].startswith("probe") and len(cfg["table"]) == 4
+    given = main([*base, "--cond", str(saved / "cond.safetensors"), "--tc-logsnr", repr(cfg["tc"]["logsnr"])])
+    assert given == 0 and json.loads(capsys.readouterr().out)["table"] == cfg["table"]

@@ -163,7 +163,8 @@ def test_guidance_callback_in_stable_diffusion_equals_critdiffs_guided_sampler(t
     table = guide_config(model, centre, steps, width=width, height=5.0)["table"]  # guide-config's per-step table
     pulse = Pulse(centre, width, 5.0)
     callback, scales = guidance_callback(pulse, plan)
-    assert scales == [row["guidance_scale"] for row in table]
+    assert callback.per_step == [row["guidance_scale"] for row in table]  # the table is indexed as the callback
+    assert [row["step"] for row in table] == list(range(len(table)))
     expected = [1.0, 5.0, 5.0, 5.0, 1.0, 1.0] if where == "middle" else [5.0, 5.0, 1.0, 1.0, 1.0, 1.0]
     assert scales == expected
     sizes, hook = _unet_batches(pipe)
@@ -175,7 +176,65 @@ def test_guidance_callback_in_stable_diffusion_equals_critdiffs_guided_sampler(t
         hook.remove()
     per_step = [scales[k] for k in pipeline_levels(plan)]  # Heun evaluates levels 0, 1, 1, 2, 2, ...
     assert len(per_step) == (2 * steps - 1 if scheduler.startswith("Heun") else steps)
-    assert callback.applied == per_step  # the scale each pipeline step ran with
+    assert callback.applied == per_step == [row["guidance_scale"] for row in table]  # each step's scale
     assert sizes == [2 * N if w > 1 else N for w in per_step]  # guided steps evaluate both branches, the others one
     mine = sample_like_pipeline(model, N, steps, SEED, guidance=pulse)  # critdiff's guided sampler, same pulse
     assert float((mine - ref).abs().max()) <= TOL
+
+
+NEG = "dog"
+
+
+def _pulse_callback(model, steps, lo, hi, **kw):
+    from critdiff.guidance_schedules import Pulse
+    from critdiff.integrations.diffusers.callbacks import guidance_callback
+    from critdiff.integrations.diffusers.schedulers import scheduler_plan
+
+    plan = scheduler_plan(model, steps)
+    lam = [float(-2 * torch.log(s)) for s in plan.sigmas]
+    pulse = Pulse((lam[lo] + lam[hi]) / 2, (lam[hi] - lam[lo]) * 1.02, 5.0)
+    return (pulse, *guidance_callback(pulse, plan, **kw))
+
+
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "HeunDiscreteScheduler"])
+def test_negative_prompt_with_a_pulse_after_step_0_equals_critdiffs_guided_sampler(tmp_path_factory, tmp_path,
+                                                                                  scheduler):
+    """A pulse over steps 1..3: the call starts unguided, so the pipeline never encodes its negative prompt; the
+    callback encodes it and the images equal critdiff's guided sampler whose null prompt is that negative prompt."""
+    from critdiff.integrations.diffusers import save_cond
+    from critdiff.integrations.diffusers.conditioning import encode_prompt
+
+    pipe, folder = sd_pipeline(tmp_path_factory, scheduler)
+    steps = 6
+    pulse, callback, scales = _pulse_callback(load_diffusers(folder, prompt=PROMPT), steps, 1, 3, negative_prompt=NEG)
+    assert scales[0] == 1.0 and max(scales) == 5.0
+    ref = _images(pipe(PROMPT, num_images_per_prompt=N, num_inference_steps=steps, output_type="np",
+                       generator=torch.Generator().manual_seed(SEED), **callback.pipe_kwargs))
+    text = encode_prompt(folder, PROMPT, negative_prompt=NEG)
+    save_cond(tmp_path / "neg.safetensors", text.cond, text.null)
+    mine = sample_like_pipeline(load_diffusers(folder, cond=tmp_path / "neg.safetensors"), N, steps, SEED,
+                                label=0, guidance=pulse)
+    assert float((mine - ref).abs().max()) <= TOL
+    plain = sample_like_pipeline(load_diffusers(folder, prompt=PROMPT), N, steps, SEED, guidance=pulse)
+    assert float((plain - ref).abs().max()) > 100 * TOL  # the negative prompt is seen (else this test is blind)
+
+
+def test_callback_misuse_is_one_clear_error_at_the_first_call(tmp_path_factory):
+    pipe, folder = sd_pipeline(tmp_path_factory, "DDIMScheduler")
+    model = load_diffusers(folder, prompt=PROMPT)
+    run = dict(num_images_per_prompt=1, num_inference_steps=6, output_type="np")
+
+    def error(callback_kw=None, steps=None, **call):
+        _, cb, _ = _pulse_callback(model, 6, 1, 3, **(callback_kw or {}))
+        kw = {**cb.pipe_kwargs, **call}
+        with pytest.raises(ValueError) as info:
+            pipe(PROMPT, **{**run, "num_inference_steps": steps or 6}, **kw)
+        assert "\n" not in str(info.value)
+        return str(info.value)
+
+    assert error(guidance_scale=7.5).startswith("guidance_scale: the pipeline was called with guidance_scale=7.5")
+    assert error(callback_on_step_end_tensor_inputs=["latents"]).startswith("callback_on_step_end_tensor_inputs: ")
+    assert error(negative_prompt=NEG).startswith("negative_prompt: the pipeline was given 'dog', the callback None")
+    assert error({"negative_prompt": NEG}, negative_prompt=None).startswith("negative_prompt: the pipeline was given None")
+    assert error(guidance_rescale=0.7).startswith("guidance_rescale: 0.7 is not supported")
+    assert error(steps=8).startswith("timestep: pipeline step 0 ran at timestep")

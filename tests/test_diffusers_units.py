@@ -70,9 +70,14 @@ def test_callback_sets_the_scale_of_each_next_step(model):
         _guidance_scale = scales[0]
 
     pipe = Pipe()
+    with pytest.raises(ValueError, match="^callback_on_step_end_tensor_inputs: "):  # it could not swap the embeddings
+        cb(pipe, 0, int(plan.timesteps[0]), {})
+    cb.applied.clear()
     for i in range(len(scales)):
-        cb(pipe, i, int(plan.timesteps[i]), {})
+        cb(pipe, i, int(plan.timesteps[i]), {"prompt_embeds": None})
     assert cb.applied == scales
+    with pytest.raises(ValueError, match="^timestep: pipeline step 0 ran at timestep 5"):
+        guidance_callback(pulse, plan)[0](Pipe(), 0, 5, {"prompt_embeds": None})
     with pytest.raises(ValueError, match="^schedule: .*baseline 1"):
         guidance_scales(Interval(0.0, 1.0, 3.0, baseline=0.0), plan)
 

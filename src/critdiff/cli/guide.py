@@ -33,7 +33,13 @@ def run(args) -> int:
     with threads_of(cfg), executor_of(args, cfg.device) as executor:
         result = run_guide(cfg, args.out, classifier=classifier, executor=executor, verbose=args.verbose)
     if result.status == "no-classifier":
-        print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --classifier DIR for the metrics")
+        print(f"critical time: logsnr {result.tc.logsnr:.4f} ({result.tc.source})")
+        for arm, r in (result.arms or {}).items():
+            div = r["pixel_diversity"]
+            div = "-" if div is None or div != div else f"{div:.4g}"  # no class with two samples
+            print(f"{arm:>14s}  NFE {r['nfe']['diff']:.1f}  pixel diversity {div}  (n {r['n']})")
+        print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --classifier DIR (and --data SPEC) for "
+              "accuracy, log p and FD")
         return 0
     write_run_report(args.out, {"model": cfg.model, "data": cfg.data})
     for row in arms_rows(result):

@@ -14,7 +14,8 @@ from .common import add_run_args
 from .generate import add_config_args, config_from_args
 
 
-GUIDE_FIELDS = ("model", "data", "seed", "steps", "width", "height", "tc_logsnr", "tc_from", "window")  # GuideConfig's
+GUIDE_FIELDS = ("model", "data", "cond", "prompt", "seed", "steps", "width", "height", "tc_logsnr", "tc_from",
+                "window")  # GuideConfig's own fields
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ result). Seeds: initial noise from ``seed_generators(seed, n)``, sampler noise f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -23,10 +24,10 @@ from ..config import arg
 from ..denoisers import CountingDenoiser
 from ..errors import check_finite
 from ..io import atomic_write_bytes, save_json
-from ..figures import image_grid, trajectory_strip
 from ..late_start import cut_grid, parse_late_start
 from ..seeding import derive
-from .config import MODEL_SCHEDULE, RunConfig
+from ..spec import parse_spec
+from .config import AUTO_SCHEDULE as AUTO, DTYPES, MODEL_SCHEDULE, RunConfig
 from .finite import FiniteGuard
 from .models import decode_samples, load_model
 from ..progress import progress_bar
@@ -48,6 +49,12 @@ class SampleConfig(RunConfig):
     MODEL_SCHEDULE_OK = True
     LATE_START_OK = True
 
+    sampler: str = arg(AUTO, "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E] | dpmpp-2m (auto: heun); with "
+                             "--like-pipeline it names the pipeline's scheduler (ddpm | ddim[:eta=E] | euler | heun | "
+                             "dpmpp-2m; auto: --like-pipeline's)")
+    spacing: Literal["auto", "t", "logsnr", "karras", "critical"] = arg(
+        AUTO, "sigma grid spacing (auto: logsnr; --like-pipeline runs the scheduler's own timesteps); critical: denser "
+              "where the model's denoiser output moves fastest (docs/samplers.md)")
     label: Optional[int] = arg(None, "class label for a class-conditional model")
     like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce the folder's pipeline (DDPM/DDIMPipeline, "
                                              "StableDiffusionPipeline with --prompt, DiTPipeline with --label; seed, "
@@ -58,8 +65,22 @@ class SampleConfig(RunConfig):
                                                 "StableDiffusionPipeline do)")
     trajectory_frames: int = arg(8, "frames of the trajectory figure", cli=False)
 
+    def __post_init__(self) -> None:
+        """``sampler``/``spacing`` ``'auto'`` are RunConfig's defaults, except with ``like_pipeline``: the
+        pipeline's scheduler and timesteps (:func:`like_pipeline_request`), so a given flag is never dropped."""
+        super().__post_init__()
+        if self.like_pipeline is None:
+            defaults = {f.name: f.default for f in fields(RunConfig)}
+            for name in ("sampler", "spacing"):
+                if getattr(self, name) == AUTO:
+                    object.__setattr__(self, name, defaults[name])
+
     def validate(self) -> "SampleConfig":
-        super().validate()
+        if self.like_pipeline is None:
+            super().validate()
+        else:  # the shared checks, with the flags --like-pipeline does not use at their defaults
+            RunConfig.validate(dataclasses.replace(self, like_pipeline=None, sampler=AUTO, spacing=AUTO))
+            like_pipeline_request(self)
         if self.like_pipeline is not None and self.kind != "diffusers":
             raise ValueError("like_pipeline: needs a diffusers:DIR model")
         if self.guidance_scale is not None:
@@ -76,6 +97,41 @@ class SampleConfig(RunConfig):
         if self.schedule == MODEL_SCHEDULE and self.spacing == "critical":
             raise ValueError("spacing: --schedule model runs the model's own timesteps; 'critical' needs a schedule")
         return self
+
+
+def like_pipeline_request(cfg: SampleConfig) -> tuple[Optional[str], float]:
+    """``(kind, eta)`` of a ``--like-pipeline`` run from its flags (``kind`` ``None``: the folder's scheduler).
+
+    ``--sampler`` names the scheduler too (``ddim:eta=E`` is ``DDIMPipeline(eta=E)``) and must agree with an
+    explicit ``--like-pipeline KIND``; ``--spacing``, a ``--schedule`` other than ``model`` and ``--data`` have no
+    meaning for a pipeline call and are refused (one line each), never dropped.
+    """
+    from ..integrations.diffusers.schedulers import SCHEDULER_KINDS
+
+    kinds = tuple(SCHEDULER_KINDS.values())
+    asked = None if cfg.like_pipeline in (None, AUTO) else cfg.like_pipeline
+    if asked is not None and asked not in kinds:
+        raise ValueError(f"like_pipeline: expected one of {', '.join(kinds)} (or no KIND: the folder's scheduler), "
+                         f"got {asked!r}")
+    if cfg.spacing != AUTO:
+        raise ValueError(f"spacing: --like-pipeline runs the scheduler's own timesteps (its timestep_spacing); "
+                         f"--spacing {cfg.spacing} does not apply")
+    if cfg.schedule != MODEL_SCHEDULE:
+        raise ValueError(f"schedule: --like-pipeline runs the model's own schedule; --schedule {cfg.schedule} does "
+                         "not apply")
+    if cfg.data is not None:
+        raise ValueError("data: --like-pipeline samples the pipeline alone; --data does not apply")
+    eta = 0.0
+    if cfg.sampler != AUTO:
+        s = parse_spec(cfg.sampler, "sampler")
+        if s.name not in kinds or s.args or (s.kwargs and s.name != "ddim"):
+            raise ValueError(f"sampler: with --like-pipeline, --sampler names the pipeline's scheduler: "
+                             f"{' | '.join(k + ('[:eta=E]' if k == 'ddim' else '') for k in kinds)}; got {cfg.sampler!r}")
+        eta = float(SM.get(cfg.sampler).keywords["eta"]) if s.kwargs else 0.0
+        if asked is not None and asked != s.name:
+            raise ValueError(f"sampler: --sampler {cfg.sampler} and --like-pipeline {asked} name different schedulers")
+        asked = s.name
+    return asked, eta
 
 
 @dataclass(frozen=True)
@@ -169,6 +225,8 @@ def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, d
     """The samples (latents for a latent model: the figures show them decoded) and the figures."""
     from safetensors.torch import save as st_save
 
+    from ..figures import image_grid, trajectory_strip  # matplotlib: only when figures are drawn
+
     atomic_write_bytes(out / "samples.safetensors", st_save({"samples": final.detach().contiguous().cpu(),
                                                              "sigmas": sigmas}))
     title = f"{cfg.model} on {cfg.data}" if cfg.data else cfg.model
@@ -227,23 +285,52 @@ def _run_model_plan(model, plan, noise, label, generator, callback, eta: float):
 
 
 def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
-    """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline)."""
+    """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline).
+
+    ``run.json`` records what ran: the scheduler kind (``like_pipeline``), DDIM's eta (``sampler``), the dtype.
+    """
     from safetensors.torch import save as st_save
 
-    from ..integrations.diffusers.pipeline import pipeline_guidance, sample_like_pipeline
+    from ..integrations.diffusers.pipeline import pipeline_guidance, pipeline_kind, sample_like_pipeline
+    from ..integrations.diffusers.schedulers import KIND_CLASSES
+    from ..figures import image_grid
 
-    kind = None if cfg.like_pipeline == "auto" else cfg.like_pipeline
+    asked, eta = like_pipeline_request(cfg)
+    dtype = _like_pipeline_dtype(cfg, model)
+    kind = pipeline_kind(model, asked)
     t0 = time.perf_counter()
-    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=kind, label=cfg.label,
+    images = sample_like_pipeline(model, cfg.n, cfg.steps, cfg.seed, sampler=asked, eta=eta, label=cfg.label,
                                   guidance=pipeline_guidance(cfg.guidance_scale))
     seconds = time.perf_counter() - t0
     atomic_write_bytes(out / "samples.safetensors", st_save({"images": images.contiguous().cpu()}))
     image_grid(images * 2 - 1, out / "samples.png", title=f"samples: {cfg.model} (like the pipeline)")
+    ran = dataclasses.replace(cfg, like_pipeline=kind, sampler=f"ddim:eta={eta!r}" if kind == "ddim" else AUTO,
+                              dtype=dtype if dtype in DTYPES else cfg.dtype)
     result = SampleResult(
-        config=cfg, shape=tuple(images.shape[1:]), n_train=None, schedule={"name": MODEL_SCHEDULE, **model.schedule_info()},
-        sigma_max=None, sigma_min=None, logsnr_range=None, nfe_per_sample=None, seconds=seconds, model=model.config(),
-        sample_mean=float(images.mean()), sample_std=float(images.std()), files=("samples.png", "samples.safetensors"),
-        like_pipeline=kind or model.scheduler_class)
+        config=ran, shape=tuple(images.shape[1:]), n_train=None, schedule={"name": MODEL_SCHEDULE, **model.schedule_info()},
+        sigma_max=None, sigma_min=None, logsnr_range=None, nfe_per_sample=None, seconds=seconds,
+        model={**model.config(), "dtype": dtype}, sample_mean=float(images.mean()), sample_std=float(images.std()),
+        files=("samples.png", "samples.safetensors"), like_pipeline=KIND_CLASSES[kind])
     save_json(out / "run.json", result.to_dict())
     save_result(out, result)
     return result
+
+
+def _like_pipeline_dtype(cfg: SampleConfig, model) -> str:
+    """The dtype the pipeline runs in: the spec's ``dtype=`` if given (a different non-default ``--dtype`` is
+    refused), else ``--dtype`` (the network and VAE are moved to it, as ``pipe.to(dtype)`` does)."""
+    from ..integrations.diffusers.loading import _spec_path
+
+    spec = _spec_path(cfg.model.split(":", 1)[1])[1].get("dtype")
+    default = next(f.default for f in fields(RunConfig) if f.name == "dtype")
+    if spec is not None:
+        if cfg.dtype != default and cfg.dtype != spec:
+            raise ValueError(f"dtype: --dtype {cfg.dtype} and the model spec's dtype={spec} disagree; give one")
+        return str(spec)
+    from ..integrations.diffusers.adapter import _import_diffusers, _quiet
+
+    with _quiet(_import_diffusers()):  # diffusers logs a warning on any .to(dtype)
+        for part in (model.unet, model.vae):
+            if part is not None:
+                part.to(cfg.torch_dtype)
+    return cfg.dtype

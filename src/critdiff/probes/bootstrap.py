@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 import numpy as np
-from scipy import stats
 
 from ..errors import check_choice, check_int
 
@@ -51,6 +50,8 @@ def _mean_bootstrap(d: np.ndarray, n_boot: int, ci: float, seed: int, method: Me
     m = d.mean(-1)
     if d.shape[-1] < 2 or np.all(d == d[..., :1]):  # one sample or constant: the interval is the point
         return m, m, np.repeat(np.asarray(m)[..., None], n_boot, -1)
+    from scipy import stats  # scipy only when an interval is computed (keeps `critdiff --help` light)
+
     res = stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=_level(ci), method=method,
                           vectorized=True, axis=-1, rng=np.random.default_rng(seed))
     return res.confidence_interval.low, res.confidence_interval.high, res.bootstrap_distribution

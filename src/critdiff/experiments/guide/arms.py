@@ -18,7 +18,7 @@ import torch
 from ... import guidance_schedules as GS
 from ... import samplers as SM
 from ... import schedules as S
-from ...denoisers import sample_shape_of
+from ...denoisers import n_classes_of, sample_shape_of
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
@@ -138,8 +138,8 @@ class Setup:
     cfg: GuideConfig
     model: Any
     classifier: Any
-    images: torch.Tensor
-    labels: torch.Tensor
+    images: Optional[torch.Tensor]  # None: a diffusers model run without --data
+    labels: Optional[torch.Tensor]
     n_classes: int
     sigmas: torch.Tensor
     image_shape: tuple
@@ -206,23 +206,45 @@ def calibrate_threshold(setup: Setup, tc: TimeEstimate) -> dict:
                                  for h in probe.history], "logsnr": lam.tolist()}
 
 
+def model_classes(model) -> int:
+    """The conditional classes of a model that has no ``--data``: a diffusers text UNet's prompts, a class table's
+    rows but the null row (its last: ``UNet2DModel`` ``num_class_embeds - 1``, DiT ``num_embeds_ada_norm``)."""
+    conditioning = getattr(model, "conditioning", None)
+    if conditioning is not None:
+        return int(conditioning.prompts)
+    k, null = n_classes_of(model), getattr(model, "null_class", None)
+    if k == 0:
+        raise ValueError("data: guidance needs a class- or text-conditional model (this one has no labels); "
+                         "give --data SPEC of a labelled data set")
+    if null != k - 1:
+        raise ValueError(f"data: the null class {null} is not the class table's last row ({k - 1}); give --data SPEC "
+                         "for the labels to guide")
+    return int(k) - 1
+
+
 def prepare(cfg: GuideConfig, classifier=None, model=None) -> Setup:
-    """Load data, build the model and the sigma grid."""
+    """Load data, build the model and the sigma grid. A ``diffusers:DIR`` model runs without ``--data``: its labels
+    are its own (:func:`model_classes`) and the metrics that need the data or a classifier are left out."""
     cfg.validate()
+    need_data = cfg.data is not None or cfg.kind != "diffusers"
+    images = labels = None
     if model is None:
-        loaded = load_model(cfg, need_data=True, data_seed=0)
+        loaded = load_model(cfg, need_data=need_data, data_seed=0)
         model, images, labels = loaded.model, loaded.images, loaded.labels
-    else:
+    elif need_data:
         from ...data import load as load_data
 
         images, labels = load_data(cfg.data)
         images = images.to(cfg.torch_dtype)
-    if labels is None:
+    if labels is None and images is not None:
         raise ValueError(f"data: {cfg.data!r} has no class labels; guidance needs a labelled data set")
     if classifier is not None:
+        if images is None:
+            raise ValueError("classifier: the metrics compare the samples with the data's images; give --data SPEC")
         check_classifier(classifier)
+    n_classes = model_classes(model) if labels is None else int(labels.max()) + 1
     image_shape = sample_shape_of(model) or tuple(images.shape[1:])  # latents for a latent model
     sigmas = run_grid(cfg, model, image_shape)
-    return Setup(cfg, model, classifier, images, labels, int(labels.max()) + 1, sigmas, image_shape)
+    return Setup(cfg, model, classifier, images, labels, n_classes, sigmas, image_shape)
 
 

@@ -106,14 +106,25 @@ def _linear_response(cfg, images, model, classifier) -> TimeEstimate:
 def _speciation(cfg, images, model, classifier) -> TimeEstimate:
     from ...theory.global_model import speciation
 
+    if images is None:
+        raise ValueError("data: --tc-from speciation needs --data SPEC (the data covariance)")
     sp = speciation(images)
     return _at(cfg, sp.logsnr_c, "speciation (snr lambda_max(Cov) = 1)")
 
 
-def _noise(cfg, images, n: int, seed: int):
+def _shape_dtype(cfg, images, model) -> tuple[tuple, torch.dtype]:
+    """The sampled shape (a model's own ``sample_shape``, e.g. a diffusers model's latents, else the data's) and
+    dtype (the data's, else the run's): a diffusers model needs no ``--data`` here."""
+    shape = getattr(model, "sample_shape", None) or (None if images is None else tuple(images.shape[1:]))
+    if shape is None:
+        raise ValueError("data: this estimator needs the sample shape: give --data SPEC")
+    return tuple(shape), (cfg.torch_dtype if images is None else images.dtype)
+
+
+def _noise(cfg, images, n: int, seed: int, model=None):
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
-    x = SM.initial_noise((n, *images.shape[1:]), sigmas, SM.seed_generators(seed, n), dtype=images.dtype,
-                         device=cfg.torch_device)
+    shape, dtype = _shape_dtype(cfg, images, model)
+    x = SM.initial_noise((n, *shape), sigmas, SM.seed_generators(seed, n), dtype=dtype, device=cfg.torch_device)
     return sigmas, x
 
 
@@ -121,7 +132,7 @@ def _ensemble(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.ensemble import ensemble_probe, ensemble_signals
     from ..probe import ProbeConfig, probe_steps
 
-    sigmas, x = _noise(cfg, images, ENSEMBLE_N, derive(cfg.seed, "ensemble"))
+    sigmas, x = _noise(cfg, images, ENSEMBLE_N, derive(cfg.seed, "ensemble"), model)
     ens = ensemble_probe(model, x, sigmas, probe_steps(cfg.steps, ProbeConfig.times), sampler=cfg.sampler,
                          n_boot=200, seed=derive(cfg.seed, "ensemble"))
     _, comb, rec = ensemble_signals(ens, cfg.schedule)
@@ -139,7 +150,7 @@ def _decision(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.decision import EntropyRecorder, classifier_logits
 
     _need_classifier(classifier, "decision-entropy")
-    sigmas, x = _noise(cfg, images, DECISION_N, derive(cfg.seed, "decision"))
+    sigmas, x = _noise(cfg, images, DECISION_N, derive(cfg.seed, "decision"), model)
     rec = EntropyRecorder(classifier_logits(classifier.logits))
     with torch.no_grad():
         SM.get(cfg.sampler)(model, x, sigmas, generator=SM.seed_generators(derive(cfg.seed, "decision", "sampler"), DECISION_N), callback=rec)
@@ -161,9 +172,10 @@ def _commitment_run(cfg, images, model, classifier, cache):
 
     _need_classifier(classifier, "commitment")
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
+    shape, dtype = _shape_dtype(cfg, images, model)
     return _cached(cache, "commitment", lambda: commitment(
-        model, (COMMIT_N, *images.shape[1:]), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
-        k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=images.dtype,
+        model, (COMMIT_N, *shape), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
+        k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=dtype,
         device=cfg.torch_device))
 
 

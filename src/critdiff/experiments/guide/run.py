@@ -47,12 +47,12 @@ from ... import guidance_schedules as GS
 from ...io import save_json
 from ...times import TimeEstimate
 from ..executors.base import Executor, SerialExecutor
-from .arms import (Arm, Setup, build_arms, calibrate_threshold, intended_labels, prepare, run_arm, window_of,
-                   with_late_start)
+from .arms import (Arm, Setup, build_arms, calibrate_threshold, grid_range, intended_labels, prepare, run_arm,
+                   window_of, with_late_start)
 from .config import ARMS, GuideConfig, demo_config, parse_arms
 from .metrics import classify
 from .store import TrialLog
-from .summary import summarise
+from .summary import summarise, unclassified
 from .estimators import resolve_estimates, resolve_tc
 from .tc import tc_from_record, tc_record
 from ...progress import log_line, progress_bar
@@ -229,8 +229,9 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
                            late_start=setup.start)
     if setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
-        return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path),
-                           estimators=estimators, late_start=setup.start)
+        return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path), estimators=estimators,
+                           late_start=setup.start, n_classes=setup.n_classes, grid_logsnr_range=grid_range(setup.sigmas),
+                           arms=unclassified(trial_log, arms, cfg.n, cfg.n_boot, cfg.seed))
     result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())

@@ -64,6 +64,22 @@ def collect(trial_log: TrialLog, arm: str, n: int, classifier) -> dict[str, np.n
     return d
 
 
+def unclassified(trial_log: TrialLog, arms: list[Arm], n: int, n_boot: int, seed: int) -> dict[str, dict]:
+    """What a run without a classifier measures, per arm: NFE per sample (mean) and the diversity of its samples
+    (mean pairwise Euclidean distance of the decoded samples in pixel space, :func:`.metrics.diversity`, per
+    intended class then averaged) with a bootstrap interval over the sample-level NFE; ``n`` samples."""
+    out = {}
+    for a in arms:
+        recs = sorted((r for r in trial_log.of_type("trial") if r["arm"] == a.name), key=lambda r: r["start"])
+        label = np.concatenate([np.asarray(r["label"]) for r in recs])
+        nfe = np.concatenate([np.asarray(r["nfe"], dtype=np.float64) for r in recs])
+        x = np.concatenate([np.asarray(r["x"], dtype=np.float64).reshape(len(r["label"]), -1) for r in recs])
+        div = [diversity(x[label == c]) for c in np.unique(label) if (label == c).sum() > 1]
+        out[a.name] = {"n": int(label.size), "nfe": mean_interval(nfe, n_boot, derive(seed, "nfe", a.name)),
+                       "pixel_diversity": float(np.mean(div)) if div else float("nan")}
+    return out
+
+
 def _fd_per_class(embed, label, refs, idx=None) -> float:
     idx = np.arange(label.size) if idx is None else idx
     vals = [frechet_distance(embed[idx][label[idx] == c], refs[c]) for c in sorted(refs)

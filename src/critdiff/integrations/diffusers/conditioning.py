@@ -127,8 +127,9 @@ def _component(root: Path, part: str) -> str:
     return str(entry[1])
 
 
-def encode_prompt(root, prompt: str) -> TextConditioning:
-    """Encode ``prompt`` and the null prompt ``""`` with the folder's own tokenizer and text encoder (local only)."""
+def encode_prompt(root, prompt: str, negative_prompt: str = "") -> TextConditioning:
+    """Encode ``prompt`` and the null prompt (``negative_prompt``, default ``""`` as the pipelines) with the folder's
+    own tokenizer and text encoder (local only)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: expected a non-empty text")
     root = Path(root)
@@ -147,7 +148,9 @@ def encode_prompt(root, prompt: str) -> TextConditioning:
     except (OSError, ValueError, TypeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"prompt: cannot load the tokenizer/text encoder of {str(root)!r}: {first}") from None
-    ids = tokenizer([prompt, ""], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+    if not isinstance(negative_prompt, str):
+        raise ValueError(f"negative_prompt: expected a text, got {type(negative_prompt).__name__}")
+    ids = tokenizer([prompt, negative_prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     with torch.no_grad():
         states = encoder(ids).last_hidden_state.float()

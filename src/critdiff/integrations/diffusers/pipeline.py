@@ -34,18 +34,34 @@ from ...errors import check_finite
 from .adapter import DIT_BACKBONE, TEXT_BACKBONE, DiffusersDenoiser
 from .loading import load_diffusers
 from .loops import initial_state, run_plan
-from .schedulers import SCHEDULER_KINDS, scheduler_plan
+from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, scheduler_plan
 
 PIPELINES = ("ddpm", "ddim")
+UNET_BACKBONE = "UNet2DModel"
+SIGMA_FRAME_KINDS = ("euler", "heun", "euler-ancestral")  # scale_model_input divides by sqrt(1 + sigma^2)
 DIT_KINDS = ("ddim", "dpmpp-2m")  # the schedulers DiTPipeline runs as a sampler (module docstring)
 
 
 def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> str:
-    """Which scheduler a pipeline call would step: ``sampler`` if given, else the model's own scheduler."""
-    kind = sampler if sampler is not None else SCHEDULER_KINDS.get(model.scheduler_class)
-    if kind not in SCHEDULER_KINDS.values():
-        raise ValueError(f"sampler: like-pipeline expects one of {', '.join(SCHEDULER_KINDS.values())}, got "
-                         f"{kind!r}")
+    """Which scheduler a pipeline call steps: ``sampler`` if given, else the folder's own scheduler.
+
+    One-line refusals: a scheduler class critdiff does not reproduce (named, with the supported ones), and
+    ``DDPMPipeline`` with the folder's Euler, Heun or Euler ancestral scheduler, which is not a sampler of the
+    model (module docstring); ``sampler`` names such a scheduler's own loop explicitly.
+    """
+    kinds = ", ".join(f"{c} ({k})" for c, k in SCHEDULER_KINDS.items())
+    if sampler is not None:
+        if sampler not in KIND_CLASSES:
+            raise ValueError(f"sampler: like-pipeline expects one of {', '.join(KIND_CLASSES)}, got {sampler!r}")
+        return sampler
+    kind = SCHEDULER_KINDS.get(model.scheduler_class)
+    if kind is None:
+        raise ValueError(f"scheduler: --like-pipeline cannot reproduce the folder's {model.scheduler_class}; supported: "
+                         f"{kinds} (--like-pipeline KIND runs that scheduler instead, not the folder's)")
+    if model.unet_class == UNET_BACKBONE and kind in SIGMA_FRAME_KINDS:
+        raise ValueError(f"scheduler: DDPMPipeline with the folder's {model.scheduler_class} is not a sampler of the "
+                         "model (it never calls scale_model_input nor scales its latents by init_noise_sigma); "
+                         f"--like-pipeline {kind} runs {model.scheduler_class}'s own loop (scale_model_input, step)")
     return kind
 
 
@@ -83,7 +99,7 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
     if model.sample_shape is None:
         raise ValueError("model: the UNet config has no sample_size; like-pipeline needs the image shape")
     plan = scheduler_plan(model, steps, pipeline_kind(model, sampler))
-    _check_dit_pipeline(model, plan.kind, eta)
+    _check_eta(model, plan.kind, eta)
     if label is None and model.unet_class == TEXT_BACKBONE:
         label = 0
     device = next(model.unet.parameters()).device
@@ -99,8 +115,14 @@ def sample_like_pipeline(model: "DiffusersDenoiser | str", n: int, steps: int, s
 
 
 
-def _check_dit_pipeline(model: DiffusersDenoiser, kind: str, eta: float) -> None:
-    """``DiTPipeline`` is a sampler only with DDIM (eta 0) or DPM-Solver++(2M) (module docstring): refuse the rest."""
+def _check_eta(model: DiffusersDenoiser, kind: str, eta: float) -> None:
+    """``eta`` acts only on DDIM, in ``[0, 1]`` (``DDIMPipeline``'s range); ``DiTPipeline`` is a sampler only with
+    DDIM (eta 0) or DPM-Solver++(2M) (module docstring): the rest is refused in one line."""
+    eta = check_finite("eta", eta)
+    if eta != 0 and kind != "ddim":
+        raise ValueError(f"eta: only DDIMScheduler takes eta; the pipeline steps {KIND_CLASSES[kind]} (eta {eta:g})")
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta: DDIMPipeline takes eta in [0, 1], got {eta:g}")
     if model.unet_class == DIT_BACKBONE and (kind not in DIT_KINDS or eta > 0):
         raise ValueError(f"sampler: DiTPipeline cannot be reproduced with {kind} (eta {eta}): it steps without the "
                          "generator and hands step() the scaled input; expected ddim (eta 0) or dpmpp-2m")

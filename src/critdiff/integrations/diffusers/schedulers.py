@@ -23,7 +23,7 @@ from typing import Literal
 
 import torch
 
-from .adapter import DiffusersDenoiser, _import_diffusers, _quiet
+from .adapter import LEARNED_VARIANCE, DiffusersDenoiser, _import_diffusers, _quiet
 
 # diffusers scheduler class -> critdiff's name for its update rule
 SCHEDULER_KINDS = {
@@ -67,28 +67,39 @@ class SchedulerPlan:
         return {float(s): float(t) for s, t in zip(self.sigmas, self.timesteps)}
 
 
-def _refuse(cond: bool, what: str) -> None:
+def _refuse(cond: bool, cls: str, what: str, supported: str) -> None:
     if cond:
-        raise ValueError(f"scheduler: {what} is not supported (see docs/diffusers.md, 'Refused')")
+        raise ValueError(f"scheduler: {cls} with {what} is not supported; supported: {supported} "
+                         "(docs/diffusers.md, 'Refused')")
 
 
 def _check_config(kind: str, cfg: dict) -> None:
-    """One-line refusals of settings the plan cannot reproduce."""
-    _refuse(bool(cfg.get("rescale_betas_zero_snr")), "rescale_betas_zero_snr=True (sigma_max is infinite)")
-    _refuse(bool(cfg.get("thresholding")) and kind not in ("ddpm", "ddim"), f"thresholding with {KIND_CLASSES[kind]}")
+    """One-line refusals of settings the plan cannot reproduce: the class, the option and what is supported."""
+    cls = KIND_CLASSES[kind]
+    _refuse(bool(cfg.get("rescale_betas_zero_snr")), cls, "rescale_betas_zero_snr=True (sigma_max is infinite)",
+            "rescale_betas_zero_snr=False")
+    _refuse(bool(cfg.get("thresholding")) and kind not in ("ddpm", "ddim"), cls, "thresholding=True",
+            "thresholding with DDPMScheduler and DDIMScheduler only")
     if kind == "ddpm":
         vt = cfg.get("variance_type") or "fixed_small"
-        _refuse(vt not in VARIANCE_TYPES, f"DDPMScheduler variance_type={vt!r} (expected one of {', '.join(VARIANCE_TYPES)})")
+        _refuse(vt not in VARIANCE_TYPES, cls, f"variance_type={vt!r}", f"variance_type {', '.join(VARIANCE_TYPES)}")
     if kind in ("euler", "euler-ancestral", "heun"):
-        _refuse(cfg.get("timestep_type", "discrete") != "discrete", "timestep_type='continuous'")
-        _refuse(cfg.get("final_sigmas_type", "zero") != "zero", "final_sigmas_type='sigma_min'")
+        _refuse(cfg.get("timestep_type", "discrete") != "discrete", cls, "timestep_type='continuous'",
+                "timestep_type='discrete'")
+        _refuse(cfg.get("final_sigmas_type", "zero") != "zero", cls, "final_sigmas_type='sigma_min'",
+                "final_sigmas_type='zero'")
     if kind == "dpmpp-2m":
-        _refuse(cfg.get("algorithm_type") != "dpmsolver++", f"algorithm_type={cfg.get('algorithm_type')!r} (expected 'dpmsolver++')")
-        _refuse(int(cfg.get("solver_order", 2)) != 2, f"solver_order={cfg.get('solver_order')} (expected 2)")
-        _refuse(cfg.get("solver_type") != "midpoint", f"solver_type={cfg.get('solver_type')!r} (expected 'midpoint')")
-        _refuse(cfg.get("final_sigmas_type", "zero") != "zero", "final_sigmas_type='sigma_min'")
-        _refuse(bool(cfg.get("use_lu_lambdas")) or bool(cfg.get("use_flow_sigmas")), "use_lu_lambdas / use_flow_sigmas")
-        _refuse(cfg.get("variance_type") is not None, "a learned variance_type with DPMSolverMultistepScheduler")
+        _refuse(cfg.get("algorithm_type") != "dpmsolver++", cls, f"algorithm_type={cfg.get('algorithm_type')!r}",
+                "algorithm_type='dpmsolver++'")
+        _refuse(int(cfg.get("solver_order", 2)) != 2, cls, f"solver_order={cfg.get('solver_order')}", "solver_order=2")
+        _refuse(cfg.get("solver_type") != "midpoint", cls, f"solver_type={cfg.get('solver_type')!r}",
+                "solver_type='midpoint'")
+        _refuse(cfg.get("final_sigmas_type", "zero") != "zero", cls, "final_sigmas_type='sigma_min'",
+                "final_sigmas_type='zero'")
+        _refuse(bool(cfg.get("use_lu_lambdas")) or bool(cfg.get("use_flow_sigmas")), cls,
+                "use_lu_lambdas / use_flow_sigmas", "both False")
+        _refuse(cfg.get("variance_type") in LEARNED_VARIANCE, cls, f"variance_type={cfg.get('variance_type')!r}",
+                "no learned variance (variance_type None)")
 
 
 def build_scheduler(model: DiffusersDenoiser, kind: "str | None" = None, **overrides):
