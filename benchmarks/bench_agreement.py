@@ -4,7 +4,7 @@ Calls :func:`critdiff.experiments.agreement.run_agreement` (protocol in its docs
 20-step deterministic DDIM samples of the calibrated patch model on the MNIST-5k pool and of a trained MNIST
 UNet from identical noise; Pearson r per seed (median, IQR, bootstrap 95% interval of the median) and per level.
 Resumable: rerun the same command (or with more ``--seeds``) and finished seeds are skipped. Writes
-``OUT/agreement.jsonl`` (the log), ``OUT/agreement.json`` (the result), ``OUT/report.html`` (the section) and
+``OUT/agreement.jsonl`` (the log), ``OUT/result.json`` (the result), ``OUT/report.html`` (the section) and
 prints the summary and the wall time per seed (to size a run). Errors and Ctrl-C are handled as the ``critdiff``
 command line handles them (:func:`critdiff.cli.guarded`): one line, exit 2 or 130, finished seeds kept.
 

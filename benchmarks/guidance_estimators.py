@@ -53,6 +53,7 @@ from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide.arms import prepare
 from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
 from critdiff.experiments.guide.estimators import chosen_source, estimate
+from critdiff.experiments.guide.tc import tc_record
 from critdiff.experiments.guide.offsets import OFFSETS_FILE, SHIFTABLE, SUFFIX, base_of, fitted_offset, offset_table
 from critdiff.io import save_json
 from critdiff.nets.classifier import load_classifier, read_metrics
@@ -136,8 +137,8 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED) -> dict:
         try:
             tc = estimate(name, cfg, setup.images, setup.model, clf, cache=cache)
             out[name] = {"logsnr": tc.logsnr, "t": tc.t, "sigma_over_a": tc.sigma_over_a, "ci": tc.logsnr_ci}
-            if getattr(tc, "window", None) is not None:
-                out[name]["window"] = list(tc.window)
+            if tc.extras.get("window") is not None:
+                out[name]["window"] = list(tc.extras["window"])
         except ValueError as exc:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
@@ -159,7 +160,7 @@ def _brief(r) -> dict:
     """The numbers of a guide run the benchmark keeps."""
     keep = ("accuracy", "logp", "nfe", "fd", "precision", "recall", "diversity", "vs_random")
     arms = {k: {f: v.get(f) for f in keep if f in v} for k, v in (r.arms or {}).items()}
-    return {"tc": r.tc.record(), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
+    return {"tc": tc_record(r.tc), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
             "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
 
 

@@ -72,7 +72,7 @@ def main() -> None:
         results[key] = {"data": data, "stencil": stencil, "rows": rows, "theory": rec["theory"],
                          "signals": rec["signals"], "combined": rec["combined"],
                          "ensemble_combined": rec["ensemble_combined"], "k_star_trajectory": rec["k_star_trajectory"],
-                         "amplitude_scan": [{k: v.get(k) for k in ("eps", "logsnr_c", "ci_logsnr", "method")}
+                         "amplitude_scan": [{k: v.get(k) for k in ("eps", "logsnr_c", "logsnr_ci", "method")}
                                             for v in rec["linear_response"]["amplitude_scan"]],
                          "nfe": rec["nfe"], "seconds": time.perf_counter() - t0}
         print(f"\n== {key} ({data}, {stencil}), {results[key]['seconds']:.0f} s; "

@@ -167,7 +167,7 @@ def test_resume_skips_done_seeds_and_gives_the_same_summary(net, tmp_path):
 
 def test_result_round_trips_and_renders(net, tmp_path):
     res = run_agreement(_cfg(net, seeds=2, stencil_rule="modal"), tmp_path, progress=False)
-    assert result_from_record(json.loads((tmp_path / "agreement.json").read_text())) == res
+    assert result_from_record(json.loads((tmp_path / "result.json").read_text())) == res
     assert isinstance(res, AgreementResult) and len(set(res.level_stencil)) == 1
     assert len(res.level_sigma) == 4 and res.label is None and res.sampler == "ddim:eta=0"
     assert all(-1 <= v <= 1 for v in res.r)

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from critdiff.experiments.demo import run_demo
+from critdiff.report.folder import write_demo_report
 
 SECTIONS = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes",
             "probe-textures", "trained-net", "guidance", "agreement")
@@ -23,7 +24,8 @@ def _status(logs):
 def test_quick_demo_writes_report_and_resumes(tmp_path):
     out = tmp_path / "demo"
     logs = []
-    report = run_demo(out, quick=True, log=logs.append)
+    assert run_demo(out, quick=True, log=logs.append) == out / "results.json"
+    report = write_demo_report(out)
     assert _status(logs) == {k: "running" for k in SECTIONS}
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
@@ -46,5 +48,5 @@ def test_quick_demo_writes_report_and_resumes(tmp_path):
     logs.clear()
     run_demo(out, quick=True, log=logs.append)
     assert _status(logs) == {k: "cached" for k in SECTIONS}
-    assert report.read_text() == html
+    assert write_demo_report(out).read_text() == html
     assert (out / "results.json").read_text() == res_text

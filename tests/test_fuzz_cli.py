@@ -351,7 +351,7 @@ ROUND2 = [
     ("R4.4", _sweep("ok_sweep") + ["--out", "{tmp}/good_guide"], "holds a 'guide' run", False),
     ("R4.4", PROBE + ["--out", "{tmp}/kind_sample"], "holds a 'sample' run", False),
     ("R4.4", SMALL_SAMPLE + ["--out", "{tmp}/trained"], "holds a 'train' run", False),
-    ("R4.4", ["report", "{tmp}/good_guide"], "holds a 'guide' run", False),
+    ("R4.4", GUIDE + ["--out", "{tmp}/trained"], "holds a 'train' run", False),  # (report reads any run folder)
     ("R4.4", GUIDE + ["--out", "{tmp}/kind_sample"], "holds a 'sample' run", False),
     ("R4.4", CLF + ["--out", "{tmp}/trained"], "holds a 'train' run", False),
     ("R4.4", SMALL_SAMPLE + ["--out", "{tmp}/kind_theory"], "holds a 'theory' run", False),

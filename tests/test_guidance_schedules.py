@@ -156,7 +156,7 @@ def test_to_dict_round_trips():
 # --- adaptive --------------------------------------------------------------------------------
 def test_x0_rate_matches_a_brute_force_loop():
     torch.manual_seed(0)
-    state = GS._IndicatorState()
+    state = GS.adaptive._IndicatorState()
     sig = [3.0, 1.5, 0.7]
     outs = [torch.randn(3, 2, 4, 4, dtype=torch.float64) for _ in sig]
     vals = [GS.x0_rate(state, SM.Step(i, s, 0.0, outs[i], outs[i])) for i, s in enumerate(sig)]

@@ -13,6 +13,8 @@ import torch
 from critdiff import schedules as S
 from critdiff.data import load
 from critdiff.experiments.guide import run as G
+from critdiff.experiments.guide.tc import tc_from_record, tc_record
+from critdiff.times import TimeEstimate
 from critdiff.experiments.guide.metrics import diversity, frechet_distance
 from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
@@ -129,7 +131,10 @@ def test_summary_contents(parts, tmp_path):
     vr = s.arms["tc"]["vs_random"]
     assert vr["precision"]["diff"] == pytest.approx(s.arms["tc"]["precision"] - s.arms["random"]["precision"])
     assert vr["recall"]["lo"] <= vr["recall"]["diff"] + 1e-12 or math.isnan(vr["recall"]["lo"])
-    assert {"precision", "recall", "d_prec vs random [95% CI]"} <= set(next(r for r in s.table if r["arm"] == "tc"))
+    assert {"precision", "recall"} <= set(next(r for r in s.table if r["arm"] == "tc"))  # numbers; the report formats
+    from critdiff.report.guide import arms_rows
+
+    assert "d_precision vs random [95% CI]" in next(r for r in arms_rows(s) if r["arm"] == "tc")
     assert sum(row["vs_best"] is None for row in s.sweep) == 1
     assert all({"fd", "precision", "recall", "diversity"} <= set(row) for row in s.sweep)
     sec = render(s, folder=tmp_path)
@@ -143,7 +148,7 @@ def test_result_round_trips_and_renders_identically_from_json(parts, tmp_path):
     r = G.run_guide(small(arms=("none", "tc", "random", "sweep")), tmp_path, progress=False, classifier=clf,
                     model=model, log=lambda m: None)
     again = G.GuideResult.from_json(r.to_json())
-    assert again == r and isinstance(again.tc, G.CriticalTime) and again.status == "complete"
+    assert again == r and isinstance(again.tc, TimeEstimate) and again.status == "complete"
     from critdiff.experiments.result import result_from_record
 
     stored = result_from_record(json.loads((tmp_path / "result.json").read_text()))
@@ -166,7 +171,12 @@ def test_tc_from_theory_or_given(parts):
     assert given.logsnr == 1.25 and given.sigma_over_a == pytest.approx(math.exp(-0.625), rel=1e-15)
     # t is the schedule's time of that logsnr: its logsnr(t) returns 1.25 (independent direction of the map)
     assert float(S.get(small().schedule).logsnr(torch.tensor(given.t, dtype=torch.float64))) == pytest.approx(1.25, abs=1e-9)
-    assert G.CriticalTime.from_record(json.loads(json.dumps(tc.record()))) == tc
+    assert tc_from_record(json.loads(json.dumps(tc_record(tc))), small().schedule) == tc
+    assert tc.extras["k_star"] is not None and tc.interval is None  # the theory: its critical mode, no interval
+    # a tc record written before TimeEstimate (flat logsnr_ci) still resumes
+    old = {"type": "tc", "t": given.t, "logsnr": 1.25, "sigma_over_a": given.sigma_over_a, "source": "given",
+           "logsnr_ci": [1.0, 1.5]}
+    assert tc_from_record(old, small().schedule).logsnr_ci == (1.0, 1.5)
     with pytest.raises(ValueError, match="tc-logsnr"):
         G.resolve_tc(small(tc_logsnr=None), x)  # gaussian, no model given: no theory, no probe
     # the toy mixture's symmetric branch neither turns unstable nor has an interior softest point, so the

@@ -9,7 +9,7 @@ import torch
 from critdiff.data import load
 from critdiff.experiments.guide import estimators as E
 from critdiff.experiments.guide import GuideConfig
-from critdiff.experiments.guide.tc import resolve_tc
+from critdiff.experiments.guide.estimators import resolve_tc
 from critdiff.experiments.guide.config import DEFAULT_TC_FROM
 from critdiff.scores.empirical import EmpiricalScore
 from oracles import MixtureDenoiser
@@ -119,8 +119,8 @@ def test_sensitivity_and_midpoint_estimators_on_the_twopoint_model_share_their_r
     box = E.estimate("sensitivity-box", c, images, model, clf, cache=cache)
     prof = cache["sensitivity"]
     lam_lo, lam_hi = (-2 * math.log(float(v)) for v in (prof.sigma[0], prof.sigma[-1]))
-    lo, hi = sens.window
-    assert lam_lo <= lo <= sens.logsnr <= hi <= lam_hi and box.window == sens.window
+    lo, hi = sens.extras["window"]
+    assert lam_lo <= lo <= sens.logsnr <= hi <= lam_hi and box.extras["window"] == sens.extras["window"]
     assert sens.logsnr_ci[0] <= sens.logsnr <= sens.logsnr_ci[1]
     assert lam_lo + c.width / 2 <= box.logsnr <= lam_hi - c.width / 2
     assert prof.nfe == 2 * c.steps and prof.backward == math.ceil(E.SENS_N / min(c.batch, E.SENS_BATCH))

@@ -164,7 +164,7 @@ def test_result_round_trips_and_rerenders_identically(section, tmp_path):
     again = NetCriticalityResult.from_json(result.to_json())
     assert again == result
     # the record written by run rebuilds the same result
-    assert result_from_record(json.loads((folder / "net_criticality.json").read_text())) == result
+    assert result_from_record(json.loads((folder / "result.json").read_text())) == result
     a, b = render(again, folder=tmp_path / "a"), render(NetCriticalityResult.from_json(result.to_json()),
                                                          folder=tmp_path / "b")
     assert a.html == b.html == sec.html and a.findings == b.findings == sec.findings

@@ -35,12 +35,12 @@ def test_cli_writes_probe_json(tiny_run):
     assert set(rec["signals"]) >= {"stiffness", "xi_zero", "xi_oz", "chi", "homogeneous", "linear_growth",
                                    "linear_stiffness"}
     assert rec["combined"]["components"] and set(rec["combined"]["components"]) <= {"linear_growth", "linear_stiffness"}
-    assert {"t_c", "logsnr_c", "ci_logsnr"} <= set(rec["ensemble_combined"])
+    assert {"t_c", "logsnr_c", "logsnr_ci"} <= set(rec["ensemble_combined"])
     assert rec["nfe"]["linear_response_per_member"] > 0
     assert (out / "linear_response.png").stat().st_size > 0
     for name, s in rec["signals"].items():
-        assert {"t_c", "logsnr_c", "sigma_over_a_c", "ci_logsnr"} <= set(s), name
-    assert {"t_c", "logsnr_c", "ci_logsnr"} <= set(rec["combined"])
+        assert {"t_c", "logsnr_c", "sigma_over_a_c", "logsnr_ci"} <= set(s), name
+    assert {"t_c", "logsnr_c", "logsnr_ci"} <= set(rec["combined"])
     assert rec["nfe"]["sampler_per_sample"] == 6.0  # ddim: one evaluation per step
     assert rec["nfe"]["total_per_sample"] > rec["nfe"]["sampler_per_sample"]
     for f in ("stiffness.png", "signals.png"):
@@ -121,10 +121,10 @@ def test_k_star_matches_rejects_a_stiff_mode():
 def test_comparison_rows_agreement_rule():
     from critdiff.probes.theory_compare import comparison_rows
 
-    sig = lambda lam, lo, hi: {"t_c": 0.3, "logsnr_c": lam, "ci_logsnr": [lo, hi]}  # noqa: E731
+    sig = lambda lam, lo, hi: {"t_c": 0.3, "logsnr_c": lam, "logsnr_ci": [lo, hi]}  # noqa: E731
     rec = {"theory": {"t_c": 0.3, "logsnr_c": 0.0, "k_star": [0.0, 1.0]},
            "signals": {"near": sig(0.2, 0.1, 0.3), "inside": sig(1.0, -0.5, 2.0), "off": sig(1.0, 0.5, 2.0),
-                       "none": {"t_c": None, "logsnr_c": None, "ci_logsnr": [None, None]}},
+                       "none": {"t_c": None, "logsnr_c": None, "logsnr_ci": [None, None]}},
            "combined": sig(-0.3, -0.4, -0.26)}
     got = {r["signal"]: r["agrees"] for r in comparison_rows(rec)}
     assert got == {"theory": "", "near": True, "inside": True, "off": False, "none": None, "combined": False}
@@ -133,8 +133,8 @@ def test_comparison_rows_agreement_rule():
 def test_comparison_rows_edge_peak_is_no_estimate():
     from critdiff.probes.theory_compare import comparison_rows
 
-    rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "ci_logsnr": [None, None]},
-           "signals": {"xi_zero": {"logsnr_c": 9.0, "ci_logsnr": [-9.0, 9.0], "at_grid_edge": True}}}
+    rec = {"theory": {"logsnr_c": 0.0}, "combined": {"logsnr_c": None, "logsnr_ci": [None, None]},
+           "signals": {"xi_zero": {"logsnr_c": 9.0, "logsnr_ci": [-9.0, 9.0], "at_grid_edge": True}}}
     assert comparison_rows(rec)[1]["agrees"] == "edge"
 
 
@@ -142,9 +142,9 @@ def test_comparison_rows_without_a_theory_crossing_use_the_softest_time():
     from critdiff.probes.theory_compare import comparison_rows
 
     rec = {"theory": {"logsnr_c": None, "softest": {"logsnr": -1.0}},
-           "signals": {"min": {"logsnr_c": -1.1, "ci_logsnr": [-1.5, -0.9], "method": "minimum"},
-                       "cross": {"logsnr_c": -1.0, "ci_logsnr": [-1.2, -0.8], "method": "zero-crossing"}},
-           "combined": {"logsnr_c": -2.0, "ci_logsnr": [-2.1, -1.9]}}
+           "signals": {"min": {"logsnr_c": -1.1, "logsnr_ci": [-1.5, -0.9], "method": "minimum"},
+                       "cross": {"logsnr_c": -1.0, "logsnr_ci": [-1.2, -0.8], "method": "zero-crossing"}},
+           "combined": {"logsnr_c": -2.0, "logsnr_ci": [-2.1, -1.9]}}
     rows = comparison_rows(rec)
     assert rows[0]["logsnr_c"] == -1.0 and "no crossing" in rows[0]["signal"]
     got = {r["signal"]: r["agrees"] for r in rows[1:]}

@@ -118,9 +118,9 @@ def test_phi_matches_the_twopoint_posterior_oracle_and_the_speciation_time():
     steep_exact = steepest_rise(lam_fine, exact_fine)
     assert mid.slope_ci[0] - 0.2 <= steep_exact <= mid.slope_ci[1] + 0.2, (steep_exact, mid)
     assert mid.logsnr < res.commitment_logsnr  # half-way comes before 90% of the way
-    times = res.times("vp-linear")
-    assert times["logsnr"][0] == pytest.approx(res.commitment_logsnr)
-    assert times["sigma_over_a"][0] == pytest.approx(math.exp(-0.5 * res.commitment_logsnr))
+    est = res.estimate("vp-linear")
+    assert est.logsnr == pytest.approx(res.commitment_logsnr) and est.logsnr_ci == pytest.approx(tuple(res.logsnr_ci))
+    assert est.sigma_over_a == pytest.approx(math.exp(-0.5 * res.commitment_logsnr))
     assert speciation(images).logsnr_c == pytest.approx(-2 * math.log(1.0), abs=1e-9)
 
 

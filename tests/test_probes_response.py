@@ -143,8 +143,8 @@ def test_critical_time_estimators_on_synthetic_curves():
     w = np.array([1 / est.logsnr_se**2, 1 / peak.logsnr_se**2])
     assert comb.logsnr == pytest.approx((w @ [est.logsnr, peak.logsnr]) / w.sum())
     assert comb.logsnr_ci[0] <= min(est.logsnr, peak.logsnr) and comb.logsnr_ci[1] >= max(est.logsnr, peak.logsnr)
-    t = comb.times("vp-linear")
-    assert t["estimate"]["logsnr"] == pytest.approx(comb.logsnr)
+    t = comb.estimate("vp-linear")
+    assert t.logsnr == pytest.approx(comb.logsnr) and t.logsnr_ci == pytest.approx(tuple(comb.logsnr_ci))
     with pytest.raises(ValueError, match="how"):
         estimate("x", lam, lambda idx: lam, 3, "peak")
 
@@ -174,7 +174,7 @@ def test_trajectory_records_and_stiffness_crossing():
     assert est.method == "zero-crossing"
     grid = np.diff(tr.logsnr).max()
     assert abs(est.logsnr - (-2 * math.log(0.8))) < grid
-    assert est.to_dict("ve")["schedule_times"]["estimate"]["logsnr"] == pytest.approx(est.logsnr)
+    assert est.to_dict("ve")["estimate"]["logsnr"] == pytest.approx(est.logsnr)
     assert not tr.oz_preferred.any()  # a multiple of the identity: flat spectrum
 
 

@@ -2,7 +2,9 @@
 
 import json
 
-from critdiff.experiments.demo import write_demo_report
+import pytest
+
+from critdiff.report.folder import write_demo_report
 from critdiff.experiments.result import result_from_record
 from critdiff.experiments.sample import SampleConfig, SampleResult, run_sample
 
@@ -32,3 +34,29 @@ def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
 
     assert main(["report", str(tmp_path)]) == 2
     assert "results.json" in capsys.readouterr().err
+
+
+TINY = {  # every command that writes a result, at the smallest sizes that run
+    "sample": ["sample", "--model", "gaussian", "--data", "stripes:size=8,n=20,wavelength=4", "--steps", "4", "--n", "2"],
+    "theory": ["theory", "--data", "stripes:size=8,n=20,wavelength=4", "--stencil", "square:3"],
+    "probe": ["probe", "--model", "patch", "--data", "stripes:size=8,n=20,wavelength=4", "--stencil", "square:3",
+              "--n", "4", "--steps", "8", "--times", "3", "--linear", "6", "--linear-n", "2", "--homogeneous", "5",
+              "--n-boot", "20", "--json"],
+    "train": ["train", "--data", "digits:size=8,n=32", "--steps", "4", "--batch", "8", "--width", "8",
+              "--channel-mult", "1,2", "--threads", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TINY))
+def test_every_commands_result_reloads_through_critdiff_report(command, tmp_path, capsys):
+    """``OUT/result.json`` (one format, Result.record) is written by the command and ``critdiff report OUT``
+    renders OUT/report.html from it alone (the guide's and the sweep's: tests/test_guide.py, tests/test_sweep.py)."""
+    from critdiff.cli import main
+
+    out = tmp_path / command
+    assert main([*TINY[command], "--out", str(out)]) == 0, capsys.readouterr().err
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["kind"] == command and result_from_record(rec).to_dict() == rec["result"]
+    (out / "report.html").unlink(missing_ok=True)
+    assert main(["report", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")

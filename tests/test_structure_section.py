@@ -35,7 +35,7 @@ def test_result_round_trips_and_rerenders_identically(result, tmp_path):
     res, folder = result
     again = StructureResult.from_json(res.to_json())
     assert again == res
-    assert result_from_record(json.loads((folder / "structure.json").read_text())) == res
+    assert result_from_record(json.loads((folder / "result.json").read_text())) == res
     a, b = render(res, folder=tmp_path / "a"), render(again, folder=tmp_path / "b")
     assert a.html == b.html and a.findings == b.findings and len(a.findings) == 2 and a.question
     assert (tmp_path / "a" / "structure_factor_z.png").stat().st_size > 1000

@@ -45,7 +45,7 @@ def test_theory_result_round_trips_and_renders(tmp_path):
     assert abs(res.analysis["k_star_abs"] - torch.pi / 2) < 1e-12  # stripes of wavelength 4: |k*| = 2 pi / 4
     again = TheoryResult.from_json(res.to_json())
     assert again == res
-    assert result_from_record(json.loads((tmp_path / "theory.json").read_text())) == res
+    assert result_from_record(json.loads((tmp_path / "result.json").read_text())) == res
     a, b = render(res, folder=tmp_path / "a"), render(again, folder=tmp_path / "b")
     assert a.html == b.html and a.findings == b.findings and a.question
     for name in ("theory_stiffness.png", "theory_xi.png"):

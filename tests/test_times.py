@@ -1,5 +1,6 @@
 """Time: the three clocks of one time against each schedule's closed forms, the JSON round trip, the format."""
 
+import json
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from critdiff.schedules import get
-from critdiff.times import Time, interval_times, schedule_times, time_dict
+from critdiff.times import Time, TimeEstimate, schedule_times, time_dict
 
 SCHEDULES = ["vp-linear", "vp-cosine", "ve", "edm"]
 
@@ -53,9 +54,20 @@ def test_json_round_trip_and_format():
     assert time_dict("vp-linear", None) == {"t": None, "logsnr": None, "sigma_over_a": None}
     assert time_dict("vp-linear", math.nan) == {"t": None, "logsnr": None, "sigma_over_a": None}
     assert time_dict("vp-linear", 1.0) == Time.from_logsnr("vp-linear", 1.0).to_dict()
-    it = interval_times("ve", 1.0, [0.5, 2.0])
-    assert it["estimate"] == Time.from_logsnr("ve", 1.0).to_dict()
-    assert it["ci"]["t"] == pytest.approx([Time.from_logsnr("ve", v).t for v in (0.5, 2.0)], rel=1e-12)
+
+
+def test_time_estimate_interval_and_json_round_trip():
+    est = TimeEstimate.at_logsnr("ve", 1.0, "probe (chi)", [2.0, 0.5], method="peak", k_star=(0.5, 0.0))
+    assert est.time == Time.from_logsnr("ve", 1.0) and (est.t, est.logsnr) == (est.time.t, 1.0)
+    assert est.logsnr_ci == (0.5, 2.0)  # sorted by logsnr
+    assert [b.t for b in est.interval] == pytest.approx([Time.from_logsnr("ve", v).t for v in (0.5, 2.0)], rel=1e-12)
+    d = json.loads(json.dumps(est.to_dict()))
+    assert set(d) == {"t", "logsnr", "sigma_over_a", "source", "interval", "extras"}
+    assert TimeEstimate.from_dict(d) == est and est.extras == {"method": "peak", "k_star": [0.5, 0.0]}
+    for ci in (None, [0.5, math.nan], [None, 2.0]):  # no interval, or a bound missing: no interval
+        assert TimeEstimate.at_logsnr("ve", 1.0, "given", ci).interval is None
+    given = TimeEstimate.at_logsnr("vp-linear", -0.5, "given")
+    assert TimeEstimate.from_dict(json.loads(json.dumps(given.to_dict()))) == given
 
 
 def test_rounding_at_the_ends_is_clipped_only():
@@ -70,6 +82,10 @@ def test_rounding_at_the_ends_is_clipped_only():
     (lambda: Time.from_sigma_over_a("vp-linear", 0.0), "sigma_over_a"),
     (lambda: Time.from_t("vp-linear", 2.0), "t"),
     (lambda: Time.from_dict({"t": 0.1, "logsnr": None}), "logsnr"),
+    (lambda: TimeEstimate.at_logsnr("ve", math.nan, "given"), "logsnr"),
+    (lambda: TimeEstimate(Time.from_logsnr("ve", 0.0), ""), "source"),
+    (lambda: TimeEstimate(Time.from_logsnr("ve", 0.0), "x", (Time.from_logsnr("ve", 1.0), Time.from_logsnr("ve", 0.0))),
+     "interval"),
 ])
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):

@@ -19,8 +19,9 @@ from typing import Optional
 import torch
 
 from .errors import check_finite
-from .guidance_schedules import GuidanceSchedule, Interval, edm_interval, _baseline
+from .guidance_schedules.values import GuidanceSchedule, Interval, _baseline, edm_interval
 from .schedules import get as get_schedule
+from .times import centre_logsnr
 
 __all__ = ["Ramp", "CLOCKS", "wang_linear", "interval_at"]
 
@@ -75,10 +76,12 @@ def wang_linear(height: float, baseline: float, logsnr_range: tuple[float, float
     return Ramp(lo, hi, 2.0 * float(height) - float(baseline), baseline, clock, schedule)
 
 
-def interval_at(logsnr_c: float, height: float, baseline: float) -> Interval:
-    """The guidance interval placed at our critical time: Kynkaanniemi et al.'s interval (:func:`edm_interval`,
-    ``sigma in (0.28, 5.42]``, logsnr width 5.93) translated in logsnr so that its centre sits at ``logsnr_c``."""
+def interval_at(tc, height: float, baseline: float) -> Interval:
+    """The guidance interval placed at our critical time ``tc`` (a :class:`~critdiff.times.TimeEstimate`, or a
+    logsnr): Kynkaanniemi et al.'s interval (:func:`edm_interval`, ``sigma in (0.28, 5.42]``, logsnr width 5.93)
+    translated in logsnr so that its centre sits at ``tc``."""
+    c = centre_logsnr(tc)
     ref = edm_interval(height, baseline)
     half = 0.5 * (ref.hi - ref.lo)
-    return Interval(float(logsnr_c) - half, float(logsnr_c) + half, height, baseline)
+    return Interval(c - half, c + half, height, baseline)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..experiments.demo import run_demo
+from ..report.folder import write_demo_report
 from .common import add_run_args
 
 
@@ -18,5 +19,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    run_demo(args.out, quick=args.quick, device=args.device, jobs=args.jobs, verbose=args.verbose)
+    results = run_demo(args.out, quick=args.quick, device=args.device, jobs=args.jobs, verbose=args.verbose)
+    print(f"[demo] wrote {write_demo_report(args.out)} and {results}")
     return 0

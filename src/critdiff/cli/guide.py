@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
                    help="folder of the evaluation classifier (critdiff train-classifier) or pretrained:NAME (shipped: "
                         "mnist28-clf); without it only the samples "
                         "are produced and the metrics wait for it")
+    p.add_argument("--verbose", action="store_true", help="a line per trial (accuracy, log p, NFE, time)")
     add_executor_args(p)
     add_out_arg(p, help_text="output folder; trials stream to OUT/trials.jsonl and a rerun resumes")
     p.set_defaults(run=run)
@@ -23,13 +24,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..pretrained import load_classifier
-    from ..report.html import write_report
-    from ..report.render import render
+    from ..report.fmt import num
+    from ..report.guide import arms_rows
+    from ..report.folder import write_run_report
 
     cfg = config_from_args(GuideConfig, args).validate()
     classifier = load_classifier(args.classifier, device=cfg.torch_device) if args.classifier else None
     with threads_of(cfg), executor_of(args, cfg.device) as executor:
-        result = run_guide(cfg, args.out, classifier=classifier, executor=executor)
+        result = run_guide(cfg, args.out, classifier=classifier, executor=executor, verbose=args.verbose)
     if result.status == "no-classifier":
         print(f"critical time: logsnr {result.tc.logsnr:.4f} ({result.tc.source})")
         for arm, r in (result.arms or {}).items():
@@ -39,9 +41,9 @@ def run(args) -> int:
         print(f"wrote the samples to {args.out}/trials.jsonl; rerun with --classifier DIR (and --data SPEC) for "
               "accuracy, log p and FD")
         return 0
-    write_report(args.out, "critdiff guide", [render(result, folder=args.out)], {"model": cfg.model, "data": cfg.data})
-    for row in result.table:
-        print(f"{row['arm']:>14s}  acc {row['accuracy']:.3f}  logp {row['logp']:+.3f}  NFE {row['NFE']:.1f}  "
-              f"{row.get('d_logp vs random [95% CI]', '')}")
+    write_run_report(args.out, {"model": cfg.model, "data": cfg.data})
+    for row in arms_rows(result):
+        print(f"{row['arm']:>14s}  acc {row['accuracy [95% CI]']}  log p {row['log p [95% CI]']}  NFE {num(row['NFE'])}"
+              + (f"  d_logp vs random {row['d_logp vs random [95% CI]']}" if "d_logp vs random [95% CI]" in row else ""))
     print(f"wrote {args.out}/report.html, summary.json, result.json, trials.jsonl")
     return 0

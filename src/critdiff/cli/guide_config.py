@@ -4,38 +4,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
-from ..config import JsonConfig, arg
-from ..experiments.guide.config import DEFAULT_TC_FROM, TC_FROM_CHOICES
+from ..config import JsonConfig, arg, field_types
+from ..experiments.guide.config import GuideConfig
 from .common import add_run_args
 from .generate import add_config_args, config_from_args
 
 
-@dataclass(frozen=True)
-class GuideConfigRequest(JsonConfig):
-    """What ``critdiff guide-config`` converts: a critical logsnr and a pulse, for one diffusers model and grid."""
+GUIDE_FIELDS = ("model", "data", "cond", "prompt", "seed", "steps", "width", "height", "tc_logsnr", "tc_from",
+                "window")  # GuideConfig's own fields
 
-    model: str = arg(help="diffusers:DIR")
-    tc_logsnr: Optional[float] = arg(None, "critical logsnr; default: measured now by --tc-from's estimator, as "
-                                           "`critdiff guide` does (with its default sampler, steps and seed)")
-    tc_from: Literal[TC_FROM_CHOICES] = arg(DEFAULT_TC_FROM, "critical-time estimator when --tc-logsnr is not given: "
-                                                            + ", ".join(TC_FROM_CHOICES))
-    data: Optional[str] = arg(None, "data spec, for the estimators that need data (speciation, ensemble, ...)")
-    cond: Optional[str] = arg(None, "text UNet: a .safetensors file with encoder_hidden_states and "
-                                    "null_encoder_hidden_states (the estimator evaluates the model)")
-    prompt: Optional[str] = arg(None, "text UNet in a full pipeline folder: encode this prompt with its own text "
-                                      "encoder (needs transformers)")
-    seed: int = arg(0, "seed of the estimator's run")
-    steps: int = arg(50, "num_inference_steps")
+
+@dataclass(frozen=True)
+class SchedulerGrid(JsonConfig):
+    """The diffusers scheduler whose steps ``critdiff guide-config`` lists (the rest of its request is
+    :data:`GUIDE_FIELDS` of :class:`~critdiff.experiments.guide.config.GuideConfig`)."""
+
     scheduler: Optional[str] = arg(None, "ddpm | ddim | euler | heun | euler-ancestral | dpmpp-2m (default: the folder's)")
     spacing: Optional[str] = arg(None, "timestep_spacing override: leading | trailing | linspace")
-    width: float = arg(3.0, "pulse width in logsnr")
-    height: float = arg(3.0, "guidance scale inside the pulse")
-    window: Optional[tuple[float, float]] = arg(None, "a guidance window [LO, HI] in logsnr to convert as well "
-                                                      "(default: the estimator's window, e.g. --tc-from sensitivity)",
-                                                nargs=2, metavar=("LO", "HI"))
+
+
+def _request_class() -> type:
+    """``GuideConfigRequest``: :data:`GUIDE_FIELDS` of ``GuideConfig`` (same defaults, help texts, flags) and the
+    :class:`SchedulerGrid` fields, so that no default is declared twice."""
+    own = {f.name: f for f in dataclasses.fields(GuideConfig)}
+    types = {**field_types(GuideConfig), **field_types(SchedulerGrid)}
+    specs = [(n, types[n], dataclasses.field(default=own[n].default, metadata=own[n].metadata)) for n in GUIDE_FIELDS]
+    specs += [(f.name, types[f.name], dataclasses.field(default=f.default, metadata=f.metadata))
+              for f in dataclasses.fields(SchedulerGrid)]
+    cls = dataclasses.make_dataclass("GuideConfigRequest", specs, bases=(JsonConfig,), frozen=True)
+    cls.__doc__ = "What ``critdiff guide-config`` converts: a critical time and a pulse, for one diffusers model and grid."
+    cls.__module__ = __name__
+    return cls
+
+
+GuideConfigRequest = _request_class()
+
+
+def guide_config_of(req, device: str = "cpu") -> GuideConfig:
+    """The ``GuideConfig`` of a request (its :data:`GUIDE_FIELDS`), validated."""
+    return GuideConfig(**{n: getattr(req, n) for n in GUIDE_FIELDS}, device=device).validate()
 
 
 CONFIG = GuideConfigRequest
@@ -56,13 +67,12 @@ def run(args) -> int:
 
     req = config_from_args(GuideConfigRequest, args)
     if not req.model.startswith("diffusers:"):
-        raise ValueError("model: guide-config expects diffusers:DIR")
+        raise ValueError(f"model: guide-config expects --model diffusers:DIR, got {req.model!r}")
     model, tc = _critical_time(req, args.classifier, args.device)
     args = argparse.Namespace(**req.to_dict(), json=args.json)
     over = {} if args.spacing is None else {"timestep_spacing": args.spacing}
-    cfg = guide_config(model, tc.logsnr, args.steps, kind=args.scheduler, width=args.width, height=args.height,
-                       source=tc.source, logsnr_ci=tc.logsnr_ci, **over)
-    window = req.window if req.window is not None else getattr(tc, "window", None)
+    cfg = guide_config(model, tc, args.steps, kind=args.scheduler, width=args.width, height=args.height, **over)
+    window = req.window if req.window is not None else tc.extras.get("window")
     if window is not None:  # the estimated window [lo, hi]: the same builder, as a box from lo to hi
         lo, hi = (float(v) for v in window)
         if not lo < hi:
@@ -93,18 +103,14 @@ def run(args) -> int:
     return 0
 
 
-def _critical_time(req: GuideConfigRequest, classifier_dir: Optional[str], device: str = "cpu"):
-    """``(model, CriticalTime)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
-    (:func:`critdiff.experiments.guide.tc.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
-    from ..experiments.guide.config import GuideConfig
-    from ..experiments.guide.estimators import chosen_source
-    from ..experiments.guide.tc import resolve_tc
+def _critical_time(req, classifier_dir: Optional[str], device: str = "cpu"):
+    """``(model, TimeEstimate)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
+    (:func:`critdiff.experiments.guide.estimators.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
+    from ..experiments.guide.estimators import chosen_source, resolve_tc
     from ..experiments.models import load_model
     from ..pretrained import load_classifier
 
-    gcfg = GuideConfig(model=req.model, data=req.data, tc_logsnr=req.tc_logsnr, tc_from=req.tc_from, seed=req.seed,
-                       device=device, cond=req.cond, prompt=req.prompt)
-    gcfg.validate()
+    gcfg = guide_config_of(req, device)
     if req.tc_logsnr is None and req.data is None and chosen_source(gcfg) != "linear-response":
         raise ValueError(f"data: --tc-from {chosen_source(gcfg)} needs --data SPEC (linear-response needs none; or give "
                          "--tc-logsnr)")

@@ -1,17 +1,19 @@
-"""``critdiff report OUT``: re-render OUT/report.html from OUT/results.json (no recomputation)."""
+"""``critdiff report OUT``: re-render OUT/report.html from OUT/results.json (a demo) or OUT/result.json (any
+command), no recomputation."""
 
 from __future__ import annotations
 
-from ..experiments.demo import write_demo_report
+from ..report.folder import write_folder_report
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="re-render OUT/report.html from OUT/results.json without recomputing")
-    p.add_argument("out", help="output folder of a critdiff demo run")
+    p = sub.add_parser("report", help="re-render OUT/report.html from OUT/results.json or OUT/result.json without "
+                                      "recomputing")
+    p.add_argument("out", help="output folder of a critdiff demo run or of any command")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    path = write_demo_report(args.out)
+    path = write_folder_report(args.out)
     print(f"wrote {path}")
     return 0

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p.add_argument("spec", help="sweep spec (TOML): [probe] and/or [guide] tables with a grid sub-table")
     add_executor_args(p)
     add_run_args(p, only=("max_memory",))
-    add_out_arg(p, help_text="output folder: sweep.jsonl (resumable log), sweep.json, sweep.csv, report.html, units/")
+    add_out_arg(p, help_text="output folder: sweep.jsonl (resumable log), result.json, sweep.csv, report.html, units/")
     p.set_defaults(run=run)
 
 
@@ -36,6 +36,6 @@ def run(args) -> int:
         result = run_sweep(spec, args.out, executor=executor)
     write_report(args.out, "critdiff sweep", [render(result, folder=args.out)], {"spec": args.spec})
     failed = sum(r["status"] != "ok" for r in result.rows)
-    print(f"wrote {args.out}/sweep.json, sweep.csv, report.html ({len(result.rows) - failed} of {len(result.rows)} "
+    print(f"wrote {args.out}/result.json, sweep.csv, report.html ({len(result.rows) - failed} of {len(result.rows)} "
           f"runs finished{'; rerun to retry the others' if failed else ''})")
     return 0

@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..report.theory import write_figures
 
     cfg = config_from_args(TheoryConfig, args)
-    result = run_theory(cfg, device=args.device)  # usage errors: one line, exit 2 (critdiff.cli.guarded)
+    result = run_theory(cfg, args.out, device=args.device)  # usage errors: one line, exit 2 (critdiff.cli.guarded)
     figures = write_figures(result, args.out)
     if args.json:
         json.dump({**result.analysis, "data": cfg.data, "figures": figures}, sys.stdout)

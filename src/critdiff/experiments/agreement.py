@@ -17,7 +17,7 @@ of the median) and, per level, the r of the two denoisers on the network's state
 
 Resumable: ``OUT/agreement.jsonl`` (:class:`~critdiff.experiments.guide.store.TrialLog`) holds the calibration
 and one record per finished seed; a rerun (also with more ``--seeds``) computes only the missing seeds.
-``OUT/agreement.json`` is the result. :mod:`critdiff.report.agreement` renders it.
+``OUT/result.json`` is the result. :mod:`critdiff.report.agreement` renders it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import torch
 
 from ..config import JsonConfig, arg
 from ..errors import check_choice, check_int, check_seed
-from ..io import save_json
 from ..probes.agreement import median_summary, paired_ddim
 from ..probes.calibration import CalibratedPatchScore, calibrate_patch_size, check_candidates
 from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
@@ -43,8 +42,8 @@ from ..seeding import derive, generator
 from .guide.store import TrialLog
 from .net_criticality import load_trained
 from .net_signals import _pool_order
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 
 ANCHOR_R = 0.94  # Kamb & Ganguli (2024): median r of their calibrated ELS machine vs trained nets on MNIST
 LOG = "agreement.jsonl"
@@ -172,7 +171,7 @@ def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar) 
 
 
 def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = True) -> AgreementResult:
-    """Run (or resume) the agreement measurement (module docstring); write ``agreement.json``; return the result."""
+    """Run (or resume) the agreement measurement (module docstring); write ``result.json``; return the result."""
     from ..threads import torch_threads
 
     cfg.validate()
@@ -196,7 +195,7 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
             for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar):
                 log.append(rec)
     result = _summarise(cfg, log, cal, sigmas, schedule, net, patch, n_pool=int(pool.shape[0]))
-    save_json(out / "agreement.json", result.record())
+    save_result(out, result)
     return result
 
 

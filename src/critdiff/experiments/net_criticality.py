@@ -32,15 +32,14 @@ from typing import Optional
 from ..config import JsonConfig, arg
 from ..devices import resolve as resolve_device
 from ..errors import check_int
-from ..io import save_json
 from ..probes.calibration import DEFAULT_STENCILS, check_candidates
 from ..probes.softening import ONSET
 from ..samplers import initial_noise, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
 from . import net_signals as NS
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 
 PHASES = ("trajectories", "susceptibility", "estimators", "linear response", "calibration", "theory")
 
@@ -138,7 +137,7 @@ def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
 
 def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" = None,
                         progress: bool = True, device="cpu") -> NetCriticalityResult:
-    """Measure the network's critical signatures (module docstring); write ``net_criticality.json`` to
+    """Measure the network's critical signatures (module docstring); write ``result.json`` to
     ``out_dir`` (when given) and return the result. ``device``: where the network runs (its ensemble too;
     the network moves any other input there itself)."""
     cfg.validate()
@@ -174,5 +173,5 @@ def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" 
         theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start},
         xi_growth=NS.xi_growth(curves))
     if out_dir is not None:
-        save_json(Path(out_dir) / "net_criticality.json", result.record())
+        save_result(out_dir, result)
     return result

@@ -49,8 +49,8 @@ from ..seeding import derive
 from .config import RunConfig
 from .finite import FiniteGuard
 from .models import load_model
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 
 @dataclass(frozen=True)
 class ProbeConfig(RunConfig):
@@ -195,7 +195,7 @@ def _snapshots(out: Path, traj, ens_comb) -> tuple[str, ...]:
     """The recorded states nearest the ensemble's ``t_c`` as an image grid (the only image artefact)."""
     if ens_comb is None or traj.states is None:
         return ()
-    from ..report.figures import image_grid
+    from ..figures import image_grid
 
     j = int(np.argmin(np.abs(traj.logsnr - ens_comb.logsnr)))
     image_grid(torch.from_numpy(traj.states[j][:16]).float(), out / "snapshots.png",
@@ -268,6 +268,7 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
                  "linear_response": None if lin is None else lin["seconds"]},
         files=_snapshots(out, traj, m["ens_comb"]), curves=_curves(ens, m["ens_comb"], lin, m["rep"], hom))
     save_json(out / "probe.json", result.to_dict())
+    save_result(out, result)
     return result
 
 

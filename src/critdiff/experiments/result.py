@@ -10,19 +10,22 @@ it has after a JSON round trip (tensors and arrays to lists, non-finite floats t
 tuple fields to tuples), so ``Result.from_json(r.to_json()) == r`` holds exactly.
 
 ``kind`` (a class attribute) names the result type in ``results.json``; :func:`result_from_record`
-rebuilds any registered result from its record ``{"kind": ..., "result": {...}}``.
+rebuilds a result of any kind of :data:`critdiff.experiments.kinds.KINDS` from its record
+``{"kind": ..., "result": {...}}``, importing only that kind's module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import JsonConfig, from_json_value, field_types
-from ..io import to_jsonable
+from ..io import save_json, to_jsonable
+from .kinds import result_type
 
-RESULT_TYPES: dict[str, type] = {}
+RESULT_FILE = "result.json"  # every command's result, as Result.record(): critdiff report OUT reloads it
 
 
 def _normalised(tp: Any, value: Any) -> Any:
@@ -35,12 +38,7 @@ def _normalised(tp: Any, value: Any) -> Any:
 class Result(JsonConfig):
     """Base of every experiment result (module docstring)."""
 
-    kind: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        if cls.kind:
-            RESULT_TYPES[cls.kind] = cls
+    kind: ClassVar[str] = ""  # its entry in critdiff.experiments.kinds.KINDS
 
     def __post_init__(self) -> None:
         types = field_types(type(self))
@@ -53,10 +51,11 @@ class Result(JsonConfig):
 
 
 def result_from_record(record: dict[str, Any]) -> Result:
-    """Rebuild a result from :meth:`Result.record` (the result module must have been imported)."""
-    from . import registry  # noqa: F401 - imports every experiment so that its result type is registered
-
+    """Rebuild a result from :meth:`Result.record` (its kind's module is imported on demand)."""
     kind = record.get("kind") if isinstance(record, dict) else None
-    if kind not in RESULT_TYPES:
-        raise ValueError(f"results: unknown result kind {kind!r}; expected one of {', '.join(sorted(RESULT_TYPES))}")
-    return RESULT_TYPES[kind].from_dict(record["result"])
+    return result_type(kind).from_dict(record["result"])
+
+
+def save_result(out_dir, result: Result):
+    """Write ``OUT/result.json`` (:data:`RESULT_FILE`, the result's :meth:`~Result.record`) atomically."""
+    return save_json(Path(out_dir) / RESULT_FILE, result.record())

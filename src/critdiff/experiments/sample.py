@@ -30,8 +30,8 @@ from ..spec import parse_spec
 from .config import AUTO_SCHEDULE as AUTO, DTYPES, MODEL_SCHEDULE, RunConfig
 from .finite import FiniteGuard
 from .models import decode_samples, load_model
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 from .start import StartPlan, initial_state, plan_start, run_grid
 
 
@@ -209,6 +209,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
         sample_std=float(final.std()), files=files, late_start=None if start is None else start[0])
     save_json(out / "run.json", result.to_dict())
+    save_result(out, result)
     return result
 
 
@@ -224,7 +225,7 @@ def _write_artefacts(out: Path, cfg: SampleConfig, final, sigmas, rec, images, d
     """The samples (latents for a latent model: the figures show them decoded) and the figures."""
     from safetensors.torch import save as st_save
 
-    from ..report.figures import image_grid, trajectory_strip  # matplotlib: only when figures are drawn
+    from ..figures import image_grid, trajectory_strip  # matplotlib: only when figures are drawn
 
     atomic_write_bytes(out / "samples.safetensors", st_save({"samples": final.detach().contiguous().cpu(),
                                                              "sigmas": sigmas}))
@@ -292,7 +293,7 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
 
     from ..integrations.diffusers.pipeline import pipeline_guidance, pipeline_kind, sample_like_pipeline
     from ..integrations.diffusers.schedulers import KIND_CLASSES
-    from ..report.figures import image_grid
+    from ..figures import image_grid
 
     asked, eta = like_pipeline_request(cfg)
     dtype = _like_pipeline_dtype(cfg, model)
@@ -311,6 +312,7 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
         model={**model.config(), "dtype": dtype}, sample_mean=float(images.mean()), sample_std=float(images.std()),
         files=("samples.png", "samples.safetensors"), like_pipeline=KIND_CLASSES[kind])
     save_json(out / "run.json", result.to_dict())
+    save_result(out, result)
     return result
 
 

@@ -107,7 +107,7 @@ def run_moments(cfg, loaded) -> tuple[Moments, str]:
 
 def start_logsnr(cfg, tc: Optional[Callable[[], "object"]] = None) -> Optional[tuple[float, str, Optional[float], Optional[float]]]:
     """``(start logsnr, source, tc logsnr, margin)`` of ``cfg.late_start``, or None when off. ``tc``: a function
-    returning the run's :class:`~critdiff.experiments.guide.tc.CriticalTime` (called for ``auto`` only)."""
+    returning the run's :class:`~critdiff.times.TimeEstimate` (called for ``auto`` only)."""
     v = parse_late_start(cfg.late_start)
     if v is None:
         return None

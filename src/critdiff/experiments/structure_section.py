@@ -22,10 +22,9 @@ import torch
 from .. import samplers as SM
 from ..config import JsonConfig, arg
 from ..devices import resolve as resolve_device
-from ..io import save_json
 from ..schedules import get as get_schedule, sigma_grid
-from .progress import progress_bar
-from .result import Result
+from ..progress import progress_bar
+from .result import Result, save_result
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp, device) -
 def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, progress: bool = True,
                   device="cpu") -> StructureResult:
     """Compare predicted and measured structure factors per sampler (module docstring); write
-    ``structure.json`` to ``out_dir`` when given. ``device``: where the patch model samples."""
+    ``result.json`` to ``out_dir`` when given. ``device``: where the patch model samples."""
     from ..data import load as load_data
     from ..scores.patch import PatchScore
     from ..theory.critical import critical_point
@@ -102,5 +101,5 @@ def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, pro
             bar.update(1)
     result = StructureResult(config=cfg, critical=cp.to_dict(), samplers=per)
     if out_dir is not None:
-        save_json(Path(out_dir) / "structure.json", result.record())
+        save_result(out_dir, result)
     return result

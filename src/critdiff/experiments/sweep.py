@@ -14,7 +14,7 @@ unit, in the order the axes are written); ``[guide]`` may name a ``classifier`` 
 Each unit is one run (``run_probe`` / ``run_guide``) in ``OUT/units/KEY`` (``KEY``: the kind and the hash of the
 run's configuration); its row (the grid values and the headline numbers) goes to ``OUT/sweep.jsonl``, written by
 the driver only (:class:`.guide_store.TrialLog`: append-only, resumable). A rerun skips the finished units and
-retries the failed ones; ``sweep.json`` (the :class:`SweepResult`) and ``sweep.csv`` are rewritten atomically.
+retries the failed ones; ``result.json`` (the :class:`SweepResult`) and ``sweep.csv`` are rewritten atomically.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from ..io import atomic_write_text, config_hash, save_json
+from ..io import atomic_write_text, config_hash
+from ..progress import log_line
 from .executors.base import Executor, SerialExecutor
 from .guide.config import GuideConfig
 from .guide.store import TrialLog
 from .probe import ProbeConfig
-from .result import Result
+from .result import Result, save_result
 
 KINDS = {"probe": ProbeConfig, "guide": GuideConfig}
 EXTRA = {"probe": (), "guide": ("classifier",)}  # spec keys of a section that are not configuration fields
@@ -116,7 +117,7 @@ def _section_units(section: str, body: dict) -> list[Unit]:
 
 def _probe_row(result) -> dict:
     c = result.combined or {}
-    return {"logsnr_c": c.get("logsnr_c"), "ci_logsnr": c.get("ci_logsnr"),
+    return {"logsnr_c": c.get("logsnr_c"), "logsnr_ci": c.get("logsnr_ci"),
             "theory_logsnr_c": (result.theory or {}).get("logsnr_c"), "seconds": result.seconds.get("total")}
 
 
@@ -179,8 +180,8 @@ def write_table(out: Path, rows: list[dict]) -> None:
     atomic_write_text(out / "sweep.csv", buf.getvalue())
 
 
-def run_sweep(spec: dict, out_dir: "str | Path", *, executor: Optional[Executor] = None, log=print) -> SweepResult:
-    """Run (or resume) the sweep ``spec`` in ``out_dir``; write ``sweep.json`` and ``sweep.csv``."""
+def run_sweep(spec: dict, out_dir: "str | Path", *, executor: Optional[Executor] = None, log=log_line) -> SweepResult:
+    """Run (or resume) the sweep ``spec`` in ``out_dir``; write ``result.json`` and ``sweep.csv``."""
     from .preflight import check_grid, check_units
 
     check_grid(spec)
@@ -205,6 +206,6 @@ def run_sweep(spec: dict, out_dir: "str | Path", *, executor: Optional[Executor]
         rows = _rows(units, unit_log)
         status = "complete" if all(r["status"] == "ok" for r in rows) else "incomplete"
         result = SweepResult(spec=spec, status=status, rows=tuple(rows))
-        save_json(out / "sweep.json", result.record())
+        save_result(out, result)
         write_table(out, rows)
     return result

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import JsonConfig, arg
-from ..io import save_json
-from .result import Result
+from .result import Result, save_result
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class TheoryResult(Result):
 
 def run_theory(cfg: TheoryConfig, out_dir: "str | Path | None" = None, progress: bool = True,
                device="cpu") -> TheoryResult:
-    """Run the theory on ``cfg.data``; write ``theory.json`` (the result's record) to ``out_dir`` when given.
+    """Run the theory on ``cfg.data``; write ``result.json`` (the result's record) to ``out_dir`` when given.
     ``device``: where the patch pool's passes run (:func:`critdiff.theory.analysis.analyze`); like the CPU
     threads it does not change the numbers beyond float64 rounding, so it is not part of the configuration."""
     from ..data import load
@@ -64,5 +63,5 @@ def run_theory(cfg: TheoryConfig, out_dir: "str | Path | None" = None, progress:
     report = analyze(images, cfg.stencil, cfg.schedule, weights=cfg.weights, device=device)
     result = TheoryResult(config=cfg, analysis=report.to_dict(), kabs=report.kabs, kappa_radial=report.kappa_radial)
     if out_dir is not None:
-        save_json(Path(out_dir) / "theory.json", result.record())
+        save_result(out_dir, result)
     return result

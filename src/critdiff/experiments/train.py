@@ -27,7 +27,7 @@ from ..nets.net_denoiser import NetDenoiser
 from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
 from .finite import FiniteGuard
-from .result import Result
+from .result import Result, save_result
 
 
 def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainConfig:
@@ -72,7 +72,7 @@ def sample_grid(denoiser, path: "str | Path", schedule: str, steps: int, seed: i
     Conditional model: ``per_class`` samples per class, one row per class (at most ``max_classes``);
     unconditional: ``n_uncond`` samples. Returns ``(samples, labels or None)``.
     """
-    from ..report.figures import image_grid
+    from ..figures import image_grid
 
     sigmas = S.sigma_grid(S.get(schedule), steps, "logsnr")
     K = n_classes_of(denoiser)
@@ -136,6 +136,7 @@ def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, pro
         losses=losses, seconds=res["seconds"], images_per_s=res["images_per_s"], grid_seconds=grid_seconds,
         threads=torch.get_num_threads(), device=str(device), files=tuple(files))
     save_json(out / "train.json", result.to_dict())
+    save_result(out, result)
     return result
 
 

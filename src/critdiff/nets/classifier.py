@@ -29,6 +29,7 @@ from ..config import JsonConfig, arg
 from ..errors import check_int, check_ints, check_positive, check_seed
 from ..limits import MAX_CHANNELS, MAX_CLASS_ID, MAX_NET_WIDTH, MAX_SIDE
 from ..io import save_json
+from ..progress import progress_bar
 from . import checkpoint as ckpt
 
 
@@ -145,8 +146,6 @@ def train_classifier(cfg: ClassifierTrainConfig, images: torch.Tensor, labels: O
 
     Returns ``{"model", "heldout_accuracy", "train_accuracy", "per_class_accuracy", "seconds", ...}``.
     """
-    from tqdm.auto import tqdm
-
     cfg.validate()
     if labels is None:
         raise ValueError(f"data: {cfg.data!r} has no labels; the classifier needs a labelled data set")
@@ -165,7 +164,8 @@ def train_classifier(cfg: ClassifierTrainConfig, images: torch.Tensor, labels: O
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     t0 = time.perf_counter()
     model.train()
-    for step in tqdm(range(cfg.steps), desc="train-classifier", disable=not progress, dynamic_ncols=True):
+    bar = progress_bar(cfg.steps, "train-classifier", progress)
+    for step in range(cfg.steps):
         idx = torch.randint(0, x_tr.shape[0], (min(cfg.batch, x_tr.shape[0]),), generator=gen).to(device)
         shift = torch.randint(-1, 2, (2,), generator=gen).tolist()
         xb = torch.roll(x_tr[idx], shifts=shift, dims=(2, 3))
@@ -174,6 +174,8 @@ def train_classifier(cfg: ClassifierTrainConfig, images: torch.Tensor, labels: O
         loss.backward()
         opt.step()
         sched.step()
+        bar.update(1)
+    bar.close()
     seconds = time.perf_counter() - t0
     model.eval()
     pred = model.predict(images[ho])

@@ -42,6 +42,7 @@ from torch import nn
 from .. import schedules as S
 from ..config import JsonConfig, arg
 from ..errors import check_choice, check_int, check_positive, check_seed
+from ..progress import progress_bar
 from . import checkpoint as ckpt
 from .unet import NET_PREDICTIONS, PADDINGS, UNet, UNetConfig
 
@@ -234,8 +235,6 @@ def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Te
     every ``log_every`` steps, plus the last partial window), "seconds", "images_per_s", "interrupted"}``. Ctrl-C (or ``KeyboardInterrupt`` raised by ``on_step(step, loss)``)
     writes a checkpoint of the last completed step and re-raises.
     """
-    from tqdm.auto import tqdm
-
     cfg.validate()
     out = Path(out_dir)
     schedule = S.get(cfg.schedule)
@@ -259,7 +258,7 @@ def train_unet(cfg: TrainConfig, images: torch.Tensor, labels: Optional[torch.Te
     N = x_all.shape[0]
     start, t0 = step, time.perf_counter()
     consistent, interrupted = True, False
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(cfg.steps, "train", progress, initial=step)
     net.train()
     try:
         with _deferred_interrupt() as flag:

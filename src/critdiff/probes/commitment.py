@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from ..errors import check_int
 from ..io import to_jsonable
 from ..seeding import derive
 from .bootstrap import curve_peak, percentile_ci, replicates
-from .trajectory import schedule_times
+from ..times import TimeEstimate
 
 __all__ = ["Commitment", "commitment", "pair_agreement", "chance_phi", "crossing_logsnr", "phi_level", "class_ids",
            "clone_ends", "DEFAULT_LEVEL", "MIDPOINT_LEVEL", "DecisionMidpoint", "decision_midpoint",
@@ -193,10 +193,13 @@ class Commitment:
     def found(self) -> bool:
         return math.isfinite(self.commitment_logsnr)
 
-    def times(self, schedule) -> dict:
-        """The commitment time and its interval as ``t``, ``logsnr`` and ``sigma_over_a`` of ``schedule``."""
-        lam = np.array([self.commitment_logsnr, *self.logsnr_ci], dtype=np.float64)
-        return {k: v.tolist() for k, v in schedule_times(schedule, np.exp(-0.5 * lam)).items()}
+    def estimate(self, schedule) -> Optional[TimeEstimate]:
+        """The commitment time as a :class:`~critdiff.times.TimeEstimate` on ``schedule`` with its interval
+        (None when phi never crosses its level)."""
+        if not self.found:
+            return None
+        return TimeEstimate.at_logsnr(schedule, self.commitment_logsnr, f"commitment (phi = {self.level_rule})",
+                                      self.logsnr_ci, level=self.level, k=self.k)
 
     def to_dict(self) -> dict:
         return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})

@@ -30,7 +30,7 @@ from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
 from .correlations import ornstein_zernike, periodograms, xi_peak, xi_zero
-from ..times import interval_times
+from ..times import TimeEstimate
 from .trajectory import Trajectory
 
 Locate = Literal["crossing", "crossing-or-min", "min", "max"]
@@ -95,14 +95,19 @@ class CriticalTime:
     n_boot: int
     n_valid: int
 
-    def times(self, schedule: "Schedule | str") -> dict:
-        """Estimate and interval bounds as ``t``, ``logsnr``, ``sigma_over_a`` of ``schedule``."""
-        return interval_times(schedule, self.logsnr, self.logsnr_ci)
+    def estimate(self, schedule: "Schedule | str") -> Optional[TimeEstimate]:
+        """The estimate as a :class:`~critdiff.times.TimeEstimate` on ``schedule`` (source: the signal; extras:
+        ``method``, ``logsnr_se``, ``n_boot``, ``n_valid``), or None when there is no finite estimate."""
+        if not math.isfinite(self.logsnr):
+            return None
+        return TimeEstimate.at_logsnr(schedule, self.logsnr, self.signal, self.logsnr_ci, method=self.method,
+                                      logsnr_se=self.logsnr_se, n_boot=self.n_boot, n_valid=self.n_valid)
 
     def to_dict(self, schedule: "Schedule | str | None" = None) -> dict:
+        """JSON; with ``schedule``, ``estimate`` holds :meth:`estimate` on it (its times)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         if schedule is not None:
-            d["schedule_times"] = self.times(schedule)
+            d["estimate"] = self.estimate(schedule)
         return to_jsonable(d)
 
 
@@ -221,15 +226,21 @@ class CombinedCriticalTime:
     sigma_ci: np.ndarray
     components: tuple
 
-    def times(self, schedule: "Schedule | str") -> dict:
-        """Estimate and interval bounds as ``t``, ``logsnr``, ``sigma_over_a`` of ``schedule``."""
-        return interval_times(schedule, self.logsnr, self.logsnr_ci)
+    def estimate(self, schedule: "Schedule | str") -> Optional[TimeEstimate]:
+        """The combined estimate as a :class:`~critdiff.times.TimeEstimate` on ``schedule`` (source
+        ``'combined (signal, ...)'``; extras: ``logsnr_se``, ``spread``, ``components``), or None."""
+        if not math.isfinite(self.logsnr):
+            return None
+        names = [c.signal for c in self.components]
+        return TimeEstimate.at_logsnr(schedule, self.logsnr, f"combined ({', '.join(names)})", self.logsnr_ci,
+                                      logsnr_se=self.logsnr_se, spread=self.spread, components=names)
 
     def to_dict(self, schedule: "Schedule | str | None" = None) -> dict:
+        """JSON; with ``schedule``, ``estimate`` holds :meth:`estimate` on it (its times)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "components"}
         d["components"] = [c.to_dict(schedule) for c in self.components]
         if schedule is not None:
-            d["schedule_times"] = self.times(schedule)
+            d["estimate"] = self.estimate(schedule)
         return to_jsonable(d)
 
 

@@ -30,7 +30,7 @@ from ..samplers import Step
 from ..schedules import Schedule
 from ..io import to_jsonable
 from .bootstrap import percentile_ci, replicates
-from ..times import schedule_times
+from ..times import TimeEstimate
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -105,6 +105,9 @@ class EntropyRecorder:
         return decision_time(np.array(self.sigma), np.stack(self.H), **kw)
 
 
+SOURCE = "decision entropy (steepest drop)"
+
+
 @dataclass(frozen=True)
 class Decision:
     """``entropy [T, B]`` at ``sigma [T]`` (``logsnr``); per-sample decision logsnr ``[B]``; the decision time
@@ -119,9 +122,9 @@ class Decision:
     decision_sigma: float
     logsnr_ci: np.ndarray
 
-    def times(self, schedule: "Schedule | str") -> dict:
-        return {"decision": schedule_times(schedule, [self.decision_sigma]),
-                "ci": schedule_times(schedule, np.exp(-0.5 * self.logsnr_ci[::-1]))}
+    def estimate(self, schedule: "Schedule | str") -> TimeEstimate:
+        """The decision time as a :class:`~critdiff.times.TimeEstimate` on ``schedule``, with its interval."""
+        return TimeEstimate.at_logsnr(schedule, self.decision_logsnr, SOURCE, self.logsnr_ci)
 
     def to_dict(self) -> dict:
         return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})

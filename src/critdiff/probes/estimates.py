@@ -18,14 +18,16 @@ __all__ = ["estimate_record", "combine_record"]
 
 def estimate_record(ct, schedule) -> dict:
     """One critical-time estimate (:class:`CriticalTime` or :class:`CombinedCriticalTime`, or None) as JSON:
-    ``t_c``, ``logsnr_c``, ``sigma_over_a_c`` of ``schedule`` with the logsnr and t intervals."""
-    if ct is None or not math.isfinite(ct.logsnr):
-        return {"t_c": None, "logsnr_c": None, "sigma_over_a_c": None, "ci_logsnr": [None, None], "found": False}
-    tt = ct.times(schedule)
-    ci = [float(v) if math.isfinite(v) else None for v in ct.logsnr_ci]
-    d = {"t_c": tt["estimate"]["t"], "logsnr_c": tt["estimate"]["logsnr"], "sigma_over_a_c": tt["estimate"]["sigma_over_a"],
-         "ci_logsnr": ci, "ci_t": tt["ci"]["t"], "logsnr_se": ct.logsnr_se if math.isfinite(ct.logsnr_se) else None,
-         "found": True}
+    ``t_c``, ``logsnr_c``, ``sigma_over_a_c`` of ``schedule`` (its :meth:`estimate`) with the logsnr and t
+    intervals ``logsnr_ci``, ``t_ci``."""
+    est = None if ct is None else ct.estimate(schedule)
+    if est is None:
+        return {"t_c": None, "logsnr_c": None, "sigma_over_a_c": None, "logsnr_ci": [None, None], "found": False}
+    iv = est.interval
+    d = {"t_c": est.t, "logsnr_c": est.logsnr, "sigma_over_a_c": est.sigma_over_a,
+         "logsnr_ci": [None, None] if iv is None else [iv[0].logsnr, iv[1].logsnr],
+         "t_ci": [None, None] if iv is None else [iv[0].t, iv[1].t],
+         "logsnr_se": ct.logsnr_se if math.isfinite(ct.logsnr_se) else None, "found": True}
     for k in ("signal", "method", "n_boot", "n_valid"):
         if hasattr(ct, k):
             d[k] = getattr(ct, k)

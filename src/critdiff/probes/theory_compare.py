@@ -53,7 +53,7 @@ def homogeneous_signal(hom: dict, schedule, theory_k_star) -> dict:
     match = None if cr is None or theory_k_star is None else k_star_matches(cr["kappa"], theory_k_star)
     return {"t_c": None if tt is None else tt["t"], "logsnr_c": None if cr is None else cr["logsnr"],
             "sigma_over_a_c": None if tt is None else tt["sigma_over_a"],
-            "ci_logsnr": [None, None], "found": cr is not None,
+            "logsnr_ci": [None, None], "found": cr is not None,
             "k_star": None if cr is None else cr["k_star"],
             "k_star_abs": None if cr is None else cr["k_star_abs"],
             "theory_k_star_is_softest": match,
@@ -67,7 +67,7 @@ def _agrees(s: dict, d, ref, soft):
         return False  # a crossing where the theory has none
     if d is None:
         return None
-    ci = s.get("ci_logsnr") or [None, None]
+    ci = s.get("logsnr_ci") or [None, None]
     inside = ci[0] is not None and ci[1] is not None and ci[0] <= ref <= ci[1]
     return bool(inside or abs(d) <= AGREE_LOGSNR)
 
@@ -94,7 +94,7 @@ def comparison_rows(rec: dict) -> list[dict]:
         items.append(("ensemble_combined", rec["ensemble_combined"]))
     for name, s in items:
         lam = s.get("logsnr_c")
-        ci = s.get("ci_logsnr") or [None, None]
+        ci = s.get("logsnr_ci") or [None, None]
         d = None if lam is None or ref is None else lam - ref
         kstar = s.get("k_star", rec.get("k_star_trajectory") if name == "ensemble_combined" else "")
         rows.append({"signal": name, "t_c": s.get("t_c"), "logsnr_c": lam,

@@ -44,7 +44,7 @@ def _probe_theory(r, key: str) -> Optional[Finding]:
     agree = [row["agrees"] for row in comparison_rows(r.to_dict()) if row["signal"] == "combined"][0]
     verdict = "holds" if agree is True else "partly" if abs(d) <= 1.0 else "does not hold"
     return Finding(f"The patch model's linear theory predicts the probed critical time on stripes: theory logsnr "
-                   f"{num(th['logsnr_c'])}, probes {num(c['logsnr_c'])} {interval(*c['ci_logsnr'])} "
+                   f"{num(th['logsnr_c'])}, probes {num(c['logsnr_c'])} {interval(*c['logsnr_ci'])} "
                    f"(difference {num(d)})", verdict, key)
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..times import TimeEstimate
 from .figures import plt, save_figure
 from .fmt import interval, num
 from .html import Section, table
@@ -53,14 +54,22 @@ def sweep_figure(result, path) -> Optional[Path]:
     return save_figure(fig, path)
 
 
+def _estimate_part(name: str, rec: dict) -> str:
+    """``'theory -0.37 [lo, hi]'`` of one estimator's record (a :class:`~critdiff.times.TimeEstimate` or
+    ``{error}``)."""
+    if "logsnr" not in rec:
+        return f"{name}: none"
+    ci = TimeEstimate.from_dict(rec).logsnr_ci if "interval" in rec else rec.get("logsnr_ci")  # older results
+    return f"{name} {num(rec['logsnr'])}" + (f" {interval(*ci)}" if ci else "")
+
+
 def findings(result) -> list[str]:
     """Plain sentences with numbers and 95% intervals: what the comparisons and the sweep showed."""
     tc, out = result.tc, []
     out.append(f"critical time {tc.time.format()} (from {tc.source}).")
     est = (result.estimators or {}).get("estimates", {})
     if est:
-        parts = [f"{k} {num(v['logsnr'])}" + (f" {interval(*v['logsnr_ci'])}" if v.get("logsnr_ci") else "")
-                 if "logsnr" in v else f"{k}: none" for k, v in est.items()]
+        parts = [_estimate_part(k, v) for k, v in est.items()]
         out.append(f"critical-time estimators (logsnr [95% CI]; the pulse uses {result.estimators['chosen']}): "
                    + "; ".join(parts) + ".")
     for key, name in COMPARED.items():
@@ -79,7 +88,9 @@ def findings(result) -> list[str]:
     return out
 
 
-def _rows(result) -> list[dict]:
+def arms_rows(result) -> list[dict]:
+    """The arms table of the report and the CLI: per arm its numbers and the paired differences from the random
+    arm as ``diff [lo, hi]`` (4 significant digits)."""
     rows = []
     for name, r in result.arms.items():
         vr = r.get("vs_random") or {}
@@ -91,6 +102,12 @@ def _rows(result) -> list[dict]:
                         for k in ("accuracy", "logp", "fd", "precision", "recall", "diversity") if k in vr})
         rows.append(row)
     return rows
+
+
+def equal_nfe_table(result) -> list[dict]:
+    """The cost rows (:attr:`GuideResult.equal_nfe`) with their paired differences as ``diff [lo, hi]``."""
+    return [{"comparison": r["comparison"], "nfe_ratio": r["nfe_ratio"], "equal_nfe": r["equal_nfe"],
+             "d_acc [95% CI]": _ci(r["d_acc"]), "d_logp [95% CI]": _ci(r["d_logp"])} for r in result.equal_nfe]
 
 
 def _settings(result) -> str:
@@ -113,10 +130,10 @@ def render_guide(result, folder: "str | Path | None" = None, key: str = "guidanc
     folder = Path(result.log).parent if folder is None else Path(folder)
     facts = findings(result)
     html = (_settings(result) + "<ul>" + "".join(f"<li>{_html.escape(f)}</li>" for f in facts[1:]) + "</ul>"
-            + table(_rows(result)))
+            + table(arms_rows(result)))
     if result.equal_nfe:
         html += "<p>Cost: the pulse against the other schedules (equal NFE when within 5%).</p>" + table(
-            list(result.equal_nfe))
+            equal_nfe_table(result))
     if sweep_figure(result, folder / "sweep.png") is not None:
         html += '<p><img src="sweep.png"></p>'
     return Section(key, title, html, question=QUESTION, findings=facts)

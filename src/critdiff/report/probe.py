@@ -112,8 +112,8 @@ def _scan_axis(ax, result) -> None:
     g, (glo, ghi) = lin["growth_logsnr"], lin["growth_ci"]
     e = [lr["eps"]] + [v["eps"] for v in ok]
     lam = [g] + [v["logsnr_c"] for v in ok]
-    err = [[g - glo] + [v["logsnr_c"] - (v["ci_logsnr"][0] or v["logsnr_c"]) for v in ok],
-           [ghi - g] + [(v["ci_logsnr"][1] or v["logsnr_c"]) - v["logsnr_c"] for v in ok]]
+    err = [[g - glo] + [v["logsnr_c"] - (v["logsnr_ci"][0] or v["logsnr_c"]) for v in ok],
+           [ghi - g] + [(v["logsnr_ci"][1] or v["logsnr_c"]) - v["logsnr_c"] for v in ok]]
     ax.errorbar(e, lam, yerr=np.abs(np.array(err, dtype=np.float64)), fmt="o-", capsize=3, label="growth onset")
     if th.get("logsnr_c") is not None:
         ax.axhline(th["logsnr_c"], color="k", lw=1, label="theory t_c")
@@ -166,7 +166,7 @@ def _findings(result) -> list[str]:
     c, e, th = result.combined, result.ensemble_combined, result.theory or {}
     cfg = result.config
     out = [f"{cfg.model} on {cfg.data}: measured critical logsnr {num(c['logsnr_c'])} (t_c {num(c['t_c'])}), "
-           f"95% interval {interval(*c['ci_logsnr'])}, from {c.get('source', 'the probes')}."]
+           f"95% interval {interval(*c['logsnr_ci'])}, from {c.get('source', 'the probes')}."]
     if result.theory is not None:
         ref = th.get("logsnr_c")
         verdict = ""
@@ -178,7 +178,7 @@ def _findings(result) -> list[str]:
     when = "" if e["logsnr_c"] is None or c["logsnr_c"] is None else \
         (" later" if e["logsnr_c"] > c["logsnr_c"] else " earlier")  # logsnr grows as sampling proceeds
     out.append(f"The sampler's own ensemble turns critical{when}, at logsnr {num(e['logsnr_c'])} "
-               f"(95% interval {interval(*e['ci_logsnr'])}); cost {num(result.nfe['total_per_sample'])} denoiser "
+               f"(95% interval {interval(*e['logsnr_ci'])}); cost {num(result.nfe['total_per_sample'])} denoiser "
                f"evaluations per sample.")
     return out
 
@@ -190,7 +190,7 @@ def _prose(result) -> str:
         f"eps {num(v['eps'])}: {num(v['logsnr_c'])}" for v in scan) + " (eps = 1 is the sampler's own ensemble).")
     return (f"<p>Critical time of the equivariant patch model on <code>{_html.escape(str(cfg.data))}</code> "
             f"({_html.escape(cfg.stencil)}): the linear-stability theory beside the probes. "
-            f"<b>Measured t_c (combined)</b>: logsnr {num(c['logsnr_c'])}, 95% interval {interval(*c['ci_logsnr'])}, "
+            f"<b>Measured t_c (combined)</b>: logsnr {num(c['logsnr_c'])}, 95% interval {interval(*c['logsnr_ci'])}, "
             f"against the theory's {_theory_text(th)}. "
             f"It comes from the linear response of the sampler's symmetric branch: 'linear_growth' is the onset "
             f"of growth of small fluctuations (forward evaluations only, two nested Euler grids, Richardson "
@@ -207,7 +207,7 @@ def _table_rows(result) -> list[dict]:
     records = {**result.signals, "combined": result.combined, "ensemble_combined": result.ensemble_combined}
     rows = comparison_rows(result.to_dict())
     for r in rows[1:]:
-        ci = records[r["signal"]].get("ci_logsnr") or [None, None]
+        ci = records[r["signal"]].get("logsnr_ci") or [None, None]
         r["95% CI (logsnr)"] = "" if ci[0] is None else interval(*ci)
     return rows
 

@@ -14,6 +14,6 @@ def render_sweep(result, folder=".", key: str = "sweep", **options) -> Section:
                 + (f"; {counts['failed']} failed (see the error column; a rerun retries them)" if counts["failed"] else "")
                 + (f"; {counts['pending']} not run yet" if counts["pending"] else "") + "."]
     html = (f"<p>Grid of {len(rows)} runs (kinds: {', '.join(sorted({r['kind'] for r in rows}))}); full numbers in "
-            "<code>sweep.json</code> and <code>sweep.csv</code>, each run's own files in <code>units/KEY</code>.</p>"
+            "<code>result.json</code> and <code>sweep.csv</code>, each run's own files in <code>units/KEY</code>.</p>"
             + table(rows))
     return Section(key=key, title="Sweep", html=html, question=QUESTION, findings=findings, folder=str(folder))

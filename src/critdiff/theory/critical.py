@@ -26,7 +26,7 @@ from scipy.optimize import brentq
 
 from ..errors import check_choice, check_int
 from ..schedules import get as get_schedule
-from ..times import Time
+from ..times import Time, TimeEstimate
 from .homogeneous import HomogeneousSolution, homogeneous_solution
 from .pool import PatchPool, homogeneous_weights
 from .spectrum import Spectrum, WEIGHTS, stiffness_spectrum
@@ -97,6 +97,12 @@ class CriticalPoint:
     def time(self) -> Optional[Time]:
         """``t_c`` as a :class:`~critdiff.times.Time` (None when not found)."""
         return None if self.t_c is None else Time(self.t_c, self.logsnr_c, self.sigma_over_a_c)
+
+    def estimate(self, source: str = "theory") -> Optional[TimeEstimate]:
+        """``t_c`` as a :class:`~critdiff.times.TimeEstimate` (extras: ``k_star``; no interval: the theory is
+        exact for its pool), or None when not found."""
+        tm = self.time
+        return None if tm is None else TimeEstimate(tm, source, None, {"k_star": self.k_star})
 
     def to_dict(self) -> dict:
         d = asdict(self)

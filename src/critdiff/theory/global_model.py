@@ -24,6 +24,10 @@ from scipy.optimize import brentq
 
 from ..errors import check_images, check_positive
 from ..schedules import get as get_schedule
+from ..times import TimeEstimate
+
+
+SOURCE = "speciation (snr lambda_max(Cov) = 1)"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class Speciation:
     found: bool
     message: str
     direction: list
+
+    def estimate(self, schedule) -> TimeEstimate:
+        """The speciation point as a :class:`~critdiff.times.TimeEstimate` on ``schedule`` (a closed form: no
+        interval)."""
+        return TimeEstimate.at_logsnr(schedule, self.logsnr_c, SOURCE, lambda_max=self.lambda_max)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,8 +3,9 @@ HTML report (``report.html``) plus ``results.json`` holding every section's resu
 
 Each section is ``run(folder) -> Result``; its result is cached as ``OUT/sections/<key>-<hash>/result.json``
 (hash of the section's configuration), so an interrupted demo resumes where it stopped and a finished
-section is never recomputed. The report is rendered from the results alone (:func:`write_demo_report`),
-which is also what ``critdiff report OUT`` does: the same ``results.json`` gives the same HTML. Its summary is
+section is never recomputed. The report is rendered from the results alone
+(:func:`critdiff.report.folder.write_demo_report`, which the ``demo`` command calls), which is also what
+``critdiff report OUT`` does: the same ``results.json`` gives the same HTML. Its summary is
 the numbered findings of :mod:`critdiff.report.demo_summary` (at most six, each with a verdict).
 
 Sections are independent: with ``jobs = 2`` (the default on a machine with 2 or more CPUs, CPU only) two of them
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ...io import config_hash, save_json
+from ...progress import log_line
 from ...threads import torch_threads
 from .sections import DemoSection, demo_sections
 from ..result import Result, result_from_record
@@ -128,68 +130,11 @@ def default_jobs(device: str = "cpu") -> int:
     return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
-def read_results(out_dir: "str | Path") -> "tuple[dict, list]":
-    """``OUT/results.json`` validated as an input (:mod:`critdiff.inputs`): ``(document, [(key, entry, result)])``.
-
-    Each section needs ``kind`` (a registered result type), ``result`` (an object that rebuilds that result),
-    ``folder`` (a relative path inside ``OUT``) and optionally ``render`` (an object); a failure names the file
-    and the field (``sections.KEY.result``)."""
-    from ...inputs import Fields, read_json
-
-    out = Path(out_dir)
-    path = out / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"out: {str(out)!r} holds no results.json (run critdiff demo --out {out} first)")
-    doc = read_json(path, "out", "results file")
-    top = Fields(doc, path, "out")
-    top.text("title", default=TITLE)
-    top.object("meta", default={})
-    sections = top.object("sections")
-    entries = []
-    for key in sections.doc:
-        f = sections.object(key)
-        f.text("kind")
-        f.object("result")
-        folder = f.text("folder")
-        if Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise f.fail("folder", "a folder inside OUT (relative, without '..')", folder)
-        f.object("render", default={})
-        try:
-            result = result_from_record(f.doc)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"out: {str(path)!r}: field 'sections.{key}.result' does not hold a {f.doc['kind']} "
-                             f"result ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        entries.append((key, f.doc, result))
-    return doc, entries
-
-
-def write_demo_report(out_dir: "str | Path") -> Path:
-    """Render ``OUT/report.html`` from ``OUT/results.json`` alone (no recomputation)."""
-    from ...io import atomic_write_text
-    from ...report.demo_summary import VERDICT_RULES, demo_findings
-    from ...report.html import render_html
-    from ...report.render import render
-
-    out = Path(out_dir)
-    doc, entries = read_results(out)
-    sections, results = [], {}
-    for key, entry, result in entries:
-        results[key] = result
-        try:
-            sec = render(result, folder=out / entry["folder"], key=key, **entry.get("render", {}))
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"out: {str(out / 'results.json')!r}: section {key!r} cannot be rendered "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-        sec.folder = entry["folder"]
-        sections.append(sec)
-    return atomic_write_text(out / "report.html", render_html(out, doc.get("title", TITLE), sections, doc.get("meta"),
-                                                              summary=demo_findings(results), summary_note=VERDICT_RULES))
-
-
-def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str = "cpu", jobs: "int | None" = None,
+def run_demo(out_dir: "str | Path", quick: bool = False, log=log_line, device: str = "cpu", jobs: "int | None" = None,
              verbose: bool = False) -> Path:
-    """Run every section (cached) on ``device``, ``jobs`` at a time (default :func:`default_jobs`), write
-    ``results.json`` and the report; returns the report path. ``verbose``: the guidance section's per-trial lines."""
+    """Run every section (cached) on ``device``, ``jobs`` at a time (default :func:`default_jobs`) and write
+    ``OUT/results.json``; returns its path (the report: :func:`critdiff.report.folder.write_demo_report`).
+    ``verbose``: the guidance section's per-trial lines."""
     from ...devices import resolve as resolve_device
     from ...errors import check_int
 
@@ -215,7 +160,4 @@ def run_demo(out_dir: "str | Path", quick: bool = False, log=print, device: str 
         folder, result = _load(out, sec)
         entries[sec.key] = {**result.record(), "folder": folder, "render": sec.render_options}
     meta = {"critdiff": __import__("critdiff").__version__, "quick": quick, "torch": torch.__version__, "device": device}
-    save_json(out / "results.json", {"title": TITLE, "meta": meta, "sections": entries})
-    report = write_demo_report(out)
-    log(f"[demo] wrote {report} and {out / 'results.json'}")
-    return report
+    return save_json(out / "results.json", {"title": TITLE, "meta": meta, "sections": entries})

@@ -94,7 +94,7 @@ def _guidance(quick: bool, device: str, log):
     def run(folder: Path):
         from ...pretrained import load_classifier
 
-        return run_guide(gcfg, folder, classifier=load_classifier(REFERENCE_CLASSIFIER, device=device), log=log)
+        return run_guide(gcfg, folder, classifier=load_classifier(REFERENCE_CLASSIFIER, device=device), log=log, verbose=True)
 
     config = {"kind": "guidance", "guide": gcfg.identity(), "files": _shipped(REFERENCE, REFERENCE_CLASSIFIER), "version": 4}
     return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "

@@ -22,6 +22,7 @@ from ...denoisers import n_classes_of, sample_shape_of
 from ...guidance import Guided
 from ...guidance_ramp import interval_at, wang_linear
 from ...seeding import derive
+from ...times import TimeEstimate
 from ..finite import FiniteGuard
 from ..models import decode_samples, load_model
 from .config import GuideConfig
@@ -52,10 +53,11 @@ def sweep_centres(cfg: GuideConfig, sigmas) -> list[float]:
     return np.linspace(a, b, cfg.sweep).tolist() if cfg.sweep > 1 else [0.5 * (a + b)]
 
 
-def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
+def adaptive_lead(cfg: GuideConfig, sigmas, tc: TimeEstimate) -> tuple[float, float]:
     """``(target firing logsnr, lead)``: the median sample fires one grid step before the fixed pulse
     at ``tc`` would start, and its pulse is then centred on ``tc``."""
     lam = GS.grid_logsnr(sigmas).numpy()
+    tc = tc.logsnr
     start = tc - 0.5 * cfg.width
     inside = np.flatnonzero(lam >= start - GS.EDGE_TOL)
     j = int(inside[0]) if inside.size else len(lam) - 1
@@ -63,19 +65,20 @@ def adaptive_lead(cfg: GuideConfig, sigmas, tc: float) -> tuple[float, float]:
     return target, tc - target
 
 
-def window_of(cfg: GuideConfig, tc) -> Optional[tuple[float, float]]:
+def window_of(cfg: GuideConfig, tc: TimeEstimate) -> Optional[tuple[float, float]]:
     """The window arm's ``(lo, hi)`` in logsnr: ``cfg.window`` if given, else the critical time's estimated window
-    (``tc.window``, e.g. the sensitivity profile's half-maximum range), else None."""
+    (``tc.extras['window']``, e.g. the sensitivity profile's half-maximum range), else None."""
     if cfg.window is not None:
         return (float(cfg.window[0]), float(cfg.window[1]))
-    w = getattr(tc, "window", None)
+    w = tc.extras.get("window")
     return None if w is None else (float(w[0]), float(w[1]))
 
 
-def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float],
+def build_arms(cfg: GuideConfig, sigmas, tc: TimeEstimate, threshold: Optional[float],
                window: Optional[tuple[float, float]] = None) -> list[Arm]:
-    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre); ``window`` the
-    ``(lo, hi)`` of the window arm (:func:`window_of`)."""
+    """The arms named in ``cfg.arms``, in that order (``sweep`` expands to one arm per centre); ``tc``: the
+    critical time the ``tc``, ``interval-ours`` and ``adaptive`` arms are placed at; ``window`` the ``(lo, hi)``
+    of the window arm (:func:`window_of`)."""
     h, W, b = float(cfg.height), float(cfg.width), float(cfg.baseline)
     lo, hi = grid_range(sigmas)
     pulse = lambda c: GS.Pulse(c, W, h, b, cfg.profile)  # noqa: E731
@@ -100,7 +103,9 @@ def build_arms(cfg: GuideConfig, sigmas, tc: float, threshold: Optional[float],
             arms.append(Arm(name, f"w linear in 1 - t from {b:g} to {ramp.peak:g} (mean {h:g})",
                             lambda idx, r=ramp: (r, []), meta=ramp.to_dict()))
         elif name == "tc":
-            arms.append(Arm("tc", f"{cfg.profile} pulse at t_c (logsnr {tc:.2f})", lambda idx: (pulse(tc), []), centre=tc))
+            at_tc = GS.Pulse.at(tc, width=W, height=h, baseline=b, profile=cfg.profile)
+            arms.append(Arm("tc", f"{cfg.profile} pulse at t_c (logsnr {tc.logsnr:.2f})", lambda idx, p=at_tc: (p, []),
+                            centre=tc.logsnr))
         elif name == "random":
             centres = GS.random_centres(cfg.n, lo + 0.5 * W, hi - 0.5 * W, seed=derive(cfg.seed, "random-centres"))
             arms.append(Arm("random", "same pulse, random centre per sample",
@@ -142,17 +147,16 @@ class Setup:
     start: Any = None  # its StartPlan (experiments.start), or None
 
 
-def with_late_start(setup: Setup, tc_logsnr: float, tc_source: str = "the run's critical time") -> Setup:
+def with_late_start(setup: Setup, tc: TimeEstimate) -> Setup:
     """``setup`` with the late start of ``cfg.late_start`` (unchanged when off): the grid rebuilt from the start
     level with the same steps and spacing (:func:`.start.run_grid`) and the Gaussian's moments; ``auto`` starts
-    at ``tc_logsnr - AUTO_MARGIN``. The moments are the unconditional data's, for every arm."""
+    at ``tc.logsnr - AUTO_MARGIN``. The moments are the unconditional data's, for every arm."""
     from ..models import LoadedModel
     from ..start import plan_start
-    from .tc import CriticalTime
 
     cfg = setup.cfg
     loaded = LoadedModel(setup.model, setup.images, setup.labels, tuple(setup.image_shape))
-    got = plan_start(cfg, loaded, tc=lambda: CriticalTime.at_logsnr(cfg.schedule, tc_logsnr, tc_source))
+    got = plan_start(cfg, loaded, tc=lambda: tc)
     if got is None:
         return setup
     sigmas = run_grid(cfg, setup.model, setup.image_shape, got[0].sigma)
@@ -179,7 +183,7 @@ def run_arm(setup: Setup, guidance, callbacks, index: torch.Tensor, labels: torc
     return guard.final(decode_samples(setup.model, out)).cpu(), g.nfe.clone()
 
 
-def calibrate_threshold(setup: Setup, tc: float) -> dict:
+def calibrate_threshold(setup: Setup, tc: TimeEstimate) -> dict:
     """Threshold of the adaptive pulse: the median, over ``calib_n`` pilot samples (indices after the
     experiment's, run with ``w = baseline``), of the indicator at the target firing step."""
     cfg = setup.cfg

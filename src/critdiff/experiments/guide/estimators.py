@@ -48,8 +48,9 @@ import torch
 from ... import samplers as SM
 from ... import schedules as S
 from ...seeding import derive
-from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES
-from .tc import CriticalTime, probe_tc, resolve_tc
+from ...times import TimeEstimate
+from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES, GuideConfig
+from .tc import probe_tc
 from ..start import probe_spacing
 
 ALWAYS = ("theory", "speciation")
@@ -59,7 +60,7 @@ SENS_N = 32
 SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's activations (patch model: ~0.8 GB each)
 
 __all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
-           "resolve_estimates"]
+           "resolve_estimates", "resolve_tc"]
 
 
 def chosen_source(cfg) -> str:
@@ -70,15 +71,16 @@ def chosen_source(cfg) -> str:
     return name
 
 
-def _at(cfg, logsnr: float, source: str, ci=None, **extra) -> CriticalTime:
+def _at(cfg, logsnr: float, source: str, ci=None, **extra) -> TimeEstimate:
+    """The estimate at ``logsnr`` with its interval ``ci`` (dropped when a bound is not finite) and ``extra``
+    facts, checked to lie inside the schedule's logsnr range."""
     sch = S.get(cfg.schedule)
     if not sch.logsnr_min <= logsnr <= sch.logsnr_max:
         raise ValueError(f"tc-from: the {source} estimate (logsnr {logsnr:.3g}) lies outside the schedule's range")
-    ci = None if ci is None or not all(math.isfinite(float(v)) for v in ci) else tuple(float(v) for v in ci)
-    return CriticalTime.at_logsnr(sch, float(logsnr), source, logsnr_ci=ci, **extra)
+    return TimeEstimate.at_logsnr(sch, float(logsnr), source, ci, **extra)
 
 
-def _theory(cfg, images, model, classifier) -> CriticalTime:
+def _theory(cfg, images, model, classifier) -> TimeEstimate:
     if cfg.kind != "patch":
         raise ValueError("tc-from: the patch theory needs the analytic patch model (--model patch)")
     from ...theory.critical import critical_point
@@ -90,10 +92,10 @@ def _theory(cfg, images, model, classifier) -> CriticalTime:
         raise ValueError(f"tc-logsnr: the theory finds no critical point ({cp.message}); pass --tc-logsnr")
     note = "" if (cfg.equivariant and cfg.boundary == "periodic") else \
         " (theory of the equivariant periodic model, used as an approximation)"
-    return CriticalTime.at_logsnr(cfg.schedule, cp.logsnr_c, "theory" + note, k_star=cp.k_star)
+    return cp.estimate("theory" + note)
 
 
-def _linear_response(cfg, images, model, classifier) -> CriticalTime:
+def _linear_response(cfg, images, model, classifier) -> TimeEstimate:
     tc = probe_tc(cfg, model, images)
     if tc is None:
         raise ValueError("tc-logsnr: no critical-time estimate is available for this model (the linear-response "
@@ -101,7 +103,7 @@ def _linear_response(cfg, images, model, classifier) -> CriticalTime:
     return tc
 
 
-def _speciation(cfg, images, model, classifier) -> CriticalTime:
+def _speciation(cfg, images, model, classifier) -> TimeEstimate:
     from ...theory.global_model import speciation
 
     if images is None:
@@ -126,7 +128,7 @@ def _noise(cfg, images, n: int, seed: int, model=None):
     return sigmas, x
 
 
-def _ensemble(cfg, images, model, classifier) -> CriticalTime:
+def _ensemble(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.ensemble import ensemble_probe, ensemble_signals
     from ..probe import ProbeConfig, probe_steps
 
@@ -144,7 +146,7 @@ def _need_classifier(classifier, name: str):
         raise ValueError(f"tc-from: the {name} estimate needs a classifier (--classifier)")
 
 
-def _decision(cfg, images, model, classifier) -> CriticalTime:
+def _decision(cfg, images, model, classifier) -> TimeEstimate:
     from ...probes.decision import EntropyRecorder, classifier_logits
 
     _need_classifier(classifier, "decision-entropy")
@@ -177,21 +179,21 @@ def _commitment_run(cfg, images, model, classifier, cache):
         device=cfg.torch_device))
 
 
-def _commitment(cfg, images, model, classifier, cache=None) -> CriticalTime:
+def _commitment(cfg, images, model, classifier, cache=None) -> TimeEstimate:
     c = _commitment_run(cfg, images, model, classifier, cache)
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")
     return _at(cfg, c.commitment_logsnr, f"commitment (phi = {c.level_rule})", c.logsnr_ci)
 
 
-def _commitment_midpoint(cfg, images, model, classifier, cache=None) -> CriticalTime:
+def _commitment_midpoint(cfg, images, model, classifier, cache=None) -> TimeEstimate:
     m = _commitment_run(cfg, images, model, classifier, cache).midpoint
     if not math.isfinite(m.logsnr):
         raise ValueError(f"tc-from: phi never crosses its half level {m.level:.3g} on the probed steps")
     return _at(cfg, m.logsnr, "commitment midpoint (phi = chance + 0.5 (1 - chance))", m.logsnr_ci)
 
 
-def _commitment_slope(cfg, images, model, classifier, cache=None) -> CriticalTime:
+def _commitment_slope(cfg, images, model, classifier, cache=None) -> TimeEstimate:
     m = _commitment_run(cfg, images, model, classifier, cache).midpoint
     if not math.isfinite(m.slope_logsnr):
         raise ValueError("tc-from: phi has no finite slope on the probed steps")
@@ -226,20 +228,20 @@ def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
                      seed=derive(cfg.seed, "sensitivity", "bootstrap"), box_width=cfg.width)
 
 
-def _sensitivity(cfg, images, model, classifier, cache=None) -> CriticalTime:
+def _sensitivity(cfg, images, model, classifier, cache=None) -> TimeEstimate:
     p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
     return _at(cfg, p.peak_logsnr, "guidance sensitivity profile (peak of d log p / d w)", p.peak_ci,
                window=tuple(p.window))
 
 
-def _sensitivity_box(cfg, images, model, classifier, cache=None) -> CriticalTime:
+def _sensitivity_box(cfg, images, model, classifier, cache=None) -> TimeEstimate:
     p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
     return _at(cfg, p.box_peak_logsnr, f"guidance sensitivity profile (best box of width {p.box_width:g})",
                p.box_peak_ci, window=tuple(p.window))
 
 
 def _shifted(base: str):
-    def shifted(cfg, images, model, classifier, cache=None) -> CriticalTime:
+    def shifted(cfg, images, model, classifier, cache=None) -> TimeEstimate:
         from .offsets import fitted_offset, load_offsets
 
         tc = estimate(base, cfg, images, model, classifier, cache)
@@ -250,7 +252,7 @@ def _shifted(base: str):
     return shifted
 
 
-ESTIMATORS: dict[str, Callable[..., CriticalTime]] = {
+ESTIMATORS: dict[str, Callable[..., TimeEstimate]] = {
     "theory": _theory, "linear-response": _linear_response, "ensemble": _ensemble, "decision-entropy": _decision,
     "speciation": _speciation, "commitment": _commitment, "commitment-midpoint": _commitment_midpoint,
     "commitment-slope": _commitment_slope, "sensitivity": _sensitivity, "sensitivity-box": _sensitivity_box,
@@ -259,7 +261,7 @@ CACHED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity"
           "linear-response+offset", "speciation+offset")  # the estimators that take the shared ``cache``
 
 
-def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dict] = None) -> CriticalTime:
+def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dict] = None) -> TimeEstimate:
     """One estimator by name (module docstring); a one-line ValueError when it has no estimate for this model.
     ``cache`` (a dict) shares the commitment run and the sensitivity profile among the estimators built on them."""
     if name not in ESTIMATORS:
@@ -268,11 +270,22 @@ def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dic
     return fn(cfg, images, model, classifier, cache) if name in CACHED else fn(cfg, images, model, classifier)
 
 
-def _record(tc: Optional[CriticalTime], error: Optional[str] = None) -> dict[str, Any]:
-    return {"error": error} if tc is None else {k: v for k, v in tc.to_dict().items() if v is not None}
+def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> TimeEstimate:
+    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from`` (:func:`estimate`;
+    default :data:`DEFAULT_TC_FROM`).
+
+    Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
+    """
+    if cfg.tc_logsnr is not None:
+        return TimeEstimate.at_logsnr(S.get(cfg.schedule), cfg.tc_logsnr, "given")
+    return estimate(chosen_source(cfg), cfg, images, model, classifier)
 
 
-def resolve_estimates(cfg, images, model, classifier=None) -> tuple[CriticalTime, dict]:
+def _record(tc: Optional[TimeEstimate], error: Optional[str] = None) -> dict[str, Any]:
+    return {"error": error} if tc is None else tc.to_dict()
+
+
+def resolve_estimates(cfg, images, model, classifier=None) -> tuple[TimeEstimate, dict]:
     """The run's critical time (``--tc-logsnr``, else the chosen estimator) and the ``estimators`` record: every
     estimator computed (:data:`ALWAYS` and the chosen one) with its interval, or the reason it has none."""
     chosen = "given" if cfg.tc_logsnr is not None else chosen_source(cfg)

@@ -45,6 +45,7 @@ import torch
 
 from ... import guidance_schedules as GS
 from ...io import save_json
+from ...times import TimeEstimate
 from ..executors.base import Executor, SerialExecutor
 from .arms import (Arm, Setup, build_arms, calibrate_threshold, grid_range, intended_labels, prepare, run_arm,
                    window_of, with_late_start)
@@ -52,13 +53,13 @@ from .config import ARMS, GuideConfig, demo_config, parse_arms
 from .metrics import classify
 from .store import TrialLog
 from .summary import summarise, unclassified
-from .estimators import resolve_estimates
-from .tc import CriticalTime, resolve_tc
-from ..progress import progress_bar
-from ..result import Result
+from .estimators import resolve_estimates, resolve_tc
+from .tc import tc_from_record, tc_record
+from ...progress import log_line, progress_bar
+from ..result import Result, save_result
 from ..start import StartPlan
 
-__all__ = ["ARMS", "CriticalTime", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
+__all__ = ["ARMS", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
            "parse_arms", "prepare", "resolve_tc", "run_arm", "run_guide", "summarise_log"]
 
 
@@ -72,13 +73,13 @@ class GuideResult(Result):
     ``summary.json``; ``sweep``: one point per sweep centre; ``comparisons``: ``tc-random``,
     ``tc-constant``, ``adaptive-tc``, ``tc-none``, ``adaptive-random`` where both arms ran; ``equal_nfe``: the pulse against the interval, interval-ours, linear and constant arms
     with their NFE ratio (:func:`.guide_summary.equal_nfe_rows`); ``estimators``:
-    ``{chosen, estimates: {name: CriticalTime record or {error}}}`` (:mod:`.guide_estimators`).
+    ``{chosen, estimates: {name: TimeEstimate record or {error}}}`` (:mod:`.guide_estimators`).
     """
 
     kind = "guide"
     config: GuideConfig
     status: Literal["complete", "stopped", "no-classifier"]
-    tc: CriticalTime
+    tc: TimeEstimate
     log: str
     grid_logsnr_range: Optional[tuple[float, float]] = None
     n_classes: Optional[int] = None
@@ -97,23 +98,23 @@ class GuideResult(Result):
         """The ``summary.json`` record (its keys as before the Result existed)."""
         d = self.to_dict()
         d.pop("status")
-        d["tc"] = self.tc.record()
+        d["tc"] = tc_record(self.tc)
         return d
 
 
-def _critical_time(cfg: GuideConfig, setup: Setup, trial_log: TrialLog) -> tuple[CriticalTime, Optional[dict]]:
+def _critical_time(cfg: GuideConfig, setup: Setup, trial_log: TrialLog) -> tuple[TimeEstimate, Optional[dict]]:
     """The run's critical time and the ``estimators`` record (every estimator computed, :mod:`.guide_estimators`):
     from the log (resume), else resolved once and logged."""
     rec = trial_log.find("tc")
     if rec is None:
         tc, est = resolve_estimates(cfg, setup.images, setup.model, setup.classifier)
-        rec = trial_log.append(tc.record())
+        rec = trial_log.append(tc_record(tc))
         trial_log.append(est)
     est = trial_log.find("estimators")
-    return CriticalTime.from_record(rec), None if est is None else {k: v for k, v in est.items() if k != "type"}
+    return tc_from_record(rec, cfg.schedule), None if est is None else {k: v for k, v in est.items() if k != "type"}
 
 
-def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Optional[float]:
+def _threshold(setup: Setup, trial_log: TrialLog, tc: TimeEstimate, log) -> Optional[float]:
     """The adaptive arm's threshold: given, else calibrated once on pilot samples and logged."""
     cfg = setup.cfg
     if "adaptive" not in cfg.arms or cfg.threshold is not None:
@@ -121,7 +122,7 @@ def _threshold(setup: Setup, trial_log: TrialLog, tc: CriticalTime, log) -> Opti
     cal = trial_log.find("calibration")
     if cal is None:
         log("[guide] calibrating the adaptive threshold")
-        cal = trial_log.append(calibrate_threshold(setup, tc.logsnr))
+        cal = trial_log.append(calibrate_threshold(setup, tc))
     return float(cal["threshold"])
 
 
@@ -143,16 +144,15 @@ class TrialWorker:
 
     cfg: GuideConfig
     model: Any
-    tc_logsnr: float
+    tc: TimeEstimate
     threshold: Optional[float]
     window: Optional[tuple] = None
 
     def __call__(self) -> tuple[Setup, dict]:
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
-        setup = with_late_start(prepare(self.cfg, None, self.model), self.tc_logsnr)
-        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc_logsnr, self.threshold,
-                                                                  self.window)}
+        setup = with_late_start(prepare(self.cfg, None, self.model), self.tc)
+        return setup, {a.name: a for a in build_arms(self.cfg, setup.sigmas, self.tc, self.threshold, self.window)}
 
 
 def _batch(cfg: GuideConfig, n_classes: int, b0: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,9 +169,10 @@ def trial_unit(state: tuple[Setup, dict], unit: tuple[str, int]) -> dict:
 
 
 def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_after: Optional[int],
-                progress: bool, executor: Executor, worker: TrialWorker) -> bool:
+                progress: bool, executor: Executor, worker: TrialWorker, verbose: bool = False) -> bool:
     """Run every missing trial (batches in order, arms in order) through ``executor``; the driver appends the
-    records in that order. True when the run is incomplete (``stop_after`` reached or a trial failed)."""
+    records in that order (a line per trial through ``log`` only when ``verbose``; the bar shows the progress).
+    True when the run is incomplete (``stop_after`` reached or a trial failed)."""
     cfg = setup.cfg
     units = [(f"{arm.name}@{b0}", (arm.name, b0)) for b0 in range(0, cfg.n, cfg.batch) for arm in arms]
     missing = [u for u in units if trial_log.find("trial", arm=u[1][0], start=u[1][1]) is None]
@@ -187,6 +188,8 @@ def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_af
                 log(f"[guide] trial {key} failed after {outcome.attempts} attempts: {outcome.error}")
                 return
             rec = trial_log.append(outcome.record)
+            if not verbose:
+                return
             msg = ""
             if setup.classifier is not None:
                 m = classify(setup.classifier, torch.tensor(rec["x"], dtype=cfg.torch_dtype), torch.tensor(rec["label"]))
@@ -202,24 +205,26 @@ def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_af
 
 
 def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *, classifier=None, model=None,
-              log=print, stop_after: Optional[int] = None, executor: Optional[Executor] = None) -> GuideResult:
+              log=log_line, stop_after: Optional[int] = None, executor: Optional[Executor] = None,
+              verbose: bool = False) -> GuideResult:
     """Run (or resume) the experiment in ``out_dir``; write ``summary.json`` and ``result.json`` when complete.
 
     ``classifier``: any object with ``logits(x)`` and ``embed(x)``; ``model``: a denoiser overriding
     ``cfg.model`` (tests). ``stop_after``: stop after that many new trials (simulates an interruption).
     ``executor``: runs the trials (:mod:`.executors`; default serial, in this process); the records, samples and
-    summary do not depend on it.
+    summary do not depend on it. ``log``: where the run's lines go (default: above the progress bar);
+    ``verbose``: also a line per trial (its accuracy, log p, NFE and time).
     """
     setup = prepare(cfg, classifier, model)
     out = Path(out_dir)
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
-    setup = with_late_start(setup, tc.logsnr, tc.source)
+    setup = with_late_start(setup, tc)
     threshold = _threshold(setup, trial_log, tc, log)
     window = window_of(cfg, tc)
-    arms = build_arms(cfg, setup.sigmas, tc.logsnr, threshold, window)
-    worker = TrialWorker(cfg, model, tc.logsnr, threshold, window)
-    if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker):
+    arms = build_arms(cfg, setup.sigmas, tc, threshold, window)
+    worker = TrialWorker(cfg, model, tc, threshold, window)
+    if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker, verbose):
         return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
                            late_start=setup.start)
     if setup.classifier is None:
@@ -230,7 +235,7 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
-    save_json(out / "result.json", result.record())
+    save_result(out, result)
     return result
 
 

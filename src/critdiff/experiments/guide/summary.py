@@ -20,7 +20,7 @@ from ...seeding import derive
 from .arms import Arm, Setup, grid_range
 from .metrics import classify, diversity, frechet_distance, knn_radii, per_class_diversity, precision_recall
 from .store import TrialLog
-from .tc import CriticalTime
+from ...times import TimeEstimate
 
 COMPARISONS = (("tc", "random"), ("tc", "constant"), ("adaptive", "tc"), ("tc", "none"), ("adaptive", "random"),
                ("tc", "interval"), ("tc", "interval-ours"), ("tc", "linear"), ("window", "interval"),
@@ -33,14 +33,15 @@ EQUAL_NFE_TOL = 0.05  # two arms count as "equal NFE" when their mean NFE differ
 def equal_nfe_rows(comparisons: dict) -> list[dict]:
     """The cost comparisons (pulse at t_c against the interval, interval-ours, linear and constant arms): mean
     NFE of both arms, their ratio, whether they are equal within :data:`EQUAL_NFE_TOL`, and the paired
-    differences in accuracy and log p (docs/guidance.md section 4)."""
+    differences in accuracy and log p with their intervals ``{diff, lo, hi, ...}`` (docs/guidance.md section 4;
+    :func:`critdiff.report.guide.equal_nfe_table` formats them)."""
     rows = []
     for a, b in COST_PAIRS:
         r = comparisons.get(f"{a}-{b}")
         if r is not None:
             rows.append({"comparison": f"{a} - {b}", "nfe_ratio": r["nfe_ratio"],
                          "equal_nfe": abs(r["nfe_ratio"] - 1.0) <= EQUAL_NFE_TOL,
-                         "d_acc [95% CI]": _ci(r["accuracy"]), "d_logp [95% CI]": _ci(r["logp"])})
+                         "d_acc": r["accuracy"], "d_logp": r["logp"]})
     return rows
 
 
@@ -142,26 +143,19 @@ def compare(da: dict, db: dict, label: np.ndarray, refs: dict, radii: dict, n_bo
 
 
 def _table(arms: list[Arm], per_arm: dict) -> list[dict]:
-    """The arms table of ``summary.json`` and the CLI (intervals as text with 3 significant digits)."""
-    rows = []
-    for a in arms:
-        r = per_arm[a.name]
-        row = {"arm": a.name, "schedule": a.describe, "accuracy": r["accuracy"]["diff"], "logp": r["logp"]["diff"],
-               "FD": r["fd"], "precision": r["precision"], "recall": r["recall"], "diversity": r["diversity"],
-               "NFE": r["nfe"]}
-        vr = r.get("vs_random")
-        if vr:
-            for key, name in (("accuracy", "acc"), ("logp", "logp"), ("fd", "FD"), ("precision", "prec"),
-                              ("recall", "rec"), ("diversity", "div")):
-                row[f"d_{name} vs random [95% CI]"] = _ci(vr[key])
-        rows.append(row)
-    return rows
+    """The arms table of ``summary.json``: one row of numbers per arm (the paired differences from the random
+    arm, with their intervals, are in ``arms[name]['vs_random']``; :func:`critdiff.report.guide.arms_rows`
+    formats both)."""
+    return [{"arm": a.name, "schedule": a.describe, "accuracy": per_arm[a.name]["accuracy"]["diff"],
+             "logp": per_arm[a.name]["logp"]["diff"], "FD": per_arm[a.name]["fd"],
+             "precision": per_arm[a.name]["precision"], "recall": per_arm[a.name]["recall"],
+             "diversity": per_arm[a.name]["diversity"], "NFE": per_arm[a.name]["nfe"]} for a in arms]
 
 
 SWEEP_METRICS = ("accuracy", "logp", "nfe", "fd", "precision", "recall", "diversity")
 
 
-def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: CriticalTime, n_boot: int, seed: int, paired
+def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: TimeEstimate, n_boot: int, seed: int, paired
            ) -> tuple[list[dict], Any]:
     """The sweep curve (one point per sweep centre, with the paired differences ``vs_best`` from the centre of the
     largest mean log p; ``paired(a, b)`` computes them) and where log p and accuracy peak: the best centre
@@ -183,7 +177,7 @@ def _sweep(arms: list[Arm], per_arm: dict, data: dict, tc: CriticalTime, n_boot:
     return sweep, peak
 
 
-def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTime) -> dict[str, Any]:
+def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: TimeEstimate) -> dict[str, Any]:
     """The fields of :class:`~critdiff.experiments.guide.GuideResult`: the arms, the table, the sweep and the
     key comparisons, from the trial log only."""
     cfg = setup.cfg
@@ -212,6 +206,3 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: CriticalTi
             "sweep": sweep, "sweep_peak": peak, "comparisons": comparisons, "equal_nfe": equal_nfe_rows(comparisons),
             "log": str(trial_log.path)}
 
-
-def _ci(r: dict) -> str:
-    return f"{r['diff']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"

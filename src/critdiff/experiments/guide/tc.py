@@ -1,74 +1,36 @@
-"""The critical time at which the guidance experiment pulses: one :class:`CriticalTime` object.
+"""The critical time at which the guidance experiment pulses: one :class:`~critdiff.times.TimeEstimate`.
 
-It is resolved once per run (given, from the patch-model theory of DESIGN.md section 3, or from the
-probes' growth onset of DESIGN.md section 4), stored as the ``tc`` record of the trial log, and read back
-from there on resume, so every arm of a run uses the same value.
+It is resolved once per run (:func:`critdiff.experiments.guide.estimators.resolve_tc`: given, or one of the
+estimators), stored as the ``tc`` record of the trial log (:func:`tc_record`), and read back from there on
+resume (:func:`tc_from_record`), so every arm of a run uses the same value. :func:`probe_tc` is the
+linear-response estimator (the probes' growth onset of DESIGN.md section 4).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
-import torch
-
-from ... import schedules as S
-from ...config import JsonConfig
 from ...denoisers import sample_shape_of
 from ...seeding import derive
-from ...times import Time
+from ...times import TimeEstimate
 from .config import GuideConfig
 
 
-@dataclass(frozen=True)
-class CriticalTime(JsonConfig):
-    """The fields of a :class:`~critdiff.times.Time` (``t``, ``logsnr``, ``sigma_over_a``; :attr:`time`
-    gives it back) with the ``source`` of the estimate, its interval ``logsnr_ci`` (probe estimates) and the
-    critical mode ``k_star`` (theory estimates, rad/pixel) when known: the trial log's ``tc`` record."""
-
-    t: float
-    logsnr: float
-    sigma_over_a: float
-    source: str
-    logsnr_ci: Optional[tuple[float, float]] = None
-    k_star: Optional[tuple[float, float]] = None
-    window: Optional[tuple[float, float]] = None
-
-    @classmethod
-    def at_logsnr(cls, schedule, logsnr: float, source: str, **extra: Any) -> "CriticalTime":
-        """The critical time at ``logsnr`` on the noise ``schedule`` (a spec or a schedule object)."""
-        return cls(**Time.from_logsnr(schedule, logsnr).to_dict(), source=source, **extra)
-
-    @property
-    def time(self) -> Time:
-        """The time itself (formats as the report does: :meth:`~critdiff.times.Time.format`)."""
-        return Time(self.t, self.logsnr, self.sigma_over_a)
-
-    def record(self) -> dict:
-        """The ``tc`` record of the trial log and of ``summary.json`` (unknown extras left out)."""
-        d = {"type": "tc", **self.to_dict()}
-        return {k: v for k, v in d.items() if v is not None}
-
-    @classmethod
-    def from_record(cls, rec: dict) -> "CriticalTime":
-        return cls.from_dict({k: v for k, v in rec.items() if k != "type"})
+def tc_record(tc: TimeEstimate) -> dict:
+    """The ``tc`` record of the trial log: ``{'type': 'tc', **tc.to_dict()}``."""
+    return {"type": "tc", **tc.to_dict()}
 
 
-def resolve_tc(cfg: GuideConfig, images: Optional[torch.Tensor], model=None, classifier=None) -> CriticalTime:
-    """The critical time: given (``--tc-logsnr``), else the estimator named by ``cfg.tc_from``
-    (:func:`critdiff.experiments.guide.estimators.resolve_estimates`; default: the patch-model theory of
-    DESIGN.md section 3 for the patch model, the growth probe otherwise).
-
-    Raises a one-line ValueError when no estimate is available (then pass ``--tc-logsnr``).
-    """
-    from .estimators import chosen_source, estimate
-
-    if cfg.tc_logsnr is not None:
-        return CriticalTime.at_logsnr(S.get(cfg.schedule), cfg.tc_logsnr, "given")
-    return estimate(chosen_source(cfg), cfg, images, model, classifier)
+def tc_from_record(rec: dict, schedule) -> TimeEstimate:
+    """The estimate of a ``tc`` record (:func:`tc_record`); a record written before :class:`TimeEstimate`
+    (flat ``logsnr_ci``, ``k_star``) is read too, its interval placed on ``schedule``, so such a run resumes."""
+    if "interval" in rec:
+        return TimeEstimate.from_dict(rec)
+    extras = {} if rec.get("k_star") is None else {"k_star": tuple(rec["k_star"])}
+    return TimeEstimate.at_logsnr(schedule, rec["logsnr"], rec["source"], rec.get("logsnr_ci"), **extras)
 
 
-def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
+def probe_tc(cfg: GuideConfig, model, images) -> Optional[TimeEstimate]:
     """The probes' estimate of the critical point (DESIGN.md section 4): the growth onset of small fluctuations
     about the unconditional model's symmetric branch (:func:`critdiff.probes.linear_response`, forward
     evaluations only), with its interval. On the trained digits net this sits where the class is decided
@@ -93,5 +55,4 @@ def probe_tc(cfg: GuideConfig, model, images) -> Optional[CriticalTime]:
         # the branch neither turned unstable nor had an interior softest point: no critical time to pulse at
         raise ValueError(f"tc-logsnr: the linear-response probe found no critical time inside the grid (estimate at "
                          f"its end, logsnr {lam:.3g}); give --tc-logsnr (e.g. from `critdiff probe`)")
-    return CriticalTime.at_logsnr(cfg.schedule, lam, f"probe (branch growth, {est.method})",
-                                  logsnr_ci=tuple(float(v) for v in est.logsnr_ci))
+    return TimeEstimate.at_logsnr(cfg.schedule, lam, f"probe (branch growth, {est.method})", est.logsnr_ci)

@@ -187,14 +187,7 @@ class DiffusersDenoiser:
             h, w = (size, size) if isinstance(size, int) else tuple(size)
             self.sample_shape = (self.channels, int(h), int(w))
 
-        self.clip_sample = bool(scfg.get("clip_sample", False)) if clip_sample is None else bool(clip_sample)
-        self.clip_sample_range = float(scfg.get("clip_sample_range", 1.0) if clip_sample_range is None
-                                       else clip_sample_range)
-        if not (self.clip_sample_range > 0 and math.isfinite(self.clip_sample_range)):
-            raise ValueError(f"clip_sample_range: expected a finite number > 0, got {self.clip_sample_range}")
-        self.thresholding = bool(scfg.get("thresholding", False)) if thresholding is None else bool(thresholding)
-        self.dynamic_thresholding_ratio = float(scfg.get("dynamic_thresholding_ratio", 0.995))
-        self.sample_max_value = float(scfg.get("sample_max_value", 1.0))
+        self._set_clipping(scfg, clip_sample, clip_sample_range, thresholding)
 
         K = _class_table_size(self.unet_class, ucfg)
         if ucfg.get("class_embed_type") is not None:
@@ -212,6 +205,17 @@ class DiffusersDenoiser:
             self.null_class = int(nc)
         if self.conditioning is not None:  # a text model: labels select the prompts (conditioning.py)
             self.n_classes = self.conditioning.prompts
+
+    def _set_clipping(self, scfg: dict, clip_sample, clip_sample_range, thresholding) -> None:
+        """The scheduler's x0 clipping and dynamic thresholding (its config, unless overridden)."""
+        self.clip_sample = bool(scfg.get("clip_sample", False)) if clip_sample is None else bool(clip_sample)
+        self.clip_sample_range = float(scfg.get("clip_sample_range", 1.0) if clip_sample_range is None
+                                       else clip_sample_range)
+        if not (self.clip_sample_range > 0 and math.isfinite(self.clip_sample_range)):
+            raise ValueError(f"clip_sample_range: expected a finite number > 0, got {self.clip_sample_range}")
+        self.thresholding = bool(scfg.get("thresholding", False)) if thresholding is None else bool(thresholding)
+        self.dynamic_thresholding_ratio = float(scfg.get("dynamic_thresholding_ratio", 0.995))
+        self.sample_max_value = float(scfg.get("sample_max_value", 1.0))
 
     # --- noise levels and timesteps ------------------------------------------------------------
     @property

@@ -138,24 +138,28 @@ def guidance_callback(schedule, plan: SchedulerPlan, *, negative_prompt: Optiona
     return callback, scales
 
 
-def guide_config(model, tc_logsnr: float, steps: int, *, kind=None, width: float = 3.0, height: float = 3.0,
-                 source: str = "given", logsnr_ci=None, **overrides) -> dict:
+def guide_config(model, tc, steps: int, *, kind=None, width: float = 3.0, height: float = 3.0, **overrides) -> dict:
     """The critical time and the pulse/interval around it in every unit, for ``steps`` steps of the model's scheduler.
 
-    The pulse is a box of ``width`` (logsnr) and ``height`` centred at ``tc_logsnr`` (baseline 1); the
+    ``tc``: the critical time, a :class:`~critdiff.times.TimeEstimate` (from any estimator; its ``source`` and
+    interval are reported) or a logsnr (``source`` ``'given'``, no interval).
+    The pulse is a box of ``width`` (logsnr) and ``height`` centred at ``tc`` (baseline 1); the
     interval is its ``[lo, hi]`` edges. Returns a JSON-ready dict: ``tc``, ``pulse`` (``lo``/``hi`` ends in
     every unit, and ``steps``, the pipeline steps inside it), the ``table`` with one row per pipeline step
     (the callback's index ``i``: Heun's ``2N - 1`` calls, each with the plan ``level`` it evaluates) and its
     ``guidance_scale``. Step fields are pipeline step indices throughout: ``tc.step`` is the first step at or
     below the critical sigma, ``pulse.lo.step`` / ``pulse.hi.step`` the first and last step inside the pulse
-    (``None`` when no step falls inside). ``source`` and ``logsnr_ci`` record where ``tc_logsnr`` came from.
+    (``None`` when no step falls inside). ``tc``'s ``source`` and ``logsnr_ci`` record where it came from.
     """
     from ...guidance_schedules import Pulse
+    from ...times import TimeEstimate, centre_logsnr
     from .schedulers import scheduler_plan
     from .units import describe_point, sigma_interval_to_steps, unit_table
 
     plan = scheduler_plan(model, steps, kind, **overrides)
-    pulse = Pulse(float(tc_logsnr), width, height)
+    est = tc if isinstance(tc, TimeEstimate) else None
+    tc_logsnr = centre_logsnr(tc)
+    pulse = Pulse(tc_logsnr, width, height)
     lo, hi = pulse.centre - width / 2, pulse.centre + width / 2
     clamp = (-2 * math.log(model.sigma_max), -2 * math.log(model.sigma_min))  # ends beyond the model's range
     ends = {name: describe_point(model, min(max(v, clamp[0]), clamp[1]), plan) for name, v in (("lo", lo), ("hi", hi))}
@@ -164,10 +168,11 @@ def guide_config(model, tc_logsnr: float, steps: int, *, kind=None, width: float
     inside = set(sigma_interval_to_steps(plan, ends["hi"]["sigma"], ends["lo"]["sigma"]))
     covered = [i for i, k in enumerate(levels) if k in inside]
     ends["lo"]["step"], ends["hi"]["step"] = (covered[0], covered[-1]) if covered else (None, None)
-    tc = describe_point(model, float(tc_logsnr), plan)
-    tc["step"] = levels.index(tc["step"])
+    point = describe_point(model, float(tc_logsnr), plan)
+    point["step"] = levels.index(point["step"])
     rows = unit_table(model, plan)
     return {"scheduler": plan.kind, "steps": steps, "spacing": plan.config.get("timestep_spacing"),
-            "tc": {**tc, "source": source, "logsnr_ci": None if logsnr_ci is None else [float(v) for v in logsnr_ci]},
+            "tc": {**point, "source": "given" if est is None else est.source,
+                   "logsnr_ci": None if est is None or est.logsnr_ci is None else list(est.logsnr_ci)},
             "pulse": {"height": height, "width_logsnr": width, **ends, "steps": covered},
             "table": [dict(rows[k], step=i, level=k, guidance_scale=scales[k]) for i, k in enumerate(levels)]}

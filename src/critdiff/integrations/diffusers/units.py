@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ...guidance_schedules import logsnr_of
+from ...times import logsnr_of
 from .adapter import DiffusersDenoiser
 from .schedulers import SchedulerPlan
 
