@@ -71,7 +71,7 @@ def _net(quick: bool, device: str):
     return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 3}, device),
                        lambda folder: run_net_criticality(cfg, folder, device=device),
                        {"title": "The reference network: mode softening, correlation growth and its critical time"},
-                       cost=150.0)
+                       cost=90.0)
 
 
 def guide_config(quick: bool, device: str = "cpu"):
@@ -105,7 +105,7 @@ def _guidance(quick: bool, device: str, log):
     config = {"kind": "guidance", "guide": gcfg.identity(), "files": _shipped(REFERENCE, REFERENCE_CLASSIFIER), "version": 4}
     return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "
                                                           "critical time against random pulses, constant and interval"},
-                       cost=60.0)
+                       cost=45.0)
 
 
 def agreement_config(quick: bool, device: str = "cpu"):
