@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_late_start as B  # noqa: E402
 
-from critdiff.report.late_start import budget_rows, render_late_start, start_rows  # noqa: E402
+from critdiff.report.late_start import budget_findings, budget_rows, render_late_start, start_rows  # noqa: E402
 
 
 def _row(variant, nfe, fd, sampler="ddim"):
@@ -65,5 +65,7 @@ def test_report_section_formats_the_summary():
     assert next(r for r in rows if r["NFE"] == 8)["full-range NFE at equal FD"] == "> largest"
     st = start_rows(doc)
     assert len(st) == 2 and st[0]["linear response (auto's)"] == "-3 (-1.5)" and st[0]["patch theory"] == "-"
+    assert budget_findings(doc, nfe=6) == ["toy (ddim, NFE 6, n = 10): late minus full-range FD -3.5 [-4, -3]: lower."]
     sec = render_late_start(doc, figure="curves.png")
+    assert sec.findings == []  # no paired row at NFE 8
     assert sec.key == "late-start" and 'src="curves.png"' in sec.html and "<table>" in sec.html

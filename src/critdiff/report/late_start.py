@@ -52,8 +52,21 @@ def start_rows(doc: dict) -> list[dict]:
     return rows
 
 
-def render_late_start(doc: dict, figure: str = "late_start.png", key: str = "late-start", findings=()) -> Section:
-    """The section (``figure``: the benchmark's curves PNG, beside the report)."""
+def budget_findings(doc: dict, nfe: int = 8, variant: str = "late") -> list[str]:
+    """One sentence per model and sampler: ``variant`` against the full range at ``nfe`` with the paired interval."""
+    out = []
+    for name, rec in doc["models"].items():
+        for p in rec.get("paired", []):
+            if p["nfe"] == nfe and p["variant"] == variant:
+                verdict = "lower" if p["hi"] < 0 else "higher" if p["lo"] > 0 else "no resolved difference"
+                out.append(f"{name} ({p['sampler']}, NFE {nfe}, n = {rec['n']}): {variant} minus full-range FD "
+                           f"{num(p['diff'])} {_ci(p)}: {verdict}.")
+    return out
+
+
+def render_late_start(doc: dict, figure: str = "late_start.png", key: str = "late-start", findings=None) -> Section:
+    """The section (``figure``: the benchmark's curves PNG, beside the report); ``findings`` default to
+    :func:`budget_findings`."""
     html = (f'<p><img src="{figure}"></p>'
             "<h3>Small budgets (NFE 6 and 8)</h3>"
             "<p class='note'>FD against held-out data (pixels for the analytic models; the evaluation classifier's "
@@ -65,4 +78,4 @@ def render_late_start(doc: dict, figure: str = "late_start.png", key: str = "lat
     return Section(key, "Late start and critical grid", html,
                    question="Does starting late from the matching Gaussian, or placing the steps by the measured step "
                             "density, lower FD at a small NFE; and where is the best start relative to t_c?",
-                   findings=list(findings))
+                   findings=list(budget_findings(doc) if findings is None else findings))
