@@ -69,3 +69,19 @@ def test_report_section_formats_the_summary():
     sec = render_late_start(doc, figure="curves.png")
     assert sec.findings == []  # no paired row at NFE 8
     assert sec.key == "late-start" and 'src="curves.png"' in sec.html and "<table>" in sec.html
+
+
+def test_same_moments_set_gives_the_same_frechet_distance():
+    """FD reads a set only through its mean and covariance: the 2F-row stand-in gives the same distance."""
+    import numpy as np
+
+    from critdiff.experiments.guide.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 1.5
+    small = B.same_moments_set(ref)
+    assert small.shape == (12, 6)
+    for k in range(3):
+        f = rng.normal(size=(40, 6)) * (1 + k)
+        # two summations of the same closed form: equal up to float64 rounding
+        assert frechet_distance(f, small) == pytest.approx(frechet_distance(f, ref), rel=1e-9, abs=1e-9)
