@@ -640,7 +640,10 @@ def figure(results: dict, path: Path) -> None:
         for r, sampler in enumerate(SAMPLERS):
             ax = axes[r, c]
             for k, variant in enumerate(VARIANTS):
-                rows = [x for x in rec["curves"] if x["sampler"] == sampler and x["variant"] == variant]
+                rows = sorted((x for x in rec["curves"] if x["sampler"] == sampler and x["variant"] == variant),
+                              key=lambda x: x["nfe"])
+                if not rows:
+                    continue
                 nfe = [x["nfe"] for x in rows]
                 # FD can round to a tiny negative value when two sets coincide: shown at 1e-6 on the log axis
                 ax.plot(nfe, [max(x["fd"], 1e-6) for x in rows], "o-", color=f"C{k}", label=variant, ms=3)
