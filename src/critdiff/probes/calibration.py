@@ -150,6 +150,16 @@ class Calibration:
         counts = np.bincount(self.best, minlength=len(self.stencils))
         return self.stencils[int(np.argmax(counts))]
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        """The inverse of :meth:`to_dict`."""
+        a = lambda k: np.asarray(d[k], dtype=np.float64)  # noqa: E731
+        stencils = tuple(d["stencils"])
+        return cls(stencils=stencils, sizes=np.asarray(d["sizes"]), sigma=a("sigma"), logsnr=a("logsnr"),
+                   cosine=a("cosine"), cosine_se=a("cosine_se"), rel_l2=a("rel_l2"), rel_l2_se=a("rel_l2_se"),
+                   best=np.array([stencils.index(s) for s in d["best_stencil"]]), n_states=int(d["n_states"]),
+                   n_train=int(d["n_train"]), boundary=d["boundary"])
+
     def to_dict(self) -> dict:
         f = lambda a: [[float(v) for v in row] for row in a]  # noqa: E731
         return {
@@ -218,8 +228,12 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
     states = sorted(((float(s), x.to(dtype)) for s, x in states), key=lambda p: -p[0])
     if not states:
         raise ValueError("states: expected at least one (sigma, x) pair")
-    models = [candidate_model(images.to(dtype), st, boundary=boundary, pool=pool,
-                              labels=labels if label is not None else None) for st in stencils]
+    built: dict = {}  # plain models first, so a boundary-aware candidate shares its stencil's ELS and LS models
+    for st in sorted(stencils, key=lambda c: candidate_family(c) == "boundary"):
+        built[st] = candidate_model(images.to(dtype), st, parts=built, boundary=boundary, pool=pool,
+                                    labels=labels if label is not None else None)
+    models = [built[st] for st in stencils]
+    order = sorted(range(len(stencils)), key=lambda j: candidate_family(stencils[j]) == "boundary")
     T, S = len(states), len(stencils)
     cos, cos_se, rel, rel_se = (np.zeros((T, S)) for _ in range(4))
     with torch.no_grad():
@@ -227,8 +241,19 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
             check_images("states", x)
             dn = denoiser(x, sig, label).to(torch.float64).flatten(1)
             nn_ = dn.norm(dim=1).clamp_min(1e-300)
-            for j, m in enumerate(models):
-                dp = m(x, sig, label).to(torch.float64).flatten(1)
+            outs: dict = {}  # id(model) -> its output at this state
+            for j in order:
+                m = models[j]
+                if isinstance(m, BoundaryPatchScore):
+                    # eq. (14.2) from the outputs of its parts (those of candidates are already computed here)
+                    for part in (m.els, m.ls):
+                        if id(part) not in outs:
+                            outs[id(part)] = part(x, sig, label)
+                    out = torch.where(m.interior.to(x.device), outs[id(m.els)], outs[id(m.ls)].to(outs[id(m.els)].dtype))
+                else:
+                    out = m(x, sig, label)
+                outs[id(m)] = out
+                dp = out.to(torch.float64).flatten(1)
                 c = ((dn * dp).sum(1) / (nn_ * dp.norm(dim=1).clamp_min(1e-300))).cpu().numpy()
                 r = ((dn - dp).norm(dim=1) / nn_).cpu().numpy()
                 cos[i, j], cos_se[i, j] = _stats(c)
@@ -247,10 +272,12 @@ class CalibratedPatchScore:
     ``sigma [T]`` and ``stencils [T]``: the calibrated levels and their candidates (e.g. ``Calibration.sigma``
     and ``Calibration.best_stencil``, or one candidate repeated; ``ls:`` candidates are LS models, module
     docstring); ``patch_kwargs`` go to every ``PatchScore`` (one per distinct candidate, sharing ``images``;
-    ``pool`` applies to the ELS ones). ``last_bound``: the largest certified bound of the last call's models.
+    ``pool`` applies to the ELS ones; ``models``: candidate -> model already built with the same ``images`` and
+    ``patch_kwargs``, reused). ``last_bound``: the largest certified bound of the last call's models.
     """
 
-    def __init__(self, images: torch.Tensor, sigma: Sequence[float], stencils: Sequence[str], **patch_kwargs):
+    def __init__(self, images: torch.Tensor, sigma: Sequence[float], stencils: Sequence[str],
+                 models: Optional[dict] = None, **patch_kwargs):
         sigma = np.asarray(sigma, dtype=np.float64)
         if sigma.ndim != 1 or sigma.size == 0 or len(stencils) != sigma.size or not np.all(sigma > 0):
             raise ValueError(f"sigma, stencils: expected T > 0 positive levels and T stencils, got {sigma.size} "
@@ -258,9 +285,13 @@ class CalibratedPatchScore:
         self.logsnr = -2.0 * np.log(sigma)
         self.stencils = tuple(canonical_candidate(s) for s in stencils)
         self.models: dict = {}
+        for st, m in (models or {}).items():  # models already built (with the same images and kwargs) are reused
+            if canonical_candidate(st) in self.stencils:
+                self.models[canonical_candidate(st)] = m
         # plain ELS/LS models first, so that a boundary-aware candidate of the same stencil shares their pools
         for st in sorted(dict.fromkeys(self.stencils), key=lambda c: candidate_family(c) == "boundary"):
-            self.models[st] = candidate_model(images, st, parts=self.models, **patch_kwargs)
+            if st not in self.models:
+                self.models[st] = candidate_model(images, st, parts=self.models, **patch_kwargs)
         self.last_bound = 0.0
 
     @property
