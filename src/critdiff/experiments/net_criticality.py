@@ -117,9 +117,10 @@ class NetCriticalityResult(Result):
     xi_growth: Optional[dict] = None  # NS.xi_growth: first/last value and steepest growth of xi_zero and xi_oz
 
 
-def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
+def load_trained(model_dir: str, data: Optional[str] = None, device="cpu", with_labels: bool = False):
     """A trained network (a folder of ``critdiff train`` or ``pretrained:NAME``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
-    default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule."""
+    default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule;
+    ``with_labels``: and the images' labels ``[N]`` (or None) as a fifth item."""
     from .. import pretrained
     from ..nets import checkpoint as ckpt
     from .config import RunConfig
@@ -132,7 +133,8 @@ def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
             raise ValueError(f"data: {model_dir!r} records no training data; give a data spec")
         data = stored["data"]
     loaded = load_model(RunConfig(model=f"net:{model_dir}", data=data, device=str(device)), need_data=True, data_seed=0)
-    return loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine")
+    out = (loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine"))
+    return (*out, loaded.labels) if with_labels else out
 
 
 def run_net_criticality(cfg: NetCriticalityConfig, ctx: ContextLike = None, device="cpu") -> NetCriticalityResult:
