@@ -142,8 +142,9 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED) -> dict:
         except ValueError as exc:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
-        if name.startswith("sensitivity") and "sensitivity" in cache:
-            p = cache["sensitivity"]
+        key = "sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity"
+        if name.startswith("sensitivity") and key in cache:
+            p = cache[key]
             out[name]["cost"] = {"samples": int(p.response.shape[1]), "nfe_forward_per_sample": p.nfe,
                                  "backward_passes": p.backward}
             out[name]["profile"] = {"logsnr": p.logsnr.tolist(), "mean": p.mean.tolist(), "band": p.band.tolist(),
