@@ -253,6 +253,8 @@ def shifted_rows(rows: dict, originals) -> None:
     than the row's own (leave-one-model-out on an original model; all six on a validation model)."""
     for row in rows.values():
         set_minus_peak(row)
+    if not any("peak_logsnr" in rows[k] for k in originals if k in rows):
+        return  # no original model's sweep in this file (e.g. a validation model's own run): nothing to fit on
     table = offset_table({"rows": {k: rows[k] for k in originals if k in rows}})
     for key, row in rows.items():
         for base in SHIFTABLE:
