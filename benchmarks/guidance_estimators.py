@@ -569,13 +569,20 @@ def export_offsets(res: dict, path: Path = OFFSETS_FILE) -> dict:
     return table
 
 
+MERGED_KEYS = ("estimators", "arms", "window_arms")
+
+
 def merge(files: list[Path], out: Path, tc_from) -> dict:
-    """One result from per-model files (later files win for a model; each row keeps what its file had)."""
+    """One result from per-model files (later files win for a model; each row keeps what its file had; the
+    estimators and the arms runs of a row are merged key by key, so runs of one model in parallel processes -- its
+    sweep, its baseline-0 and baseline-1 arms -- combine)."""
     res: dict = {"rows": {}}
     for f in files:
         part = json.loads(f.read_text())
         for k, row in part["rows"].items():
-            res["rows"][k] = {**res["rows"].get(k, {}), **row}
+            old = res["rows"].get(k, {})
+            res["rows"][k] = {**old, **row, **{key: {**old[key], **row[key]} for key in MERGED_KEYS
+                                                 if isinstance(old.get(key), dict) and isinstance(row.get(key), dict)}}
         res.update({k: v for k, v in part.items() if k in ("tiny", "platform", "torch")})
     res["merged_from"] = [str(f) for f in files]
     save_json(out, finish(res, TINY if res.get("tiny") else MODELS, tc_from))
