@@ -180,7 +180,8 @@ def _brief(r) -> dict:
     keep = ("accuracy", "logp", "nfe", "fd", "precision", "recall", "diversity", "vs_random")
     arms = {k: {f: v.get(f) for f in keep if f in v} for k, v in (r.arms or {}).items()}
     return {"tc": tc_record(r.tc), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
-            "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
+            "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range,
+            "summary_n_boot_set": SUMMARY_BOOT_SET}
 
 
 def run_cost(folder: Path) -> dict:
@@ -194,11 +195,25 @@ def run_cost(folder: Path) -> dict:
     return {"seconds": sec, "nfe": nfe, "samples": n}
 
 
+SUMMARY_BOOT_SET: "int | None" = None  # --summary-boot-set: set-level bootstrap replicates of the summaries
+
+
 def guide(cfg: GuideConfig, folder: Path, clf):
     """One resumable guide run in ``folder``, held locked (a second process on it stops with an error instead of
-    writing the same trials twice)."""
-    with locked_output(folder, "work"):
-        return run_guide(cfg, Context.quiet(folder).replace(progress=True), classifier=clf)
+    writing the same trials twice). With ``--summary-boot-set N`` the summary (recomputed from the trial log on every
+    call) uses N set-level bootstrap replicates (FD, precision, recall, diversity) instead of ``cfg.n_boot_set``: the
+    trials, and the trial log's config, are unchanged (a loaded machine's knob; the row records it)."""
+    from critdiff.experiments.guide import run as guide_run
+
+    summarise = guide_run.summarise
+    if SUMMARY_BOOT_SET is not None:
+        guide_run.summarise = lambda setup, *args: summarise(
+            dataclasses.replace(setup, cfg=dataclasses.replace(setup.cfg, n_boot_set=SUMMARY_BOOT_SET)), *args)
+    try:
+        with locked_output(folder, "work"):
+            return run_guide(cfg, Context.quiet(folder).replace(progress=True), classifier=clf)
+    finally:
+        guide_run.summarise = summarise
 
 
 BASELINE_DEPENDENT = ("sensitivity", "sensitivity-box", "sensitivity-implicit")  # estimators that read cfg.baseline
@@ -220,7 +235,7 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     peak = r.sweep_peak["logp_peak_fit"]
     return {"model": name, "config": cfg.to_dict(), "classifier_holdout_accuracy": holdout, "estimators": est,
             "sweep": _brief(r)["sweep"], "sweep_peak": r.sweep_peak, "peak_logsnr": peak,
-            "sweep_cost": run_cost(work / name / "sweep")}
+            "sweep_cost": run_cost(work / name / "sweep"), "summary_n_boot_set": SUMMARY_BOOT_SET}
 
 
 def sweep_baseline1(name: str, spec, a, sizes: dict, work: Path) -> dict:
@@ -618,7 +633,11 @@ def main(argv=None) -> dict:
                     help="sweep phase: 1 runs the sweep on baseline 1 instead (the row's sweep_baseline1)")
     ap.add_argument("--export-offsets", action="store_true",
                     help="write the offsets table of the shifted estimators from --out and stop")
+    ap.add_argument("--summary-boot-set", type=int, default=None,
+                    help="set-level bootstrap replicates of the guide summaries (default: each run's n_boot_set)")
     a = ap.parse_args(argv)
+    global SUMMARY_BOOT_SET
+    SUMMARY_BOOT_SET = a.summary_boot_set
     if a.table:
         print(tables(json.loads(Path(a.out).read_text())))
         return {}
