@@ -10,7 +10,9 @@ order and the plan of :func:`.schedulers.scheduler_plan` is run by :func:`.loops
 
 Which pipeline is reproduced follows the network (docs/diffusers.md, section 3):
 
-- ``UNet2DModel``: ``DDPMPipeline`` / ``DDIMPipeline`` as above;
+- ``UNet2DModel``: ``DDPMPipeline`` / ``DDIMPipeline`` as above (also with an ``LCMScheduler``); PNDM, UniPC and DEIS
+  run their scheduler's own loop (``latents * init_noise_sigma``, ``step`` without a generator): ``PNDMPipeline``
+  for PNDM, while ``DDPMPipeline`` cannot step them (their ``step()`` takes no ``generator``: a TypeError);
 - ``UNet2DConditionModel``: ``StableDiffusionPipeline(prompt, guidance_scale=w, num_images_per_prompt=B,
   generator=...)``: latents ``randn_tensor(...) * init_noise_sigma`` from the generator, ``step(...,
   generator=generator, eta=0)``, guidance ``out_u + w (out_c - out_u)`` when ``w > 1``, then the VAE and
@@ -34,11 +36,11 @@ from ...errors import check_finite
 from .adapter import DIT_BACKBONE, TEXT_BACKBONE, DiffusersDenoiser
 from .loading import load_diffusers
 from .loops import initial_state, run_plan
-from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, scheduler_plan
+from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, X_FRAME_KINDS, scheduler_plan
 
 PIPELINES = ("ddpm", "ddim")
 UNET_BACKBONE = "UNet2DModel"
-SIGMA_FRAME_KINDS = ("euler", "heun", "euler-ancestral")  # scale_model_input divides by sqrt(1 + sigma^2)
+SIGMA_FRAME_KINDS = X_FRAME_KINDS  # scale_model_input divides by sqrt(1 + sigma^2)
 DIT_KINDS = ("ddim", "dpmpp-2m")  # the schedulers DiTPipeline runs as a sampler (module docstring)
 
 
