@@ -117,7 +117,7 @@ def measure(kind, monkeypatch, steps=6, prediction="eps", w=None, **cfg):
 
 def check(kind, monkeypatch, **kw):
     d64, d32, ref32 = measure(kind, monkeypatch, **kw)
-    MEASURED[(kind, tuple(sorted(kw.items())))] = (d64, d32, ref32)
+    MEASURED[(kind, repr(sorted(kw.items())))] = (d64, d32, ref32)
     assert d64 <= TOL64, f"{kind} {kw}: float64 difference {d64:.3g}"
     assert d32 <= F32_FACTOR * ref32 + F32_FLOOR, f"{kind} {kw}: float32 {d32:.3g}, diffusers' own float32 {ref32:.3g}"
     print(f"\n{kind} {kw}: f64 {d64:.2g}  f32 {d32:.2g} (diffusers f32 {ref32:.2g})")
@@ -200,3 +200,35 @@ def test_lcm_more_steps_than_its_original_schedule_is_one_line():
         model = DiffusersDenoiser(unet_for(torch.float32, False), diffusers.LCMScheduler(original_inference_steps=8))
     with pytest.raises(ValueError, match="n_steps: LCMScheduler takes at most original_inference_steps=8 steps, got 9"):
         scheduler_plan(model, 9)
+
+
+# --- the generic samplers on the scheduler's grid (float64) --------------------------------------------------
+GENERIC = [("plms", "plms", dict(skip_prk_steps=True, set_alpha_to_one=True, steps_offset=1)),
+           ("unipc", "unipc:order=3,variant=bh2", dict(solver_order=3)),
+           ("unipc", "unipc:order=2,variant=bh1", dict(solver_order=2, solver_type="bh1")),
+           ("lms", "lms", dict())]
+
+
+@pytest.mark.parametrize("kind, spec, cfg", GENERIC, ids=[g[1] for g in GENERIC])
+def test_generic_sampler_on_the_schedulers_grid_equals_diffusers(kind, spec, cfg):
+    """``critdiff.samplers.get(spec)`` run on the scheduler's levels, with the model fed the scheduler's timesteps, is
+    diffusers' loop: PLMS where PNDM's bookkeeping is a grid method (``leading`` spacing, ``skip_prk_steps``, landing
+    on ``abar = 1``), UniPC wherever it ends at 0 (bh1 included: critdiff's last step is the limit ``x' = D``, so the
+    reference is diffusers' loop with its last predictor, NaN for bh1, replaced by its stored ``D``), LMS always."""
+    from critdiff import samplers as SM
+    from critdiff.integrations.diffusers.loops import PlanDenoiser
+
+    z = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    unet = unet_for(torch.float64, False)
+    sched = _sched("pndm" if kind == "plms" else kind, "eps", cfg)
+    model = DiffusersDenoiser(unet, sched)
+    plan = scheduler_plan(model, 5)
+    levels = torch.unique_consecutive(plan.sigmas)  # PNDM evaluates its second level twice
+    grid = torch.cat([levels, torch.zeros(1, dtype=torch.float64)])
+    with torch.no_grad():
+        mine = SM.get(spec)(PlanDenoiser(model, plan), initial_state(plan, z), grid)
+    ref = diffusers_run(unet, sched, z, 5, torch.float64)
+    if cfg.get("solver_type") == "bh1":
+        ref = sched.model_outputs[-1]
+    final = mine / torch.sqrt(1 + grid[-1] ** 2) if plan.frame == "vp" else mine
+    assert float((final - ref).abs().max()) / 2 <= TOL64
