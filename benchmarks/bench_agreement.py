@@ -22,6 +22,7 @@ from critdiff.cli import guarded
 from critdiff.cli.generate import add_config_args, config_from_args
 from critdiff.devices import resolve as resolve_device
 from critdiff.experiments.agreement import AgreementConfig, run_agreement
+from critdiff.experiments.context import Context
 from critdiff.outdir import locked_output
 from critdiff.report.agreement import render_agreement
 from critdiff.report.fmt import interval, num
@@ -41,7 +42,7 @@ def _run(args) -> int:
     cfg = config_from_args(AgreementConfig, args).validate()
     resolve_device(cfg.device)  # a device this machine lacks: one line, before the folder is made
     with locked_output(args.out):
-        res = run_agreement(cfg, args.out, progress=not args.no_progress)
+        res = run_agreement(cfg, Context(args.out, progress=not args.no_progress))
         write_report(args.out, "Patch-model-vs-network agreement", [render_agreement(res, folder=args.out)])
     s = res.summary
     print(f"seeds {s['n']} (+{s['n_nonfinite']} non-finite): median r {num(s['median'])} "

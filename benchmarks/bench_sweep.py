@@ -25,6 +25,7 @@ from pathlib import Path
 import ray
 import torch
 
+from critdiff.experiments.context import Context
 from critdiff.experiments.executors import SerialExecutor
 from critdiff.experiments.executors.ray import RayExecutor
 from critdiff.experiments.sweep import run_sweep
@@ -46,7 +47,7 @@ def _noop(state, payload):
 def _timed_sweep(executor) -> float:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = run_sweep(SPEC, out, executor=executor, log=lambda m: None)
+        result = run_sweep(SPEC, Context.quiet(out, executor=executor))
         seconds = time.perf_counter() - t0
     if result.status != "complete":
         raise RuntimeError("bench_sweep: the sweep did not complete")

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from critdiff import pretrained
+from critdiff.experiments.context import Context
 from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide.arms import prepare
 from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
@@ -168,7 +169,7 @@ def guide(cfg: GuideConfig, folder: Path, clf):
     """One resumable guide run in ``folder``, held locked (a second process on it stops with an error instead of
     writing the same trials twice)."""
     with locked_output(folder, "work"):
-        return run_guide(cfg, folder, progress=True, classifier=clf, log=lambda m: None)
+        return run_guide(cfg, Context.quiet(folder).replace(progress=True), classifier=clf)
 
 
 def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:

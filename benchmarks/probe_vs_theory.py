@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated subset of " + ",".join(DATA))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    from critdiff.experiments.context import Context
     from critdiff.experiments.probe import ProbeConfig, run_probe
     from critdiff.probes.theory_compare import comparison_rows
 
@@ -67,7 +68,7 @@ def main() -> None:
                           chi=not a.quick, eps_scan=EPS_SCAN)
         key = name if (a.steps, a.times) == (16, 6) else f"{name} (steps={a.steps}, times={a.times})"
         t0 = time.perf_counter()
-        rec = run_probe(cfg, f"/tmp/probe_vs_theory/{key.replace(' ', '_')}", progress=False)
+        rec = run_probe(cfg, Context(f"/tmp/probe_vs_theory/{key.replace(' ', '_')}", progress=False))
         rows = comparison_rows(rec)
         results[key] = {"data": data, "stencil": stencil, "rows": rows, "theory": rec["theory"],
                          "signals": rec["signals"], "combined": rec["combined"],

@@ -20,6 +20,7 @@ from critdiff.schedules import get as get_schedule
 from critdiff.schedules import sigma_grid
 from critdiff.scores import GaussianScore, PatchScore
 from oracles import assert_paths_close
+from critdiff.experiments.context import Context
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -150,23 +151,23 @@ def _cfg(net, **kw):
 
 
 def test_resume_skips_done_seeds_and_gives_the_same_summary(net, tmp_path):
-    first = run_agreement(_cfg(net, seeds=2), tmp_path / "a", progress=False)
+    first = run_agreement(_cfg(net, seeds=2), Context(tmp_path / "a", progress=False))
     lines = (tmp_path / "a" / LOG).read_bytes().splitlines()
     assert len(first.r) == 2 and len(lines) == 4  # config, calibration, two seeds
-    resumed = run_agreement(_cfg(net, seeds=3), tmp_path / "a", progress=False)
+    resumed = run_agreement(_cfg(net, seeds=3), Context(tmp_path / "a", progress=False))
     after = (tmp_path / "a" / LOG).read_bytes().splitlines()
     assert after[:4] == lines and len(after) == 5  # only seed 2 was computed
     assert json.loads(after[4])["seed"] == 2
-    fresh = run_agreement(_cfg(net, seeds=3), tmp_path / "b", progress=False)
+    fresh = run_agreement(_cfg(net, seeds=3), Context(tmp_path / "b", progress=False))
     assert resumed.r == fresh.r and resumed.summary == fresh.summary
     assert resumed.level_r_median == fresh.level_r_median
     assert resumed.r[:2] == first.r
     with pytest.raises(ValueError, match="different configuration"):
-        run_agreement(_cfg(net, seeds=3, stencil_rule="modal"), tmp_path / "a", progress=False)
+        run_agreement(_cfg(net, seeds=3, stencil_rule="modal"), Context(tmp_path / "a", progress=False))
 
 
 def test_result_round_trips_and_renders(net, tmp_path):
-    res = run_agreement(_cfg(net, seeds=2, stencil_rule="modal"), tmp_path, progress=False)
+    res = run_agreement(_cfg(net, seeds=2, stencil_rule="modal"), Context(tmp_path, progress=False))
     assert result_from_record(json.loads((tmp_path / "result.json").read_text())) == res
     assert isinstance(res, AgreementResult) and len(set(res.level_stencil)) == 1
     assert len(res.level_sigma) == 4 and res.label is None and res.sampler == "ddim:eta=0"
@@ -178,9 +179,9 @@ def test_result_round_trips_and_renders(net, tmp_path):
 
 def test_bad_config_is_a_one_line_error(net, tmp_path):
     with pytest.raises(ValueError, match="^seeds:"):
-        run_agreement(_cfg(net, seeds=0), tmp_path, progress=False)
+        run_agreement(_cfg(net, seeds=0), Context(tmp_path, progress=False))
     with pytest.raises(ValueError, match="^stencil_rule:"):
-        run_agreement(_cfg(net, stencil_rule="best"), tmp_path, progress=False)
+        run_agreement(_cfg(net, stencil_rule="best"), Context(tmp_path, progress=False))
 
 
 def test_configs_take_ls_candidates_where_they_can():

@@ -7,6 +7,7 @@ import pytest
 
 from critdiff.experiments.demo import run_demo
 from critdiff.report.folder import write_demo_report
+from critdiff.experiments.context import Context
 
 SECTIONS = ("textures", "digits", "theory-textures", "theory-stripes", "structure-factor", "probe-stripes",
             "probe-textures", "trained-net", "guidance", "agreement")
@@ -24,7 +25,7 @@ def _status(logs):
 def test_quick_demo_writes_report_and_resumes(tmp_path):
     out = tmp_path / "demo"
     logs = []
-    assert run_demo(out, quick=True, log=logs.append) == out / "results.json"
+    assert run_demo(Context(out, log=logs.append), quick=True) == out / "results.json"
     report = write_demo_report(out)
     assert _status(logs) == {k: "running" for k in SECTIONS}
     html = report.read_text()
@@ -46,7 +47,7 @@ def test_quick_demo_writes_report_and_resumes(tmp_path):
         assert isinstance(res["sections"][key], dict) and len(res["sections"][key]) > 1, key
     # the second run computes nothing: every section comes from its cache and the report is the same
     logs.clear()
-    run_demo(out, quick=True, log=logs.append)
+    run_demo(Context(out, log=logs.append), quick=True)
     assert _status(logs) == {k: "cached" for k in SECTIONS}
     assert write_demo_report(out).read_text() == html
     assert (out / "results.json").read_text() == res_text

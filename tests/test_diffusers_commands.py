@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from critdiff.experiments.context import Context
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -28,7 +29,7 @@ def saved(tmp_path_factory):
         num_class_embeds=11)
     pipe = diffusers.DDPMPipeline(unet=unet.eval(), scheduler=diffusers.DDPMScheduler(num_train_timesteps=1000))
     pipe.save_pretrained(root / "pipe")
-    run_train_classifier(ClassifierTrainConfig(data="digits:size=8", steps=3, batch=32, width=8), root / "clf", progress=False)
+    run_train_classifier(ClassifierTrainConfig(data="digits:size=8", steps=3, batch=32, width=8), Context(root / "clf", progress=False))
     yield root
     torch.set_num_threads(n)
 

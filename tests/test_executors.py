@@ -10,6 +10,7 @@ import pytest
 from critdiff.cli import main
 from critdiff.experiments.guide import run as G
 from critdiff.experiments.executors import ExecutorConfig, SerialExecutor, make_executor
+from critdiff.experiments.context import Context
 
 DATA = "textures:size=8,n=6"
 
@@ -129,9 +130,8 @@ def test_guide_serial_and_ray_write_the_same_trials_and_summary(ray_runtime, tmp
 
     clf = MeanClassifier(*load(DATA))
     cfg = _guide_cfg()
-    a = G.run_guide(cfg, tmp_path / "serial", progress=False, classifier=clf, log=lambda m: None)
-    b = G.run_guide(cfg, tmp_path / "ray", progress=False, classifier=clf, log=lambda m: None,
-                    executor=make_executor(ExecutorConfig(executor="ray", workers=2)))
+    a = G.run_guide(cfg, Context.quiet(tmp_path / "serial"), classifier=clf)
+    b = G.run_guide(cfg, Context.quiet(tmp_path / "ray", executor=make_executor(ExecutorConfig(executor="ray", workers=2))), classifier=clf)
     ra, rb = _trial_records(tmp_path / "serial"), _trial_records(tmp_path / "ray")
     keys = [(r["arm"], r["start"]) for r in ra if r["type"] == "trial"]
     assert len(keys) == len(set(keys)) == 3 * (len(cfg.arms) - 1 + cfg.sweep)  # 3 batches x arms (sweep expanded)

@@ -19,6 +19,7 @@ from critdiff.experiments.guide.metrics import diversity, frechet_distance
 from critdiff.probes.bootstrap import paired_mean_diff, paired_stat_diff
 from critdiff.report.render import render
 from oracles import MixtureDenoiser
+from critdiff.experiments.context import Context
 
 DATA = "textures:size=8,per_class=6"
 
@@ -59,7 +60,7 @@ def trials(out):
 def test_arms_share_noise_identical_when_guidance_is_zero(parts, tmp_path):
     model, clf = parts
     # height == baseline: every schedule is w = 1 everywhere, so every arm must give the none arm's samples
-    G.run_guide(small(height=1.0, baseline=1.0), tmp_path / "zero", classifier=clf, model=model, log=lambda m: None)
+    G.run_guide(small(height=1.0, baseline=1.0), Context.quiet(tmp_path / "zero"), classifier=clf, model=model)
     t = trials(tmp_path / "zero")
     arms = sorted({a for a, _ in t})
     assert len(arms) >= 9
@@ -67,8 +68,8 @@ def test_arms_share_noise_identical_when_guidance_is_zero(parts, tmp_path):
         assert r["x"] == t[("none", start)]["x"], arm
         assert r["nfe"] == t[("none", start)]["nfe"]
     # with guidance the arms differ (the check above can fail)
-    G.run_guide(small(height=4.0, baseline=1.0, arms=("none", "constant")), tmp_path / "on", classifier=clf,
-                model=model, log=lambda m: None)
+    G.run_guide(small(height=4.0, baseline=1.0, arms=("none", "constant")), Context.quiet(tmp_path / "on"), classifier=clf,
+                model=model)
     t = trials(tmp_path / "on")
     assert t[("constant", 0)]["x"] != t[("none", 0)]["x"]
     assert t[("constant", 0)]["nfe"] == [16] * 3 and t[("none", 0)]["nfe"] == [8] * 3
@@ -88,24 +89,24 @@ def test_a_sample_does_not_depend_on_its_batch(parts):
 def test_resumed_run_gives_the_same_table(parts, tmp_path):
     model, clf = parts
     cfg = small(arms=("none", "constant", "tc", "random", "adaptive", "sweep"), sweep=1, batch=2)
-    ref = G.run_guide(cfg, tmp_path / "a", classifier=clf, model=model, log=lambda m: None)
+    ref = G.run_guide(cfg, Context.quiet(tmp_path / "a"), classifier=clf, model=model)
     out = tmp_path / "b"
-    assert G.run_guide(cfg, out, classifier=clf, model=model, stop_after=8, log=lambda m: None).status == "stopped"
+    assert G.run_guide(cfg, Context.quiet(out), classifier=clf, model=model, stop_after=8).status == "stopped"
     with open(out / "trials.jsonl", "a") as fh:  # an interrupted write
         fh.write('{"type": "trial", "arm": "tc", "sta')
-    res = G.run_guide(cfg, out, classifier=clf, model=model, log=lambda m: None)
+    res = G.run_guide(cfg, Context.quiet(out), classifier=clf, model=model)
     assert res.table == ref.table
     assert res.comparisons == ref.comparisons
     assert res.sweep == ref.sweep
     n_trials = sum(1 for line in open(out / "trials.jsonl") if '"type":"trial"' in line)
     assert n_trials == len(trials(tmp_path / "a"))
     with pytest.raises(ValueError, match="different configuration"):
-        G.run_guide(small(height=2.0, arms=cfg.arms), out, classifier=clf, model=model, log=lambda m: None)
+        G.run_guide(small(height=2.0, arms=cfg.arms), Context.quiet(out), classifier=clf, model=model)
 
 
 def test_summary_contents(parts, tmp_path):
     model, clf = parts
-    s = G.run_guide(small(arms=("none", "constant", "tc", "random", "adaptive", "sweep")), tmp_path, classifier=clf, model=model, log=lambda m: None)
+    s = G.run_guide(small(arms=("none", "constant", "tc", "random", "adaptive", "sweep")), Context.quiet(tmp_path), classifier=clf, model=model)
     assert {"tc-random", "tc-constant", "adaptive-tc"} <= set(s.comparisons)
     r = s.comparisons["tc-constant"]
     assert r["nfe_ratio"] == pytest.approx(s.arms["tc"]["nfe"] / s.arms["constant"]["nfe"])
@@ -145,8 +146,8 @@ def test_summary_contents(parts, tmp_path):
 
 def test_result_round_trips_and_renders_identically_from_json(parts, tmp_path):
     model, clf = parts
-    r = G.run_guide(small(arms=("none", "tc", "random", "sweep")), tmp_path, progress=False, classifier=clf,
-                    model=model, log=lambda m: None)
+    r = G.run_guide(small(arms=("none", "tc", "random", "sweep")), Context.quiet(tmp_path), classifier=clf,
+                    model=model)
     again = G.GuideResult.from_json(r.to_json())
     assert again == r and isinstance(again.tc, TimeEstimate) and again.status == "complete"
     from critdiff.experiments.result import result_from_record
@@ -249,7 +250,7 @@ def test_cli_runs_without_a_classifier(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_section_quick(tmp_path):
     x, y = load("textures:size=12,per_class=6")
-    result = G.run_guide(G.demo_config(quick=True), tmp_path, classifier=MeanClassifier(x, y), log=lambda m: None)
+    result = G.run_guide(G.demo_config(quick=True), Context.quiet(tmp_path), classifier=MeanClassifier(x, y))
     sec = render(result, folder=tmp_path)
     assert sec.key == "guidance" and "tc-random" in result.comparisons and 'src="sweep.png"' in sec.html
 
@@ -259,7 +260,7 @@ def test_baseline_arms_equal_nfe_rows_and_estimators_record(parts, tmp_path):
     (independent: grid_nfe), the cost rows quote the measured ratio, and the result names every estimator."""
     model, clf = parts
     cfg = small(arms=("tc", "interval", "interval-ours", "linear"), n=3, batch=3)
-    r = G.run_guide(cfg, tmp_path, progress=False, classifier=clf, model=model, log=lambda m: None)
+    r = G.run_guide(cfg, Context.quiet(tmp_path), classifier=clf, model=model)
     sig = S.sigma_grid(cfg.schedule, cfg.steps, cfg.spacing)
     from critdiff.guidance_ramp import interval_at, wang_linear
     from critdiff.experiments.guide.arms import grid_range
@@ -278,14 +279,14 @@ def test_window_arm_is_the_interval_builder_over_the_window(parts, tmp_path):
     """``window`` = ``Interval(lo, hi, height, baseline)``: its NFE per sample is the steps plus the grid points in
     the window (two evaluations there), and without a window it is a one-line ValueError."""
     model, clf = parts
-    s = G.run_guide(small(arms=("window", "cond"), window=(-1.0, 2.0), baseline=1.0), tmp_path, classifier=clf,
-                    model=model, log=lambda m: None)
+    s = G.run_guide(small(arms=("window", "cond"), window=(-1.0, 2.0), baseline=1.0), Context.quiet(tmp_path), classifier=clf,
+                    model=model)
     meta = s.arms["window"]["meta"]
     assert (meta["lo"], meta["hi"], meta["height"], meta["baseline"]) == (-1.0, 2.0, 3.0, 1.0)
     lam = -2 * np.log(S.sigma_grid("vp-linear", 8, "logsnr")[:-1].numpy())
     inside = int(((lam >= -1.0) & (lam <= 2.0)).sum())
     assert s.arms["window"]["nfe"] == pytest.approx(8 + inside)
     with pytest.raises(ValueError, match="window"):
-        G.run_guide(small(arms=("window",)), tmp_path / "b", classifier=clf, model=model, log=lambda m: None)
+        G.run_guide(small(arms=("window",)), Context.quiet(tmp_path / "b"), classifier=clf, model=model)
     with pytest.raises(ValueError, match="window"):
         small(window=(2.0, 1.0)).validate()

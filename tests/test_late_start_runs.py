@@ -12,6 +12,7 @@ from critdiff.experiments.sample import SampleConfig, run_sample
 from critdiff.experiments.start import AUTO_MARGIN, model_moments, moments_covariance
 from critdiff.late_start import fit_moments
 from critdiff.scores.gaussian import GaussianScore
+from critdiff.experiments.context import Context
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _sample(tmp_path, **kw):
     base = dict(model="gaussian", data="grf:size=6,n=120", n=6, steps=5, sampler="dpmpp-2m", seed=3)
     base.update(kw)
-    return run_sample(SampleConfig(**base), tmp_path, progress=False)
+    return run_sample(SampleConfig(**base), Context(tmp_path, progress=False))
 
 
 def test_sample_late_start_given(tmp_path):
@@ -118,7 +119,7 @@ def test_guide_late_start(tmp_path):
     data = "textures:size=8,per_class=6"
     cfg = G.GuideConfig(model="gaussian", data=data, n=3, batch=3, steps=4, arms=("none", "tc"), tc_logsnr=0.5,
                         sampler="ddim", late_start="auto")
-    r = G.run_guide(cfg, tmp_path, progress=False, log=lambda m: None)
+    r = G.run_guide(cfg, Context.quiet(tmp_path))
     assert r.status == "no-classifier"
     assert math.isclose(r.late_start.logsnr, 0.5 - AUTO_MARGIN) and r.late_start.tc_logsnr == 0.5
     x, _ = load(data)

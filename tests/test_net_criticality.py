@@ -19,6 +19,7 @@ from critdiff.experiments.result import result_from_record
 from critdiff.report.net_criticality import FIGURES, render_net_criticality
 from critdiff.report.render import render
 from critdiff.nets import checkpoint as ckpt
+from critdiff.experiments.context import Context
 
 NUM = re.compile(r"(?<![\w^./:=-])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
@@ -32,7 +33,7 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def section(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sec")
-    result = run_net_criticality(demo_config(True, model).replace(data="digits:size=8"), folder, progress=False)
+    result = run_net_criticality(demo_config(True, model).replace(data="digits:size=8"), Context(folder, progress=False))
     return render_net_criticality(result, folder), folder, result
 
 
@@ -118,7 +119,7 @@ def known(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("critdiff.nets.net_denoiser.load_net", lambda path, **kw: SoftModeDenoiser())
         cfg = demo_config(True, str(root / "model")).replace(data="digits:size=8")
-        return run_net_criticality(cfg, root, progress=False).to_dict()
+        return run_net_criticality(cfg, Context(root, progress=False)).to_dict()
 
 
 def test_stiffness_spectra_against_the_closed_form(known):
@@ -156,7 +157,7 @@ def test_train_demo_model_reuses_and_checks(model, tmp_path):
     with pytest.raises(ValueError, match="resume"):
         train_demo_model(model, quick=False)  # a different run in the same folder is refused
     with pytest.raises(ValueError, match="data"):
-        run_net_criticality(NetCriticalityConfig(model_dir=model, data="digits:size=16"), tmp_path, progress=False)
+        run_net_criticality(NetCriticalityConfig(model_dir=model, data="digits:size=16"), Context(tmp_path, progress=False))
 
 
 def test_result_round_trips_and_rerenders_identically(section, tmp_path):

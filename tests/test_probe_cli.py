@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from critdiff.cli import main
+from critdiff.experiments.context import Context
 
 TINY = ["probe", "--model", "patch", "--data", "stripes:size=8,wavelength=4,n=12", "--stencil", "square:3",
         "--n", "4", "--steps", "6", "--times", "3", "--probes", "1", "--n-boot", "20", "--homogeneous", "9",
@@ -177,7 +178,7 @@ def tiny_result(tmp_path_factory):
     cfg = ProbeConfig(model="patch", data="stripes:size=8,wavelength=4,n=12", stencil="square:3", n=4, steps=6,
                       times=3, n_boot=20, homogeneous=9, linear=6, eps_scan=(0.3,), chi=False)
     out = tmp_path_factory.mktemp("probe_result")
-    return run_probe(cfg, out, progress=False), out
+    return run_probe(cfg, Context(out, progress=False)), out
 
 
 def test_result_round_trips_through_json(tiny_result):

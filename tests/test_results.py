@@ -7,11 +7,12 @@ import pytest
 from critdiff.report.folder import write_demo_report
 from critdiff.experiments.result import result_from_record
 from critdiff.experiments.sample import SampleConfig, SampleResult, run_sample
+from critdiff.experiments.context import Context
 
 
 def test_sample_result_round_trips_and_report_re_renders(tmp_path):
     cfg = SampleConfig(model="gaussian", data="stripes:size=8,n=20,wavelength=4", steps=4, n=3, sampler="ddpm")
-    res = run_sample(cfg, tmp_path / "s", progress=False)
+    res = run_sample(cfg, Context(tmp_path / "s", progress=False))
     assert isinstance(res, SampleResult)
     again = SampleResult.from_json(res.to_json())
     assert again == res and again.config == cfg

@@ -9,6 +9,7 @@ import pytest
 from critdiff.experiments.result import result_from_record
 from critdiff.experiments.structure_section import StructureConfig, StructureResult, run_structure
 from critdiff.report.render import render
+from critdiff.experiments.context import Context
 
 TINY = StructureConfig(steps=12, ensemble=60)
 
@@ -16,7 +17,7 @@ TINY = StructureConfig(steps=12, ensemble=60)
 @pytest.fixture(scope="module")
 def result(tmp_path_factory, one_thread):
     folder = tmp_path_factory.mktemp("sf")
-    return run_structure(TINY, folder, progress=False), folder
+    return run_structure(TINY, Context(folder, progress=False)), folder
 
 
 def test_linear_prediction_holds_before_tc(result):

@@ -13,6 +13,7 @@ import pytest
 from critdiff.cli import main
 from critdiff.experiments.executors import ExecutorConfig, make_executor
 from critdiff.experiments.sweep import SweepResult, run_sweep, sweep_units
+from critdiff.experiments.context import Context
 
 DATA = "textures:size=8,n=6"
 PROBE = {"data": DATA, "steps": 6, "n": 4, "times": 3, "homogeneous": 0, "chi": False, "linear": 0, "n_boot": 20,
@@ -36,10 +37,6 @@ threads = 1
 model = ["gaussian", "patch"]
 seed = [0, 1]
 """
-
-
-def _quiet(msg):
-    pass
 
 
 def _rows_without_time(result):
@@ -75,7 +72,7 @@ def test_units_are_the_grid_in_order_with_distinct_keys():
 
 
 def test_sweep_writes_table_and_a_rerun_skips_finished_units(tmp_path):
-    result = run_sweep(SPEC, tmp_path, log=_quiet)
+    result = run_sweep(SPEC, Context.quiet(tmp_path))
     assert result.status == "complete" and len(result.rows) == 6
     assert all(r["status"] == "ok" for r in result.rows)
     with open(tmp_path / "sweep.csv") as fh:
@@ -85,7 +82,7 @@ def test_sweep_writes_table_and_a_rerun_skips_finished_units(tmp_path):
         if r["kind"] == "probe":
             probe = json.loads((tmp_path / "units" / r["key"] / "probe.json").read_text())
             assert r["logsnr_c"] == probe["combined"]["logsnr_c"]
-    again = run_sweep(SPEC, tmp_path, log=_quiet)
+    again = run_sweep(SPEC, Context.quiet(tmp_path))
     log = [json.loads(line) for line in open(tmp_path / "sweep.jsonl")]
     assert sum(r["type"] == "unit" for r in log) == 6  # nothing recomputed, nothing doubled
     assert again == result
@@ -109,8 +106,8 @@ def ray_runtime():
 
 
 def test_ray_sweep_gives_the_serial_rows(ray_runtime, tmp_path):
-    serial = run_sweep(SPEC, tmp_path / "s", log=_quiet)
-    ray = run_sweep(SPEC, tmp_path / "r", log=_quiet, executor=make_executor(ExecutorConfig(executor="ray", workers=2)))
+    serial = run_sweep(SPEC, Context.quiet(tmp_path / "s"))
+    ray = run_sweep(SPEC, Context.quiet(tmp_path / "r", executor=make_executor(ExecutorConfig(executor="ray", workers=2))))
     assert _rows_without_time(ray) == _rows_without_time(serial)
 
 
@@ -145,12 +142,12 @@ def test_killing_a_ray_worker_mid_sweep_loses_and_doubles_nothing(ray_runtime, t
 
     t = threading.Thread(target=killer)
     t.start()
-    result = run_sweep(spec, tmp_path, log=_quiet, executor=make_executor(ExecutorConfig(executor="ray", workers=2)))
+    result = run_sweep(spec, Context.quiet(tmp_path, executor=make_executor(ExecutorConfig(executor="ray", workers=2))))
     t.join()
     assert killed, "no worker was killed"
     log = [json.loads(line) for line in open(tmp_path / "sweep.jsonl")]
     keys = [r["key"] for r in log if r["type"] == "unit"]
     assert sorted(keys) == sorted(u.key for u in sweep_units(spec))  # each unit exactly once
     assert result.status == "complete" and all(r["status"] == "ok" for r in result.rows)
-    serial = run_sweep(spec, tmp_path / "serial", log=_quiet)
+    serial = run_sweep(spec, Context.quiet(tmp_path / "serial"))
     assert _rows_without_time(result) == _rows_without_time(serial)

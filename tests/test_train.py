@@ -259,7 +259,9 @@ def test_cli_ctrl_c_exits_130_and_keeps_a_checkpoint(tmp_path, monkeypatch):
         def on_step(step, loss):
             if step == 2:
                 os.kill(os.getpid(), signal.SIGINT)
-        return real(cfg, out, on_step=on_step, progress=False, **{k: v for k, v in kw.items() if k != "progress"})
+        from critdiff.experiments.context import Context
+
+        return real(cfg, Context(out, progress=False), on_step=on_step, **kw)
 
     monkeypatch.setattr(train_cmd, "run_train", run_with_sigint)
     out = tmp_path / "run"

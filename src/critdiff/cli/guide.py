@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..experiments.context import Context
 from ..experiments.guide import GuideConfig, run_guide
 from .common import add_executor_args, add_out_arg, executor_of, threads_of
 from .generate import add_config_args, config_from_args
@@ -31,7 +32,7 @@ def run(args) -> int:
     cfg = config_from_args(GuideConfig, args).validate()
     classifier = load_classifier(args.classifier, device=cfg.torch_device) if args.classifier else None
     with threads_of(cfg), executor_of(args, cfg.device) as executor:
-        result = run_guide(cfg, args.out, classifier=classifier, executor=executor, verbose=args.verbose)
+        result = run_guide(cfg, Context(args.out, executor=executor), classifier=classifier, verbose=args.verbose)
     if result.status == "no-classifier":
         print(f"critical time: logsnr {result.tc.logsnr:.4f} ({result.tc.source})")
         for arm, r in (result.arms or {}).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..experiments.context import Context
 from ..experiments.probe import ProbeConfig, run_probe
 from .common import add_out_arg, threads_of
 from .generate import add_config_args, config_from_args
@@ -25,7 +26,7 @@ def run(args) -> int:
 
     cfg = config_from_args(ProbeConfig, args)
     with threads_of(cfg):
-        res = run_probe(cfg, args.out, progress=not args.json)
+        res = run_probe(cfg, Context(args.out, progress=not args.json))
     render_probe(res, folder=args.out)  # draws the figures into OUT
     if args.json:
         rec = res.to_dict()

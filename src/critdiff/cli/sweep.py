@@ -25,6 +25,7 @@ def read_spec(path: "str | Path") -> dict:
 
 
 def run(args) -> int:
+    from ..experiments.context import Context
     from ..experiments.sweep import run_sweep, sweep_units
     from ..report.html import write_report
     from ..report.render import render
@@ -33,7 +34,7 @@ def run(args) -> int:
     units = sweep_units(spec)  # spec errors before any worker starts
     devices = {u.config.get("device", "cpu") for u in units}
     with executor_of(args, "cuda" if any(d.startswith("cuda") for d in devices) else "cpu") as executor:
-        result = run_sweep(spec, args.out, executor=executor)
+        result = run_sweep(spec, Context(args.out, executor=executor))
     write_report(args.out, "critdiff sweep", [render(result, folder=args.out)], {"spec": args.spec})
     failed = sum(r["status"] != "ok" for r in result.rows)
     print(f"wrote {args.out}/result.json, sweep.csv, report.html ({len(result.rows) - failed} of {len(result.rows)} "

@@ -1,6 +1,6 @@
 """Patch-model-vs-network agreement at the protocol of Kamb & Ganguli (2024): Pearson r of samples from identical noise.
 
-``run_agreement(cfg, out) -> AgreementResult``. A trained network (``net:DIR``, sampled unconditionally:
+``run_agreement(cfg, ctx) -> AgreementResult``. A trained network (``net:DIR``, sampled unconditionally:
 ``label=None``, since the patch model here is unconditional) and the patch model of the pool ``cfg.pool``
 (default the full MNIST-5k ``mnist``; zero boundary; ``pool='valid'`` for its ELS stencils by default, the
 convention of Kamb & Ganguli's ELS-machine code, DESIGN.md section 2), equivariant (ELS) or position-specific
@@ -25,7 +25,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
@@ -42,8 +41,8 @@ from ..seeding import derive, generator
 from .guide.store import TrialLog
 from .net_criticality import load_trained
 from .net_signals import _pool_order
-from ..progress import progress_bar
-from .result import Result, save_result
+from .context import ContextLike, as_context
+from .result import Result
 
 ANCHOR_R = 0.94  # Kamb & Ganguli (2024): median r of their calibrated ELS machine vs trained nets on MNIST
 LOG = "agreement.jsonl"
@@ -170,12 +169,14 @@ def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar) 
             for b, j in enumerate(seeds)]
 
 
-def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = True) -> AgreementResult:
-    """Run (or resume) the agreement measurement (module docstring); write ``result.json``; return the result."""
+def run_agreement(cfg: AgreementConfig, ctx: ContextLike) -> AgreementResult:
+    """Run (or resume) the agreement measurement (module docstring); write ``result.json`` to ``ctx.out`` (a
+    :class:`~critdiff.experiments.context.Context` or a folder); return the result."""
     from ..threads import torch_threads
 
     cfg.validate()
-    out = Path(out_dir)
+    ctx = as_context(ctx)
+    out = ctx.folder()
     net, pool, _, schedule = load_trained(cfg.net, cfg.pool)
     net = net.to(device=cfg.device)
     sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
@@ -183,7 +184,7 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
     done = {r["seed"] for r in log.of_type("seed")}
     missing = [j for j in range(cfg.seeds) if j not in done]
     n_evals = len(missing) * 2 * cfg.steps  # patch evaluations of one sample
-    with torch_threads(cfg.threads), progress_bar(n_evals, "agreement (patch evaluations)", enabled=progress) as bar:
+    with torch_threads(cfg.threads), ctx.bar(n_evals, "agreement (patch evaluations)") as bar:
         if log.find("stencil-calibration") is None:
             bar.set_postfix_str("calibrating the stencil")
             log.append(_calibrate(net, pool, sigmas, cfg))
@@ -195,7 +196,7 @@ def run_agreement(cfg: AgreementConfig, out_dir: "str | Path", progress: bool = 
             for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar):
                 log.append(rec)
     result = _summarise(cfg, log, cal, sigmas, schedule, net, patch, n_pool=int(pool.shape[0]))
-    save_result(out, result)
+    ctx.save(result)
     return result
 
 

@@ -1,6 +1,6 @@
 """Criticality of a trained network: the probes of DESIGN.md section 4 on ``D_net``, beside the patch theory.
 
-``run_net_criticality(cfg, out) -> NetCriticalityResult`` loads a checkpoint (``net:DIR``, via
+``run_net_criticality(cfg, ctx) -> NetCriticalityResult`` loads a checkpoint (``net:DIR``, via
 :func:`.models.load_model`) and its data, runs an ensemble of ``batch`` unconditional (``label=None``) Heun
 trajectories ``x [B, C, H, W]`` on a logsnr-uniform grid of the network's training schedule, and records along
 them
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from ..config import JsonConfig, arg
@@ -38,8 +37,8 @@ from ..samplers import initial_noise, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
 from . import net_signals as NS
-from ..progress import progress_bar
-from .result import Result, save_result
+from .context import ContextLike, as_context
+from .result import Result
 
 PHASES = ("trajectories", "susceptibility", "estimators", "linear response", "calibration", "theory")
 
@@ -135,19 +134,20 @@ def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
     return loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine")
 
 
-def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" = None,
-                        progress: bool = True, device="cpu") -> NetCriticalityResult:
-    """Measure the network's critical signatures (module docstring); write ``result.json`` to
-    ``out_dir`` (when given) and return the result. ``device``: where the network runs (its ensemble too;
+def run_net_criticality(cfg: NetCriticalityConfig, ctx: ContextLike = None, device="cpu") -> NetCriticalityResult:
+    """Measure the network's critical signatures (module docstring); write ``result.json`` to ``ctx.out`` (when
+    it has one; ``ctx``: a :class:`~critdiff.experiments.context.Context`, a folder or ``None``) and return the
+    result. ``device``: where the network runs (its ensemble too;
     the network moves any other input there itself)."""
     cfg.validate()
+    ctx = as_context(ctx)
     t_start = time.perf_counter()
     net, images, data, schedule = load_trained(cfg.model_dir, cfg.data, device)
     sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
     x = initial_noise((cfg.batch, *net.sample_shape), sigmas, seed_generators(cfg.seed, cfg.batch),
                       device=resolve_device(device))
     timing: dict = {}
-    with progress_bar(len(PHASES), "net criticality", enabled=progress) as bar:
+    with ctx.bar(len(PHASES), "net criticality") as bar:
         def phase(name, fn, *a):
             bar.set_postfix_str(name)
             t0 = time.perf_counter()
@@ -172,6 +172,5 @@ def run_net_criticality(cfg: NetCriticalityConfig, out_dir: "str | Path | None" 
         t_c=combined, branch_growth=branch, onset_threshold=ONSET, calibration=cal.to_dict(), theory=theory,
         theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start},
         xi_growth=NS.xi_growth(curves))
-    if out_dir is not None:
-        save_result(out_dir, result)
+    ctx.save(result)
     return result

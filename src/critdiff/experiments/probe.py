@@ -18,7 +18,7 @@ effective transition. For the patch model the stiffness is also probed at the th
 ``m(sigma) 1`` (``homogeneous`` signal), where it is what the theory defines: its zero crossing is ``t_c`` by JVPs.
 
 Times are reported as the schedule's ``t``, ``logsnr`` and ``sigma/a``; costs as denoiser evaluations per sample
-(JVPs included). ``run_probe(cfg, out) -> ProbeResult``: the result (every number the report shows and the curves
+(JVPs included). ``run_probe(cfg, ctx) -> ProbeResult``: the result (every number the report shows and the curves
 its figures plot) is written atomically to ``OUT/probe.json``, the states nearest the ensemble's ``t_c`` to
 ``OUT/snapshots.png``; :func:`critdiff.report.probe.render_probe` draws the figures and the prose. Measurements
 live in :mod:`critdiff.probes` (``ensemble``, ``branch``, ``homogeneous``, ``theory_compare``).
@@ -49,8 +49,8 @@ from ..seeding import derive
 from .config import RunConfig
 from .finite import FiniteGuard
 from .models import load_model
-from ..progress import progress_bar
-from .result import Result, save_result
+from .context import ContextLike, as_context
+from .result import Result
 
 @dataclass(frozen=True)
 class ProbeConfig(RunConfig):
@@ -237,16 +237,16 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
             "rep": rep, "hom": hom, "combined": combined, "ensemble_combined": ensemble_combined}
 
 
-def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) -> ProbeResult:
-    """Run the probe experiment; write ``out_dir/probe.json`` (the result) and ``snapshots.png``; return it."""
+def run_probe(cfg: ProbeConfig, ctx: ContextLike) -> ProbeResult:
+    """Run the probe experiment; write ``probe.json``, ``result.json`` and ``snapshots.png`` to ``ctx.out``;
+    return the result. ``ctx``: a :class:`~critdiff.experiments.context.Context` or an output folder."""
     cfg.validate()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = as_context(ctx)
+    out = ctx.folder()
     loaded = load_model(cfg)
     schedule = S.get(cfg.schedule)
     t0 = time.perf_counter()
-    with progress_bar(_phase_units(cfg, len(probe_steps(cfg.steps, cfg.times))), f"probe {cfg.model}",
-                      enabled=progress) as bar:
+    with ctx.bar(_phase_units(cfg, len(probe_steps(cfg.steps, cfg.times))), f"probe {cfg.model}") as bar:
         m = _measure(cfg, loaded, schedule, bar)
     seconds = time.perf_counter() - t0
     ens, lin, hom, traj = m["ens"], m["lin"], m["hom"], m["ens"]["traj"]
@@ -268,7 +268,7 @@ def run_probe(cfg: ProbeConfig, out_dir: "str | Path", progress: bool = True) ->
                  "linear_response": None if lin is None else lin["seconds"]},
         files=_snapshots(out, traj, m["ens_comb"]), curves=_curves(ens, m["ens_comb"], lin, m["rep"], hom))
     save_json(out / "probe.json", result.to_dict())
-    save_result(out, result)
+    ctx.save(result)
     return result
 
 

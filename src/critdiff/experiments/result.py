@@ -1,7 +1,7 @@
 """Typed, frozen experiment results that round-trip through JSON.
 
-Every experiment is ``run(cfg) -> Result``; :mod:`critdiff.report` renders a result it is given, so a
-report can be re-rendered from ``results.json`` without recomputing (``critdiff report OUT``).
+Every experiment is ``run(cfg, ctx) -> Result`` (:mod:`.context`); :mod:`critdiff.report` renders a result it is
+given, so a report can be re-rendered from ``results.json`` without recomputing (``critdiff report OUT``).
 
 A :class:`Result` subclass is a frozen dataclass whose fields are JSON values: numbers, strings,
 tuples, ``None`` for a missing or non-finite number, nested configuration dataclasses, and plain

@@ -1,6 +1,6 @@
 """The ``sample`` experiment: draw samples from a model with any schedule and sampler.
 
-``run_sample(cfg, out) -> SampleResult``. Artefacts written to ``out``: ``samples.safetensors`` (the
+``run_sample(cfg, ctx) -> SampleResult``. Artefacts written to ``ctx.out``: ``samples.safetensors`` (the
 samples and the sigma grid), ``samples.png`` (grid), ``trajectory.png`` (one trajectory: state and
 ``x0_hat`` over time), ``training.png`` (a few training images, analytic models) and ``run.json`` (the
 result). Seeds: initial noise from ``seed_generators(seed, n)``, sampler noise from
@@ -30,8 +30,8 @@ from ..spec import parse_spec
 from .config import AUTO_SCHEDULE as AUTO, DTYPES, MODEL_SCHEDULE, RunConfig
 from .finite import FiniteGuard
 from .models import decode_samples, load_model
-from ..progress import progress_bar
-from .result import Result, save_result
+from .context import Context, ContextLike, as_context
+from .result import Result
 from .start import StartPlan, initial_state, plan_start, run_grid
 
 
@@ -168,15 +168,16 @@ def _check_label(label: Optional[int], labels: Optional[torch.Tensor]) -> None:
         raise ValueError(f"label: expected a class in [0, {int(labels.max())}], got {label}")
 
 
-def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) -> SampleResult:
-    """Run the sampling experiment; write its artefacts and ``run.json`` to ``out_dir``; return the result."""
+def run_sample(cfg: SampleConfig, ctx: ContextLike) -> SampleResult:
+    """Run the sampling experiment; write its artefacts, ``run.json`` and ``result.json`` to ``ctx.out``; return
+    the result. ``ctx``: a :class:`~critdiff.experiments.context.Context` or an output folder."""
     cfg.validate()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = as_context(ctx)
+    out = ctx.folder()
     loaded = load_model(cfg)
     _check_label(cfg.label, loaded.labels)
     if cfg.like_pipeline is not None:
-        return _run_like_pipeline(cfg, loaded.model, out)
+        return _run_like_pipeline(cfg, loaded.model, ctx)
     start = plan_start(cfg, loaded, tc=lambda: sample_tc(cfg, loaded))
     schedule, sigmas = _grid(cfg, loaded, None if start is None else start[0].sigma)
     plan = _model_plan(cfg, loaded.model)
@@ -188,7 +189,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
     counted = CountingDenoiser(loaded.model)
     rec = SM.Recorder(steps=frame_steps(cfg.steps, cfg.trajectory_frames))
     t0 = time.perf_counter()
-    with progress_bar(cfg.steps, f"sample {cfg.model}", enabled=progress) as bar, torch.no_grad():
+    with ctx.bar(cfg.steps, f"sample {cfg.model}") as bar, torch.no_grad():
         noise = SM.seed_generators(derive(cfg.seed, "sampler-noise"), cfg.n)
         guard = FiniteGuard("sample")
         callback = [guard, rec, lambda step: bar.update(1)]
@@ -210,7 +211,7 @@ def run_sample(cfg: SampleConfig, out_dir: "str | Path", progress: bool = True) 
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
         sample_std=float(final.std()), files=files, late_start=None if start is None else start[0])
     save_json(out / "run.json", result.to_dict())
-    save_result(out, result)
+    ctx.save(result)
     return result
 
 
@@ -285,7 +286,7 @@ def _run_model_plan(model, plan, noise, label, generator, callback, eta: float):
                     callback=callback, eta=eta)
 
 
-def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
+def _run_like_pipeline(cfg: SampleConfig, model, ctx: Context) -> SampleResult:
     """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline).
 
     ``run.json`` records what ran: the scheduler kind (``like_pipeline``), DDIM's eta (``sampler``), the dtype.
@@ -296,6 +297,7 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
     from ..integrations.diffusers.schedulers import KIND_CLASSES
     from ..figures import image_grid
 
+    out = ctx.folder()
     asked, eta = like_pipeline_request(cfg)
     dtype = _like_pipeline_dtype(cfg, model)
     kind = pipeline_kind(model, asked)
@@ -313,7 +315,7 @@ def _run_like_pipeline(cfg: SampleConfig, model, out: Path) -> SampleResult:
         model={**model.config(), "dtype": dtype}, sample_mean=float(images.mean()), sample_std=float(images.std()),
         files=("samples.png", "samples.safetensors"), like_pipeline=KIND_CLASSES[kind])
     save_json(out / "run.json", result.to_dict())
-    save_result(out, result)
+    ctx.save(result)
     return result
 
 

@@ -1,7 +1,7 @@
 """The structure-factor experiment: the linear theory's predicted ``S(k, t)`` against the ensemble of the full
 nonlinear patch model (docs/theory.md, predicted structure factor), and the time from which they part.
 
-``run_structure(cfg) -> StructureResult``. The prediction propagates the exact linearisation of the sampler's
+``run_structure(cfg, ctx) -> StructureResult``. The prediction propagates the exact linearisation of the sampler's
 own step on its grid (so the comparison carries no time-discretisation error); the ensemble's ``S`` comes with
 per-mode standard errors (:func:`critdiff.theory.correlation.compare_structure_factors`). Agreement is the
 largest ``|z|`` over radial shells per time; ``departs_at_sigma`` is the first time from which
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -23,8 +22,8 @@ from .. import samplers as SM
 from ..config import JsonConfig, arg
 from ..devices import resolve as resolve_device
 from ..schedules import get as get_schedule, sigma_grid
-from ..progress import progress_bar
-from .result import Result, save_result
+from .context import ContextLike, as_context
+from .result import Result
 
 
 @dataclass(frozen=True)
@@ -77,15 +76,16 @@ def _compare(pool, model, sig, sampler: str, cfg: StructureConfig, cp, device) -
             "max_z_before_tc": max(before) if before else None}
 
 
-def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, progress: bool = True,
-                  device="cpu") -> StructureResult:
+def run_structure(cfg: StructureConfig, ctx: ContextLike = None, device="cpu") -> StructureResult:
     """Compare predicted and measured structure factors per sampler (module docstring); write
-    ``result.json`` to ``out_dir`` when given. ``device``: where the patch model samples."""
+    ``result.json`` to ``ctx.out`` when it has one (``ctx``: a :class:`~critdiff.experiments.context.Context`, a
+    folder or ``None``). ``device``: where the patch model samples."""
     from ..data import load as load_data
     from ..scores.patch import PatchScore
     from ..theory.critical import critical_point
     from ..theory.pool import patch_pool
 
+    ctx = as_context(ctx)
     images, _ = load_data(cfg.data, seed=0)
     x = images.to(torch.float64)
     pool = patch_pool(x, cfg.stencil)
@@ -95,11 +95,10 @@ def run_structure(cfg: StructureConfig, out_dir: "str | Path | None" = None, pro
     device = resolve_device(device)
     model = PatchScore(x, cfg.stencil, device=device)
     per = {}
-    with progress_bar(len(cfg.samplers), "structure factor", enabled=progress) as bar:
+    with ctx.bar(len(cfg.samplers), "structure factor") as bar:
         for sampler in cfg.samplers:
             per[sampler] = _compare(pool, model, sig, sampler, cfg, cp, device)
             bar.update(1)
     result = StructureResult(config=cfg, critical=cp.to_dict(), samplers=per)
-    if out_dir is not None:
-        save_result(out_dir, result)
+    ctx.save(result)
     return result

@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from ..io import atomic_write_text, config_hash
-from ..progress import log_line
-from .executors.base import Executor, SerialExecutor
+from .context import Context, ContextLike, as_context
 from .guide.config import GuideConfig
 from .guide.store import TrialLog
 from .probe import ProbeConfig
-from .result import Result, save_result
+from .result import Result
 
 KINDS = {"probe": ProbeConfig, "guide": GuideConfig}
 EXTRA = {"probe": (), "guide": ("classifier",)}  # spec keys of a section that are not configuration fields
@@ -135,16 +134,16 @@ def sweep_unit(state, unit: Unit) -> dict:
     from .probe import run_probe
 
     t0 = time.perf_counter()
-    folder = Path(state["out"]) / "units" / unit.key
+    ctx = Context.quiet(Path(state["out"]) / "units" / unit.key)  # a unit shows no bar and logs nothing
     cfg = KINDS[unit.kind].from_dict(unit.config)
     with torch_threads(cfg.threads):
         if unit.kind == "probe":
-            row = _probe_row(run_probe(cfg, folder, progress=False))
+            row = _probe_row(run_probe(cfg, ctx))
         else:
             from ..pretrained import load_classifier
 
             clf = load_classifier(unit.classifier) if unit.classifier else None
-            row = _guide_row(run_guide(cfg, folder, progress=False, classifier=clf, log=lambda m: None))
+            row = _guide_row(run_guide(cfg, ctx, classifier=clf))
     return {"type": "unit", "key": unit.key, "kind": unit.kind, "status": "ok", "axes": unit.axes,
             "row": {**row, "seconds": time.perf_counter() - t0}}
 
@@ -180,14 +179,18 @@ def write_table(out: Path, rows: list[dict]) -> None:
     atomic_write_text(out / "sweep.csv", buf.getvalue())
 
 
-def run_sweep(spec: dict, out_dir: "str | Path", *, executor: Optional[Executor] = None, log=log_line) -> SweepResult:
-    """Run (or resume) the sweep ``spec`` in ``out_dir``; write ``result.json`` and ``sweep.csv``."""
+def run_sweep(spec: dict, ctx: ContextLike) -> SweepResult:
+    """Run (or resume) the sweep ``spec`` in ``ctx.out`` through ``ctx.executor``; write ``result.json`` and
+    ``sweep.csv``; ``ctx.log`` takes a line per unit (``ctx``: a :class:`~critdiff.experiments.context.Context` or
+    an output folder)."""
     from .preflight import check_grid, check_units
 
+    ctx = as_context(ctx)
+    log = ctx.log
     check_grid(spec)
     units = sweep_units(spec)
     check_units(units, KINDS)  # every unit's inputs before any unit runs or any file is written
-    out = Path(out_dir)
+    out = ctx.folder()
     unit_log = TrialLog(out / "sweep.jsonl", {"spec": spec}, required=UNIT)
     finished = {r["key"] for r in unit_log.of_type("unit") if r["status"] == "ok"}
     todo = [(u.key, u) for u in units if u.key not in finished]
@@ -201,11 +204,11 @@ def run_sweep(spec: dict, out_dir: "str | Path", *, executor: Optional[Executor]
         log(f"[sweep] {key}: {rec['status']}" + (f" ({rec['error']})" if not outcome.ok else ""))
 
     try:
-        (executor or SerialExecutor()).run(_Out(str(out)), sweep_unit, todo, done)
+        ctx.executor.run(_Out(str(out)), sweep_unit, todo, done)
     finally:  # the table holds what finished, also after Ctrl-C
         rows = _rows(units, unit_log)
         status = "complete" if all(r["status"] == "ok" for r in rows) else "incomplete"
         result = SweepResult(spec=spec, status=status, rows=tuple(rows))
-        save_result(out, result)
+        ctx.save(result)
         write_table(out, rows)
     return result

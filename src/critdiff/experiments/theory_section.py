@@ -1,6 +1,6 @@
 """The ``theory`` experiment: the linear-stability theory of the patch model on one data set (docs/theory.md).
 
-``run_theory(cfg) -> TheoryResult`` loads the data and runs :func:`critdiff.theory.analysis.analyze` (critical
+``run_theory(cfg, ctx) -> TheoryResult`` loads the data and runs :func:`critdiff.theory.analysis.analyze` (critical
 point, stiffness scan, ``xi(t)``, global-model speciation, two-point bifurcation). The result holds the
 analysis record the CLI prints (``analysis``) and the stiffness map the figures draw (``kabs``,
 ``kappa_radial``); :mod:`critdiff.report.theory` renders it.
@@ -9,11 +9,11 @@ analysis record the CLI prints (``analysis``) and the stiffness map the figures 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from ..config import JsonConfig, arg
-from .result import Result, save_result
+from .context import ContextLike, as_context
+from .result import Result
 
 
 @dataclass(frozen=True)
@@ -49,19 +49,19 @@ class TheoryResult(Result):
     kappa_radial: tuple
 
 
-def run_theory(cfg: TheoryConfig, out_dir: "str | Path | None" = None, progress: bool = True,
-               device="cpu") -> TheoryResult:
-    """Run the theory on ``cfg.data``; write ``result.json`` (the result's record) to ``out_dir`` when given.
+def run_theory(cfg: TheoryConfig, ctx: ContextLike = None, device="cpu") -> TheoryResult:
+    """Run the theory on ``cfg.data``; write ``result.json`` (the result's record) to ``ctx.out`` when it has one
+    (``ctx``: a :class:`~critdiff.experiments.context.Context`, a folder or ``None``).
     ``device``: where the patch pool's passes run (:func:`critdiff.theory.analysis.analyze`); like the CPU
     threads it does not change the numbers beyond float64 rounding, so it is not part of the configuration."""
     from ..data import load
     from ..devices import resolve as resolve_device
     from ..theory.analysis import analyze
 
+    ctx = as_context(ctx)
     device = resolve_device(device)  # a one-line error before the data are loaded
     images, _ = load(cfg.data, seed=cfg.seed)
     report = analyze(images, cfg.stencil, cfg.schedule, weights=cfg.weights, device=device)
     result = TheoryResult(config=cfg, analysis=report.to_dict(), kabs=report.kabs, kappa_radial=report.kappa_radial)
-    if out_dir is not None:
-        save_result(out_dir, result)
+    ctx.save(result)
     return result

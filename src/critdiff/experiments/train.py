@@ -27,7 +27,8 @@ from ..nets.net_denoiser import NetDenoiser
 from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
 from .finite import FiniteGuard
-from .result import Result, save_result
+from .context import ContextLike, as_context
+from .result import Result
 
 
 def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainConfig:
@@ -110,16 +111,16 @@ class TrainResult(Result):
     files: tuple[str, ...]
 
 
-def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, progress: bool = True,
-              device: "str | torch.device" = "cpu", on_step: Optional[Callable[[int, float], None]] = None,
-              grid: bool = True) -> "TrainResult":
-    """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png`` and ``train.json``
-    (the result)."""
+def run_train(cfg: TrainConfig, ctx: ContextLike, resume: bool = False, device: "str | torch.device" = "cpu",
+              on_step: Optional[Callable[[int, float], None]] = None, grid: bool = True) -> "TrainResult":
+    """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png``, ``train.json``
+    and ``result.json`` to ``ctx.out`` (a :class:`~critdiff.experiments.context.Context` or a folder)."""
     cfg.validate()
+    ctx = as_context(ctx)
     device = resolve_device(device)
-    out = Path(out_dir)
+    out = ctx.folder()
     images, labels = load_data(cfg.data)
-    res = train_unet(cfg, images, labels, out, resume=resume, progress=progress, device=device, on_step=on_step,
+    res = train_unet(cfg, images, labels, out, resume=resume, progress=ctx.progress, device=device, on_step=on_step,
                      extra_config={"data_shape": list(images.shape[1:]), "n_train": int(images.shape[0])})
     denoiser = NetDenoiser(res["ema"], path=str(out), step=res["step"], train_config=cfg.to_dict())
     files = [ckpt.LATEST, ckpt.checkpoint_dir(out).name, "train.json"]
@@ -136,15 +137,16 @@ def run_train(cfg: TrainConfig, out_dir: "str | Path", resume: bool = False, pro
         losses=losses, seconds=res["seconds"], images_per_s=res["images_per_s"], grid_seconds=grid_seconds,
         threads=torch.get_num_threads(), device=str(device), files=tuple(files))
     save_json(out / "train.json", result.to_dict())
-    save_result(out, result)
+    ctx.save(result)
     return result
 
 
-def run_train_classifier(cfg: ClassifierTrainConfig, out_dir: "str | Path", progress: bool = True,
-                         device: "str | torch.device" = "cpu") -> dict:
-    """Train the evaluation classifier on ``cfg.data``; write ``config.json``, ``weights.safetensors``, ``metrics.json``."""
+def run_train_classifier(cfg: ClassifierTrainConfig, ctx: ContextLike, device: "str | torch.device" = "cpu") -> dict:
+    """Train the evaluation classifier on ``cfg.data``; write ``config.json``, ``weights.safetensors``,
+    ``metrics.json`` to ``ctx.out`` (a :class:`~critdiff.experiments.context.Context` or a folder)."""
     cfg.validate()
+    ctx = as_context(ctx)
     device = resolve_device(device)
     images, labels = load_data(cfg.data)
-    res = train_classifier(cfg, images, labels, out_dir, progress=progress, device=device)
+    res = train_classifier(cfg, images, labels, ctx.out, progress=ctx.progress, device=device)
     return {k: v for k, v in res.items() if k not in ("model", "heldout_indices")}

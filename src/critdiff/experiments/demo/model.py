@@ -15,6 +15,7 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
     """
     from ...nets import checkpoint as ckpt
     from ...threads import torch_threads
+    from ..context import Context
     from ..train import resolve_config, run_train
 
     out = Path(folder)
@@ -27,5 +28,5 @@ def train_demo_model(folder: "str | Path", quick: bool = False, progress: bool =
     if has and int(ckpt.read_config(out).get("step", 0)) >= cfg.steps:
         return str(out)
     with torch_threads(1):
-        run_train(cfg, out, resume=has, progress=progress, device=device)
+        run_train(cfg, Context(out, progress=progress), resume=has, device=device)
     return str(out)

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from ...io import config_hash, save_json
-from ...progress import log_line
 from ...threads import torch_threads
 from .sections import DemoSection, demo_sections
-from ..result import Result, result_from_record
+from ..context import ContextLike, as_context
+from ..result import RESULT_FILE, Result, result_from_record, save_result
 
 TITLE = "critdiff demo report"
 
@@ -47,14 +47,14 @@ def _compute(out: Path, sec: DemoSection) -> None:
     torch.manual_seed(SEED)
     with torch_threads(sec.threads):
         result = sec.run(_folder(out, sec))
-    save_json(_folder(out, sec) / "result.json", result.record())
+    save_result(_folder(out, sec), result)
 
 
 def _load(out: Path, sec: DemoSection) -> tuple[str, Result]:
     from ...inputs import read_json
 
     folder = _folder(out, sec)
-    done = folder / "result.json"
+    done = folder / RESULT_FILE
     try:
         return folder.relative_to(out).as_posix(), result_from_record(read_json(done, "out", "cached section result"))
     except (KeyError, TypeError) as exc:
@@ -130,22 +130,24 @@ def default_jobs(device: str = "cpu") -> int:
     return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
-def run_demo(out_dir: "str | Path", quick: bool = False, log=log_line, device: str = "cpu", jobs: "int | None" = None,
+def run_demo(ctx: ContextLike, quick: bool = False, device: str = "cpu", jobs: "int | None" = None,
              verbose: bool = False) -> Path:
     """Run every section (cached) on ``device``, ``jobs`` at a time (default :func:`default_jobs`) and write
-    ``OUT/results.json``; returns its path (the report: :func:`critdiff.report.folder.write_demo_report`).
-    ``verbose``: the guidance section's per-trial lines."""
+    ``OUT/results.json`` (``OUT``: ``ctx.out``; ``ctx`` a :class:`~critdiff.experiments.context.Context` or a
+    folder; ``ctx.log`` takes a line per section); returns its path (the report:
+    :func:`critdiff.report.folder.write_demo_report`). ``verbose``: the guidance section's per-trial lines."""
     from ...devices import resolve as resolve_device
     from ...errors import check_int
 
+    ctx = as_context(ctx)
+    log = ctx.log
     resolve_device(device)  # a one-line error before anything is computed
     jobs = default_jobs(device) if jobs is None else check_int("jobs", jobs, 1)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ctx.folder()
     sections = demo_sections(quick, device, log=log if verbose else (lambda message: None))
     todo = []
     for sec in sections:
-        if (_folder(out, sec) / "result.json").exists():
+        if (_folder(out, sec) / RESULT_FILE).exists():
             log(f"[demo] {sec.key}: cached ({_folder(out, sec).name})")
         else:
             todo.append(sec)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..context import Context
 from ..result import Result
 from ..sample import SampleConfig, run_sample
 
@@ -94,7 +95,8 @@ def _guidance(quick: bool, device: str, log):
     def run(folder: Path):
         from ...pretrained import load_classifier
 
-        return run_guide(gcfg, folder, classifier=load_classifier(REFERENCE_CLASSIFIER, device=device), log=log, verbose=True)
+        return run_guide(gcfg, Context(folder, log=log), classifier=load_classifier(REFERENCE_CLASSIFIER, device=device),
+                         verbose=True)
 
     config = {"kind": "guidance", "guide": gcfg.identity(), "files": _shipped(REFERENCE, REFERENCE_CLASSIFIER), "version": 4}
     return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "
@@ -119,7 +121,7 @@ def _agreement(quick: bool, device: str):
 
     cfg = agreement_config(quick, device)
     return DemoSection("agreement", {"agreement": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 1},
-                       lambda folder: run_agreement(cfg, folder, progress=False),
+                       lambda folder: run_agreement(cfg, Context(folder, progress=False)),
                        {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=25.0)
 
 

@@ -1,6 +1,6 @@
 """The guidance-pulse experiment (DESIGN.md section 5): is guidance at the critical time special?
 
-``run_guide(cfg, out) -> GuideResult``; :func:`critdiff.report.guide.render_guide` draws its report.
+``run_guide(cfg, ctx) -> GuideResult``; :func:`critdiff.report.guide.render_guide` draws its report.
 Arms (:mod:`.guide_arms`; all on the same samples -- common random numbers -- so arms differ only by
 their guidance schedule):
 
@@ -46,7 +46,6 @@ import torch
 from ... import guidance_schedules as GS
 from ...io import save_json
 from ...times import TimeEstimate
-from ..executors.base import Executor, SerialExecutor
 from .arms import (Arm, Setup, build_arms, calibrate_threshold, grid_range, intended_labels, prepare, run_arm,
                    window_of, with_late_start)
 from .config import ARMS, GuideConfig, demo_config, parse_arms
@@ -55,8 +54,8 @@ from .store import TrialLog
 from .summary import summarise, unclassified
 from .estimators import resolve_estimates, resolve_tc
 from .tc import tc_from_record, tc_record
-from ...progress import log_line, progress_bar
-from ..result import Result, save_result
+from ..context import Context, ContextLike, as_context
+from ..result import Result
 from ..start import StartPlan
 
 __all__ = ["ARMS", "GuideConfig", "GuideResult", "demo_config", "intended_labels",
@@ -168,17 +167,18 @@ def trial_unit(state: tuple[Setup, dict], unit: tuple[str, int]) -> dict:
     return _trial(setup, arms[name], b0, *_batch(setup.cfg, setup.n_classes, b0))[0]
 
 
-def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_after: Optional[int],
-                progress: bool, executor: Executor, worker: TrialWorker, verbose: bool = False) -> bool:
-    """Run every missing trial (batches in order, arms in order) through ``executor``; the driver appends the
-    records in that order (a line per trial through ``log`` only when ``verbose``; the bar shows the progress).
+def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], ctx: Context, stop_after: Optional[int],
+                worker: TrialWorker, verbose: bool = False) -> bool:
+    """Run every missing trial (batches in order, arms in order) through ``ctx.executor``; the driver appends the
+    records in that order (a line per trial through ``ctx.log`` only when ``verbose``; the bar shows the progress).
     True when the run is incomplete (``stop_after`` reached or a trial failed)."""
     cfg = setup.cfg
     units = [(f"{arm.name}@{b0}", (arm.name, b0)) for b0 in range(0, cfg.n, cfg.batch) for arm in arms]
     missing = [u for u in units if trial_log.find("trial", arm=u[1][0], start=u[1][1]) is None]
     stopped = stop_after is not None and len(missing) > stop_after
     failed = []
-    with progress_bar(len(units), "guide trials", enabled=progress) as bar:
+    log, executor = ctx.log, ctx.executor
+    with ctx.bar(len(units), "guide trials") as bar:
         bar.update(len(units) - len(missing))
 
         def done(key: str, outcome) -> None:
@@ -204,19 +204,21 @@ def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], log, stop_af
     return stopped or bool(failed)
 
 
-def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *, classifier=None, model=None,
-              log=log_line, stop_after: Optional[int] = None, executor: Optional[Executor] = None,
+def run_guide(cfg: GuideConfig, ctx: ContextLike, *, classifier=None, model=None, stop_after: Optional[int] = None,
               verbose: bool = False) -> GuideResult:
-    """Run (or resume) the experiment in ``out_dir``; write ``summary.json`` and ``result.json`` when complete.
+    """Run (or resume) the experiment in ``ctx.out``; write ``summary.json`` and ``result.json`` when complete.
 
-    ``classifier``: any object with ``logits(x)`` and ``embed(x)``; ``model``: a denoiser overriding
-    ``cfg.model`` (tests). ``stop_after``: stop after that many new trials (simulates an interruption).
-    ``executor``: runs the trials (:mod:`.executors`; default serial, in this process); the records, samples and
-    summary do not depend on it. ``log``: where the run's lines go (default: above the progress bar);
-    ``verbose``: also a line per trial (its accuracy, log p, NFE and time).
+    ``ctx``: a :class:`~critdiff.experiments.context.Context` or an output folder; its executor runs the trials
+    (:mod:`..executors`; default serial, in this process; the records, samples and summary do not depend on it)
+    and its log takes the run's lines (default: above the progress bar). ``classifier``: any object with
+    ``logits(x)`` and ``embed(x)``; ``model``: a denoiser overriding ``cfg.model`` (tests). ``stop_after``: stop
+    after that many new trials (simulates an interruption). ``verbose``: also a line per trial (its accuracy, log
+    p, NFE and time).
     """
+    ctx = as_context(ctx)
     setup = prepare(cfg, classifier, model)
-    out = Path(out_dir)
+    out = ctx.folder()
+    log = ctx.log
     trial_log = TrialLog(out / "trials.jsonl", cfg.identity())
     tc, estimators = _critical_time(cfg, setup, trial_log)
     setup = with_late_start(setup, tc)
@@ -224,7 +226,7 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     window = window_of(cfg, tc)
     arms = build_arms(cfg, setup.sigmas, tc, threshold, window)
     worker = TrialWorker(cfg, model, tc, threshold, window)
-    if _run_trials(setup, trial_log, arms, log, stop_after, progress, executor or SerialExecutor(), worker, verbose):
+    if _run_trials(setup, trial_log, arms, ctx, stop_after, worker, verbose):
         return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
                            late_start=setup.start)
     if setup.classifier is None:
@@ -235,15 +237,17 @@ def run_guide(cfg: GuideConfig, out_dir: "str | Path", progress: bool = True, *,
     result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
                          **summarise(setup, trial_log, arms, tc))
     save_json(out / "summary.json", result.summary())
-    save_result(out, result)
+    ctx.save(result)
     return result
 
 
-def summarise_log(out_dir: "str | Path", classifier, model=None, progress: bool = False) -> GuideResult:
-    """The result of a finished run folder (its ``trials.jsonl``), with the given classifier."""
-    path = Path(out_dir) / "trials.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"out: no trials.jsonl in {Path(out_dir)}")
+def summarise_log(ctx: ContextLike, classifier, model=None) -> GuideResult:
+    """The result of a finished run folder ``ctx.out`` (its ``trials.jsonl``), with the given classifier; a folder
+    given as it is runs without a bar (``Context.quiet``)."""
+    ctx = ctx if isinstance(ctx, Context) else Context.quiet(ctx)
+    path = Path(ctx.out or ".") / "trials.jsonl"
+    if ctx.out is None or not path.exists():
+        raise FileNotFoundError(f"out: no trials.jsonl in {ctx.out}")
     with open(path, encoding="utf-8") as fh:
         head = json.loads(fh.readline())
-    return run_guide(GuideConfig.from_dict(head["config"]), out_dir, progress, classifier=classifier, model=model)
+    return run_guide(GuideConfig.from_dict(head["config"]), ctx, classifier=classifier, model=model)
