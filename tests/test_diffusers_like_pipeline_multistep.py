@@ -109,3 +109,19 @@ def test_cli_like_pipeline_on_a_unet_folder_equals_the_pipeline(tmp_path, capsys
                        output_type="np"))
     got = load_file(str(tmp_path / "o" / "samples.safetensors"))["images"]
     assert float((got - ref).abs().max()) <= 1e-4  # as test_like_pipeline_reproduces_the_pipeline (float32)
+
+
+def test_an_lcm_distilled_unet_is_refused_in_one_line():
+    """A UNet with ``time_cond_proj_dim`` expects LatentConsistencyModelPipeline's guidance embedding; run without it
+    the network would silently see a zero embedding, so it is refused at load."""
+    from critdiff.integrations.diffusers import DiffusersDenoiser
+    from test_diffusers_conditional import WIDTH
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=WIDTH, attention_head_dim=4, time_cond_proj_dim=16).eval()
+    with pytest.raises(ValueError, match="^model: a UNet with time_cond_proj_dim .* is not supported") as info:
+        DiffusersDenoiser(unet, diffusers.LCMScheduler())
+    assert "\n" not in str(info.value)
