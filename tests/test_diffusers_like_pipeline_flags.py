@@ -114,7 +114,7 @@ FAST = [("", None, None, None, None), ("", "ddim:eta=0.5", None, None, None), ("
         ("", "euler-maruyama", None, None, None), ("", None, "float64", None, None),
         ("", None, None, "vp-linear", None), ("", None, None, None, "logsnr"), ("euler", None, "float64", None, None),
         ("ddim", "ddim:eta=1", "float64", "model", None), ("", "pndm", None, None, None),
-        ("", "unipc:order=3", None, None, None), ("unipc", "lcm", None, None, None), ("", "lcm", "float64", None, None)]
+        ("", "unipc:order=3", None, None, None)]
 SLOW = [c for c in CASES if c not in FAST]
 
 

@@ -94,7 +94,7 @@ def _unet_folder(tmp_path, pipe_cls, sched):
 
 @pytest.mark.parametrize("pipe_cls, sched_cls, cfg", [
     ("PNDMPipeline", "PNDMScheduler", {}),  # the Runge-Kutta warm-up (skip_prk_steps=False, the class default)
-    ("DDPMPipeline", "LCMScheduler", {}),
+    pytest.param("DDPMPipeline", "LCMScheduler", {}, marks=pytest.mark.slow),
 ])
 def test_cli_like_pipeline_on_a_unet_folder_equals_the_pipeline(tmp_path, capsys, pipe_cls, sched_cls, cfg):
     with _quiet(diffusers):

@@ -207,9 +207,11 @@ GENERIC = [("plms", "plms", dict(skip_prk_steps=True, set_alpha_to_one=True, ste
            ("unipc", "unipc:order=3,variant=bh2", dict(solver_order=3)),
            ("unipc", "unipc:order=2,variant=bh1", dict(solver_order=2, solver_type="bh1")),
            ("lms", "lms", dict())]
+GENERIC_FAST = ("plms",)
 
 
-@pytest.mark.parametrize("kind, spec, cfg", GENERIC, ids=[g[1] for g in GENERIC])
+@pytest.mark.parametrize("kind, spec, cfg", [g if g[1] in GENERIC_FAST else pytest.param(*g, marks=pytest.mark.slow)
+                                             for g in GENERIC], ids=[g[1] for g in GENERIC])
 def test_generic_sampler_on_the_schedulers_grid_equals_diffusers(kind, spec, cfg):
     """``critdiff.samplers.get(spec)`` run on the scheduler's levels, with the model fed the scheduler's timesteps, is
     diffusers' loop: PLMS where PNDM's bookkeeping is a grid method (``leading`` spacing, ``skip_prk_steps``, landing

@@ -40,7 +40,6 @@ from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, X_FRAME_KINDS, scheduler_
 
 PIPELINES = ("ddpm", "ddim")
 UNET_BACKBONE = "UNet2DModel"
-SIGMA_FRAME_KINDS = X_FRAME_KINDS  # scale_model_input divides by sqrt(1 + sigma^2)
 DIT_KINDS = ("ddim", "dpmpp-2m")  # the schedulers DiTPipeline runs as a sampler (module docstring)
 
 
@@ -60,7 +59,7 @@ def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> st
     if kind is None:
         raise ValueError(f"scheduler: --like-pipeline cannot reproduce the folder's {model.scheduler_class}; supported: "
                          f"{kinds} (--like-pipeline KIND runs that scheduler instead, not the folder's)")
-    if model.unet_class == UNET_BACKBONE and kind in SIGMA_FRAME_KINDS:
+    if model.unet_class == UNET_BACKBONE and kind in X_FRAME_KINDS:
         raise ValueError(f"scheduler: DDPMPipeline with the folder's {model.scheduler_class} is not a sampler of the "
                          "model (it never calls scale_model_input nor scales its latents by init_noise_sigma); "
                          f"--like-pipeline {kind} runs {model.scheduler_class}'s own loop (scale_model_input, step)")
