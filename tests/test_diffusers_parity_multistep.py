@@ -184,7 +184,7 @@ def test_unipc_bh1_to_zero_gives_the_limit_where_diffusers_gives_nan(monkeypatch
     ("UniPCMultistepScheduler", {"lower_order_final": False}, "lower_order_final=False and final_sigmas_type='zero'"),
     ("DEISMultistepScheduler", {"solver_order": 4}, "DEISMultistepScheduler with solver_order=4"),
     ("PNDMScheduler", {"prediction_type": "sample"}, "PNDMScheduler with prediction_type='sample'"),
-    ("LMSDiscreteScheduler", {"use_flow_sigmas": True}, "use_flow_sigmas"),
+    ("UniPCMultistepScheduler", {"use_flow_sigmas": True}, "use_flow_sigmas"),
 ])
 def test_unsupported_options_are_one_line_refusals(cls, cfg, match):
     with _quiet(diffusers):
