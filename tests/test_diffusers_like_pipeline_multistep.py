@@ -125,3 +125,21 @@ def test_an_lcm_distilled_unet_is_refused_in_one_line():
     with pytest.raises(ValueError, match="^model: a UNet with time_cond_proj_dim .* is not supported") as info:
         DiffusersDenoiser(unet, diffusers.LCMScheduler())
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["PNDMScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler"])
+def test_like_pipeline_reproduces_dit_pipeline_with_the_deterministic_multistep_schedulers(tmp_path_factory, scheduler):
+    """``DiTPipeline`` steps the doubled guided batch without a generator and hands ``step()`` the scaled input: for
+    these schedulers (deterministic, ``scale_model_input`` the identity) it is a sampler of the model."""
+    from test_diffusers_pipelines import dit_pipeline
+
+    pipe, folder = dit_pipeline(tmp_path_factory, scheduler)
+    labels = [3, 7]
+    ref = _images(pipe(class_labels=labels, guidance_scale=4.0, generator=torch.Generator().manual_seed(SEED),
+                       num_inference_steps=STEPS, output_type="np"))
+    mine = sample_like_pipeline(load_diffusers(folder), N, STEPS, SEED, label=torch.tensor(labels),
+                                guidance=pipeline_guidance(4.0))
+    err = float((mine - ref).abs().max())
+    print(f"\nDiTPipeline {scheduler} w=4: {err:.2g}")
+    assert err <= TOL

@@ -18,7 +18,8 @@ Which pipeline is reproduced follows the network (docs/diffusers.md, section 3):
   generator=generator, eta=0)``, guidance ``out_u + w (out_c - out_u)`` when ``w > 1``, then the VAE and
   ``(image / 2 + 0.5).clamp(0, 1)``; the prompt is the model's text conditioning (label 0);
 - ``DiTTransformer2DModel``: ``DiTPipeline(class_labels, guidance_scale=w, generator=...)`` (null class
-  1000, hard-coded there), with DDIM (``eta = 0``) or DPM-Solver++(2M) only: ``DiTPipeline`` calls
+  1000, hard-coded there), with DDIM (``eta = 0``), DPM-Solver++(2M), PNDM, UniPC or DEIS only (deterministic, with
+  the identity as ``scale_model_input``): ``DiTPipeline`` calls
   ``step()`` without the generator (a stochastic scheduler draws from torch's global RNG), does not scale
   its latents by ``init_noise_sigma``, and hands ``step()`` the *scaled* model input, which for the
   sigma-frame schedulers (Euler, Heun, Euler ancestral) is not a sampler of the model at all; those
@@ -40,7 +41,7 @@ from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, X_FRAME_KINDS, scheduler_
 
 PIPELINES = ("ddpm", "ddim")
 UNET_BACKBONE = "UNet2DModel"
-DIT_KINDS = ("ddim", "dpmpp-2m")  # the schedulers DiTPipeline runs as a sampler (module docstring)
+DIT_KINDS = ("ddim", "dpmpp-2m", "pndm", "unipc", "deis")  # the schedulers DiTPipeline runs as a sampler (docstring)
 
 
 def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> str:
@@ -126,4 +127,4 @@ def _check_eta(model: DiffusersDenoiser, kind: str, eta: float) -> None:
         raise ValueError(f"eta: DDIMPipeline takes eta in [0, 1], got {eta:g}")
     if model.unet_class == DIT_BACKBONE and (kind not in DIT_KINDS or eta > 0):
         raise ValueError(f"sampler: DiTPipeline cannot be reproduced with {kind} (eta {eta}): it steps without the "
-                         "generator and hands step() the scaled input; expected ddim (eta 0) or dpmpp-2m")
+                         "generator and hands step() the scaled input; expected ddim (eta 0), dpmpp-2m, pndm, unipc or deis")
