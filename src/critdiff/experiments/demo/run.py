@@ -42,10 +42,11 @@ def _folder(out: Path, sec: DemoSection) -> Path:
     return out / "sections" / f"{sec.key}-{config_hash(sec.config)}"
 
 
-def _compute(out: Path, sec: DemoSection) -> None:
-    """Run one section from the demo's seed and write its ``result.json``."""
+def _compute(out: Path, sec: DemoSection, threads: "int | None" = None) -> None:
+    """Run one section from the demo's seed and write its ``result.json``, on ``sec.threads`` torch threads, else
+    ``threads`` (None: torch's choice)."""
     torch.manual_seed(SEED)
-    with torch_threads(sec.threads):
+    with torch_threads(sec.threads or threads):
         result = sec.run(_folder(out, sec))
     save_result(_folder(out, sec), result)
 
@@ -70,8 +71,16 @@ def _run_serial(out: Path, todo: list, log) -> None:
         log(f"[demo] {sec.key}: done in {time.perf_counter() - t0:.1f} s")
 
 
-def _child(out: Path, sec: DemoSection) -> None:
-    """The body of a forked child: compute the section, exit 0; on an error write it to ``error.txt``, exit 1."""
+def child_threads(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` forked sections: the cores shared out, at least 1. torch's own choice
+    (every core) in each child oversubscribes the CPU: two children at 2 threads each on 2 cores ran the trained-net
+    section 518 s where one thread ran it in 75 CPU-s (measured 2026-12-05, load ~5)."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _child(out: Path, sec: DemoSection, threads: int) -> None:
+    """The body of a forked child: compute the section on ``threads`` torch threads (unless the section fixes its
+    own), exit 0; on an error write it to ``error.txt``, exit 1."""
     code = 1
     try:
         # two children's progress bars would garble one terminal: the child's stderr (bars, warnings) goes to a file
@@ -79,7 +88,7 @@ def _child(out: Path, sec: DemoSection) -> None:
         fd = os.open(_folder(out, sec) / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 2)
         os.close(fd)
-        _compute(out, sec)
+        _compute(out, sec, threads)
         code = 0
     except BaseException as exc:  # reported by the parent
         _folder(out, sec).mkdir(parents=True, exist_ok=True)
@@ -102,7 +111,7 @@ def _run_forked(out: Path, todo: list, jobs: int, log) -> None:
                 log(f"[demo] {sec.key}: running")
                 pid = os.fork()
                 if pid == 0:
-                    _child(out, sec)
+                    _child(out, sec, child_threads(jobs))
                 running[pid] = (sec, time.perf_counter())
             pid, status = os.wait()
             if pid not in running:
