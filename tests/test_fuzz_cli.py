@@ -427,7 +427,7 @@ def round2(files):
     tmp = files
     from critdiff.outdir import KIND_NAME
 
-    # folders of one kind of run each (a real sample run: its run.json feeds the results.json cases)
+    # folders of one kind of run each (a real sample run: its result.json feeds the results.json cases)
     assert main(SAMPLE + ["--out", str(tmp / "kind_sample")]) == 0
     (tmp / "kind_theory").mkdir()
     (tmp / "kind_theory" / KIND_NAME).write_text("theory\n")
@@ -460,7 +460,7 @@ def round2(files):
     shutil.copytree(tmp / "clf_ok", tmp / "nan_clf")
     _poison(tmp / "nan_clf" / "weights.safetensors", float("nan"))
     # results.json of critdiff report
-    run = json.loads((tmp / "kind_sample" / "run.json").read_text())
+    run = json.loads((tmp / "kind_sample" / "result.json").read_text())["result"]
     good = {"title": "t", "meta": {}, "sections": {"demo": {"kind": "sample", "result": run, "folder": "."}}}
     bad = {"res_no_result": lambda d: d["sections"]["demo"].pop("result"),
            "res_sections_list": lambda d: d.update(sections=[]),
