@@ -221,9 +221,11 @@ def test_nan_tc_writes_nothing(files, capsys):
 
 
 SUBPROCESS = [CASES[0][0], TRAIN + ["--device", "cuda:0", "--out", "{tmp}/d"], GUIDE + ["--out", "{tmp}/renamed_key"]]
+# each case is a fresh interpreter (~4 CPU-s of imports): the default suite keeps the first, make test-slow runs all
 
 
-@pytest.mark.parametrize("argv", SUBPROCESS, ids=[" ".join(a[:1] + a[-3:]) for a in SUBPROCESS])
+@pytest.mark.parametrize("argv", [pytest.param(a, marks=() if i == 0 else pytest.mark.slow) for i, a in
+                                  enumerate(SUBPROCESS)], ids=[" ".join(a[:1] + a[-3:]) for a in SUBPROCESS])
 def test_real_process_prints_one_line_and_no_traceback(argv, files):
     argv = [a.replace("{tmp}", str(files)) for a in argv]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

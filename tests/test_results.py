@@ -42,8 +42,8 @@ DATA = "stripes:size=8,n=20,wavelength=4"
 COMMANDS = {  # every command that writes a result, at the smallest sizes that run (guide: no classifier)
     "sample": ["sample", "--model", "gaussian", "--data", DATA, "--steps", "4", "--n", "2"],
     "theory": ["theory", "--data", DATA, "--stencil", "square:3"],
-    "probe": ["probe", "--model", "patch", "--data", DATA, "--stencil", "square:3", "--n", "4", "--steps", "8",
-              "--times", "3", "--linear", "6", "--linear-n", "2", "--homogeneous", "5", "--n-boot", "20", "--json"],
+    "probe": ["probe", "--model", "gaussian", "--data", DATA, "--steps", "3", "--n", "2", "--times", "3",
+              "--homogeneous", "0", "--linear", "0", "--no-chi", "--n-boot", "20", "--json"],
     "train": ["train", "--data", "digits:size=8,n=32", "--steps", "4", "--batch", "8", "--width", "8",
               "--channel-mult", "1,2", "--threads", "1"],
     "train-classifier": ["train-classifier", "--data", "digits:size=8,n=40", "--steps", "2", "--batch", "16",
