@@ -95,7 +95,9 @@ def test_every_kind_has_a_run_here():
 
 
 @pytest.mark.parametrize("kind", ["sample", "theory", "probe", "train", "train-classifier", "guide", "sweep",
-                                  "structure-factor", "net-criticality", "agreement"])
+                                  "structure-factor", "agreement",
+                                  # 12 CPU-s; its result.json reload is also in tests/test_net_criticality.py
+                                  pytest.param("net-criticality", marks=pytest.mark.slow)])
 def test_every_kinds_result_reloads_through_critdiff_report(kind, tmp_path, capsys, request):
     """``OUT/result.json`` (one format, Result.record) is written by every kind (each command; the library for the
     kinds without one) and ``critdiff report OUT`` renders OUT/report.html from it alone."""
