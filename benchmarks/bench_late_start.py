@@ -26,12 +26,27 @@ where the model is not the data (the patch model).
 Models (cheapest first): ``gaussian`` (GaussianScore, full covariance, grf:size=8, 1000 training fields),
 ``twopoint`` (EmpiricalScore on constant 4x4 images ``+-1``, weight 0.8 on ``+1``: the exact denoiser of that
 law), ``patch`` (ELS patch model, square:3 stencil, 60 digits:size=8; stationary late-start moments; run here with
-``--n 64 --nfes 4,6,8,12,20``: one evaluation of 128 samples took about 5 s on the loaded shared core).
-The trained nets (``pretrained:mnist28``) are pending: the reference network had not shipped to main.
+``--n 64 --nfes 4,6,8,12,20``: one evaluation of 128 samples took about 5 s on the loaded shared core), and
+``mnist28``: the trained reference network ``pretrained:mnist28`` (:func:`run_net`).
 
-Run: ``PYTHONPATH=src python benchmarks/bench_late_start.py [--models gaussian,twopoint,patch] [--n 256]``;
-writes ``benchmarks/results/late_start.json`` (merged per model, so models can run separately) and
-``late_start.png``.
+**mnist28** differs where a trained conditional net needs it: its training schedule (vp-cosine); ``n``
+conditional samples at w = 1 with labels ``j mod 10``; the late start draws sample ``j`` from the Gaussian of its
+class (:func:`critdiff.late_start.fit_class_moments`: class mean, pooled within-class full covariance of the 5000
+``mnist`` digits), and the scan also tries the all-data moments (what ``sample --data mnist --late-start`` uses);
+the curves' late start is ``auto``'s level (the unconditional branch's linear-response onset, the estimator
+``--late-start auto`` calls, minus ``AUTO_MARGIN``); metrics in the evaluation classifier
+``pretrained:mnist28-clf``'s features as ``benchmarks/ref_curve.py`` computes them (FD against the classifier's
+4000 training digits, floor = its held-out digits at the same ``n``), accuracy of the intended class with a
+bootstrap interval, precision/recall (k = 3) against ``n`` of those digits; the paired bootstrap resamples the
+``n`` samples only (the 4000 reference features are fixed). Settings run in :func:`net_plan`'s order (the
+NFE 6-8 comparison, the start scan, the curves, the critical grids, Karras), each cached under ``CELLS`` (a rerun
+resumes; ``--budget-s`` stops launching settings after that many seconds). The curves stop at NFE 20 except the
+full range (50).
+
+Run: ``PYTHONPATH=src python benchmarks/bench_late_start.py [--models gaussian,twopoint,patch,mnist28] [--n 256]
+[--report DIR]``; writes ``benchmarks/results/late_start.json`` (merged per model, so models can run separately;
+``summary``: the NFE saved at equal FD and the best start against each critical-time estimate, :func:`summarise`),
+``late_start.png`` and with ``--report`` an HTML section (:mod:`critdiff.report.late_start`).
 """
 
 from __future__ import annotations
@@ -48,8 +63,9 @@ import torch
 from critdiff import samplers as SM
 from critdiff import schedules as S
 from critdiff.experiments.guide.metrics import frechet_distance
-from critdiff.late_start import fit_moments, start_state
+from critdiff.late_start import fit_class_moments, fit_moments, start_state, start_state_labelled
 from critdiff.probes.step_density import denoiser_speed, peak_logsnr
+from critdiff.schedules import StepDensity
 
 SEED = 0
 NFES = (4, 6, 8, 12, 20, 50)
@@ -247,6 +263,348 @@ def run_model(name: str, n: int, margin: "float | None", log, nfes=NFES) -> dict
     return rec
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The trained reference network (pretrained:mnist28): conditional samples, classifier features
+# ---------------------------------------------------------------------------------------------------------------
+
+NET = "pretrained:mnist28"
+NET_SCHEDULE = "vp-cosine"  # its training schedule
+NET_CLASSIFIER = "pretrained:mnist28-clf"
+NET_NFES = (4, 6, 8, 12, 20, 50)
+NET_VARIANTS = ("full", "late", "critical", "late+critical", "karras")  # the order they run in (most wanted first)
+NET_LONG = ("full",)  # variants also run at the curves' largest NFE (the others stop one below: CPU)
+NET_SWEEP_OFFSETS = (-6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0)  # lambda_s - lambda_c(linear response, auto's)
+NET_SWEEP_DATA_OFFSETS = (-4.0, -2.0, 0.0)  # the same with the unconditional data moments (what `sample` uses)
+CELLS = Path("/work/runs/latestart/cells")
+
+
+def same_moments_set(f: np.ndarray) -> np.ndarray:
+    """``2F`` rows with the mean and (``1/(N-1)``) covariance of ``f [N, F]``: ``mu + sqrt(2F - 1) [R; -R] / sqrt(2)``
+    with ``R = S^{1/2}``, so :func:`frechet_distance` against it equals the distance against ``f`` (it reads a set
+    only through those two moments) at a fraction of the cost when ``N >> F``."""
+    f = np.asarray(f, dtype=np.float64)
+    mu, S = f.mean(0), np.cov(f, rowvar=False)
+    w, V = np.linalg.eigh(S)
+    R = (V * np.sqrt(np.clip(w, 0, None))) @ V.T
+    m = 2 * f.shape[1]
+    return mu + math.sqrt(m - 1) * np.concatenate([R, -R]) / math.sqrt(2)
+
+
+def net_cell(key: str, make) -> dict:
+    """A measured setting, cached in ``CELLS/key.npz`` (resumable: a rerun skips it)."""
+    p = CELLS / f"{key}.npz"
+    if p.exists():
+        z = np.load(p)
+        return {k: z[k] for k in z.files}
+    t0 = time.perf_counter()
+    out = make()
+    out["seconds"] = np.array(time.perf_counter() - t0)
+    CELLS.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(p)
+    return out
+
+
+def net_tc(model, images, labels, cm, log) -> dict:
+    """The net's critical-time estimates (logsnr): what ``--late-start auto`` uses (the unconditional branch's
+    linear-response growth onset, :func:`critdiff.experiments.sample.sample_tc`), the same probe with a class
+    label, and the speciation points of the data covariance and of the pooled within-class covariance."""
+    from types import SimpleNamespace
+
+    from critdiff.experiments.sample import SampleConfig, sample_tc
+    from critdiff.probes import at_grid_edge, from_growth, linear_response
+    from critdiff.theory.global_model import speciation
+
+    out = {"speciation": speciation(images).logsnr_c,
+           "speciation_within_class": -math.log(float(cm[0].lam.max()))}
+    t0 = time.perf_counter()
+    est = sample_tc(SampleConfig(model=NET, data="mnist", schedule=NET_SCHEDULE),
+                    SimpleNamespace(images=images, model=model))
+    out["linear_response"] = float(est.logsnr)
+    out["linear_response_ci"] = [float(v) for v in est.logsnr_ci] if est.logsnr_ci is not None else None
+    out["linear_response_source"] = est.source
+    out["linear_response_seconds"] = time.perf_counter() - t0
+    log(f"[mnist28] t_c linear response (auto's) {est.logsnr:.3f} {out['linear_response_ci']} "
+        f"({out['linear_response_seconds']:.0f} s)")
+    cond = {}
+    for c in (0, 3, 7):
+        t0 = time.perf_counter()
+        lr = linear_response(model, tuple(images.shape[1:]), NET_SCHEDULE, steps=24, n=4, label=c, seed=SEED,
+                             keep_states=False)
+        e = from_growth(lr, n_boot=200, seed=SEED)
+        cond[str(c)] = {"logsnr": float(e.logsnr), "ci": [float(v) for v in e.logsnr_ci], "method": e.method,
+                        "at_grid_edge": bool(at_grid_edge(e, lr.logsnr)), "seconds": time.perf_counter() - t0}
+    out["linear_response_label"] = cond
+    log(f"[mnist28] t_c linear response with a label: {cond}")
+    return out
+
+
+def net_commitment(log) -> dict:
+    """The commitment estimates of the net (DESIGN.md section 5: the unconditional model's class decision; clones
+    of a state continued with fresh DDPM noise, the guidance experiment's estimator and sizes), cached in
+    ``CELLS/mnist28-commitment.json``. A conditional run has its class from the start: this time is the
+    unconditional model's, reported beside the others."""
+    path = CELLS / "mnist28-commitment.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from critdiff import pretrained
+    from critdiff.data import load as load_data
+    from critdiff.experiments.config import RunConfig
+    from critdiff.experiments.guide.config import GuideConfig
+    from critdiff.experiments.guide.estimators import estimate
+    from critdiff.experiments.models import build_model
+
+    model = build_model(RunConfig(model=NET))
+    images, _ = load_data("mnist")
+    clf = pretrained.load_classifier(NET_CLASSIFIER)
+    cfg = GuideConfig(model=NET, data="mnist", schedule=NET_SCHEDULE)
+    cache: dict = {}
+    out = {}
+    t0 = time.perf_counter()
+    for name in ("commitment", "commitment-midpoint"):
+        try:
+            e = estimate(name, cfg, images, model, clf, cache=cache)
+            out[name.replace("-", "_")] = {"logsnr": float(e.logsnr), "ci": None if e.logsnr_ci is None else
+                                           [float(v) for v in e.logsnr_ci], "source": e.source}
+        except ValueError as err:
+            out[name.replace("-", "_")] = {"logsnr": None, "error": str(err)}
+    out["seconds"] = time.perf_counter() - t0
+    out["settings"] = f"GuideConfig defaults: sampler {cfg.sampler}, {cfg.steps} steps, schedule {NET_SCHEDULE}"
+    CELLS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    log(f"[mnist28] commitment {out}")
+    return out
+
+
+def net_plan(lam_c: float, lam_auto: float, lam_min: float, nfes=NET_NFES, offsets=NET_SWEEP_OFFSETS) -> list:
+    """The settings ``(sampler, variant, nfe, start logsnr, moments)`` in the order they run, most wanted first (a
+    run stopped by its time budget keeps those): full range vs auto's late start at NFE 6 and 8; the full-range
+    curve to NFE 20; a coarse start scan at ``SWEEP_NFE`` (every second offset, and the data moments at auto's
+    level); the late curve; the critical grids at NFE 6 and 8; the full range at the largest NFE; the rest of the
+    scan; the critical grids' curves; Karras."""
+    def lam(variant):
+        return lam_auto if "late" in variant else lam_min
+
+    def cells(variants, ks):
+        return [(s, v, k, lam(v), "class") for k in ks for v in variants for s in SAMPLERS]
+
+    small = [k for k in nfes if 6 <= k <= 8]
+    mid = [k for k in nfes if k not in small and k < max(nfes)]
+    coarse, fine = offsets[1::2], offsets[0::2]
+    plan = cells(("full", "late"), small) + cells(("full",), mid)
+    plan += [(s, "late", SWEEP_NFE, lam_c + o, "class") for o in coarse for s in SAMPLERS]
+    plan += [(s, "late", SWEEP_NFE, lam_auto, "data") for s in SAMPLERS]
+    plan += cells(("late",), mid) + cells(("critical", "late+critical"), small) + cells(NET_LONG, [max(nfes)])
+    plan += [(s, "late", SWEEP_NFE, lam_c + o, "class") for o in fine for s in SAMPLERS]
+    plan += [(s, "late", SWEEP_NFE, lam_c + o, "data") for o in NET_SWEEP_DATA_OFFSETS for s in SAMPLERS]
+    plan += cells(("critical", "late+critical"), mid) + cells(("karras",), small + mid)
+    seen, out = set(), []
+    for p in plan:
+        key = (p[0], p[1], p[2], round(p[3], 4), p[4])
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def run_net(n: int, log, nfes=NET_NFES, offsets=NET_SWEEP_OFFSETS, budget_s: float = math.inf) -> dict:
+    """The reference network (module docstring): FD in the evaluation classifier's features, accuracy and
+    precision/recall of ``n`` conditional samples (label ``j mod 10``) per setting, paired by ``z``. Settings run
+    in :func:`net_plan`'s order until ``budget_s`` seconds have passed (every measured setting is cached in
+    ``CELLS``: a rerun resumes)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ref_curve import reference
+
+    from critdiff.data import load as load_data
+    from critdiff.experiments.config import RunConfig
+    from critdiff.experiments.guide.metrics import classify, knn_radii, precision_recall
+    from critdiff.experiments.models import build_model
+    from critdiff.experiments.start import AUTO_MARGIN
+    from critdiff.probes.bootstrap import mean_interval, paired_mean_diff
+
+    t_model = time.perf_counter()
+    model = build_model(RunConfig(model=NET))
+    images, labels = load_data("mnist")
+    shape = tuple(images.shape[1:])
+    ref = reference(NET_CLASSIFIER, "mnist", n, SEED)
+    clf, ref_f = ref["classifier"], ref["ref_embed"]
+    # precision/recall against n reference digits (equal set sizes, Kynkaanniemi et al. 2019)
+    pr_ref = ref_f[np.random.default_rng(SEED).permutation(ref_f.shape[0])[:n]]
+    pr_radii = knn_radii(pr_ref)
+    dm = fit_moments(images, "full")
+    cm = fit_class_moments(images, labels)
+    lab = torch.arange(n) % 10
+    rec = {"model": "mnist28", "note": f"{NET} (step {model.step}), conditional w = 1, labels j mod 10; FD in the "
+           f"features of {NET_CLASSIFIER} against its {ref['n_ref']} training digits",
+           "n": n, "schedule": NET_SCHEDULE, "moments": "class mean + pooled within-class full covariance "
+           "('class', the curves); all-data full covariance ('data', what `sample --data mnist` uses)",
+           "shape": list(shape), "floor_fd": ref["floor"]["fd"], "floor": ref["floor"]}
+    tc_file = CELLS / "mnist28-tc.json"
+    if tc_file.exists():
+        tc = json.loads(tc_file.read_text())
+    else:
+        tc = net_tc(model, images, labels, cm, log)
+        CELLS.mkdir(parents=True, exist_ok=True)
+        tc_file.write_text(json.dumps(tc))
+    if (CELLS / "mnist28-commitment.json").exists():  # measured separately (net_commitment), when it was
+        tc = dict(tc, commitment=net_commitment(log))
+    rec["tc"] = tc
+    dens_file = CELLS / "mnist28-density.json"
+    if dens_file.exists():
+        d = json.loads(dens_file.read_text())
+    else:
+        t0 = time.perf_counter()
+        dd = denoiser_speed(model, shape, NET_SCHEDULE, seed=SEED, label=torch.arange(8) % 10)
+        d = {"logsnr": list(dd.logsnr), "rate": list(dd.rate), "floor": dd.floor, "peak_logsnr": peak_logsnr(dd),
+             "seconds": time.perf_counter() - t0}
+        dens_file.write_text(json.dumps(d))
+    dens = StepDensity(tuple(d["logsnr"]), tuple(d["rate"]), floor=d["floor"])
+    rec["density"] = d
+    log(f"[mnist28] t_c {tc}; step density peak {d['peak_logsnr']:.2f}")
+    sch = S.get(NET_SCHEDULE)
+    lam_c = tc["linear_response"]
+    lam_auto = lam_c - AUTO_MARGIN
+    rec.update(auto_start_logsnr=lam_auto, margin=AUTO_MARGIN, nfes=list(nfes),
+               start_rule=f"auto: linear response minus {AUTO_MARGIN:g}")
+
+    def make_cell(sampler, variant, nfe, lam_s, moments):
+        top = math.exp(-0.5 * lam_s) if "late" in variant else None
+        if "critical" in variant:
+            sig = S.sigma_grid(sch, nfe, "critical", sigma_max=top, density=dens)
+        else:
+            sig = S.sigma_grid(sch, nfe, "karras" if variant == "karras" else "logsnr", sigma_max=top)
+        gens = SM.seed_generators(SEED, n)
+        if "late" not in variant:
+            x = SM.initial_noise((n, *shape), sig, gens)
+        elif moments == "class":
+            x = start_state_labelled(cm, float(sig[0]), lab, gens)
+        else:
+            x = start_state(dm, float(sig[0]), n, gens)
+        with torch.no_grad():
+            out = SAMPLERS[sampler](model, x, sig, label=lab).clamp(-1, 1)
+        c = classify(clf, out, lab)
+        return {"embed": c["embed"].numpy(), "correct": c["correct"].numpy(), "logp": c["logp"].numpy()}
+
+    cells, rows = {}, []
+    plan = net_plan(lam_c, lam_auto, sch.logsnr_min, nfes, offsets)
+    skipped = 0
+    for sampler, variant, nfe, lam_s, moments in plan:
+        key = f"mnist28-n{n}-{sampler}-{variant}-{moments}-{nfe}-{lam_s:.4f}"
+        if time.perf_counter() - t_model > budget_s and not (CELLS / f"{key}.npz").exists():
+            skipped += 1
+            continue
+        cell = net_cell(key, lambda: make_cell(sampler, variant, nfe, lam_s, moments))
+        cells[(sampler, variant, nfe, round(lam_s, 4), moments)] = cell
+        p, r = precision_recall(pr_ref, cell["embed"], real_radii=pr_radii)
+        ci = mean_interval(cell["correct"].astype(float), seed=SEED)
+        row = {"sampler": sampler, "variant": variant, "nfe": nfe, "moments": moments,
+               "start_logsnr": lam_s if "late" in variant else sch.logsnr_min,
+               "offset": (lam_s - lam_c) if "late" in variant else None,
+               "fd": frechet_distance(cell["embed"], ref_f), "accuracy": float(cell["correct"].mean()),
+               "accuracy_ci": [ci["lo"], ci["hi"]], "mean_logp": float(cell["logp"].mean()),
+               "precision": p, "recall": r, "seconds": float(cell["seconds"])}
+        rows.append(row)
+        log(f"[mnist28] {sampler} {variant} ({moments}) NFE {nfe} start {row['start_logsnr']:.2f}: FD {row['fd']:.4g} "
+            f"acc {row['accuracy']:.3f} P {row['precision']:.3f} R {row['recall']:.3f} ({row['seconds']:.0f} s, "
+            f"{time.perf_counter() - t_model:.0f} s in)")
+    rec["skipped_by_budget"] = skipped
+    # the curves: every setting at auto's start (class moments); the sweep: every NFE-8 late start and the full range
+    rec["curves"] = [r for r in rows if r["moments"] == "class" and ("late" not in r["variant"]
+                                                                     or abs(r["start_logsnr"] - lam_auto) < 1e-9)]
+    rec["sweep"] = [dict(r, full_range=True) if r["variant"] == "full" else r for r in rows
+                    if r["nfe"] == SWEEP_NFE and r["variant"] in ("full", "late")]
+    best = {}
+    for sampler in SAMPLERS:
+        sw = [r for r in rec["sweep"] if r["sampler"] == sampler and r["variant"] == "late" and r["moments"] == "class"]
+        b = min(sw, key=lambda r: r["fd"])
+        best[sampler] = {"start_logsnr": b["start_logsnr"], "fd": b["fd"], "offsets_tried": sorted(r["offset"] for r in sw),
+                         "minus_linear_response": b["start_logsnr"] - lam_c,
+                         "minus_speciation": b["start_logsnr"] - tc["speciation"],
+                         "minus_speciation_within_class": b["start_logsnr"] - tc["speciation_within_class"]}
+    rec["best_start"] = best
+    # paired bootstrap over the n samples (the reference features are fixed): FD and accuracy differences
+    boots = []
+    rng = np.random.default_rng(SEED)
+    reps = [rng.integers(0, n, n) for _ in range(100)]
+    ref_small = same_moments_set(ref_f)  # FD depends on the reference only through its mean and covariance
+    for sampler in SAMPLERS:
+        for nfe in (6, 8, 12):
+            base = cells.get((sampler, "full", nfe, round(sch.logsnr_min, 4), "class"))
+            pairs = [(v, (sampler, v, nfe, round(lam_auto if "late" in v else sch.logsnr_min, 4), "class"))
+                     for v in ("late", "critical", "late+critical", "karras")]
+            if nfe == SWEEP_NFE:  # the data moments at auto's level (offset -AUTO_MARGIN)
+                pairs.append(("late (data moments)", (sampler, "late", nfe, round(lam_auto, 4), "data")))
+            for variant, k in pairs:
+                other = cells.get(k)
+                if base is None or other is None:
+                    continue
+                d0 = frechet_distance(other["embed"], ref_f) - frechet_distance(base["embed"], ref_f)
+                ds = [frechet_distance(other["embed"][i], ref_small) - frechet_distance(base["embed"][i], ref_small)
+                      for i in reps]
+                lo, hi = np.percentile(ds, [2.5, 97.5])
+                acc = paired_mean_diff(other["correct"].astype(float), base["correct"].astype(float), seed=SEED)
+                boots.append({"sampler": sampler, "nfe": nfe, "variant": variant, "vs": "full", "diff": d0,
+                              "lo": float(lo), "hi": float(hi), "reps": len(reps), "accuracy_diff": acc["diff"],
+                              "accuracy_lo": acc["lo"], "accuracy_hi": acc["hi"]})
+    rec["paired"] = boots
+    rec["seconds"] = time.perf_counter() - t_model
+    return rec
+
+
+def nfe_at_fd(rows: list, fd: float) -> "float | None":
+    """The NFE at which a curve ``rows`` (``nfe``, ``fd``; sorted by NFE) first reaches ``fd``: linear in log NFE
+    between the last point above and the first point at or below it; None when it never does."""
+    rows = sorted(rows, key=lambda r: r["nfe"])
+    for k, r in enumerate(rows):
+        if r["fd"] <= fd:
+            if k == 0:
+                return float(r["nfe"])
+            a, b = rows[k - 1], r
+            t = (a["fd"] - fd) / (a["fd"] - b["fd"])
+            return float(math.exp(math.log(a["nfe"]) + t * (math.log(b["nfe"]) - math.log(a["nfe"]))))
+    return None
+
+
+def summarise(results: dict, budgets=(6, 8)) -> dict:
+    """Per model and sampler: the NFE the full range needs to match each variant's FD at the small budgets (NFE
+    saved at equal FD, read off the curves), and the best start of the scan beside the critical-time estimates."""
+    out = {}
+    for name, rec in results.items():
+        tc = rec["tc"]
+        est = {"speciation": tc.get("speciation"), "linear_response": tc.get("linear_response"),
+               "theory": tc.get("theory"), "speciation_within_class": tc.get("speciation_within_class"),
+               "step_density_peak": rec["density"]["peak_logsnr"]}
+        lab = tc.get("linear_response_label")
+        if lab:
+            est["linear_response_label_median"] = float(np.median([v["logsnr"] for v in lab.values()]))
+        for k, v in (tc.get("commitment") or {}).items():
+            if k.startswith("commitment"):
+                est[k] = v.get("logsnr")
+        m = {"estimates": est, "samplers": {}}
+        for sampler in SAMPLERS:
+            rows = [r for r in rec["curves"] if r["sampler"] == sampler]
+            full = [r for r in rows if r["variant"] == "full"]
+            saved = []
+            for variant in ("late", "critical", "late+critical", "karras"):
+                for nfe in budgets:
+                    v = [r for r in rows if r["variant"] == variant and r["nfe"] == nfe]
+                    f = [r for r in full if r["nfe"] == nfe]
+                    if not v or not f:
+                        continue
+                    need = nfe_at_fd(full, v[0]["fd"])
+                    saved.append({"variant": variant, "nfe": nfe, "fd": v[0]["fd"], "fd_full": f[0]["fd"],
+                                  "full_nfe_at_equal_fd": need, "nfe_saved": None if need is None else need - nfe})
+            b = rec["best_start"][sampler]
+            dist = {k: (None if v is None else b["start_logsnr"] - v) for k, v in est.items()}
+            m["samplers"][sampler] = {"nfe_saved": saved, "best_start": b["start_logsnr"], "best_fd": b["fd"],
+                                      "best_minus": dist}
+        out[name] = m
+    return out
+
+
 def start_errors() -> dict:
     """The exact start error (critdiff.theory.gaussian_start) vs the start logsnr, relative to the speciation point
     ``lambda_c = -log lambda_max(Sigma)``: KL(p || q) for two points +-1 (balanced and w = 0.8) and a ring of 64
@@ -282,7 +640,10 @@ def figure(results: dict, path: Path) -> None:
         for r, sampler in enumerate(SAMPLERS):
             ax = axes[r, c]
             for k, variant in enumerate(VARIANTS):
-                rows = [x for x in rec["curves"] if x["sampler"] == sampler and x["variant"] == variant]
+                rows = sorted((x for x in rec["curves"] if x["sampler"] == sampler and x["variant"] == variant),
+                              key=lambda x: x["nfe"])
+                if not rows:
+                    continue
                 nfe = [x["nfe"] for x in rows]
                 # FD can round to a tiny negative value when two sets coincide: shown at 1e-6 on the log axis
                 ax.plot(nfe, [max(x["fd"], 1e-6) for x in rows], "o-", color=f"C{k}", label=variant, ms=3)
@@ -298,7 +659,7 @@ def figure(results: dict, path: Path) -> None:
             ax.set_title(f"{name}: {sampler} (n={rec['n']})" + (" dashed: FD to converged" if name == "patch" else ""),
                          fontsize=9)
             ax.set_xlabel("NFE")
-            ax.set_ylabel("FD vs held-out")
+            ax.set_ylabel("FD (classifier features)" if name == "mnist28" else "FD vs held-out (pixels)")
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
@@ -312,9 +673,12 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--margin", type=float, default=None,
                     help="late start at speciation - margin in the curves (default: each sampler's best sweep start)")
-    ap.add_argument("--nfes", default=",".join(map(str, NFES)), help="NFE of the curves (the largest is the "
+    ap.add_argument("--nfes", default=None, help="NFE of the curves (the largest is the "
                     "'converged' reference)")
+    ap.add_argument("--budget-s", type=float, default=math.inf, help="mnist28: launch no new setting after this many "
+                    "seconds (the measured ones are cached; a rerun resumes)")
     ap.add_argument("--out", default=str(OUT / "late_start.json"))
+    ap.add_argument("--report", default=None, help="also write DIR/report.html (critdiff.report.late_start)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -322,18 +686,31 @@ def main(argv=None) -> None:
     results = old.get("models", {})
     errors = old.get("start_error") or start_errors()
     for name in [m for m in args.models.split(",") if m]:
-        rec = run_model(name, args.n, args.margin, lambda s: print(s, flush=True),
-                        tuple(int(v) for v in args.nfes.split(",")))
+        log = lambda s: print(s, flush=True)  # noqa: E731
+        if name == "mnist28":
+            rec = run_net(args.n, log, tuple(int(v) for v in (args.nfes or ",".join(map(str, NET_NFES))).split(",")),
+                          budget_s=args.budget_s)
+        else:
+            rec = run_model(name, args.n, args.margin, log, tuple(int(v) for v in (args.nfes or ",".join(map(str, NFES))).split(",")))
         results[name] = rec
         _write(out, results, errors)
         print(f"[{name}] done in {rec['seconds']:.0f} s", flush=True)
     _write(out, results, errors)
     figure(results, out.with_suffix(".png"))
+    if args.report:
+        from critdiff.report.html import write_report
+        from critdiff.report.late_start import render_late_start
+
+        doc = json.loads(out.read_text())
+        path = write_report(args.report, "Late start and critical grid",
+                            [render_late_start(doc, figure=str(out.with_suffix(".png").resolve()))])
+        print(f"report: {path}", flush=True)
 
 
 def _write(out: Path, results: dict, errors: dict) -> None:
-    doc = {"benchmark": "late_start", "schedule": "vp-linear", "nfes": list(NFES), "sweep_nfe": SWEEP_NFE,
-           "start_error": errors, "models": results}
+    doc = {"benchmark": "late_start", "schedule": "vp-linear (mnist28: vp-cosine, its training schedule)",
+           "nfes": list(NFES), "sweep_nfe": SWEEP_NFE, "start_error": errors, "models": results,
+           "summary": summarise(results)}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     tmp.replace(out)

@@ -69,8 +69,6 @@ MODELS = {
     "net-digits16": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
     "net-mnist28": (dict(model="net:{runs}/net_mnist28", data="mnist"), "clf_mnist28", None),
     "net-textures32": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
-    # the reference network and classifier that ship with critdiff (docs/models.md): nothing to train
-    "ref-mnist28": (dict(model="pretrained:mnist28", data="mnist"), "pretrained:mnist28-clf", None),
 }
 TINY = {"tiny-patch-a": (dict(model="patch", data="textures:size=8,per_class=3", stencil="square:3"), None, None),
         "tiny-patch-b": (dict(model="patch", data="textures:size=8,per_class=4", stencil="square:3", seed=1), None, None)}
@@ -79,8 +77,10 @@ VALIDATION = {
     # the patch model of textures sampled by deterministic DDIM (eta 0) instead of DDPM: another sampler
     "patch-textures16-ddim": (dict(model="patch", data="textures:size=16,per_class=10", stencil="square:5",
                                    sampler="ddim"), "clf_tex16", None),
-    # the reference network that ships with critdiff (docs/models.md), with the project's MNIST classifier
-    "ref-mnist28": (dict(model="pretrained:mnist28", data="mnist"), "clf_mnist28", None),
+    # the reference network that ships with critdiff (docs/models.md: conditional MNIST-28 UNet, v-prediction, trained
+    # on VP-cosine, sampled here by the protocol's DDPM on VP-linear) with its shipped evaluation classifier; nothing
+    # to train, so it is the one trained net of the benchmark that any install can rerun
+    "net-ref-mnist28": (dict(model="pretrained:mnist28", data="mnist"), "pretrained:mnist28-clf", None),
 }
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random")
 WINDOW_ARMS = ("window", "interval", "constant", "tc")  # --window-arms: the estimated window against the baselines
@@ -122,6 +122,21 @@ def _classifier(runs: str, name, cfg: GuideConfig):
     return load_classifier(folder), read_metrics(folder).get("heldout_accuracy")
 
 
+class Counted:
+    """The model with its sample-evaluations counted (``evals``: the batch sizes of its calls, forward passes only;
+    every other attribute is the model's)."""
+
+    def __init__(self, model):
+        self.model, self.evals = model, 0
+
+    def __call__(self, x, sigma, label=None):
+        self.evals += int(x.shape[0])
+        return self.model(x, sigma, label)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
 def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED) -> dict:
     """The estimators ``names`` on one model, added to the cache ``path`` (names already there are kept): each
     record or the reason it has none, with its wall time (a family sharing one run -- commitment, sensitivity --
@@ -132,19 +147,22 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED) -> dict:
     if not todo:
         return out
     setup = prepare(cfg, clf)
+    model = Counted(setup.model)
     cache: dict = {}
     for name in todo:
-        t0 = time.perf_counter()
+        t0, e0 = time.perf_counter(), model.evals
         try:
-            tc = estimate(name, cfg, setup.images, setup.model, clf, cache=cache)
+            tc = estimate(name, cfg, setup.images, model, clf, cache=cache)
             out[name] = {"logsnr": tc.logsnr, "t": tc.t, "sigma_over_a": tc.sigma_over_a, "ci": tc.logsnr_ci}
             if tc.extras.get("window") is not None:
                 out[name]["window"] = list(tc.extras["window"])
         except ValueError as exc:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
-        if name.startswith("sensitivity") and "sensitivity" in cache:
-            p = cache["sensitivity"]
+        out[name]["evaluations"] = model.evals - e0  # forward sample-evaluations (a backward pass not counted)
+        key = "sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity"
+        if name.startswith("sensitivity") and key in cache:
+            p = cache[key]
             out[name]["cost"] = {"samples": int(p.response.shape[1]), "nfe_forward_per_sample": p.nfe,
                                  "backward_passes": p.backward}
             out[name]["profile"] = {"logsnr": p.logsnr.tolist(), "mean": p.mean.tolist(), "band": p.band.tolist(),
@@ -162,18 +180,49 @@ def _brief(r) -> dict:
     keep = ("accuracy", "logp", "nfe", "fd", "precision", "recall", "diversity", "vs_random")
     arms = {k: {f: v.get(f) for f in keep if f in v} for k, v in (r.arms or {}).items()}
     return {"tc": tc_record(r.tc), "arms": arms, "sweep": list(r.sweep), "sweep_peak": r.sweep_peak,
-            "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range}
+            "comparisons": r.comparisons, "equal_nfe": list(r.equal_nfe), "grid_logsnr_range": r.grid_logsnr_range,
+            "summary_n_boot_set": SUMMARY_BOOT_SET}
+
+
+def run_cost(folder: Path) -> dict:
+    """Wall seconds and network evaluations of a guide run's trials (``trials.jsonl``; a resumed run's trials each
+    keep their own time): ``{"seconds", "nfe", "samples"}``."""
+    sec, nfe, n = 0.0, 0, 0
+    for line in (folder / "trials.jsonl").read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("type") == "trial":
+            sec, nfe, n = sec + float(rec.get("seconds", 0.0)), nfe + int(sum(rec["nfe"])), n + len(rec["nfe"])
+    return {"seconds": sec, "nfe": nfe, "samples": n}
+
+
+SUMMARY_BOOT_SET: "int | None" = None  # --summary-boot-set: set-level bootstrap replicates of the summaries
 
 
 def guide(cfg: GuideConfig, folder: Path, clf):
     """One resumable guide run in ``folder``, held locked (a second process on it stops with an error instead of
-    writing the same trials twice)."""
-    with locked_output(folder, "work"):
-        return run_guide(cfg, Context.quiet(folder).replace(progress=True), classifier=clf)
+    writing the same trials twice). With ``--summary-boot-set N`` the summary (recomputed from the trial log on every
+    call) uses N set-level bootstrap replicates (FD, precision, recall, diversity) instead of ``cfg.n_boot_set``: the
+    trials, and the trial log's config, are unchanged (a loaded machine's knob; the row records it)."""
+    from critdiff.experiments.guide import run as guide_run
+
+    summarise = guide_run.summarise
+    if SUMMARY_BOOT_SET is not None:
+        guide_run.summarise = lambda setup, *args: summarise(
+            dataclasses.replace(setup, cfg=dataclasses.replace(setup.cfg, n_boot_set=SUMMARY_BOOT_SET)), *args)
+    try:
+        with locked_output(folder, "work"):
+            return run_guide(cfg, Context.quiet(folder).replace(progress=True), classifier=clf)
+    finally:
+        guide_run.summarise = summarise
+
+
+BASELINE_DEPENDENT = ("sensitivity", "sensitivity-box", "sensitivity-implicit")  # estimators that read cfg.baseline
 
 
 def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     fields, clf_name, n = spec
+    if a.sweep_baseline == 1:
+        return sweep_baseline1(name, spec, a, sizes, work)
     cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0)
     clf, holdout = _classifier(a.runs, clf_name, cfg)
     print(f"[{name}] estimators", flush=True)
@@ -185,7 +234,25 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     r = guide(cfg, work / name / "sweep", clf)
     peak = r.sweep_peak["logp_peak_fit"]
     return {"model": name, "config": cfg.to_dict(), "classifier_holdout_accuracy": holdout, "estimators": est,
-            "sweep": _brief(r)["sweep"], "sweep_peak": r.sweep_peak, "peak_logsnr": peak}
+            "sweep": _brief(r)["sweep"], "sweep_peak": r.sweep_peak, "peak_logsnr": peak,
+            "sweep_cost": run_cost(work / name / "sweep"), "summary_n_boot_set": SUMMARY_BOOT_SET}
+
+
+def sweep_baseline1(name: str, spec, a, sizes: dict, work: Path) -> dict:
+    """The same sweep on baseline 1 (w = 1 outside the pulse, height 3 inside: CFG as it is used), with the
+    baseline-dependent estimators (:data:`BASELINE_DEPENDENT`, those named in ``--estimators``) recomputed on
+    baseline 1 into ``estimators-b1.json``: the row's ``sweep_baseline1``."""
+    fields, clf_name, n = spec
+    cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0, baseline=1.0)
+    clf, _ = _classifier(a.runs, clf_name, cfg)
+    names = [e for e in (a.estimators.split(",") if a.estimators else BASELINE_DEPENDENT) if e in BASELINE_DEPENDENT]
+    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators-b1.json", names) \
+        if names else {}
+    print(f"[{name}] sweep of {a.sweep} centres on baseline 1, n = {cfg.n}", flush=True)
+    r = guide(cfg, work / name / "sweep-b1", clf)
+    return {"model": name, "sweep_baseline1": {"config": cfg.to_dict(), "estimators": est, "sweep": _brief(r)["sweep"],
+                                               "sweep_peak": r.sweep_peak, "peak_logsnr": r.sweep_peak["logp_peak_fit"],
+                                               "sweep_cost": run_cost(work / name / "sweep-b1")}}
 
 
 def set_minus_peak(row: dict) -> None:
@@ -202,6 +269,8 @@ def shifted_rows(rows: dict, originals) -> None:
     than the row's own (leave-one-model-out on an original model; all six on a validation model)."""
     for row in rows.values():
         set_minus_peak(row)
+    if not any("peak_logsnr" in rows[k] for k in originals if k in rows):
+        return  # no original model's sweep in this file (e.g. a validation model's own run): nothing to fit on
     table = offset_table({"rows": {k: rows[k] for k in originals if k in rows}})
     for key, row in rows.items():
         for base in SHIFTABLE:
@@ -267,7 +336,8 @@ def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: s
         if "window" not in src:
             raise ValueError(f"window-from: {a.window_from} gives no window on {name}")
         window = tuple(src["window"])
-        runs = ((0.0, WINDOW_ARMS), (1.0, WINDOW_ARMS))
+        runs = tuple((float(b), parse_arms(a.arms) if (a.arms and float(b) == 0) else WINDOW_ARMS)
+                     for b in a.baselines.split(","))
     else:
         runs = ((0.0, parse_arms(a.arms) if a.arms else ARMS),) + (() if a.no_baseline1 else ((1.0, ("tc", "random")),))
     for base, arms in runs:
@@ -286,9 +356,10 @@ def claims(rows: list[dict]) -> dict:
     pulse's NFE ratio to constant guidance and its accuracy gap."""
     per = {}
     for r in rows:
-        if "arms" not in r:
+        src = r.get("arms") or r.get("window_arms")
+        if not src or "baseline0" not in src or not {"tc", "random"} <= set(src["baseline0"]["arms"]):
             continue
-        b0 = r["arms"]["baseline0"]
+        b0 = src["baseline0"]
         c = b0["comparisons"].get("tc-random") or b0["arms"]["tc"]["vs_random"]
         wins = any(c[m]["lo"] > 0 for m in ("accuracy", "logp"))
         tc_arm, const = b0["arms"]["tc"], b0["arms"].get("constant")
@@ -376,6 +447,83 @@ def tables(res: dict) -> str:
                            + " | ".join(cell(a) for a in WINDOW_ARMS)
                            + (f" | {_ci(wi['accuracy'])} | {_ci(wi['fd'])} | {_ci(wi['precision'])}" if wi else " | -- | -- | --")
                            + (f" | {_ci(wc['accuracy'])} |" if wc else " | -- |"))
+    return "\n".join(out + ["", validation_tables(res), arm_metrics_table(res)])
+
+
+def _peak(sp: dict) -> str:
+    return f"{_f(sp['logp_peak_fit'])} [{_f(sp['logp_peak_ci'][0])}, {_f(sp['logp_peak_ci'][1])}]"
+
+
+def _cost(c) -> str:
+    return "--" if not c else f"{_f(c['seconds'])} s, {c['nfe']:,} NFE"
+
+
+def validation_tables(res: dict) -> str:
+    """Per validation model: its sweeps (baseline 0 and, where run, 1) with their peaks and costs, and every
+    estimator's estimate, distance to each peak (``*``: inside the peak's 95% interval), wall time and forward
+    network evaluations; the baseline-dependent estimators on baseline 1 from that sweep's own run."""
+    out = []
+    for key in VALIDATION:
+        r = res["rows"].get(key)
+        if not r or "sweep_peak" not in r:
+            continue
+        b1 = r.get("sweep_baseline1")
+        out += [f"{key}: sweep (9 centres, height 3, width 3) baseline 0: n = {r['config']['n']}, log p peak "
+                f"{_peak(r['sweep_peak'])}, cost {_cost(r.get('sweep_cost'))}"
+                + ("" if not b1 else f"; baseline 1: n = {b1['config']['n']}, log p peak {_peak(b1['sweep_peak'])}, "
+                                     f"cost {_cost(b1.get('sweep_cost'))}"), "",
+                "| estimator | logsnr [95%] | window | minus peak (b0) | minus peak (b1) | seconds | NFE |",
+                "|---|---|---|---|---|---|---|"]
+
+        def dist(e, sp):
+            if "logsnr" not in e:
+                return "--"
+            lo, hi = sp["logp_peak_ci"]
+            return f"{_f(e['logsnr'] - sp['logp_peak_fit'], True)}{'*' if lo <= e['logsnr'] <= hi else ''}"
+
+        rows = [(n, e, False) for n, e in r["estimators"].items() if n != AUTO_TC_FROM] + \
+            ([(n, e, True) for n, e in b1.get("estimators", {}).items()] if b1 else [])
+        for n, e, on_b1 in rows:
+            if "logsnr" not in e:
+                out.append(f"| {n}{' (b1)' if on_b1 else ''} | {e.get('error', '--')} | | | | {_f(e.get('seconds'))} | |")
+                continue
+            ci, w = e.get("ci"), e.get("window")
+            out.append(f"| {n}{' (on baseline 1)' if on_b1 else ''} | {_f(e['logsnr'])}"
+                       f"{'' if not ci else f' [{_f(ci[0])}, {_f(ci[1])}]'} | "
+                       f"{'--' if not w else f'[{_f(w[0])}, {_f(w[1])}]'} | {'--' if on_b1 else dist(e, r['sweep_peak'])} | "
+                       f"{'--' if not b1 else dist(e, b1['sweep_peak'])} | {_f(e.get('seconds'))} | "
+                       f"{'--' if e.get('evaluations') is None else format(e['evaluations'], ',')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def arm_metrics_table(res: dict) -> str:
+    """Every window-arms run: per arm accuracy, log p, FD, precision, recall, diversity and NFE; then the paired 95%
+    intervals of each comparison of the run (window - interval, window - constant, tc - random, ...)."""
+    out = []
+    for key, r in res["rows"].items():
+        w = r.get("window_arms")
+        if not w:
+            continue
+        for b in ("baseline0", "baseline1"):
+            if b not in w:
+                continue
+            arms_ = w[b]["arms"]
+            out += [f"{key}, {b}: window [{_f(w['window'][0])}, {_f(w['window'][1])}], t_c from {w['tc_from']} = "
+                    f"{_f(w['tc_logsnr'])}", "",
+                    "| arm | accuracy | log p | FD | precision | recall | diversity | NFE |", "|---|---|---|---|---|---|---|---|"]
+            for a, v in arms_.items():
+                out.append(f"| {a} | {_f(v['accuracy']['diff'])} | {_f(v['logp']['diff'])} | {_f(v.get('fd'))} | "
+                           f"{_f(v.get('precision'))} | {_f(v.get('recall'))} | {_f(v.get('diversity'))} | {_f(v['nfe'])} |")
+            out += ["", "| comparison | NFE ratio | accuracy | log p | FD | precision | recall |", "|---|---|---|---|---|---|---|"]
+            for c, v in w[b]["comparisons"].items():
+                cells = " | ".join("--" if m not in v else _ci(v[m]) for m in ("accuracy", "logp", "fd", "precision", "recall"))
+                out.append(f"| {c} | {_f(v.get('nfe_ratio'))} | {cells} |")
+            if "tc" in arms_ and "vs_random" in arms_["tc"]:
+                vr = arms_["tc"]["vs_random"]
+                out.append("| tc - random (vs_random) | -- | " + " | ".join(
+                    "--" if m not in vr else _ci(vr[m]) for m in ("accuracy", "logp", "fd", "precision", "recall")) + " |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -437,13 +585,20 @@ def export_offsets(res: dict, path: Path = OFFSETS_FILE) -> dict:
     return table
 
 
+MERGED_KEYS = ("estimators", "arms", "window_arms")
+
+
 def merge(files: list[Path], out: Path, tc_from) -> dict:
-    """One result from per-model files (later files win for a model; each row keeps what its file had)."""
+    """One result from per-model files (later files win for a model; each row keeps what its file had; the
+    estimators and the arms runs of a row are merged key by key, so runs of one model in parallel processes -- its
+    sweep, its baseline-0 and baseline-1 arms -- combine)."""
     res: dict = {"rows": {}}
     for f in files:
         part = json.loads(f.read_text())
         for k, row in part["rows"].items():
-            res["rows"][k] = {**res["rows"].get(k, {}), **row}
+            old = res["rows"].get(k, {})
+            res["rows"][k] = {**old, **row, **{key: {**old[key], **row[key]} for key in MERGED_KEYS
+                                                 if isinstance(old.get(key), dict) and isinstance(row.get(key), dict)}}
         res.update({k: v for k, v in part.items() if k in ("tiny", "platform", "torch")})
     res["merged_from"] = [str(f) for f in files]
     save_json(out, finish(res, TINY if res.get("tiny") else MODELS, tc_from))
@@ -472,9 +627,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-sweep", action="store_true", help="sweep phase: the estimators only (a stored sweep stays)")
     ap.add_argument("--window-arms", action="store_true", help="arms phase: WINDOW_ARMS on baselines 0 and 1")
     ap.add_argument("--window-from", default="sensitivity", help="estimator whose window the window arm uses")
+    ap.add_argument("--baselines", default="0,1", help="window arms: the baselines to run (0, 1 or 0,1); --arms "
+                                                      "replaces WINDOW_ARMS on baseline 0")
+    ap.add_argument("--sweep-baseline", type=float, default=0.0, choices=(0.0, 1.0),
+                    help="sweep phase: 1 runs the sweep on baseline 1 instead (the row's sweep_baseline1)")
     ap.add_argument("--export-offsets", action="store_true",
                     help="write the offsets table of the shifted estimators from --out and stop")
+    ap.add_argument("--summary-boot-set", type=int, default=None,
+                    help="set-level bootstrap replicates of the guide summaries (default: each run's n_boot_set)")
     a = ap.parse_args(argv)
+    global SUMMARY_BOOT_SET
+    SUMMARY_BOOT_SET = a.summary_boot_set
     if a.table:
         print(tables(json.loads(Path(a.out).read_text())))
         return {}
@@ -497,7 +660,7 @@ def main(argv=None) -> dict:
         for name in names:
             old = res["rows"].get(name, {})
             new = sweep_phase(name, models[name], a, sizes, work)
-            res["rows"][name] = {**old, **new, "estimators": {**old.get("estimators", {}), **new["estimators"]}}
+            res["rows"][name] = {**old, **new, "estimators": {**old.get("estimators", {}), **new.get("estimators", {})}}
             save_json(out_path, res)
     originals = TINY if a.tiny else MODELS
     finish(res, originals, a.tc_from)

@@ -14,7 +14,7 @@ from critdiff.probes.agreement import median_summary, paired_ddim, pearson_r
 from critdiff.probes.calibration import CalibratedPatchScore
 from critdiff.report.agreement import FIGURES
 from critdiff.report.render import render
-from critdiff.samplers import initial_noise, seed_generators
+from critdiff.samplers import initial_noise, sample_ddim, seed_generators
 from critdiff.schedules import get as get_schedule
 from critdiff.schedules import sigma_grid
 from critdiff.scores import GaussianScore, PatchScore
@@ -190,3 +190,38 @@ def test_configs_take_ls_candidates_where_they_can():
     AgreementConfig(net="x", stencils=("square:3", "ls:square:27")).validate()
     with pytest.raises(ValueError, match="stencils: expected equivariant"):
         NetCriticalityConfig(model_dir="x", stencils=("ls:square:5",)).validate()
+
+
+def test_conditional_run_samples_each_seed_at_its_class(net, tmp_path):
+    from critdiff.experiments.net_criticality import load_trained
+    from critdiff.seeding import generator
+
+    # n_cal_train: every pool image, so that every class has calibration images
+    cfg = _cfg(net, seeds=3, conditional=True, stencils=("square:3", "ls:square:5", "b:square:3"), n_cal_train=40)
+    res = run_agreement(cfg, Context(tmp_path, progress=False))
+    assert res.config.conditional and len(res.r) == 3
+    model, pool, _, schedule, labels = load_trained(net, cfg.pool, with_labels=True)
+    sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
+    for ex in res.examples:  # the network's sample of seed j is its DDIM run at label j mod 10, alone in its batch
+        j = ex["seed"]
+        x = initial_noise((1, *model.sample_shape), sigmas, [generator(cfg.seed, j)])
+        with torch.no_grad():
+            want = sample_ddim(model, x, sigmas, label=torch.tensor([j % 10]))
+        # batch of 2 vs 1: float32 network arithmetic may round differently per batch composition
+        np.testing.assert_allclose(np.array(ex["x_net"]), want.flatten().numpy(), atol=1e-4)
+    uncond = run_agreement(_cfg(net, seeds=3, stencils=cfg.stencils, n_cal_train=40), Context(tmp_path / "u", progress=False))
+    assert uncond.examples[1]["x_net"] != res.examples[1]["x_net"]  # the label changes the network's sample
+
+
+def test_final_rule_records_its_choice_and_it_is_the_best_on_the_calibration_seeds(net, tmp_path):
+    cfg = _cfg(net, seeds=2, stencil_rule="final", switch_stride=1,
+               stencils=("square:3", "ls:square:3", "ls:square:15", "b:square:3"))
+    res = run_agreement(cfg, Context(tmp_path, progress=False))
+    fs = res.final_selection
+    assert fs["median_r"][fs["chosen"]] == max(fs["median_r"].values())
+    assert list(res.level_stencil) == fs["assignments"][fs["chosen"]]
+    assert {"ls@4", "per-time", "per-time-els-ls"} <= set(fs["median_r"])
+    assert result_from_record(json.loads((tmp_path / "result.json").read_text())) == res
+    assert "Final-sample calibration" in render(res, folder=tmp_path).html
+    again = run_agreement(cfg, Context(tmp_path, progress=False))  # resumed: the choice is read back, not redone
+    assert again.final_selection == fs and again.r == res.r

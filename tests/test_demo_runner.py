@@ -58,3 +58,27 @@ def test_a_failed_forked_section_is_reported_and_the_others_are_kept(tmp_path):
         demo_run._run_forked(tmp_path, secs, 2, lambda m: None)
     assert (demo_run._folder(tmp_path, secs[0]) / "result.json").is_file()
     assert not (demo_run._folder(tmp_path, secs[1]) / "result.json").exists()
+
+
+def test_the_probe_finding_names_its_signal():
+    from critdiff.report.demo_summary import _probe_signal
+
+    # the two sources run_probe writes into its combined estimate
+    assert _probe_signal({"source": "linear response of the symmetric branch (linear_growth, linear_stiffness)"}) \
+        == "linear response"
+    assert _probe_signal({"source": "sampler ensemble (no linear-response run)"}) == "sampler ensemble"
+
+
+def test_full_demo_sections_and_their_sizes():
+    """The full demo's sections in report order; the textures probe runs at the smaller settings, the stripes probe
+    (whose theory comparison is finding 1) at the probe's defaults; the guidance arms are paired at n = 40."""
+    from critdiff.experiments.demo.sections import SMALL_PROBE, demo_sections, guide_config
+
+    secs = demo_sections(False)
+    assert [s.key for s in secs] == ["textures", "digits", "theory-textures", "theory-stripes", "structure-factor",
+                                     "probe-stripes", "probe-textures", "trained-net", "guidance", "agreement"]
+    probes = {s.key: s.config["probe"] for s in secs if s.key.startswith("probe-")}
+    assert all(probes["probe-textures"][k] == v for k, v in SMALL_PROBE.items())
+    assert probes["probe-stripes"]["linear"] > SMALL_PROBE["linear"]
+    g = guide_config(False)
+    assert g.n == 40 and set(g.arms) == {"cond", "constant", "interval", "tc", "random"}

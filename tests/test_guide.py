@@ -214,6 +214,29 @@ def test_frechet_distance_against_scipy_sqrtm(seed):
     assert frechet_distance(c, e) == pytest.approx(oracle, rel=1e-6)
 
 
+def test_fd_per_class_with_precomputed_reference_rows_against_sqrtm():
+    """The summary's per-class FD (reference rows centred once, reused by every bootstrap draw) equals the mean of
+    the dense sqrtm formula per class, on a bootstrap draw with repeated samples too."""
+    from critdiff.experiments.guide.metrics import centred_rows
+    from critdiff.experiments.guide.summary import _fd_per_class
+
+    rng = np.random.default_rng(5)
+    label = np.repeat([0, 1], 6)
+    embed = rng.normal(size=(12, 4)).astype(np.float32)
+    refs = {c: rng.normal(size=(20, 4)) + c for c in (0, 1)}
+
+    def dense(a, b):
+        s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        return ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
+
+    rows = {c: centred_rows(f) for c, f in refs.items()}
+    idx = np.array([0, 0, 2, 3, 5, 6, 7, 7, 9, 11])
+    for i in (np.arange(12), idx):
+        e, lab = embed[i].astype(np.float64), label[i]
+        oracle = np.mean([dense(e[lab == c], refs[c]) for c in (0, 1)])
+        assert _fd_per_class(embed, label, rows, i) == pytest.approx(oracle, rel=1e-6)
+
+
 def test_diversity_against_a_loop():
     rng = np.random.default_rng(3)
     f = rng.normal(size=(9, 4))

@@ -130,8 +130,34 @@ def test_sensitivity_and_midpoint_estimators_on_the_twopoint_model_share_their_r
     assert set(cache) == {"sensitivity", "commitment"}
     assert -2.5 < mid.logsnr < 2.5 and -2.5 < slope.logsnr < 2.5
     assert mid.logsnr < com.logsnr
-    with pytest.raises(ValueError, match="classifier"):
+    with pytest.raises(ValueError, match="class-conditional"):  # no classifier and no class count
         E.estimate("sensitivity", c, images, model, None)
+
+
+class CountedMixture(MixtureDenoiser):
+    """The mixture with its class count declared (:class:`critdiff.denoisers.ClassConditional`)."""
+    n_classes = 2
+
+
+def test_sensitivity_without_a_classifier_reads_the_implicit_classifier():
+    """``sensitivity`` with no classifier is ``sensitivity-implicit`` (one run, the same estimate); the outcome's
+    evaluations are counted (2 per step + 2 per noise draw); the estimate is well formed. (Its exactness on a
+    mixture is tests/test_probes_guidance_sensitivity.py.)"""
+    images, labels = load(TWO)
+    images = images.double()
+    model = CountedMixture(images, labels, v=0.02)
+    c = cfg(spacing="logsnr", batch=16)
+    cache: dict = {}
+    imp = E.estimate("sensitivity-implicit", c, images, model, LinearSign(), cache=cache)  # the classifier is unused
+    same = E.estimate("sensitivity", c, images, model, None, cache=cache)
+    box = E.estimate("sensitivity-box", c, images, model, None, cache=cache)
+    assert set(cache) == {"sensitivity-implicit"}
+    assert same.logsnr == imp.logsnr and "implicit" in imp.source
+    prof = cache["sensitivity-implicit"]
+    assert prof.nfe == 2 * c.steps + 2 * E.SENS_DRAWS
+    lo, hi = imp.extras["window"]
+    assert lo <= imp.logsnr <= hi and tuple(box.extras["window"]) == (lo, hi)
+    assert imp.logsnr_ci[0] <= imp.logsnr <= imp.logsnr_ci[1]
 
 
 def test_shifted_estimators_subtract_the_median_offset_of_the_shipped_table(tmp_path, monkeypatch):

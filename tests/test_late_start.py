@@ -14,7 +14,8 @@ import torch
 
 from critdiff import samplers as SM
 from critdiff import schedules as S
-from critdiff.late_start import (cut_grid, fit_moments, parse_late_start, start_state, start_state_vp)
+from critdiff.late_start import (cut_grid, fit_class_moments, fit_moments, parse_late_start, start_state,
+                                 start_state_labelled, start_state_vp)
 from critdiff.scores.gaussian import GaussianScore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -158,6 +159,53 @@ def test_start_state_tends_to_the_full_range_start_at_high_noise():
     z = SM.randn_like(torch.empty(8, 1, 2, 3, dtype=torch.float64), SM.seed_generators(4, 8))
     x = start_state(m, 1e4, 8, SM.seed_generators(4, 8), dtype=torch.float64)
     assert torch.allclose(x / 1e4, z, atol=1e-3)
+
+
+def _labelled_data(n=300, seed=5):
+    """Three classes with different means (and a common 2x3 covariance), labels 0, 1, 2 in turn."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    means = torch.tensor([[-1.0] * 6, [0.0] * 6, [2.0, 1, 0, -1, 0, 1]], dtype=torch.float64)
+    A = torch.randn(6, 6, generator=g, dtype=torch.float64) * 0.4
+    y = means[labels] + torch.randn(n, 6, generator=g, dtype=torch.float64) @ A.T
+    return y.reshape(n, 1, 2, 3), labels
+
+
+def test_class_moments_are_class_means_with_the_pooled_within_class_covariance():
+    """Oracle: per-class means by a loop and numpy's covariance of the residuals x - mu_{y(x)}."""
+    y, labels = _labelled_data()
+    cm = fit_class_moments(y, labels)
+    assert sorted(cm) == [0, 1, 2]
+    flat = y.reshape(len(y), -1).numpy()
+    res = flat.copy()
+    for c in range(3):
+        mu = flat[labels.numpy() == c].mean(0)
+        np.testing.assert_allclose(cm[c].mu.reshape(-1).numpy(), mu, atol=1e-12)
+        res[labels.numpy() == c] -= mu
+        assert cm[c].n == 100
+    want = np.cov(res, rowvar=False)  # 1/(N-1), as fit_moments
+    for c in range(3):
+        np.testing.assert_allclose(cm[c].dense_covariance().numpy(), want, atol=1e-10)
+    with pytest.raises(ValueError, match="labels"):
+        fit_class_moments(y, labels[:-1])
+
+
+def test_start_state_labelled_draws_each_class_gaussian_and_does_not_depend_on_the_batch():
+    y, labels = _labelled_data()
+    cm = fit_class_moments(y, labels)
+    n, sigma = 6000, 0.7
+    lab = torch.arange(n) % 3
+    x = start_state_labelled(cm, sigma, lab, SM.seed_generators(9, n), dtype=torch.float64).reshape(n, -1)
+    for c in range(3):  # eq. LS.1 per class
+        _assert_cov_close(x[lab == c], cm[c].dense_covariance() + sigma**2 * torch.eye(6, dtype=torch.float64),
+                          cm[c].mu.reshape(-1))
+    # sample 4 alone (its own generator, class 1): equal up to float64 rounding of a batch of 1 vs a class batch
+    one = start_state(cm[1], sigma, 1, SM.seed_generators(9, n)[4:5], dtype=torch.float64).reshape(1, -1)
+    assert torch.allclose(x[4:5], one, atol=1e-12)
+    with pytest.raises(ValueError, match="generators"):
+        start_state_labelled(cm, sigma, lab[:3], SM.seed_generators(9, 2))
+    with pytest.raises(ValueError, match="no moments"):
+        start_state_labelled(cm, sigma, torch.tensor([0, 5]), SM.seed_generators(9, 2))
 
 
 # --- the oracle: Gaussian data with its exact denoiser ---------------------------------------------

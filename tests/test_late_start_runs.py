@@ -9,7 +9,8 @@ import torch
 from critdiff import schedules as S
 from critdiff.denoisers import CountingDenoiser
 from critdiff.experiments.sample import SampleConfig, run_sample
-from critdiff.experiments.start import AUTO_MARGIN, model_moments, moments_covariance
+from critdiff.experiments.models import LoadedModel
+from critdiff.experiments.start import AUTO_MARGIN, model_moments, moments_covariance, run_moments
 from critdiff.late_start import fit_moments
 from critdiff.scores.gaussian import GaussianScore
 from critdiff.experiments.context import Context
@@ -82,6 +83,21 @@ def test_cli_flags(tmp_path):
     assert json.loads((tmp_path / "result.json").read_text())["result"]["late_start"]["logsnr"] == -2.0
     assert main(["probe", "--model", "gaussian", "--data", "grf:size=6", "--late-start", "1",
                  "--out", str(tmp_path / "p")]) == 2
+
+
+def test_conditional_run_draws_from_its_class_gaussian():
+    """--label on labelled data: the class mean with the pooled within-class covariance (eq. LS.1 of p(x | c));
+    without --label the all-data fit."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    images = (labels.reshape(-1, 1, 1, 1).double() + 0.3 * torch.randn(60, 1, 2, 2, generator=g, dtype=torch.float64)).float()
+    loaded = LoadedModel(None, images, labels, (1, 2, 2))
+    m, where = run_moments(SampleConfig(model="empirical", data="digits:size=4", label=2), loaded)
+    assert torch.allclose(m.mu, images[labels == 2].double().mean(0), atol=1e-12) and "class 2" in where
+    m0, where0 = run_moments(SampleConfig(model="empirical", data="digits:size=4"), loaded)
+    assert torch.allclose(m0.mu, images.double().mean(0), atol=1e-12) and "class" not in where0
+    # the within-class covariance is far smaller than the all-data one (the class means differ by 1 and 2)
+    assert m.lambda_max() < 0.2 < m0.lambda_max()
 
 
 def test_moments_covariance_rule():

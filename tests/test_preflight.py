@@ -133,7 +133,7 @@ def test_the_benchmarks_configurations_pass_the_preflight(tmp_path):
         data = f"digits:size={shape[1]}" if shape[1] == 16 else f"textures:size={shape[1]}"
         P.check_fits(P.train_cost(TrainConfig(data=data, width=width, channel_mult=mult, batch=batch)))
     est = _bench("guidance_estimators")
-    for name, (fields, _, n) in {**est.MODELS, **est.TINY}.items():
+    for name, (fields, _, n) in {**est.MODELS, **est.VALIDATION, **est.TINY}.items():
         if fields["model"].startswith("net:"):
             continue  # trained in the benchmark's own run folder
         cost, _ = P.run_cost(est._config(fields, "", n or 48, {}))

@@ -169,3 +169,75 @@ def test_summarise_finds_the_peak_and_window_of_a_noisy_gaussian_bump():
     assert abs(lo_exact - (0.3 - half)) < 0.05 and abs(hi_exact - (0.3 + half)) < 0.05
     assert prof.window_ci[0, 0] - 0.05 <= 0.3 - half <= prof.window_ci[0, 1] + 0.05
     assert prof.window_ci[1, 0] - 0.05 <= 0.3 + half <= prof.window_ci[1, 1] + 0.05
+
+
+def _mixture():
+    """A mixture of two isotropic Gaussians ``N(mu_c, v I)`` with equal weights and its exact denoisers
+    (tests/oracles.py): the implicit classifier is the closed form ``p_s(c | y) = softmax_c(-|y - mu_c|^2 /
+    (2 (v + s^2)))``."""
+    from oracles import MixtureDenoiser
+
+    g = torch.Generator().manual_seed(5)
+    images = torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64) * 0.3
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    images[labels == 1] += 0.8
+    return MixtureDenoiser(images, labels, v=0.2)
+
+
+def exact_implicit_logp(model, sigma_eval, draws, seed):
+    """``F(x, c) = mean_m log p_{s_e}(c | x + s_e n_m)`` of the mixture in closed form (differentiable)."""
+    from critdiff.probes.guidance_sensitivity import implicit_draws
+
+    def outcome(x, label):
+        n = implicit_draws(tuple(x.shape[1:]), draws, seed)
+        y = x.to(torch.float64)[None] + sigma_eval * n[:, None]  # [M, B, C, H, W]
+        d2 = ((y[:, :, None] - model.mu.to(torch.float64)[None, None]) ** 2).flatten(3).sum(-1)  # [M, B, K]
+        lp = torch.log_softmax(-d2 / (2 * (model.v + sigma_eval**2)), -1)
+        return lp.gather(2, label.long()[None, :, None].expand(draws, -1, 1))[..., 0].mean(0)
+
+    return outcome
+
+
+def test_implicit_classifier_gradient_is_the_closed_form_of_a_gaussian_mixture():
+    """Eq. 2.7: the gradient of the implicit outcome ((D_c - D_u) / s_e^2 averaged over the draws) equals autograd of
+    the mixture's exact ``log p_s(c | y)``; its value is the first-order part (0 at the point)."""
+    from critdiff.probes.guidance_sensitivity import implicit_logp
+
+    model = _mixture()
+    x = torch.randn(5, 1, 2, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64).requires_grad_(True)
+    label = torch.tensor([0, 1, 1, 0, 1])
+    imp = implicit_logp(model, 0.6, draws=3, seed=7)
+    F = imp(x, label)
+    (g_imp,) = torch.autograd.grad(F.sum(), x)
+    (g_exact,) = torch.autograd.grad(exact_implicit_logp(model, 0.6, 3, 7)(x, label).sum(), x)
+    # two float64 routes (denoiser difference / s^2 vs autograd of the log-softmax): rounding only
+    torch.testing.assert_close(g_imp, g_exact, rtol=1e-10, atol=1e-12)
+    assert float(g_exact.abs().max()) > 1e-2
+    assert float(F.detach().abs().max()) == 0.0
+    assert imp.nfe == 2 * 3 * 5
+    with pytest.raises(ValueError, match="sigma_eval"):
+        implicit_logp(model, 0.0)
+    with pytest.raises(ValueError, match="draws"):
+        implicit_logp(model, 0.5, draws=0)
+
+
+@pytest.mark.parametrize("baseline", [0.0, 1.0])
+def test_profile_with_the_implicit_classifier_equals_the_exact_mixture_classifier(baseline):
+    """The profile with the implicit outcome equals (a) the autograd profile with the mixture's closed-form classifier
+    as the outcome and (b) central differences of +-delta pulses through ``Guided`` with that closed-form classifier
+    (DDPM, same noise): the implicit classifier is exact on the mixture."""
+    from critdiff.probes.guidance_sensitivity import implicit_logp
+
+    model = _mixture()
+    sig = _grid(7)
+    x = SM.initial_noise((4, 1, 2, 2), sig, SM.seed_generators(1, 4), dtype=torch.float64)
+    label = torch.tensor([0, 1, 1, 0])
+    exact = exact_implicit_logp(model, 0.5, 4, 3)
+    kw = dict(sampler="ddpm", baseline=baseline)
+    r_imp, _, _ = sensitivity_profile(model, x, sig, label, implicit_logp(model, 0.5, draws=4, seed=3),
+                                      generator=SM.seed_generators(9, 4), **kw)
+    r_ex, _, _ = sensitivity_profile(model, x, sig, label, exact, generator=SM.seed_generators(9, 4), **kw)
+    np.testing.assert_allclose(r_imp, r_ex, rtol=1e-9, atol=1e-12)  # float64 routes, rounding only
+    fd = pulse_response(model, x, sig, label, exact, generator_seed=9, delta=1e-4, **kw)
+    np.testing.assert_allclose(r_imp, fd, rtol=1e-5, atol=1e-7)  # truncation ~ delta^2
+    assert np.abs(r_imp).max() > 1e-2

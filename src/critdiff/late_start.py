@@ -125,6 +125,41 @@ def fit_moments(images: torch.Tensor, covariance: Covariance = "full", shrink: f
     return Moments(mu=mu_c.reshape(C, 1, 1).expand(C, H, W).clone(), covariance="stationary", n=n, P=P)
 
 
+def fit_class_moments(images: torch.Tensor, labels: torch.Tensor) -> dict[int, Moments]:
+    """``{c: Moments}`` of a labelled data set for conditional sampling: the class mean ``mu_c`` with the pooled
+    within-class ``full`` covariance (the covariance of ``x - mu_{y(x)}``, one :func:`fit_moments` call, ``1/(N-1)``
+    normalised), i.e. the Gaussian ``N(mu_c, Sigma_w + sigma^2 I)`` of ``p_sigma(x | c)`` (eq. LS.1 per class,
+    docs/samplers.md "Late start", conditional runs). One covariance for all classes: a per-class ``full`` fit
+    needs more than ``D`` images of every class."""
+    check_images("images", images)
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels: expected a 1-D tensor of {images.shape[0]} class indices")
+    y = images.detach().to(torch.float64)
+    classes = sorted(int(c) for c in labels.unique())
+    means = {c: y[labels == c].mean(0) for c in classes}
+    centred = y - torch.stack([means[int(c)] for c in labels])
+    within = fit_moments(centred, "full")
+    return {c: Moments(mu=means[c], covariance="full", n=int((labels == c).sum()), lam=within.lam, U=within.U)
+            for c in classes}
+
+
+def start_state_labelled(moments: "dict[int, Moments]", sigma: float, labels: torch.Tensor, generators,
+                         dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """Sample ``j`` drawn from ``q_sigma(. | labels[j])`` (:func:`start_state` with ``moments[labels[j]]``) with its
+    own generator ``generators[j]``, so a draw does not depend on the other samples; ``x [B, C, H, W]``."""
+    if len(generators) != labels.shape[0]:
+        raise ValueError(f"generators: expected one per label ({labels.shape[0]}), got {len(generators)}")
+    missing = sorted(set(int(c) for c in labels.unique()) - set(moments))
+    if missing:
+        raise ValueError(f"labels: no moments for classes {missing}")
+    x = torch.empty((labels.shape[0], *next(iter(moments.values())).shape), dtype=dtype, device=device)
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero()[:, 0]
+        x[idx] = start_state(moments[int(c)], sigma, int(idx.numel()), [generators[int(i)] for i in idx],
+                             dtype=dtype, device=device)
+    return x
+
+
 def _apply_blocks(P: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """``ifft2(P(k) fft2(z))`` for ``z [B, C, H, W]`` real float64 and blocks ``P [H, W, C, C]``: the circulant
     operator with Fourier blocks ``P`` applied to ``z`` (real when ``P(-k) = conj(P(k))``)."""

@@ -56,7 +56,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("guide-config", help="critical time and guidance pulse as t, logsnr, sigma, timestep, step index")
     add_config_args(p, GuideConfigRequest)
     p.add_argument("--classifier", default=None,
-                   help="folder of a classifier (critdiff train-classifier) or pretrained:NAME, for --tc-from decision-entropy / commitment")
+                   help="folder of a classifier (critdiff train-classifier) or pretrained:NAME, for --tc-from "
+                        "decision-entropy / commitment* / sensitivity (without one, sensitivity reads the model's "
+                        "implicit classifier)")
     p.add_argument("--json", action="store_true", help="write one JSON object to stdout")
     add_run_args(p, only=("device",))
     p.set_defaults(run=run)

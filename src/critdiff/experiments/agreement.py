@@ -33,7 +33,9 @@ import torch
 from ..config import JsonConfig, arg
 from ..errors import check_choice, check_int, check_seed
 from ..probes.agreement import median_summary, paired_ddim
-from ..probes.calibration import CalibratedPatchScore, calibrate_patch_size, check_candidates
+from ..probes.calibration import (CalibratedPatchScore, Calibration, calibrate_patch_size, candidate_family, candidate_model,
+                                  check_candidates)
+from ..probes.final_calibration import select_by_final_agreement, switch_assignments
 from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
@@ -52,6 +54,7 @@ CANDIDATES = ("square:3", "square:5", "square:7", "square:9", "square:13",
               "ls:square:3", "ls:square:7", "ls:square:13", "ls:square:19", "ls:square:27")
 EXAMPLES = 8  # sample pairs kept in the result (shown by the report)
 RECORDS = {"stencil-calibration": ("sigma", "stencils", "calibration", "seconds"),
+           "calibration-table": ("sigma", "calibration", "seconds"),
            "seed": ("seed", "r", "level_r", "seconds", "bound")}
 
 
@@ -67,8 +70,14 @@ class AgreementConfig(JsonConfig):
     seed: int = arg(0, "base seed: sample j starts from noise derive(seed, j)")
     stencils: tuple[str, ...] = arg(CANDIDATES, "calibration candidates: ELS stencils ('square:7') and LS ones "
                                                 "('ls:square:27')")
-    stencil_rule: Literal["per-time", "modal"] = arg("per-time", "the calibrated stencil of each level, or the "
-                                                                 "most frequent one at every level")
+    stencil_rule: Literal["per-time", "modal", "final"] = arg(
+        "per-time", "the calibrated stencil of each level, the most frequent one at every level, or the per-level "
+                    "assignment whose final images agree best with the network's on the calibration seeds "
+                    "(probes/final_calibration.py)")
+    switch_stride: int = arg(2, "final rule: switch levels searched, every this many levels from the per-level "
+                                "calibration's first non-LS level")
+    conditional: bool = arg(False, "class-conditional comparison: sample j at label j mod 10 (the class count), the "
+                                   "patch model's pool of that class against the network at that label")
     n_cal_traj: int = arg(8, "network trajectories whose states calibrate the stencil")
     n_cal_train: int = arg(128, "pool images of the calibration's patch models")
     boundary: Literal["periodic", "zero"] = arg("zero", "patch boundary (zero: as a zero-padded UNet)")
@@ -80,10 +89,12 @@ class AgreementConfig(JsonConfig):
     threads: Optional[int] = arg(None, "CPU threads for torch (default: torch's choice)")
 
     def validate(self) -> "AgreementConfig":
-        for name in ("seeds", "steps", "batch", "n_cal_traj", "n_cal_train", "n_boot"):
+        for name in ("seeds", "steps", "batch", "n_cal_traj", "n_cal_train", "n_boot", "switch_stride"):
             check_int(name, getattr(self, name), 1)
         check_seed("seed", self.seed)
-        check_choice("stencil_rule", self.stencil_rule, ("per-time", "modal"))
+        check_choice("stencil_rule", self.stencil_rule, ("per-time", "modal", "final"))
+        if not isinstance(self.conditional, bool):
+            raise TypeError(f"conditional: expected a bool, got {self.conditional!r}")
         check_choice("boundary", self.boundary, ("periodic", "zero"))
         check_choice("patch_pool", self.patch_pool, ("all", "valid"))
         check_candidates(self.stencils)
@@ -122,7 +133,8 @@ class AgreementResult(Result):
     shape: tuple[int, ...] = ()
     examples: tuple = ()  # the first EXAMPLES seeds: {"seed", "r", "x_patch", "x_net"} (flattened final images)
     anchor_r: float = ANCHOR_R
-    label: Optional[int] = None  # both models sample unconditionally
+    label: Optional[int] = None  # both models sample unconditionally (config.conditional: seed j at label j mod 10)
+    final_selection: Optional[dict] = None  # stencil_rule 'final': median r of every assignment on the calibration seeds
 
 
 def _floats(values) -> np.ndarray:
@@ -130,24 +142,59 @@ def _floats(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def _calibrate(net, pool, sigmas, cfg: AgreementConfig) -> dict:
-    """The calibration record: the stencil per level, from the network's DDIM states at every level."""
+def _labels(seeds, pool_labels, cfg: AgreementConfig):
+    """The labels of ``seeds`` (``j mod n_classes``) for a conditional comparison, else None (unconditional)."""
+    if not cfg.conditional:
+        return None
+    return torch.tensor([j % (int(pool_labels.max()) + 1) for j in seeds], device=cfg.device)
+
+
+def _patch_kwargs(cfg: AgreementConfig, pool_labels) -> dict:
+    return {"boundary": cfg.boundary, "pool": cfg.patch_pool, "tol": cfg.tol, "device": cfg.device,
+            "labels": pool_labels if cfg.conditional else None}
+
+
+def _calibrate(net, pool, pool_labels, sigmas, cfg: AgreementConfig, log: TrialLog) -> tuple[dict, dict]:
+    """The calibration record (the stencil per level, from the network's DDIM states at every level) and the
+    full-pool models the final rule built (reused for sampling; empty for the other rules). The final rule logs
+    the per-level table first (a ``calibration-table`` record), so an interrupted selection resumes after it."""
     t0 = time.perf_counter()
     rec = Recorder()
+    seeds = list(range(cfg.n_cal_traj))
+    lab = _labels(seeds, pool_labels, cfg)
     x = initial_noise((cfg.n_cal_traj, *net.sample_shape), sigmas,
                       seed_generators(derive(cfg.seed, "calibration"), cfg.n_cal_traj), device=cfg.device)
     with torch.no_grad():
-        sample_ddim(net, x, sigmas, callback=rec)
-    states = list(zip(rec.sigma, rec.x))
-    cal_pool = pool[_pool_order(pool, cfg.seed)[:cfg.n_cal_train]]
-    cal = calibrate_patch_size(net, cal_pool, stencils=cfg.stencils, states=states, boundary=cfg.boundary,
-                               pool=cfg.patch_pool)
-    stencils = cal.best_stencil if cfg.stencil_rule == "per-time" else [cal.modal_stencil()] * len(cal.sigma)
-    return {"type": "stencil-calibration", "sigma": cal.sigma.tolist(), "stencils": stencils,
-            "calibration": cal.to_dict(), "seconds": time.perf_counter() - t0}
+        final_net = sample_ddim(net, x, sigmas, label=lab, callback=rec)
+    table = log.find("calibration-table")
+    if table is None:
+        order = _pool_order(pool, cfg.seed)[:cfg.n_cal_train]
+        cal = calibrate_patch_size(net, pool[order], stencils=cfg.stencils, states=list(zip(rec.sigma, rec.x)),
+                                   boundary=cfg.boundary, pool=cfg.patch_pool, label=lab,
+                                   labels=pool_labels[order] if cfg.conditional else None)
+        table = {"type": "calibration-table", "sigma": cal.sigma.tolist(), "calibration": cal.to_dict(),
+                 "seconds": time.perf_counter() - t0}
+        if cfg.stencil_rule == "final":
+            log.append(table)
+    t1 = time.perf_counter()
+    cal = Calibration.from_dict(table["calibration"])
+    record = {"type": "stencil-calibration", "sigma": table["sigma"], "calibration": table["calibration"]}
+    models: dict = {}
+    if cfg.stencil_rule == "final":
+        assignments = switch_assignments(cal, cfg.switch_stride)
+        kw = _patch_kwargs(cfg, pool_labels)
+        for st in sorted({c for a in assignments.values() for c in a}, key=lambda c: candidate_family(c) == "boundary"):
+            models[st] = candidate_model(pool, st, parts=models, **kw)
+        sel = select_by_final_agreement(models, assignments, x, sigmas, final_net, label=lab)
+        record["final"] = {**sel, "assignments": assignments, "seconds": time.perf_counter() - t1}
+        stencils = sel["stencils"]
+    else:
+        stencils = cal.best_stencil if cfg.stencil_rule == "per-time" else [cal.modal_stencil()] * len(cal.sigma)
+    record.update(stencils=stencils, seconds=table["seconds"] + time.perf_counter() - t1)
+    return record, models
 
 
-def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar) -> list[dict]:
+def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar, pool_labels) -> list[dict]:
     """One record per seed of ``seeds`` (sampled together); ``bar`` counts patch evaluations of one sample
     (``2 T`` per seed); ``bound``: the largest certified bound of the batch's patch evaluations."""
     t0 = time.perf_counter()
@@ -161,7 +208,7 @@ def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar) 
         bar.update(len(seeds))
         return out
 
-    run = paired_ddim(patch_d, net, x, sigmas)
+    run = paired_ddim(patch_d, net, x, sigmas, label=_labels(seeds, pool_labels, cfg))
     seconds = (time.perf_counter() - t0) / len(seeds)
     return [{"type": "seed", "seed": j, "r": float(run.r[b]), "level_r": run.level_r[:, b].tolist(),
              "seconds": seconds, "bound": max(bounds),
@@ -177,7 +224,9 @@ def run_agreement(cfg: AgreementConfig, ctx: ContextLike) -> AgreementResult:
     cfg.validate()
     ctx = as_context(ctx)
     out = ctx.folder()
-    net, pool, _, schedule = load_trained(cfg.net, cfg.pool)
+    net, pool, _, schedule, pool_labels = load_trained(cfg.net, cfg.pool, with_labels=True)
+    if cfg.conditional and pool_labels is None:
+        raise ValueError(f"conditional: the pool {cfg.pool!r} has no class labels")
     net = net.to(device=cfg.device)
     sigmas = sigma_grid(get_schedule(schedule), cfg.steps, "logsnr")
     log = TrialLog(out / LOG, cfg.identity(), required=RECORDS)
@@ -185,15 +234,17 @@ def run_agreement(cfg: AgreementConfig, ctx: ContextLike) -> AgreementResult:
     missing = [j for j in range(cfg.seeds) if j not in done]
     n_evals = len(missing) * 2 * cfg.steps  # patch evaluations of one sample
     with torch_threads(cfg.threads), ctx.bar(n_evals, "agreement (patch evaluations)") as bar:
+        models: dict = {}
         if log.find("stencil-calibration") is None:
             bar.set_postfix_str("calibrating the stencil")
-            log.append(_calibrate(net, pool, sigmas, cfg))
+            record, models = _calibrate(net, pool, pool_labels, sigmas, cfg, log)
+            log.append(record)
         cal = log.find("stencil-calibration")
-        patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], boundary=cfg.boundary,
-                                     pool=cfg.patch_pool, tol=cfg.tol, device=cfg.device)
+        patch = CalibratedPatchScore(pool, cal["sigma"], cal["stencils"], models=models,
+                                     **_patch_kwargs(cfg, pool_labels))
         bar.set_postfix_str("sampling")
         for i in range(0, len(missing), cfg.batch):
-            for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar):
+            for rec in _run_batch(patch, net, missing[i:i + cfg.batch], sigmas, cfg, bar, pool_labels):
                 log.append(rec)
     result = _summarise(cfg, log, cal, sigmas, schedule, net, patch, n_pool=int(pool.shape[0]))
     ctx.save(result)
@@ -215,4 +266,5 @@ def _summarise(cfg, log: TrialLog, cal: dict, sigmas, schedule: str, net, patch,
         summary=median_summary(_floats([r["r"] for r in recs]), n_boot=cfg.n_boot, seed=cfg.seed),
         seconds_per_seed=float(np.mean([r["seconds"] for r in recs])), max_bound=max(r["bound"] for r in recs),
         calibration_seconds=cal["seconds"], shape=tuple(net.sample_shape),
+        final_selection={k: cal["final"][k] for k in ("chosen", "median_r", "assignments")} if "final" in cal else None,
         examples=tuple({k: r[k] for k in ("seed", "r", "x_patch", "x_net")} for r in recs[:EXAMPLES]))

@@ -72,12 +72,13 @@ class NetCriticalityConfig(JsonConfig):
 
 
 def demo_config(quick: bool, model_dir: str) -> NetCriticalityConfig:
-    """The demo's settings for a 28x28 network (the reference network, ``pretrained:mnist28``): 12 trajectories of
-    20 steps, three ELS stencils calibrated on 32 images at 4 times, the theory on 120 images (the patch models cost
-    ~3x more per image at 28x28 than at 16x16); quick: a small ensemble and a coarse theory scan."""
+    """The demo's settings for a 28x28 network (the reference network, ``pretrained:mnist28``), sized so the whole
+    demo fits in 5 minutes on a 2-core machine (:mod:`critdiff.experiments.demo.sections`): 10 trajectories of 16
+    Heun steps, 4 kicks, three ELS stencils calibrated on 32 images at 3 times, the theory on 60 images at 41 times
+    (the patch models cost ~3x more per image at 28x28 than at 16x16); quick: a small ensemble and a coarse scan."""
     if not quick:
-        return NetCriticalityConfig(model_dir=str(model_dir), batch=12, steps=20, kicks=5, n_cal_times=4, n_cal_train=32,
-                                    n_theory=120, stencils=("square:3", "square:5", "square:7"), n_t_theory=81)
+        return NetCriticalityConfig(model_dir=str(model_dir), batch=10, steps=16, kicks=4, n_cal_times=3, n_cal_train=32,
+                                    n_theory=60, stencils=("square:3", "square:5", "square:7"), n_t_theory=41)
     return NetCriticalityConfig(model_dir=str(model_dir), batch=6, steps=10, probe_every=1, n_probes=2, kicks=4,
                                 n_cal_times=4, n_cal_train=64, n_theory=64, n_boot=50,
                                 stencils=("square:3", "square:5", "square:7"), n_t_theory=61)
@@ -119,9 +120,10 @@ class NetCriticalityResult(Result):
     xi_growth: Optional[dict] = None  # NS.xi_growth: first/last value and steepest growth of xi_zero and xi_oz
 
 
-def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
+def load_trained(model_dir: str, data: Optional[str] = None, device="cpu", with_labels: bool = False):
     """A trained network (a folder of ``critdiff train`` or ``pretrained:NAME``, loaded on ``device``), its training images ``[N, C, H, W]`` (``data``,
-    default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule."""
+    default the checkpoint's own spec, loaded with data seed 0), the data spec and the network's training schedule;
+    ``with_labels``: and the images' labels ``[N]`` (or None) as a fifth item."""
     from .. import pretrained
     from ..nets import checkpoint as ckpt
     from .config import RunConfig
@@ -134,7 +136,8 @@ def load_trained(model_dir: str, data: Optional[str] = None, device="cpu"):
             raise ValueError(f"data: {model_dir!r} records no training data; give a data spec")
         data = stored["data"]
     loaded = load_model(RunConfig(model=f"net:{model_dir}", data=data, device=str(device)), need_data=True, data_seed=0)
-    return loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine")
+    out = (loaded.model, loaded.images, data, stored.get("schedule", "vp-cosine"))
+    return (*out, loaded.labels) if with_labels else out
 
 
 def run_net_criticality(cfg: NetCriticalityConfig, ctx: ContextLike = None, device="cpu") -> NetCriticalityResult:

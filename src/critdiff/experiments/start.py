@@ -2,7 +2,8 @@
 section 5b; docs/samplers.md "Late start" and "Critical grid").
 
 - :func:`run_moments`: the data moments the late start draws from: fitted to the training images when the run has
-  them (analytic models, ``--data``), else estimated from ``MOMENTS_N`` of the model's own samples, drawn once and
+  them (analytic models, ``--data``; a run with ``--label`` on labelled data: that class's mean with the pooled
+  within-class covariance, :func:`critdiff.late_start.fit_class_moments`, or the class's own stationary fit), else estimated from ``MOMENTS_N`` of the model's own samples, drawn once and
   cached beside the model (``DIR/critdiff-moments-<key>.safetensors``; ``net:`` and ``diffusers:`` models).
   Covariance (:func:`moments_covariance`): ``stationary`` for the translation-equivariant analytic patch model
   (periodic, equivariant pool; its samples are stationary) and whenever a full ``D x D`` fit is out of reach
@@ -26,7 +27,8 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..config import JsonConfig
 from ..io import atomic_write_bytes, config_hash
-from ..late_start import FULL_MAX_DIM, LATE_START_AUTO, Moments, fit_moments, parse_late_start, start_state
+from ..late_start import (FULL_MAX_DIM, LATE_START_AUTO, Moments, fit_class_moments, fit_moments, parse_late_start,
+                          start_state)
 from ..seeding import derive
 
 MOMENTS_N = 256  # model samples drawn once for the moments of a model without data (cached)
@@ -92,6 +94,14 @@ def run_moments(cfg, loaded) -> tuple[Moments, str]:
     shape = tuple(loaded.shape)
     dim = math.prod(shape)
     if loaded.images is not None and tuple(loaded.images.shape[1:]) == shape:
+        label = getattr(cfg, "label", None)
+        if label is not None and loaded.labels is not None:  # a conditional run: the Gaussian of p(x | label)
+            cov = moments_covariance(cfg, int(loaded.images.shape[0]), dim)
+            if cov == "full":
+                return (fit_class_moments(loaded.images, loaded.labels)[int(label)],
+                        f"training data ({cfg.data}), class {label}: class mean, pooled within-class covariance")
+            own = loaded.images[loaded.labels == int(label)]
+            return fit_moments(own, "stationary"), f"training data ({cfg.data}), the {own.shape[0]} images of class {label}"
         cov = moments_covariance(cfg, int(loaded.images.shape[0]), dim)
         return fit_moments(loaded.images, cov), f"training data ({cfg.data})"
     cov = moments_covariance(cfg, MOMENTS_N, dim)

@@ -5,7 +5,8 @@ denoiser ``D_net(x_t, sigma)`` with the patch model's ``D_S(x_t, sigma)`` (DESIG
 candidates ``S`` (default ``square:3, 5, 7, 9``), per recorded time. A candidate is a stencil spec, the
 equivariant patch model (ELS) of that stencil, or ``ls:`` + a stencil spec, the local but position-specific
 model (LS, ``equivariant=False``: the pool at pixel ``i`` holds only the training patches at ``i``; always
-``pool='all'``). A large LS stencil sees the whole frame from every pixel, so LS ``square:K`` with ``K >= 2 max(H, W) - 1``
+``pool='all'``), or ``b:`` + a stencil spec, the boundary-aware model (ELS with the ``'valid'`` pool in the
+interior, LS within the stencil's reach of the frame; :mod:`critdiff.scores.boundary`). A large LS stencil sees the whole frame from every pixel, so LS ``square:K`` with ``K >= 2 max(H, W) - 1``
 and the zero boundary is the global empirical model:
 
 - cosine similarity ``cos_b = <D_net, D_S>_b / (|D_net|_b |D_S|_b)`` (per sample, flattened over ``C, H, W``),
@@ -34,44 +35,73 @@ from ..errors import check_choice, check_images, check_int
 from ..samplers import initial_noise, sample_heun, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
+from ..scores.boundary import BoundaryPatchScore
 from ..scores.patch import PatchScore
 from ..stencil import parse_stencil
 
 DEFAULT_STENCILS = ("square:3", "square:5", "square:7", "square:9")
 LS_PREFIX = "ls:"  # candidate prefix of the local, non-equivariant (LS) patch model
+BOUNDARY_PREFIX = "b:"  # candidate prefix of the boundary-aware model (ELS inside, LS near the frame)
+FAMILIES = ("els", "ls", "boundary")
+_PREFIX = {"ls": LS_PREFIX, "boundary": BOUNDARY_PREFIX, "els": ""}
+
+
+def split_candidate(candidate: str) -> tuple[str, str]:
+    """A calibration candidate -> ``(family, stencil spec)``: ``'square:7'`` is the ELS model of ``square:7``
+    (family ``'els'``), ``'ls:square:7'`` the LS model (``'ls'``), ``'b:square:7'`` the boundary-aware model
+    (``'boundary'``: ELS in the interior, LS within the stencil's reach of the frame; docs/theory.md section 14)."""
+    if not isinstance(candidate, str):
+        raise TypeError(f"stencils: expected candidate strings such as 'square:7', 'ls:square:15' or 'b:square:7', "
+                        f"got {candidate!r}")
+    for family in ("ls", "boundary"):
+        if candidate.startswith(_PREFIX[family]):
+            return family, parse_stencil(candidate[len(_PREFIX[family]):]).spec
+    return "els", parse_stencil(candidate).spec
 
 
 def parse_candidate(candidate: str) -> tuple[bool, str]:
-    """A calibration candidate -> ``(equivariant, stencil spec)``: ``'square:7'`` is the ELS model of
-    ``square:7``, ``'ls:square:7'`` the LS model (module docstring)."""
-    if not isinstance(candidate, str):
-        raise TypeError(f"stencils: expected candidate strings such as 'square:7' or 'ls:square:15', got {candidate!r}")
-    local = candidate.startswith(LS_PREFIX)
-    return not local, parse_stencil(candidate[len(LS_PREFIX):] if local else candidate).spec
+    """A calibration candidate -> ``(equivariant, stencil spec)`` (:func:`split_candidate`; only the ELS
+    family is equivariant everywhere)."""
+    family, spec = split_candidate(candidate)
+    return family == "els", spec
+
+
+def candidate_family(candidate: str) -> str:
+    """``'els'``, ``'ls'`` or ``'boundary'`` (:func:`split_candidate`)."""
+    return split_candidate(candidate)[0]
 
 
 def canonical_candidate(candidate: str) -> str:
-    """The candidate's canonical spelling (``'ls:square:7'``, ``'square:7'``)."""
-    equivariant, spec = parse_candidate(candidate)
-    return spec if equivariant else LS_PREFIX + spec
+    """The candidate's canonical spelling (``'ls:square:7'``, ``'b:square:7'``, ``'square:7'``)."""
+    family, spec = split_candidate(candidate)
+    return _PREFIX[family] + spec
 
 
 def check_candidates(stencils, els_only: bool = False) -> tuple[str, ...]:
     """Validate a list of candidates (argument ``stencils``): at least one, each parseable; ``els_only``
-    refuses LS candidates (for callers whose patch theory is of the equivariant model)."""
+    refuses LS and boundary-aware candidates (for callers whose patch theory is of the equivariant model)."""
     if isinstance(stencils, str) or not stencils:
         raise ValueError(f"stencils: expected at least one candidate such as 'square:7' or 'ls:square:15', got {stencils!r}")
     out = tuple(canonical_candidate(s) for s in stencils)
-    if els_only and any(s.startswith(LS_PREFIX) for s in out):
+    if els_only and any(candidate_family(s) != "els" for s in out):
         raise ValueError(f"stencils: expected equivariant (ELS) stencils only here (the patch theory is of the "
-                         f"ELS model), got {', '.join(s for s in out if s.startswith(LS_PREFIX))}")
+                         f"ELS model), got {', '.join(s for s in out if candidate_family(s) != 'els')}")
     return out
 
 
-def candidate_model(images: torch.Tensor, candidate: str, pool: str = "all", **patch_kwargs) -> PatchScore:
-    """The :class:`PatchScore` of a candidate; ``pool`` applies to ELS candidates (LS pools hold every image)."""
-    equivariant, spec = parse_candidate(candidate)
-    return PatchScore(images, spec, equivariant=equivariant, pool=pool if equivariant else "all", **patch_kwargs)
+def candidate_model(images: torch.Tensor, candidate: str, pool: str = "all", parts: Optional[dict] = None,
+                    **patch_kwargs):
+    """The denoiser of a candidate: a :class:`PatchScore` (``pool`` applies to ELS candidates; LS pools hold
+    every image) or a :class:`~critdiff.scores.boundary.BoundaryPatchScore` (its interior pool is ``'valid'``).
+    ``parts``: already built models by canonical candidate; a boundary-aware candidate reuses the ELS
+    (``pool='valid'``) and LS models of its stencil found there."""
+    family, spec = split_candidate(candidate)
+    if family == "boundary":
+        parts = parts or {}
+        return BoundaryPatchScore(images, spec, els=parts.get(spec) if pool == "valid" else None,
+                                  ls=parts.get(LS_PREFIX + spec), **patch_kwargs)
+    return PatchScore(images, spec, equivariant=family == "els", pool=pool if family == "els" else "all",
+                      **patch_kwargs)
 
 
 @dataclass(frozen=True)
@@ -119,6 +149,16 @@ class Calibration:
         """The stencil calibrated at the most recorded times (ties: the smaller stencil)."""
         counts = np.bincount(self.best, minlength=len(self.stencils))
         return self.stencils[int(np.argmax(counts))]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        """The inverse of :meth:`to_dict`."""
+        a = lambda k: np.asarray(d[k], dtype=np.float64)  # noqa: E731
+        stencils = tuple(d["stencils"])
+        return cls(stencils=stencils, sizes=np.asarray(d["sizes"]), sigma=a("sigma"), logsnr=a("logsnr"),
+                   cosine=a("cosine"), cosine_se=a("cosine_se"), rel_l2=a("rel_l2"), rel_l2_se=a("rel_l2_se"),
+                   best=np.array([stencils.index(s) for s in d["best_stencil"]]), n_states=int(d["n_states"]),
+                   n_train=int(d["n_train"]), boundary=d["boundary"])
 
     def to_dict(self) -> dict:
         f = lambda a: [[float(v) for v in row] for row in a]  # noqa: E731
@@ -188,8 +228,12 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
     states = sorted(((float(s), x.to(dtype)) for s, x in states), key=lambda p: -p[0])
     if not states:
         raise ValueError("states: expected at least one (sigma, x) pair")
-    models = [candidate_model(images.to(dtype), st, boundary=boundary, pool=pool,
-                              labels=labels if label is not None else None) for st in stencils]
+    built: dict = {}  # plain models first, so a boundary-aware candidate shares its stencil's ELS and LS models
+    for st in sorted(stencils, key=lambda c: candidate_family(c) == "boundary"):
+        built[st] = candidate_model(images.to(dtype), st, parts=built, boundary=boundary, pool=pool,
+                                    labels=labels if label is not None else None)
+    models = [built[st] for st in stencils]
+    order = sorted(range(len(stencils)), key=lambda j: candidate_family(stencils[j]) == "boundary")
     T, S = len(states), len(stencils)
     cos, cos_se, rel, rel_se = (np.zeros((T, S)) for _ in range(4))
     with torch.no_grad():
@@ -197,8 +241,19 @@ def calibrate_patch_size(denoiser: Denoiser, images: torch.Tensor, *, stencils: 
             check_images("states", x)
             dn = denoiser(x, sig, label).to(torch.float64).flatten(1)
             nn_ = dn.norm(dim=1).clamp_min(1e-300)
-            for j, m in enumerate(models):
-                dp = m(x, sig, label).to(torch.float64).flatten(1)
+            outs: dict = {}  # id(model) -> its output at this state
+            for j in order:
+                m = models[j]
+                if isinstance(m, BoundaryPatchScore):
+                    # eq. (14.2) from the outputs of its parts (those of candidates are already computed here)
+                    for part in (m.els, m.ls):
+                        if id(part) not in outs:
+                            outs[id(part)] = part(x, sig, label)
+                    out = torch.where(m.interior.to(x.device), outs[id(m.els)], outs[id(m.ls)].to(outs[id(m.els)].dtype))
+                else:
+                    out = m(x, sig, label)
+                outs[id(m)] = out
+                dp = out.to(torch.float64).flatten(1)
                 c = ((dn * dp).sum(1) / (nn_ * dp.norm(dim=1).clamp_min(1e-300))).cpu().numpy()
                 r = ((dn - dp).norm(dim=1) / nn_).cpu().numpy()
                 cos[i, j], cos_se[i, j] = _stats(c)
@@ -217,17 +272,26 @@ class CalibratedPatchScore:
     ``sigma [T]`` and ``stencils [T]``: the calibrated levels and their candidates (e.g. ``Calibration.sigma``
     and ``Calibration.best_stencil``, or one candidate repeated; ``ls:`` candidates are LS models, module
     docstring); ``patch_kwargs`` go to every ``PatchScore`` (one per distinct candidate, sharing ``images``;
-    ``pool`` applies to the ELS ones). ``last_bound``: the largest certified bound of the last call's models.
+    ``pool`` applies to the ELS ones; ``models``: candidate -> model already built with the same ``images`` and
+    ``patch_kwargs``, reused). ``last_bound``: the largest certified bound of the last call's models.
     """
 
-    def __init__(self, images: torch.Tensor, sigma: Sequence[float], stencils: Sequence[str], **patch_kwargs):
+    def __init__(self, images: torch.Tensor, sigma: Sequence[float], stencils: Sequence[str],
+                 models: Optional[dict] = None, **patch_kwargs):
         sigma = np.asarray(sigma, dtype=np.float64)
         if sigma.ndim != 1 or sigma.size == 0 or len(stencils) != sigma.size or not np.all(sigma > 0):
             raise ValueError(f"sigma, stencils: expected T > 0 positive levels and T stencils, got {sigma.size} "
                              f"and {len(stencils)}")
         self.logsnr = -2.0 * np.log(sigma)
         self.stencils = tuple(canonical_candidate(s) for s in stencils)
-        self.models = {st: candidate_model(images, st, **patch_kwargs) for st in dict.fromkeys(self.stencils)}
+        self.models: dict = {}
+        for st, m in (models or {}).items():  # models already built (with the same images and kwargs) are reused
+            if canonical_candidate(st) in self.stencils:
+                self.models[canonical_candidate(st)] = m
+        # plain ELS/LS models first, so that a boundary-aware candidate of the same stencil shares their pools
+        for st in sorted(dict.fromkeys(self.stencils), key=lambda c: candidate_family(c) == "boundary"):
+            if st not in self.models:
+                self.models[st] = candidate_model(images, st, parts=self.models, **patch_kwargs)
         self.last_bound = 0.0
 
     @property

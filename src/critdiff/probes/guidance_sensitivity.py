@@ -22,7 +22,9 @@ Two routes, one checked against the other (``tests/test_probes_guidance_sensitiv
   the library's guided denoiser (:class:`critdiff.guidance.Guided`, another code path): ``2 N`` runs.
 
 The outcome is any differentiable ``F(x_end [B, C, H, W], label [B]) -> [B]``; :func:`classifier_logp` gives the
-evaluation classifier's ``log p(label | x_end)`` (the sweep's metric). Summaries (:func:`summarise`): the peak of the
+evaluation classifier's ``log p(label | x_end)`` (the sweep's metric); without a classifier, :func:`implicit_logp`
+gives the model's own implicit classifier ``log p_s(c | x)`` of noised inputs (eq. 2.7), whose gradient needs only
+the conditional and null denoisers. Summaries (:func:`summarise`): the peak of the
 mean profile over node logsnr (vertex of the parabola through the largest node and its neighbours,
 :func:`~critdiff.probes.bootstrap.curve_peak`), the half-maximum window around it (:func:`half_max_window`), and
 percentile bootstrap intervals over samples.
@@ -44,7 +46,8 @@ from ..guidance import Guided
 from ..io import to_jsonable
 from .bootstrap import curve_peak, percentile_ci, replicates
 
-__all__ = ["NodeWeights", "sensitivity_profile", "pulse_response", "classifier_logp", "half_max_window",
+__all__ = ["NodeWeights", "sensitivity_profile", "pulse_response", "classifier_logp", "implicit_logp", "implicit_draws",
+           "half_max_window",
            "box_response", "box_peak", "SensitivityProfile", "summarise"]
 
 Outcome = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -56,6 +59,55 @@ def classifier_logp(classifier) -> Outcome:
         lg = torch.log_softmax(classifier.logits(x).to(torch.float64), -1)
         return lg.gather(1, label.to(lg.device, torch.long)[:, None])[:, 0]
 
+    return outcome
+
+
+def implicit_draws(shape: tuple, draws: int, seed: int) -> torch.Tensor:
+    """The noise images ``n_m`` of :func:`implicit_logp`: ``[draws, *shape]`` standard normal, float64, CPU."""
+    return torch.randn((int(draws), *shape), generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+
+
+def implicit_logp(denoiser, sigma_eval: float, draws: int = 4, seed: int = 0) -> Outcome:
+    """The model's own implicit classifier as the outcome (eq. 2.7 of docs/guidance.md):
+
+        F(x, c) = mean_m log p_{s_e}(c | x + s_e n_m),
+        grad_x F = mean_m (D(x + s_e n_m, s_e, c) - D(x + s_e n_m, s_e, None)) / s_e^2        (eq. 2.7)
+
+    by Bayes, ``log p_s(c | y) = log p_s(y | c) - log p_s(y) + log p(c)``, and the scores are ``(D - y) / s^2``
+    (DESIGN.md section 1), so the gradient of the model's classifier of a state at noise level ``s_e`` is the
+    guidance direction itself. ``n_m`` (``draws`` standard normal images, the same for every sample, from ``seed``)
+    smooth the clean end state over the noise level at which the classifier is read. A denoiser gives scores, not
+    densities, so the VALUE of ``log p_s(c | y)`` is not available: the returned outcome is the first-order part
+    ``grad_x F(x_end) . (x - x_end)`` (value 0 at ``x_end``, gradient exact; the gradient is evaluated without
+    autograd, so no second derivative of the network is taken). That is all eq. 2.6 needs (``r = dF / d eps`` at
+    ``eps = 0``); :func:`pulse_response` (differences of values) cannot use it. Cost: ``2 draws`` evaluations per
+    sample, one call at batch ``2 draws B`` with ``[NULL_LABEL; label]``.
+    """
+    from ..denoisers import NULL_LABEL
+
+    if not (math.isfinite(float(sigma_eval)) and float(sigma_eval) > 0):
+        raise ValueError(f"sigma_eval: expected a finite noise level > 0, got {sigma_eval}")
+    check_int("draws", draws, 1)
+    s_e = float(sigma_eval)
+    noise: dict = {}
+
+    def outcome(x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        B, M = x.shape[0], int(draws)
+        if "n" not in noise:  # one set of draws for every call, independent of the batch it meets
+            noise["n"] = implicit_draws(tuple(x.shape[1:]), M, seed)
+        n = noise["n"].to(x.device, x.dtype)
+        lab = label.to(x.device, torch.long)
+        with torch.no_grad():
+            y = (x.detach()[None] + s_e * n[:, None]).reshape(M * B, *x.shape[1:])  # [M B, C, H, W], draw-major
+            both = torch.cat([y, y])
+            labs = torch.cat([torch.full((M * B,), NULL_LABEL, dtype=torch.long, device=x.device), lab.repeat(M)])
+            d = denoiser(both, torch.full((2 * M * B,), s_e, dtype=x.dtype, device=x.device), labs)
+            d_u, d_c = d[: M * B], d[M * B:]
+            g = ((d_c - d_u).to(torch.float64) / s_e**2).reshape(M, B, *x.shape[1:]).mean(0)  # grad_x F [B, C, H, W]
+        outcome.nfe += 2 * M * B
+        return (g * (x.to(torch.float64) - x.detach().to(torch.float64))).flatten(1).sum(1)
+
+    outcome.nfe = 0
     return outcome
 
 
@@ -133,8 +185,10 @@ def sensitivity_profile(denoiser, x: torch.Tensor, sigmas, label, outcome: Outco
 def _pulse_weight(node_sigma: float, baseline: float, height: float):
     """``w(sigma) = baseline + height`` at the node ``node_sigma`` (relative 1e-5), ``baseline`` elsewhere."""
     def weight(sig: torch.Tensor) -> torch.Tensor:
-        at = (sig.to(torch.float64) / node_sigma - 1).abs() <= 1e-5
-        return torch.where(at, baseline + height, baseline).to(sig.dtype)
+        s64 = sig.to(torch.float64)
+        at = (s64 / node_sigma - 1).abs() <= 1e-5
+        # float64 operands: torch.where of two Python floats is float32, which rounds 1 + height (baseline 1)
+        return torch.where(at, torch.full_like(s64, baseline + height), torch.full_like(s64, baseline))
 
     return weight
 

@@ -71,6 +71,19 @@ def findings(r) -> list[str]:
             f"Kamb & Ganguli report {r.anchor_r} on MNIST."]
 
 
+def _final_selection(r) -> str:
+    """The final-sample rule's table (stencil_rule 'final'): median r of every assignment on the calibration seeds."""
+    fs = r.final_selection
+    if not fs:
+        return ""
+    rows = [{"assignment": name + (" (chosen)" if name == fs["chosen"] else ""), "median r (calibration seeds)": m,
+             "stencils (high noise first)": ", ".join(fs["assignments"][name])} for name, m in fs["median_r"].items()]
+    return ("<p>Final-sample calibration: each per-level assignment's median r of its final images against the "
+            f"network's on the {r.config.n_cal_traj} calibration seeds ('f@k': the LS winner before level k, "
+            "family f's winner from level k on); the largest wins and is then measured on the seeds above, which "
+            f"it did not see.</p>{table(rows)}")
+
+
 def render_agreement(result, folder: "str | Path" = ".", key: str = "agreement",
                      title: str = "Agreement of the patch model with the trained network") -> Section:
     """The agreement section; its figures are redrawn into ``folder``."""
@@ -83,10 +96,14 @@ def render_agreement(result, folder: "str | Path" = ".", key: str = "agreement",
     levels = [{"logsnr": lam, "sigma": sg, "stencil": st, "median r": m, "q25": a, "q75": b}
               for lam, sg, st, m, a, b in zip(r.level_logsnr, r.level_sigma, r.level_stencil, r.level_r_median,
                                               r.level_r_q25, r.level_r_q75)]
+    cond = getattr(cfg, "conditional", False)
+    who = ("at label j mod 10 for seed j, against the class-conditional patch model (the pool of that class)" if cond
+           else "unconditionally (label None; the patch model is unconditional)")
     html = (f"<p>Deterministic DDIM (eta = 0), {cfg.steps} steps uniform in logsnr of the network's training "
             f"schedule ({e(r.schedule)}), from identical initial noise per seed. Network: {e(cfg.net)}, sampled "
-            f"unconditionally (label None; the patch model is unconditional). Patch model: per level the "
-            f"calibrated candidate, an equivariant (ELS) stencil or a position-specific (LS, 'ls:') one, "
+            f"{who}. Patch model: per level the "
+            f"calibrated candidate, an equivariant (ELS) stencil, a position-specific (LS, 'ls:') one or a "
+            f"boundary-aware one ('b:', ELS inside and LS within the stencil's reach of the frame), "
             f"{e(cfg.boundary)} boundary, ELS patch pool '{e(cfg.patch_pool)}' of {e(cfg.pool)} ({r.n_pool} images), "
             f"certified tol "
             f"{num(r.patch.get('tol'))}; stencil calibrated per level ({e(cfg.stencil_rule)}) on states of "
@@ -96,6 +113,6 @@ def render_agreement(result, folder: "str | Path" = ".", key: str = "agreement",
             f'<p><img src="{FIGURES[0]}"> <img src="{FIGURES[1]}"></p><p><img src="{FIGURES[2]}"></p>{table(levels)}'
             f"<p>The calibration: every candidate's relative L2 distance to the network's denoiser at each level "
             f"(mean over {r.calibration['n_states']} states), and the winner's size.</p>"
-            f'<p><img src="{FIGURES[3]}"></p>')
+            f'<p><img src="{FIGURES[3]}"></p>{_final_selection(r)}')
     return Section(key, title, html, question="How closely does the calibrated patch model reproduce the trained "
                    "network's samples from the same noise (Kamb & Ganguli's agreement)?", findings=findings(r))

@@ -34,6 +34,11 @@ class Finding:
     key: str
 
 
+def _probe_signal(combined: dict) -> str:
+    """The signal the probes' critical time comes from: linear response of the symmetric branch, or the ensemble."""
+    return "linear response" if "linear response" in combined.get("source", "") else "sampler ensemble"
+
+
 def _probe_theory(r, key: str) -> Optional[Finding]:
     from ..probes.theory_compare import comparison_rows
 
@@ -45,7 +50,7 @@ def _probe_theory(r, key: str) -> Optional[Finding]:
     agree = [row["agrees"] for row in comparison_rows(r.to_dict()) if row["signal"] == "combined"][0]
     verdict = "holds" if agree is True else "partly" if abs(d) <= 1.0 else "does not hold"
     return Finding(f"The patch model's linear theory predicts the probed critical time on stripes: theory logsnr "
-                   f"{num(th['logsnr_c'])}, probes {num(c['logsnr_c'])} {interval(*c['logsnr_ci'])} "
+                   f"{num(th['logsnr_c'])}, probes ({_probe_signal(c)}) {num(c['logsnr_c'])} {interval(*c['logsnr_ci'])} "
                    f"(difference {num(d)})", verdict, key)
 
 

@@ -29,7 +29,7 @@ td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; margin: 0.4em 0; } .note { color: #555; font-size: 0.92em; }
 .question { font-style: italic; color: #333; }
 .summary { background: #f5f8fc; border: 1px solid #9ab; border-radius: 6px; padding: 0.6em 1.2em; }
-.summary li { margin: 0.3em 0; }
+.summary li { margin: 0.3em 0; } .summary h2 { margin-top: 0.4em; }
 code { background: #f4f4f4; padding: 0 3px; }
 """
 

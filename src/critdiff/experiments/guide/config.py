@@ -12,7 +12,8 @@ from ..config import RunConfig
 
 # critical-time estimators (:mod:`.estimators`); DEFAULT_TC_FROM is the one place the default lives
 TC_SOURCES = ("theory", "linear-response", "ensemble", "decision-entropy", "speciation", "commitment",
-              "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "linear-response+offset",
+              "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "sensitivity-implicit",
+              "linear-response+offset",
               "speciation+offset")
 # the smallest mean |estimate - sweep peak| over the models of benchmarks/guidance_estimators.py (docs/guidance.md
 # section 5); "auto" keeps the rule used before that benchmark: theory for the patch model, linear-response otherwise

@@ -19,6 +19,10 @@ section 1; DESIGN.md section 5, "Which critical time places the pulse").
                         sampler; needs the classifier), with its half-maximum window;
 - ``sensitivity-box``   the same profile's first-order prediction of the best centre of a box pulse of
                         ``cfg.width`` (the sweep's pulse), with the same window;
+- ``sensitivity-implicit`` the same profile with the model's own implicit classifier as the outcome
+                        (:func:`~critdiff.probes.guidance_sensitivity.implicit_logp`, read at logsnr
+                        ``SENS_IMPLICIT_LOGSNR`` over ``SENS_DRAWS`` noise draws): no classifier needed. ``sensitivity``
+                        without a classifier is this estimate;
 - ``linear-response+offset``, ``speciation+offset``: the estimate minus the median offset ``estimate - peak``
                         of the guidance benchmark's models (:mod:`.offsets`; fitted, never typed in).
 
@@ -58,6 +62,9 @@ ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
 # 32 samples x 2 evaluations x N steps (+ one backward pass per batch): <= 10% of a 9-centre sweep's NFE at n = 200
 SENS_N = 32
 SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's activations (patch model: ~0.8 GB each)
+# the implicit classifier's reading level (eq. 2.7): logsnr 2 (sigma/a = 0.37), after the class is decided on the
+# benchmark's nets (commitment 0.8 to 4.3, docs/guidance.md 5.4) and before the pixel noise; a choice, not fitted
+SENS_IMPLICIT_LOGSNR, SENS_DRAWS = 2.0, 4
 
 __all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
            "resolve_estimates", "resolve_tc"]
@@ -202,40 +209,60 @@ def _commitment_slope(cfg, images, model, classifier, cache=None) -> TimeEstimat
 
 def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
     """The guidance sensitivity profile (eq. 2.6 of docs/guidance.md) of ``n`` samples, ``min(cfg.batch,
-    SENS_BATCH)`` per backward pass:
-    a :class:`~critdiff.probes.guidance_sensitivity.SensitivityProfile` (forward ``nfe`` per sample and the
-    number of backward passes recorded in it)."""
+    SENS_BATCH)`` per backward pass, with the outcome ``log p(c | x_end)`` of ``classifier``, or with ``classifier
+    None`` of the model's own implicit classifier (eq. 2.7): a
+    :class:`~critdiff.probes.guidance_sensitivity.SensitivityProfile` (forward ``nfe`` per sample, the outcome's
+    evaluations included, and the number of backward passes recorded in it)."""
     import numpy as np
 
-    from ...probes.guidance_sensitivity import classifier_logp, sensitivity_profile, summarise
+    from ...denoisers import n_classes_of
+    from ...probes.guidance_sensitivity import classifier_logp, implicit_logp, sensitivity_profile, summarise
 
-    _need_classifier(classifier, "sensitivity")
-    sigmas, x = _noise(cfg, images, n, derive(cfg.seed, "sensitivity"))
-    with torch.no_grad():
-        K = int(classifier.logits(images[:1].to(cfg.torch_device)).shape[1])
+    sigmas, x = _noise(cfg, images, n, derive(cfg.seed, "sensitivity"), model)
+    if classifier is not None:
+        with torch.no_grad():
+            K = int(classifier.logits(x[:1]).shape[1])
+        outcome = classifier_logp(classifier)
+    else:
+        K = n_classes_of(model)
+        if K < 2:
+            raise ValueError("tc-from: the sensitivity profile without --classifier reads the model's implicit "
+                             "classifier, which needs a class-conditional model (with its class count)")
+        outcome = implicit_logp(model, math.exp(-0.5 * SENS_IMPLICIT_LOGSNR), SENS_DRAWS,
+                                derive(cfg.seed, "sensitivity", "implicit"))
     labels = (torch.arange(n) % K).long().to(cfg.torch_device)
     gens = SM.seed_generators(derive(cfg.seed, "sensitivity", "sampler"), n, device=cfg.torch_device)
     parts, nfe = [], []
     step = min(cfg.batch, SENS_BATCH)
     for k in range(0, n, step):
         sl = slice(k, min(n, k + step))
-        r, _, f = sensitivity_profile(model, x[sl], sigmas, labels[sl], classifier_logp(classifier),
+        r, _, f = sensitivity_profile(model, x[sl], sigmas, labels[sl], outcome,
                                       sampler=cfg.sampler, generator=gens[sl], baseline=cfg.baseline)
         parts.append(r)
         nfe.append(f)
+    extra = getattr(outcome, "nfe", 0) / n  # the implicit classifier's evaluations per sample
     return summarise(sigmas[:-1].numpy(), np.concatenate(parts, 1), baseline=cfg.baseline,
-                     nfe=float(np.concatenate(nfe).mean()), backward=len(parts), n_boot=200,
+                     nfe=float(np.concatenate(nfe).mean()) + extra, backward=len(parts), n_boot=200,
                      seed=derive(cfg.seed, "sensitivity", "bootstrap"), box_width=cfg.width)
 
 
 def _sensitivity(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    if classifier is None:
+        return _sensitivity_implicit(cfg, images, model, classifier, cache)
     p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
     return _at(cfg, p.peak_logsnr, "guidance sensitivity profile (peak of d log p / d w)", p.peak_ci,
                window=tuple(p.window))
 
 
+def _sensitivity_implicit(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+    p = _cached(cache, "sensitivity-implicit", lambda: sensitivity_run(cfg, images, model, None))
+    return _at(cfg, p.peak_logsnr, "guidance sensitivity profile of the model's implicit classifier (peak of "
+               f"d log p_s(c | x) / d w, read at logsnr {SENS_IMPLICIT_LOGSNR:g})", p.peak_ci, window=tuple(p.window))
+
+
 def _sensitivity_box(cfg, images, model, classifier, cache=None) -> TimeEstimate:
-    p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
+    key = "sensitivity" if classifier is not None else "sensitivity-implicit"  # one profile per outcome
+    p = _cached(cache, key, lambda: sensitivity_run(cfg, images, model, classifier))
     return _at(cfg, p.box_peak_logsnr, f"guidance sensitivity profile (best box of width {p.box_width:g})",
                p.box_peak_ci, window=tuple(p.window))
 
@@ -256,8 +283,9 @@ ESTIMATORS: dict[str, Callable[..., TimeEstimate]] = {
     "theory": _theory, "linear-response": _linear_response, "ensemble": _ensemble, "decision-entropy": _decision,
     "speciation": _speciation, "commitment": _commitment, "commitment-midpoint": _commitment_midpoint,
     "commitment-slope": _commitment_slope, "sensitivity": _sensitivity, "sensitivity-box": _sensitivity_box,
+    "sensitivity-implicit": _sensitivity_implicit,
     "linear-response+offset": _shifted("linear-response"), "speciation+offset": _shifted("speciation")}
-CACHED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box",
+CACHED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "sensitivity-implicit",
           "linear-response+offset", "speciation+offset")  # the estimators that take the shared ``cache``
 
 

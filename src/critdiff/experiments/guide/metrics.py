@@ -53,10 +53,20 @@ def gaussian_stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, cov
 
 
-def _centred(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def centred_rows(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu [F], B [N, F])`` of features ``f [N, F]``: the mean and the centred rows scaled by ``1/sqrt(N - 1)``
+    (``S = B^T B``, the unbiased covariance), float64: what :func:`frechet_distance` fits, computed once for a
+    reference set that is compared many times (:func:`frechet_of_rows`)."""
     f = np.asarray(f, dtype=np.float64)
     mu = f.mean(0)
     return mu, (f - mu) / math.sqrt(max(f.shape[0] - 1, 1))
+
+
+def frechet_of_rows(r1: tuple[np.ndarray, np.ndarray], r2: tuple[np.ndarray, np.ndarray]) -> float:
+    """:func:`frechet_distance` of two sets given as their :func:`centred_rows`."""
+    (mu1, b1), (mu2, b2) = r1, r2
+    cross = np.linalg.svd(b1 @ b2.T, compute_uv=False).sum()
+    return float(((mu1 - mu2) ** 2).sum() + (b1 * b1).sum() + (b2 * b2).sum() - 2 * cross)
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -66,10 +76,7 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     nuclear norm of ``B_1 B_2^T`` (``[N1, N2]``: the eigenvalues of ``S_1 S_2`` are the squared singular
     values of ``B_1 B_2^T``), which is cheap when there are fewer samples than features. float64.
     """
-    mu1, b1 = _centred(f1)
-    mu2, b2 = _centred(f2)
-    cross = np.linalg.svd(b1 @ b2.T, compute_uv=False).sum()
-    return float(((mu1 - mu2) ** 2).sum() + (b1 * b1).sum() + (b2 * b2).sum() - 2 * cross)
+    return frechet_of_rows(centred_rows(f1), centred_rows(f2))
 
 
 def diversity(f: np.ndarray) -> float:

@@ -18,7 +18,7 @@ import torch
 from ...probes.bootstrap import mean_interval, paired_mean_diff, paired_stat_diff, peak_interval
 from ...seeding import derive
 from .arms import Arm, Setup, grid_range
-from .metrics import classify, diversity, frechet_distance, knn_radii, per_class_diversity, precision_recall
+from .metrics import centred_rows, classify, diversity, frechet_of_rows, knn_radii, per_class_diversity, precision_recall
 from .store import TrialLog
 from ...times import TimeEstimate
 
@@ -80,9 +80,11 @@ def unclassified(trial_log: TrialLog, arms: list[Arm], n: int, n_boot: int, seed
     return out
 
 
-def _fd_per_class(embed, label, refs, idx=None) -> float:
+def _fd_per_class(embed, label, ref_rows, idx=None) -> float:
+    """Mean over the classes of the FD of the samples ``idx`` of class ``c`` to the references of ``c``, given as
+    their :func:`~.metrics.centred_rows` (computed once per run: the bootstrap calls this thousands of times)."""
     idx = np.arange(label.size) if idx is None else idx
-    vals = [frechet_distance(embed[idx][label[idx] == c], refs[c]) for c in sorted(refs)
+    vals = [frechet_of_rows(centred_rows(embed[idx][label[idx] == c]), ref_rows[c]) for c in sorted(ref_rows)
             if (label[idx] == c).sum() > 1]
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -103,7 +105,9 @@ def _pr_per_class(embed, label, refs, radii, idx=None) -> np.ndarray:
 def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, radii: dict, n_boot: int, seed: int) -> dict:
     """One arm's metrics: accuracy and log p with bootstrap intervals, FD, precision, recall and diversity per
     class, NFE, firing."""
-    fd_c = {int(c): frechet_distance(d["embed"][label == c], refs[c]) for c in sorted(refs) if (label == c).sum() > 1}
+    ref_rows = {c: centred_rows(f) for c, f in refs.items()}
+    fd_c = {int(c): frechet_of_rows(centred_rows(d["embed"][label == c]), ref_rows[c]) for c in sorted(refs)
+            if (label == c).sum() > 1}
     prec, rec_ = _pr_per_class(d["embed"], label, refs, radii)
     rec = {
         "describe": arm.describe, "centre_logsnr": arm.centre, "meta": arm.meta,
@@ -124,12 +128,13 @@ def _arm_record(arm: Arm, d: dict, label: np.ndarray, refs: dict, radii: dict, n
 def compare(da: dict, db: dict, label: np.ndarray, refs: dict, radii: dict, n_boot: int, n_boot_set: int,
             seed: int) -> dict:
     """Paired differences ``a - b`` of two arms' per-sample records (seeds ``derive(seed, metric)``)."""
+    ref_rows = {c: centred_rows(f) for c, f in refs.items()}
     res = {
         "accuracy": paired_mean_diff(da["correct"], db["correct"], n_boot, derive(seed, "accuracy")),
         "logp": paired_mean_diff(da["logp"], db["logp"], n_boot, derive(seed, "logp")),
         "nfe": paired_mean_diff(da["nfe"], db["nfe"], n_boot, derive(seed, "nfe")),
-        "fd": paired_stat_diff(lambda i: _fd_per_class(da["embed"], label, refs, i)
-                               - _fd_per_class(db["embed"], label, refs, i), label, n_boot_set, derive(seed, "fd")),
+        "fd": paired_stat_diff(lambda i: _fd_per_class(da["embed"], label, ref_rows, i)
+                               - _fd_per_class(db["embed"], label, ref_rows, i), label, n_boot_set, derive(seed, "fd")),
         "diversity": paired_stat_diff(lambda i: _div_per_class(da["embed"], label, i)
                                       - _div_per_class(db["embed"], label, i), label, n_boot_set,
                                       derive(seed, "diversity")),
@@ -183,7 +188,7 @@ def summarise(setup: Setup, trial_log: TrialLog, arms: list[Arm], tc: TimeEstima
     cfg = setup.cfg
     with torch.no_grad():
         ref = classify(setup.classifier, setup.images, setup.labels)
-    ref_embed = ref["embed"].numpy()
+    ref_embed = ref["embed"].numpy().astype(np.float64)  # once: the metrics compute in float64
     refs = {c: ref_embed[setup.labels.numpy() == c] for c in range(setup.n_classes)}
     radii = {c: knn_radii(f) for c, f in refs.items()}
     data = {a.name: collect(trial_log, a.name, cfg.n, setup.classifier) for a in arms}
