@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "critdiff"
 
 # lowest first; a module may import its own layer or a lower one (docs/architecture.md)
 LAYERS = (
-    ("foundations", {"__init__", "errors", "fmt", "io", "threads", "seeding", "devices", "outdir", "spec", "stencil",
+    ("foundations", {"__init__", "errors", "fmt", "io", "threads", "seeding", "devices", "outdir", "spec", "stencil", "multistep",
                      "config", "schedules", "times", "denoisers", "samplers", "guidance", "guidance_schedules",
                      "guidance_ramp", "figures", "progress", "inputs", "limits", "late_start"}),
     ("models", {"data", "scores", "nets", "integrations", "pretrained"}),

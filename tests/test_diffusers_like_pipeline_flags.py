@@ -29,7 +29,11 @@ SEED, N, STEPS = 3, 2, 4
 # (diffusers keeps its tables in float32 even in a float64 pipeline): ~1e-7 relative, far below the 1.0
 # an ignored flag makes.
 TOL = {"float32": 1e-4, "float64": 1e-5}
-KIND_OF_SAMPLER = {"ddpm": "ddpm", "ddim": "ddim", "euler": "euler", "heun": "heun", "dpmpp-2m": "dpmpp-2m"}
+KIND_OF_SAMPLER = {"ddpm": "ddpm", "ddim": "ddim", "euler": "euler", "heun": "heun", "dpmpp-2m": "dpmpp-2m",
+                   "pndm": "pndm", "unipc": "unipc", "deis": "deis", "lms": "lms", "lcm": "lcm"}
+OWN_LOOP = {"euler": "EulerDiscreteScheduler", "heun": "HeunDiscreteScheduler", "dpmpp-2m": "DPMSolverMultistepScheduler",
+            "pndm": "PNDMScheduler", "unipc": "UniPCMultistepScheduler", "deis": "DEISMultistepScheduler",
+            "lms": "LMSDiscreteScheduler", "lcm": "LCMScheduler"}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +67,7 @@ def oracle(folder, kind, eta, dtype):
                 img = pipe(generator=gen, batch_size=N, num_inference_steps=STEPS, output_type="np", **kw).images
                 _ORACLE[key] = torch.from_numpy(img).permute(0, 3, 1, 2).double()
             else:  # no pipeline: the scheduler's documented loop
-                sched = {"euler": diffusers.EulerDiscreteScheduler, "heun": diffusers.HeunDiscreteScheduler,
-                         "dpmpp-2m": diffusers.DPMSolverMultistepScheduler}[kind].from_config(cfg)
+                sched = getattr(diffusers, OWN_LOOP[kind]).from_config(cfg)
                 sched.set_timesteps(STEPS)
                 z = torch.randn((N, 1, 8, 8), generator=gen, dtype=unet.dtype) * sched.init_noise_sigma
                 kw = {"generator": gen} if "generator" in sched.step.__code__.co_varnames else {}
@@ -93,15 +96,16 @@ def expected(like, sampler, dtype, schedule, spacing):
     return (kind or "ddpm", eta, dtype or "float32")
 
 
-LIKES = ["", "ddim", "ddpm", "euler"]
+LIKES = ["", "ddim", "ddpm", "euler", "unipc"]
 SAMPLERS = [None, "heun", "euler", "ddim", "ddim:eta=0.5", "ddim:eta=1.5", "ddpm", "euler-maruyama", "dpmpp-2m",
-            "heun:eta=0.5"]
+            "heun:eta=0.5", "pndm", "unipc", "unipc:order=3", "deis", "deis:order=3", "lms", "lms:order=2", "lcm"]
 CASES = sorted({(like, s, None, None, None) for like in LIKES for s in SAMPLERS}
                | {(like, None, d, None, None) for like in LIKES for d in ("float32", "float64")}
                | {(like, None, None, sch, None) for like in ("", "ddim") for sch in ("model", "vp-linear", "edm")}
                | {(like, None, None, None, sp) for like in ("", "ddim") for sp in ("logsnr", "karras", "t")}
                | {("", "ddim:eta=0.5", "float64", None, None), ("ddim", "ddim:eta=1", "float64", "model", None),
-                  ("euler", None, "float64", None, None)}, key=str)
+                  ("euler", None, "float64", None, None), ("", "lcm", "float64", None, None),
+                  ("", "deis", "float64", None, None)}, key=str)
 
 
 # the default suite: one case per flag value; the full cross is -m slow
@@ -109,7 +113,8 @@ FAST = [("", None, None, None, None), ("", "ddim:eta=0.5", None, None, None), ("
         ("", "heun", None, None, None), ("", "ddim:eta=1.5", None, None, None), ("", "heun:eta=0.5", None, None, None),
         ("", "euler-maruyama", None, None, None), ("", None, "float64", None, None),
         ("", None, None, "vp-linear", None), ("", None, None, None, "logsnr"), ("euler", None, "float64", None, None),
-        ("ddim", "ddim:eta=1", "float64", "model", None)]
+        ("ddim", "ddim:eta=1", "float64", "model", None), ("", "pndm", None, None, None),
+        ("", "unipc:order=3", None, None, None)]
 SLOW = [c for c in CASES if c not in FAST]
 
 
@@ -155,7 +160,7 @@ def test_the_flags_change_the_images(folder):
 
 
 @pytest.mark.parametrize("sched_cls", ["EulerDiscreteScheduler", "HeunDiscreteScheduler",
-                                       "EulerAncestralDiscreteScheduler"])
+                                       "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler"])
 def test_ddpm_pipeline_with_a_sigma_frame_scheduler_is_refused(tmp_path, capsys, sched_cls):
     """``DDPMPipeline`` never calls ``scale_model_input`` nor scales by ``init_noise_sigma``: with these schedulers
     it is not a sampler of the model, so ``--like-pipeline`` refuses it and names the scheduler's own loop."""

@@ -146,7 +146,9 @@ def _unet_batches(pipe):
 
 
 @pytest.mark.parametrize("scheduler", ["DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
-                                       "HeunDiscreteScheduler"])
+                                       "HeunDiscreteScheduler"] + [
+    pytest.param(name, marks=pytest.mark.slow) for name in ("UniPCMultistepScheduler", "DEISMultistepScheduler",
+                                                            "LMSDiscreteScheduler", "LCMScheduler")])
 @pytest.mark.parametrize("where", ["middle", "start"])
 def test_guidance_callback_in_stable_diffusion_equals_critdiffs_guided_sampler(tmp_path_factory, scheduler, where):
     from critdiff.guidance_schedules import Pulse

@@ -43,8 +43,9 @@ def _eig_coords(model, x):
     return (x.reshape(x.shape[0], -1).to(torch.float64) - fit.mu) @ fit.U
 
 
-@pytest.mark.parametrize("sampler, order", [(SM.sample_euler, 1), (SM.sample_heun, 2), (SM.sample_dpmpp_2m, 2)])
-def test_ode_samplers_converge_to_closed_form_with_their_order(sampler, order):
+def _ode_errors(sampler):
+    """Max error at the last nonzero level against the closed-form ODE solution, for 20, 40, 80 Karras steps, and
+    the two observed rates ``log2(err_n / err_2n)``."""
     model = _model()
     lam = model.fits[None].lam
     x0 = _exact_start(model, 16, 20.0, seed=1)
@@ -56,9 +57,49 @@ def test_ode_samplers_converge_to_closed_form_with_their_order(sampler, order):
         s_end = float(sig[-2])
         exact = _eig_coords(model, x0) * torch.sqrt((lam + s_end**2) / (lam + 20.0**2))
         errs.append(float((_eig_coords(model, rec.x[0]) - exact).abs().max()))
-    rates = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    return errs, [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+
+
+# UniPC-p with its corrector is of order p + 1 (Zhao et al. 2023, Theorem 3.3); PLMS's fixed weights on this
+# non-uniform grid and DEIS-2 are second order (measured rates 2.0 .. 2.2 and 3.1 .. 3.3 for UniPC-2)
+@pytest.mark.parametrize("sampler, order", [
+    (SM.sample_euler, 1), (SM.sample_heun, 2), (SM.sample_dpmpp_2m, 2), (SM.sample_plms, 2),
+    (SM.get("deis:order=2"), 2), (SM.get("unipc:order=1"), 2), (SM.get("unipc:order=2"), 3),
+    (SM.get("unipc:order=2,variant=bh1"), 3)])
+def test_ode_samplers_converge_to_closed_form_with_their_order(sampler, order):
+    errs, rates = _ode_errors(sampler)
     assert all(abs(r - order) < 0.35 for r in rates), (errs, rates)
     assert errs[-1] < (0.1 if order == 1 else 5e-3)
+
+
+@pytest.mark.parametrize("spec, floor", [("lms", 3.3), ("deis:order=3", 2.2), ("unipc:order=3", 3.2)])
+def test_higher_order_multistep_samplers_converge_at_least_at_their_warm_up_limited_rate(spec, floor):
+    """LMS-4, DEIS-3 and UniPC-3 start with lower orders while the history fills; the first steps' errors then bound
+    the observed rate below the nominal order (measured on this grid: LMS 3.6, 3.7; DEIS-3 2.3, 2.9; UniPC-3 3.9,
+    3.3), so only a floor is asserted."""
+    errs, rates = _ode_errors(SM.get(spec))
+    assert all(r > floor for r in rates) and errs[-1] < 2e-4, (errs, rates)
+
+
+def test_lcm_is_denoise_then_renoise():
+    """``x' = D(x) + sigma' xi`` with the sampler's own draws, ``D`` at the end (written out in float64)."""
+    model = _model()
+    sig = S.sigma_grid("ve", 4)
+    x = _exact_start(model, 3, float(sig[0]), seed=6)
+    got = SM.sample_lcm(model, x, sig, generator=torch.Generator().manual_seed(8))
+    g, want = torch.Generator().manual_seed(8), x
+    for i in range(4):
+        d = model(want, float(sig[i]))
+        want = d if i == 3 else d + float(sig[i + 1]) * torch.randn(want.shape, generator=g, dtype=want.dtype)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_multistep_sampler_options_are_checked():
+    for spec, match in [("unipc:order=4", "unipc takes order 1, 2, 3"), ("unipc:variant=bh3", "variant bh1 or bh2"),
+                        ("deis:order=0", "deis takes order"), ("lms:order=5", "lms takes order"),
+                        ("plms:order=2", "unknown option")]:
+        with pytest.raises(ValueError, match=match):
+            SM.get(spec)
 
 
 def _variance_recursion(name, lam, sig, sch=None, eta=0.0, final=True):

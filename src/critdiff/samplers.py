@@ -29,6 +29,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from . import multistep as MS
 from . import seeding
 from .denoisers import Denoiser, Label
 from .errors import check_images, check_int
@@ -256,6 +257,181 @@ def sample_ddim(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance:
     return _denoise_loop(denoiser, x, sigmas, label, guidance, callback, update)
 
 
+# --- linear multistep (docs/samplers.md, "Multistep samplers"; weights in critdiff.multistep) ---------
+# Each sampler below is a thin wrapper over a ``*_steps`` loop on a plain list of sigmas; the loops accept a
+# list that ends above 0 too (a diffusers scheduler that lands on sigma_min, run by integrations.diffusers).
+def _eps(x, d0, sigma):
+    """The slope ``dx/dsigma = (x - D) / sigma`` (= eps_hat) of the probability-flow ODE."""
+    return (x - d0) / sigma
+
+
+def plms_steps(denoiser, x, s: Sequence[float], label=None, callback=None) -> torch.Tensor:
+    """PLMS on the levels ``s``: see :func:`sample_plms`."""
+    hist: list[torch.Tensor] = []  # eps at each level, newest last (the warm-up's predictor evaluation excluded)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        d0 = denoiser(x, sigma, label)
+        _notify(callback, Step(i, sigma, sigma_next, x, d0))
+        e = _eps(x, d0, sigma)
+        if i == 0 and len(s) > 2:  # warm-up: the trapezoid ("pseudo improved Euler") step
+            x_pred = x + (sigma_next - sigma) * e
+            e_next = _eps(x_pred, denoiser(x_pred, sigma_next, label), sigma_next)
+            x = x + (sigma_next - sigma) * 0.5 * (e + e_next)
+            hist.append(e)
+            continue
+        hist = (hist + [e])[-4:]
+        w = MS.adams_bashforth(len(hist))
+        x = x + (sigma_next - sigma) * sum(wk * ek for wk, ek in zip(w, reversed(hist)))
+    return x
+
+
+def sample_plms(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
+                generator: GeneratorLike = None, callback=None) -> torch.Tensor:
+    """PLMS, the pseudo linear multistep method of Liu et al. 2022 (PNDM, arXiv:2202.09778, eq. 12) in the denoiser frame.
+
+    Every step is the DDIM transfer ``x' = x + (sigma' - sigma) E`` (PNDM's eq. 9 is this step written in the VP
+    frame) with ``E`` the Adams-Bashforth combination of the last four ``eps = (x - D)/sigma``, weights for unit
+    steps (55, -59, 37, -9)/24, lower orders while the history fills. The first step is the trapezoid step
+    ``E = (eps(x) + eps(x_euler)) / 2`` (diffusers' ``skip_prk_steps=True`` warm-up), so a grid of N steps
+    costs N + 1 evaluations. The weights assume equal steps: on a grid that is not uniform in sigma the method is
+    first order (docs/samplers.md).
+    """
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    return plms_steps(denoiser, x, s, label, callback)
+
+
+def lms_steps(denoiser, x, s: Sequence[float], label=None, callback=None, order: int = 4) -> torch.Tensor:
+    """LMS on the levels ``s``: see :func:`sample_lms`."""
+    hist: list[torch.Tensor] = []
+    for i in range(len(s) - 1):
+        d0 = denoiser(x, s[i], label)
+        _notify(callback, Step(i, s[i], s[i + 1], x, d0))
+        hist = (hist + [_eps(x, d0, s[i])])[-order:]
+        w = MS.lagrange_weights([s[i - k] for k in range(len(hist))], s[i], s[i + 1])
+        x = x + sum(wk * ek for wk, ek in zip(w, reversed(hist)))
+    return x
+
+
+def sample_lms(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
+               generator: GeneratorLike = None, callback=None, order: int = 4) -> torch.Tensor:
+    """Linear multistep in sigma (k-diffusion's ``sample_lms``; diffusers' ``LMSDiscreteScheduler``).
+
+    ``x' = x + sum_j w_j d_{i-j}`` with ``d = (x - D)/sigma`` and ``w_j = int_sigma^sigma' L_j`` the Lagrange basis
+    through the last ``min(i + 1, order)`` levels (:func:`critdiff.multistep.lagrange_weights`); the step to 0 is
+    an LMS step like the others.
+    """
+    check_int("order", order, 1)
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    return lms_steps(denoiser, x, s, label, callback, order)
+
+
+def deis_steps(denoiser, x, s: Sequence[float], label=None, callback=None, order: int = 2,
+               lower_order_final: bool = True) -> torch.Tensor:
+    """DEIS on the levels ``s``: see :func:`sample_deis`."""
+    hist: list[torch.Tensor] = []
+    n = len(s) - 1
+    for i in range(n):
+        d0 = denoiser(x, s[i], label)
+        _notify(callback, Step(i, s[i], s[i + 1], x, d0))
+        hist = (hist + [_eps(x, d0, s[i])])[-order:]
+        p = min(len(hist), n - i) if lower_order_final else len(hist)
+        w = MS.deis_weights([s[i - k] for k in range(p)], s[i], s[i + 1])
+        x = x + sum(wk * ek for wk, ek in zip(w, reversed(hist[-p:])))
+    return x
+
+
+def sample_deis(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
+                generator: GeneratorLike = None, callback=None, order: int = 2,
+                lower_order_final: bool = True) -> torch.Tensor:
+    """DEIS, the ``logrho`` multistep exponential integrator (Zhang & Chen 2023, arXiv:2204.13902; diffusers'
+    ``DEISMultistepScheduler``) in the denoiser frame.
+
+    In ``rho = sigma`` the probability-flow ODE is ``dx/drho = eps``; eps is interpolated by a polynomial in
+    ``log rho`` through the last ``order`` levels and integrated exactly (:func:`critdiff.multistep.deis_weights`),
+    finite at ``rho' = 0``. Orders 1 (= DDIM), 2, 3; ``lower_order_final`` lowers the order of the last steps to
+    the number of steps left.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order: DEIS takes order 1, 2 or 3, got {order!r}")
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    return deis_steps(denoiser, x, s, label, callback, order, lower_order_final)
+
+
+def _unipc_update(x, ms, sig, sigma_next, order, variant, corrector=None):
+    """One UniPC update from ``sig[-1]`` to ``sigma_next`` (docs/samplers.md, eq. M5-M7): the predictor, or with
+    ``corrector = D(x_pred, sigma_next)`` the corrector; ``ms``/``sig`` the data predictions and their levels."""
+    s0, m0 = sig[-1], ms[-1]
+    ratio = sigma_next / s0
+    base = ratio * x + (1 - ratio) * m0
+    n_old = order - 1  # older points beside D (the corrector adds the new D as its last term)
+    if sigma_next == 0:  # h = inf: only the first-order predictor is defined; it gives x' = D
+        return base
+    h = math.log(s0 / sigma_next)
+    rks = [math.log(s0 / sig[-2 - k]) / h for k in range(n_old)]
+    rho, B = MS.unipc_rhos(rks, h, variant, corrector is not None)
+    terms = [(ms[-2 - k] - m0) / rk for k, rk in enumerate(rks)]
+    if corrector is not None:
+        terms.append(corrector - m0)
+    if not rho:
+        return base
+    return base - B * sum(r * t for r, t in zip(rho, terms))
+
+
+def unipc_steps(denoiser, x, s: Sequence[float], label=None, callback=None, order: int = 2,
+                variant: MS.UniPCVariant = "bh2", lower_order_final: bool = True,
+                disable_corrector: Sequence[int] = ()) -> torch.Tensor:
+    """UniPC on the levels ``s``: see :func:`sample_unipc`."""
+    ms: list[torch.Tensor] = []
+    sig: list[float] = []
+    n = len(s) - 1
+    x_last, p_last = None, 0
+    for i in range(n):
+        d0 = denoiser(x, s[i], label)
+        _notify(callback, Step(i, s[i], s[i + 1], x, d0))
+        if i > 0 and (i - 1) not in disable_corrector:  # UniC: correct the state just reached, no new evaluation
+            x = _unipc_update(x_last, ms, sig, s[i], p_last, variant, corrector=d0)
+        ms, sig = (ms + [d0])[-order:], (sig + [s[i]])[-order:]
+        p = min(order, n - i) if lower_order_final else order
+        p = 1 if s[i + 1] == 0 else min(p, i + 1)
+        x_last, p_last = x, p
+        x = _unipc_update(x, ms, sig, s[i + 1], p, variant)
+    return x
+
+
+def sample_unipc(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
+                 generator: GeneratorLike = None, callback=None, order: int = 2, variant: MS.UniPCVariant = "bh2",
+                 lower_order_final: bool = True, disable_corrector: Sequence[int] = ()) -> torch.Tensor:
+    """UniPC (Zhao et al. 2023, arXiv:2302.04867): the UniP-p predictor and the UniC corrector in data prediction,
+    in the denoiser frame (diffusers' ``UniPCMultistepScheduler`` with ``predict_x0=True``).
+
+    With ``lambda = -log sigma`` and ``h = lambda' - lambda`` the predictor is DPM-Solver++'s
+    ``x' = (sigma'/sigma) x + (1 - sigma'/sigma) D - B(h) sum_k rho_k D1_k`` over the divided differences
+    ``D1_k = (D_k - D) / r_k`` of the last ``order`` levels; the corrector repeats the step from the previous
+    state once the new ``D`` is known (no extra evaluation), before the next predictor. ``variant`` ``bh1``
+    (``B(h) = h``) or ``bh2`` (``e^h - 1``); ``order`` 1, 2 or 3; the step to sigma = 0 is first order
+    (``x' = D``); ``disable_corrector`` lists step indices whose result is not corrected. The callback sees the
+    state the model was evaluated at (before its correction).
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order: UniPC takes order 1, 2 or 3, got {order!r}")
+    if variant not in MS.UNIPC_VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(MS.UNIPC_VARIANTS)}, got {variant!r}")
+    denoiser, s = _setup(denoiser, x, sigmas, label, guidance)
+    return unipc_steps(denoiser, x, s, label, callback, order, variant, lower_order_final, disable_corrector)
+
+
+def sample_lcm(denoiser: Denoiser, x, sigmas, *, label: Label = None, guidance: Optional[WeightFn] = None,
+               generator: GeneratorLike = None, callback=None) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, arXiv:2303.01469, Algorithm 1; diffusers' ``LCMScheduler``)
+    in the denoiser frame: ``x' = D(x) + sigma' xi`` with fresh noise at every level, ``x = D(x)`` at the end.
+
+    For a consistency model ``D`` is its one-step map; for a diffusers LCM folder the scheduler's boundary
+    condition ``c_skip z + c_out x0_hat`` is applied to ``D`` by the integration (docs/diffusers.md).
+    """
+    return _denoise_loop(denoiser, x, sigmas, label, guidance, callback,
+                         lambda x, d0, sigma, sigma_next: d0 + sigma_next * randn_like(x, generator))
+
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "heun": sample_heun,
     "euler": sample_euler,
@@ -263,12 +439,18 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
     "dpmpp-2m": sample_dpmpp_2m,
+    "plms": sample_plms,
+    "lms": sample_lms,
+    "deis": sample_deis,
+    "unipc": sample_unipc,
+    "lcm": sample_lcm,
 }
 STOCHASTIC = ("euler-maruyama", "ddpm", "ddim")
 
 
 def get(spec: str) -> Callable[..., torch.Tensor]:
-    """A sampler by spec: ``heun``, ``euler``, ``dpmpp-2m``, ``euler-maruyama`` (alias ``em``), ``ddpm``, ``ddim:eta=0.5``.
+    """A sampler by spec: ``heun``, ``euler``, ``dpmpp-2m``, ``euler-maruyama`` (alias ``em``), ``ddpm``, ``ddim:eta=0.5``,
+    ``plms``, ``lms[:order=4]``, ``deis[:order=2]``, ``unipc[:order=2,variant=bh2]``, ``lcm``.
 
     Options are bound with ``functools.partial``; the result has the shared sampler signature.
     """
@@ -280,10 +462,16 @@ def get(spec: str) -> Callable[..., torch.Tensor]:
         raise ValueError(f"sampler: unknown sampler {s.name!r}; expected one of {', '.join(SAMPLERS)}")
     if s.args:
         raise ValueError(f"sampler: options must be key=value, got {spec!r}")
-    allowed = {"ddim": {"eta": 0.0}, "euler-maruyama": {"schedule": None}}.get(name, {})
+    allowed = {"ddim": {"eta": 0.0}, "euler-maruyama": {"schedule": None}, "lms": {"order": 4},
+               "deis": {"order": 2}, "unipc": {"order": 2, "variant": "bh2"}}.get(name, {})
     kwargs = take_kwargs(s, allowed, "sampler")
     if name == "ddim":
         kwargs["eta"] = float(kwargs["eta"])
+    orders = {"lms": (1, 2, 3, 4), "deis": (1, 2, 3), "unipc": (1, 2, 3)}.get(name)
+    if orders and kwargs["order"] not in orders:
+        raise ValueError(f"sampler: {name} takes order {', '.join(map(str, orders))}, got {kwargs['order']!r}")
+    if name == "unipc" and kwargs["variant"] not in MS.UNIPC_VARIANTS:
+        raise ValueError(f"sampler: unipc takes variant {' or '.join(MS.UNIPC_VARIANTS)}, got {kwargs['variant']!r}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return functools.partial(SAMPLERS[name], **kwargs) if kwargs else SAMPLERS[name]
 

@@ -23,7 +23,8 @@ class SchedulerGrid(JsonConfig):
     """The diffusers scheduler whose steps ``critdiff guide-config`` lists (the rest of its request is
     :data:`GUIDE_FIELDS` of :class:`~critdiff.experiments.guide.config.GuideConfig`)."""
 
-    scheduler: Optional[str] = arg(None, "ddpm | ddim | euler | heun | euler-ancestral | dpmpp-2m (default: the folder's)")
+    scheduler: Optional[str] = arg(None, "ddpm | ddim | euler | heun | euler-ancestral | dpmpp-2m | pndm | unipc | "
+                                         "deis | lms | lcm (default: the folder's)")
     spacing: Optional[str] = arg(None, "timestep_spacing override: leading | trailing | linspace")
 
 

@@ -49,9 +49,10 @@ class SampleConfig(RunConfig):
     MODEL_SCHEDULE_OK = True
     LATE_START_OK = True
 
-    sampler: str = arg(AUTO, "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E] | dpmpp-2m (auto: heun); with "
+    sampler: str = arg(AUTO, "sampler: heun | euler | euler-maruyama | ddpm | ddim[:eta=E] | dpmpp-2m | plms | "
+                             "lms[:order=K] | deis[:order=K] | unipc[:order=K,variant=bh1|bh2] | lcm (auto: heun); with "
                              "--like-pipeline it names the pipeline's scheduler (ddpm | ddim[:eta=E] | euler | heun | "
-                             "dpmpp-2m; auto: --like-pipeline's)")
+                             "dpmpp-2m | pndm | unipc | deis | lms | lcm; auto: --like-pipeline's)")
     spacing: Literal["auto", "t", "logsnr", "karras", "critical"] = arg(
         AUTO, "sigma grid spacing (auto: logsnr; --like-pipeline runs the scheduler's own timesteps); critical: denser "
               "where the model's denoiser output moves fastest (docs/samplers.md)")
@@ -59,7 +60,7 @@ class SampleConfig(RunConfig):
     like_pipeline: Optional[str] = arg(None, "diffusers models: reproduce the folder's pipeline (DDPM/DDIMPipeline, "
                                              "StableDiffusionPipeline with --prompt, DiTPipeline with --label; seed, "
                                              "steps, n, --guidance-scale) image for image; KIND = ddpm | ddim | euler | heun | euler-ancestral | "
-                                             "dpmpp-2m (default: the folder's scheduler)", const="auto", metavar="KIND")
+                                             "dpmpp-2m | pndm | unipc | deis | lms | lcm (default: the folder's scheduler)", const="auto", metavar="KIND")
     guidance_scale: Optional[float] = arg(None, "with --like-pipeline: the pipeline's guidance_scale (classifier-free "
                                                 "guidance of --label or the prompt when > 1, as DiTPipeline and "
                                                 "StableDiffusionPipeline do)")

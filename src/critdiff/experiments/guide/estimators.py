@@ -26,9 +26,10 @@ section 1; DESIGN.md section 5, "Which critical time places the pulse").
 - ``linear-response+offset``, ``speciation+offset``: the estimate minus the median offset ``estimate - peak``
                         of the guidance benchmark's models (:mod:`.offsets`; fitted, never typed in).
 
-:data:`~.guide_config.DEFAULT_TC_FROM` is the ONE place the default lives: ``linear-response``, the estimator with the
-smallest mean distance to the pulse-centre sweep's peak over the models of ``benchmarks/guidance_estimators.py``
-(docs/guidance.md section 5). ``auto`` = ``theory`` for the analytic patch model, ``linear-response`` otherwise (the
+:data:`~.guide_config.DEFAULT_TC_FROM` is the ONE place the default lives: ``linear-response+offset``, the estimator
+with the smallest leave-one-model-out mean distance to the pulse-centre sweep's peak over the six models of
+``benchmarks/guidance_estimators.py``, adopted by that script's switch rule on its validation models (docs/guidance.md
+section 5). ``auto`` = ``theory`` for the analytic patch model, ``linear-response`` otherwise (the
 default before that benchmark). :data:`ALWAYS` are computed on every run because they are cheap
 (closed forms, no sampling); the chosen one is computed as well; the others only when named.
 

@@ -5,7 +5,9 @@
 - :mod:`.loading`: a ``save_pretrained`` folder (network, scheduler, VAE, weights variant) from disk;
 - :mod:`.schedulers`: the sampling plan (timesteps, sigmas) of a diffusers scheduler;
 - :mod:`.loops`: that plan run by critdiff's samplers, step for step as diffusers runs it;
-- :mod:`.pipeline`: ``sample_like_pipeline`` (image for image as ``DDPMPipeline``/``DDIMPipeline``);
+- :mod:`.pndm`: ``PNDMScheduler``'s loop (its warm-up and timestep arithmetic are not a grid method);
+- :mod:`.pipeline`: ``sample_like_pipeline`` (image for image as ``DDPMPipeline``/``DDIMPipeline``/``PNDMPipeline``,
+  ``StableDiffusionPipeline`` and ``DiTPipeline``);
 - :mod:`.units`: t <-> logsnr <-> sigma <-> diffusers timestep <-> step index;
 - :mod:`.callbacks`: a critdiff guidance schedule as a pipeline's ``callback_on_step_end``.
 

@@ -153,6 +153,10 @@ class DiffusersDenoiser:
         self.prediction_type = ptype
         self.prediction = PREDICTION_TYPES[ptype]
 
+        if ucfg.get("time_cond_proj_dim") is not None:
+            raise ValueError("model: a UNet with time_cond_proj_dim (LCM-distilled: LatentConsistencyModelPipeline feeds "
+                             "it a guidance-scale embedding as timestep_cond) is not supported; expected "
+                             "time_cond_proj_dim None (LCMScheduler itself is supported)")
         temb = ucfg.get("time_embedding_type", "positional")
         if temb not in ("positional", "learned"):
             raise ValueError(f"model: unsupported time_embedding_type {temb!r} (a continuous-sigma score model); "

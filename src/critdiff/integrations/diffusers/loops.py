@@ -7,7 +7,11 @@ How each scheduler maps (the model is evaluated at the plan's own timesteps, thr
 :meth:`DiffusersDenoiser.predict`; guidance mixes the raw predictions and the scheduler's clipping
 or thresholding is applied to the mixed ``x0_hat``, as diffusers clips the guided output):
 
-- Euler, Heun, DPM-Solver++(2M): ``sample_euler``, ``sample_heun``, ``sample_dpmpp_2m`` on ``plan.grid``;
+- Euler, Heun, DPM-Solver++(2M), LCM: ``sample_euler``, ``sample_heun``, ``sample_dpmpp_2m``, ``sample_lcm`` on
+  ``plan.grid`` (LCM's boundary condition applied to ``D``: :func:`lcm_boundary`);
+- LMS, UniPC, DEIS: the loops of ``sample_lms``, ``sample_unipc``, ``sample_deis`` on the plan's levels, which for
+  UniPC (``final_sigmas_type='sigma_min'``) and DEIS end at ``sigma_min`` (the state returned there, as diffusers);
+- PNDM: :func:`.pndm.run_pndm` (its warm-up and timestep arithmetic are not a grid method);
 - Euler ancestral: ``sample_ddim`` with ``eta = 1`` (its ``sigma_up``/``sigma_down`` step is DDIM's
   in the denoiser frame, noise drawn in ``x``'s frame as diffusers draws it);
 - DDPM and DDIM: the per-step updates below, which follow diffusers' ``step()`` where critdiff's
@@ -133,19 +137,71 @@ def run_plan(model: DiffusersDenoiser, plan: SchedulerPlan, x: torch.Tensor, *, 
         raise ValueError("guidance: needs a label (guidance mixes conditional and unconditional outputs)")
     if guidance is not None and model.learned_variance:
         raise ValueError("guidance: not supported with a learned variance_type")
-    clip = plan.kind in ("ddpm", "ddim", "heun") and (model.clip_sample or model.thresholding)
+    if plan.kind == "pndm":
+        from .pndm import run_pndm
+
+        return run_pndm(model, plan, x, label=label, guidance=guidance, callback=callback)
+    clip = _clips(plan, model)
     if plan.kind in ("ddpm", "ddim"):
         denoise, base = guided_clipped(model, plan, label, guidance, clip=False)
         final = run_ddpm_ddim(denoise, base, plan, x, clip=clip, model=model, generator=generator,
                               callback=callback, eta=eta)
     else:
         denoise, _ = guided_clipped(model, plan, label, guidance, clip=clip)
-        sampler = {"euler": SM.sample_euler, "heun": SM.sample_heun, "dpmpp-2m": SM.sample_dpmpp_2m,
-                   "euler-ancestral": lambda *a, **k: SM.sample_ddim(*a, eta=1.0, **k)}[plan.kind]
-        final = sampler(lambda xx, ss, lab=None: denoise(xx, ss), x, plan.grid, generator=generator,
-                        callback=callback)
+        if plan.kind == "lcm":
+            denoise = lcm_boundary(denoise, plan)
+        final = _grid_loop(plan, lambda xx, ss, lab=None: denoise(xx, ss), x, generator, callback)
     s_end = float(plan.sigmas_next[-1])
     return final / math.sqrt(1 + s_end * s_end) if plan.frame == "vp" else final
+
+
+def _clips(plan: SchedulerPlan, model: DiffusersDenoiser) -> bool:
+    """Whether the plan's scheduler clips or thresholds ``x0_hat`` (its own options: UniPC and DEIS only threshold,
+    PNDM and LMS do neither, whatever the folder's config says)."""
+    cfg = plan.config
+    if plan.kind in ("ddpm", "ddim", "heun"):
+        return model.clip_sample or model.thresholding
+    if plan.kind in ("unipc", "deis"):
+        return bool(cfg.get("thresholding"))
+    if plan.kind == "lcm":
+        return bool(cfg.get("thresholding")) or bool(cfg.get("clip_sample"))
+    return False
+
+
+def _grid_loop(plan: SchedulerPlan, denoise, x, generator, callback):
+    """The schedulers that are critdiff samplers on the plan's levels (which may end above 0: UniPC's and DEIS's
+    ``sigma_min``), with the options of the scheduler's config."""
+    cfg, s = plan.config, [float(v) for v in plan.grid]
+    if plan.kind == "lms":  # the pipelines call step() without ``order``: 4
+        return SM.lms_steps(denoise, x, s, callback=callback, order=4)
+    if plan.kind == "unipc":
+        return SM.unipc_steps(denoise, x, s, callback=callback, order=int(cfg.get("solver_order", 2)),
+                              variant=cfg.get("solver_type", "bh2"),
+                              lower_order_final=bool(cfg.get("lower_order_final", True)),
+                              disable_corrector=tuple(cfg.get("disable_corrector") or ()))
+    if plan.kind == "deis":  # diffusers lowers the final orders only below 15 steps
+        return SM.deis_steps(denoise, x, s, callback=callback, order=int(cfg.get("solver_order", 2)),
+                             lower_order_final=bool(cfg.get("lower_order_final", True)) and len(s) - 1 < 15)
+    sampler = {"euler": SM.sample_euler, "heun": SM.sample_heun, "dpmpp-2m": SM.sample_dpmpp_2m,
+               "euler-ancestral": lambda *a, **k: SM.sample_ddim(*a, eta=1.0, **k),
+               "lcm": SM.sample_lcm}[plan.kind]
+    return sampler(denoise, x, plan.grid, generator=generator, callback=callback)
+
+
+def lcm_boundary(denoise, plan: SchedulerPlan):
+    """``LCMScheduler``'s consistency boundary condition on ``D``: ``c_skip(t) z + c_out(t) x0_hat`` with ``z = x /
+    sqrt(1 + sigma^2)`` the VP state, ``c_skip = s_d^2 / ((k t)^2 + s_d^2)``, ``c_out = k t / sqrt((k t)^2 + s_d^2)``,
+    ``s_d = 0.5``, ``k = timestep_scaling`` (Luo et al. 2023, arXiv:2310.04378, eq. 9-10); the step then re-noises it
+    to the next level (:func:`critdiff.samplers.sample_lcm`)."""
+    k, sd2 = float(plan.config.get("timestep_scaling", 10.0)), 0.25
+    timestep_of = plan.timestep_of()
+
+    def denoise_lcm(x, sigma, lab=None):
+        kt = k * timestep_of[float(sigma)]
+        c_skip, c_out = sd2 / (kt * kt + sd2), kt / math.sqrt(kt * kt + sd2)
+        return c_out * denoise(x, sigma) + c_skip * x / math.sqrt(1 + float(sigma) ** 2)
+
+    return denoise_lcm
 
 
 def initial_state(plan: SchedulerPlan, noise: torch.Tensor) -> torch.Tensor:

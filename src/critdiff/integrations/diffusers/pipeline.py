@@ -10,13 +10,16 @@ order and the plan of :func:`.schedulers.scheduler_plan` is run by :func:`.loops
 
 Which pipeline is reproduced follows the network (docs/diffusers.md, section 3):
 
-- ``UNet2DModel``: ``DDPMPipeline`` / ``DDIMPipeline`` as above;
+- ``UNet2DModel``: ``DDPMPipeline`` / ``DDIMPipeline`` as above (also with an ``LCMScheduler``); PNDM, UniPC and DEIS
+  run their scheduler's own loop (``latents * init_noise_sigma``, ``step`` without a generator): ``PNDMPipeline``
+  for PNDM, while ``DDPMPipeline`` cannot step them (their ``step()`` takes no ``generator``: a TypeError);
 - ``UNet2DConditionModel``: ``StableDiffusionPipeline(prompt, guidance_scale=w, num_images_per_prompt=B,
   generator=...)``: latents ``randn_tensor(...) * init_noise_sigma`` from the generator, ``step(...,
   generator=generator, eta=0)``, guidance ``out_u + w (out_c - out_u)`` when ``w > 1``, then the VAE and
   ``(image / 2 + 0.5).clamp(0, 1)``; the prompt is the model's text conditioning (label 0);
 - ``DiTTransformer2DModel``: ``DiTPipeline(class_labels, guidance_scale=w, generator=...)`` (null class
-  1000, hard-coded there), with DDIM (``eta = 0``) or DPM-Solver++(2M) only: ``DiTPipeline`` calls
+  1000, hard-coded there), with DDIM (``eta = 0``), DPM-Solver++(2M), PNDM, UniPC or DEIS only (deterministic, with
+  the identity as ``scale_model_input``): ``DiTPipeline`` calls
   ``step()`` without the generator (a stochastic scheduler draws from torch's global RNG), does not scale
   its latents by ``init_noise_sigma``, and hands ``step()`` the *scaled* model input, which for the
   sigma-frame schedulers (Euler, Heun, Euler ancestral) is not a sampler of the model at all; those
@@ -34,12 +37,11 @@ from ...errors import check_finite
 from .adapter import DIT_BACKBONE, TEXT_BACKBONE, DiffusersDenoiser
 from .loading import load_diffusers
 from .loops import initial_state, run_plan
-from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, scheduler_plan
+from .schedulers import KIND_CLASSES, SCHEDULER_KINDS, X_FRAME_KINDS, scheduler_plan
 
 PIPELINES = ("ddpm", "ddim")
 UNET_BACKBONE = "UNet2DModel"
-SIGMA_FRAME_KINDS = ("euler", "heun", "euler-ancestral")  # scale_model_input divides by sqrt(1 + sigma^2)
-DIT_KINDS = ("ddim", "dpmpp-2m")  # the schedulers DiTPipeline runs as a sampler (module docstring)
+DIT_KINDS = ("ddim", "dpmpp-2m", "pndm", "unipc", "deis")  # the schedulers DiTPipeline runs as a sampler (docstring)
 
 
 def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> str:
@@ -58,7 +60,7 @@ def pipeline_kind(model: DiffusersDenoiser, sampler: Optional[str] = None) -> st
     if kind is None:
         raise ValueError(f"scheduler: --like-pipeline cannot reproduce the folder's {model.scheduler_class}; supported: "
                          f"{kinds} (--like-pipeline KIND runs that scheduler instead, not the folder's)")
-    if model.unet_class == UNET_BACKBONE and kind in SIGMA_FRAME_KINDS:
+    if model.unet_class == UNET_BACKBONE and kind in X_FRAME_KINDS:
         raise ValueError(f"scheduler: DDPMPipeline with the folder's {model.scheduler_class} is not a sampler of the "
                          "model (it never calls scale_model_input nor scales its latents by init_noise_sigma); "
                          f"--like-pipeline {kind} runs {model.scheduler_class}'s own loop (scale_model_input, step)")
@@ -125,4 +127,4 @@ def _check_eta(model: DiffusersDenoiser, kind: str, eta: float) -> None:
         raise ValueError(f"eta: DDIMPipeline takes eta in [0, 1], got {eta:g}")
     if model.unet_class == DIT_BACKBONE and (kind not in DIT_KINDS or eta > 0):
         raise ValueError(f"sampler: DiTPipeline cannot be reproduced with {kind} (eta {eta}): it steps without the "
-                         "generator and hands step() the scaled input; expected ddim (eta 0) or dpmpp-2m")
+                         "generator and hands step() the scaled input; expected ddim (eta 0), dpmpp-2m, pndm, unipc or deis")
