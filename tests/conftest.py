@@ -27,3 +27,12 @@ def one_thread():
     the previous count is restored after the module. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     with torch_threads(TEST_THREADS or 1):
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_net(tmp_path_factory):
+    """The demo's quick conditional digits UNet (:func:`critdiff.experiments.demo.model.train_demo_model`), trained
+    once per session (per xdist worker) and shared, read only, by the tests that need a trained network folder."""
+    from critdiff.experiments.demo.model import train_demo_model
+
+    return train_demo_model(tmp_path_factory.mktemp("demo-net") / "model", quick=True)

@@ -9,7 +9,6 @@ import torch
 
 from critdiff.data import load
 from critdiff.experiments.agreement import LOG, AgreementConfig, AgreementResult, run_agreement
-from critdiff.experiments.demo.model import train_demo_model
 from critdiff.experiments.result import result_from_record
 from critdiff.probes.agreement import median_summary, paired_ddim, pearson_r
 from critdiff.probes.calibration import CalibratedPatchScore
@@ -140,8 +139,8 @@ def test_calibrated_patch_score_uses_the_stencil_of_the_nearest_level(digits):
 
 # ---- the experiment -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    return train_demo_model(tmp_path_factory.mktemp("net") / "model", quick=True)
+def net(demo_net):
+    return demo_net  # the session's quick demo network (conftest.py)
 
 
 def _cfg(net, **kw):

@@ -14,9 +14,9 @@ def test_sample_writes_grids_and_record(tmp_path, capsys):
     rc = main(["sample", "--model", "gaussian", "--data", "stripes:size=8,n=50,wavelength=4", "--steps", "5",
                "--n", "4", "--sampler", "ddpm", "--out", str(out)])
     assert rc == 0
-    for f in ("samples.png", "trajectory.png", "run.json", "samples.safetensors"):
+    for f in ("samples.png", "trajectory.png", "result.json", "samples.safetensors"):
         assert (out / f).stat().st_size > 0
-    rec = json.loads((out / "run.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     assert rec["config"]["sampler"] == "ddpm" and rec["nfe_per_sample"] == 5
     assert rec["shape"] == [1, 8, 8]
 

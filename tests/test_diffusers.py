@@ -512,7 +512,7 @@ def test_sample_command_runs_a_saved_diffusers_model(tmp_path, unet_cls, capsys)
     rc = main(["sample", "--model", f"diffusers:{d}", "--sampler", "ddpm", "--steps", "4", "--n", "2",
                "--label", "3", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    rec = json.loads((out / "run.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     assert rec["nfe_per_sample"] == 4 and rec["shape"] == [1, 8, 8]
     assert rec["model"]["kind"] == "diffusers" and rec["model"]["n_classes"] == 11
     assert (out / "samples.png").is_file()

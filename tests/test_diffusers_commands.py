@@ -54,7 +54,7 @@ def test_probe_runs_on_a_diffusers_unet_and_reports_nfe(saved, capsys):
     rc = main(["probe", "--model", f"diffusers:{saved / 'pipe'}", "--n", "4", "--times", "3", "--probes", "2",
                "--steps", "6", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    rec = json.loads((out / "probe.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     nfe = rec["nfe"]
     assert nfe["sampler_per_sample"] == 6  # ddim, one evaluation per step
     assert nfe["trajectory_probes_per_sample"] > 0 and nfe["susceptibility_per_sample"] > 0

@@ -266,11 +266,11 @@ def test_sample_probe_guide_end_to_end(saved, which, capsys):
     out = saved / f"{which}-out"
     _run(["sample", *model, "--schedule", "model", "--sampler", "ddim", "--steps", "3", "--n", "2", "--label", "0",
           "--out", str(out / "sample")], capsys)
-    rec = json.loads((out / "sample" / "run.json").read_text())
+    rec = json.loads((out / "sample" / "result.json").read_text())["result"]
     assert rec["nfe_per_sample"] == 3 and rec["shape"] == [1, 8, 8] and (out / "sample" / "samples.png").is_file()
     _run(["probe", *model, "--n", "3", "--times", "3", "--steps", "4", "--no-chi", "--linear", "0", "--n-boot", "20",
           "--out", str(out / "probe")], capsys)
-    assert json.loads((out / "probe" / "probe.json").read_text())["nfe"]["sampler_per_sample"] == 4
+    assert json.loads((out / "probe" / "result.json").read_text())["result"]["nfe"]["sampler_per_sample"] == 4
     _run(["guide", *model, "--data", "digits:size=8,n=40", "--arms", "none,cond,constant", "--n", "2", "--batch", "2",
           "--steps", "3", "--tc-logsnr", "0.0", "--out", str(out / "guide")], capsys)
     lines = [json.loads(l) for l in (out / "guide" / "trials.jsonl").read_text().splitlines()]
@@ -283,7 +283,7 @@ def test_sample_on_a_latent_pipeline_decodes_the_figures(saved, capsys):
     _run(["sample", "--model", f"diffusers:{saved / 'latent'}", "--cond", str(saved / "cond.safetensors"),
           "--schedule", "model", "--sampler", "ddim", "--steps", "2", "--n", "2", "--label", "0", "--out", str(out)],
          capsys)
-    rec = json.loads((out / "run.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     assert rec["shape"] == [4, 8, 8] and rec["model"]["latent"] is True and (out / "samples.png").is_file()
     rc = main(["sample", "--model", f"diffusers:{saved / 'latent'}", "--steps", "2", "--n", "1", "--out", str(out)])
     assert rc == 2 and "cond: a UNet2DConditionModel needs its text conditioning" in capsys.readouterr().err

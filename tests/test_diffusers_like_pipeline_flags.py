@@ -6,7 +6,7 @@ pipeline is ``DDPMPipeline``): ``DDPMPipeline`` / ``DDIMPipeline(eta=E)`` called
 moved to float64 with ``.to(torch.float64)`` (which draws its latents in float64, so its images are not the
 float32 ones: ``randn_tensor(dtype=unet.dtype)``), and for an explicit Euler the scheduler's own loop
 (``scale_model_input``, ``step``). The test's own reading of the flags (:func:`expected`) says which pipeline
-call a run must equal; ``run.json`` must record that call (kind, eta, dtype), not the flags' defaults.
+call a run must equal; ``result.json`` must record that call (kind, eta, dtype), not the flags' defaults.
 """
 
 import json
@@ -144,7 +144,7 @@ def test_each_flag_acts_as_the_pipeline_would_or_exits_2(folder, tmp_path, capsy
     assert got.dtype == getattr(torch, dt)
     diff = float((got.double() - oracle(folder, kind, eta, dt)).abs().max())
     assert diff <= TOL[dt], f"{argv}: {diff:.3g} from the pipeline's {want}"
-    rec = json.loads((tmp_path / "o" / "run.json").read_text())
+    rec = json.loads((tmp_path / "o" / "result.json").read_text())["result"]
     assert rec["config"]["like_pipeline"] == kind and rec["config"]["dtype"] == dt
     assert rec["config"]["sampler"] == (f"ddim:eta={eta!r}" if kind == "ddim" else "auto")
 

@@ -64,7 +64,7 @@ def _sample(folder, out, capsys, *flags):
     rc = main(["sample", "--model", f"diffusers:{folder}", "--n", str(N), "--seed", str(SEED), *flags,
                "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    rec = json.loads((out / "run.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     return load_file(str(out / "samples.safetensors"))["samples"], rec
 
 

@@ -221,9 +221,11 @@ def test_nan_tc_writes_nothing(files, capsys):
 
 
 SUBPROCESS = [CASES[0][0], TRAIN + ["--device", "cuda:0", "--out", "{tmp}/d"], GUIDE + ["--out", "{tmp}/renamed_key"]]
+# each case is a fresh interpreter (~4 CPU-s of imports): the default suite keeps the first, make test-slow runs all
 
 
-@pytest.mark.parametrize("argv", SUBPROCESS, ids=[" ".join(a[:1] + a[-3:]) for a in SUBPROCESS])
+@pytest.mark.parametrize("argv", [pytest.param(a, marks=() if i == 0 else pytest.mark.slow) for i, a in
+                                  enumerate(SUBPROCESS)], ids=[" ".join(a[:1] + a[-3:]) for a in SUBPROCESS])
 def test_real_process_prints_one_line_and_no_traceback(argv, files):
     argv = [a.replace("{tmp}", str(files)) for a in argv]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -427,7 +429,7 @@ def round2(files):
     tmp = files
     from critdiff.outdir import KIND_NAME
 
-    # folders of one kind of run each (a real sample run: its run.json feeds the results.json cases)
+    # folders of one kind of run each (a real sample run: its result.json feeds the results.json cases)
     assert main(SAMPLE + ["--out", str(tmp / "kind_sample")]) == 0
     (tmp / "kind_theory").mkdir()
     (tmp / "kind_theory" / KIND_NAME).write_text("theory\n")
@@ -460,7 +462,7 @@ def round2(files):
     shutil.copytree(tmp / "clf_ok", tmp / "nan_clf")
     _poison(tmp / "nan_clf" / "weights.safetensors", float("nan"))
     # results.json of critdiff report
-    run = json.loads((tmp / "kind_sample" / "run.json").read_text())
+    run = json.loads((tmp / "kind_sample" / "result.json").read_text())["result"]
     good = {"title": "t", "meta": {}, "sections": {"demo": {"kind": "sample", "result": run, "folder": "."}}}
     bad = {"res_no_result": lambda d: d["sections"]["demo"].pop("result"),
            "res_sections_list": lambda d: d.update(sections=[]),

@@ -29,7 +29,7 @@ def test_sample_late_start_given(tmp_path):
     assert r.late_start.logsnr == -1.5 and r.late_start.source == "given" and r.late_start.covariance == "full"
     assert math.isclose(r.sigma_max, math.exp(0.75), rel_tol=1e-12)
     assert r.nfe_per_sample == 5  # same number of steps, from the start level
-    rec = json.loads((tmp_path / "a" / "run.json").read_text())
+    rec = json.loads((tmp_path / "a" / "result.json").read_text())["result"]
     assert rec["late_start"]["logsnr"] == -1.5
 
 
@@ -80,7 +80,7 @@ def test_cli_flags(tmp_path):
     rc = main(["sample", "--model", "gaussian", "--data", "grf:size=6,n=40", "--n", "2", "--steps", "3",
                "--late-start", "-2", "--spacing", "critical", "--out", str(tmp_path)])
     assert rc in (0, None)
-    assert json.loads((tmp_path / "run.json").read_text())["late_start"]["logsnr"] == -2.0
+    assert json.loads((tmp_path / "result.json").read_text())["result"]["late_start"]["logsnr"] == -2.0
     assert main(["probe", "--model", "gaussian", "--data", "grf:size=6", "--late-start", "1",
                  "--out", str(tmp_path / "p")]) == 2
 

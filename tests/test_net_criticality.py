@@ -25,9 +25,9 @@ NUM = re.compile(r"(?<![\w^./:=-])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(demo_net):
     torch.set_num_threads(1)
-    return train_demo_model(tmp_path_factory.mktemp("net") / "model", quick=True)
+    return demo_net  # the session's quick demo network (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def test_section_end_to_end(section):
     assert len(r["calibration"]["best_size"]) == len(r["calibration"]["logsnr"])
     # sigma^2 kappa = 1 - Re Jhat_D: at the highest noise the denoiser is nearly constant in x
     assert r["stiffness_low_k"]["start"] == pytest.approx(1.0, abs=0.1)
-    assert set(r["t_c"]["signals"]) == {k for k, v in r["estimates"].items() if v["feature"]}
+    used = {k for k, v in r["estimates"].items() if v["feature"]}  # the combination is a TimeEstimate record
+    assert (r["t_c"] is None and not used) or set(r["t_c"]["extras"]["components"]) == used
 
 
 # --- a denoiser whose answer is known --------------------------------------------------------------------
@@ -140,13 +141,14 @@ def test_critical_time_against_the_closed_form(known):
     j = int(np.flatnonzero((kappa[:-1] > 0) & (kappa[1:] <= 0))[0])
     crossing = lam[j] + (lam[j + 1] - lam[j]) * kappa[j] / (kappa[j] - kappa[j + 1])
     st = r["estimates"]["stiffness"]
-    assert st["feature"] and st["logsnr"] == pytest.approx(crossing, abs=1e-4)
-    assert abs(st["logsnr"] + np.log(C_STAR)) <= lam[j + 1] - lam[j]  # within one recorded step of the exact t_c
+    assert st["feature"] and st["estimate"]["logsnr"] == pytest.approx(crossing, abs=1e-4)
+    assert st["estimate"]["extras"]["method"] == "zero-crossing" and st["estimate"]["source"] == "stiffness"
+    assert abs(st["estimate"]["logsnr"] + np.log(C_STAR)) <= lam[j + 1] - lam[j]  # within one step of the exact t_c
     # the combination uses exactly the signals that have a feature; stiffness is one, so t_c and its interval exist
     used = {k for k, v in r["estimates"].items() if v["feature"]}
-    assert "stiffness" in used and set(r["t_c"]["signals"]) == used
-    lo, hi = r["t_c"]["logsnr_ci"]
-    assert lo <= r["t_c"]["logsnr"] <= hi
+    assert "stiffness" in used and set(r["t_c"]["extras"]["components"]) == used
+    iv = r["t_c"]["interval"]
+    assert iv["lo"]["logsnr"] <= r["t_c"]["logsnr"] <= iv["hi"]["logsnr"]
 
 
 def test_train_demo_model_reuses_and_checks(model, tmp_path):
@@ -172,9 +174,10 @@ def test_result_round_trips_and_rerenders_identically(section, tmp_path):
     # the critical time (one meaning: the branch instability), the softening, and the correlation growth
     assert a.question and len(a.findings) == 3 and a.findings[0].startswith("The network's critical time")
     assert a.findings[2].startswith("Correlation growth: xi_0 of the states goes from")
-    lin = result.branch_growth["linear"]
-    if lin["logsnr"] is not None:  # the branch instability (the critical point) is stated with its interval
-        assert f"logsnr {lin['logsnr']:.4g} [{lin['logsnr_ci'][0]:.4g}, {lin['logsnr_ci'][1]:.4g}]" in a.findings[0]
+    lin = result.branch_growth["linear"]["estimate"]  # a TimeEstimate record, or None
+    if lin is not None and lin["interval"] is not None:  # the branch instability is stated with its interval
+        lo, hi = lin["interval"]["lo"]["logsnr"], lin["interval"]["hi"]["logsnr"]
+        assert f"logsnr {lin['logsnr']:.4g} [{lo:.4g}, {hi:.4g}]" in a.findings[0]
     for name in FIGURES:
         assert (tmp_path / "a" / name).stat().st_size > 1000
     # no raw float in the prose: every decimal shown has at most 4 significant digits

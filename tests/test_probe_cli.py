@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory):
 def test_cli_writes_probe_json(tiny_run):
     rc, out = tiny_run
     assert rc == 0
-    rec = json.loads((out / "probe.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     for key in ("signals", "combined", "nfe", "theory"):
         assert key in rec
     assert set(rec["signals"]) >= {"stiffness", "xi_zero", "xi_oz", "chi", "homogeneous", "linear_growth",
@@ -54,7 +54,7 @@ def test_json_flag_prints_one_object(tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert set(d) == {"signals", "combined", "ensemble_combined", "nfe", "theory"}
     assert "chi" not in d["signals"]
-    assert d == {k: json.loads((tmp_path / "probe.json").read_text())[k] for k in d}
+    assert d == {k: json.loads((tmp_path / "result.json").read_text())["result"][k] for k in d}
 
 
 @pytest.mark.parametrize("argv, word", [
@@ -154,7 +154,7 @@ def test_comparison_rows_without_a_theory_crossing_use_the_softest_time():
 
 def test_linear_response_run_agrees_with_theory_on_tiny_stripes(tiny_run):
     _, out = tiny_run
-    rec = json.loads((out / "probe.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     lt = rec["theory"]["logsnr_c"]
     for name in ("linear_growth", "linear_stiffness"):
         s = rec["signals"][name]
@@ -165,7 +165,7 @@ def test_linear_response_run_agrees_with_theory_on_tiny_stripes(tiny_run):
 def test_window_flag_runs_and_keeps_agreement(tmp_path):
     rc = main(TINY + ["--no-chi", "--homogeneous", "0", "--window", "1", "--out", str(tmp_path)])
     assert rc == 0
-    rec = json.loads((tmp_path / "probe.json").read_text())
+    rec = json.loads((tmp_path / "result.json").read_text())["result"]
     assert rec["config"]["window"] == 1
     assert abs(rec["signals"]["linear_stiffness"]["logsnr_c"] - rec["theory"]["logsnr_c"]) < 0.25
 
@@ -188,8 +188,8 @@ def test_result_round_trips_through_json(tiny_result):
     r, out = tiny_result
     assert ProbeResult.from_json(r.to_json()) == r
     assert result_from_record(json.loads(json.dumps(r.record()))) == r
-    # probe.json is the result itself (the keys the CLI and the tests read, plus the figures' curves)
-    assert ProbeResult.from_dict(json.loads((out / "probe.json").read_text())) == r
+    # result.json holds the result itself (the keys the CLI and the tests read, plus the figures' curves)
+    assert ProbeResult.from_dict(json.loads((out / "result.json").read_text())["result"]) == r
     assert r.curves["linear"]["coarse_steps"] == 6 and len(r.linear_response["amplitude_scan"]) == 1
 
 
@@ -205,7 +205,7 @@ def test_report_rerenders_identically_from_json(tiny_result, tmp_path):
         folder.mkdir()
         if "snapshots.png" in r.files:
             (folder / "snapshots.png").write_bytes((out / "snapshots.png").read_bytes())
-        again = ProbeResult.from_json((out / "probe.json").read_text())
+        again = ProbeResult.from_dict(json.loads((out / "result.json").read_text())["result"])
         sec = render(again, folder=folder)
         assert sec.key == "probe-stripes" and sec.question and len(sec.findings) == 3
         for f in ("stiffness.png", "signals.png", "linear_response.png"):

@@ -87,6 +87,7 @@ def test_commitment_rejects_bad_input():
         commitment(model, (4, 1, 2, 2), sig, [1], sign, k=1)
 
 
+@pytest.mark.slow  # 24 CPU-s on one core (measured); the fast tests above keep phi's contract and resume covered
 def test_phi_matches_the_twopoint_posterior_oracle_and_the_speciation_time():
     """The measured phi(t) equals E[w^2 + (1-w)^2] within its bootstrap error (plus the sampler's discretisation
     allowance 0.02), the curve rises from chance 0.5 towards 1, and the speciation time is the closed form

@@ -80,7 +80,7 @@ def test_sweep_writes_table_and_a_rerun_skips_finished_units(tmp_path):
     assert [r["key"] for r in csv_rows] == [r["key"] for r in result.rows]
     for r in result.rows:  # each probe row holds what that unit's own result file says
         if r["kind"] == "probe":
-            probe = json.loads((tmp_path / "units" / r["key"] / "probe.json").read_text())
+            probe = json.loads((tmp_path / "units" / r["key"] / "result.json").read_text())["result"]
             assert r["logsnr_c"] == probe["combined"]["logsnr_c"]
     again = run_sweep(SPEC, Context.quiet(tmp_path))
     log = [json.loads(line) for line in open(tmp_path / "sweep.jsonl")]

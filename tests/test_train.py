@@ -223,10 +223,10 @@ def test_cli_train_on_idx_then_sample_with_net_model(tmp_path, capsys):
     argv = ["train", "--data", spec, "--out", str(out), "--steps", "3", "--batch", "8", "--width", "8",
             "--channel-mult", "1,2", "--threads", "1"]
     assert cli(argv) == 0
-    rec = json.loads((out / "train.json").read_text())
+    rec = json.loads((out / "result.json").read_text())["result"]
     assert rec["step"] == 3 and rec["n_classes"] == 2 and rec["n_train"] == 32
     assert (out / "samples.png").stat().st_size > 0
-    # train.json is the run's Result: it rebuilds exactly, and renders the same section twice
+    # result.json holds the run's Result: it rebuilds exactly, and renders the same section twice
     from critdiff.experiments.train import TrainResult
     from critdiff.report.render import render
 
@@ -243,7 +243,7 @@ def test_cli_train_on_idx_then_sample_with_net_model(tmp_path, capsys):
     # the trained folder is a model for `critdiff sample` (the shape comes from the net, no --data)
     samp = tmp_path / "samp"
     assert cli(["sample", "--model", f"net:{out}", "--out", str(samp), "--steps", "2", "--n", "2", "--label", "1"]) == 0
-    run = json.loads((samp / "run.json").read_text())
+    run = json.loads((samp / "result.json").read_text())["result"]
     assert run["shape"] == [1, 8, 8] and run["model"]["kind"] == "net" and run["nfe_per_sample"] == 3
     (ckpt.checkpoint_dir(out) / ckpt.EMA).write_bytes(b"")
     assert cli(["sample", "--model", f"net:{out}", "--out", str(samp), "--steps", "2"]) == 2

@@ -23,7 +23,7 @@ LOCK_NAME = ".critdiff.lock"
 KIND_NAME = ".critdiff.kind"  # the kind of run (the command) the folder belongs to (R4.4)
 # commands that work on another kind's folder without making it theirs: report re-renders a demo's results
 # critdiff report re-renders the folder of a demo (results.json) or of any command that writes result.json
-READS = {"report": ("demo", "sample", "probe", "train", "theory", "guide", "sweep")}
+READS = {"report": ("demo", "sample", "probe", "train", "train-classifier", "theory", "guide", "sweep")}
 
 
 def folder_kind(folder: "str | os.PathLike") -> "str | None":

@@ -34,7 +34,7 @@ def run(args) -> int:
         sys.stdout.write("\n")
     else:
         c, e = res.combined, res.ensemble_combined
-        print(f"wrote {args.out}/probe.json and figures; combined logsnr_c = {c['logsnr_c']} "
+        print(f"wrote {args.out}/result.json and figures; combined logsnr_c = {c['logsnr_c']} "
               f"(t_c = {c['t_c']}; {c.get('source')}); sampler ensemble logsnr_c = {e['logsnr_c']}; "
               f"{res.nfe['total_per_sample']:.0f} NFE per sample, {res.seconds['total']:.1f} s")
     return 0

@@ -23,9 +23,9 @@ def run(args) -> int:
     if res.like_pipeline is not None:
         ships = res.model.get("scheduler")
         other = f", not the folder's {ships}" if ships != res.like_pipeline else ""
-        print(f"wrote {args.out}/samples.png, samples.safetensors, run.json (like {res.like_pipeline}{other}, "
+        print(f"wrote {args.out}/samples.png, samples.safetensors, result.json (like {res.like_pipeline}{other}, "
               f"{res.model.get('dtype')}, {res.seconds:.1f} s)")
         return 0
-    print(f"wrote {args.out}/samples.png, trajectory.png, run.json ({res.nfe_per_sample:.0f} NFE per sample, "
+    print(f"wrote {args.out}/samples.png, trajectory.png, result.json ({res.nfe_per_sample:.0f} NFE per sample, "
           f"{res.seconds:.1f} s)")
     return 0

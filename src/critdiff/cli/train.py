@@ -13,7 +13,7 @@ CONFIG = TrainConfig
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a convolutional diffusion model (checkpoints, EMA, resume, sample grid)")
     add_config_args(p, TrainConfig, given_only=True)
-    add_out_arg(p, help_text="output folder (checkpoints, samples.png, train.json)")
+    add_out_arg(p, help_text="output folder (checkpoints, samples.png, result.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     add_run_args(p)
     p.set_defaults(run=run)

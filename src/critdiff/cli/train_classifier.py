@@ -13,7 +13,7 @@ CONFIG = ClassifierTrainConfig
 def add_parser(sub) -> None:
     p = sub.add_parser("train-classifier", help="train the evaluation classifier and report its held-out accuracy")
     add_config_args(p, ClassifierTrainConfig)
-    add_out_arg(p, help_text="output folder (config.json, weights.safetensors, metrics.json)")
+    add_out_arg(p, help_text="output folder (config.json, weights.safetensors, metrics.json, result.json)")
     add_run_args(p)
     p.set_defaults(run=run)
 
@@ -22,6 +22,6 @@ def run(args) -> int:
     cfg = config_from_args(ClassifierTrainConfig, args)
     with threads_of(args):
         rec = run_train_classifier(cfg, args.out, device=args.device)
-    print(f"wrote {args.out}: held-out accuracy {rec['heldout_accuracy']:.3f} on {rec['n_heldout']} images "
-          f"({rec['seconds']:.0f} s)")
+    print(f"wrote {args.out}: held-out accuracy {rec.heldout_accuracy:.3f} on {rec.n_heldout} images "
+          f"({rec.seconds:.0f} s); critdiff report {args.out} renders it")
     return 0

@@ -29,6 +29,8 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "sample": Kind("sample:SampleResult", "sample:render_sample", "sample:run_sample"),
     "train": Kind("train:TrainResult", "train:render_train", "train:run_train"),
+    "train-classifier": Kind("train:ClassifierResult", "train_classifier:render_train_classifier",
+                             "train:run_train_classifier"),
     "guide": Kind("guide.run:GuideResult", "guide:render_guide", "guide.run:run_guide"),
     "probe": Kind("probe:ProbeResult", "probe:render_probe", "probe:run_probe"),
     "net-criticality": Kind("net_criticality:NetCriticalityResult", "net_criticality:render_net_criticality",

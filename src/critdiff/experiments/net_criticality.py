@@ -36,6 +36,7 @@ from ..probes.softening import ONSET
 from ..samplers import initial_noise, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
+from ..times import TimeEstimate
 from . import net_signals as NS
 from .context import ContextLike, as_context
 from .result import Result
@@ -87,7 +88,9 @@ def demo_config(quick: bool, model_dir: str) -> NetCriticalityConfig:
 class NetCriticalityResult(Result):
     """Every number of the trained-net section. Curves are in the sampling direction (logsnr ascending):
     ``probe_logsnr [T]``, ``k [K]``, ``sigma2_kappa_radial [T][K]``, ``xi_zero``, ``xi_oz [T]``; ``chi_logsnr``,
-    ``chi_mean [J]``, ``chi_ci [J][2]``. Payloads: see :mod:`.net_signals`."""
+    ``chi_mean [J]``, ``chi_ci [J][2]``. ``estimates``: per trajectory signal, ``{'estimate': TimeEstimate record
+    or None, 'feature': bool}``; ``t_c``: their inverse-variance combination (None when no signal has a feature);
+    ``branch_growth``: per branch run, its ``estimate`` and the mode that grows. Payloads: see :mod:`.net_signals`."""
 
     kind = "net-criticality"
     config: NetCriticalityConfig
@@ -107,7 +110,7 @@ class NetCriticalityResult(Result):
     xi_oz_peak: dict
     chi_peak: dict
     estimates: dict
-    t_c: dict
+    t_c: Optional[TimeEstimate]
     branch_growth: dict
     onset_threshold: float
     calibration: dict
@@ -166,12 +169,14 @@ def run_net_criticality(cfg: NetCriticalityConfig, ctx: ContextLike = None, devi
         cal = phase("calibration", NS.calibrate, net, images, traj, cfg)
         # the network's critical time is the branch instability (linear response): the theory's stencil is the one
         # calibrated nearest it (the trajectory signals' combination is reported beside it, as what it is)
-        theory, others = phase("theory", NS.calibrated_theory, images, cal, branch["linear"], schedule, cfg)
+        critical = branch["linear"]["estimate"]
+        theory, others = phase("theory", NS.calibrated_theory, images, cal,
+                               None if critical is None else TimeEstimate.from_dict(critical), schedule, cfg)
     curves = NS.curves(traj, susc)
     result = NetCriticalityResult(
         config=cfg, data=data, schedule=schedule, sampler="heun", **curves,
-        **NS.peaks(curves, ests["xi_oz"].logsnr, feature["xi_oz"]),
-        estimates={k: {**NS.estimate_record(e, schedule), "feature": feature[k]} for k, e in ests.items()},
+        **NS.peaks(curves, None if ests["xi_oz"] is None else ests["xi_oz"].logsnr, feature["xi_oz"]),
+        estimates={k: {"estimate": NS.record_of(e), "feature": feature[k]} for k, e in ests.items()},
         t_c=combined, branch_growth=branch, onset_threshold=ONSET, calibration=cal.to_dict(), theory=theory,
         theory_others=tuple(others), timing={**timing, "total_s": time.perf_counter() - t_start},
         xi_growth=NS.xi_growth(curves))

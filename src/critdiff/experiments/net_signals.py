@@ -1,7 +1,10 @@
 """The measurement phases of :mod:`.net_criticality`, each a call into ``probes/`` or ``theory/``, and the JSON
 records of their results.
 
-Times are recorded as ``{'t', 'logsnr', 'sigma_over_a'}`` of the network's training schedule
+Every estimated time is a :class:`critdiff.times.TimeEstimate` on the network's training schedule (the estimator's
+own :meth:`~critdiff.probes.critical_time.CriticalTime.estimate`: time, interval, source = the signal, extras =
+method, ``logsnr_se``, ``n_boot``, ``n_valid``), stored as its record (``TimeEstimate.to_dict``; ``None`` where the
+signal gives no finite time). The patch theory's times are ``{'t', 'logsnr', 'sigma_over_a'}``
 (:func:`critdiff.times.time_dict`). Seeds: every phase uses ``cfg.seed`` as the old section did (the branch runs ``derive(seed, 'linear-response')``),
 so the numbers are those of the previous ``net_criticality_section``.
 """
@@ -13,18 +16,16 @@ import math
 import numpy as np
 import torch
 
+from typing import Optional
+
 from ..io import to_jsonable
 from ..seeding import derive
-from ..times import time_dict
+from ..times import TimeEstimate, time_dict
 
 
-def estimate_record(e, schedule: str) -> dict:
-    """JSON record of a :class:`~critdiff.probes.critical_time.CriticalTime` with its times in ``schedule``."""
-    d = {"signal": e.signal, "method": e.method, **time_dict(schedule, e.logsnr),
-         "logsnr_ci": [to_jsonable(v) for v in e.logsnr_ci], "logsnr_se": to_jsonable(e.logsnr_se), "n_valid": e.n_valid,
-         "n_boot": e.n_boot}
-    d["t_ci"] = [time_dict(schedule, v)["t"] for v in e.logsnr_ci]
-    return d
+def record_of(est: Optional[TimeEstimate]) -> Optional[dict]:
+    """The stored form of an estimate: its :meth:`~critdiff.times.TimeEstimate.to_dict`, or None."""
+    return None if est is None else est.to_dict()
 
 
 def has_feature(e, logsnr_range) -> bool:
@@ -53,8 +54,10 @@ def kicks(net, x, sigmas, cfg):
         return susceptibility(net, x, sigmas, steps, sampler="heun", seed=cfg.seed, n_boot=cfg.n_boot)
 
 
-def estimates(traj, susc, schedule: str, cfg):
-    """``t_c`` from each signal, which have a feature, and their inverse-variance combination (a record)."""
+def estimates(traj, susc, schedule: str, cfg) -> tuple[dict, dict, Optional[TimeEstimate]]:
+    """``(estimates, feature, combined)``: ``t_c`` from each signal as a :class:`~critdiff.times.TimeEstimate`
+    (None without a finite time), which signals have a feature, and the inverse-variance combination of those
+    (its extras name the ``components``; None when no signal has a feature with a bootstrap variance)."""
     from ..probes import combine, from_chi, from_stiffness, from_xi
 
     kw = dict(n_boot=cfg.n_boot, seed=cfg.seed)
@@ -63,19 +66,16 @@ def estimates(traj, susc, schedule: str, cfg):
     ranges = {"stiffness": traj.logsnr, "xi_zero": traj.logsnr, "xi_oz": traj.logsnr, "chi": susc.logsnr}
     feature = {k: has_feature(e, ranges[k]) for k, e in ests.items()}
     try:
-        comb = combine([e for k, e in ests.items() if feature[k]])
-        combined = {**time_dict(schedule, comb.logsnr), "logsnr_ci": [to_jsonable(v) for v in comb.logsnr_ci],
-                    "t_ci": [time_dict(schedule, v)["t"] for v in comb.logsnr_ci],
-                    "signals": [c.signal for c in comb.components]}
+        combined = combine([e for k, e in ests.items() if feature[k]]).estimate(schedule)
     except ValueError:
-        combined = {**time_dict(schedule, None), "logsnr_ci": [None, None], "t_ci": [None, None], "signals": [],
-                    "message": "no signal has a zero crossing or an interior extremum with a bootstrap variance"}
-    return ests, feature, combined
+        combined = None
+    return {k: e.estimate(schedule) for k, e in ests.items()}, feature, combined
 
 
 def branch_growth(net, schedule: str, cfg) -> dict:
     """Linear response of the symmetric branch (eps = 0.01) beside the growth onset of the sampler's own
-    ensemble (fluctuations as large as the noise, eps = 1): one record each."""
+    ensemble (fluctuations as large as the noise, eps = 1): one record each, its time under ``estimate`` (a
+    :class:`~critdiff.times.TimeEstimate` record, or None)."""
     from ..probes.linear_response import from_growth, linear_response, softest_mode
 
     branch = {}
@@ -85,7 +85,7 @@ def branch_growth(net, schedule: str, cfg) -> dict:
                                  n=max(4, cfg.batch // 2), seed=derive(cfg.seed, "linear-response"), keep_states=False)
         ct, kmap = from_growth(lr, signal=f"growth ({name})", n_boot=cfg.n_boot, seed=cfg.seed, return_map=True)
         km = softest_mode(kmap)
-        branch[name] = {**estimate_record(ct, schedule), "eps": eps, **km, "logsnr_grid": lr.logsnr.tolist(),
+        branch[name] = {"estimate": record_of(ct.estimate(schedule)), "eps": eps, **km, "logsnr_grid": lr.logsnr.tolist(),
                         "wavelength": 2 * math.pi / km["k_star_abs"] if km["k_star_abs"] > 0 else None,
                         "g_min": lr.g_min.tolist(), "nfe_per_member": lr.nfe}
     return branch
@@ -107,13 +107,12 @@ def calibrate(net, images, traj, cfg):
     return calibrate_patch_size(net, pool, stencils=cfg.stencils, states=states)
 
 
-def calibrated_theory(images, cal, critical: dict, schedule: str, cfg) -> tuple[dict, list]:
+def calibrated_theory(images, cal, critical: Optional[TimeEstimate], schedule: str, cfg) -> tuple[dict, list]:
     """Patch theory (periodic, exact weights) of the stencil calibrated nearest the network's critical time
-    ``critical['logsnr']`` (else the modal one), and of every other stencil calibrated at some recorded time."""
+    ``critical`` (else the modal one), and of every other stencil calibrated at some recorded time."""
     from ..theory.analysis import analyze
 
-    lam_ref = critical.get("logsnr")
-    lam_ref = lam_ref if lam_ref is not None and math.isfinite(lam_ref) else None
+    lam_ref = None if critical is None else critical.logsnr
     stencil = cal.stencil_at(lam_ref) if lam_ref is not None else cal.modal_stencil()
     imgs = images[_pool_order(images, cfg.seed)[:cfg.n_theory]]
 
@@ -143,7 +142,7 @@ def curves(traj, susc) -> dict:
             "chi_ci": susc.chi_ci[oc], "stiffness_low_k": stiff}
 
 
-def peaks(c: dict, xi_oz_logsnr: float, xi_oz_feature: bool) -> dict:
+def peaks(c: dict, xi_oz_logsnr: Optional[float], xi_oz_feature: bool) -> dict:
     """Peaks of ``xi_zero``, the OZ ``xi`` (its estimate's time and feature) and ``chi`` over the recorded range."""
     from ..probes.softening import curve_peak
 

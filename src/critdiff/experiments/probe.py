@@ -19,7 +19,7 @@ effective transition. For the patch model the stiffness is also probed at the th
 
 Times are reported as the schedule's ``t``, ``logsnr`` and ``sigma/a``; costs as denoiser evaluations per sample
 (JVPs included). ``run_probe(cfg, ctx) -> ProbeResult``: the result (every number the report shows and the curves
-its figures plot) is written atomically to ``OUT/probe.json``, the states nearest the ensemble's ``t_c`` to
+its figures plot) is written atomically to ``OUT/result.json``, the states nearest the ensemble's ``t_c`` to
 ``OUT/snapshots.png``; :func:`critdiff.report.probe.render_probe` draws the figures and the prose. Measurements
 live in :mod:`critdiff.probes` (``ensemble``, ``branch``, ``homogeneous``, ``theory_compare``).
 """
@@ -39,7 +39,6 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..config import arg
 from ..errors import check_int, check_ints, check_positive
-from ..io import save_json
 from ..probes.branch import branch_response
 from ..probes.ensemble import ensemble_probe, ensemble_signals
 from ..probes.estimates import combine_record, estimate_record
@@ -93,7 +92,7 @@ class ProbeConfig(RunConfig):
 
 @dataclass(frozen=True)
 class ProbeResult(Result):
-    """What a probe run measured: the ``probe.json`` record (``signals``, ``combined``, ``ensemble_combined``,
+    """What a probe run measured: the record in ``result.json`` (``signals``, ``combined``, ``ensemble_combined``,
     ``nfe``, ``theory``, ...) plus ``curves``, the data the report's figures plot (module docstring)."""
 
     kind = "probe"
@@ -145,7 +144,7 @@ def _theory(model, cfg: ProbeConfig, images, schedule, signals: dict, lin, bar) 
 
 
 def _curves(ens: dict, ens_comb, lin, rep, hom) -> dict:
-    """The data the report's figures plot that ``probe.json`` does not hold otherwise."""
+    """The data the report's figures plot that ``result.json`` does not hold otherwise."""
     traj, susc = ens["traj"], ens["susc"]
     o = np.argsort(traj.logsnr)
     curves = {"stiffness_map": {"logsnr": traj.logsnr[o], "k": traj.k,
@@ -238,7 +237,7 @@ def _measure(cfg: ProbeConfig, loaded, schedule, bar) -> dict:
 
 
 def run_probe(cfg: ProbeConfig, ctx: ContextLike) -> ProbeResult:
-    """Run the probe experiment; write ``probe.json``, ``result.json`` and ``snapshots.png`` to ``ctx.out``;
+    """Run the probe experiment; write ``result.json`` and ``snapshots.png`` to ``ctx.out``;
     return the result. ``ctx``: a :class:`~critdiff.experiments.context.Context` or an output folder."""
     cfg.validate()
     ctx = as_context(ctx)
@@ -267,7 +266,6 @@ def run_probe(cfg: ProbeConfig, ctx: ContextLike) -> ProbeResult:
         seconds={"total": seconds, "trajectory": ens["t_traj"], "susceptibility": ens["t_chi"],
                  "linear_response": None if lin is None else lin["seconds"]},
         files=_snapshots(out, traj, m["ens_comb"]), curves=_curves(ens, m["ens_comb"], lin, m["rep"], hom))
-    save_json(out / "probe.json", result.to_dict())
     ctx.save(result)
     return result
 

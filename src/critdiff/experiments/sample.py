@@ -2,8 +2,8 @@
 
 ``run_sample(cfg, ctx) -> SampleResult``. Artefacts written to ``ctx.out``: ``samples.safetensors`` (the
 samples and the sigma grid), ``samples.png`` (grid), ``trajectory.png`` (one trajectory: state and
-``x0_hat`` over time), ``training.png`` (a few training images, analytic models) and ``run.json`` (the
-result). Seeds: initial noise from ``seed_generators(seed, n)``, sampler noise from
+``x0_hat`` over time), ``training.png`` (a few training images, analytic models) and ``result.json`` (the
+result's record, :func:`critdiff.experiments.result.save_result`). Seeds: initial noise from ``seed_generators(seed, n)``, sampler noise from
 ``seed_generators(derive(seed, 'sampler-noise'), n)`` (one generator per sample: a sample does not depend on its batch).
 """
 
@@ -23,7 +23,7 @@ from .. import schedules as S
 from ..config import arg
 from ..denoisers import CountingDenoiser
 from ..errors import check_finite
-from ..io import atomic_write_bytes, save_json
+from ..io import atomic_write_bytes
 from ..late_start import cut_grid, parse_late_start
 from ..seeding import derive
 from ..spec import parse_spec
@@ -169,7 +169,7 @@ def _check_label(label: Optional[int], labels: Optional[torch.Tensor]) -> None:
 
 
 def run_sample(cfg: SampleConfig, ctx: ContextLike) -> SampleResult:
-    """Run the sampling experiment; write its artefacts, ``run.json`` and ``result.json`` to ``ctx.out``; return
+    """Run the sampling experiment; write its artefacts and ``result.json`` to ``ctx.out``; return
     the result. ``ctx``: a :class:`~critdiff.experiments.context.Context` or an output folder."""
     cfg.validate()
     ctx = as_context(ctx)
@@ -210,7 +210,6 @@ def run_sample(cfg: SampleConfig, ctx: ContextLike) -> SampleResult:
         seconds=seconds,
         model=getattr(loaded.model, "config", lambda: {})(), sample_mean=float(final.mean()),
         sample_std=float(final.std()), files=files, late_start=None if start is None else start[0])
-    save_json(out / "run.json", result.to_dict())
     ctx.save(result)
     return result
 
@@ -289,7 +288,7 @@ def _run_model_plan(model, plan, noise, label, generator, callback, eta: float):
 def _run_like_pipeline(cfg: SampleConfig, model, ctx: Context) -> SampleResult:
     """``--like-pipeline``: the diffusers pipeline's own draws, timesteps and steps (integrations.diffusers.pipeline).
 
-    ``run.json`` records what ran: the scheduler kind (``like_pipeline``), DDIM's eta (``sampler``), the dtype.
+    ``result.json`` records what ran: the scheduler kind (``like_pipeline``), DDIM's eta (``sampler``), the dtype.
     """
     from safetensors.torch import save as st_save
 
@@ -314,7 +313,6 @@ def _run_like_pipeline(cfg: SampleConfig, model, ctx: Context) -> SampleResult:
         sigma_max=None, sigma_min=None, logsnr_range=None, nfe_per_sample=None, seconds=seconds,
         model={**model.config(), "dtype": dtype}, sample_mean=float(images.mean()), sample_std=float(images.std()),
         files=("samples.png", "samples.safetensors"), like_pipeline=KIND_CLASSES[kind])
-    save_json(out / "run.json", result.to_dict())
     ctx.save(result)
     return result
 

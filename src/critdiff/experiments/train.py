@@ -3,7 +3,7 @@ grid (``samples.png``; one row per class for a conditional model) and a JSON rec
 
 Output folder of ``train`` (see :mod:`critdiff.nets.checkpoint`): the step folders ``ckpt-<step>/``
 (``config.json``, ``weights.safetensors``, ``ema.safetensors``, ``state.pt``), the ``latest`` pointer,
-``samples.png``, ``train.json``. The folder is then usable as ``--model net:DIR``.
+``samples.png``, ``result.json`` (the run's record). The folder is then usable as ``--model net:DIR``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from .. import samplers as SM
 from .. import schedules as S
 from ..data import load as load_data
 from ..devices import resolve as resolve_device
-from ..io import save_json
 from ..nets import checkpoint as ckpt
 from ..nets.classifier import ClassifierTrainConfig, train_classifier
 from ..denoisers import n_classes_of
@@ -28,7 +27,7 @@ from ..nets.training import RESUMABLE, TrainConfig, train_unet
 from ..nets.unet import n_params
 from .finite import FiniteGuard
 from .context import ContextLike, as_context
-from .result import Result
+from .result import RESULT_FILE, Result
 
 
 def resolve_config(out_dir: "str | Path", given: dict, resume: bool) -> TrainConfig:
@@ -113,8 +112,8 @@ class TrainResult(Result):
 
 def run_train(cfg: TrainConfig, ctx: ContextLike, resume: bool = False, device: "str | torch.device" = "cpu",
               on_step: Optional[Callable[[int, float], None]] = None, grid: bool = True) -> "TrainResult":
-    """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png``, ``train.json``
-    and ``result.json`` to ``ctx.out`` (a :class:`~critdiff.experiments.context.Context` or a folder)."""
+    """Train (or resume) a diffusion UNet on ``cfg.data``; write the checkpoint, ``samples.png`` and ``result.json``
+    to ``ctx.out`` (a :class:`~critdiff.experiments.context.Context` or a folder)."""
     cfg.validate()
     ctx = as_context(ctx)
     device = resolve_device(device)
@@ -123,7 +122,7 @@ def run_train(cfg: TrainConfig, ctx: ContextLike, resume: bool = False, device: 
     res = train_unet(cfg, images, labels, out, resume=resume, progress=ctx.progress, device=device, on_step=on_step,
                      extra_config={"data_shape": list(images.shape[1:]), "n_train": int(images.shape[0])})
     denoiser = NetDenoiser(res["ema"], path=str(out), step=res["step"], train_config=cfg.to_dict())
-    files = [ckpt.LATEST, ckpt.checkpoint_dir(out).name, "train.json"]
+    files = [ckpt.LATEST, ckpt.checkpoint_dir(out).name, RESULT_FILE]
     grid_seconds = None
     if grid:
         t0 = time.perf_counter()
@@ -136,17 +135,45 @@ def run_train(cfg: TrainConfig, ctx: ContextLike, resume: bool = False, device: 
         n_classes=res["net_config"].n_classes, step=res["step"], final_loss=losses[-1][1] if losses else None,
         losses=losses, seconds=res["seconds"], images_per_s=res["images_per_s"], grid_seconds=grid_seconds,
         threads=torch.get_num_threads(), device=str(device), files=tuple(files))
-    save_json(out / "train.json", result.to_dict())
     ctx.save(result)
     return result
 
 
-def run_train_classifier(cfg: ClassifierTrainConfig, ctx: ContextLike, device: "str | torch.device" = "cpu") -> dict:
+@dataclass(frozen=True)
+class ClassifierResult(Result):
+    """A training run of the evaluation classifier: its configuration, held-out and training accuracy, the
+    held-out accuracy of each class (``None`` for a class absent from the held-out split), the sizes of both
+    splits, the last batch's loss, the timing and the files written (the checkpoint is in the folder)."""
+
+    kind = "train-classifier"
+    config: ClassifierTrainConfig
+    heldout_accuracy: float
+    train_accuracy: float
+    per_class_accuracy: tuple[Optional[float], ...]
+    n_train: int
+    n_heldout: int
+    final_loss: float
+    seconds: float
+    features: int
+    threads: int
+    device: str
+    files: tuple[str, ...]
+
+
+def run_train_classifier(cfg: ClassifierTrainConfig, ctx: ContextLike,
+                         device: "str | torch.device" = "cpu") -> ClassifierResult:
     """Train the evaluation classifier on ``cfg.data``; write ``config.json``, ``weights.safetensors``,
-    ``metrics.json`` to ``ctx.out`` (a :class:`~critdiff.experiments.context.Context` or a folder)."""
+    ``metrics.json`` and ``result.json`` to ``ctx.out`` (a :class:`~critdiff.experiments.context.Context` or a
+    folder); return the result."""
     cfg.validate()
     ctx = as_context(ctx)
     device = resolve_device(device)
     images, labels = load_data(cfg.data)
-    res = train_classifier(cfg, images, labels, ctx.out, progress=ctx.progress, device=device)
-    return {k: v for k, v in res.items() if k not in ("model", "heldout_indices")}
+    res = train_classifier(cfg, images, labels, ctx.folder(), progress=ctx.progress, device=device)
+    result = ClassifierResult(
+        config=cfg, **{k: res[k] for k in ("heldout_accuracy", "train_accuracy", "per_class_accuracy", "n_train",
+                                           "n_heldout", "final_loss", "seconds", "features")},
+        threads=torch.get_num_threads(), device=str(device),
+        files=(ckpt.CONFIG, ckpt.WEIGHTS, "metrics.json", RESULT_FILE))
+    ctx.save(result)
+    return result

@@ -2,7 +2,7 @@
 The rule that an extremum on the first or last probed step is no estimate is
 :func:`critdiff.probes.critical_time.at_grid_edge` (DESIGN.md section 4).
 
-These records are what ``critdiff probe`` writes to ``probe.json`` (``signals``, ``combined``) and what the
+These records are what ``critdiff probe`` writes to ``result.json`` (``signals``, ``combined``) and what the
 report and :func:`critdiff.probes.theory_compare.comparison_rows` read.
 """
 

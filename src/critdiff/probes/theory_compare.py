@@ -77,9 +77,9 @@ def comparison_rows(rec: dict) -> list[dict]:
     inside the interval or ``|d logsnr| <= 0.25`` (``'edge'`` for a peak on the first or last probed step).
 
     ``rec`` holds ``theory``, ``signals``, ``combined`` and optionally ``ensemble_combined`` and
-    ``k_star_trajectory`` (as in ``probe.json``). When the theory finds no crossing, its reference is the time
-    where the homogeneous state is softest (``theory.softest``): a measured minimum is compared with it, a
-    measured crossing disagrees.
+    ``k_star_trajectory`` (as in a probe run's ``result.json``). When the theory finds no crossing, its reference is
+    the time where the homogeneous state is softest (``theory.softest``): a measured minimum is compared with it,
+    a measured crossing disagrees.
     """
     th = rec.get("theory") or {}
     lt = th.get("logsnr_c")

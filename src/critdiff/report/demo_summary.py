@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..times import TimeEstimate
 from .fmt import interval, num
 
 VERDICTS = ("holds", "partly", "does not hold")
@@ -78,17 +79,18 @@ def _growth(r, key: str) -> Optional[Finding]:
 
 
 def _critical_time(r, key: str) -> Optional[Finding]:
-    li, th = (r.branch_growth or {}).get("linear"), r.theory
-    if not li or li.get("logsnr") is None:
+    rec, th = (r.branch_growth or {}).get("linear") or {}, r.theory
+    if rec.get("estimate") is None:
         return None
-    lo, hi = li["logsnr_ci"]
-    how = "turns unstable" if li.get("method") == "zero-crossing" else "is softest (no crossing)"
+    li = TimeEstimate.from_dict(rec["estimate"])
+    lo, hi = li.logsnr_ci or (None, None)
+    how = "turns unstable" if li.extras.get("method") == "zero-crossing" else "is softest (no crossing)"
     head = (f"The reference network's critical time (its symmetric branch {how}, linear response) is logsnr "
-            f"{num(li['logsnr'])} {interval(lo, hi)}")
+            f"{num(li.logsnr)} {interval(lo, hi)}")
     if not th.get("found"):
         return Finding(head + f"; the patch theory of its calibrated stencil {th['stencil']} has no critical point",
                        "does not hold", key)
-    d = th["logsnr"] - li["logsnr"]
+    d = th["logsnr"] - li.logsnr
     inside = lo is not None and hi is not None and lo <= th["logsnr"] <= hi
     verdict = "holds" if inside else "partly" if abs(d) <= 2.0 else "does not hold"
     return Finding(head + f"; the patch theory of its calibrated stencil {th['stencil']} predicts {num(th['logsnr'])} "

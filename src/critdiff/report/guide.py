@@ -112,21 +112,37 @@ def equal_nfe_table(result) -> list[dict]:
 
 def _settings(result) -> str:
     cfg, tc = result.config, result.tc
+    clf = "" if result.status != "complete" else \
+        f" Classifier accuracy on the training images: {num(result.classifier_train_accuracy)}."
     return (f"<p>{_html.escape(cfg.model)} on <code>{_html.escape(str(cfg.data))}</code>, {cfg.n} samples per arm "
             f"(intended classes balanced), {cfg.sampler} with {cfg.steps} steps uniform in {cfg.spacing} on "
             f"{cfg.schedule}. Every arm starts from the same noise and receives the same sampler noise. Pulses: "
             f"{cfg.profile}, height {num(cfg.height)}, width {num(cfg.width)} logsnr, baseline w = {num(cfg.baseline)}. "
-            f"Critical time {tc.time.format()} (source: {_html.escape(tc.source)}). Classifier accuracy on the training images: "
-            f"{num(result.classifier_train_accuracy)}.</p>")
+            f"Critical time {tc.time.format()} (source: {_html.escape(tc.source)}).{clf}</p>")
+
+
+def _unfinished(result, key: str, title: str) -> Section:
+    """The section of a run without metrics: ``no-classifier`` (every trial ran; NFE and pixel diversity per arm)
+    or ``stopped`` (some trials are missing)."""
+    if result.status == "no-classifier":
+        note = ("Every trial ran, but no classifier was given: accuracy, log p and FD wait for a rerun with "
+                "<code>--classifier</code> (it reuses the trials).")
+        rows = [{"arm": arm, "NFE": r["nfe"]["diff"], "pixel diversity": r.get("pixel_diversity"), "n": r["n"]}
+                for arm, r in (result.arms or {}).items()]
+    else:
+        note, rows = "The run stopped before every trial ran; rerun the command to finish it.", []
+    fact = f"{result.status}: critical time {result.tc.time.format()} ({result.tc.source})."
+    return Section(key, title, _settings(result) + f"<p>{note}</p>" + (table(rows) if rows else ""),
+                   question=QUESTION, findings=[fact])
 
 
 def render_guide(result, folder: "str | Path | None" = None, key: str = "guidance",
                  title: str = "Guidance pulses at the critical time") -> Section:
     """The report section of a guidance run; ``sweep.png`` is drawn into ``folder`` (default: the run's
-    folder, where its ``trials.jsonl`` is)."""
+    folder, where its ``trials.jsonl`` is). A run without metrics (``no-classifier``, ``stopped``) shows its
+    settings, critical time and what it holds."""
     if result.status != "complete":
-        raise ValueError(f"result: the guidance run is {result.status!r}, not complete; rerun it "
-                         "(with --classifier) before rendering")
+        return _unfinished(result, key, title)
     folder = Path(result.log).parent if folder is None else Path(folder)
     facts = findings(result)
     html = (_settings(result) + "<ul>" + "".join(f"<li>{_html.escape(f)}</li>" for f in facts[1:]) + "</ul>"

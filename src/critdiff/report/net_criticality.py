@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import html as _html
-import math
 from pathlib import Path
 
 import numpy as np
 
+from ..times import TimeEstimate
 from .fmt import interval, num
 from .html import Section, table
 
@@ -17,10 +17,6 @@ _OTHER_COLOURS = ("C2", "C4", "C5")
 # table order of the signals and branch runs (a result's dicts come back from JSON with sorted keys)
 _SIGNALS = ("stiffness", "xi_zero", "xi_oz", "chi")
 _BRANCH = ("linear", "ensemble")
-
-
-def _ordered(d: dict, order: tuple) -> list:
-    return [d[k] for k in order if k in d] + [d[k] for k in sorted(d) if k not in order]
 
 
 def _arr(v) -> np.ndarray:
@@ -38,18 +34,29 @@ def _theory_lines(r, plot) -> None:
             plot(o["logsnr"], c, ":", f"patch theory t_c ({o['stencil']})")
 
 
-def _finite(v) -> bool:
-    return v is not None and math.isfinite(v)
+def _estimate(rec: "dict | None") -> "TimeEstimate | None":
+    """The :class:`~critdiff.times.TimeEstimate` stored under ``rec['estimate']`` (None without one)."""
+    d = (rec or {}).get("estimate")
+    return None if d is None else TimeEstimate.from_dict(d)
+
+
+def _ci(est: "TimeEstimate | None") -> tuple:
+    """The estimate's interval in logsnr, ``(None, None)`` without one."""
+    return (None, None) if est is None or est.logsnr_ci is None else est.logsnr_ci
+
+
+def _branch(r, name: str) -> "TimeEstimate | None":
+    return _estimate((r.branch_growth or {}).get(name))
 
 
 def _critical_lines(r, plot) -> None:
     """Call ``plot`` for the network's critical time (branch instability) and, labelled as such, the combination
     of the trajectory signals."""
-    li = (r.branch_growth or {}).get("linear") or {}
-    if _finite(li.get("logsnr")):
-        plot(li["logsnr"], "k", "--", "critical time (branch instability)")
-    if _finite(r.t_c["logsnr"]):
-        plot(r.t_c["logsnr"], "0.55", "-.", "trajectory signals combined")
+    li = _branch(r, "linear")
+    if li is not None:
+        plot(li.logsnr, "k", "--", "critical time (branch instability)")
+    if r.t_c is not None:
+        plot(r.t_c.logsnr, "0.55", "-.", "trajectory signals combined")
 
 
 def _stiffness_figure(r, plt, path: Path) -> None:
@@ -113,7 +120,7 @@ def write_figures(r, out_dir: "str | Path") -> tuple[str, ...]:
 
 
 def _stiffness_text(r) -> str:
-    st, es = r.stiffness_low_k, r.estimates["stiffness"]
+    st, es = r.stiffness_low_k, _estimate(r.estimates["stiffness"])
     if st["weakens"]:
         s = (f"The low-|k| stiffness weakens relative to short wavelengths: the contrast sigma^2 kappa(|k| = "
              f"{num(st['k_high'])}) - sigma^2 kappa(|k| = {num(st['k_low'])}) is largest, {num(st['contrast_max'])} "
@@ -129,8 +136,8 @@ def _stiffness_text(r) -> str:
     s += (f" This shell mean crosses zero at logsnr {num(st['crossing_logsnr'])}." if st["crossing_logsnr"] is not None
           else " This shell mean never crosses zero.")
     s += (f" The softest single Fourier mode (minimum over k of the ensemble-mean kappa) crosses zero, i.e. turns "
-          f"unstable, at logsnr {num(es['logsnr'])} {interval(*es['logsnr_ci'])}."
-          if es["method"] == "zero-crossing" else
+          f"unstable, at logsnr {num(es.logsnr)} {interval(*_ci(es))}."
+          if es is not None and es.extras.get("method") == "zero-crossing" else
           " No single Fourier mode's ensemble-mean stiffness crosses zero: no mode turns unstable on average.")
     return s
 
@@ -152,26 +159,26 @@ def _peaks_text(r) -> str:
 
 def _agreement(r) -> str:
     """Where the patch theory's t_c lies relative to the critical time's interval (empty when either is missing)."""
-    th, li = r.theory, (r.branch_growth or {}).get("linear") or {}
-    if not th["found"] or not _finite(li.get("logsnr")):
+    th, li = r.theory, _branch(r, "linear")
+    if not th["found"] or li is None:
         return ""
-    lo, hi = li["logsnr_ci"]
+    lo, hi = _ci(li)
     inside = lo is not None and hi is not None and lo <= th["logsnr"] <= hi
     return (f"{'inside' if inside else 'outside'} the critical time's interval (difference "
-            f"{num(th['logsnr'] - li['logsnr'])} in logsnr)")
+            f"{num(th['logsnr'] - li.logsnr)} in logsnr)")
 
 
 def _critical_text(r) -> str:
     """The network's critical time (one meaning: the branch instability) and the patch theory beside it."""
     th, e = r.theory, _html.escape
-    li = (r.branch_growth or {}).get("linear") or {}
-    if _finite(li.get("logsnr")):
-        how = "turns unstable" if li["method"] == "zero-crossing" else "is softest (no crossing)"
+    li, rec = _branch(r, "linear"), (r.branch_growth or {}).get("linear") or {}
+    if li is not None:
+        how = "turns unstable" if li.extras.get("method") == "zero-crossing" else "is softest (no crossing)"
         s = (f"<b>The network's critical time</b> (in this report: the instability of its symmetric branch, measured "
              f"by linear response: the sampler started from the mean of its noise with fluctuations of 1% of the "
              f"noise, growth of the Euler steps, Richardson-extrapolated): the branch {how} at logsnr "
-             f"{num(li['logsnr'])} {interval(*li['logsnr_ci'])} (t = {num(li['t'])}) in the mode |k| = "
-             f"{num(li['k_star_abs'])} (wavelength {num(li['wavelength'])} pixels).")
+             f"{num(li.logsnr)} {interval(*_ci(li))} (t = {num(li.t)}) in the mode |k| = "
+             f"{num(rec['k_star_abs'])} (wavelength {num(rec['wavelength'])} pixels).")
     else:
         s = "<b>The network's critical time</b> (the instability of its symmetric branch): not found on this grid."
     head = f" Patch theory of the stencil calibrated nearest it ({e(th['stencil'])}, {th['n_train']} images, periodic): "
@@ -189,13 +196,13 @@ def _critical_text(r) -> str:
 def _other_signals_text(r) -> str:
     """The other times, each named by its signal (none of them is called the critical time)."""
     tc, parts = r.t_c, []
-    en = (r.branch_growth or {}).get("ensemble")
-    if en and _finite(en.get("logsnr")):
+    en = _branch(r, "ensemble")
+    if en is not None:
         parts.append(f"growth onset of the sampler's own ensemble (fluctuations as large as the noise) at logsnr "
-                     f"{num(en['logsnr'])} {interval(*en['logsnr_ci'])}")
-    if tc["logsnr"] is not None:
-        parts.append(f"inverse-variance combination of the trajectory signals ({', '.join(tc['signals'])}) at logsnr "
-                     f"{num(tc['logsnr'])} {interval(*tc['logsnr_ci'])}")
+                     f"{num(en.logsnr)} {interval(*_ci(en))}")
+    if tc is not None:
+        parts.append(f"inverse-variance combination of the trajectory signals ({', '.join(tc.extras['components'])}) "
+                     f"at logsnr {num(tc.logsnr)} {interval(*_ci(tc))}")
     for name in ("xi_zero", "xi_oz"):  # a fixed order: the result's dicts come back from JSON with sorted keys
         g = (r.xi_growth or {}).get(name) or {}
         if g.get("logsnr") is not None:
@@ -219,14 +226,24 @@ def _row(signal, method, v, lo, hi, boot, feature=None) -> dict:
     return row if feature is None else {**row, "feature": feature}
 
 
+def _estimate_row(name: str, est: "TimeEstimate | None", feature: str) -> dict:
+    """A table row of an estimate (its source names the signal; its extras hold method and replicates)."""
+    if est is None:
+        return _row(name, "no finite estimate", {"logsnr": None, "t": None, "sigma_over_a": None}, None, None, "",
+                    feature)
+    x = est.extras
+    boot = f"{x['n_valid']}/{x['n_boot']}" if "n_valid" in x else ""
+    return _row(est.source, x.get("method", "inverse-variance"), est.to_dict(), *_ci(est), boot, feature)
+
+
 def _estimate_rows(r) -> list[dict]:
-    rows = [_row(v["signal"], v["method"], v, *v["logsnr_ci"], f"{v['n_valid']}/{v['n_boot']}",
-                 "yes" if v["feature"] else "no (range end)") for v in _ordered(r.estimates, _SIGNALS)]
+    rows = [_estimate_row(k, _estimate(r.estimates[k]), "yes" if r.estimates[k]["feature"] else "no (range end)")
+            for k in [k for k in _SIGNALS if k in r.estimates] + sorted(k for k in r.estimates if k not in _SIGNALS)]
     branch = [k for k in _BRANCH if k in r.branch_growth] + sorted(k for k in r.branch_growth if k not in _BRANCH)
-    rows += [_row(v["signal"], v["method"], v, *v["logsnr_ci"], f"{v['n_valid']}/{v['n_boot']}",
-                  "the critical time" if k == "linear" else f"branch, eps {num(v['eps'])}")
-             for k, v in ((k, r.branch_growth[k]) for k in branch)]
-    rows.append(_row("trajectory signals combined", "inverse-variance", r.t_c, *r.t_c["logsnr_ci"], ""))
+    rows += [_estimate_row(f"growth ({k})", _estimate(r.branch_growth[k]),
+                           "the critical time" if k == "linear" else f"branch, eps {num(r.branch_growth[k]['eps'])}")
+             for k in branch]
+    rows.append({**_estimate_row("trajectory signals combined", r.t_c, ""), "signal": "trajectory signals combined"})
     th = r.theory
     rows.append(_row(f"patch theory {th['stencil']}", "linear stability", th, None, None, "",
                      "crossing" if th["found"] else "no crossing"))

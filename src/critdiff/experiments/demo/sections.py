@@ -68,7 +68,7 @@ def _net(quick: bool, device: str):
     from ..net_criticality import demo_config, run_net_criticality
 
     cfg = demo_config(quick, REFERENCE)
-    return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 3}, device),
+    return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 4}, device),
                        lambda folder: run_net_criticality(cfg, folder, device=device),
                        {"title": "The reference network: mode softening, correlation growth and its critical time"},
                        cost=90.0)

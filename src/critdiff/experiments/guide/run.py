@@ -206,7 +206,8 @@ def _run_trials(setup: Setup, trial_log: TrialLog, arms: list[Arm], ctx: Context
 
 def run_guide(cfg: GuideConfig, ctx: ContextLike, *, classifier=None, model=None, stop_after: Optional[int] = None,
               verbose: bool = False) -> GuideResult:
-    """Run (or resume) the experiment in ``ctx.out``; write ``summary.json`` and ``result.json`` when complete.
+    """Run (or resume) the experiment in ``ctx.out``; write ``result.json`` (whatever the status) and, when
+    complete, ``summary.json``.
 
     ``ctx``: a :class:`~critdiff.experiments.context.Context` or an output folder; its executor runs the trials
     (:mod:`..executors`; default serial, in this process; the records, samples and summary do not depend on it)
@@ -227,17 +228,19 @@ def run_guide(cfg: GuideConfig, ctx: ContextLike, *, classifier=None, model=None
     arms = build_arms(cfg, setup.sigmas, tc, threshold, window)
     worker = TrialWorker(cfg, model, tc, threshold, window)
     if _run_trials(setup, trial_log, arms, ctx, stop_after, worker, verbose):
-        return GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
-                           late_start=setup.start)
-    if setup.classifier is None:
+        result = GuideResult(config=cfg, status="stopped", tc=tc, log=str(trial_log.path), estimators=estimators,
+                             late_start=setup.start)
+    elif setup.classifier is None:
         log(f"[guide] all trials are in {trial_log.path}; rerun with a classifier for the metrics")
-        return GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path), estimators=estimators,
-                           late_start=setup.start, n_classes=setup.n_classes, grid_logsnr_range=grid_range(setup.sigmas),
-                           arms=unclassified(trial_log, arms, cfg.n, cfg.n_boot, cfg.seed))
-    result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
-                         **summarise(setup, trial_log, arms, tc))
-    save_json(out / "summary.json", result.summary())
-    ctx.save(result)
+        result = GuideResult(config=cfg, status="no-classifier", tc=tc, log=str(trial_log.path), estimators=estimators,
+                             late_start=setup.start, n_classes=setup.n_classes,
+                             grid_logsnr_range=grid_range(setup.sigmas),
+                             arms=unclassified(trial_log, arms, cfg.n, cfg.n_boot, cfg.seed))
+    else:
+        result = GuideResult(config=cfg, status="complete", estimators=estimators, late_start=setup.start,
+                             **summarise(setup, trial_log, arms, tc))
+        save_json(out / "summary.json", result.summary())
+    ctx.save(result)  # every status: critdiff report renders what the run holds
     return result
 
 
