@@ -110,13 +110,15 @@ def _critical_time(req, classifier_dir: Optional[str], device: str = "cpu"):
     """``(model, TimeEstimate)``: ``--tc-logsnr`` as given, else measured by ``critdiff guide``'s own estimator
     (:func:`critdiff.experiments.guide.estimators.resolve_tc` on a ``GuideConfig`` of this model, data, seed and device)."""
     from ..experiments.guide.estimators import chosen_source, resolve_tc
+    from ..experiments.guide.offsets import base_of
     from ..experiments.models import load_model
     from ..pretrained import load_classifier
 
     gcfg = guide_config_of(req, device)
-    if req.tc_logsnr is None and req.data is None and chosen_source(gcfg) != "linear-response":
-        raise ValueError(f"data: --tc-from {chosen_source(gcfg)} needs --data SPEC (linear-response needs none; or give "
-                         "--tc-logsnr)")
+    source = chosen_source(gcfg)
+    if req.tc_logsnr is None and req.data is None and (base_of(source) or source) != "linear-response":
+        raise ValueError(f"data: --tc-from {source} needs --data SPEC (linear-response and linear-response+offset "
+                         "need none; or give --tc-logsnr)")
     loaded = load_model(gcfg, need_data=req.data is not None, data_seed=0)
     classifier = load_classifier(classifier_dir, device=gcfg.torch_device) if classifier_dir else None
     return loaded.model, resolve_tc(gcfg, loaded.images, loaded.model, classifier)
