@@ -71,7 +71,7 @@ def test_the_probe_finding_names_its_signal():
 
 def test_full_demo_sections_and_their_sizes():
     """The full demo's sections in report order; the textures probe runs at the smaller settings, the stripes probe
-    (whose theory comparison is finding 1) at the probe's defaults; the guidance arms are paired at n = 40."""
+    (whose theory comparison is finding 1) at the probe's defaults; the guidance arms are paired at n = 30."""
     from critdiff.experiments.demo.sections import SMALL_PROBE, demo_sections, guide_config
 
     secs = demo_sections(False)
@@ -81,4 +81,4 @@ def test_full_demo_sections_and_their_sizes():
     assert all(probes["probe-textures"][k] == v for k, v in SMALL_PROBE.items())
     assert probes["probe-stripes"]["linear"] > SMALL_PROBE["linear"]
     g = guide_config(False)
-    assert g.n == 40 and set(g.arms) == {"cond", "constant", "interval", "tc", "random"}
+    assert g.n == 30 and set(g.arms) == {"cond", "constant", "interval", "tc", "random"}

@@ -71,7 +71,7 @@ def _net(quick: bool, device: str):
     return DemoSection("trained-net", _keyed({"net": cfg.to_dict(), "files": _shipped(REFERENCE), "version": 4}, device),
                        lambda folder: run_net_criticality(cfg, folder, device=device),
                        {"title": "The reference network: mode softening, correlation growth and its critical time"},
-                       cost=90.0)
+                       cost=70.0)
 
 
 def guide_config(quick: bool, device: str = "cpu"):
@@ -84,10 +84,11 @@ def guide_config(quick: bool, device: str = "cpu"):
     if quick:
         return GuideConfig(model=REFERENCE, data="mnist", arms=arms, n=10, batch=10, steps=8, n_boot=500,
                            n_boot_set=50, device=device)
-    # n = 40 per arm: with the step-4500 weights, pulse at t_c minus random centres measured +0.55 [+0.40, +0.70] in
-    # accuracy and +4.29 [+2.94, +5.71] in log p at these settings; the set-level intervals (FD, precision, recall,
-    # diversity) with 100 replicates: their bootstrap was most of this section's time at 200
-    return GuideConfig(model=REFERENCE, data="mnist", arms=arms, n=40, batch=40, steps=20, n_boot_set=100,
+    # n = 30 per arm (the whole demo's 5-minute budget): at n = 40 with the step-4500 weights, pulse at the default
+    # t_c (linear-response+offset, logsnr -2.689) minus random centres measured +0.575 [+0.425, +0.725] in accuracy
+    # and +4.43 [+3.04, +5.86] in log p (2026-12-05); the set-level intervals (FD, precision, recall, diversity) use
+    # 100 bootstrap replicates: at 200 their bootstrap was most of this section's time
+    return GuideConfig(model=REFERENCE, data="mnist", arms=arms, n=30, batch=30, steps=20, n_boot_set=100,
                        device=device)
 
 
@@ -105,7 +106,7 @@ def _guidance(quick: bool, device: str, log):
     config = {"kind": "guidance", "guide": gcfg.identity(), "files": _shipped(REFERENCE, REFERENCE_CLASSIFIER), "version": 4}
     return DemoSection("guidance", config, run, {"title": "Guidance on the reference network: a pulse at the "
                                                           "critical time against random pulses, constant and interval"},
-                       cost=45.0)
+                       cost=65.0)
 
 
 def agreement_config(quick: bool, device: str = "cpu"):
@@ -129,8 +130,9 @@ def _agreement(quick: bool, device: str):
                        {"title": "Patch model vs the reference network from the same noise (a few seeds)"}, cost=25.0)
 
 
-# the textures probe repeats the stripes probe's story on a second data set, at smaller settings (its full-size run
-# took 93 s of the demo's time on the quiet 2-core machine, the stripes probe 51 s)
+# the textures probe repeats the stripes probe's story on a second data set, at smaller settings and on 16x16
+# textures with 10 crops per class (measured on this round's quiet 2-core machine, one thread per section: 24x24 with
+# 20 per class took 222 s, 16x16 with 10 per class 27 s, the stripes probe 198 s; the costs below are those seconds)
 SMALL_PROBE = dict(n=6, steps=12, times=5, homogeneous=21, linear=16, linear_n=3)
 
 
@@ -156,7 +158,7 @@ def _structure(device: str):
 def demo_sections(quick: bool, device: str = "cpu", log=lambda message: None) -> list:
     """Every section of the demo, in report order, computed on ``device``; ``log`` receives the per-trial lines of
     the guidance section (the demo passes them on only with ``--verbose``)."""
-    n, steps = (8, 12) if quick else (12, 16)
+    n, steps = (8, 12) if quick else (8, 16)
     textures = "textures:size=24,per_class=20" if quick else "textures:size=24,per_class=30,scale=2"
     return [
         _sampling("textures", "Equivariant patch model on textures",
@@ -179,8 +181,8 @@ def demo_sections(quick: bool, device: str = "cpu", log=lambda message: None) ->
                 "A known answer: stripes of wavelength 4 must give a critical mode with |k*| = 2 pi / 4 = 1.571 rad/pixel.",
                 device),
         _structure(device),
-        _probe("stripes:size=16,wavelength=4,n=100", quick, device, eps_scan=(0.1, 0.3, 1.0)),
-        _probe("textures:size=24,per_class=20", quick, device, small=True, cost=40.0),
+        _probe("stripes:size=16,wavelength=4,n=100", quick, device, eps_scan=(0.1, 1.0), cost=200.0),
+        _probe("textures:size=16,per_class=10", quick, device, small=True, cost=30.0),
         _net(quick, device),
         _guidance(quick, device, log),
         _agreement(quick, device),
