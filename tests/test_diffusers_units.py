@@ -125,7 +125,7 @@ def test_guide_config_measures_tc_when_not_given(tmp_path, capsys):
     response of a diffusers model: no data needed), deterministically, and the table equals --tc-logsnr's."""
     from critdiff.cli import main
     from critdiff.data import load
-    from critdiff.experiments.guide.config import GuideConfig
+    from critdiff.experiments.guide.config import DEFAULT_TC_FROM, GuideConfig
     from critdiff.experiments.guide.estimators import chosen_source
 
     with _quiet(diffusers):
@@ -140,7 +140,7 @@ def test_guide_config_measures_tc_when_not_given(tmp_path, capsys):
         return json.loads(out.out)
 
     measured = run()
-    assert chosen_source(GuideConfig(model=f"diffusers:{tmp_path / 'pipe'}")) == "linear-response"
+    assert chosen_source(GuideConfig(model=f"diffusers:{tmp_path / 'pipe'}")) == DEFAULT_TC_FROM
     assert measured["tc"]["source"].startswith("probe (branch growth")
     lo, hi = measured["tc"]["logsnr_ci"]
     assert lo <= measured["tc"]["logsnr"] <= hi
