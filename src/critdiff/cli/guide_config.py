@@ -89,21 +89,22 @@ def run(args) -> int:
     print(f"{cfg['scheduler']}, {cfg['steps']} steps, spacing {cfg['spacing']}")
     print(f"critical time: logsnr {tc['logsnr']:.4f}  sigma {tc['sigma']:.6g}  timestep {tc['timestep']:.3f}  "
           f"t {tc['t']:.4f}  step {tc['step']}  ({tc['source']})")
-    for end in ("lo", "hi"):
-        e = pulse[end]
-        print(f"pulse {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
-              f"t {e['t']:.4f}  step {e['step']}")
-    print(f"pulse covers steps {pulse['steps']} at guidance_scale {pulse['height']:g}")
+    _print_box("pulse", pulse)
     if "window" in cfg:
-        for end in ("lo", "hi"):
-            e = cfg["window"][end]
-            print(f"window {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
-                  f"t {e['t']:.4f}  step {e['step']}")
-        print(f"window covers steps {cfg['window']['steps']} at guidance_scale {cfg['window']['height']:g}")
+        _print_box("window", cfg["window"])
     print("step  timestep        sigma     logsnr  guidance_scale")
     for r in cfg["table"]:
         print(f"{r['step']:4d}  {r['timestep']!s:>8}  {r['sigma']:11.6g}  {r['logsnr']:9.4f}  {r['guidance_scale']:g}")
     return 0
+
+
+def _print_box(name: str, box: dict) -> None:
+    """The ends and steps of a box of guidance (the pulse, the estimated window) as guide-config prints them."""
+    for end in ("lo", "hi"):
+        e = box[end]
+        print(f"{name} {end}: logsnr {e['logsnr']:.4f}  sigma {e['sigma']:.6g}  timestep {e['timestep']:.3f}  "
+              f"t {e['t']:.4f}  step {e['step']}")
+    print(f"{name} covers steps {box['steps']} at guidance_scale {box['height']:g}")
 
 
 def _critical_time(req, classifier_dir: Optional[str], device: str = "cpu"):
