@@ -53,7 +53,7 @@ from critdiff.experiments.context import Context
 from critdiff.experiments.guide import GuideConfig, run_guide
 from critdiff.experiments.guide.arms import prepare
 from critdiff.experiments.guide.config import AUTO_TC_FROM, TC_SOURCES, parse_arms
-from critdiff.experiments.guide.estimators import chosen_source, estimate
+from critdiff.experiments.guide.estimators import SIZED, cache_key, chosen_source, estimate
 from critdiff.experiments.guide.tc import tc_record
 from critdiff.experiments.guide.offsets import OFFSETS_FILE, SHIFTABLE, SUFFIX, base_of, fitted_offset, offset_table
 from critdiff.io import save_json
@@ -114,11 +114,16 @@ def _config(fields: dict, runs: str, n: int, sizes: dict, **over) -> GuideConfig
     return GuideConfig(**{**f, "n": n, **sizes, **over})
 
 
-def _classifier(runs: str, name, cfg: GuideConfig):
+def _classifier(runs: str, name, cfg: GuideConfig, allow_missing: bool = False):
+    """The evaluation classifier and its held-out accuracy; ``(None, None)`` when ``allow_missing`` and its folder
+    is not under ``runs`` (the estimators that need it then record why they have no value)."""
     if name is None:
         setup = prepare(cfg)
         return MeanClassifier(setup.images, setup.labels), None
     folder = pretrained.resolve(name, "classifier") if pretrained.spec_name(name) else Path(runs) / name
+    if allow_missing and not Path(folder).exists():
+        print(f"  classifier {folder} is not on disk: the estimators that need it are recorded without a value")
+        return None, None
     return load_classifier(folder), read_metrics(folder).get("heldout_accuracy")
 
 
@@ -137,30 +142,43 @@ class Counted:
         return getattr(self.model, name)
 
 
-def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED) -> dict:
+def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED, n: "int | None" = None) -> dict:
     """The estimators ``names`` on one model, added to the cache ``path`` (names already there are kept): each
-    record or the reason it has none, with its wall time (a family sharing one run -- commitment, sensitivity --
-    books the run on its first member) and, for the sensitivity profile, its forward NFE per sample, samples and
-    backward passes."""
+    record or the reason it has none, with its wall time ``seconds`` and the process's CPU time ``cpu_seconds``
+    (a family sharing one run -- commitment, sensitivity -- books the run on its first member), the forward
+    sample-evaluations ``evaluations``, and the size of the run: for the commitment run its states, clones and
+    probed steps, for the sensitivity profile its samples, forward NFE per sample and backward passes. ``n``
+    replaces the size of the sampling estimators (:data:`SIZED`; None: the estimator's default)."""
     out = json.loads(path.read_text()) if path.exists() else {}
-    todo = [n for n in names if n not in out]
+    todo = [k for k in names if k not in out]
     if not todo:
         return out
     setup = prepare(cfg, clf)
     model = Counted(setup.model)
     cache: dict = {}
     for name in todo:
-        t0, e0 = time.perf_counter(), model.evals
+        t0, c0, e0 = time.perf_counter(), time.process_time(), model.evals
+        if clf is None and name in NEEDS_CLASSIFIER:  # without one, guide reads the implicit classifier instead
+            out[name] = {"error": "needs the evaluation classifier, which is not on disk (sensitivity-implicit is "
+                                  "the profile without one)"}
+            continue
         try:
-            tc = estimate(name, cfg, setup.images, model, clf, cache=cache)
+            tc = estimate(name, cfg, setup.images, model, clf, cache=cache, n=n if name in SIZED else None)
             out[name] = {"logsnr": tc.logsnr, "t": tc.t, "sigma_over_a": tc.sigma_over_a, "ci": tc.logsnr_ci}
             if tc.extras.get("window") is not None:
                 out[name]["window"] = list(tc.extras["window"])
         except ValueError as exc:
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
+        out[name]["cpu_seconds"] = time.process_time() - c0
         out[name]["evaluations"] = model.evals - e0  # forward sample-evaluations (a backward pass not counted)
-        key = "sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity"
+        key = cache_key("sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity",
+                        n if name in SIZED else None)
+        ckey = cache_key("commitment", n if name in SIZED else None)
+        if name.startswith("commitment") and ckey in cache:
+            c = cache[ckey]
+            out[name]["cost"] = {"states": int(c.phi_state.shape[1]), "clones": int(c.k),
+                                 "probed_steps": int(c.phi_state.shape[0])}
         if name.startswith("sensitivity") and key in cache:
             p = cache[key]
             out[name]["cost"] = {"samples": int(p.response.shape[1]), "nfe_forward_per_sample": p.nfe,
@@ -216,6 +234,7 @@ def guide(cfg: GuideConfig, folder: Path, clf):
         guide_run.summarise = summarise
 
 
+NEEDS_CLASSIFIER = ("sensitivity", "sensitivity-box")  # the benchmark's profile of the evaluation classifier
 BASELINE_DEPENDENT = ("sensitivity", "sensitivity-box", "sensitivity-implicit")  # estimators that read cfg.baseline
 
 
@@ -224,10 +243,10 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     if a.sweep_baseline == 1:
         return sweep_baseline1(name, spec, a, sizes, work)
     cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0)
-    clf, holdout = _classifier(a.runs, clf_name, cfg)
+    clf, holdout = _classifier(a.runs, clf_name, cfg, allow_missing=a.no_sweep)
     print(f"[{name}] estimators", flush=True)
     est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators.json",
-                     a.estimators.split(",") if a.estimators else COMPUTED)
+                     a.estimators.split(",") if a.estimators else COMPUTED, a.estimator_n)
     if a.no_sweep:
         return {"model": name, "estimators": est}
     print(f"[{name}] sweep of {a.sweep} centres, n = {cfg.n}", flush=True)
@@ -246,7 +265,8 @@ def sweep_baseline1(name: str, spec, a, sizes: dict, work: Path) -> dict:
     cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0, baseline=1.0)
     clf, _ = _classifier(a.runs, clf_name, cfg)
     names = [e for e in (a.estimators.split(",") if a.estimators else BASELINE_DEPENDENT) if e in BASELINE_DEPENDENT]
-    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators-b1.json", names) \
+    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators-b1.json", names,
+                     a.estimator_n) \
         if names else {}
     print(f"[{name}] sweep of {a.sweep} centres on baseline 1, n = {cfg.n}", flush=True)
     r = guide(cfg, work / name / "sweep-b1", clf)
@@ -624,6 +644,9 @@ def main(argv=None) -> dict:
                     help="combine the rows of per-model result files (runs in parallel processes) into --out")
     ap.add_argument("--estimators", default=None, help="comma-separated estimators to compute (default: all computed "
                                                        "ones); those already in a model's estimators.json are kept")
+    ap.add_argument("--estimator-n", type=int, default=None,
+                    help="states of the commitment run / samples of the sensitivity profile (default: the estimators' "
+                         "own, 32); a costly model's smaller size is recorded in each estimate's cost")
     ap.add_argument("--no-sweep", action="store_true", help="sweep phase: the estimators only (a stored sweep stays)")
     ap.add_argument("--window-arms", action="store_true", help="arms phase: WINDOW_ARMS on baselines 0 and 1")
     ap.add_argument("--window-from", default="sensitivity", help="estimator whose window the window arm uses")

@@ -202,3 +202,29 @@ def test_the_default_is_what_the_benchmarks_switch_rule_decided():
 
     rec = json.loads((Path(__file__).parents[1] / "benchmarks/results/guidance_estimators.json").read_text())["switch"]
     assert DEFAULT_TC_FROM == (rec["rule_choice"] if rec["switch"] else rec["current_default"])
+
+
+def test_size_n_sets_the_states_and_samples_and_keeps_the_seeds():
+    """``estimate(..., n=N)`` runs the commitment on N states and the profile on N samples (one cached run per size,
+    :func:`cache_key`); the seeds stay: the first 4 samples of a profile of 8 are the profile of 4 (its first
+    backward batch is the same call on the same noise, so they are equal exactly). Only the sampling estimators
+    take a size."""
+    images, labels = load(TWO)
+    images = images.double()
+    model, clf = MixtureDenoiser(images, labels, v=0.02), LinearSign()
+    c = cfg(spacing="logsnr", batch=16)
+    cache: dict = {}
+    E.estimate("commitment-midpoint", c, images, model, clf, cache=cache, n=3)
+    E.estimate("sensitivity", c, images, model, clf, cache=cache, n=4)
+    E.estimate("sensitivity-box", c, images, model, clf, cache=cache, n=8)
+    assert set(cache) == {E.cache_key("commitment", 3), E.cache_key("sensitivity", 4), E.cache_key("sensitivity", 8)}
+    assert E.cache_key("commitment") == "commitment" and E.cache_key("sensitivity", 4) == "sensitivity:n=4"
+    assert cache["commitment:n=3"].phi_state.shape[1] == 3
+    small, big = cache["sensitivity:n=4"], cache["sensitivity:n=8"]
+    assert small.response.shape[1] == 4 and big.response.shape[1] == 8
+    np.testing.assert_array_equal(big.response[:, :4], small.response)
+    assert small.backward == 1 and big.backward == 2
+    with pytest.raises(ValueError, match="only the sampling estimators"):
+        E.estimate("speciation", c, images, model, clf, n=4)
+    with pytest.raises(ValueError, match="n: expected an integer >= 2"):
+        E.estimate("commitment", c, images, model, clf, n=1)

@@ -40,7 +40,10 @@ trajectories, seed ``derive(cfg.seed, "decision")``; commitment ``COMMIT_N`` sta
 ``derive(cfg.seed, "linear-response")`` (as in :mod:`.guide_tc`); sensitivity ``SENS_N`` samples (intended classes
 balanced), initial noise ``derive(cfg.seed, "sensitivity")``, sampler noise ``derive(cfg.seed, "sensitivity",
 "sampler")``, ``cfg.sampler`` and ``cfg.baseline``. A ``cache`` dict passed to :func:`estimate` shares one
-commitment run and one sensitivity profile among the estimators built on them.
+commitment run and one sensitivity profile among the estimators built on them (per size: its key is
+:func:`cache_key`). :func:`estimate`'s ``n`` replaces the size of a sampling estimator of :data:`SIZED` (the
+commitment's states ``COMMIT_N``, the profile's samples ``SENS_N``) for a costly model; the seeds stay the same, so
+the first ``n`` initial noises are those of the default size.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import torch
 
 from ... import samplers as SM
 from ... import schedules as S
+from ...errors import check_int
 from ...seeding import derive
 from ...times import TimeEstimate
 from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES, GuideConfig
@@ -67,8 +71,8 @@ SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's a
 # benchmark's nets (commitment 0.8 to 4.3, docs/guidance.md 5.4) and before the pixel noise; a choice, not fitted
 SENS_IMPLICIT_LOGSNR, SENS_DRAWS = 2.0, 4
 
-__all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "chosen_source", "estimate",
-           "resolve_estimates", "resolve_tc"]
+__all__ = ["TC_SOURCES", "DEFAULT_TC_FROM", "AUTO_TC_FROM", "TC_FROM_CHOICES", "ALWAYS", "SIZED", "cache_key",
+           "chosen_source", "estimate", "resolve_estimates", "resolve_tc"]
 
 
 def chosen_source(cfg) -> str:
@@ -166,6 +170,12 @@ def _decision(cfg, images, model, classifier) -> TimeEstimate:
     return _at(cfg, d.decision_logsnr, "decision entropy (steepest drop)", d.logsnr_ci)
 
 
+def cache_key(family: str, n: Optional[int] = None) -> str:
+    """The key of a shared run in :func:`estimate`'s ``cache``: ``family`` (``commitment``, ``sensitivity``,
+    ``sensitivity-implicit``) at its default size, ``family:n=N`` at size ``N``."""
+    return family if n is None else f"{family}:n={n}"
+
+
 def _cached(cache: Optional[dict], key: str, make: Callable[[], Any]) -> Any:
     if cache is None:
         return make()
@@ -174,35 +184,35 @@ def _cached(cache: Optional[dict], key: str, make: Callable[[], Any]) -> Any:
     return cache[key]
 
 
-def _commitment_run(cfg, images, model, classifier, cache):
+def _commitment_run(cfg, images, model, classifier, cache, n=None):
     from ...probes.commitment import commitment
     from ..probe import probe_steps
 
     _need_classifier(classifier, "commitment")
     sigmas = S.sigma_grid(cfg.schedule, cfg.steps, probe_spacing(cfg.spacing))
     shape, dtype = _shape_dtype(cfg, images, model)
-    return _cached(cache, "commitment", lambda: commitment(
-        model, (COMMIT_N, *shape), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
+    return _cached(cache, cache_key("commitment", n), lambda: commitment(
+        model, (COMMIT_N if n is None else n, *shape), sigmas, probe_steps(cfg.steps, COMMIT_TIMES), classifier.logits,
         k=COMMIT_K, sampler=cfg.sampler, seed=derive(cfg.seed, "commitment"), n_boot=200, dtype=dtype,
         device=cfg.torch_device))
 
 
-def _commitment(cfg, images, model, classifier, cache=None) -> TimeEstimate:
-    c = _commitment_run(cfg, images, model, classifier, cache)
+def _commitment(cfg, images, model, classifier, cache=None, n=None) -> TimeEstimate:
+    c = _commitment_run(cfg, images, model, classifier, cache, n)
     if not c.found:
         raise ValueError(f"tc-from: phi never crosses its level {c.level:.3g} on the probed steps")
     return _at(cfg, c.commitment_logsnr, f"commitment (phi = {c.level_rule})", c.logsnr_ci)
 
 
-def _commitment_midpoint(cfg, images, model, classifier, cache=None) -> TimeEstimate:
-    m = _commitment_run(cfg, images, model, classifier, cache).midpoint
+def _commitment_midpoint(cfg, images, model, classifier, cache=None, n=None) -> TimeEstimate:
+    m = _commitment_run(cfg, images, model, classifier, cache, n).midpoint
     if not math.isfinite(m.logsnr):
         raise ValueError(f"tc-from: phi never crosses its half level {m.level:.3g} on the probed steps")
     return _at(cfg, m.logsnr, "commitment midpoint (phi = chance + 0.5 (1 - chance))", m.logsnr_ci)
 
 
-def _commitment_slope(cfg, images, model, classifier, cache=None) -> TimeEstimate:
-    m = _commitment_run(cfg, images, model, classifier, cache).midpoint
+def _commitment_slope(cfg, images, model, classifier, cache=None, n=None) -> TimeEstimate:
+    m = _commitment_run(cfg, images, model, classifier, cache, n).midpoint
     if not math.isfinite(m.slope_logsnr):
         raise ValueError("tc-from: phi has no finite slope on the probed steps")
     return _at(cfg, m.slope_logsnr, "commitment steepest rise (largest d phi / d logsnr)", m.slope_ci)
@@ -247,23 +257,27 @@ def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
                      seed=derive(cfg.seed, "sensitivity", "bootstrap"), box_width=cfg.width)
 
 
-def _sensitivity(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+def _n(n: Optional[int]) -> int:
+    return SENS_N if n is None else n
+
+
+def _sensitivity(cfg, images, model, classifier, cache=None, n=None) -> TimeEstimate:
     if classifier is None:
-        return _sensitivity_implicit(cfg, images, model, classifier, cache)
-    p = _cached(cache, "sensitivity", lambda: sensitivity_run(cfg, images, model, classifier))
+        return _sensitivity_implicit(cfg, images, model, classifier, cache, n)
+    p = _cached(cache, cache_key("sensitivity", n), lambda: sensitivity_run(cfg, images, model, classifier, _n(n)))
     return _at(cfg, p.peak_logsnr, "guidance sensitivity profile (peak of d log p / d w)", p.peak_ci,
                window=tuple(p.window))
 
 
-def _sensitivity_implicit(cfg, images, model, classifier, cache=None) -> TimeEstimate:
-    p = _cached(cache, "sensitivity-implicit", lambda: sensitivity_run(cfg, images, model, None))
+def _sensitivity_implicit(cfg, images, model, classifier, cache=None, n=None) -> TimeEstimate:
+    p = _cached(cache, cache_key("sensitivity-implicit", n), lambda: sensitivity_run(cfg, images, model, None, _n(n)))
     return _at(cfg, p.peak_logsnr, "guidance sensitivity profile of the model's implicit classifier (peak of "
                f"d log p_s(c | x) / d w, read at logsnr {SENS_IMPLICIT_LOGSNR:g})", p.peak_ci, window=tuple(p.window))
 
 
-def _sensitivity_box(cfg, images, model, classifier, cache=None) -> TimeEstimate:
+def _sensitivity_box(cfg, images, model, classifier, cache=None, n=None) -> TimeEstimate:
     key = "sensitivity" if classifier is not None else "sensitivity-implicit"  # one profile per outcome
-    p = _cached(cache, key, lambda: sensitivity_run(cfg, images, model, classifier))
+    p = _cached(cache, cache_key(key, n), lambda: sensitivity_run(cfg, images, model, classifier, _n(n)))
     return _at(cfg, p.box_peak_logsnr, f"guidance sensitivity profile (best box of width {p.box_width:g})",
                p.box_peak_ci, window=tuple(p.window))
 
@@ -286,16 +300,25 @@ ESTIMATORS: dict[str, Callable[..., TimeEstimate]] = {
     "commitment-slope": _commitment_slope, "sensitivity": _sensitivity, "sensitivity-box": _sensitivity_box,
     "sensitivity-implicit": _sensitivity_implicit,
     "linear-response+offset": _shifted("linear-response"), "speciation+offset": _shifted("speciation")}
+SIZED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box",
+         "sensitivity-implicit")  # the sampling estimators whose size ``n`` :func:`estimate` can set
 CACHED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "sensitivity-implicit",
           "linear-response+offset", "speciation+offset")  # the estimators that take the shared ``cache``
 
 
-def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dict] = None) -> TimeEstimate:
+def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dict] = None,
+             n: Optional[int] = None) -> TimeEstimate:
     """One estimator by name (module docstring); a one-line ValueError when it has no estimate for this model.
-    ``cache`` (a dict) shares the commitment run and the sensitivity profile among the estimators built on them."""
+    ``cache`` (a dict) shares the commitment run and the sensitivity profile among the estimators built on them;
+    ``n`` (an estimator of :data:`SIZED` only; None: ``COMMIT_N`` / ``SENS_N``) the states of the commitment run or
+    the samples of the profile."""
     if name not in ESTIMATORS:
         raise ValueError(f"tc-from: expected one of {', '.join(TC_FROM_CHOICES)}, got {name!r}")
     fn = ESTIMATORS[name]
+    if n is not None:
+        if name not in SIZED:
+            raise ValueError(f"n: only the sampling estimators {', '.join(SIZED)} take a size, not {name!r}")
+        return fn(cfg, images, model, classifier, cache, check_int("n", n, 2))
     return fn(cfg, images, model, classifier, cache) if name in CACHED else fn(cfg, images, model, classifier)
 
 

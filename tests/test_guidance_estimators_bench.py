@@ -1,0 +1,62 @@
+"""benchmarks/guidance_estimators.py: the estimator records (size, CPU time, counted network evaluations) that the
+benchmark keeps beside a sweep's cost (docs/guidance.md section 5)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from critdiff.experiments.guide import estimators as E
+from critdiff.experiments.probe import probe_steps
+
+ROOT = Path(__file__).parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_guidance_estimators", ROOT / "benchmarks" / "guidance_estimators.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _tiny_cfg(B):
+    fields, _, _ = B.TINY["tiny-patch-a"]
+    sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10)  # main()'s --tiny sizes
+    return B._config(fields, "", 6, sizes, arms=("sweep",), sweep=3, tc_logsnr=None)
+
+
+def test_estimator_records_count_the_evaluations_of_a_sized_run(tmp_path):
+    """With ``n`` = 2: the commitment run evaluates the model 2 x N along the trajectories plus k x 2 x (N - i) for
+    the clones of each probed step i (closed-form count), the profile 2 x N per sample (conditional and
+    unconditional at every step; the classifier's evaluations are not the model's); the sizes and the CPU time are
+    recorded, the family's other members cost nothing more, and a second call reads the cache."""
+    B = _bench()
+    cfg = _tiny_cfg(B)
+    clf, _ = B._classifier("", None, cfg)
+    path = tmp_path / "estimators.json"
+    names = ["commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box"]
+    out = B.estimators(cfg, clf, path, names, n=2)
+    N = cfg.steps
+    clones = sum(N - i for i in probe_steps(N, E.COMMIT_TIMES))
+    assert out["commitment"]["evaluations"] == 2 * N + E.COMMIT_K * 2 * clones
+    assert out["commitment"]["cost"] == {"states": 2, "clones": E.COMMIT_K, "probed_steps": len(probe_steps(N, E.COMMIT_TIMES))}
+    assert out["commitment-midpoint"]["evaluations"] == 0 and out["commitment-slope"]["cost"]["states"] == 2
+    assert out["sensitivity"]["evaluations"] == 2 * 2 * N and out["sensitivity-box"]["evaluations"] == 0
+    assert out["sensitivity"]["cost"]["samples"] == 2 and out["sensitivity"]["cost"]["nfe_forward_per_sample"] == 2 * N
+    for name in ("commitment", "sensitivity"):
+        assert 0 < out[name]["cpu_seconds"] and 0 < out[name]["seconds"]
+    assert json.loads(path.read_text()) == json.loads(json.dumps(out))
+    assert B.estimators(cfg, clf, path, names, n=2) == json.loads(path.read_text())  # cached: nothing recomputed
+
+
+def test_without_the_classifier_the_classifier_estimators_say_so(tmp_path):
+    """A missing evaluation classifier: ``sensitivity`` / ``sensitivity-box`` and the commitment family are recorded
+    with the reason instead of a value (``sensitivity`` is NOT silently replaced by the implicit profile), while
+    ``sensitivity-implicit`` needs none; ``_classifier`` returns None only when told a missing folder is allowed."""
+    B = _bench()
+    cfg = _tiny_cfg(B)
+    out = B.estimators(cfg, None, tmp_path / "e.json", ["sensitivity", "sensitivity-box", "commitment-midpoint",
+                                                         "sensitivity-implicit"], n=2)
+    assert "not on disk" in out["sensitivity"]["error"] and "not on disk" in out["sensitivity-box"]["error"]
+    assert "needs a classifier" in out["commitment-midpoint"]["error"]
+    assert "logsnr" in out["sensitivity-implicit"] and out["sensitivity-implicit"]["cost"]["samples"] == 2
+    assert B._classifier(str(tmp_path), "clf_none", cfg, allow_missing=True) == (None, None)
