@@ -110,8 +110,11 @@ class MeanClassifier:
 
 
 def _config(fields: dict, runs: str, n: int, sizes: dict, **over) -> GuideConfig:
+    """A model's config: the protocol's ``sizes``, then the model's own ``fields`` (a model that names its sampler
+    keeps it: before 2026-12-05 evening the sizes overrode it, so ``patch-textures16-ddim`` ran DDPM), ``n``,
+    ``over``."""
     f = {k: (v.format(runs=runs) if isinstance(v, str) else v) for k, v in fields.items()}
-    return GuideConfig(**{**f, "n": n, **sizes, **over})
+    return GuideConfig(**{**sizes, **f, "n": n, **over})
 
 
 def _classifier(runs: str, name, cfg: GuideConfig, allow_missing: bool = False):
@@ -467,7 +470,81 @@ def tables(res: dict) -> str:
                            + " | ".join(cell(a) for a in WINDOW_ARMS)
                            + (f" | {_ci(wi['accuracy'])} | {_ci(wi['fd'])} | {_ci(wi['precision'])}" if wi else " | -- | -- | --")
                            + (f" | {_ci(wc['accuracy'])} |" if wc else " | -- |"))
-    return "\n".join(out + ["", validation_tables(res), arm_metrics_table(res)])
+    return "\n".join(out + ["", distance_table(res), "", cost_table(res), "", validation_tables(res),
+                            arm_metrics_table(res)])
+
+
+def _reason(e: "dict | None") -> str:
+    """A table cell for an estimator without a value: why."""
+    if e is None:
+        return "not run"
+    msg = e.get("error", "")
+    for key, short in (("not on disk", "no classifier"), ("needs a classifier", "no classifier"),
+                       ("stochastic sampler", "deterministic sampler"), ("patch model", "patch model only"),
+                       ("finds no critical point", "no crossing")):
+        if key in msg:
+            return short
+    return "no value"
+
+
+def distance_table(res: dict) -> str:
+    """Every estimator's ``estimate - log p peak`` on every model with a sweep (``*``: inside the peak's 95%
+    interval; a reason where it has no value), with its count within 0.5 (or inside the interval) and its mean
+    |error| over the models it has (the original six and the validation models; :func:`prediction_errors`), and,
+    as :data:`RULE` asks of a candidate measured on fewer models, guide's default's mean |error| on the same models."""
+    from critdiff.experiments.guide.config import DEFAULT_TC_FROM
+
+    models = [k for k in list(MODELS) + list(VALIDATION) if "peak_logsnr" in res["rows"].get(k, {})]
+    pe, ve = res.get("prediction_error", {}), res.get("validation_error", {})
+    default = {**pe.get(DEFAULT_TC_FROM, {}).get("abs_error", {}), **ve.get(DEFAULT_TC_FROM, {}).get("abs_error", {})}
+    out = ["| estimator | " + " | ".join(models) + " | within 0.5 (all) | mean abs error (all) | "
+           f"`{DEFAULT_TC_FROM}` on the same models |", "|" + "---|" * (len(models) + 4)]
+    for name in CANDIDATES[1:]:
+        cells = []
+        for m in models:
+            r = res["rows"][m]
+            e = r["estimators"].get(name)
+            if not e or "logsnr" not in e:
+                cells.append(_reason(e))
+                continue
+            lo, hi = r["sweep_peak"]["logp_peak_ci"]
+            cells.append(f"{_f(e['minus_peak'], True)}{'*' if lo <= e['logsnr'] <= hi else ''}")
+        errs = {**pe.get(name, {}).get("abs_error", {}), **ve.get(name, {}).get("abs_error", {})}
+        within = pe.get(name, {}).get("within_half", 0) + ve.get(name, {}).get("within_half", 0)
+        mean = "--" if not errs else f"{_f(float(np.mean(list(errs.values()))))} ({len(errs)})"
+        same = "--" if not errs or not set(errs) <= set(default) else _f(float(np.mean([default[m] for m in errs])))
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {within} of {len(errs)} | {mean} | {same} |")
+    return "\n".join(out)
+
+
+def sweep_nfe(row: dict) -> "int | None":
+    """The network evaluations of a row's stored sweep: sum over centres of NFE per sample x samples."""
+    if not row.get("sweep") or "config" not in row:
+        return None
+    return int(round(sum(p["nfe"] for p in row["sweep"]) * row["config"]["n"]))
+
+
+def cost_table(res: dict) -> str:
+    """Per model and sampling estimator (the first member of a family, which books the shared run): its size, wall
+    and CPU seconds, forward network evaluations, and forward-equivalent evaluations (a backward pass through an
+    evaluation counted as two forward ones) as a share of the model's stored sweep."""
+    out = ["| model | estimator | size | seconds (wall) | CPU seconds | forward NFE | forward-equivalent NFE | "
+           "share of the sweep's NFE | sweep NFE (n) |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, r in res["rows"].items():
+        total = sweep_nfe(r)
+        for name, e in r.get("estimators", {}).items():
+            c = e.get("cost", {})
+            if "evaluations" not in e and "samples" in c and e.get("seconds", 0) > 1:  # a record from before the count
+                e = {**e, "evaluations": int(round(c["samples"] * c["nfe_forward_per_sample"]))}
+            if not e.get("evaluations") or name in (AUTO_TC_FROM,):
+                continue
+            size = (f"{c['states']} states x {c['clones']} clones" if "states" in c else
+                    f"{c['samples']} samples, {c['backward_passes']} backward" if "samples" in c else "--")
+            equiv = 3 * e["evaluations"] if "samples" in c else e["evaluations"]  # the profile backpropagates all
+            share, sweep = ("--", "--") if not total else (f"{100 * equiv / total:.1f}%", f"{total:,} ({r['config']['n']})")
+            out.append(f"| {m} | {name} | {size} | {_f(e.get('seconds'))} | {_f(e.get('cpu_seconds'))} | "
+                       f"{e['evaluations']:,} | {equiv:,} | {share} | {sweep} |")
+    return "\n".join(out)
 
 
 def _peak(sp: dict) -> str:

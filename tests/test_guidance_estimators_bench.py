@@ -60,3 +60,14 @@ def test_without_the_classifier_the_classifier_estimators_say_so(tmp_path):
     assert "needs a classifier" in out["commitment-midpoint"]["error"]
     assert "logsnr" in out["sensitivity-implicit"] and out["sensitivity-implicit"]["cost"]["samples"] == 2
     assert B._classifier(str(tmp_path), "clf_none", cfg, allow_missing=True) == (None, None)
+
+
+def test_a_model_that_names_its_sampler_keeps_it():
+    """The protocol's sizes (DDPM) do not override a model's own sampler: the DDIM validation model samples with
+    DDIM; the others with the protocol's."""
+    B = _bench()
+    sizes = dict(batch=50, steps=20, schedule="vp-linear", sampler="ddpm", spacing="logsnr")
+    ddim = B._config(B.VALIDATION["patch-textures16-ddim"][0], "", 50, sizes)
+    ddpm = B._config(B.MODELS["patch-textures16"][0], "", 50, sizes)
+    assert ddim.sampler == "ddim" and ddpm.sampler == "ddpm"
+    assert ddim.to_dict() == {**ddpm.to_dict(), "sampler": "ddim"}
