@@ -71,3 +71,27 @@ def test_a_model_that_names_its_sampler_keeps_it():
     ddpm = B._config(B.MODELS["patch-textures16"][0], "", 50, sizes)
     assert ddim.sampler == "ddim" and ddpm.sampler == "ddpm"
     assert ddim.to_dict() == {**ddpm.to_dict(), "sampler": "ddim"}
+
+
+def test_distance_table_gives_every_cell_a_value_or_a_reason():
+    """The distance table: ``estimate - peak`` with ``*`` inside the peak's interval, the reason where an estimator
+    has no value (a missing classifier, a deterministic sampler, not run), and guide's default's mean |error| on the
+    same models; the sweep's network evaluations are NFE per sample summed over centres times n."""
+    B = _bench()
+    from critdiff.experiments.guide.config import DEFAULT_TC_FROM
+
+    peak = {"logp_peak_fit": 0.0, "logp_peak_ci": [-0.2, 0.3]}
+    rows = {"patch-textures16": {"model": "patch-textures16", "peak_logsnr": 0.0, "sweep_peak": peak,
+                                 "config": {"n": 10}, "sweep": [{"nfe": 23.0}, {"nfe": 22.5}],
+                                 "estimators": {"commitment-slope": {"logsnr": 0.25},
+                                                "sensitivity": {"error": "needs the evaluation classifier, which "
+                                                                         "is not on disk"},
+                                                "commitment": {"error": "sampler: the commitment time needs a "
+                                                                        "stochastic sampler"},
+                                                DEFAULT_TC_FROM: {"logsnr": -1.5}}}}
+    res = B.finish({"rows": rows}, {"patch-textures16": None}, DEFAULT_TC_FROM)
+    line = {r.split(" | ")[0][2:]: r.split(" | ") for r in B.distance_table(res).splitlines()[2:]}
+    assert line["commitment-slope"][1] == "+0.25*" and line["commitment-slope"][-1] == "1.5 |"
+    assert line["sensitivity"][1] == "no classifier" and line["commitment"][1] == "deterministic sampler"
+    assert line["sensitivity-implicit"][1] == "not run"
+    assert B.sweep_nfe(rows["patch-textures16"]) == 455
