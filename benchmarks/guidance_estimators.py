@@ -518,7 +518,10 @@ def distance_table(res: dict) -> str:
 
 
 def sweep_nfe(row: dict) -> "int | None":
-    """The network evaluations of a row's stored sweep: sum over centres of NFE per sample x samples."""
+    """The network evaluations of a row's stored sweep: its counted cost where the row has one (``sweep_cost``), else
+    the sum over centres of the mean NFE per sample x samples."""
+    if row.get("sweep_cost"):
+        return int(row["sweep_cost"]["nfe"])
     if not row.get("sweep") or "config" not in row:
         return None
     return int(round(sum(p["nfe"] for p in row["sweep"]) * row["config"]["n"]))

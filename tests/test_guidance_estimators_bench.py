@@ -95,3 +95,4 @@ def test_distance_table_gives_every_cell_a_value_or_a_reason():
     assert line["sensitivity"][1] == "no classifier" and line["commitment"][1] == "deterministic sampler"
     assert line["sensitivity-implicit"][1] == "not run"
     assert B.sweep_nfe(rows["patch-textures16"]) == 455
+    assert B.sweep_nfe({**rows["patch-textures16"], "sweep_cost": {"nfe": 450}}) == 450  # counted, where stored
