@@ -248,7 +248,8 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     cfg = _config(fields, a.runs, n or a.n, sizes, arms=("sweep",), sweep=a.sweep, tc_logsnr=0.0)
     clf, holdout = _classifier(a.runs, clf_name, cfg, allow_missing=a.no_sweep)
     print(f"[{name}] estimators", flush=True)
-    est = estimators(dataclasses.replace(cfg, tc_logsnr=None), clf, work / name / "estimators.json",
+    small = {"batch": a.estimator_batch} if a.estimator_batch else {}  # the profile's samples per backward pass
+    est = estimators(dataclasses.replace(cfg, tc_logsnr=None, **small), clf, work / name / "estimators.json",
                      a.estimators.split(",") if a.estimators else COMPUTED, a.estimator_n)
     if a.no_sweep:
         return {"model": name, "estimators": est}
@@ -727,6 +728,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--estimator-n", type=int, default=None,
                     help="states of the commitment run / samples of the sensitivity profile (default: the estimators' "
                          "own, 32); a costly model's smaller size is recorded in each estimate's cost")
+    ap.add_argument("--estimator-batch", type=int, default=None,
+                    help="sweep phase: samples per backward pass of the sensitivity profile (at most its 4): autograd "
+                         "through the patch model on digits keeps > 20 GB at 4")
     ap.add_argument("--no-sweep", action="store_true", help="sweep phase: the estimators only (a stored sweep stays)")
     ap.add_argument("--window-arms", action="store_true", help="arms phase: WINDOW_ARMS on baselines 0 and 1")
     ap.add_argument("--window-from", default="sensitivity", help="estimator whose window the window arm uses")

@@ -96,3 +96,15 @@ def test_distance_table_gives_every_cell_a_value_or_a_reason():
     assert line["sensitivity-implicit"][1] == "not run"
     assert B.sweep_nfe(rows["patch-textures16"]) == 455
     assert B.sweep_nfe({**rows["patch-textures16"], "sweep_cost": {"nfe": 450}}) == 450  # counted, where stored
+
+
+def test_estimator_batch_sets_the_profiles_backward_passes(tmp_path):
+    """``--estimator-batch 1`` (the memory knob of the patch model on digits) runs the sweep phase's profile one
+    sample per backward pass: 3 samples, 3 backward passes; no sweep is run with ``--no-sweep``."""
+    B = _bench()
+    out = tmp_path / "r.json"
+    B.main(["--tiny", "--phase", "sweep", "--no-sweep", "--only", "tiny-patch-a", "--estimators", "sensitivity",
+            "--estimator-n", "3", "--estimator-batch", "1", "--work", str(tmp_path / "w"), "--out", str(out),
+            "--tc-from", "speciation"])
+    e = json.loads(out.read_text())["rows"]["tiny-patch-a"]["estimators"]["sensitivity"]
+    assert e["cost"] == {"samples": 3, "nfe_forward_per_sample": 16.0, "backward_passes": 3}
