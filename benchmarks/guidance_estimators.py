@@ -28,6 +28,10 @@ fitted on the other original models (leave-one-model-out) and, on a validation m
 ``--export-offsets`` writes the table the shifted estimators read at run time
 (:data:`critdiff.experiments.guide.offsets.OFFSETS_FILE`) from ``--out``'s original six rows.
 :data:`VALIDATION` models choose nothing: they are reported with the rule's choice as it stands.
+``--estimator-n N`` sets the size of the sampling estimators (commitment states, profile samples; recorded in each
+estimate's ``cost`` with its CPU seconds and counted network evaluations) and ``--estimator-batch B`` the profile's
+samples per backward pass, for a costly model; ``--table`` prints every estimator's distance to the sweep peak
+(:func:`distance_table`) and its cost beside the sweep's (:func:`cost_table`).
 
 :data:`RULE` (written before the 2026-12-05 run) chooses the default estimator.
 
