@@ -43,8 +43,12 @@ NFE 6-8 comparison, the start scan, the curves, the critical grids, Karras), eac
 resumes; ``--budget-s`` stops launching settings after that many seconds). The curves stop at NFE 20 except the
 full range (50).
 
-Run: ``PYTHONPATH=src python benchmarks/bench_late_start.py [--models gaussian,twopoint,patch,mnist28] [--n 256]
-[--report DIR]``; writes ``benchmarks/results/late_start.json`` (merged per model, so models can run separately;
+``mnist28-control`` (:func:`run_net_control`): the Gaussian start against the net's own ``p_sigma`` at the same
+level on the same grid (which of the two, the Gaussian or the grid, moves FD). ``uncond`` (:func:`run_uncond`): the
+unconditional net ``UNCOND_NET`` (a weak one, step 1000), full range vs ``auto``'s late start at NFE 6 and 8.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_late_start.py [--models gaussian,twopoint,patch,mnist28,
+mnist28-control,uncond] [--n 256] [--cells DIR] [--report DIR]``; writes ``benchmarks/results/late_start.json`` (merged per model, so models can run separately;
 ``summary``: the NFE saved at equal FD and the best start against each critical-time estimate, :func:`summarise`),
 ``late_start.png`` and with ``--report`` an HTML section (:mod:`critdiff.report.late_start`).
 """
@@ -689,6 +693,7 @@ def run_net_control(n: int, log, offsets=CONTROL_OFFSETS, nfe: int = SWEEP_NFE, 
 
 UNCOND_NET = "net:/work/runs/ref_uncond"  # the reference recipe trained unconditionally, to step 1000 only (weak)
 UNCOND_NFES = (6, 8)
+UNCOND_REF_NFE = 20  # a full-range DPM-Solver++(2M) run at this NFE: the net's own FD with the sampler converged
 
 
 def class_tv(pred: np.ndarray, k: int = 10) -> float:
@@ -702,7 +707,8 @@ def run_uncond(n: int, log, model_spec: str = UNCOND_NET, nfes=UNCOND_NFES) -> d
     """A second trained net (docs/samplers.md "A second trained net"): the unconditional one, ``n`` samples per
     setting paired by ``z``, full range vs ``auto``'s late start (its own linear-response onset minus
     ``AUTO_MARGIN``) from the all-data Gaussian (``fit_moments(mnist, 'full')``, what ``sample --data mnist
-    --late-start`` draws from), DDIM and DPM-Solver++(2M) at ``nfes``, vp-cosine. Metrics in the features of
+    --late-start`` draws from), DDIM and DPM-Solver++(2M) at ``nfes``, vp-cosine, and the full range with
+    DPM-Solver++(2M) at ``UNCOND_REF_NFE`` (the net's own converged value). Metrics in the features of
     ``pretrained:mnist28-clf``: FD against its 4000 training digits and the total-variation distance of the
     predicted class frequencies to uniform (:func:`class_tv`), each difference with a paired bootstrap."""
     import sys
@@ -774,6 +780,14 @@ def run_uncond(n: int, log, model_spec: str = UNCOND_NET, nfes=UNCOND_NFES) -> d
             log(f"[uncond] {sampler} NFE {nfe}: FD full {rows[-2]['fd']:.4g} late {rows[-1]['fd']:.4g}, paired "
                 f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]; class TV {rows[-2]['class_tv']:.3f} / "
                 f"{rows[-1]['class_tv']:.3f}")
+    sig = S.sigma_grid(sch, UNCOND_REF_NFE, "logsnr")
+    c = net_cell(f"{tag}-n{n}-dpmpp-2m-full-{UNCOND_REF_NFE}-{float(sig[0]):.4f}{PAIRED_TAG}",
+                 lambda: make("dpmpp-2m", False, sig))
+    rows.append({"sampler": "dpmpp-2m", "nfe": UNCOND_REF_NFE, "variant": "full", "start_logsnr": sch.logsnr_min,
+                 "fd": frechet_distance(c["embed"], ref_f), "class_tv": class_tv(c["pred"]),
+                 "cpu_seconds": float(c["cpu_seconds"])})
+    log(f"[uncond] reference: dpmpp-2m full NFE {UNCOND_REF_NFE}: FD {rows[-1]['fd']:.4g}, class TV "
+        f"{rows[-1]['class_tv']:.3f}")
     return {"model": model_spec, "step": model.step, "n": n, "schedule": NET_SCHEDULE, "tc": tc,
             "late_start_logsnr": lam_s, "moments": "all-data full covariance (fit_moments(mnist, 'full'))",
             "floor_fd": ref["floor"]["fd"], "rows": rows, "paired": paired,
@@ -915,7 +929,7 @@ def main(argv=None) -> None:
     old = json.loads(out.read_text()) if out.exists() else {}
     results = old.get("models", {})
     errors = old.get("start_error") or start_errors()
-    extra = {k: old[k] for k in ("control", "uncond") if k in old}
+    extra = {k: old[k] for k in ("control", "uncond", "notes") if k in old}
     for name in [m for m in args.models.split(",") if m]:
         log = lambda s: print(s, flush=True)  # noqa: E731
         if name in ("mnist28-control", "uncond"):
@@ -946,7 +960,7 @@ def main(argv=None) -> None:
 
 def _write(out: Path, results: dict, errors: dict, extra: "dict | None" = None) -> None:
     """The JSON: ``models`` (the curves), ``summary``, ``start_error``, and in ``extra`` ``control``
-    (:func:`run_net_control`) and ``uncond`` (:func:`run_uncond`) when measured."""
+    (:func:`run_net_control`) and ``uncond`` (:func:`run_uncond`) when measured, and ``notes`` (kept as found)."""
     doc = {"benchmark": "late_start", "schedule": "vp-linear (mnist28: vp-cosine, its training schedule)",
            "nfes": list(NFES), "sweep_nfe": SWEEP_NFE, "start_error": errors, "models": results,
            "summary": summarise(results), **(extra or {})}
