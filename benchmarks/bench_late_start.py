@@ -589,6 +589,23 @@ def run_net(n: int, log, nfes=NET_NFES, offsets=NET_SWEEP_OFFSETS, budget_s: flo
     return rec
 
 
+def _net_setup(model_spec: str, n: int):
+    """``(model, mnist images, labels, reference)``: the net, the data and the evaluation classifier's reference
+    features and floor at ``n`` (``benchmarks/ref_curve.reference``)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ref_curve import reference
+
+    from critdiff.data import load as load_data
+    from critdiff.experiments.config import RunConfig
+    from critdiff.experiments.models import build_model
+
+    model = build_model(RunConfig(model=model_spec))
+    images, labels = load_data("mnist")
+    return model, images, labels, reference(NET_CLASSIFIER, "mnist", n, SEED)
+
+
 def flow_to_level(model, x: torch.Tensor, lam_min: float, lam_s: float, steps: int, lab) -> torch.Tensor:
     """The net's own probability-flow ODE from ``x`` at logsnr ``lam_min`` down to ``lam_s`` (DEIS order 2,
     ``steps`` steps uniform in logsnr, no final first-order step): the state the full-range sampler reaches at the
@@ -608,21 +625,11 @@ def run_net_control(n: int, log, offsets=CONTROL_OFFSETS, nfe: int = SWEEP_NFE, 
     (a) - (b) is the Gaussian's error, (b) - full range (same NFE) the grid's. The flow's own error is checked on the
     first ``n_check`` samples against twice the steps (``rms_flow_vs_2x``), beside the rms distance of the
     Gaussian draw to the flow state and of the flow state to ``sigma_s z`` (the data's share of the state)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from ref_curve import reference
-
-    from critdiff.data import load as load_data
-    from critdiff.experiments.config import RunConfig
-    from critdiff.experiments.models import build_model
     from critdiff.probes.bootstrap import mean_interval
 
     t_model, c_model = time.perf_counter(), time.process_time()
-    model = build_model(RunConfig(model=NET))
-    images, labels = load_data("mnist")
+    model, images, labels, ref = _net_setup(NET, n)
     shape = tuple(images.shape[1:])
-    ref = reference(NET_CLASSIFIER, "mnist", n, SEED)
     clf, ref_f = ref["classifier"], ref["ref_embed"]
     ref_small = same_moments_set(ref_f)
     cm = fit_class_moments(images, labels)
@@ -711,23 +718,14 @@ def run_uncond(n: int, log, model_spec: str = UNCOND_NET, nfes=UNCOND_NFES) -> d
     DPM-Solver++(2M) at ``UNCOND_REF_NFE`` (the net's own converged value). Metrics in the features of
     ``pretrained:mnist28-clf``: FD against its 4000 training digits and the total-variation distance of the
     predicted class frequencies to uniform (:func:`class_tv`), each difference with a paired bootstrap."""
-    import sys
     from types import SimpleNamespace
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from ref_curve import reference
-
-    from critdiff.data import load as load_data
-    from critdiff.experiments.config import RunConfig
-    from critdiff.experiments.models import build_model
     from critdiff.experiments.sample import SampleConfig, sample_tc
     from critdiff.experiments.start import AUTO_MARGIN
 
     t_model, c_model = time.perf_counter(), time.process_time()
-    model = build_model(RunConfig(model=model_spec))
-    images, _ = load_data("mnist")
+    model, images, _, ref = _net_setup(model_spec, n)
     shape = tuple(images.shape[1:])
-    ref = reference(NET_CLASSIFIER, "mnist", n, SEED)
     clf, ref_f = ref["classifier"], ref["ref_embed"]
     ref_small = same_moments_set(ref_f)
     dm = fit_moments(images, "full")
