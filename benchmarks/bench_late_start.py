@@ -27,7 +27,8 @@ Models (cheapest first): ``gaussian`` (GaussianScore, full covariance, grf:size=
 ``twopoint`` (EmpiricalScore on constant 4x4 images ``+-1``, weight 0.8 on ``+1``: the exact denoiser of that
 law), ``patch`` (ELS patch model, square:3 stencil, 60 digits:size=8; stationary late-start moments; run here with
 ``--n 64 --nfes 4,6,8,12,20``: one evaluation of 128 samples took about 5 s on the loaded shared core), and
-``mnist28``: the trained reference network ``pretrained:mnist28`` (:func:`run_net`).
+``mnist28``: the trained reference network at step 4500, ``pretrained:mnist28-s4500`` (:func:`run_net`; the
+stored table was measured on it while it shipped as ``pretrained:mnist28``).
 
 **mnist28** differs where a trained conditional net needs it: its training schedule (vp-cosine); ``n``
 conditional samples at w = 1 with labels ``j mod 10``; the late start draws sample ``j`` from the Gaussian of its
@@ -43,8 +44,12 @@ NFE 6-8 comparison, the start scan, the curves, the critical grids, Karras), eac
 resumes; ``--budget-s`` stops launching settings after that many seconds). The curves stop at NFE 20 except the
 full range (50).
 
-Run: ``PYTHONPATH=src python benchmarks/bench_late_start.py [--models gaussian,twopoint,patch,mnist28] [--n 256]
-[--report DIR]``; writes ``benchmarks/results/late_start.json`` (merged per model, so models can run separately;
+``mnist28-control`` (:func:`run_net_control`): the Gaussian start against the net's own ``p_sigma`` at the same
+level on the same grid (which of the two, the Gaussian or the grid, moves FD). ``uncond`` (:func:`run_uncond`): the
+unconditional net ``UNCOND_NET`` (a weak one, step 1000), full range vs ``auto``'s late start at NFE 6 and 8.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_late_start.py [--models gaussian,twopoint,patch,mnist28,
+mnist28-control,uncond] [--n 256] [--cells DIR] [--report DIR]``; writes ``benchmarks/results/late_start.json`` (merged per model, so models can run separately;
 ``summary``: the NFE saved at equal FD and the best start against each critical-time estimate, :func:`summarise`),
 ``late_start.png`` and with ``--report`` an HTML section (:mod:`critdiff.report.late_start`).
 """
@@ -264,10 +269,10 @@ def run_model(name: str, n: int, margin: "float | None", log, nfes=NFES) -> dict
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The trained reference network (pretrained:mnist28): conditional samples, classifier features
+# The trained reference network (pretrained:mnist28-s4500): conditional samples, classifier features
 # ---------------------------------------------------------------------------------------------------------------
 
-NET = "pretrained:mnist28"
+NET = "pretrained:mnist28-s4500"  # the step-4500 weights the stored table was measured on (docs/models.md)
 NET_SCHEDULE = "vp-cosine"  # its training schedule
 NET_CLASSIFIER = "pretrained:mnist28-clf"
 NET_NFES = (4, 6, 8, 12, 20, 50)
@@ -275,7 +280,17 @@ NET_VARIANTS = ("full", "late", "critical", "late+critical", "karras")  # the or
 NET_LONG = ("full",)  # variants also run at the curves' largest NFE (the others stop one below: CPU)
 NET_SWEEP_OFFSETS = (-6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0)  # lambda_s - lambda_c(linear response, auto's)
 NET_SWEEP_DATA_OFFSETS = (-4.0, -2.0, 0.0)  # the same with the unconditional data moments (what `sample` uses)
-CELLS = Path("/work/runs/latestart/cells")
+CELLS = Path("/work/runs/latestart/cells")  # --cells DIR overrides
+# Late-start cells measured before late_start.start_state drew z in the sample dtype drew another z than the
+# full range (a float64 draw of the same generators); their keys had no tag and are never reused.
+PAIRED_TAG = "-zpaired"
+CONTROL_OFFSETS = (-6.0, -2.0)  # start - t_c(LR) of the controlled experiment (run_net_control)
+CONTROL_PRE_PER_LOGSNR = 2.5  # steps per unit logsnr of the full-range flow down to the start level
+
+
+def net_key(n: int, sampler: str, variant: str, moments: str, nfe: int, lam_s: float) -> str:
+    """The cache key of a reference-net setting (late-start settings carry :data:`PAIRED_TAG`)."""
+    return f"mnist28-n{n}-{sampler}-{variant}-{moments}-{nfe}-{lam_s:.4f}" + (PAIRED_TAG if "late" in variant else "")
 
 
 def same_moments_set(f: np.ndarray) -> np.ndarray:
@@ -296,14 +311,44 @@ def net_cell(key: str, make) -> dict:
     if p.exists():
         z = np.load(p)
         return {k: z[k] for k in z.files}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = make()
     out["seconds"] = np.array(time.perf_counter() - t0)
+    out["cpu_seconds"] = np.array(time.process_time() - c0)
     CELLS.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp.npz")
     np.savez(tmp, **out)
     tmp.replace(p)
     return out
+
+
+def net_paired(a: dict, b: dict, ref_f: np.ndarray, ref_small: np.ndarray, reps: list) -> dict:
+    """``FD(a) - FD(b)`` and (cells with ``correct``) ``accuracy(a) - accuracy(b)`` of two cells paired by sample
+    (same ``z``), with
+    percentile 95% intervals: FD over the bootstrap index sets ``reps`` of the samples (the reference features
+    are fixed; ``ref_small`` is :func:`same_moments_set` of ``ref_f``), accuracy by
+    :func:`critdiff.probes.bootstrap.paired_mean_diff` (2000 replicates)."""
+    from critdiff.probes.bootstrap import paired_mean_diff
+
+    d0 = frechet_distance(a["embed"], ref_f) - frechet_distance(b["embed"], ref_f)
+    ds = [frechet_distance(a["embed"][i], ref_small) - frechet_distance(b["embed"][i], ref_small) for i in reps]
+    lo, hi = np.percentile(ds, [2.5, 97.5])
+    out = {"diff": float(d0), "lo": float(lo), "hi": float(hi), "reps": len(reps)}
+    if "correct" in a:
+        acc = paired_mean_diff(a["correct"].astype(float), b["correct"].astype(float), seed=SEED)
+        out.update(accuracy_diff=acc["diff"], accuracy_lo=acc["lo"], accuracy_hi=acc["hi"])
+    return out
+
+
+def net_sample(model, clf, sampler: str, x: torch.Tensor, sigmas: torch.Tensor, lab: torch.Tensor) -> dict:
+    """Run ``sampler`` from ``x`` at ``sigmas[0]`` with labels ``lab`` (w = 1), clamp to [-1, 1] and classify:
+    ``{'embed' [n, F], 'correct' [n], 'logp' [n]}`` (numpy)."""
+    from critdiff.experiments.guide.metrics import classify
+
+    with torch.no_grad():
+        out = SAMPLERS[sampler](model, x, sigmas, label=lab).clamp(-1, 1)
+    c = classify(clf, out, lab)
+    return {"embed": c["embed"].numpy(), "correct": c["correct"].numpy(), "logp": c["logp"].numpy()}
 
 
 def net_tc(model, images, labels, cm, log) -> dict:
@@ -420,10 +465,10 @@ def run_net(n: int, log, nfes=NET_NFES, offsets=NET_SWEEP_OFFSETS, budget_s: flo
 
     from critdiff.data import load as load_data
     from critdiff.experiments.config import RunConfig
-    from critdiff.experiments.guide.metrics import classify, knn_radii, precision_recall
+    from critdiff.experiments.guide.metrics import knn_radii, precision_recall
     from critdiff.experiments.models import build_model
     from critdiff.experiments.start import AUTO_MARGIN
-    from critdiff.probes.bootstrap import mean_interval, paired_mean_diff
+    from critdiff.probes.bootstrap import mean_interval
 
     t_model = time.perf_counter()
     model = build_model(RunConfig(model=NET))
@@ -483,16 +528,13 @@ def run_net(n: int, log, nfes=NET_NFES, offsets=NET_SWEEP_OFFSETS, budget_s: flo
             x = start_state_labelled(cm, float(sig[0]), lab, gens)
         else:
             x = start_state(dm, float(sig[0]), n, gens)
-        with torch.no_grad():
-            out = SAMPLERS[sampler](model, x, sig, label=lab).clamp(-1, 1)
-        c = classify(clf, out, lab)
-        return {"embed": c["embed"].numpy(), "correct": c["correct"].numpy(), "logp": c["logp"].numpy()}
+        return net_sample(model, clf, sampler, x, sig, lab)
 
     cells, rows = {}, []
     plan = net_plan(lam_c, lam_auto, sch.logsnr_min, nfes, offsets)
     skipped = 0
     for sampler, variant, nfe, lam_s, moments in plan:
-        key = f"mnist28-n{n}-{sampler}-{variant}-{moments}-{nfe}-{lam_s:.4f}"
+        key = net_key(n, sampler, variant, moments, nfe, lam_s)
         if time.perf_counter() - t_model > budget_s and not (CELLS / f"{key}.npz").exists():
             skipped += 1
             continue
@@ -541,17 +583,214 @@ def run_net(n: int, log, nfes=NET_NFES, offsets=NET_SWEEP_OFFSETS, budget_s: flo
                 other = cells.get(k)
                 if base is None or other is None:
                     continue
-                d0 = frechet_distance(other["embed"], ref_f) - frechet_distance(base["embed"], ref_f)
-                ds = [frechet_distance(other["embed"][i], ref_small) - frechet_distance(base["embed"][i], ref_small)
-                      for i in reps]
-                lo, hi = np.percentile(ds, [2.5, 97.5])
-                acc = paired_mean_diff(other["correct"].astype(float), base["correct"].astype(float), seed=SEED)
-                boots.append({"sampler": sampler, "nfe": nfe, "variant": variant, "vs": "full", "diff": d0,
-                              "lo": float(lo), "hi": float(hi), "reps": len(reps), "accuracy_diff": acc["diff"],
-                              "accuracy_lo": acc["lo"], "accuracy_hi": acc["hi"]})
+                boots.append({"sampler": sampler, "nfe": nfe, "variant": variant, "vs": "full",
+                              **net_paired(other, base, ref_f, ref_small, reps)})
     rec["paired"] = boots
     rec["seconds"] = time.perf_counter() - t_model
     return rec
+
+
+def _net_setup(model_spec: str, n: int):
+    """``(model, mnist images, labels, reference)``: the net, the data and the evaluation classifier's reference
+    features and floor at ``n`` (``benchmarks/ref_curve.reference``)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ref_curve import reference
+
+    from critdiff.data import load as load_data
+    from critdiff.experiments.config import RunConfig
+    from critdiff.experiments.models import build_model
+
+    model = build_model(RunConfig(model=model_spec))
+    images, labels = load_data("mnist")
+    return model, images, labels, reference(NET_CLASSIFIER, "mnist", n, SEED)
+
+
+def flow_to_level(model, x: torch.Tensor, lam_min: float, lam_s: float, steps: int, lab) -> torch.Tensor:
+    """The net's own probability-flow ODE from ``x`` at logsnr ``lam_min`` down to ``lam_s`` (DEIS order 2,
+    ``steps`` steps uniform in logsnr, no final first-order step): the state the full-range sampler reaches at the
+    start level, i.e. a draw of the net's own ``p_sigma`` there (up to the solver's error)."""
+    levels = [math.exp(-0.5 * v) for v in np.linspace(lam_min, lam_s, steps + 1)]
+    with torch.no_grad():
+        return SM.deis_steps(model, x, levels, label=lab, order=2, lower_order_final=False)
+
+
+def run_net_control(n: int, log, offsets=CONTROL_OFFSETS, nfe: int = SWEEP_NFE, n_check: int = 10) -> dict:
+    """The Gaussian's error apart from the grid's, on the reference net (docs/samplers.md "The reference network").
+
+    At each start level ``lam_s = t_c(LR) + offset`` the same ``nfe``-step grid (uniform in logsnr from ``lam_s``)
+    is run from (a) the class Gaussian (``start_state_labelled``: the late start) and (b) the net's own ``p_sigma``:
+    the full-range flow of the same ``z`` from ``sigma_max z`` down to ``lam_s`` with
+    ``ceil(CONTROL_PRE_PER_LOGSNR * (lam_s - logsnr_min))`` DEIS-2 steps (:func:`flow_to_level`). Paired by ``z``:
+    (a) - (b) is the Gaussian's error, (b) - full range (same NFE) the grid's. The flow's own error is checked on the
+    first ``n_check`` samples against twice the steps (``rms_flow_vs_2x``), beside the rms distance of the
+    Gaussian draw to the flow state and of the flow state to ``sigma_s z`` (the data's share of the state)."""
+    from critdiff.probes.bootstrap import mean_interval
+
+    t_model, c_model = time.perf_counter(), time.process_time()
+    model, images, labels, ref = _net_setup(NET, n)
+    shape = tuple(images.shape[1:])
+    clf, ref_f = ref["classifier"], ref["ref_embed"]
+    ref_small = same_moments_set(ref_f)
+    cm = fit_class_moments(images, labels)
+    lab = torch.arange(n) % 10
+    tc = json.loads((CELLS / "mnist28-tc.json").read_text())  # written by run_net (net_tc)
+    lam_c = tc["linear_response"]
+    sch = S.get(NET_SCHEDULE)
+    rng = np.random.default_rng(SEED)
+    reps = [rng.integers(0, n, n) for _ in range(200)]
+
+    def row(cell, **kw):
+        ci = mean_interval(cell["correct"].astype(float), seed=SEED)
+        return {**kw, "fd": frechet_distance(cell["embed"], ref_f), "accuracy": float(cell["correct"].mean()),
+                "accuracy_ci": [ci["lo"], ci["hi"]], "wrong": np.flatnonzero(~cell["correct"].astype(bool)).tolist(),
+                "cpu_seconds": float(cell.get("cpu_seconds", np.nan))}
+
+    rec = {"model": "mnist28", "net": f"{NET} (step {model.step})", "n": n, "nfe": nfe, "schedule": NET_SCHEDULE,
+           "tc_linear_response": lam_c, "pre_steps_per_logsnr": CONTROL_PRE_PER_LOGSNR, "levels": [], "paired": []}
+    full = {}
+    for sampler in SAMPLERS:
+        sig = S.sigma_grid(sch, nfe, "logsnr")
+        full[sampler] = net_cell(net_key(n, sampler, "full", "class", nfe, sch.logsnr_min),
+                                 lambda: net_sample(model, clf, sampler, SM.initial_noise(
+                                     (n, *shape), sig, SM.seed_generators(SEED, n)), sig, lab))
+        rec["levels"].append(row(full[sampler], sampler=sampler, start="full range", start_logsnr=sch.logsnr_min))
+    for off in offsets:
+        lam_s = lam_c + off
+        top = math.exp(-0.5 * lam_s)
+        sig = S.sigma_grid(sch, nfe, "logsnr", sigma_max=top)
+        K = math.ceil(CONTROL_PRE_PER_LOGSNR * (lam_s - sch.logsnr_min))
+        z0 = SM.initial_noise((n, *shape), S.sigma_grid(sch, nfe, "logsnr"), SM.seed_generators(SEED, n))
+        flow = net_cell(f"mnist28-n{n}-flowstate-{lam_s:.4f}-K{K}",
+                        lambda: {"x": flow_to_level(model, z0, sch.logsnr_min, lam_s, K, lab).numpy()})
+        x_flow = torch.from_numpy(flow["x"])
+        check = net_cell(f"mnist28-n{n_check}-flowstate-{lam_s:.4f}-K{2 * K}",
+                         lambda: {"x": flow_to_level(model, z0[:n_check], sch.logsnr_min, lam_s, 2 * K,
+                                                     lab[:n_check]).numpy()})
+        x_gauss = start_state_labelled(cm, top, lab, SM.seed_generators(SEED, n))
+        z = z0 / float(sch.sigma_max)
+
+        def rms(a):
+            return float(a.double().pow(2).mean().sqrt())
+
+        lvl = {"offset": off, "start_logsnr": lam_s, "sigma": top, "pre_steps": K,
+               "flow_cpu_seconds": float(flow.get("cpu_seconds", np.nan)),
+               "rms_flow_vs_2x": rms(x_flow[:n_check] - torch.from_numpy(check["x"])),
+               "rms_gauss_vs_flow": rms(x_gauss - x_flow), "rms_flow_minus_sigma_z": rms(x_flow - top * z),
+               "rms_gauss_minus_sigma_z": rms(x_gauss - top * z)}
+        log(f"[control] start {lam_s:.2f}: {lvl}")
+        for sampler in SAMPLERS:
+            g = net_cell(net_key(n, sampler, "late", "class", nfe, lam_s),
+                         lambda: net_sample(model, clf, sampler, x_gauss, sig, lab))
+            f = net_cell(f"mnist28-n{n}-{sampler}-flowstart-{nfe}-{lam_s:.4f}-K{K}",
+                         lambda: net_sample(model, clf, sampler, x_flow, sig, lab))
+            rec["levels"].append(row(g, sampler=sampler, start="gaussian", **lvl))
+            rec["levels"].append(row(f, sampler=sampler, start="flow", **lvl))
+            for what, a, b in (("gaussian - flow", g, f), ("flow - full range", f, full[sampler]),
+                               ("gaussian - full range", g, full[sampler])):
+                rec["paired"].append({"sampler": sampler, "start_logsnr": lam_s, "offset": off, "what": what,
+                                      **net_paired(a, b, ref_f, ref_small, reps)})
+            log(f"[control] {sampler} {lam_s:.2f}: " + "; ".join(
+                f"{r['what']}: FD {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], acc {r['accuracy_diff']:+.2f} "
+                f"[{r['accuracy_lo']:+.2f}, {r['accuracy_hi']:+.2f}]" for r in rec["paired"][-3:]))
+    rec["seconds"] = time.perf_counter() - t_model
+    rec["cpu_seconds"] = time.process_time() - c_model
+    return rec
+
+
+UNCOND_NET = "net:/work/runs/ref_uncond"  # the reference recipe trained unconditionally, to step 1000 only (weak)
+UNCOND_NFES = (6, 8)
+UNCOND_REF_NFE = 20  # a full-range DPM-Solver++(2M) run at this NFE: the net's own FD with the sampler converged
+
+
+def class_tv(pred: np.ndarray, k: int = 10) -> float:
+    """Total-variation distance of the predicted-class frequencies of ``pred [n]`` to the uniform law on ``k``
+    classes (the mnist digits are balanced, 500 per class)."""
+    f = np.bincount(np.asarray(pred, dtype=np.int64), minlength=k) / len(pred)
+    return float(0.5 * np.abs(f - 1.0 / k).sum())
+
+
+def run_uncond(n: int, log, model_spec: str = UNCOND_NET, nfes=UNCOND_NFES) -> dict:
+    """A second trained net (docs/samplers.md "A second trained net"): the unconditional one, ``n`` samples per
+    setting paired by ``z``, full range vs ``auto``'s late start (its own linear-response onset minus
+    ``AUTO_MARGIN``) from the all-data Gaussian (``fit_moments(mnist, 'full')``, what ``sample --data mnist
+    --late-start`` draws from), DDIM and DPM-Solver++(2M) at ``nfes``, vp-cosine, and the full range with
+    DPM-Solver++(2M) at ``UNCOND_REF_NFE`` (the net's own converged value). Metrics in the features of
+    ``pretrained:mnist28-clf``: FD against its 4000 training digits and the total-variation distance of the
+    predicted class frequencies to uniform (:func:`class_tv`), each difference with a paired bootstrap."""
+    from types import SimpleNamespace
+
+    from critdiff.experiments.sample import SampleConfig, sample_tc
+    from critdiff.experiments.start import AUTO_MARGIN
+
+    t_model, c_model = time.perf_counter(), time.process_time()
+    model, images, _, ref = _net_setup(model_spec, n)
+    shape = tuple(images.shape[1:])
+    clf, ref_f = ref["classifier"], ref["ref_embed"]
+    ref_small = same_moments_set(ref_f)
+    dm = fit_moments(images, "full")
+    sch = S.get(NET_SCHEDULE)
+    tag = f"uncond-step{model.step}"
+    tc_file = CELLS / f"{tag}-tc.json"
+    if tc_file.exists():
+        tc = json.loads(tc_file.read_text())
+    else:
+        c0 = time.process_time()
+        est = sample_tc(SampleConfig(model=model_spec, data="mnist", schedule=NET_SCHEDULE),
+                        SimpleNamespace(images=images, model=model))
+        tc = {"linear_response": float(est.logsnr), "source": est.source, "cpu_seconds": time.process_time() - c0,
+              "linear_response_ci": None if est.logsnr_ci is None else [float(v) for v in est.logsnr_ci]}
+        CELLS.mkdir(parents=True, exist_ok=True)
+        tc_file.write_text(json.dumps(tc))
+    lam_s = tc["linear_response"] - AUTO_MARGIN
+    log(f"[uncond] {model_spec} step {model.step}: t_c(LR) {tc['linear_response']:.3f}, late start {lam_s:.3f}")
+
+    def make(sampler, late, sig):
+        gens = SM.seed_generators(SEED, n)
+        x = start_state(dm, float(sig[0]), n, gens) if late else SM.initial_noise((n, *shape), sig, gens)
+        with torch.no_grad():
+            out = SAMPLERS[sampler](model, x, sig).clamp(-1, 1)
+            pred = clf.logits(out).argmax(1)
+        c = classify(clf, out, pred)
+        return {"embed": c["embed"].numpy(), "pred": pred.numpy()}
+
+    from critdiff.experiments.guide.metrics import classify
+
+    rng = np.random.default_rng(SEED)
+    reps = [rng.integers(0, n, n) for _ in range(200)]
+    rows, paired = [], []
+    for sampler in SAMPLERS:
+        for nfe in nfes:
+            cells = {}
+            for late in (False, True):
+                sig = S.sigma_grid(sch, nfe, "logsnr", sigma_max=math.exp(-0.5 * lam_s) if late else None)
+                key = f"{tag}-n{n}-{sampler}-{'late-data' if late else 'full'}-{nfe}-{float(sig[0]):.4f}{PAIRED_TAG}"
+                cells[late] = c = net_cell(key, lambda: make(sampler, late, sig))
+                rows.append({"sampler": sampler, "nfe": nfe, "variant": "late" if late else "full",
+                             "start_logsnr": lam_s if late else sch.logsnr_min,
+                             "fd": frechet_distance(c["embed"], ref_f), "class_tv": class_tv(c["pred"]),
+                             "cpu_seconds": float(c["cpu_seconds"])})
+            p = net_paired(cells[True], cells[False], ref_f, ref_small, reps)
+            tv = [class_tv(cells[True]["pred"][i]) - class_tv(cells[False]["pred"][i]) for i in reps]
+            p.update(class_tv_diff=rows[-1]["class_tv"] - rows[-2]["class_tv"],
+                     class_tv_lo=float(np.percentile(tv, 2.5)), class_tv_hi=float(np.percentile(tv, 97.5)))
+            paired.append({"sampler": sampler, "nfe": nfe, "variant": "late", "vs": "full", **p})
+            log(f"[uncond] {sampler} NFE {nfe}: FD full {rows[-2]['fd']:.4g} late {rows[-1]['fd']:.4g}, paired "
+                f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]; class TV {rows[-2]['class_tv']:.3f} / "
+                f"{rows[-1]['class_tv']:.3f}")
+    sig = S.sigma_grid(sch, UNCOND_REF_NFE, "logsnr")
+    c = net_cell(f"{tag}-n{n}-dpmpp-2m-full-{UNCOND_REF_NFE}-{float(sig[0]):.4f}{PAIRED_TAG}",
+                 lambda: make("dpmpp-2m", False, sig))
+    rows.append({"sampler": "dpmpp-2m", "nfe": UNCOND_REF_NFE, "variant": "full", "start_logsnr": sch.logsnr_min,
+                 "fd": frechet_distance(c["embed"], ref_f), "class_tv": class_tv(c["pred"]),
+                 "cpu_seconds": float(c["cpu_seconds"])})
+    log(f"[uncond] reference: dpmpp-2m full NFE {UNCOND_REF_NFE}: FD {rows[-1]['fd']:.4g}, class TV "
+        f"{rows[-1]['class_tv']:.3f}")
+    return {"model": model_spec, "step": model.step, "n": n, "schedule": NET_SCHEDULE, "tc": tc,
+            "late_start_logsnr": lam_s, "moments": "all-data full covariance (fit_moments(mnist, 'full'))",
+            "floor_fd": ref["floor"]["fd"], "rows": rows, "paired": paired,
+            "seconds": time.perf_counter() - t_model, "cpu_seconds": time.process_time() - c_model}
 
 
 def nfe_at_fd(rows: list, fd: float) -> "float | None":
@@ -668,6 +907,7 @@ def figure(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> None:
+    global CELLS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="gaussian,twopoint,patch")
     ap.add_argument("--n", type=int, default=256)
@@ -677,25 +917,35 @@ def main(argv=None) -> None:
                     "'converged' reference)")
     ap.add_argument("--budget-s", type=float, default=math.inf, help="mnist28: launch no new setting after this many "
                     "seconds (the measured ones are cached; a rerun resumes)")
+    ap.add_argument("--cells", default=None, help=f"mnist28: the folder of cached settings (default {CELLS})")
     ap.add_argument("--out", default=str(OUT / "late_start.json"))
     ap.add_argument("--report", default=None, help="also write DIR/report.html (critdiff.report.late_start)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.cells:
+        CELLS = Path(args.cells)
     out = Path(args.out)
     old = json.loads(out.read_text()) if out.exists() else {}
     results = old.get("models", {})
     errors = old.get("start_error") or start_errors()
+    extra = {k: old[k] for k in ("control", "uncond", "notes") if k in old}
     for name in [m for m in args.models.split(",") if m]:
         log = lambda s: print(s, flush=True)  # noqa: E731
+        if name in ("mnist28-control", "uncond"):
+            key = "control" if name == "mnist28-control" else "uncond"
+            extra[key] = (run_net_control if key == "control" else run_uncond)(args.n, log)
+            _write(out, results, errors, extra)
+            print(f"[{key}] done in {extra[key]['seconds']:.0f} s ({extra[key]['cpu_seconds']:.0f} CPU-s)", flush=True)
+            continue
         if name == "mnist28":
             rec = run_net(args.n, log, tuple(int(v) for v in (args.nfes or ",".join(map(str, NET_NFES))).split(",")),
                           budget_s=args.budget_s)
         else:
             rec = run_model(name, args.n, args.margin, log, tuple(int(v) for v in (args.nfes or ",".join(map(str, NFES))).split(",")))
         results[name] = rec
-        _write(out, results, errors)
+        _write(out, results, errors, extra)
         print(f"[{name}] done in {rec['seconds']:.0f} s", flush=True)
-    _write(out, results, errors)
+    _write(out, results, errors, extra)
     figure(results, out.with_suffix(".png"))
     if args.report:
         from critdiff.report.html import write_report
@@ -707,10 +957,12 @@ def main(argv=None) -> None:
         print(f"report: {path}", flush=True)
 
 
-def _write(out: Path, results: dict, errors: dict) -> None:
+def _write(out: Path, results: dict, errors: dict, extra: "dict | None" = None) -> None:
+    """The JSON: ``models`` (the curves), ``summary``, ``start_error``, and in ``extra`` ``control``
+    (:func:`run_net_control`) and ``uncond`` (:func:`run_uncond`) when measured, and ``notes`` (kept as found)."""
     doc = {"benchmark": "late_start", "schedule": "vp-linear (mnist28: vp-cosine, its training schedule)",
            "nfes": list(NFES), "sweep_nfe": SWEEP_NFE, "start_error": errors, "models": results,
-           "summary": summarise(results)}
+           "summary": summarise(results), **(extra or {})}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     tmp.replace(out)

@@ -153,12 +153,38 @@ def test_start_state_per_sample_generators_do_not_depend_on_the_batch():
     assert torch.allclose(full[3:4], one, atol=1e-12)
 
 
-def test_start_state_tends_to_the_full_range_start_at_high_noise():
-    """The symmetric root: (Sigma + sigma^2 I)^{1/2} z -> sigma z as sigma grows (paired noise)."""
-    m = fit_moments(_gaussian_data(n=100)[0], "full")
-    z = SM.randn_like(torch.empty(8, 1, 2, 3, dtype=torch.float64), SM.seed_generators(4, 8))
-    x = start_state(m, 1e4, 8, SM.seed_generators(4, 8), dtype=torch.float64)
-    assert torch.allclose(x / 1e4, z, atol=1e-3)
+def _images_4x5(n=200, classes=3, seed=6):
+    """``[n, 1, 4, 5]`` images (20 pixels: torch draws a float32 and a float64 normal tensor of 16 or more
+    entries by different routines, so only such sizes tell the two draws apart) and labels ``j mod classes``."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    y = labels.to(torch.float64).reshape(n, 1, 1, 1) + 0.5 * torch.randn(n, 1, 4, 5, generator=g, dtype=torch.float64)
+    return y, labels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_start_state_tends_to_the_full_range_start_at_high_noise(dtype):
+    """The symmetric root: (Sigma + sigma^2 I)^{1/2} z -> sigma z as sigma grows, with the SAME z as the full-range
+    start samplers.initial_noise draws from the same generators in the same dtype (paired noise). A float64 draw
+    from a float32 run's generators is another z (correlation about 0): in float32 this test catches that."""
+    m = fit_moments(_images_4x5()[0], "full")
+    sigma = 1e4
+    full = SM.initial_noise((8, 1, 4, 5), [sigma, 0.0], SM.seed_generators(4, 8), dtype=dtype)
+    x = start_state(m, sigma, 8, SM.seed_generators(4, 8), dtype=dtype)
+    assert x.dtype == dtype
+    # |mu|, |Sigma| ~ 1: x / sigma - z = mu / sigma + O(|Sigma| / sigma^2) < 1e-3; the dtype's rounding is smaller
+    assert torch.allclose(x / sigma, full / sigma, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_start_state_labelled_shares_z_with_the_full_range_start(dtype):
+    """Each labelled draw uses its own generator's z, the one initial_noise draws for that sample."""
+    y, labels = _images_4x5()
+    cm = fit_class_moments(y, labels)
+    sigma, lab = 1e4, torch.tensor([2, 0, 1, 1, 0])
+    full = SM.initial_noise((5, 1, 4, 5), [sigma, 0.0], SM.seed_generators(9, 5), dtype=dtype)
+    x = start_state_labelled(cm, sigma, lab, SM.seed_generators(9, 5), dtype=dtype)
+    assert torch.allclose(x / sigma, full / sigma, atol=1e-3, rtol=0)
 
 
 def _labelled_data(n=300, seed=5):

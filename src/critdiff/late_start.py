@@ -178,12 +178,16 @@ def _sqrt_blocks(P: torch.Tensor, sigma: float) -> torch.Tensor:
 def start_state(moments: Moments, sigma: float, n: int, generator: GeneratorLike = None,
                 dtype=torch.float32, device="cpu") -> torch.Tensor:
     """``n`` draws ``x [n, C, H, W]`` of ``q_sigma = N(mu, Sigma + sigma^2 I)`` (eq. LS.1, denoiser frame):
-    ``x = mu + (Sigma + sigma^2 I)^{1/2} z``, ``z ~ N(0, I)`` from ``generator`` (one per sample allowed)."""
+    ``x = mu + (Sigma + sigma^2 I)^{1/2} z``, ``z ~ N(0, I)`` from ``generator`` (one per sample allowed), drawn in
+    ``dtype`` as :func:`critdiff.samplers.initial_noise` draws it, so a full-range run of the same generators starts
+    from ``sigma_max z`` with the same ``z`` (paired comparisons)."""
     sigma = check_positive("sigma", sigma)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
     C, H, W = moments.shape
-    z = randn_like(torch.empty((n, C, H, W), dtype=torch.float64, device=device), generator)
+    # z is drawn in the sample dtype, exactly as samplers.initial_noise draws it (a float64 draw from the same
+    # generator is another z), then the Gaussian's square root is applied in float64
+    z = randn_like(torch.empty((n, C, H, W), dtype=dtype, device=device), generator).to(torch.float64)
     mu = moments.mu.to(z.device)
     if moments.covariance == "full":
         U, lam = moments.U.to(z.device), moments.lam.to(z.device)

@@ -216,7 +216,8 @@ def run_sample(cfg: SampleConfig, ctx: ContextLike) -> SampleResult:
 
 def sample_tc(cfg: SampleConfig, loaded):
     """The model's critical time for ``--late-start auto``: the guidance experiment's default estimator
-    (:func:`critdiff.experiments.guide.estimators.chosen_source`; the linear-response growth onset)."""
+    (:func:`critdiff.experiments.guide.estimators.chosen_source`); :func:`.start.start_logsnr` starts from its
+    unshifted estimate (the linear-response growth onset) when it is a shifted one."""
     from .guide.estimators import chosen_source, estimate
 
     return estimate(chosen_source(cfg), cfg, loaded.images, loaded.model)

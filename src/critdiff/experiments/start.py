@@ -126,7 +126,11 @@ def start_logsnr(cfg, tc: Optional[Callable[[], "object"]] = None) -> Optional[t
     if tc is None:
         raise ValueError("late_start: 'auto' needs the model's critical time; give a start logsnr instead")
     est = tc()
-    return float(est.logsnr) - AUTO_MARGIN, f"auto: {est.source} minus {AUTO_MARGIN:g}", float(est.logsnr), AUTO_MARGIN
+    # AUTO_MARGIN is measured from the instability's onset: a shifted estimator (``linear-response+offset``, fitted
+    # to where a guidance pulse acts best) starts from its measured, unshifted estimate
+    logsnr = float(est.extras.get("unshifted_logsnr", est.logsnr))
+    source = est.extras.get("unshifted_source", est.source)
+    return logsnr - AUTO_MARGIN, f"auto: {source} minus {AUTO_MARGIN:g}", logsnr, AUTO_MARGIN
 
 
 def probe_spacing(spacing: str) -> str:

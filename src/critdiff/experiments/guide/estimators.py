@@ -275,7 +275,9 @@ def _shifted(base: str):
         tc = estimate(base, cfg, images, model, classifier, cache)
         off = fitted_offset(load_offsets(), base)
         ci = None if tc.logsnr_ci is None else tuple(v - off for v in tc.logsnr_ci)
-        return _at(cfg, tc.logsnr - off, f"{tc.source} minus the benchmark's median offset {off:+.4g}", ci)
+        # the measured estimate stays with it: the late start's margin is measured from it, not from the peak
+        return _at(cfg, tc.logsnr - off, f"{tc.source} minus the benchmark's median offset {off:+.4g}", ci,
+                   unshifted_logsnr=tc.logsnr, unshifted_source=tc.source)
 
     return shifted
 
