@@ -1,7 +1,7 @@
 """Benchmark summary: the agreement runs of issue #27 side by side (docs/agreement.md, "Causes of the gap").
 
 Reads the logs of finished or partial ``bench_agreement.py`` runs (``NAME=FOLDER`` pairs), and prints and writes
-(``--json``) one row per run: seeds, median r with its bootstrap 95% interval, quartiles, wall time per seed, the
+(``--json``) one row per run: seeds, median r with its bootstrap 95% interval, quartiles, wall and CPU time per seed, the
 stencil per level and the per-level denoiser r; and for each ``--pair A,B`` the paired differences r(A) - r(B) on
 their common seeds (median and bootstrap interval of the median, mean, seeds where A is larger). Runs that have not
 reached a seed yet are listed with their calibration only (and the final rule's selection, when it finished).
@@ -45,11 +45,15 @@ def summarise(name: str, folder: Path, n_boot: int) -> dict:
            "seeds": [s["seed"] for s in seeds], "r": r.tolist(),
            "level_stencil": cal["stencils"] if cal else None,
            "calibration_seconds": table["seconds"] if table else None,
+           "calibration_cpu_seconds": table.get("cpu_seconds") if table else None,
            "calibration": table["calibration"] if table else None,
            "final": cal.get("final") if cal else None}
     if seeds:
         row["summary"] = median_summary(r, n_boot=n_boot)
         row["seconds_per_seed"] = float(np.mean([s["seconds"] for s in seeds]))
+        cpu = [s["cpu_seconds"] for s in seeds if "cpu_seconds" in s]  # older logs record wall time only
+        row["cpu_seconds_per_seed"] = float(np.mean(cpu)) if cpu else None
+        row["n_cpu"] = len(cpu)
         lr = np.array([[np.nan if v is None else v for v in s["level_r"]] for s in seeds], dtype=np.float64)
         row["level_r_median"] = np.nanmedian(lr, axis=0).tolist()
     return row
@@ -91,6 +95,8 @@ def main(argv=None) -> int:
         s = row.get("summary")
         txt = (f"median r {s['median']:.4g} [{s['median_ci'][0]:.4g}, {s['median_ci'][1]:.4g}] IQR {s['q25']:.4g}.."
                f"{s['q75']:.4g}, {row['seconds_per_seed']:.1f} s/seed" if s else "no seed yet")
+        if s and row["cpu_seconds_per_seed"] is not None:
+            txt += f" ({row['cpu_seconds_per_seed']:.2f} CPU s/seed over {row['n_cpu']} seeds)"
         print(f"{row['name']}: n {row['n']}, {txt}; stencils {row['level_stencil']}")
         if row.get("level_r_median"):
             print("  per-level r:", ", ".join(f"{v:.4g}" for v in row["level_r_median"]))

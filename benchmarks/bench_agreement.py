@@ -49,8 +49,10 @@ def _run(args) -> int:
           f"{interval(*s['median_ci'])}, IQR {num(s['q25'])} to {num(s['q75'])}; anchor {res.anchor_r}")
     print(f"stencil per level: {', '.join(res.level_stencil)}")
     print(f"per-level denoiser r (median): {', '.join(num(v) for v in res.level_r_median)}")
-    print(f"{res.seconds_per_seed:.2f} s per seed (batch {cfg.batch}, threads {cfg.threads}); calibration "
-          f"{res.calibration_seconds:.1f} s; max certified bound {res.max_bound:.2g}")
+    cpu = "" if res.cpu_seconds_per_seed is None else f", {res.cpu_seconds_per_seed:.2f} CPU s"
+    cal_cpu = "" if res.calibration_cpu_seconds is None else f", {res.calibration_cpu_seconds:.1f} CPU s"
+    print(f"{res.seconds_per_seed:.2f} s{cpu} per seed (batch {cfg.batch}, threads {cfg.threads}); calibration "
+          f"{res.calibration_seconds:.1f} s{cal_cpu}; max certified bound {res.max_bound:.2g}")
     return 0
 
 

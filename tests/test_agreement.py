@@ -165,6 +165,27 @@ def test_resume_skips_done_seeds_and_gives_the_same_summary(net, tmp_path):
         run_agreement(_cfg(net, seeds=3, stencil_rule="modal"), Context(tmp_path / "a", progress=False))
 
 
+def test_cpu_time_is_logged_per_seed_and_averaged_over_the_seeds_that_carry_it(net, tmp_path):
+    res = run_agreement(_cfg(net, seeds=3), Context(tmp_path, progress=False))
+    recs = [json.loads(line) for line in (tmp_path / LOG).read_text().splitlines()]
+    seeds = [r for r in recs if r["type"] == "seed"]
+    cal = next(r for r in recs if r["type"] == "stencil-calibration")
+    assert all(r["cpu_seconds"] > 0 for r in seeds) and cal["cpu_seconds"] > 0
+    assert res.cpu_seconds_per_seed == pytest.approx(np.mean([r["cpu_seconds"] for r in seeds]), rel=1e-12)
+    assert res.calibration_cpu_seconds == cal["cpu_seconds"]
+    assert "CPU s per seed" in render(res, folder=tmp_path).html
+    # a log written before CPU time was recorded: seed 0 lacks it, so the mean is over seeds 1 and 2; none: None
+    strip = [{k: v for k, v in r.items() if not (k == "cpu_seconds" and r.get("seed") == 0)} for r in recs]
+    (tmp_path / LOG).write_text("".join(json.dumps(r) + "\n" for r in strip))
+    partial = run_agreement(_cfg(net, seeds=3), Context(tmp_path, progress=False))  # nothing missing: re-summarised
+    assert partial.cpu_seconds_per_seed == pytest.approx(np.mean([r["cpu_seconds"] for r in seeds[1:]]), rel=1e-12)
+    old = [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in recs]
+    (tmp_path / LOG).write_text("".join(json.dumps(r) + "\n" for r in old))
+    legacy = run_agreement(_cfg(net, seeds=3), Context(tmp_path, progress=False))
+    assert legacy.cpu_seconds_per_seed is None and legacy.calibration_cpu_seconds is None
+    assert legacy.r == res.r
+
+
 def test_result_round_trips_and_renders(net, tmp_path):
     res = run_agreement(_cfg(net, seeds=2, stencil_rule="modal"), Context(tmp_path, progress=False))
     assert result_from_record(json.loads((tmp_path / "result.json").read_text())) == res

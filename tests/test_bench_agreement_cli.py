@@ -40,3 +40,24 @@ def test_bench_agreement_bad_input_is_one_line(bench, monkeypatch, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("bench_agreement: error: ") and fragment in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_agreement_prints_the_cpu_time_it_logged(bench, demo_net, tmp_path, capsys):
+    import json
+    import re
+
+    import numpy as np
+
+    from critdiff.experiments.agreement import LOG
+
+    argv = ["--net", str(demo_net), "--pool", "digits:size=8,n=40", "--seeds", "2", "--steps", "3", "--batch", "1",
+            "--stencils", "ls:square:3", "--n-cal-traj", "1", "--n-cal-train", "8", "--n-boot", "50",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    recs = [json.loads(line) for line in (tmp_path / "out" / LOG).read_text().splitlines()]
+    cpu = np.mean([r["cpu_seconds"] for r in recs if r["type"] == "seed"])
+    cal = next(r for r in recs if r["type"] == "stencil-calibration")["cpu_seconds"]
+    m = re.search(r", ([0-9.]+) CPU s per seed .*calibration [0-9.]+ s, ([0-9.]+) CPU s;", out)
+    assert m, out
+    assert float(m.group(1)) == pytest.approx(cpu, abs=0.005) and float(m.group(2)) == pytest.approx(cal, abs=0.05)

@@ -109,7 +109,10 @@ class AgreementConfig(JsonConfig):
 class AgreementResult(Result):
     """Per seed ``r [S]`` (seeds ``0..S-1``); per level (``level_sigma [T]``, sampling order) the stencil and the
     median and quartiles of the denoisers' r; ``summary``: :func:`~critdiff.probes.agreement.median_summary` of
-    ``r``; ``seconds_per_seed``: mean wall time of one seed (both runs and the per-level comparison)."""
+    ``r``; ``seconds_per_seed``: mean wall time of one seed (both runs and the per-level comparison);
+    ``cpu_seconds_per_seed``: its mean CPU time (``time.process_time``, every thread of the process), over the
+    seeds whose records carry it (None if none do: logs written before it was recorded), the cost on a shared
+    machine, where wall time depends on the load."""
 
     kind = "agreement"
     config: AgreementConfig
@@ -130,6 +133,8 @@ class AgreementResult(Result):
     seconds_per_seed: float
     max_bound: float
     calibration_seconds: float
+    cpu_seconds_per_seed: Optional[float] = None
+    calibration_cpu_seconds: Optional[float] = None
     shape: tuple[int, ...] = ()
     examples: tuple = ()  # the first EXAMPLES seeds: {"seed", "r", "x_patch", "x_net"} (flattened final images)
     anchor_r: float = ANCHOR_R
@@ -158,7 +163,7 @@ def _calibrate(net, pool, pool_labels, sigmas, cfg: AgreementConfig, log: TrialL
     """The calibration record (the stencil per level, from the network's DDIM states at every level) and the
     full-pool models the final rule built (reused for sampling; empty for the other rules). The final rule logs
     the per-level table first (a ``calibration-table`` record), so an interrupted selection resumes after it."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rec = Recorder()
     seeds = list(range(cfg.n_cal_traj))
     lab = _labels(seeds, pool_labels, cfg)
@@ -173,10 +178,10 @@ def _calibrate(net, pool, pool_labels, sigmas, cfg: AgreementConfig, log: TrialL
                                    boundary=cfg.boundary, pool=cfg.patch_pool, label=lab,
                                    labels=pool_labels[order] if cfg.conditional else None)
         table = {"type": "calibration-table", "sigma": cal.sigma.tolist(), "calibration": cal.to_dict(),
-                 "seconds": time.perf_counter() - t0}
+                 "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
         if cfg.stencil_rule == "final":
             log.append(table)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     cal = Calibration.from_dict(table["calibration"])
     record = {"type": "stencil-calibration", "sigma": table["sigma"], "calibration": table["calibration"]}
     models: dict = {}
@@ -191,13 +196,16 @@ def _calibrate(net, pool, pool_labels, sigmas, cfg: AgreementConfig, log: TrialL
     else:
         stencils = cal.best_stencil if cfg.stencil_rule == "per-time" else [cal.modal_stencil()] * len(cal.sigma)
     record.update(stencils=stencils, seconds=table["seconds"] + time.perf_counter() - t1)
+    if "cpu_seconds" in table:  # a table logged before CPU time was recorded has none
+        record["cpu_seconds"] = table["cpu_seconds"] + time.process_time() - c1
     return record, models
 
 
 def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar, pool_labels) -> list[dict]:
     """One record per seed of ``seeds`` (sampled together); ``bar`` counts patch evaluations of one sample
-    (``2 T`` per seed); ``bound``: the largest certified bound of the batch's patch evaluations."""
-    t0 = time.perf_counter()
+    (``2 T`` per seed); ``bound``: the largest certified bound of the batch's patch evaluations; ``seconds`` and
+    ``cpu_seconds``: the batch's wall and CPU time divided by its seeds."""
+    t0, c0 = time.perf_counter(), time.process_time()
     x = initial_noise((len(seeds), *net.sample_shape), sigmas, [generator(cfg.seed, j) for j in seeds],
                       device=cfg.device)
     bounds = [0.0]
@@ -210,8 +218,9 @@ def _run_batch(patch, net, seeds: list[int], sigmas, cfg: AgreementConfig, bar, 
 
     run = paired_ddim(patch_d, net, x, sigmas, label=_labels(seeds, pool_labels, cfg))
     seconds = (time.perf_counter() - t0) / len(seeds)
+    cpu_seconds = (time.process_time() - c0) / len(seeds)
     return [{"type": "seed", "seed": j, "r": float(run.r[b]), "level_r": run.level_r[:, b].tolist(),
-             "seconds": seconds, "bound": max(bounds),
+             "seconds": seconds, "cpu_seconds": cpu_seconds, "bound": max(bounds),
              "x_patch": run.final_a[b].cpu().flatten().tolist(), "x_net": run.final_b[b].cpu().flatten().tolist()}
             for b, j in enumerate(seeds)]
 
@@ -251,6 +260,12 @@ def run_agreement(cfg: AgreementConfig, ctx: ContextLike) -> AgreementResult:
     return result
 
 
+def _mean_cpu(recs) -> Optional[float]:
+    """Mean ``cpu_seconds`` of the seed records that carry it (logs written before it was recorded: None)."""
+    cpu = [r["cpu_seconds"] for r in recs if "cpu_seconds" in r]
+    return float(np.mean(cpu)) if cpu else None
+
+
 def _summarise(cfg, log: TrialLog, cal: dict, sigmas, schedule: str, net, patch, n_pool: int) -> AgreementResult:
     recs = sorted((r for r in log.of_type("seed") if r["seed"] < cfg.seeds), key=lambda r: r["seed"])
     level_r = np.stack([_floats(r["level_r"]) for r in recs], 1)  # [T, S]
@@ -266,5 +281,6 @@ def _summarise(cfg, log: TrialLog, cal: dict, sigmas, schedule: str, net, patch,
         summary=median_summary(_floats([r["r"] for r in recs]), n_boot=cfg.n_boot, seed=cfg.seed),
         seconds_per_seed=float(np.mean([r["seconds"] for r in recs])), max_bound=max(r["bound"] for r in recs),
         calibration_seconds=cal["seconds"], shape=tuple(net.sample_shape),
+        cpu_seconds_per_seed=_mean_cpu(recs), calibration_cpu_seconds=cal.get("cpu_seconds"),
         final_selection={k: cal["final"][k] for k in ("chosen", "median_r", "assignments")} if "final" in cal else None,
         examples=tuple({k: r[k] for k in ("seed", "r", "x_patch", "x_net")} for r in recs[:EXAMPLES]))
