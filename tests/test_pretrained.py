@@ -124,3 +124,27 @@ def test_recipe_reproduces_the_recorded_first_losses(mnist, tmp_path):
     # the first steps agree to far better than the step-to-step change (~1e-2)
     assert seen == pytest.approx(recorded, rel=2e-3)
     shutil.rmtree(tmp_path / "run")
+
+
+def test_run_identity_carries_the_weights_so_a_moved_name_is_not_resumed(tmp_path, monkeypatch):
+    """A log keyed on a run's identity must refuse to be resumed when ``pretrained:NAME`` now loads other weights
+    (mnist28 moved from step 4500 to 10000): the identity carries the weights' sha256, not only the name."""
+    from critdiff.experiments.agreement import AgreementConfig
+    from critdiff.experiments.guide.store import TrialLog
+    from critdiff.experiments.sample import SampleConfig
+
+    cfg = AgreementConfig(net="pretrained:mnist28")
+    today = cfg.identity()
+    assert today["net_weights"] == "mnist28@" + pretrained.entry("mnist28")["files"]["ema.safetensors"][:16]
+    assert SampleConfig(model="pretrained:mnist28").identity()["model_weights"] == today["net_weights"]
+    assert "model_weights" not in SampleConfig(model="gaussian", data="grf:size=6").identity()
+    TrialLog(tmp_path / "log.jsonl", today)  # a run started with today's weights
+
+    old = pretrained.entry("mnist28-s4500")  # the same name, as it shipped before
+    real = pretrained.entry
+    monkeypatch.setattr(pretrained, "entry", lambda name, kind=None, root=pretrained.ROOT:
+                        old if name == "mnist28" else real(name, kind, root))
+    before = cfg.identity()
+    assert before["net"] == today["net"] and before["net_weights"] != today["net_weights"]
+    with pytest.raises(ValueError, match="different configuration"):
+        TrialLog(tmp_path / "log.jsonl", before)

@@ -40,6 +40,7 @@ from ..samplers import Recorder, initial_noise, sample_ddim, seed_generators
 from ..schedules import get as get_schedule
 from ..schedules import sigma_grid
 from ..seeding import derive, generator
+from .config import with_weights_id
 from .guide.store import TrialLog
 from .net_criticality import load_trained
 from .net_signals import _pool_order
@@ -102,7 +103,8 @@ class AgreementConfig(JsonConfig):
 
     def identity(self) -> dict:
         """The fields that determine a seed's numbers (the log is keyed on them): not seeds, batch, threads, n_boot."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("seeds", "batch", "threads", "n_boot")}
+        d = {k: v for k, v in self.to_dict().items() if k not in ("seeds", "batch", "threads", "n_boot")}
+        return with_weights_id(d, ("net",))
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,20 @@ def resolve_schedule(schedule: str, model: str, model_schedule: bool) -> str:
     return MODEL_SCHEDULE if diffusers and model_schedule else DEFAULT_SCHEDULE
 
 
+def with_weights_id(identity: dict, keys) -> dict:
+    """``identity`` plus ``KEY_weights`` for every field in ``keys`` naming a shipped model (``pretrained:NAME``):
+    the weights it loads today (:func:`critdiff.pretrained.weights_id`), so logs and caches keyed on a run's
+    identity are not resumed with the weights of another release under the same name."""
+    from ..pretrained import weights_id
+
+    out = dict(identity)
+    for k in keys:
+        w = weights_id(out.get(k))
+        if w is not None:
+            out[f"{k}_weights"] = w
+    return out
+
+
 @dataclass(frozen=True)
 class RunConfig(JsonConfig):
     """What every run needs (module docstring). Subclasses add a command's own fields."""
@@ -144,7 +158,7 @@ class RunConfig(JsonConfig):
         d = self.to_dict()
         d.pop("threads", None)
         d.pop("max_memory", None)
-        return d
+        return with_weights_id(d, ("model", "classifier"))
 
     # -- validation ----------------------------------------------------------------------------------
     def validate(self):

@@ -90,6 +90,18 @@ def spec_name(spec: str) -> Optional[str]:
     return rest.strip()
 
 
+def weights_id(spec) -> Optional[str]:
+    """The identity of the weights a ``pretrained:NAME`` spec loads today (``NAME@`` + the first 16 hex digits of
+    the sha256 of its weights file), else ``None``. Run logs key on it beside the name, so a log written with one
+    release's weights refuses to be resumed with another's (a name may move to a later training step)."""
+    name = spec_name(spec) if isinstance(spec, str) else None
+    if name is None:
+        return None
+    files = entry(name)["files"]
+    weights = next(f for f in ("ema.safetensors", "weights.safetensors") if f in files)
+    return f"{name}@{files[weights][:16]}"
+
+
 def resolve(path_or_spec: "str | Path", kind: Optional[str] = None) -> str:
     """A checkpoint folder: ``pretrained:NAME`` becomes its (verified) shipped folder; a path is returned as given."""
     name = spec_name(str(path_or_spec))
