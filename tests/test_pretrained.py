@@ -135,9 +135,9 @@ def test_run_identity_carries_the_weights_so_a_moved_name_is_not_resumed(tmp_pat
 
     cfg = AgreementConfig(net="pretrained:mnist28")
     today = cfg.identity()
-    assert today["net_weights"] == "mnist28@" + pretrained.entry("mnist28")["files"]["ema.safetensors"][:16]
-    assert SampleConfig(model="pretrained:mnist28").identity()["model_weights"] == today["net_weights"]
-    assert "model_weights" not in SampleConfig(model="gaussian", data="grf:size=6").identity()
+    assert today["net@weights"] == "mnist28@" + pretrained.entry("mnist28")["files"]["ema.safetensors"][:16]
+    assert SampleConfig(model="pretrained:mnist28").identity()["model@weights"] == today["net@weights"]
+    assert "model@weights" not in SampleConfig(model="gaussian", data="grf:size=6").identity()
     TrialLog(tmp_path / "log.jsonl", today)  # a run started with today's weights
 
     old = pretrained.entry("mnist28-s4500")  # the same name, as it shipped before
@@ -145,6 +145,18 @@ def test_run_identity_carries_the_weights_so_a_moved_name_is_not_resumed(tmp_pat
     monkeypatch.setattr(pretrained, "entry", lambda name, kind=None, root=pretrained.ROOT:
                         old if name == "mnist28" else real(name, kind, root))
     before = cfg.identity()
-    assert before["net"] == today["net"] and before["net_weights"] != today["net_weights"]
+    assert before["net"] == today["net"] and before["net@weights"] != today["net@weights"]
     with pytest.raises(ValueError, match="different configuration"):
         TrialLog(tmp_path / "log.jsonl", before)
+
+
+def test_a_guide_log_with_a_pretrained_model_rebuilds_its_config():
+    """``summarise_log`` rebuilds a GuideConfig from the log's identity, which carries the weights' id beside the
+    fields: the id must not reach the config (the demo's guidance section failed on it)."""
+    from critdiff.experiments.config import config_fields
+    from critdiff.experiments.guide.config import GuideConfig
+
+    cfg = GuideConfig(model="pretrained:mnist28", data="mnist")
+    ident = cfg.identity()
+    assert "model@weights" in ident
+    assert GuideConfig.from_dict(config_fields(ident)) == cfg

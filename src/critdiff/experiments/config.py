@@ -66,7 +66,7 @@ def resolve_schedule(schedule: str, model: str, model_schedule: bool) -> str:
 
 
 def with_weights_id(identity: dict, keys) -> dict:
-    """``identity`` plus ``KEY_weights`` for every field in ``keys`` naming a shipped model (``pretrained:NAME``):
+    """``identity`` plus ``KEY@weights`` for every field in ``keys`` naming a shipped model (``pretrained:NAME``):
     the weights it loads today (:func:`critdiff.pretrained.weights_id`), so logs and caches keyed on a run's
     identity are not resumed with the weights of another release under the same name."""
     from ..pretrained import weights_id
@@ -75,8 +75,16 @@ def with_weights_id(identity: dict, keys) -> dict:
     for k in keys:
         w = weights_id(out.get(k))
         if w is not None:
-            out[f"{k}_weights"] = w
+            out[k + WEIGHTS_SUFFIX] = w
     return out
+
+
+WEIGHTS_SUFFIX = "@weights"  # not an identifier: never a config field (e.g. uniform_weights)
+
+
+def config_fields(identity: dict) -> dict:
+    """A run's identity (:func:`with_weights_id`) back to its config's fields: without the weights' ids."""
+    return {k: v for k, v in identity.items() if not k.endswith(WEIGHTS_SUFFIX)}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from .store import TrialLog
 from .summary import summarise, unclassified
 from .estimators import resolve_estimates, resolve_tc
 from .tc import tc_from_record, tc_record
+from ..config import config_fields
 from ..context import Context, ContextLike, as_context
 from ..result import Result
 from ..start import StartPlan
@@ -253,4 +254,4 @@ def summarise_log(ctx: ContextLike, classifier, model=None) -> GuideResult:
         raise FileNotFoundError(f"out: no trials.jsonl in {ctx.out}")
     with open(path, encoding="utf-8") as fh:
         head = json.loads(fh.readline())
-    return run_guide(GuideConfig.from_dict(head["config"]), ctx, classifier=classifier, model=model)
+    return run_guide(GuideConfig.from_dict(config_fields(head["config"])), ctx, classifier=classifier, model=model)
