@@ -362,6 +362,7 @@ def check_units(units: list, kinds: dict, workers: int = 1, max_memory: Optional
 # --- the demo --------------------------------------------------------------------------------------------------
 def demo_costs(quick: bool, device: str = "cpu") -> list:
     """``[(section key, Cost)]`` of every demo section whose configuration is a run configuration or a theory."""
+    from .config import config_fields
     from .demo.sections import demo_sections
     from .guide.config import GuideConfig
     from .probe import ProbeConfig
@@ -372,13 +373,13 @@ def demo_costs(quick: bool, device: str = "cpu") -> list:
     for sec in demo_sections(quick, device):
         c = sec.config
         if "sample" in c:
-            out.append((sec.key, run_cost(SampleConfig.from_dict(c["sample"]))[0]))
+            out.append((sec.key, run_cost(SampleConfig.from_dict(config_fields(c["sample"])))[0]))
         elif "probe" in c:
-            out.append((sec.key, run_cost(ProbeConfig.from_dict(c["probe"]))[0]))
+            out.append((sec.key, run_cost(ProbeConfig.from_dict(config_fields(c["probe"])))[0]))
         elif "guide" in c:
-            out.append((sec.key, run_cost(GuideConfig.from_dict(c["guide"]))[0]))
+            out.append((sec.key, run_cost(GuideConfig.from_dict(config_fields(c["guide"])))[0]))
         elif "theory" in c:
-            out.append((sec.key, theory_cost(TheoryConfig.from_dict(c["theory"]))))
+            out.append((sec.key, theory_cost(TheoryConfig.from_dict(config_fields(c["theory"])))))
     return out
 
 
