@@ -366,11 +366,13 @@ def net_tc(model, images, labels, cm, log) -> dict:
     t0 = time.perf_counter()
     est = sample_tc(SampleConfig(model=NET, data="mnist", schedule=NET_SCHEDULE),
                     SimpleNamespace(images=images, model=model))
-    out["linear_response"] = float(est.logsnr)
-    out["linear_response_ci"] = [float(v) for v in est.logsnr_ci] if est.logsnr_ci is not None else None
-    out["linear_response_source"] = est.source
+    # auto counts from the measured (unshifted) estimate (experiments.start.start_logsnr): the same here
+    shift = float(est.extras.get("unshifted_logsnr", est.logsnr)) - float(est.logsnr)
+    out["linear_response"] = float(est.logsnr) + shift
+    out["linear_response_ci"] = [float(v) + shift for v in est.logsnr_ci] if est.logsnr_ci is not None else None
+    out["linear_response_source"] = est.extras.get("unshifted_source", est.source)
     out["linear_response_seconds"] = time.perf_counter() - t0
-    log(f"[mnist28] t_c linear response (auto's) {est.logsnr:.3f} {out['linear_response_ci']} "
+    log(f"[mnist28] t_c linear response (auto's) {out['linear_response']:.3f} {out['linear_response_ci']} "
         f"({out['linear_response_seconds']:.0f} s)")
     cond = {}
     for c in (0, 3, 7):
