@@ -358,6 +358,7 @@ def net_tc(model, images, labels, cm, log) -> dict:
     from types import SimpleNamespace
 
     from critdiff.experiments.sample import SampleConfig, sample_tc
+    from critdiff.experiments.start import auto_reference
     from critdiff.probes import at_grid_edge, from_growth, linear_response
     from critdiff.theory.global_model import speciation
 
@@ -366,11 +367,10 @@ def net_tc(model, images, labels, cm, log) -> dict:
     t0 = time.perf_counter()
     est = sample_tc(SampleConfig(model=NET, data="mnist", schedule=NET_SCHEDULE),
                     SimpleNamespace(images=images, model=model))
-    # auto counts from the measured (unshifted) estimate (experiments.start.start_logsnr): the same here
-    shift = float(est.extras.get("unshifted_logsnr", est.logsnr)) - float(est.logsnr)
-    out["linear_response"] = float(est.logsnr) + shift
+    onset, out["linear_response_source"] = auto_reference(est)  # what auto counts from, as sample does
+    shift = onset - float(est.logsnr)
+    out["linear_response"] = onset
     out["linear_response_ci"] = [float(v) + shift for v in est.logsnr_ci] if est.logsnr_ci is not None else None
-    out["linear_response_source"] = est.extras.get("unshifted_source", est.source)
     out["linear_response_seconds"] = time.perf_counter() - t0
     log(f"[mnist28] t_c linear response (auto's) {out['linear_response']:.3f} {out['linear_response_ci']} "
         f"({out['linear_response_seconds']:.0f} s)")

@@ -65,6 +65,9 @@ def resolve_schedule(schedule: str, model: str, model_schedule: bool) -> str:
     return MODEL_SCHEDULE if diffusers and model_schedule else DEFAULT_SCHEDULE
 
 
+WEIGHTS_SUFFIX = "@weights"  # not an identifier: never a config field (e.g. uniform_weights)
+
+
 def with_weights_id(identity: dict, keys) -> dict:
     """``identity`` plus ``KEY@weights`` for every field in ``keys`` naming a shipped model (``pretrained:NAME``):
     the weights it loads today (:func:`critdiff.pretrained.weights_id`), so logs and caches keyed on a run's
@@ -77,9 +80,6 @@ def with_weights_id(identity: dict, keys) -> dict:
         if w is not None:
             out[k + WEIGHTS_SUFFIX] = w
     return out
-
-
-WEIGHTS_SUFFIX = "@weights"  # not an identifier: never a config field (e.g. uniform_weights)
 
 
 def config_fields(identity: dict) -> dict:
@@ -166,7 +166,7 @@ class RunConfig(JsonConfig):
         d = self.to_dict()
         d.pop("threads", None)
         d.pop("max_memory", None)
-        return with_weights_id(d, ("model", "classifier"))
+        return with_weights_id(d, ("model",))
 
     # -- validation ----------------------------------------------------------------------------------
     def validate(self):

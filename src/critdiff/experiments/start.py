@@ -95,14 +95,13 @@ def run_moments(cfg, loaded) -> tuple[Moments, str]:
     dim = math.prod(shape)
     if loaded.images is not None and tuple(loaded.images.shape[1:]) == shape:
         label = getattr(cfg, "label", None)
+        cov = moments_covariance(cfg, int(loaded.images.shape[0]), dim)
         if label is not None and loaded.labels is not None:  # a conditional run: the Gaussian of p(x | label)
-            cov = moments_covariance(cfg, int(loaded.images.shape[0]), dim)
             if cov == "full":
                 return (fit_class_moments(loaded.images, loaded.labels)[int(label)],
                         f"training data ({cfg.data}), class {label}: class mean, pooled within-class covariance")
             own = loaded.images[loaded.labels == int(label)]
             return fit_moments(own, "stationary"), f"training data ({cfg.data}), the {own.shape[0]} images of class {label}"
-        cov = moments_covariance(cfg, int(loaded.images.shape[0]), dim)
         return fit_moments(loaded.images, cov), f"training data ({cfg.data})"
     cov = moments_covariance(cfg, MOMENTS_N, dim)
     key = config_hash({"model": cfg.model, "schedule": S.get(cfg.schedule).config(), "n": MOMENTS_N,
@@ -125,12 +124,15 @@ def start_logsnr(cfg, tc: Optional[Callable[[], "object"]] = None) -> Optional[t
         return float(v), "given", None, None
     if tc is None:
         raise ValueError("late_start: 'auto' needs the model's critical time; give a start logsnr instead")
-    est = tc()
-    # AUTO_MARGIN is measured from the instability's onset: a shifted estimator (``linear-response+offset``, fitted
-    # to where a guidance pulse acts best) starts from its measured, unshifted estimate
-    logsnr = float(est.extras.get("unshifted_logsnr", est.logsnr))
-    source = est.extras.get("unshifted_source", est.source)
+    logsnr, source = auto_reference(tc())
     return logsnr - AUTO_MARGIN, f"auto: {source} minus {AUTO_MARGIN:g}", logsnr, AUTO_MARGIN
+
+
+def auto_reference(est) -> tuple[float, str]:
+    """``(logsnr, source)`` that ``auto`` counts :data:`AUTO_MARGIN` from, for a critical-time estimate ``est``:
+    the margin is measured from the instability's onset, so a shifted estimator (``linear-response+offset``, fitted
+    to where a guidance pulse acts best) gives its measured, unshifted estimate (``extras['unshifted_logsnr']``)."""
+    return float(est.extras.get("unshifted_logsnr", est.logsnr)), est.extras.get("unshifted_source", est.source)
 
 
 def probe_spacing(spacing: str) -> str:
