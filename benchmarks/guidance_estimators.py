@@ -33,7 +33,9 @@ estimate's ``cost`` with its CPU seconds and counted network evaluations) and ``
 samples per backward pass, for a costly model; ``--table`` prints every estimator's distance to the sweep peak
 (:func:`distance_table`) and its cost beside the sweep's (:func:`cost_table`).
 
-:data:`RULE` (written before the 2026-12-05 run) chooses the default estimator.
+:data:`RULE` (written before the 2026-12-05 run) chooses the default estimator. A stored net retrained as another
+model (:data:`RECREATED`, :data:`REPLACES`: ``net-digits16-r``) is its own row with its own sweep, and takes the stored
+row's place among the six once that sweep exists (:func:`originals`; docs/guidance.md 5.14).
 
 Runs resume (each guide run is a folder under ``--work``); the summary is written to ``--out`` atomically after
 every model. ``--tiny`` runs a seconds-sized smoke test on a tiny patch model (it is NOT a result).
