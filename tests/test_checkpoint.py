@@ -79,3 +79,36 @@ def test_old_flat_layout_still_loads(tmp_path):
         ckpt.read_training_state(tmp_path)
     os.remove(tmp_path / ckpt.CONFIG)
     assert ckpt.checkpoint_dir(tmp_path) is None
+
+
+def test_weights_id_follows_the_weights_a_folder_loads_and_keys_run_logs(tmp_path):
+    """A run started on ``net:DIR`` must not be resumed after DIR's weights changed (a continued training writes
+    a new step folder; a retraining into the same folder, other weights at the same step): the run identity carries
+    the sha256 of the EMA file that load_net reads (oracle: hashlib over that file's bytes)."""
+    import hashlib
+
+    from critdiff.experiments.agreement import AgreementConfig
+    from critdiff.experiments.guide.store import TrialLog
+    from critdiff.experiments.sample import SampleConfig
+
+    root = tmp_path / "run"
+    assert ckpt.weights_id(root) is None and ckpt.weights_id(tmp_path) is None  # no folder / no checkpoint
+    save(root, 5)
+    first = ckpt.weights_id(root)
+    digest = hashlib.sha256((root / "ckpt-000005" / ckpt.EMA).read_bytes()).hexdigest()
+    assert first == "ckpt-000005@" + digest[:16]
+    ident = SampleConfig(model=f"net:{root}", data="digits:size=8").identity()
+    assert ident["model@weights"] == first
+    assert AgreementConfig(net=str(root)).identity()["net@weights"] == first
+    assert "model@weights" not in SampleConfig(model="patch", data="digits:size=8").identity()
+    TrialLog(tmp_path / "log.jsonl", ident)
+    TrialLog(tmp_path / "log.jsonl", SampleConfig(model=f"net:{root}", data="digits:size=8").identity())  # resumes
+
+    save(root, 6)  # training continued
+    assert ckpt.weights_id(root).startswith("ckpt-000006@")
+    with pytest.raises(ValueError, match="different configuration"):
+        TrialLog(tmp_path / "log.jsonl", SampleConfig(model=f"net:{root}", data="digits:size=8").identity())
+
+    other = tmp_path / "again"
+    save(other, 5, seed=99)  # the same step, other weights
+    assert ckpt.weights_id(other).split("@")[0] == "ckpt-000005" and ckpt.weights_id(other) != first

@@ -103,6 +103,15 @@ def save_json(path: "str | Path", obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
+def sha256_file(path: "str | Path") -> str:
+    """The hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def config_hash(config: Any, n: int = 12) -> str:
     """Short stable hash of a JSON-able configuration (used to find cached results)."""
     blob = json.dumps(to_jsonable(config), sort_keys=True).encode()

@@ -69,14 +69,22 @@ WEIGHTS_SUFFIX = "@weights"  # not an identifier: never a config field (e.g. uni
 
 
 def with_weights_id(identity: dict, keys) -> dict:
-    """``identity`` plus ``KEY@weights`` for every field in ``keys`` naming a shipped model (``pretrained:NAME``):
-    the weights it loads today (:func:`critdiff.pretrained.weights_id`), so logs and caches keyed on a run's
-    identity are not resumed with the weights of another release under the same name."""
-    from ..pretrained import weights_id
+    """``identity`` plus ``KEY@weights`` for every field in ``keys`` naming trained weights: a shipped model
+    (``pretrained:NAME``, :func:`critdiff.pretrained.weights_id`) or a checkpoint folder (``net:DIR``, or the folder
+    itself in a field that takes one; :func:`critdiff.nets.checkpoint.weights_id`), so logs and caches keyed on a
+    run's identity are not resumed with other weights under the same name (another release, a continued training)."""
+    from ..nets.checkpoint import weights_id as folder_id
+    from ..pretrained import spec_name, weights_id
 
     out = dict(identity)
     for k in keys:
-        w = weights_id(out.get(k))
+        spec = out.get(k)
+        if not isinstance(spec, str):
+            continue
+        if spec_name(spec) is not None:
+            w = weights_id(spec)
+        else:
+            w = folder_id(spec[4:] if spec.startswith("net:") else spec)
         if w is not None:
             out[k + WEIGHTS_SUFFIX] = w
     return out

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..inputs import Fields, read_json
-from ..io import atomic_write_bytes, current_umask, save_json
+from ..io import atomic_write_bytes, current_umask, save_json, sha256_file
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -99,6 +99,20 @@ def checkpoint_dir(root: "str | Path") -> "Path | None":
     if dirs:
         return dirs[-1]
     return root if (root / CONFIG).is_file() else None
+
+
+def weights_id(root: "str | Path") -> Optional[str]:
+    """The identity of the weights a checkpoint folder loads today: the name of the folder :func:`checkpoint_dir`
+    resolves to (``ckpt-NNNNNN``, or ``root``'s own for a flat folder), ``@``, and the first 16 hex digits of the
+    sha256 of its EMA weights (its raw weights where it has no EMA file: a classifier); ``None`` when ``root`` is
+    not a checkpoint folder. Run logs key on it (``experiments.config.with_weights_id``), so a run is not resumed
+    on other weights under the same folder (a continued or repeated training)."""
+    root = Path(root)
+    folder = checkpoint_dir(root) if root.is_dir() else None
+    for name in (EMA, WEIGHTS) if folder is not None else ():
+        if (folder / name).is_file():
+            return f"{folder.name}@{sha256_file(folder / name)[:16]}"
+    return None
 
 
 def has_checkpoint(root: "str | Path") -> bool:

@@ -15,10 +15,11 @@ and ``pretrained:mnist28-clf`` wherever a classifier folder is (:func:`load_clas
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional
+
+from ..io import sha256_file  # noqa: F401  (re-exported: pack.py and the tests read it here)
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
@@ -53,15 +54,6 @@ def entry(name: str, kind: Optional[str] = None, root: "str | Path" = ROOT) -> d
         what = {"unet": "diffusion model", "classifier": "classifier", None: "model"}[kind]
         raise ValueError(f"model: no pretrained {what} {name!r}; expected one of {', '.join(valid) or '(none)'}")
     return doc[name]
-
-
-def sha256_file(path: "str | Path") -> str:
-    """The hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def folder(name: str, kind: Optional[str] = None, root: "str | Path" = ROOT) -> Path:
