@@ -135,3 +135,26 @@ def test_candidate_parsing_and_errors():
             check_candidates(bad)
     with pytest.raises(ValueError, match="ELS"):
         check_candidates(("square:3", "ls:square:5"), els_only=True)
+
+
+def test_calibration_figure_keeps_the_boundary_family_apart(tmp_path):
+    # a calibration whose winners span the three families: the figure's winner markers follow the family of each
+    # level's winner (hand-written masks), and a boundary-aware winner is not drawn as an ELS one
+    from critdiff.report.figures import FAMILY_STYLE, calibration_figure, winner_families
+
+    best = ["ls:square:19", "ls:square:7", "b:square:5", "b:square:3", "square:3"]
+    fam = winner_families(best)
+    assert list(fam) == ["els", "ls", "boundary"]
+    np.testing.assert_array_equal(fam["ls"], [True, True, False, False, False])
+    np.testing.assert_array_equal(fam["boundary"], [False, False, True, True, False])
+    np.testing.assert_array_equal(fam["els"], [False, False, False, False, True])
+    assert list(winner_families(["ls:square:3"] * 3)) == ["ls"]
+    assert len({style[1] for style in FAMILY_STYLE.values()}) == 3  # three distinct marker colours
+    stencils = ["square:3", "ls:square:7", "ls:square:19", "b:square:3", "b:square:5"]
+    rel = np.full((5, 5), 0.5)
+    for i, s in enumerate(best):
+        rel[i, stencils.index(s)] = 0.1
+    cal = {"logsnr": np.linspace(-10, 10, 5).tolist(), "rel_l2": rel.tolist(), "stencils": stencils,
+           "best_stencil": best, "best_size": [stencil_extent(s) for s in best]}
+    path = calibration_figure(cal, tmp_path / "cal.png")
+    assert path.is_file() and path.stat().st_size > 0
