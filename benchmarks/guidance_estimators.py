@@ -33,7 +33,9 @@ estimate's ``cost`` with its CPU seconds and counted network evaluations) and ``
 samples per backward pass, for a costly model; ``--table`` prints every estimator's distance to the sweep peak
 (:func:`distance_table`) and its cost beside the sweep's (:func:`cost_table`).
 
-:data:`RULE` (written before the 2026-12-05 run) chooses the default estimator.
+:data:`RULE` (written before the 2026-12-05 run) chooses the default estimator. A stored net retrained as another
+model (:data:`RECREATED`, :data:`REPLACES`: ``net-digits16-r``) is its own row with its own sweep, and takes the stored
+row's place among the six once that sweep exists (:func:`originals`; docs/guidance.md 5.14).
 
 Runs resume (each guide run is a folder under ``--work``); the summary is written to ``--out`` atomically after
 every model. ``--tiny`` runs a seconds-sized smoke test on a tiny patch model (it is NOT a result).
@@ -87,6 +89,15 @@ VALIDATION = {
     # (step 4500, the weights its stored numbers were measured on; pretrained:mnist28 has since moved to a later step)
     "net-ref-mnist28": (dict(model="pretrained:mnist28-s4500", data="mnist"), "pretrained:mnist28-clf", None),
 }
+# re-created nets (docs/guidance.md 5.14): a stored net's checkpoint is gone, so it was retrained with its recorded
+# command; where the retrained net is NOT the stored model (its linear-response estimate differs beyond rounding),
+# it is its own row with its own sweep and estimators, and it takes the stored row's place among the six that RULE
+# uses once it has a sweep (:func:`originals`); the stored row stays in the result as history, never mixed with it
+RECREATED = {"net-digits16-r": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None)}
+REPLACES = {"net-digits16-r": ("net-digits16", "net-digits16 retrained 2026-12-05 with its recorded command (critdiff "
+                                               "train --data digits:size=16 --steps 2000 --batch 64 --threads 1, seed "
+                                               "0): not the stored net (linear-response -1.488 against the stored "
+                                               "-1.633), so this row has its own sweep and estimators")}
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random")
 WINDOW_ARMS = ("window", "interval", "constant", "tc")  # --window-arms: the estimated window against the baselines
 RULE = ("default estimator = the candidate with the smallest mean out-of-sample |estimate - log p peak| over the "
@@ -261,7 +272,8 @@ def sweep_phase(name: str, spec, a, sizes: dict, work: Path) -> dict:
     print(f"[{name}] sweep of {a.sweep} centres, n = {cfg.n}", flush=True)
     r = guide(cfg, work / name / "sweep", clf)
     peak = r.sweep_peak["logp_peak_fit"]
-    return {"model": name, "config": cfg.to_dict(), "classifier_holdout_accuracy": holdout, "estimators": est,
+    note = {"note": REPLACES[name][1]} if name in REPLACES else {}
+    return {"model": name, **note, "config": cfg.to_dict(), "classifier_holdout_accuracy": holdout, "estimators": est,
             "sweep": _brief(r)["sweep"], "sweep_peak": r.sweep_peak, "peak_logsnr": peak,
             "sweep_cost": run_cost(work / name / "sweep"), "summary_n_boot_set": SUMMARY_BOOT_SET}
 
@@ -282,6 +294,13 @@ def sweep_baseline1(name: str, spec, a, sizes: dict, work: Path) -> dict:
     return {"model": name, "sweep_baseline1": {"config": cfg.to_dict(), "estimators": est, "sweep": _brief(r)["sweep"],
                                                "sweep_peak": r.sweep_peak, "peak_logsnr": r.sweep_peak["logp_peak_fit"],
                                                "sweep_cost": run_cost(work / name / "sweep-b1")}}
+
+
+def originals(rows: dict, models: dict) -> list:
+    """The original models that RULE uses: ``models``, where a stored row is replaced by its re-created row
+    (:data:`REPLACES`) once that row has a sweep."""
+    swap = {old: new for new, (old, _) in REPLACES.items() if "peak_logsnr" in rows.get(new, {})}
+    return [swap.get(k, k) for k in models]
 
 
 def set_minus_peak(row: dict) -> None:
@@ -500,10 +519,12 @@ def distance_table(res: dict) -> str:
     as :data:`RULE` asks of a candidate measured on fewer models, guide's default's mean |error| on the same models."""
     from critdiff.experiments.guide.config import DEFAULT_TC_FROM
 
-    models = [k for k in list(MODELS) + list(VALIDATION) if "peak_logsnr" in res["rows"].get(k, {})]
+    models = [k for k in list(MODELS) + list(RECREATED) + list(VALIDATION) if "peak_logsnr" in res["rows"].get(k, {})]
+    six = originals(res["rows"], MODELS)
     pe, ve = res.get("prediction_error", {}), res.get("validation_error", {})
     default = {**pe.get(DEFAULT_TC_FROM, {}).get("abs_error", {}), **ve.get(DEFAULT_TC_FROM, {}).get("abs_error", {})}
-    out = ["| estimator | " + " | ".join(models) + " | within 0.5 (all) | mean abs error (all) | "
+    out = ["| estimator | " + " | ".join(m if m in six or m in VALIDATION else f"{m} (stored, history)" for m in models)
+           + " | within 0.5 (all) | mean abs error (all) | "
            f"`{DEFAULT_TC_FROM}` on the same models |", "|" + "---|" * (len(models) + 4)]
     for name in CANDIDATES[1:]:
         cells = []
@@ -654,12 +675,14 @@ def linear_prediction(row: dict) -> "dict | None":
 def finish(res: dict, models: dict, tc_from) -> dict:
     """Shifted estimators, prediction errors (original models; validation models apart), the chosen estimator and
     the claims of the rows in ``res``."""
-    shifted_rows(res["rows"], list(models))
+    six = originals(res["rows"], models)
+    shifted_rows(res["rows"], six)
     for row in res["rows"].values():
         lp = linear_prediction(row)
         if lp is not None:
             row["linear_prediction"] = lp
-    rows = [res["rows"][k] for k in models if k in res["rows"]]
+    rows = [res["rows"][k] for k in six if k in res["rows"]]
+    res["originals"] = [k for k in six if k in res["rows"]]
     res["rule"], res["switch_rule"] = RULE, SWITCH
     res["prediction_error"] = prediction_errors(rows)
     val = [res["rows"][k] for k in VALIDATION if k in res["rows"]]
@@ -685,7 +708,7 @@ def switch_decision(res: dict) -> dict:
 
 def export_offsets(res: dict, path: Path = OFFSETS_FILE) -> dict:
     """Write the table the shifted estimators read at run time, from the original six rows of ``res``."""
-    table = offset_table({"rows": {k: res["rows"][k] for k in MODELS if k in res["rows"]}},
+    table = offset_table({"rows": {k: res["rows"][k] for k in originals(res["rows"], MODELS) if k in res["rows"]}},
                          source="benchmarks/results/guidance_estimators.json")
     save_json(path, table)
     return table
@@ -758,7 +781,7 @@ def main(argv=None) -> dict:
     if a.export_offsets:
         return export_offsets(json.loads(Path(a.out).read_text()))
     torch.set_num_threads(1)
-    models = TINY if a.tiny else {**MODELS, **VALIDATION}
+    models = TINY if a.tiny else {**MODELS, **RECREATED, **VALIDATION}
     sizes = dict(batch=6, steps=8, width=2.0, n_boot=50, n_boot_set=10) if a.tiny else \
         dict(batch=50, steps=20, schedule="vp-linear", sampler="ddpm", spacing="logsnr")
     if a.tiny:
@@ -767,6 +790,12 @@ def main(argv=None) -> dict:
     res = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
     res.update(tiny=a.tiny, platform=platform.platform(), torch=torch.__version__)
     names = a.only.split(",") if a.only else list(models)
+    gone = {old: new for new, (old, _) in REPLACES.items()}
+    if a.phase != "arms" and not a.tiny and set(names) & set(gone):  # the net under --runs is another model now
+        ap.error(f"only: {', '.join(sorted(set(names) & set(gone)))} is a stored row whose net was retrained as "
+                 f"{', '.join(gone[k] for k in sorted(set(names) & set(gone)))}; run that row instead")
+    if not a.only:
+        names = [k for k in names if k not in gone]
     t0 = time.perf_counter()
     if a.phase in ("sweep", "all"):
         for name in names:
@@ -774,8 +803,8 @@ def main(argv=None) -> dict:
             new = sweep_phase(name, models[name], a, sizes, work)
             res["rows"][name] = {**old, **new, "estimators": {**old.get("estimators", {}), **new.get("estimators", {})}}
             save_json(out_path, res)
-    originals = TINY if a.tiny else MODELS
-    finish(res, originals, a.tc_from)
+    base = TINY if a.tiny else MODELS
+    finish(res, base, a.tc_from)
     if a.phase in ("arms", "all"):
         for name in names:
             if name not in res["rows"]:  # no sweep yet: the estimators of the sweep phase's cache
@@ -784,7 +813,7 @@ def main(argv=None) -> dict:
             res["rows"][name]["window_arms" if a.window_arms else "arms"] = arms_phase(
                 name, models[name], a, sizes, work, res["rows"][name], res["chosen"])
             save_json(out_path, res)
-    finish(res, originals, a.tc_from)
+    finish(res, base, a.tc_from)
     res["seconds_this_call"] = time.perf_counter() - t0
     save_json(out_path, res)
     return res

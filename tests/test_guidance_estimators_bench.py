@@ -108,3 +108,24 @@ def test_estimator_batch_sets_the_profiles_backward_passes(tmp_path):
             "--tc-from", "speciation"])
     e = json.loads(out.read_text())["rows"]["tiny-patch-a"]["estimators"]["sensitivity"]
     assert e["cost"] == {"samples": 3, "nfe_forward_per_sample": 16.0, "backward_passes": 3}
+
+
+def test_a_recreated_net_takes_its_stored_rows_place_only_with_its_own_sweep():
+    """A stored row whose net was retrained as another model (REPLACES) stays in the result as history; the six
+    that RULE uses take the re-created row instead once it has a sweep, never its estimates under the stored name;
+    and the stored name can no longer be run (the net under --runs is the re-created one)."""
+    import pytest
+
+    B = _bench()
+    new, (old, _) = next(iter(B.REPLACES.items()))
+    assert new in B.RECREATED and old in B.MODELS
+    rows = {k: {"model": k} for k in B.MODELS}
+    assert B.originals(rows, B.MODELS) == list(B.MODELS)  # no sweep of the re-created net yet: the stored six
+    rows[new] = {"model": new, "estimators": {}}
+    assert B.originals(rows, B.MODELS) == list(B.MODELS)
+    rows[new]["peak_logsnr"] = 0.0
+    six = B.originals(rows, B.MODELS)
+    assert new in six and old not in six and len(six) == len(B.MODELS)
+    with pytest.raises(SystemExit) as exc:
+        B.main(["--phase", "sweep", "--no-sweep", "--only", old, "--out", "/nonexistent/r.json"])
+    assert exc.value.code == 2
