@@ -181,8 +181,9 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED, n: "int | None
             out[name] = {"error": "needs the evaluation classifier, which is not on disk (sensitivity-implicit is "
                                   "the profile without one)"}
             continue
+        size = n if name in SIZED else None
         try:
-            tc = estimate(name, cfg, setup.images, model, clf, cache=cache, n=n if name in SIZED else None)
+            tc = estimate(name, cfg, setup.images, model, clf, cache=cache, n=size)
             out[name] = {"logsnr": tc.logsnr, "t": tc.t, "sigma_over_a": tc.sigma_over_a, "ci": tc.logsnr_ci}
             if tc.extras.get("window") is not None:
                 out[name]["window"] = list(tc.extras["window"])
@@ -191,9 +192,8 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED, n: "int | None
         out[name]["seconds"] = time.perf_counter() - t0
         out[name]["cpu_seconds"] = time.process_time() - c0
         out[name]["evaluations"] = model.evals - e0  # forward sample-evaluations (a backward pass not counted)
-        key = cache_key("sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity",
-                        n if name in SIZED else None)
-        ckey = cache_key("commitment", n if name in SIZED else None)
+        key = cache_key("sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity", size)
+        ckey = cache_key("commitment", size)
         if name.startswith("commitment") and ckey in cache:
             c = cache[ckey]
             out[name]["cost"] = {"states": int(c.phi_state.shape[1]), "clones": int(c.k),

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..io import sha256_file  # noqa: F401  (re-exported: pack.py and the tests read it here)
+from ..io import sha256_file  # pack.py and the tests read it here too
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
@@ -89,8 +89,10 @@ def weights_id(spec) -> Optional[str]:
     name = spec_name(spec) if isinstance(spec, str) else None
     if name is None:
         return None
+    from ..nets.checkpoint import EMA, WEIGHTS  # the files load_net reads, in the order the folder id uses
+
     files = entry(name)["files"]
-    weights = next(f for f in ("ema.safetensors", "weights.safetensors") if f in files)
+    weights = next(f for f in (EMA, WEIGHTS) if f in files)
     return f"{name}@{files[weights][:16]}"
 
 

@@ -304,8 +304,7 @@ ESTIMATORS: dict[str, Callable[..., TimeEstimate]] = {
     "linear-response+offset": _shifted("linear-response"), "speciation+offset": _shifted("speciation")}
 SIZED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box",
          "sensitivity-implicit")  # the sampling estimators whose size ``n`` :func:`estimate` can set
-CACHED = ("commitment", "commitment-midpoint", "commitment-slope", "sensitivity", "sensitivity-box", "sensitivity-implicit",
-          "linear-response+offset", "speciation+offset")  # the estimators that take the shared ``cache``
+CACHED = SIZED + ("linear-response+offset", "speciation+offset")  # the estimators that take the shared ``cache``
 
 
 def estimate(name: str, cfg, images, model, classifier=None, cache: Optional[dict] = None,
