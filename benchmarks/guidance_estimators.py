@@ -93,7 +93,11 @@ VALIDATION = {
 # command; where the retrained net is NOT the stored model (its linear-response estimate differs beyond rounding),
 # it is its own row with its own sweep and estimators, and it takes the stored row's place among the six that RULE
 # uses once it has a sweep (:func:`originals`); the stored row stays in the result as history, never mixed with it
-RECREATED = {"net-digits16-r": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None)}
+RECREATED = {"net-digits16-r": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
+             "net-textures32-r": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
+             # clf_mnist28 is not on disk; the shipped classifier of the same recipe scores this row (its own sweep
+             # included), as it scores patch-mnist28 and net-ref-mnist28
+             "net-mnist28-r": (dict(model="net:{runs}/net_mnist28", data="mnist"), "pretrained:mnist28-clf", None)}
 REPLACES = {"net-digits16-r": ("net-digits16", "net-digits16 retrained 2026-12-05 with its recorded command (critdiff "
                                                "train --data digits:size=16 --steps 2000 --batch 64 --threads 1, seed "
                                                "0): not the stored net (linear-response -1.488 against the stored "
@@ -729,6 +733,8 @@ def merge(files: list[Path], out: Path, tc_from) -> dict:
             res["rows"][k] = {**old, **row, **{key: {**old[key], **row[key]} for key in MERGED_KEYS
                                                  if isinstance(old.get(key), dict) and isinstance(row.get(key), dict)}}
         res.update({k: v for k, v in part.items() if k in ("tiny", "platform", "torch")})
+    for k in set(REPLACES) & set(res["rows"]):  # a re-created row's note is the script's (written once measured)
+        res["rows"][k]["note"] = REPLACES[k][1]
     res["merged_from"] = [str(f) for f in files]
     save_json(out, finish(res, TINY if res.get("tiny") else MODELS, tc_from))
     return res
