@@ -101,7 +101,12 @@ RECREATED = {"net-digits16-r": (dict(model="net:{runs}/net_digits16", data="digi
 REPLACES = {"net-digits16-r": ("net-digits16", "net-digits16 retrained 2026-12-05 with its recorded command (critdiff "
                                                "train --data digits:size=16 --steps 2000 --batch 64 --threads 1, seed "
                                                "0): not the stored net (linear-response -1.488 against the stored "
-                                               "-1.633), so this row has its own sweep and estimators")}
+                                               "-1.633), so this row has its own sweep and estimators"),
+            "net-textures32-r": ("net-textures32", "net-textures32 retrained 2026-12-05 with its recorded command "
+                                                   "(critdiff train --data textures:size=32 --steps 2000 --batch 32 "
+                                                   "--threads 1, seed 0; stopped and resumed exactly at checkpoints): "
+                                                   "not the stored net (linear-response -5.319 against the stored "
+                                                   "-4.501), so this row has its own sweep and estimators")}
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random")
 WINDOW_ARMS = ("window", "interval", "constant", "tc")  # --window-arms: the estimated window against the baselines
 RULE = ("default estimator = the candidate with the smallest mean out-of-sample |estimate - log p peak| over the "
@@ -380,6 +385,9 @@ def arms_phase(name: str, spec, a, sizes: dict, work: Path, row: dict, chosen: s
     with ``--window-arms`` instead: :data:`WINDOW_ARMS` with the window of ``--window-from`` (default
     ``sensitivity``) on baseline 0 and on baseline 1."""
     fields, clf_name, n = spec
+    if "logsnr" not in row["estimators"].get(chosen, {}):
+        raise ValueError(f"tc-from: {name} has no {chosen} estimate in --out (a shifted estimator's offset is fitted "
+                         f"on the other models' rows: run the arms phase on a copy of the merged result)")
     tc = row["estimators"][chosen]["logsnr"]
     out = {}
     window = None
