@@ -95,9 +95,7 @@ VALIDATION = {
 # uses once it has a sweep (:func:`originals`); the stored row stays in the result as history, never mixed with it
 RECREATED = {"net-digits16-r": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
              "net-textures32-r": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
-             # clf_mnist28 is not on disk; the shipped classifier of the same recipe scores this row (its own sweep
-             # included), as it scores patch-mnist28 and net-ref-mnist28
-             "net-mnist28-r": (dict(model="net:{runs}/net_mnist28", data="mnist"), "pretrained:mnist28-clf", None)}
+             "net-mnist28-r": (dict(model="net:{runs}/net_mnist28", data="mnist"), "clf_mnist28", None)}
 REPLACES = {"net-digits16-r": ("net-digits16", "net-digits16 retrained 2026-12-05 with its recorded command (critdiff "
                                                "train --data digits:size=16 --steps 2000 --batch 64 --threads 1, seed "
                                                "0): not the stored net (linear-response -1.488 against the stored "
