@@ -104,10 +104,12 @@ def test_autograd_profile_equals_the_dense_product_of_step_jacobians(baseline, s
     assert F.shape == (5,)
 
 
-def test_autograd_profile_equals_finite_pulses_on_a_nonlinear_model_with_ddpm():
+@pytest.mark.parametrize("recompute", [False, True])
+def test_autograd_profile_equals_finite_pulses_on_a_nonlinear_model_with_ddpm(recompute):
     """Empirical (memorising, nonlinear) conditional denoiser, DDPM with one generator per sample: the pathwise
     derivative by autograd equals central differences of +-delta pulses run through ``Guided`` with the same noise
-    (float64; delta = 1e-4 leaves a truncation error ~delta^2 times the third derivative)."""
+    (float64; delta = 1e-4 leaves a truncation error ~delta^2 times the third derivative); also when every
+    evaluation is recomputed in the backward pass instead of kept (``recompute``)."""
     g = torch.Generator().manual_seed(3)
     images = torch.randn(8, 1, 2, 2, generator=g, dtype=torch.float64) * 0.5
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
@@ -118,10 +120,34 @@ def test_autograd_profile_equals_finite_pulses_on_a_nonlinear_model_with_ddpm():
     x = SM.initial_noise((4, 1, 2, 2), sig, SM.seed_generators(1, 4), dtype=torch.float64)
     label = torch.tensor([0, 1, 1, 0])
     r, _, _ = sensitivity_profile(model, x, sig, label, classifier_logp(clf), sampler="ddpm",
-                                  generator=SM.seed_generators(9, 4), baseline=0.0)
+                                  generator=SM.seed_generators(9, 4), baseline=0.0, recompute=recompute)
     fd = pulse_response(model, x, sig, label, classifier_logp(clf), sampler="ddpm", generator_seed=9, delta=1e-4)
     np.testing.assert_allclose(r, fd, rtol=1e-5, atol=1e-7)
     assert np.abs(r).max() > 1e-2
+
+
+def test_recomputed_profile_of_the_patch_model_equals_the_kept_one():
+    """The analytic patch model (the models the estimators recompute, SENS_RECOMPUTE): recomputing each evaluation
+    in the backward pass gives the profile of the kept graph (the same operations again: rounding only)."""
+    from critdiff.scores.patch import PatchScore
+
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(12, 1, 6, 6, generator=g, dtype=torch.float64)
+    labels = torch.arange(12) % 3
+    model = PatchScore(images, "square:3", boundary="zero", labels=labels)
+    clf = torch.nn.Linear(36, 3).double()
+    torch.nn.init.normal_(clf.weight, generator=g)
+    clf.logits = lambda x: clf(x.reshape(x.shape[0], -1))
+    sig = _grid(6)
+    x = SM.initial_noise((3, 1, 6, 6), sig, SM.seed_generators(2, 3), dtype=torch.float64)
+    label = torch.tensor([0, 1, 2])
+    kept, F0, n0 = sensitivity_profile(model, x, sig, label, classifier_logp(clf), sampler="ddpm",
+                                       generator=SM.seed_generators(7, 3))
+    again, F1, n1 = sensitivity_profile(model, x, sig, label, classifier_logp(clf), sampler="ddpm",
+                                        generator=SM.seed_generators(7, 3), recompute=True)
+    np.testing.assert_allclose(again, kept, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(F1, F0, rtol=1e-12)
+    assert np.abs(kept).max() > 1e-3 and (n0 == n1).all()
 
 
 def test_profile_rejects_bad_input():

@@ -60,6 +60,7 @@ from ...seeding import derive
 from ...times import TimeEstimate
 from .config import AUTO_TC_FROM, DEFAULT_TC_FROM, TC_FROM_CHOICES, TC_SOURCES, GuideConfig
 from .tc import probe_tc
+from ..config import ANALYTIC
 from ..start import probe_spacing
 
 ALWAYS = ("theory", "speciation")
@@ -67,6 +68,9 @@ ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
 # 32 samples x 2 evaluations x N steps (+ one backward pass per batch): <= 10% of a 9-centre sweep's NFE at n = 200
 SENS_N = 32
 SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's activations (patch model: ~0.8 GB each)
+# the analytic models' profiles recompute each evaluation in the backward pass instead of keeping its activations
+# (probes/guidance_sensitivity.py NodeWeights): patch-mnist28 kept > 23 GB at one sample without it; nets keep theirs
+SENS_RECOMPUTE = ANALYTIC
 # the implicit classifier's reading level (eq. 2.7): logsnr 2 (sigma/a = 0.37), after the class is decided on the
 # benchmark's nets (commitment 0.8 to 4.3, docs/guidance.md 5.4) and before the pixel noise; a choice, not fitted
 SENS_IMPLICIT_LOGSNR, SENS_DRAWS = 2.0, 4
@@ -248,7 +252,8 @@ def sensitivity_run(cfg, images, model, classifier, n: int = SENS_N):
     for k in range(0, n, step):
         sl = slice(k, min(n, k + step))
         r, _, f = sensitivity_profile(model, x[sl], sigmas, labels[sl], outcome,
-                                      sampler=cfg.sampler, generator=gens[sl], baseline=cfg.baseline)
+                                      sampler=cfg.sampler, generator=gens[sl], baseline=cfg.baseline,
+                                      recompute=cfg.kind in SENS_RECOMPUTE)
         parts.append(r)
         nfe.append(f)
     extra = getattr(outcome, "nfe", 0) / n  # the implicit classifier's evaluations per sample
