@@ -204,7 +204,9 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED, n: "int | None
             out[name] = {"error": str(exc)}
         out[name]["seconds"] = time.perf_counter() - t0
         out[name]["cpu_seconds"] = time.process_time() - c0
-        out[name]["evaluations"] = model.evals - e0  # forward sample-evaluations (a backward pass not counted)
+        # forward sample-evaluations, with those an analytic model recomputes in the backward pass (SENS_RECOMPUTE);
+        # the backward pass itself is not counted
+        out[name]["evaluations"] = model.evals - e0
         key = cache_key("sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity", size)
         ckey = cache_key("commitment", size)
         if name.startswith("commitment") and ckey in cache:
