@@ -34,8 +34,9 @@ samples per backward pass, for a costly model; ``--table`` prints every estimato
 (:func:`distance_table`) and its cost beside the sweep's (:func:`cost_table`).
 
 :data:`RULE` (written before the 2026-12-05 run) chooses the default estimator. A stored net retrained as another
-model (:data:`RECREATED`, :data:`REPLACES`: ``net-digits16-r``) is its own row with its own sweep, and takes the stored
-row's place among the six once that sweep exists (:func:`originals`; docs/guidance.md 5.14).
+model (:data:`RECREATED`, :data:`REPLACES`: all three stored nets, ``net-digits16-r`` etc.) is its own row with its
+own sweep, and takes the stored row's place among the six once that sweep exists (:func:`originals`;
+docs/guidance.md 5.14, 5.15).
 
 Runs resume (each guide run is a folder under ``--work``); the summary is written to ``--out`` atomically after
 every model. ``--tiny`` runs a seconds-sized smoke test on a tiny patch model (it is NOT a result).
@@ -89,28 +90,34 @@ VALIDATION = {
     # (step 4500, the weights its stored numbers were measured on; pretrained:mnist28 has since moved to a later step)
     "net-ref-mnist28": (dict(model="pretrained:mnist28-s4500", data="mnist"), "pretrained:mnist28-clf", None),
 }
+
+
+def _retrained(stored: str, command: str, lr: str, lr_stored: str, also: str = "") -> str:
+    """The note of a re-created row: how its net was retrained and why it is not the stored one."""
+    return (f"{stored} retrained 2026-12-05 with its recorded command ({command}): not the stored net (linear-response "
+            f"{lr} against the stored {lr_stored}), so this row has its own sweep and estimators{also}")
+
+
 # re-created nets (docs/guidance.md 5.14): a stored net's checkpoint is gone, so it was retrained with its recorded
 # command; where the retrained net is NOT the stored model (its linear-response estimate differs beyond rounding),
 # it is its own row with its own sweep and estimators, and it takes the stored row's place among the six that RULE
-# uses once it has a sweep (:func:`originals`); the stored row stays in the result as history, never mixed with it
-RECREATED = {"net-digits16-r": (dict(model="net:{runs}/net_digits16", data="digits:size=16"), "clf_digits16", None),
-             "net-textures32-r": (dict(model="net:{runs}/net_tex32", data="textures:size=32"), "clf_tex32", None),
-             "net-mnist28-r": (dict(model="net:{runs}/net_mnist28", data="mnist"), "clf_mnist28", None)}
-REPLACES = {"net-digits16-r": ("net-digits16", "net-digits16 retrained 2026-12-05 with its recorded command (critdiff "
-                                               "train --data digits:size=16 --steps 2000 --batch 64 --threads 1, seed "
-                                               "0): not the stored net (linear-response -1.488 against the stored "
-                                               "-1.633), so this row has its own sweep and estimators"),
-            "net-textures32-r": ("net-textures32", "net-textures32 retrained 2026-12-05 with its recorded command "
-                                                   "(critdiff train --data textures:size=32 --steps 2000 --batch 32 "
-                                                   "--threads 1, seed 0; stopped and resumed exactly at checkpoints): "
-                                                   "not the stored net (linear-response -5.319 against the stored "
-                                                   "-4.501), so this row has its own sweep and estimators"),
-            "net-mnist28-r": ("net-mnist28", "net-mnist28 retrained 2026-12-05 with its recorded command (critdiff "
-                                             "train --data mnist --batch 64 --threads 1, seed 0, to the stored run's "
-                                             "step 1781; the learning rate does not depend on --steps): not the "
-                                             "stored net (linear-response -2.784 against the stored -3.168), so this "
-                                             "row has its own sweep and estimators; clf_mnist28 re-created (held-out "
-                                             "0.992 on 1000, the stored value)")}
+# uses once it has a sweep (:func:`originals`); the stored row stays in the result as history, never mixed with it.
+# re-created row -> (the stored row it replaces among the six, its note)
+REPLACES = {
+    "net-digits16-r": ("net-digits16", _retrained(
+        "net-digits16", "critdiff train --data digits:size=16 --steps 2000 --batch 64 --threads 1, seed 0",
+        "-1.488", "-1.633")),
+    "net-textures32-r": ("net-textures32", _retrained(
+        "net-textures32", "critdiff train --data textures:size=32 --steps 2000 --batch 32 --threads 1, seed 0; "
+        "stopped and resumed exactly at checkpoints", "-5.319", "-4.501")),
+    "net-mnist28-r": ("net-mnist28", _retrained(
+        "net-mnist28", "critdiff train --data mnist --batch 64 --threads 1, seed 0, to the stored run's step 1781; the "
+        "learning rate does not depend on --steps", "-2.784", "-3.168",
+        "; clf_mnist28 re-created (held-out 0.992 on 1000, the stored value)")),
+}
+STORED = {old: new for new, (old, _) in REPLACES.items()}  # stored row -> its re-created row
+# a re-created row runs its stored row's spec: the same recorded command wrote the net into the same folder
+RECREATED = {new: MODELS[old] for new, (old, _) in REPLACES.items()}
 ARMS = ("none", "cond", "constant", "interval", "interval-ours", "linear", "tc", "random")
 WINDOW_ARMS = ("window", "interval", "constant", "tc")  # --window-arms: the estimated window against the baselines
 RULE = ("default estimator = the candidate with the smallest mean out-of-sample |estimate - log p peak| over the "
@@ -207,7 +214,8 @@ def estimators(cfg: GuideConfig, clf, path: Path, names=COMPUTED, n: "int | None
         # forward sample-evaluations, with those an analytic model recomputes in the backward pass (SENS_RECOMPUTE);
         # the backward pass itself is not counted
         out[name]["evaluations"] = model.evals - e0
-        key = cache_key("sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity", size)
+        profile = "sensitivity-implicit" if name == "sensitivity-implicit" or clf is None else "sensitivity"
+        key = cache_key(profile, size)
         ckey = cache_key("commitment", size)
         if name.startswith("commitment") and ckey in cache:
             c = cache[ckey]
@@ -314,7 +322,7 @@ def sweep_baseline1(name: str, spec, a, sizes: dict, work: Path) -> dict:
 def originals(rows: dict, models: dict) -> list:
     """The original models that RULE uses: ``models``, where a stored row is replaced by its re-created row
     (:data:`REPLACES`) once that row has a sweep."""
-    swap = {old: new for new, (old, _) in REPLACES.items() if "peak_logsnr" in rows.get(new, {})}
+    swap = {old: new for old, new in STORED.items() if "peak_logsnr" in rows.get(new, {})}
     return [swap.get(k, k) for k in models]
 
 
@@ -726,7 +734,7 @@ def switch_decision(res: dict) -> dict:
 
 def export_offsets(res: dict, path: Path = OFFSETS_FILE) -> dict:
     """Write the table the shifted estimators read at run time, from the original six rows of ``res``."""
-    table = offset_table({"rows": {k: res["rows"][k] for k in originals(res["rows"], MODELS) if k in res["rows"]}},
+    table = offset_table({"rows": {k: res["rows"][k] for k in res["originals"]}},  # the six that finish() used
                          source="benchmarks/results/guidance_estimators.json")
     save_json(path, table)
     return table
@@ -810,12 +818,11 @@ def main(argv=None) -> dict:
     res = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
     res.update(tiny=a.tiny, platform=platform.platform(), torch=torch.__version__)
     names = a.only.split(",") if a.only else list(models)
-    gone = {old: new for new, (old, _) in REPLACES.items()}
-    if a.phase != "arms" and not a.tiny and set(names) & set(gone):  # the net under --runs is another model now
-        ap.error(f"only: {', '.join(sorted(set(names) & set(gone)))} is a stored row whose net was retrained as "
-                 f"{', '.join(gone[k] for k in sorted(set(names) & set(gone)))}; run that row instead")
+    if a.phase != "arms" and not a.tiny and set(names) & set(STORED):  # the net under --runs is another model now
+        ap.error(f"only: {', '.join(sorted(set(names) & set(STORED)))} is a stored row whose net was retrained as "
+                 f"{', '.join(STORED[k] for k in sorted(set(names) & set(STORED)))}; run that row instead")
     if not a.only:
-        names = [k for k in names if k not in gone]
+        names = [k for k in names if k not in STORED]
     t0 = time.perf_counter()
     if a.phase in ("sweep", "all"):
         for name in names:

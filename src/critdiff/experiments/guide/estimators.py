@@ -67,7 +67,7 @@ ALWAYS = ("theory", "speciation")
 ENSEMBLE_N, DECISION_N, COMMIT_N, COMMIT_K, COMMIT_TIMES = 8, 32, 32, 4, 8
 # 32 samples x 2 evaluations x N steps (+ one backward pass per batch): <= 10% of a 9-centre sweep's NFE at n = 200
 SENS_N = 32
-SENS_BATCH = 4  # samples per backward pass: autograd keeps every evaluation's activations (patch model: ~0.8 GB each)
+SENS_BATCH = 4  # samples per backward pass: a net's autograd keeps every evaluation's activations
 # the analytic models' profiles recompute each evaluation in the backward pass instead of keeping its activations
 # (probes/guidance_sensitivity.py NodeWeights): patch-mnist28 kept > 23 GB at one sample without it; nets keep theirs
 SENS_RECOMPUTE = ANALYTIC
